@@ -1,0 +1,63 @@
+"""Element-wise activations (ReLU, GELU) and the softmax."""
+import numpy as np
+
+from .base import Layer
+from ..backend import array_module
+
+
+def softmax(z, axis=-1):
+    """exp(z - max z) / sum exp(z - max z): subtracting the max keeps exp from overflowing."""
+    xp = array_module(z)
+    e = xp.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(dprobs, probs, axis=-1):
+    """dz = J^T dprobs = probs * (dprobs - <dprobs, probs>): the full Jacobian-vector product."""
+    return probs * (dprobs - (dprobs * probs).sum(axis=axis, keepdims=True))
+
+
+class Softmax(Layer):
+    """Softmax over one axis (rows sum to 1)."""
+
+    def __init__(self, axis=-1):
+        self.axis = axis
+
+    def forward(self, z):
+        self.probs = softmax(z, self.axis)
+        return self.probs
+
+    def backward(self, dout):
+        return softmax_backward(dout, self.probs, self.axis)
+
+
+class ReLU(Layer):
+    """max(0, x); the gradient passes where x > 0."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+GELU_C = np.sqrt(2.0 / np.pi)
+
+
+class GELU(Layer):
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh form used by GPT-2."""
+
+    def forward(self, x):
+        xp = array_module(x)
+        self.x = x
+        self.t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))
+        return 0.5 * x * (1.0 + self.t)
+
+    def backward(self, dout):
+        x, t = self.x, self.t
+        du_dx = GELU_C * (1.0 + 3 * 0.044715 * x * x)     # u = c (x + 0.044715 x^3)
+        return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+
+
+ACTIVATIONS = {"relu": ReLU, "gelu": GELU}

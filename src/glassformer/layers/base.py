@@ -1,0 +1,101 @@
+"""Layer: the contract every layer keeps (forward, backward, live (param, grad) pairs, zero_grad)."""
+import numpy as np
+
+from .. import backend
+from ..errors import UserError
+
+
+class Layer:
+    """Base class; subclasses name their parameters in own_parameters() and sub-layers in children().
+
+    Convention: a parameter attribute `W` has its gradient in `dW`, allocated once and updated in place.
+    """
+
+    training = True
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def own_parameters(self):
+        """{name: (param, grad)} of this layer alone."""
+        return {}
+
+    def children(self):
+        """{name: Layer} of the sub-layers, in forward order."""
+        return {}
+
+    def named_parameters(self, prefix=""):
+        """[(dotted name, (param, grad))] for this layer and every sub-layer."""
+        out = [(prefix + name, pg) for name, pg in self.own_parameters().items()]
+        for cname, child in self.children().items():
+            out += child.named_parameters(prefix + cname + ".")
+        return out
+
+    def get_parameters(self):
+        """Live (param, grad) pairs: optimizers update them in place."""
+        return [pg for _, pg in self.named_parameters()]
+
+    def n_parameters(self):
+        return sum(int(p.size) for p, _ in self.get_parameters())
+
+    def zero_grad(self):
+        for _, g in self.get_parameters():
+            g[...] = 0
+
+    def train(self, mode=True):
+        self.training = mode
+        for child in self.children().values():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def state_dict(self):
+        """{dotted name: parameter array} (live arrays; copy before keeping)."""
+        return {name: p for name, (p, _) in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Copy arrays into the parameters in place, checking names and shapes first."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise UserError(f"parameters do not match the model: missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]}")
+        for name, p in own.items():
+            if tuple(state[name].shape) != tuple(p.shape):
+                raise UserError(f"parameter {name!r} has shape {tuple(state[name].shape)}, "
+                                f"the model expects {tuple(p.shape)}")
+        for name, p in own.items():
+            xp = backend.array_module(p)
+            p[...] = xp.asarray(state[name], dtype=p.dtype)
+
+    def _convert(self, fn):
+        """Rebuild every parameter and gradient with fn (device or dtype change); returns self."""
+        for name in self.own_parameters():
+            p = fn(getattr(self, name))
+            setattr(self, name, p)
+            setattr(self, "d" + name, backend.array_module(p).zeros_like(p))
+        for child in self.children().values():
+            child._convert(fn)
+        return self
+
+    def to(self, device):
+        """Move the parameters to "cpu"/"numpy" or "cuda"/"cupy" (rebuild optimizers afterwards)."""
+        name = {"cpu": "numpy", "cuda": "cupy", "gpu": "cupy"}.get(device, device)
+        xp = backend.xp_for(name)
+        return self._convert(lambda p: xp.asarray(backend.to_numpy(p)) if xp is not np
+                             else backend.to_numpy(p))
+
+    def astype(self, dtype):
+        """Cast the parameters (float64 for gradient checks); rebuild optimizers afterwards."""
+        return self._convert(lambda p: p.astype(dtype))
+
+
+def new_param(values, dtype):
+    """A parameter array on the current backend from NumPy values."""
+    return backend.to_device(np.asarray(values, dtype=dtype))

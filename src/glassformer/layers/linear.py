@@ -1,0 +1,46 @@
+"""Linear: y = x @ W + b over the last axis."""
+import numpy as np
+
+from .base import Layer, new_param
+from ..backend import array_module
+
+
+class Linear(Layer):
+    """y = x @ W + b; Xavier-uniform init by default, or normal(0, std)."""
+
+    def __init__(self, d_in, d_out, rng, bias=True, init="xavier", std=0.02, dtype="float32"):
+        if init == "xavier":
+            limit = np.sqrt(6.0 / (d_in + d_out))
+            W = rng.uniform(-limit, limit, (d_in, d_out))
+        elif init == "normal":
+            W = rng.normal(0.0, std, (d_in, d_out))
+        elif init == "zeros":
+            W = np.zeros((d_in, d_out))
+        else:
+            raise ValueError(f"unknown init {init!r}")
+        self.W = new_param(W, dtype)
+        self.dW = array_module(self.W).zeros_like(self.W)
+        self.bias = bias
+        if bias:
+            self.b = new_param(np.zeros(d_out), dtype)
+            self.db = array_module(self.b).zeros_like(self.b)
+
+    def forward(self, x):                                   # x: (..., d_in)
+        self.x = x
+        y = x @ self.W                                      # (..., d_out)
+        if self.bias:
+            y += self.b
+        return y
+
+    def backward(self, dout):                               # dout: (..., d_out)
+        x2 = self.x.reshape(-1, self.x.shape[-1])
+        d2 = dout.reshape(-1, dout.shape[-1])
+        self.dW += x2.T @ d2                                # accumulate: tied weights, micro-batches
+        if self.bias:
+            self.db += d2.sum(axis=0)
+        return dout @ self.W.T                              # dx: (..., d_in)
+
+    def own_parameters(self):
+        if self.bias:
+            return {"W": (self.W, self.dW), "b": (self.b, self.db)}
+        return {"W": (self.W, self.dW)}

@@ -1,0 +1,38 @@
+"""Normalisation layers: LayerNorm (Ba et al. 2016)."""
+import numpy as np
+
+from .base import Layer, new_param
+from ..backend import array_module
+
+
+class LayerNorm(Layer):
+    """out = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis."""
+
+    def __init__(self, d_model, eps=1e-5, dtype="float32"):
+        self.eps = eps
+        self.gamma = new_param(np.ones(d_model), dtype)
+        self.beta = new_param(np.zeros(d_model), dtype)
+        xp = array_module(self.gamma)
+        self.dgamma, self.dbeta = xp.zeros_like(self.gamma), xp.zeros_like(self.beta)
+
+    def forward(self, x):                                   # x: (..., C)
+        xp = array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)                 # (..., 1)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        self.rstd = 1.0 / xp.sqrt(var + self.eps)           # (..., 1)
+        self.x_hat = xc * self.rstd                         # (..., C)
+        return self.x_hat * self.gamma + self.beta
+
+    def backward(self, dout):                               # dout: (..., C)
+        C = dout.shape[-1]
+        d2, xh2 = dout.reshape(-1, C), self.x_hat.reshape(-1, C)
+        self.dgamma += (d2 * xh2).sum(axis=0)               # forward: out = x_hat * gamma + beta
+        self.dbeta += d2.sum(axis=0)
+        dx_hat = dout * self.gamma
+        # x_hat = (x - mean) * rstd: subtract the mean of dx_hat and its projection on x_hat
+        return self.rstd * (dx_hat - dx_hat.mean(axis=-1, keepdims=True)
+                            - self.x_hat * (dx_hat * self.x_hat).mean(axis=-1, keepdims=True))
+
+    def own_parameters(self):
+        return {"gamma": (self.gamma, self.dgamma), "beta": (self.beta, self.dbeta)}

@@ -1,0 +1,61 @@
+"""ModelConfig: every hyper-parameter of a model, saved inside every checkpoint."""
+from dataclasses import dataclass, asdict, fields
+
+from ..errors import UserError
+
+MODEL_KINDS = ("encoder_classifier", "decoder_lm")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    kind: str = "encoder_classifier"   # or "decoder_lm"
+    d_model: int = 64                  # C
+    n_heads: int = 4                   # H; d_head = d_model // n_heads
+    n_layers: int = 2
+    d_ff: int = 256
+    max_len: int = 64                  # longest sequence the positional table covers
+    dropout: float = 0.0
+    norm_first: bool = False           # False: post-LN (2017 paper); True: pre-LN (GPT-2)
+    activation: str = "relu"           # "relu" or "gelu"
+    positional: str = "sinusoidal"     # "sinusoidal" or "learned"
+    fused_qkv: bool = True
+    n_classes: int = 10                # encoder_classifier: size of the output layer
+    pooling: str = "first"             # encoder_classifier: "first" or "mean"
+    tie_weights: bool = True           # decoder_lm: the LM head reuses the token embedding
+    init: str = "xavier"               # "xavier", or "normal" (std 0.02, GPT-2 style)
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise UserError(f"unknown model kind {self.kind!r}: use one of {MODEL_KINDS}")
+        if self.d_model % self.n_heads:
+            raise UserError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout={self.dropout} must be in [0, 1)")
+        choices = {"activation": ("relu", "gelu"), "positional": ("sinusoidal", "learned"),
+                   "pooling": ("first", "mean"), "init": ("xavier", "normal"),
+                   "dtype": ("float32", "float64", "float16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name}={getattr(self, name)!r}: use one of {allowed}")
+
+    @property
+    def d_head(self):
+        return self.d_model // self.n_heads
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a checkpoint's JSON, saying which keys are unknown."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"unknown model config keys {unknown}: was the checkpoint written by a "
+                            "newer glassformer?")
+        return cls(**d)

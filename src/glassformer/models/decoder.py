@@ -1,0 +1,96 @@
+"""DecoderLM: causal transformer blocks and an LM head (optionally tied to the token embedding)."""
+import numpy as np
+
+from ..backend import array_module
+from ..generation import sample_next, validate_sampling
+from ..layers.base import Layer
+from ..layers.dropout import Dropout
+from ..layers.embedding import Embedding
+from ..layers.linear import Linear
+from ..layers.norm import LayerNorm
+from .encoder import make_blocks, make_positional
+
+
+class DecoderLM(Layer):
+    """ids (B, T) -> next-token logits (B, T, V); position t sees tokens 0..t only."""
+
+    def __init__(self, config, rng):
+        self.config = config
+        C, V = config.d_model, config.vocab_size
+        std = 0.02 if config.init == "normal" else None
+        self.tok_emb = Embedding(V, C, rng, std=std, dtype=config.dtype)
+        self.pos = make_positional(config, rng)
+        self.drop = Dropout(config.dropout, rng)
+        self.blocks = make_blocks(config, rng, causal=True)
+        self.ln_f = LayerNorm(C, dtype=config.dtype) if config.norm_first else None
+        self.head = None if config.tie_weights else \
+            Linear(C, V, rng, bias=False, init=config.init, dtype=config.dtype)
+
+    def forward(self, ids, caches=None, start=0):           # ids: (B, T)
+        x = self.drop.forward(self.pos.forward(self.tok_emb.forward(ids), start))  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block.forward(x, None, None if caches is None else caches[i])
+        if self.ln_f is not None:
+            x = self.ln_f.forward(x)
+        self.h = x
+        if self.head is None:
+            return x @ self.tok_emb.W.T                     # (B, T, V): tied weights
+        return self.head.forward(x)
+
+    def backward(self, dlogits):                            # dlogits: (B, T, V)
+        if self.head is None:
+            V, C = self.tok_emb.W.shape
+            self.tok_emb.dW += dlogits.reshape(-1, V).T @ self.h.reshape(-1, C)  # logits = h E^T
+            dx = dlogits @ self.tok_emb.W
+        else:
+            dx = self.head.backward(dlogits)
+        if self.ln_f is not None:
+            dx = self.ln_f.backward(dx)
+        for block in reversed(self.blocks):
+            dx = block.backward(dx)
+        self.tok_emb.backward(self.pos.backward(self.drop.backward(dx)))
+        return None
+
+    def children(self):
+        kids = {"tok_emb": self.tok_emb, "pos": self.pos, "drop": self.drop}
+        kids.update({f"blocks.{i}": b for i, b in enumerate(self.blocks)})
+        if self.ln_f is not None:
+            kids["ln_f"] = self.ln_f
+        if self.head is not None:
+            kids["head"] = self.head
+        return kids
+
+    def generate(self, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                 eos_id=None, use_cache=True, rng=None):
+        """Continue the prompt `ids` (a list of ints); returns only the new ids.
+
+        temperature 0 is greedy; with use_cache each step feeds one token and reuses the cached keys
+        and values (the same result as recomputing the whole context).
+        """
+        validate_sampling(temperature, top_k, top_p)
+        if len(ids) == 0:
+            raise ValueError("generate needs a prompt of at least one token")
+        rng = rng if rng is not None else np.random.default_rng(seed)
+        xp = array_module(self.tok_emb.W)
+        was_training = self.training
+        self.eval()
+        context, new = list(ids), []
+        max_len = self.config.max_len
+        caches, start = None, 0
+        try:
+            for _ in range(max_new_tokens):
+                if use_cache and caches is not None and len(context) <= max_len:
+                    step_ids, start = context[-1:], len(context) - 1        # only the new token
+                else:                                                      # (re)fill the cache
+                    window = context[-max_len:]
+                    step_ids, start = window, 0
+                    caches = [{} for _ in self.blocks] if use_cache else None
+                logits = self.forward(xp.asarray([step_ids]), caches, start)   # (1, t, V)
+                nxt = sample_next(logits[0, -1], rng, temperature, top_k, top_p)
+                new.append(nxt)
+                context.append(nxt)
+                if eos_id is not None and nxt == eos_id:
+                    break
+        finally:
+            self.train(was_training)
+        return new

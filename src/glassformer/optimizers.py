@@ -1,0 +1,114 @@
+"""Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
+import numpy as np
+
+from .backend import array_module
+
+
+def decay_mask(named_parameters):
+    """Weight decay applies to matrices only: not biases, norm gains or embedding tables."""
+    return [p.ndim >= 2 and "emb" not in name and not name.endswith(".P")
+            for name, (p, _) in named_parameters]
+
+
+def clip_grad_norm(params, max_norm):
+    """Scale every gradient so their global L2 norm is at most max_norm; returns the norm before."""
+    xp = array_module(params[0][1])
+    total = xp.sqrt(sum((g.astype(xp.float32) ** 2).sum() for _, g in params))
+    scale = xp.minimum(1.0, max_norm / (total + 1e-6))
+    for _, g in params:
+        g *= scale.astype(g.dtype)
+    return total
+
+
+class Optimizer:
+    """Holds the (param, grad) pairs, the learning rate and a step count; state is saved by name."""
+
+    def __init__(self, params, lr):
+        self.params = list(params)
+        self.lr = lr
+        self.t = 0
+
+    def zero_grad(self):
+        for _, g in self.params:
+            g[...] = 0
+
+    def state_arrays(self):
+        """{name: array} of the per-parameter state (momentum buffers...)."""
+        return {}
+
+    def state_dict(self):
+        return {"t": self.t, "lr": self.lr, "arrays": self.state_arrays()}
+
+    def load_state_dict(self, state):
+        self.t, self.lr = int(state["t"]), float(state["lr"])
+        for name, buf in self.state_arrays().items():
+            if tuple(state["arrays"][name].shape) != tuple(buf.shape):
+                raise ValueError(f"optimizer state {name!r} has the wrong shape")
+            buf[...] = array_module(buf).asarray(state["arrays"][name])
+
+
+class SGD(Optimizer):
+    """p -= lr * (v = momentum * v + g)."""
+
+    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.velocity = [array_module(p).zeros_like(p) for p, _ in self.params]
+
+    def step(self):
+        self.t += 1
+        for (p, g), vel in zip(self.params, self.velocity):
+            grad = g + self.weight_decay * p if self.weight_decay else g
+            if self.momentum:
+                vel *= self.momentum
+                vel += grad
+                grad = vel
+            p -= self.lr * grad
+
+    def state_arrays(self):
+        return {f"velocity.{i}": v for i, v in enumerate(self.velocity)}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015); weight_decay adds decay * p to the gradient (L2, coupled)."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decay=None):
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = betas
+        self.eps, self.weight_decay = eps, weight_decay
+        self.decay = decay if decay is not None else [True] * len(self.params)
+        self.m = [array_module(p).zeros_like(p) for p, _ in self.params]
+        self.v = [array_module(p).zeros_like(p) for p, _ in self.params]
+
+    def step(self):
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)   # bias corrections
+        eps_hat = self.eps * np.sqrt(1 - b2 ** self.t)
+        for (p, g), m, v, decay in zip(self.params, self.m, self.v, self.decay):
+            if self.weight_decay and decay:
+                if self.decoupled:
+                    p *= 1.0 - self.lr * self.weight_decay          # AdamW: shrink the weight itself
+                else:
+                    g = g + self.weight_decay * p
+            m *= b1
+            m += (1 - b1) * g                                       # m = b1 m + (1 - b1) g
+            v *= b2
+            v += (1 - b2) * (g * g)                                 # v = b2 v + (1 - b2) g^2
+            p -= step_size * m / (array_module(v).sqrt(v) + eps_hat)
+
+    def state_arrays(self):
+        out = {f"m.{i}": m for i, m in enumerate(self.m)}
+        out.update({f"v.{i}": v for i, v in enumerate(self.v)})
+        return out
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): p *= 1 - lr * wd each step."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, decay=None):
+        super().__init__(params, lr, betas, eps, weight_decay, decay)
