@@ -1,0 +1,40 @@
+"""Shared fixtures: a seeded `rng`, an `xp` fixture over the array backends, and the gpu-marker skip."""
+import numpy as np
+import pytest
+
+from glassformer import backend
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` skip cleanly (not fail) on a machine without CuPy and a CUDA device."""
+    if backend.gpu_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng():
+    """A fresh seeded NumPy Generator per test: tests are reproducible and independent."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def xp(request):
+    """The array module a test runs on: numpy always, cupy when a GPU is present."""
+    if request.param == "numpy":
+        return np
+    cp = pytest.importorskip("cupy")
+    if not backend.gpu_available():
+        pytest.skip("no CUDA device")
+    return cp
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    """A test that calls backend.use() must not change where the next test creates parameters."""
+    saved = backend.current()
+    yield
+    backend._device = saved

@@ -1,0 +1,73 @@
+"""The array backend: module lookup, backend choice, host copies and scatter-add."""
+import numpy as np
+import pytest
+
+from glassformer import backend
+from glassformer.errors import UserError
+
+
+def test_array_module_follows_the_data(xp):
+    assert backend.array_module(xp.zeros(3)) is xp
+    assert backend.array_module(np.float32(1.0)) is np
+
+
+def test_array_module_of_numpy_arrays_is_numpy():
+    assert backend.array_module(np.zeros((2, 3))) is np
+    assert backend.array_module(np.arange(4)) is np
+
+
+def test_use_numpy_and_aliases():
+    backend.use("numpy")
+    assert backend.current() == "numpy"
+    assert backend.xp_for() is np
+    backend.use("cpu")
+    assert backend.current() == "numpy"
+
+
+def test_use_unknown_backend_raises_user_error():
+    with pytest.raises(UserError, match="bogus"):
+        backend.use("bogus")
+    assert backend.current() == "numpy"                    # a failed use() changes nothing
+
+
+def test_use_cupy_without_cupy_names_the_gpu_extra(monkeypatch):
+    monkeypatch.setattr(backend, "cp", None)
+    assert not backend.gpu_available()
+    with pytest.raises(UserError, match=r"\.\[gpu\]"):
+        backend.use("cupy")
+    with pytest.raises(UserError, match="gpu"):
+        backend.use("cuda")
+    assert backend.current() == "numpy"
+    assert backend.array_module(np.zeros(2)) is np         # still works with cp = None
+
+
+def test_to_numpy_returns_numpy(xp):
+    a = xp.arange(6, dtype=xp.float32).reshape(2, 3)
+    out = backend.to_numpy(a)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_to_numpy_of_a_list():
+    out = backend.to_numpy([1.0, 2.0])
+    assert isinstance(out, np.ndarray) and out.tolist() == [1.0, 2.0]
+
+
+def test_to_device_numpy_copies_values():
+    out = backend.to_device(np.array([1, 2, 3]), "numpy")
+    assert isinstance(out, np.ndarray) and out.tolist() == [1, 2, 3]
+
+
+def test_scatter_add_sums_repeated_ids(xp):
+    target = xp.zeros((4, 2))
+    idx = xp.asarray([1, 3, 1, 1])
+    values = xp.asarray([[1.0, 2.0], [5.0, 6.0], [10.0, 20.0], [100.0, 200.0]])
+    backend.scatter_add(target, idx, values)
+    expected = np.array([[0, 0], [111, 222], [0, 0], [5, 6]], dtype=float)
+    np.testing.assert_array_equal(backend.to_numpy(target), expected)
+
+
+def test_scatter_add_accumulates_into_existing_values():
+    target = np.ones((3, 1))
+    backend.scatter_add(target, np.array([0, 0]), np.array([[2.0], [3.0]]))
+    assert target[:, 0].tolist() == [6.0, 1.0, 1.0]
