@@ -1,0 +1,107 @@
+"""The gradient checker: every registered case passes, and the checker itself can fail."""
+import json
+
+import numpy as np
+import pytest
+
+import glassformer  # noqa: F401  import the package first so every module's cases are registered
+from glassformer import gradcheck
+from glassformer.gradcheck import CASES, check_layer, main, numerical_grad, rel_error, run_case
+from glassformer.layers import Linear
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_registered_case_passes(name):
+    records = run_case(name)
+    assert records, f"{name}: no tensors were checked"
+    bad = {r["tensor"]: r["max_rel_error"] for r in records if not r["passed"]}
+    assert not bad, f"{name}: relative error above {gradcheck.TOLERANCE}: {bad}"
+
+
+def test_cases_cover_the_core():
+    names = {n.split("[")[0] for n in CASES}
+    for required in ("Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "TransformerBlock",
+                     "CrossEntropyLoss", "EncoderClassifier", "DecoderLM"):
+        assert required in names
+
+
+def test_numerical_grad_of_a_known_function(rng):
+    x = rng.standard_normal((3, 4))
+    before = x.copy()
+    g = numerical_grad(lambda: float((x ** 3).sum() + 2 * x[0, 1]), x)
+    expected = 3 * before ** 2
+    expected[0, 1] += 2
+    np.testing.assert_allclose(g, expected, rtol=1e-7, atol=1e-8)
+    np.testing.assert_array_equal(x, before)               # every entry restored
+
+
+def test_rel_error_behaviour(rng):
+    a = rng.standard_normal(10)
+    assert rel_error(a, a) == 0.0
+    assert rel_error(a, 1.01 * a) == pytest.approx(0.01 / 1.01)
+    assert rel_error(1e3 * a, 1.01e3 * a) == pytest.approx(0.01 / 1.01)   # scale-free
+    assert rel_error(np.zeros(3), np.full(3, 1e-11)) < 1e-7    # FD noise on a true zero passes
+    assert rel_error(np.zeros(3), np.full(3, 1e-4)) > 1e-2     # a real mistake fails
+    assert rel_error(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_cli_json_records(capsys):
+    assert main(["--layer", "Linear", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {r["tensor"] for r in records} == {"x", "W", "b"}
+    for r in records:
+        assert set(r) >= {"name", "tensor", "max_rel_error", "passed"}
+        assert r["name"] == "Linear" and r["passed"] is True and r["max_rel_error"] < 1e-6
+
+
+def test_cli_table_and_list(capsys):
+    assert main(["--layer", "layernorm"]) == 0             # case-insensitive, by base name
+    out = capsys.readouterr().out
+    assert "gamma" in out and "0 failed" in out
+    assert main(["--list"]) == 0
+    assert capsys.readouterr().out.split("\n")[: len(CASES)] == list(CASES)
+
+
+def test_cli_unknown_layer_returns_2(capsys):
+    assert main(["--layer", "NoSuchLayer"]) == 2
+    captured = capsys.readouterr()
+    assert "error:" in captured.err and "NoSuchLayer" in captured.err
+    assert captured.out == ""
+
+
+def _broken_linear_backward(monkeypatch):
+    original = Linear.backward
+
+    def broken(self, dout):
+        return 1.01 * original(self, dout)                 # dx off by 1%
+    monkeypatch.setattr(Linear, "backward", broken)
+
+
+def test_check_layer_detects_a_wrong_backward(monkeypatch, rng):
+    _broken_linear_backward(monkeypatch)
+    layer = Linear(5, 4, rng)
+    records = check_layer(layer, layer.forward, {"x": rng.standard_normal((2, 3, 5))}, rng)
+    by_tensor = {r["tensor"]: r for r in records}
+    assert not by_tensor["x"]["passed"]
+    assert by_tensor["x"]["max_rel_error"] == pytest.approx(0.01 / 1.01, rel=1e-3)
+    assert by_tensor["W"]["passed"] and by_tensor["b"]["passed"]
+
+
+def test_check_layer_detects_a_wrong_parameter_grad(monkeypatch, rng):
+    original = Linear.backward
+
+    def broken(self, dout):
+        dx = original(self, dout)
+        self.db *= 0.5                                     # bias gradient off by half
+        return dx
+    monkeypatch.setattr(Linear, "backward", broken)
+    layer = Linear(5, 4, rng)
+    records = check_layer(layer, layer.forward, {"x": rng.standard_normal((2, 3, 5))}, rng)
+    assert [r["tensor"] for r in records if not r["passed"]] == ["b"]
+
+
+def test_cli_reports_failure_with_exit_1(monkeypatch, capsys):
+    _broken_linear_backward(monkeypatch)
+    assert main(["--layer", "Linear", "--json"]) == 1
+    records = json.loads(capsys.readouterr().out)
+    assert any(not r["passed"] for r in records)
