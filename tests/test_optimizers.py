@@ -1,0 +1,185 @@
+"""Optimizers against their textbook formulas; clipping; state round trip; the lr schedule."""
+import numpy as np
+import pytest
+
+from glassformer.layers import Linear
+from glassformer.models import DecoderLM, ModelConfig
+from glassformer.optimizers import SGD, Adam, AdamW, clip_grad_norm, decay_mask
+from glassformer.schedules import warmup_cosine
+
+
+def pair(rng, shape=(3, 4)):
+    """One (param, grad) pair of float64 arrays."""
+    return rng.standard_normal(shape), np.zeros(shape)
+
+
+def test_sgd_without_momentum_is_exact(rng):
+    p, g = pair(rng)
+    opt = SGD([(p, g)], lr=0.1)
+    for _ in range(3):
+        g[...] = rng.standard_normal(g.shape)
+        expected = p - 0.1 * g
+        opt.step()
+        np.testing.assert_array_equal(p, expected)
+    assert opt.t == 3
+
+
+def test_sgd_momentum(rng):
+    p, g = pair(rng)
+    p0 = p.copy()
+    g1, g2 = rng.standard_normal(p.shape), rng.standard_normal(p.shape)
+    opt = SGD([(p, g)], lr=0.1, momentum=0.9)
+    g[...] = g1
+    opt.step()
+    g[...] = g2
+    opt.step()
+    expected = p0 - 0.1 * g1 - 0.1 * (0.9 * g1 + g2)        # v1 = g1, v2 = 0.9 v1 + g2
+    np.testing.assert_allclose(p, expected, rtol=1e-12)
+
+
+def test_sgd_updates_a_layer_in_place(rng):
+    layer = Linear(3, 2, rng).astype(np.float64)
+    W, W0 = layer.W, layer.W.copy()
+    layer.dW[...] = 1.0
+    SGD(layer.get_parameters(), lr=0.5).step()
+    assert layer.W is W                                    # the same array, updated in place
+    np.testing.assert_array_equal(layer.W, W0 - 0.5)
+
+
+def test_adam_first_step_moves_by_lr_times_sign(rng):
+    p, g = pair(rng)
+    p0 = p.copy()
+    g[...] = rng.standard_normal(g.shape)
+    Adam([(p, g)], lr=1e-2).step()
+    np.testing.assert_allclose(p - p0, -1e-2 * np.sign(g), rtol=1e-5)
+
+
+def reference_adam(p, grads, lr, b1, b2, eps, wd, decoupled):
+    """The textbook Adam / AdamW loop (Kingma & Ba 2015; Loshchilov & Hutter 2019)."""
+    p = p.copy()
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        if wd and not decoupled:
+            g = g + wd * p                                  # L2: decay enters the gradient
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        decay = lr * wd * p if decoupled else 0.0
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps) - decay
+    return p
+
+
+@pytest.mark.parametrize("cls,wd", [(Adam, 0.0), (Adam, 0.1), (AdamW, 0.1)],
+                         ids=["Adam", "Adam-L2", "AdamW"])
+def test_adam_matches_the_textbook_over_5_steps(rng, cls, wd):
+    p, g = pair(rng)
+    grads = [rng.standard_normal(p.shape) * 10.0 ** -k for k in range(5)]   # small grads: eps matters
+    expected = reference_adam(p, grads, 1e-2, 0.9, 0.98, 1e-4, wd, cls is AdamW)
+    opt = cls([(p, g)], lr=1e-2, betas=(0.9, 0.98), eps=1e-4, weight_decay=wd)
+    for gi in grads:
+        g[...] = gi
+        opt.step()
+    np.testing.assert_allclose(p, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_adamw_decay_is_decoupled(rng):
+    p, g = pair(rng)
+    p0 = p.copy()
+    opt = AdamW([(p, g)], lr=0.1, weight_decay=0.5)
+    opt.step()                                              # zero gradient: only the decay acts
+    np.testing.assert_allclose(p, p0 * (1 - 0.1 * 0.5), rtol=1e-12)
+    opt.step()
+    np.testing.assert_allclose(p, p0 * (1 - 0.1 * 0.5) ** 2, rtol=1e-12)
+
+
+def test_decay_mask_excludes_biases_norms_and_embeddings(rng):
+    for positional in ("sinusoidal", "learned"):
+        model = DecoderLM(ModelConfig(vocab_size=9, kind="decoder_lm", d_model=8, n_heads=2,
+                                      n_layers=1, d_ff=16, max_len=8, norm_first=True,
+                                      positional=positional), rng)
+        named = model.named_parameters()
+        decayed = {n for (n, _), d in zip(named, decay_mask(named)) if d}
+        assert decayed == {"blocks.0.attn.qkv.W", "blocks.0.attn.proj.W",
+                           "blocks.0.ffn.fc1.W", "blocks.0.ffn.fc2.W"}
+
+
+def test_adamw_with_decay_mask_leaves_excluded_params_alone(rng):
+    layer = Linear(3, 2, rng).astype(np.float64)
+    layer.b[...] = 1.0
+    W0 = layer.W.copy()
+    named = layer.named_parameters()
+    AdamW(layer.get_parameters(), lr=0.1, weight_decay=0.5, decay=decay_mask(named)).step()
+    np.testing.assert_array_equal(layer.b, 1.0)
+    np.testing.assert_allclose(layer.W, W0 * 0.95, rtol=1e-12)
+
+
+def test_clip_grad_norm(rng):
+    g1, g2 = np.full((2, 2), 3.0), np.full(3, 4.0)         # norm sqrt(4*9 + 3*16) = sqrt(84)
+    params = [(np.zeros((2, 2)), g1), (np.zeros(3), g2)]
+    norm = clip_grad_norm(params, 1.0)
+    assert float(norm) == pytest.approx(np.sqrt(84.0), rel=1e-6)
+    new_norm = np.sqrt((g1 ** 2).sum() + (g2 ** 2).sum())
+    assert new_norm == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(g1 / g2[0], 0.75)           # direction kept
+    before = [g1.copy(), g2.copy()]
+    assert float(clip_grad_norm(params, 10.0)) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(g1, before[0], rtol=1e-6)   # below the limit: unchanged
+    np.testing.assert_allclose(g2, before[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1)],
+                         ids=["SGD-momentum", "AdamW"])
+def test_state_dict_round_trip_continues_identically(rng, make):
+    shapes = [(3, 4), (4,)]
+    params_a = [pair(rng, s) for s in shapes]
+    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(6)]
+    opt_a = make(params_a)
+    for gs in grads[:3]:
+        for (_, g), gi in zip(params_a, gs):
+            g[...] = gi
+        opt_a.step()
+    params_b = [(p.copy(), np.zeros_like(g)) for p, g in params_a]
+    opt_b = make(params_b)
+    opt_b.lr = 123.0                                       # overwritten by the load
+    state = opt_a.state_dict()
+    opt_b.load_state_dict({"t": state["t"], "lr": state["lr"],
+                           "arrays": {k: v.copy() for k, v in state["arrays"].items()}})
+    assert opt_b.t == 3 and opt_b.lr == opt_a.lr
+    for gs in grads[3:]:
+        for opt, params in ((opt_a, params_a), (opt_b, params_b)):
+            for (_, g), gi in zip(params, gs):
+                g[...] = gi
+            opt.step()
+    for (pa, _), (pb, _) in zip(params_a, params_b):
+        np.testing.assert_array_equal(pa, pb)
+
+
+def test_load_state_dict_rejects_wrong_shapes(rng):
+    opt = Adam([pair(rng)])
+    state = opt.state_dict()
+    state["arrays"] = {k: np.zeros((5,)) for k in state["arrays"]}
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict(state)
+
+
+def test_optimizer_zero_grad(rng):
+    p, g = pair(rng)
+    g[...] = 1.0
+    SGD([(p, g)]).zero_grad()
+    assert not g.any()
+
+
+def test_warmup_cosine_schedule():
+    lr = [warmup_cosine(s, max_lr=1.0, warmup_steps=10, total_steps=100, min_lr=0.1)
+          for s in range(101)]
+    assert lr[0] == pytest.approx(0.1)                     # (0 + 1) / 10 of max_lr
+    assert lr[4] == pytest.approx(0.5)
+    assert lr[9] == pytest.approx(1.0)                     # warm-up ends at max_lr
+    assert lr[10] == pytest.approx(1.0)                    # cosine starts at max_lr
+    assert all(a < b for a, b in zip(lr[:10], lr[1:10]))   # warm-up rises
+    assert all(a > b for a, b in zip(lr[10:], lr[11:]))    # then strictly decays
+    assert lr[55] == pytest.approx(0.55)                   # halfway: the mean of max and min
+    assert lr[100] == pytest.approx(0.1)
+    assert warmup_cosine(500, 1.0, 10, 100, 0.1) == 0.1    # past the end: the floor
+    assert warmup_cosine(0, 1.0, 0, 100) == pytest.approx(1.0)   # no warm-up
