@@ -78,8 +78,13 @@ def to_device(x, name=None):
 
 
 def scatter_add(target, idx, values):
-    """target[idx] += values where repeated indices sum (the embedding backward)."""
+    """target[idx] += values where repeated indices sum (the embedding backward); idx is 1-D."""
     if cp is not None and isinstance(target, cp.ndarray):
         cupyx.scatter_add(target, idx, values)
-    else:
-        np.add.at(target, idx, values)
+        return
+    # NumPy: sort the ids, sum each run of equal ids with reduceat, add once per distinct id
+    # (several times faster than np.add.at on (N, C) rows).
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    target[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)

@@ -27,10 +27,10 @@ class Linear(Layer):
 
     def forward(self, x):                                   # x: (..., d_in)
         self.x = x
-        y = x @ self.W                                      # (..., d_out)
+        y = x.reshape(-1, x.shape[-1]) @ self.W             # one 2-D GEMM, not one per batch row
         if self.bias:
             y += self.b
-        return y
+        return y.reshape(*x.shape[:-1], -1)                 # (..., d_out)
 
     def backward(self, dout):                               # dout: (..., d_out)
         x2 = self.x.reshape(-1, self.x.shape[-1])
@@ -38,7 +38,7 @@ class Linear(Layer):
         self.dW += x2.T @ d2                                # accumulate: tied weights, micro-batches
         if self.bias:
             self.db += d2.sum(axis=0)
-        return dout @ self.W.T                              # dx: (..., d_in)
+        return (d2 @ self.W.T).reshape(self.x.shape)        # dx: (..., d_in)
 
     def own_parameters(self):
         if self.bias:

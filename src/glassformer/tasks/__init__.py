@@ -1,0 +1,1 @@
+"""Tasks: data generators for the studies glassformer runs (digit operations, sentences, ...)."""
