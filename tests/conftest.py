@@ -37,4 +37,4 @@ def _restore_backend():
     """A test that calls backend.use() must not change where the next test creates parameters."""
     saved = backend.current()
     yield
-    backend._device = saved
+    backend.use(saved)

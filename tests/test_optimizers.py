@@ -37,6 +37,14 @@ def test_sgd_momentum(rng):
     np.testing.assert_allclose(p, expected, rtol=1e-12)
 
 
+def test_sgd_weight_decay_is_l2(rng):
+    p, g = pair(rng)
+    g[...] = rng.standard_normal(g.shape)
+    expected = p - 0.1 * (g + 0.01 * p)
+    SGD([(p, g)], lr=0.1, weight_decay=0.01).step()
+    np.testing.assert_allclose(p, expected, rtol=1e-12)
+
+
 def test_sgd_updates_a_layer_in_place(rng):
     layer = Linear(3, 2, rng).astype(np.float64)
     W, W0 = layer.W, layer.W.copy()

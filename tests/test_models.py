@@ -1,0 +1,172 @@
+"""Models: shapes, config validation, learning a trivial task, causality, tied weights, generation."""
+import numpy as np
+import pytest
+
+from glassformer.errors import UserError
+from glassformer.losses import CrossEntropyLoss
+from glassformer.models import DecoderLM, EncoderClassifier, ModelConfig, build_model
+from glassformer.optimizers import Adam
+
+V = 11
+
+
+def config(**kw):
+    base = dict(vocab_size=V, d_model=16, n_heads=2, n_layers=2, d_ff=32, max_len=12, n_classes=3)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def lm(rng, **kw):
+    return DecoderLM(config(kind="decoder_lm", **kw), rng)
+
+
+# ---- shapes and construction ----------------------------------------------------------------
+
+def test_encoder_classifier_shape(rng):
+    model = EncoderClassifier(config(), rng)
+    assert model.forward(rng.integers(0, V, (4, 7))).shape == (4, 3)
+
+
+def test_decoder_lm_shape(rng):
+    model = lm(rng, tie_weights=False, norm_first=True)
+    assert model.forward(rng.integers(0, V, (2, 5))).shape == (2, 5, V)
+
+
+def test_build_model(rng):
+    assert isinstance(build_model(config(), rng), EncoderClassifier)
+    assert isinstance(build_model(config(kind="decoder_lm"), rng), DecoderLM)
+
+
+def test_model_dtype_follows_the_config(rng):
+    model = lm(rng, dtype="float64")
+    assert all(p.dtype == np.float64 for p, _ in model.get_parameters())
+    assert model.forward(np.array([[1, 2]])).dtype == np.float64
+
+
+# ---- ModelConfig ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(d_model=10, n_heads=3), "divisible"),
+    (dict(activation="tanh"), "activation"),
+    (dict(kind="seq2seq"), "kind"),
+    (dict(n_layers=0), "n_layers"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(pooling="max"), "pooling"),
+])
+def test_config_validation_raises_user_error(bad, match):
+    with pytest.raises(UserError, match=match):
+        config(**bad)
+
+
+def test_config_dict_round_trip_and_unknown_keys():
+    c = config(kind="decoder_lm", activation="gelu")
+    assert ModelConfig.from_dict(c.to_dict()) == c
+    assert c.d_head == 8
+    with pytest.raises(UserError, match="n_experts"):
+        ModelConfig.from_dict({**c.to_dict(), "n_experts": 4})
+
+
+# ---- learning -------------------------------------------------------------------------------
+
+def test_encoder_learns_first_token_mod_3(rng):
+    model = EncoderClassifier(config(n_layers=1, max_len=8), rng)
+    ce, opt = CrossEntropyLoss(), Adam(model.get_parameters(), lr=3e-3)
+    data = np.random.default_rng(1)
+    for _ in range(150):
+        ids = data.integers(0, V, (32, 6))
+        opt.zero_grad()
+        loss = ce.forward(model.forward(ids), ids[:, 0] % 3)
+        model.backward(ce.backward())
+        opt.step()
+    ids = data.integers(0, V, (300, 6))                    # fresh sequences
+    accuracy = (model.eval().forward(ids).argmax(axis=-1) == ids[:, 0] % 3).mean()
+    assert accuracy > 0.9, f"accuracy {accuracy:.2f} after 150 steps (last loss {float(loss):.3f})"
+
+
+# ---- DecoderLM ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [dict(), dict(norm_first=True, positional="learned",
+                                               tie_weights=False)], ids=["post-LN", "pre-LN"])
+def test_decoder_is_causal(rng, kw):
+    model = lm(rng, dtype="float64", **kw)
+    ids = rng.integers(0, V, (2, 8))
+    logits = model.forward(ids).copy()
+    ids2 = ids.copy()
+    ids2[:, 5:] = (ids2[:, 5:] + 1) % V                    # change tokens 5.. only
+    logits2 = model.forward(ids2)
+    np.testing.assert_allclose(logits2[:, :5], logits[:, :5], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(logits2[:, 5:], logits[:, 5:])
+
+
+def test_tied_weights(rng):
+    model = lm(rng)
+    names = [n for n, _ in model.named_parameters()]
+    assert model.head is None
+    assert names.count("tok_emb.W") == 1 and not any(n.startswith("head") for n in names)
+    model.tok_emb.W[0] = 0.0                               # logits = h E^T: row 0 of E gives logit 0
+    assert np.all(model.forward(np.array([[1, 2]]))[..., 0] == 0.0)
+    untied = lm(rng, tie_weights=False)
+    assert "head.W" in [n for n, _ in untied.named_parameters()]
+    assert untied.n_parameters() == model.n_parameters() + 16 * V
+
+
+def test_greedy_generation_is_deterministic_and_cache_free_equal(rng):
+    model = lm(rng, dtype="float64", max_len=8)
+    prompt = [1, 2, 3]
+    a = model.generate(prompt, 10, temperature=0)          # 13 tokens > max_len: the window slides
+    b = model.generate(prompt, 10, temperature=0)
+    c = model.generate(prompt, 10, temperature=0, use_cache=False)
+    assert len(a) == 10 and all(0 <= t < V for t in a)
+    assert a == b == c
+
+
+def test_sampled_generation_is_reproducible(rng):
+    model = lm(rng)
+    a = model.generate([4], 12, temperature=1.5, seed=3)
+    b = model.generate([4], 12, temperature=1.5, seed=3)
+    others = [model.generate([4], 12, temperature=1.5, seed=s) for s in range(4, 8)]
+    assert a == b
+    assert any(o != a for o in others)
+    assert model.generate([4], 6, top_k=1, seed=1) == model.generate([4], 6, temperature=0)
+
+
+def test_generation_restores_training_mode(rng):
+    model = lm(rng, dropout=0.1)
+    model.generate([1], 2)
+    assert model.training and model.drop.training
+
+
+def test_eos_stops_generation(rng):
+    model = lm(rng)
+    greedy = model.generate([1, 2], 5, temperature=0)
+    eos = greedy[2]
+    stopped = model.generate([1, 2], 5, temperature=0, eos_id=eos)
+    assert stopped == greedy[:greedy.index(eos) + 1]
+    assert stopped[-1] == eos
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1.0), dict(top_k=0), dict(top_p=0.0),
+                                dict(top_p=1.5)])
+def test_bad_sampling_settings_raise(rng, kw):
+    with pytest.raises(ValueError):
+        lm(rng).generate([1], 3, **kw)
+
+
+def test_empty_prompt_raises(rng):
+    with pytest.raises(ValueError, match="prompt"):
+        lm(rng).generate([], 3)
+
+
+# ---- EncoderClassifier padding --------------------------------------------------------------
+
+def test_mean_pooling_ignores_padded_tokens(rng):
+    model = EncoderClassifier(config(pooling="mean", dtype="float64"), rng)
+    ids = rng.integers(0, V, (2, 6))
+    mask = np.array([[True] * 4 + [False] * 2, [True] * 6])
+    out = model.forward(ids, mask).copy()
+    ids2 = ids.copy()
+    ids2[0, 4:] = (ids2[0, 4:] + 3) % V                    # change the padded tokens only
+    np.testing.assert_allclose(model.forward(ids2, mask), out, rtol=1e-12, atol=1e-12)
+    short = model.forward(ids[:1, :4])                     # the same sequence without padding
+    np.testing.assert_allclose(short[0], out[0], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(model.forward(ids2)[0], model.forward(ids)[0])   # unmasked: it matters
