@@ -84,6 +84,8 @@ def scatter_add(target, idx, values):
         return
     # NumPy: sort the ids, sum each run of equal ids with reduceat, add once per distinct id
     # (several times faster than np.add.at on (N, C) rows).
+    if idx.size == 0:                                       # reduceat needs at least one run
+        return
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
