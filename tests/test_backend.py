@@ -71,3 +71,19 @@ def test_scatter_add_accumulates_into_existing_values():
     target = np.ones((3, 1))
     backend.scatter_add(target, np.array([0, 0]), np.array([[2.0], [3.0]]))
     assert target[:, 0].tolist() == [6.0, 1.0, 1.0]
+
+
+def test_scatter_add_matches_add_at_on_random_ids(rng):
+    idx = rng.integers(0, 20, 500)                         # unsorted, many repeats, some ids unused
+    values = rng.standard_normal((500, 3))
+    expected = np.zeros((20, 3))
+    np.add.at(expected, idx, values)
+    target = np.zeros((20, 3))
+    backend.scatter_add(target, idx, values)
+    np.testing.assert_allclose(target, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_scatter_add_with_no_ids_is_a_no_op(xp):
+    target = xp.ones((3, 2))
+    backend.scatter_add(target, xp.zeros(0, dtype=xp.int64), xp.zeros((0, 2)))
+    np.testing.assert_array_equal(backend.to_numpy(target), np.ones((3, 2)))
