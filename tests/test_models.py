@@ -170,3 +170,20 @@ def test_mean_pooling_ignores_padded_tokens(rng):
     short = model.forward(ids[:1, :4])                     # the same sequence without padding
     np.testing.assert_allclose(short[0], out[0], rtol=1e-10, atol=1e-12)
     assert not np.allclose(model.forward(ids2)[0], model.forward(ids)[0])   # unmasked: it matters
+
+
+@pytest.mark.parametrize("kw", [dict(activation="gelu", norm_first=True, positional="learned"),
+                                dict(kind="decoder_lm"), dict(pooling="mean")])
+def test_float32_stays_float32_through_forward_backward_and_adam(kw):
+    # A NumPy float64 scalar (np.sqrt(D), np.pi) silently promotes float32 arrays to float64.
+    cfg = ModelConfig(vocab_size=20, **kw)
+    model = build_model(cfg, np.random.default_rng(0))
+    ids = np.zeros((2, 6), dtype=np.int64)
+    out = model.forward(ids)
+    loss_fn = CrossEntropyLoss()
+    loss_fn.forward(out, np.zeros(out.shape[:-1], dtype=np.int64))
+    dlogits = loss_fn.backward()
+    model.backward(dlogits)
+    Adam(model.get_parameters()).step()
+    assert out.dtype == np.float32 and dlogits.dtype == np.float32
+    assert {str(a.dtype) for pg in model.get_parameters() for a in pg} == {"float32"}

@@ -41,7 +41,7 @@ def attend(q, k, v, allowed):
     """softmax(q k^T / sqrt(D) masked) v for all (batch, head) pairs in one batched matmul."""
     xp = array_module(q)
     D = q.shape[-1]
-    scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / np.sqrt(D))        # (B, H, T, S)
+    scores = (q @ k.transpose(0, 1, 3, 2)) * float(D ** -0.5)          # (B, H, T, S)
     if allowed is not None:
         scores = xp.where(allowed, scores, xp.finfo(scores.dtype).min)  # finite: no NaN rows
     att = softmax(scores, axis=-1)                                      # (B, H, T, S)
@@ -53,7 +53,7 @@ def attend_backward(dy, q, k, v, att):
     D = q.shape[-1]
     dv = att.transpose(0, 1, 3, 2) @ dy                                 # y = att @ v
     datt = dy @ v.transpose(0, 1, 3, 2)                                 # (B, H, T, S)
-    dscores = softmax_backward(datt, att) * (1.0 / np.sqrt(D))          # att = softmax(scores)
+    dscores = softmax_backward(datt, att) * float(D ** -0.5)            # att = softmax(scores)
     dq = dscores @ k                                                    # scores = q k^T / sqrt(D)
     dk = dscores.transpose(0, 1, 3, 2) @ q
     return dq, dk, dv

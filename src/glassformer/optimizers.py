@@ -1,5 +1,5 @@
 """Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
-import numpy as np
+import math
 
 from .backend import array_module
 
@@ -85,8 +85,8 @@ class Adam(Optimizer):
     def step(self):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        step_size = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)   # bias corrections
-        eps_hat = self.eps * np.sqrt(1 - b2 ** self.t)
+        step_size = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)  # bias corrections
+        eps_hat = self.eps * math.sqrt(1 - b2 ** self.t)
         for (p, g), m, v, decay in zip(self.params, self.m, self.v, self.decay):
             if self.weight_decay and decay:
                 if self.decoupled:

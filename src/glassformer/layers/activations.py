@@ -42,7 +42,7 @@ class ReLU(Layer):
         return dout * self.mask
 
 
-GELU_C = np.sqrt(2.0 / np.pi)
+GELU_C = float(np.sqrt(2.0 / np.pi))                      # a Python float keeps float32 arrays float32
 
 
 class GELU(Layer):
