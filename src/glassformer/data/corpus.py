@@ -1,0 +1,224 @@
+"""Tokenised corpora: cached on disk as memory-mapped uint16/uint32 arrays, split, and cut into (x, y) windows."""
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .sources import Continuation, open_source
+
+CACHE_FORMAT = 1                          # bump when the cache layout or the tokenising rules change
+FLUSH_TOKENS = 1 << 20                    # ids held in a Python list before they go to disk
+
+
+def token_dtype(vocab_size, eot_id=None):
+    """uint16 when every id fits in 16 bits (vocab <= 65536), else uint32: half the disk and memory for most vocabs."""
+    max_id = max(vocab_size - 1, -1 if eot_id is None else eot_id)
+    if max_id >= 1 << 32:
+        raise UserError(f"vocab_size {vocab_size} does not fit in uint32 token ids")
+    return np.dtype(np.uint16 if max_id < 1 << 16 else np.uint32)
+
+
+def _sha256(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tokenizer_hash(tokenizer):
+    """sha256 of the tokenizer's to_dict() JSON: two tokenizers that serialise alike tokenise alike."""
+    return _sha256(json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False))
+
+
+def _file_hash(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(sources, content_hash=False):
+    """What identifies the sources: each file's absolute path, size and mtime_ns (and sha256 if content_hash)."""
+    out = []
+    for source in sources:
+        files = []
+        for path in source.files():
+            st = Path(path).stat()
+            entry = {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            if content_hash:
+                entry["sha256"] = _file_hash(path)
+            files.append(entry)
+        out.append({"path": str(source.path), "kind": source.kind, "options": source.options, "files": files})
+    return out
+
+
+class _Progress:
+    """One stderr line, rewritten at most twice a second: MB of text done, MB/s, tokens."""
+
+    def __init__(self, enabled):
+        self.enabled, self.nbytes = enabled, 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, nbytes, n_tokens, final=False):
+        self.nbytes += nbytes
+        now = time.perf_counter()
+        if self.enabled and (final or now - self.last > 0.5):
+            mb, dt = self.nbytes / 1e6, max(now - self.start, 1e-9)
+            print(f"\rtokenising: {mb:.1f} MB, {mb / dt:.2f} MB/s, {n_tokens:,} tokens",
+                  end="\n" if final else "", file=sys.stderr, flush=True)
+            self.last = now
+
+
+def _write_tokens(documents, tokenizer, eot_id, dtype, f, progress):
+    """Encode documents into f as raw `dtype` ids, eot_id between documents; returns (n_tokens, n_documents)."""
+    limit = np.iinfo(dtype).max
+    ids, n_tokens, n_docs = [], 0, 0
+    for text in documents:
+        if eot_id is not None and n_docs and not isinstance(text, Continuation):
+            ids.append(eot_id)
+        n_docs += not isinstance(text, Continuation)
+        ids.extend(tokenizer.encode(text))
+        progress.update(len(text.encode("utf-8")), n_tokens + len(ids))
+        if len(ids) >= FLUSH_TOKENS:
+            n_tokens += _flush(ids, dtype, limit, f)
+            ids = []
+    n_tokens += _flush(ids, dtype, limit, f)
+    progress.update(0, n_tokens, final=True)
+    return n_tokens, n_docs
+
+
+def _flush(ids, dtype, limit, f):
+    """Append ids to f as dtype, after checking none overflows it; returns how many."""
+    a = np.asarray(ids, dtype=np.int64)
+    if a.size and (a.min() < 0 or a.max() > limit):
+        raise ValueError(f"tokenizer produced id {int(a.max()) if a.max() > limit else int(a.min())} "
+                         f"outside 0..{limit} ({dtype}); its vocab_size is wrong")
+    a.astype(dtype).tofile(f)
+    return a.size
+
+
+def _open_cached(bin_path, meta_path):
+    """(tokens, meta) from a complete cache entry, or None when absent or damaged (then it is rebuilt)."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        dtype = np.dtype(meta["dtype"])
+        if bin_path.stat().st_size != meta["n_tokens"] * dtype.itemsize:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if meta["n_tokens"] == 0:
+        return np.zeros(0, dtype), meta
+    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(meta["n_tokens"],)), meta
+
+
+def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False, content_hash=False):
+    """Token ids of all documents of the sources as a read-only memmap, built once and then read from the cache."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path.cwd() / ".cache" / "glassformer"
+    tok_hash = tokenizer_hash(tokenizer)
+    prints = fingerprint(sources, content_hash)
+    key = {"format": CACHE_FORMAT, "sources": prints, "tokenizer": tok_hash, "eot_id": eot_id}
+    name = "tokens-" + _sha256(json.dumps(key, sort_keys=True))[:20]
+    bin_path, meta_path = cache_dir / (name + ".bin"), cache_dir / (name + ".json")
+    cached = _open_cached(bin_path, meta_path)
+    if cached is not None:
+        return cached[0], dict(cached[1], cache_hit=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{cache_dir}: cannot create the token cache folder ({e.strerror}); "
+                        "pass cache_dir= a writable folder") from None
+    dtype = token_dtype(tokenizer.vocab_size, eot_id)
+    documents = (doc for source in sources for doc in source)
+    tmp = bin_path.with_name(f"{bin_path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            n_tokens, n_docs = _write_tokens(documents, tokenizer, eot_id, dtype, f, _Progress(progress))
+        if n_tokens == 0:
+            where = ", ".join(str(s.path) for s in sources)
+            raise UserError(f"{where}: no text found (the {'/'.join(s.kind for s in sources)} loader yielded "
+                            "no documents); check the file is not empty and that kind= matches its format")
+        os.replace(tmp, bin_path)         # readers see the old file or the new one, never half of one
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    meta = {"format": CACHE_FORMAT, "n_tokens": n_tokens, "n_documents": n_docs, "dtype": dtype.name,
+            "eot_id": eot_id, "vocab_size": tokenizer.vocab_size, "tokenizer_sha256": tok_hash,
+            "sources": prints}
+    tmp_meta = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    os.replace(tmp_meta, meta_path)       # the sidecar, written last, marks the entry complete
+    return _open_cached(bin_path, meta_path)[0], dict(meta, cache_hit=False)
+
+
+def split_tokens(tokens, val_fraction):
+    """(train, val) views: the last val_fraction of the tokens is validation (a cut at one token boundary)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"val_fraction={val_fraction} must be in [0, 1), e.g. 0.1 for the last 10% of tokens")
+    n_val = int(round(len(tokens) * val_fraction))
+    return tokens[:len(tokens) - n_val], tokens[len(tokens) - n_val:]
+
+
+@dataclass
+class Corpus:
+    """Train and validation token arrays (memory-mapped, read-only) and what they were built from."""
+    train: np.ndarray
+    val: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def vocab_size(self):
+        return self.meta["vocab_size"]
+
+
+def _sources(path, kind, options):
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    return [open_source(p, kind, **options) for p in paths]
+
+
+def load_corpus(path, tokenizer, kind="auto", val_fraction=0.1, cache_dir=None, eot_id=None, val_path=None,
+                progress=False, content_hash=False, **options):
+    """Tokenised corpus from path(s): val is the last val_fraction of tokens, or all of val_path when given."""
+    tokens, meta = build_tokens(_sources(path, kind, options), tokenizer, cache_dir, eot_id, progress, content_hash)
+    if val_path is None:
+        train, val = split_tokens(tokens, val_fraction)
+    else:
+        train = tokens
+        val, val_meta = build_tokens(_sources(val_path, kind, options), tokenizer, cache_dir, eot_id, progress,
+                                     content_hash)
+        meta = dict(meta, val_sources=val_meta["sources"], val_cache_hit=val_meta["cache_hit"])
+    return Corpus(train, val, dict(meta, val_fraction=None if val_path else val_fraction,
+                                   n_train=len(train), n_val=len(val)))
+
+
+def _check_length(tokens, context):
+    if len(tokens) < context + 1:
+        raise UserError(f"a split of {len(tokens)} tokens is shorter than context+1 = {context + 1}: use a smaller "
+                        "context, more text, or a larger val_fraction for the validation split")
+
+
+def random_windows(tokens, batch_size, context, rng=None):
+    """(x, y) of shape (B, T) int64 from B random contiguous windows; y is x shifted left by one token."""
+    _check_length(tokens, context)
+    rng = np.random.default_rng(rng)      # a Generator passes through; an int seeds one
+    starts = rng.integers(0, len(tokens) - context, size=batch_size)        # (B,)
+    chunk = np.asarray(tokens)[starts[:, None] + np.arange(context + 1)]     # (B, T+1), reads only these
+    chunk = chunk.astype(np.int64)
+    return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
+
+
+def sequential_windows(tokens, batch_size, context):
+    """(x, y) batches of consecutive non-overlapping windows covering the tokens once (a full validation pass).
+
+    The last batch may be smaller; the final (len - 1) % context tokens, fewer than one window, are not scored.
+    """
+    _check_length(tokens, context)
+    n_windows = (len(tokens) - 1) // context
+    data = np.asarray(tokens)
+    for first in range(0, n_windows, batch_size):
+        starts = np.arange(first, min(first + batch_size, n_windows)) * context   # (B,)
+        chunk = data[starts[:, None] + np.arange(context + 1)].astype(np.int64)  # (B, T+1)
+        yield np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])

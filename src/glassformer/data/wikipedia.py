@@ -1,0 +1,142 @@
+"""Wikipedia XML dumps (MediaWiki export format), streamed with iterparse, and a wikitext markup cleaner."""
+import html
+import re
+import xml.etree.ElementTree as ET
+
+from ..errors import UserError
+from .sources import _open_binary, _read_error
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_DROPPED_TAGS = "ref|math|chem|gallery|timeline|imagemap|score|graph|mapframe"   # content is not prose
+_SELF_CLOSED = re.compile(rf"<(?:{_DROPPED_TAGS})\b[^>]*/\s*>", re.I)
+_DROPPED_BLOCK = re.compile(rf"<({_DROPPED_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
+_TEMPLATE_TOKENS = re.compile(r"\{\{|\}\}")
+_TABLE_TOKENS = re.compile(r"\{\||\|\}")
+_LINK_TOKENS = re.compile(r"\[\[|\]\]")
+_MEDIA_LINK = re.compile(r"\s*(?:file|image|media|category)\s*:", re.I)   # pictures and categories
+_LANGUAGE_LINK = re.compile(r"[a-z]{2,3}(?:-[a-z]+)*:")                       # [[de:Anarchismus]]
+_EXTERNAL_LINK = re.compile(r"\[(?:(?:(?:https?|ftp):)?//|mailto:)[^\s\]]+(?:\s+([^\]]*))?\]")
+_HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$", re.M)
+_BOLD_ITALIC = re.compile(r"'{2,}")
+_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
+_MAGIC_WORD = re.compile(r"__[A-Z]+__")
+_LIST_MARK = re.compile(r"^[*#:;]+\s*|^-{4,}\s*$", re.M)
+_BLANK_LINES = re.compile(r"\n\s*\n\s*")
+
+
+def _remove_nested(text, tokens, opener):
+    """Delete balanced, possibly nested spans like {{ ... {{ ... }} ... }}; stray closers go too."""
+    out, depth, start = [], 0, 0
+    for m in tokens.finditer(text):
+        if m.group() == opener:
+            if depth == 0:
+                out.append(text[start:m.start()])
+            depth += 1
+        elif depth > 0:
+            depth -= 1
+            if depth == 0:
+                start = m.end()
+        else:                             # a closer with no opener: drop the token only
+            out.append(text[start:m.start()])
+            start = m.end()
+    if depth == 0:
+        out.append(text[start:])          # an unclosed span runs to the end of the text and is dropped
+    return "".join(out)
+
+
+def _link_text(inner):
+    """What a [[...]] link shows: the text after the first |, or the target; File/Category/language links: nothing."""
+    target, bar, label = inner.partition("|")
+    if _MEDIA_LINK.match(target) or (not bar and _LANGUAGE_LINK.match(target)):
+        return ""
+    return label if bar and label else target.lstrip(":")    # [[:Category:X]] is a visible link
+
+
+def _replace_links(text):
+    """[[target|label]] -> label, [[target]] -> target, innermost first so [[File:a|[[b]] c]] goes whole."""
+    stack, start = [[]], 0                # stack of open links, each a list of text parts
+    for m in _LINK_TOKENS.finditer(text):
+        stack[-1].append(text[start:m.start()])
+        start = m.end()
+        if m.group() == "[[":
+            stack.append([])
+        elif len(stack) > 1:
+            inner = "".join(stack.pop())
+            stack[-1].append(_link_text(inner))
+    stack[-1].append(text[start:])
+    while len(stack) > 1:                 # unclosed [[: keep the text, drop the brackets
+        inner = "".join(stack.pop())
+        stack[-1].append(inner)
+    return "".join(stack[0])
+
+
+def clean_wikitext(text):
+    """Plain prose from wikitext: templates, tables, refs, tags and file/category links removed, links -> text."""
+    text = _COMMENT.sub("", text)
+    text = _SELF_CLOSED.sub("", text)
+    text = _DROPPED_BLOCK.sub("", text)
+    text = _remove_nested(text, _TEMPLATE_TOKENS, "{{")
+    text = _remove_nested(text, _TABLE_TOKENS, "{|")
+    text = _replace_links(text)
+    text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
+    text = _HEADING.sub(lambda m: "\n" + m.group(2), text)   # the heading on its own line, a blank line before
+    text = _BOLD_ITALIC.sub("", text)
+    text = _TAG.sub("", text)
+    text = _MAGIC_WORD.sub("", text)
+    text = _LIST_MARK.sub("", text)
+    text = html.unescape(text)            # &amp; &nbsp; &ndash; ... written in the wikitext itself
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _local(tag):
+    """The tag without its {namespace} prefix: dumps use export-0.10, 0.11, ... namespaces."""
+    return tag.rpartition("}")[2]
+
+
+def _page_fields(page):
+    """(title, ns, is_redirect, text) of a <page> element; the last revision's text."""
+    title, ns, redirect, text = "", "0", False, ""
+    for child in page:
+        name = _local(child.tag)
+        if name == "title":
+            title = child.text or ""
+        elif name == "ns":
+            ns = (child.text or "").strip()
+        elif name == "redirect":
+            redirect = True
+        elif name == "revision":
+            for part in child:
+                if _local(part.tag) == "text":
+                    text = part.text or ""
+    redirect = redirect or text.lstrip()[:9].upper() == "#REDIRECT"
+    return title, ns, redirect, text
+
+
+def read_wikipedia(path, include_title=True, clean=True):
+    """Articles of a MediaWiki XML dump (.xml or .xml.bz2): namespace 0 only, redirects skipped, markup cleaned."""
+    with _open_binary(path) as f:
+        events = ET.iterparse(f, events=("start", "end"))
+        try:
+            _, root = next(events)
+            if _local(root.tag) != "mediawiki":
+                raise UserError(f"{path}: root element is <{_local(root.tag)}>, not <mediawiki>: not a MediaWiki "
+                                "XML dump; download a pages-articles .xml.bz2 dump, or pick another kind")
+            for event, elem in events:
+                if event != "end" or _local(elem.tag) != "page":
+                    continue
+                title, ns, redirect, text = _page_fields(elem)
+                root.clear()              # drop finished pages: memory stays flat on a multi-GB dump
+                if ns != "0" or redirect:
+                    continue
+                body = clean_wikitext(text) if clean else text
+                if body:
+                    yield f"{title}\n\n{body}" if include_title else body
+        except ET.ParseError as e:
+            line, column = e.position
+            raise UserError(f"{path}: line {line}, column {column}: not well-formed XML ({e.msg.split(':')[0]}); "
+                            "is the file complete, and UTF-8 MediaWiki XML?") from None
+        except StopIteration:
+            raise UserError(f"{path}: empty file; expected a MediaWiki XML dump") from None
+        except (OSError, EOFError) as e:
+            raise _read_error(path, e) from None
