@@ -59,11 +59,33 @@ def attend_backward(dy, q, k, v, att):
     return dq, dk, dv
 
 
+def cache_append(cache, k, v):
+    """Write k, v (B, H, T, D) after the cached ones in preallocated buffers; returns the filled views.
+
+    The buffers (B, H, capacity, D) hold cache["max_len"] positions (or grow by doubling when that is
+    unset or too small), so each decoding step copies only its new keys instead of concatenating all.
+    """
+    xp = array_module(k)
+    L, T = (cache["k"].shape[2] if "k" in cache else 0), k.shape[2]
+    buf = cache.get("k_buf")
+    if buf is None or buf.shape[2] < L + T or buf.shape[:2] != k.shape[:2] or buf.dtype != k.dtype:
+        capacity = max(cache.get("max_len", 0), 2 * (L + T))
+        shape = (k.shape[0], k.shape[1], capacity, k.shape[3])
+        cache["k_buf"], cache["v_buf"] = xp.empty(shape, k.dtype), xp.empty(shape, v.dtype)
+        if L:                                               # carry over what was cached
+            cache["k_buf"][:, :, :L], cache["v_buf"][:, :, :L] = cache["k"], cache["v"]
+    cache["k_buf"][:, :, L:L + T] = k
+    cache["v_buf"][:, :, L:L + T] = v
+    cache["k"], cache["v"] = cache["k_buf"][:, :, :L + T], cache["v_buf"][:, :, :L + T]
+    return cache["k"], cache["v"]                           # (B, H, L + T, D) views, no copy
+
+
 class MultiHeadAttention(Layer):
     """Self-attention with H heads; fused (one C x 3C matrix) or separate q, k, v projections.
 
-    forward(x, key_padding_mask=None, cache=None): with a cache (a dict per layer, for generation)
-    the new keys and values are appended and the queries attend to everything cached so far.
+    forward(x, key_padding_mask=None, cache=None): with a cache (a dict per layer, for generation;
+    {"max_len": N} preallocates N positions) the new keys and values are written after the cached
+    ones and the queries attend to everything cached so far.
     """
 
     def __init__(self, d_model, n_heads, rng, causal=False, fused_qkv=True, init="xavier",
@@ -103,13 +125,9 @@ class MultiHeadAttention(Layer):
     def forward(self, x, key_padding_mask=None, cache=None):  # x: (B, T, C)
         xp = array_module(x)
         q, k, v = self.project_qkv(x)
-        offset = 0
+        offset = cache["k"].shape[2] if cache is not None and "k" in cache else 0
         if cache is not None:                               # incremental decoding, inference only
-            if "k" in cache:
-                offset = cache["k"].shape[2]
-                k = xp.concatenate([cache["k"], k], axis=2)  # (B, H, S, D)
-                v = xp.concatenate([cache["v"], v], axis=2)
-            cache["k"], cache["v"] = k, v
+            k, v = cache_append(cache, k, v)                # (B, H, S, D): cached + new
         allowed = attention_mask(xp, q.shape[2], k.shape[2], self.causal, key_padding_mask, offset)
         y, att = attend(q, k, v, allowed)
         self.q, self.k, self.v, self.att = q, k, v, att

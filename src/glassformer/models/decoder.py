@@ -27,15 +27,26 @@ class DecoderLM(Layer):
             Linear(C, V, rng, bias=False, init=config.init, dtype=config.dtype)
 
     def forward(self, ids, caches=None, start=0):           # ids: (B, T)
+        return self.logits(self.features(ids, caches, start))   # (B, T, V)
+
+    def features(self, ids, caches=None, start=0):
+        """The final hidden states h (B, T, C); caches: one dict per block (see new_caches)."""
         x = self.drop.forward(self.pos.forward(self.tok_emb.forward(ids), start))  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block.forward(x, None, None if caches is None else caches[i])
         if self.ln_f is not None:
             x = self.ln_f.forward(x)
-        self.h = x
+        return x
+
+    def logits(self, h):                                    # h: (B, T, C) -> (B, T, V)
+        self.h = h
         if self.head is None:
-            return x @ self.tok_emb.W.T                     # (B, T, V): tied weights
-        return self.head.forward(x)
+            return h @ self.tok_emb.W.T                     # tied weights: logits = h E^T
+        return self.head.forward(h)
+
+    def new_caches(self):
+        """One empty KV cache per block, preallocating max_len positions when first written."""
+        return [{"max_len": self.config.max_len} for _ in self.blocks]
 
     def backward(self, dlogits):                            # dlogits: (B, T, V)
         if self.head is None:
@@ -84,8 +95,9 @@ class DecoderLM(Layer):
                 else:                                                      # (re)fill the cache
                     window = context[-max_len:]
                     step_ids, start = window, 0
-                    caches = [{} for _ in self.blocks] if use_cache else None
-                logits = self.forward(xp.asarray([step_ids]), caches, start)   # (1, t, V)
+                    caches = self.new_caches() if use_cache else None
+                h = self.features(xp.asarray([step_ids]), caches, start)      # (1, t, C)
+                logits = self.logits(h[:, -1:])                              # (1, 1, V): last only
                 nxt = sample_next(logits[0, -1], rng, temperature, top_k, top_p)
                 new.append(nxt)
                 context.append(nxt)
