@@ -44,8 +44,9 @@ class DigitsConfig:
 
 def answer(op, args):
     """The digit an operation returns."""
-    return {"First": args[0], "Second": args[1], "Last": args[-1],
-            "Max": max(args), "Min": min(args)}[op]
+    pick = {"First": lambda: args[0], "Second": lambda: args[1], "Last": lambda: args[-1],
+            "Max": lambda: max(args), "Min": lambda: min(args)}
+    return pick[op]()                                       # lazy: First ( 7 ) has no args[1]
 
 
 def encode(op, args, length=None):
