@@ -238,6 +238,157 @@ def _decoder_untied(rng):
     return model, model.forward, {"ids": rng.integers(0, 9, (2, 5))}
 
 
+# ---- research toys (glassformer.research) ------------------------------------------------------
+
+def _randomize(layer, rng, std=0.5):
+    """Non-trivial values everywhere: zero output projections would hide the upstream gradients."""
+    for _, (p, _) in layer.named_parameters():
+        p[...] = rng.normal(0.0, std, p.shape)
+    return layer
+
+
+@case("RMSNorm")
+def _rmsnorm(rng):
+    from .research import RMSNorm
+    layer = _randomize(RMSNorm(6), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
+
+
+@case("NoNorm")
+def _nonorm(rng):
+    from .research import NoNorm
+    layer = NoNorm()
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
+
+
+@case("RotaryEmbedding[offset]")
+def _rope(rng):
+    from .research import RotaryEmbedding
+    layer = RotaryEmbedding(4, 8)
+    return layer, lambda x: layer.forward(x, offset=3), {"x": _x(rng, 2, 2, 3, 4)}
+
+
+@case("RotaryAttention[causal]")
+def _rotary_attention(rng):
+    from .research import RotaryAttention
+    layer = _randomize(RotaryAttention(8, 2, rng, causal=True, max_len=8), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+
+
+@case("RotaryAttention[separate-qkv,padding]")
+def _rotary_attention_masked(rng):
+    from .research import RotaryAttention
+    layer = _randomize(RotaryAttention(8, 2, rng, max_len=8, fused_qkv=False), rng)
+    mask = np.array([[True, True, True, False], [True, True, True, True]])
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 8), "key_padding_mask": mask}
+
+
+@case("QuadraticAttention[causal]")
+def _quadratic_attention(rng):
+    from .research import QuadraticAttention
+    layer = _randomize(QuadraticAttention(8, 2, rng, causal=True), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+
+
+@case("QuadraticAttention[rope,padding]")
+def _quadratic_attention_rope(rng):
+    from .research import QuadraticAttention
+    layer = _randomize(QuadraticAttention(8, 2, rng, rope=True, max_len=8), rng)
+    mask = np.array([[True, True, False, False], [True, True, True, True]])
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 8), "key_padding_mask": mask}
+
+
+@case("Bilinear")
+def _bilinear(rng):
+    from .research import Bilinear
+    layer = _randomize(Bilinear(4, 6, rng, bias=False), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 4)}
+
+
+@case("Bilinear[bias]")
+def _bilinear_bias(rng):
+    from .research import Bilinear
+    layer = _randomize(Bilinear(4, 6, rng, bias=True), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 4)}
+
+
+@case("CrossAttention[padding]")
+def _cross_attention(rng):
+    from .research import CrossAttention
+    layer = _randomize(CrossAttention(8, 2, rng, d_context=6), rng)
+    mask = np.array([[True, True, True, True, False], [True, True, False, False, False]])
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 8), "context": _x(rng, 2, 5, 6),
+                                  "context_mask": mask}
+
+
+@case("DecoderBlock[post-LN]")
+def _decoder_block_post(rng):
+    from .research import DecoderBlock
+    layer = DecoderBlock(8, 2, 12, rng)
+    mask = np.array([[True, True, True, False], [True] * 4])
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 8), "memory": _x(rng, 2, 4, 8),
+                                  "memory_mask": mask}
+
+
+@case("DecoderBlock[pre-LN,gelu]")
+def _decoder_block_pre(rng):
+    from .research import DecoderBlock
+    layer = _randomize(DecoderBlock(8, 2, 12, rng, norm_first=True, activation="gelu"), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 8), "memory": _x(rng, 2, 4, 8)}
+
+
+def _toy_case(model_type, **kw):
+    def build(rng):
+        from .research import ToyConfig, build_toy_model
+        config = ToyConfig(vocab_size=7, d_model=8, n_heads=2, n_ctx=6, model_type=model_type,
+                           d_mlp=12, dtype="float64", **kw)
+        model = _randomize(build_toy_model(config, rng), rng)
+        return model, model.forward, {"ids": rng.integers(0, 7, (2, 4))}
+    return build
+
+
+for _name, _type, _kw in [
+        ("attention_only_1L", "attention_only_1L", {}),
+        ("attention_only_2L", "attention_only_2L", {}),
+        ("transformer_1L", "transformer_1L", {}),
+        ("transformer_2L", "transformer_2L", {}),
+        ("attention_only_1L,rope,tied", "attention_only_1L",
+         dict(positional="rope", tie_weights=True)),
+        ("transformer_1L,quadratic,bilinear", "transformer_1L",
+         dict(attention="quadratic", mlp="bilinear")),
+        ("transformer_2L,rmsnorm,rope", "transformer_2L", dict(norm="rmsnorm", positional="rope")),
+        ("attention_only_2L,quadratic,no-norm", "attention_only_2L",
+         dict(attention="quadratic", norm="none")),
+        ("transformer_2L,bilinear,tied", "transformer_2L", dict(mlp="bilinear", tie_weights=True))]:
+    case(f"ToyModel[{_name}]")(_toy_case(_type, **_kw))
+
+
+def _seq2seq_config(**kw):
+    from .research import EncoderDecoderConfig
+    base = dict(vocab_size=5, d_model=4, n_heads=2, n_layers=1, n_decoder_layers=2, d_ff=6,
+                max_len=6, dtype="float64")           # two decoder blocks: memory grads must add
+    base.update(kw)
+    return EncoderDecoderConfig(**base)
+
+
+@case("EncoderDecoder[post-LN,padding]")
+def _encoder_decoder_post(rng):
+    from .research import EncoderDecoder
+    model = EncoderDecoder(_seq2seq_config(), rng)
+    mask = np.array([[True, True, True, False], [True, True, False, False]])
+    return model, model.forward, {"src": rng.integers(0, 5, (2, 4)),
+                                  "tgt_in": rng.integers(0, 5, (2, 3)), "src_mask": mask}
+
+
+@case("EncoderDecoder[pre-LN,shared,learned]")
+def _encoder_decoder_pre(rng):
+    from .research import EncoderDecoder
+    model = EncoderDecoder(_seq2seq_config(norm_first=True, share_embeddings=True,
+                                           positional="learned", activation="gelu"), rng)
+    return model, model.forward, {"src": rng.integers(0, 5, (2, 4)),
+                                  "tgt_in": rng.integers(0, 5, (2, 3))}
+
+
 def run_case(name, seed=0, tol=TOLERANCE):
     """Build and check one registered case; returns its records with the case name added."""
     rng = np.random.default_rng(seed)
