@@ -1,0 +1,101 @@
+"""The interface every tokenizer shares, and JSON save/load (atomic, no pickle)."""
+import json
+import os
+from pathlib import Path
+
+from ..errors import UserError
+
+
+class Tokenizer:
+    """text <-> list of ids; to_dict() is plain JSON so a tokenizer can ride in a checkpoint header."""
+
+    type = None                                     # "char" | "word" | "bpe", the key in to_dict()
+
+    def encode(self, text):
+        raise NotImplementedError
+
+    def decode(self, ids):
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self):
+        raise NotImplementedError
+
+    def to_dict(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d):
+        raise NotImplementedError
+
+    def save(self, path):
+        """Write to_dict() as JSON: temp file + os.replace, so readers never see half a file."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, ensure_ascii=False)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        tok = tokenizer_from_dict(read_json(path), where=str(path))
+        if cls is not Tokenizer and not isinstance(tok, cls):
+            raise UserError(f"{path}: holds a {tok.type!r} tokenizer, not a {cls.type!r} one")
+        return tok
+
+
+def read_json(path):
+    """Parse a JSON file; a missing or malformed file is a UserError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e}); is it a tokenizer file?") from None
+
+
+def tokenizer_from_dict(d, where="tokenizer dict"):
+    """Rebuild a tokenizer from to_dict() output, dispatching on d["type"]."""
+    from .char import CharTokenizer
+    from .word import WordTokenizer
+    from .bpe import ByteLevelBPE
+    kinds = {"char": CharTokenizer, "word": WordTokenizer, "bpe": ByteLevelBPE}
+    if not isinstance(d, dict) or d.get("type") not in kinds:
+        got = d.get("type") if isinstance(d, dict) else type(d).__name__
+        raise UserError(f"{where}: not a glassformer tokenizer (type {got!r}; "
+                        f"expected one of {sorted(kinds)})")
+    try:
+        return kinds[d["type"]].from_dict(d)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{where}: malformed {d['type']!r} tokenizer ({type(e).__name__}: {e})") from None
+
+
+def load_tokenizer(path):
+    """Read any tokenizer saved with .save(path)."""
+    return Tokenizer.load(path)
+
+
+def check_specials(specials):
+    """Specials as a list of distinct non-empty strings."""
+    specials = list(specials)
+    for s in specials:
+        if not isinstance(s, str) or not s:
+            raise UserError(f"special token {s!r} must be a non-empty string")
+    if len(set(specials)) != len(specials):
+        raise UserError(f"special tokens {specials} contain duplicates")
+    return specials
+
+
+def check_ids(ids, n):
+    """ids as a list of Python ints in [0, n), or a UserError naming the first bad one."""
+    try:
+        ids = [int(i) for i in ids]
+    except (TypeError, ValueError):
+        raise UserError(f"decode: ids must be a sequence of integers, got {ids!r:.80}") from None
+    if ids and (min(ids) < 0 or max(ids) >= n):
+        bad = next(i for i in ids if not 0 <= i < n)
+        raise UserError(f"decode: id {bad} is outside the vocabulary (size {n})")
+    return ids
