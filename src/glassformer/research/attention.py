@@ -6,7 +6,7 @@ Each reuses split_heads / attention_mask / attend / attend_backward from glassfo
 import numpy as np
 
 from ..attention import (MultiHeadAttention, attend, attend_backward, attention_mask,
-                         merge_heads, split_heads)
+                         cache_append, merge_heads, split_heads)
 from ..backend import array_module
 from ..layers.base import Layer
 from ..layers.linear import Linear
@@ -112,10 +112,7 @@ class KernelAttention(MultiHeadAttention):
         if self.rope is not None:
             q, k = self.rope.rotate(q, offset), self.rope.rotate(k, offset)
         if cache is not None:                               # incremental decoding, inference only
-            if "k" in cache:
-                k = xp.concatenate([cache["k"], k], axis=2)  # (B, H, S, D)
-                v = xp.concatenate([cache["v"], v], axis=2)
-            cache["k"], cache["v"] = k, v
+            k, v = cache_append(cache, k, v)                # (B, H, S, D): cached + new
         allowed = attention_mask(xp, q.shape[2], k.shape[2], self.causal, key_padding_mask, offset)
         y, att = self.kernel(q, k, v, allowed)
         self.q, self.k, self.v, self.att, self.allowed, self.offset = q, k, v, att, allowed, offset
