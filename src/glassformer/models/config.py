@@ -5,6 +5,18 @@ from ..errors import UserError
 
 MODEL_KINDS = ("encoder_classifier", "decoder_lm")
 
+# Decoder-LM sizes (d_ff = 4 d_model); "qa" is a deeper medium with a 1024-token context.
+PRESETS = {
+    "tiny":   dict(d_model=128, n_heads=4, n_layers=4, max_len=128),     # CPU demos
+    "small":  dict(d_model=256, n_heads=8, n_layers=6, max_len=256),
+    "medium": dict(d_model=512, n_heads=8, n_layers=8, max_len=512),
+    "large":  dict(d_model=768, n_heads=12, n_layers=12, max_len=1024),  # GPT-2 small's shape
+    "qa":     dict(d_model=512, n_heads=8, n_layers=10, max_len=1024),
+}
+# What every preset LM shares: GPT-2's choices (pre-LN, GELU, learned positions, tied head, std 0.02).
+LM_DEFAULTS = dict(kind="decoder_lm", norm_first=True, activation="gelu", positional="learned",
+                   tie_weights=True, init="normal")
+
 
 @dataclass(frozen=True)
 class ModelConfig:

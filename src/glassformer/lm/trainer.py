@@ -1,0 +1,344 @@
+"""Trainer: AdamW, warm-up + cosine, clipping, accumulation, validation, checkpoints and exact resume.
+
+General over tasks: it needs a model, a loss (forward(logits, y) -> 0-d array, backward(scale)) and a
+batches(rng) -> (x, y) function. One NumPy Generator draws the batches and every dropout mask, so its
+saved state, the parameters and AdamW's moments make a resumed run repeat the straight run exactly.
+"""
+import contextlib
+import csv
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..backend import array_module
+from ..checkpoint import Checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from ..errors import UserError
+from ..layers.dropout import Dropout
+from ..optimizers import AdamW, clip_grad_norm, decay_mask
+from ..schedules import warmup_cosine
+
+CSV_FIELDS = ("step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s",
+              "val_loss", "val_ppl")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping settings (the batch shape is the batches function's business)."""
+    steps: int = 2000                 # optimizer updates
+    lr: float = 1e-3                  # peak learning rate, reached after warm-up
+    min_lr: float = 1e-4              # where the cosine ends
+    warmup_steps: int = 100           # linear warm-up from 0
+    weight_decay: float = 0.1         # decoupled (AdamW), matrices only
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0            # global L2 norm bound; 0 turns clipping off
+    accum_steps: int = 1              # micro-batches per update (gradients add up)
+    eval_interval: int = 250          # steps between validation passes; 0: only at the end
+    eval_batches: int = 20            # validation batches per pass
+    eval_seed: int = 1234             # the same validation batches at every pass
+    log_interval: int = 10            # steps between progress lines
+    checkpoint_interval: int = 0      # steps between last.npz saves; 0: at the end only
+    out_dir: str = None               # best.npz, last.npz, metrics.csv, loss.png; None: write nothing
+    seed: int = 0                     # the batches and dropout generator
+
+    def __post_init__(self):
+        for name in ("steps", "accum_steps", "eval_batches", "log_interval"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
+        for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "grad_clip",
+                     "weight_decay", "min_lr"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name}={getattr(self, name)} must be >= 0")
+        if not self.lr > 0:
+            raise UserError(f"lr={self.lr} must be positive")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise UserError(f"betas ({self.beta1}, {self.beta2}) must be in [0, 1)")
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def perplexity(loss):
+    """exp(mean cross-entropy in nats): the effective number of equally likely next tokens."""
+    return math.exp(min(loss, 700.0))
+
+
+def estimate_loss(model, loss_fn, batches, n_batches, rng):
+    """Mean loss over n_batches batches in eval mode (no dropout); one host sync at the end."""
+    was_training = model.training
+    model.eval()
+    xp = array_module(model.get_parameters()[0][0])
+    total = 0.0
+    try:
+        for _ in range(n_batches):
+            x, y = batches(rng)
+            total = total + loss_fn.forward(model.forward(xp.asarray(x)), xp.asarray(y))
+    finally:
+        model.train(was_training)
+    return float(total) / n_batches
+
+
+def share_rng(model, rng):
+    """Point every Dropout layer at rng, so one saved generator state covers all the randomness."""
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, Dropout):
+            layer.rng = rng
+        stack.extend(layer.children().values())
+
+
+def format_seconds(s):
+    s = int(max(s, 0))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Trainer:
+    """Runs TrainConfig.steps AdamW updates of model on batches(rng), evaluating on val_batches."""
+
+    def __init__(self, model, loss_fn, batches, config=None, val_batches=None, tokenizer=None,
+                 task=None, log=sys.stderr, on_log=None):
+        self.model, self.loss_fn, self.batches, self.val_batches = model, loss_fn, batches, val_batches
+        self.config = config = config or TrainConfig()
+        self.tokenizer = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
+        self.task = task or {"name": "lm"}
+        self.log, self.on_log = log, on_log                 # on_log(trainer, row) after each log line
+        self.rng = np.random.default_rng(config.seed)
+        share_rng(model, self.rng)
+        named = model.named_parameters()
+        self.params = [pg for _, pg in named]
+        self.optimizer = AdamW(self.params, lr=config.lr, betas=(config.beta1, config.beta2),
+                               weight_decay=config.weight_decay, decay=decay_mask(named))
+        self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
+        self.best_val, self.grad_norm = None, None
+        self.history = []                                   # one dict per logged/evaluated step
+        self.stop_requested = False
+
+    # ---- one update ---------------------------------------------------------------------------
+
+    def lr_at(self, step):
+        c = self.config
+        return warmup_cosine(step, c.lr, c.warmup_steps, c.steps, c.min_lr)
+
+    def train_step(self):
+        """One update over accum_steps micro-batches; returns their mean loss as a device scalar."""
+        c = self.config
+        xp = array_module(self.params[0][0])
+        self.model.train()
+        self.optimizer.zero_grad()
+        loss_sum = 0.0
+        for _ in range(c.accum_steps):
+            x, y = self.batches(self.rng)
+            x, y = xp.asarray(x), xp.asarray(y)
+            loss_sum = loss_sum + self.loss_fn.forward(self.model.forward(x), y)
+            # backward adds into the grads: scaling by 1/accum makes the sum a mean over micro-batches
+            self.model.backward(self.loss_fn.backward(1.0 / c.accum_steps))
+            self.tokens_seen += int(y.size)
+        if c.grad_clip > 0:
+            self.grad_norm = clip_grad_norm(self.params, c.grad_clip)   # device scalar, pre-clip
+        self.optimizer.lr = self.lr_at(self.step)
+        self.optimizer.step()
+        self.step += 1
+        return loss_sum / c.accum_steps
+
+    def evaluate(self):
+        """{"val_loss", "val_ppl"} over eval_batches validation batches (the same ones every call)."""
+        c = self.config
+        loss = estimate_loss(self.model, self.loss_fn, self.val_batches, c.eval_batches,
+                             np.random.default_rng(c.eval_seed))
+        return {"val_loss": loss, "val_ppl": perplexity(loss)}
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    def fit(self):
+        """Train until config.steps (or Ctrl-C); returns a summary dict. Ctrl-C stops after the step."""
+        c = self.config
+        out = Path(c.out_dir) if c.out_dir else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        hard_stop, self.stop_requested = False, False
+        t0, elapsed0 = time.perf_counter(), self.elapsed
+        window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0}
+        try:
+            with self._stop_on_sigint():
+                while self.step < c.steps and not self.stop_requested:
+                    window["loss"] = window["loss"] + self.train_step()
+                    window["n"] += 1
+                    self.elapsed = elapsed0 + time.perf_counter() - t0
+                    done = self.step == c.steps
+                    if self.step % c.log_interval == 0 or self.step == 1 or done:
+                        self._log_progress(window)
+                    if self.val_batches is not None and (done or c.eval_interval
+                                                         and self.step % c.eval_interval == 0):
+                        self._evaluate_and_keep_best(out)
+                    if out is not None and c.checkpoint_interval and self.step % c.checkpoint_interval == 0:
+                        self.save(out / "last.npz")
+        except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
+            hard_stop = True
+            print(f"\ninterrupted at step {self.step}", file=self.log)
+        interrupted = hard_stop or self.stop_requested
+        if out is not None:
+            if not hard_stop:                               # never save a half-applied update
+                self.save(out / "last.npz")
+            self.write_metrics(out / "metrics.csv")
+            if self.history:
+                plot_losses(self.history, out / "loss.png")
+            if interrupted and (out / "best.npz").exists():
+                print(f"best checkpoint kept: {out / 'best.npz'}", file=self.log)
+        return self.summary(interrupted)
+
+    def summary(self, interrupted=False):
+        last = next((r for r in reversed(self.history) if r.get("val_loss") is not None), {})
+        train = next((r for r in reversed(self.history) if r.get("train_loss") is not None), {})
+        return {"step": self.step, "train_loss": train.get("train_loss"),
+                "val_loss": last.get("val_loss"), "val_ppl": last.get("val_ppl"),
+                "best_val_loss": self.best_val, "tokens": self.tokens_seen,
+                "elapsed_s": round(self.elapsed, 3),
+                "tokens_per_s": self.tokens_seen / self.elapsed if self.elapsed else None,
+                "interrupted": interrupted}
+
+    def _row(self):
+        """The history row of the current step (log and evaluation of one step share a row)."""
+        if not self.history or self.history[-1]["step"] != self.step:
+            self.history.append({"step": self.step, "tokens": self.tokens_seen,
+                                 "elapsed_s": round(self.elapsed, 3), "lr": self.optimizer.lr})
+        return self.history[-1]
+
+    def _log_progress(self, window):
+        now = time.perf_counter()
+        loss = float(window["loss"]) / window["n"]          # the only per-interval host sync
+        rate = (self.tokens_seen - window["tokens"]) / max(now - window["t"], 1e-9)
+        eta = (self.config.steps - self.step) * (now - window["t"]) / window["n"]
+        row = self._row()
+        row.update(train_loss=loss, tokens_per_s=round(rate, 1),
+                   grad_norm=None if self.grad_norm is None else float(self.grad_norm))
+        width = len(str(self.config.steps))
+        print(f"step {self.step:>{width}}/{self.config.steps} | loss {loss:.4f} | "
+              f"lr {self.optimizer.lr:.2e} | {rate:,.0f} tok/s | ETA {format_seconds(eta)}",
+              file=self.log, flush=True)
+        window.update(loss=0.0, n=0, tokens=self.tokens_seen, t=now)
+        if self.on_log is not None:
+            self.on_log(self, row)
+
+    def _evaluate_and_keep_best(self, out):
+        metrics = self.evaluate()
+        self._row().update(metrics)
+        best = self.best_val is None or metrics["val_loss"] < self.best_val
+        if best:
+            self.best_val = metrics["val_loss"]
+            if out is not None:
+                self.save(out / "best.npz", metrics)
+        print(f"step {self.step}: val loss {metrics['val_loss']:.4f}, perplexity "
+              f"{metrics['val_ppl']:.2f}{' (best)' if best else ''}", file=self.log, flush=True)
+        if out is not None:
+            self.write_metrics(out / "metrics.csv")
+
+    @contextlib.contextmanager
+    def _stop_on_sigint(self):
+        """First Ctrl-C: finish this step, save, stop. Second: KeyboardInterrupt at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            print("\nstopping after this step (Ctrl-C again to stop at once)", file=self.log)
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # ---- files --------------------------------------------------------------------------------
+
+    def save(self, path, metrics=None):
+        """A resumable checkpoint: model, AdamW moments, RNG state, tokenizer, task, train config."""
+        trainer_state = {"best_val": self.best_val, "tokens_seen": self.tokens_seen,
+                         "elapsed": self.elapsed}
+        return save_checkpoint(path, self.model, tokenizer=self.tokenizer, task=self.task,
+                               optimizer=self.optimizer, step=self.step, rng=self.rng,
+                               metrics=metrics or {}, extra={"train_config": asdict(self.config),
+                                                             "trainer": trainer_state})
+
+    def resume(self, checkpoint):
+        """Continue from a checkpoint (path or Checkpoint) written by save(): the same model config."""
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        if ckpt.config != self.model.config:
+            raise UserError("the checkpoint's model config differs from this model's: resume with the "
+                            "same preset and settings it was trained with")
+        if not ckpt.meta.get("rng_state"):
+            raise UserError("the checkpoint holds no RNG state: it was not written by Trainer.save")
+        self.model.load_state_dict(ckpt.model.state_dict())
+        restore_optimizer(self.optimizer, ckpt)
+        self.rng.bit_generator.state = ckpt.meta["rng_state"]   # in place: dropout layers share it
+        state = ckpt.meta.get("extra", {}).get("trainer", {})
+        self.step = ckpt.step
+        self.best_val = state.get("best_val")
+        self.tokens_seen = state.get("tokens_seen", 0)
+        self.elapsed = state.get("elapsed", 0.0)
+        if self.config.out_dir and (Path(self.config.out_dir) / "metrics.csv").exists():
+            self.history = [r for r in read_metrics(Path(self.config.out_dir) / "metrics.csv")
+                            if r["step"] <= self.step]
+        return ckpt
+
+    def write_metrics(self, path):
+        write_metrics(self.history, path)
+
+
+def write_metrics(rows, path):
+    """The history as CSV (one row per logged or evaluated step), written atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_FIELDS})
+    os.replace(tmp, path)
+
+
+def read_metrics(path):
+    """Rows of a metrics.csv as dicts of numbers (None where a cell is empty)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        row = {k: (float(v) if v not in ("", None) else None) for k, v in r.items() if k in CSV_FIELDS}
+        row["step"] = int(row["step"])
+        out.append(row)
+    return out
+
+
+def plot_losses(rows, path):
+    """Training (each log interval) and validation loss against step, saved as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    train = [(r["step"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
+    val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train (mean since last log)", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation", lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,280 @@
+"""Language models: presets, the Trainer (schedule, clipping, accumulation, eval, checkpoints, exact
+resume, Ctrl-C), the preallocated KV cache, and text generation."""
+import io
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from glassformer.backend import to_numpy
+from glassformer.checkpoint import load_checkpoint
+from glassformer.errors import UserError
+from glassformer.lm import (TrainConfig, Trainer, eos_id, generate_text, lm_batches, lm_config,
+                            read_metrics)
+from glassformer.losses import CrossEntropyLoss
+from glassformer.models import DecoderLM, build_model
+from glassformer.schedules import warmup_cosine
+from glassformer.tokenizers import CharTokenizer, tokenizer_from_dict
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 40
+
+
+def lm_params(V, C, T, L):
+    """Parameters of a tied, pre-LN, learned-position LM with d_ff = 4C (the presets' shape)."""
+    block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    return V * C + T * C + L * block + 2 * C
+
+
+def small_model(V, seed=0, **kw):
+    settings = dict(d_model=16, n_heads=2, n_layers=2, max_len=16)
+    settings.update(kw)
+    return build_model(lm_config("tiny", V, **settings), np.random.default_rng(seed))
+
+
+def make_trainer(model=None, seed=0, log=None, **kw):
+    tok = CharTokenizer.from_text(TEXT)
+    ids = np.array(tok.encode(TEXT), dtype=np.uint16)
+    model = model or small_model(tok.vocab_size, seed)
+    settings = dict(steps=6, lr=3e-3, warmup_steps=2, eval_interval=0, eval_batches=3, log_interval=2)
+    settings.update(kw)
+    return Trainer(model, CrossEntropyLoss(), lm_batches(ids[:900], 4, 8), TrainConfig(**settings),
+                   val_batches=lm_batches(ids[900:], 4, 8), tokenizer=tok,
+                   task={"name": "lm", "context": 8}, log=log or io.StringIO())
+
+
+def params_of(model):
+    return {n: to_numpy(p).copy() for n, (p, _) in model.named_parameters()}
+
+
+# ---- presets ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset,C,H,L,T", [("tiny", 128, 4, 4, 128), ("small", 256, 8, 6, 256),
+                                             ("medium", 512, 8, 8, 512), ("large", 768, 12, 12, 1024),
+                                             ("qa", 512, 8, 10, 1024)])
+def test_presets_have_their_sizes(preset, C, H, L, T):
+    c = lm_config(preset, 1000)
+    assert (c.d_model, c.n_heads, c.n_layers, c.max_len, c.d_ff) == (C, H, L, T, 4 * C)
+    assert (c.kind, c.norm_first, c.activation, c.positional, c.tie_weights, c.init) == \
+        ("decoder_lm", True, "gelu", "learned", True, "normal")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_preset_models_have_the_expected_parameter_count(preset):
+    c = lm_config(preset, 65)
+    model = build_model(c, np.random.default_rng(0))
+    assert model.n_parameters() == lm_params(65, c.d_model, c.max_len, c.n_layers)
+
+
+def test_preset_overrides_and_bad_names():
+    c = lm_config("tiny", 65, max_len=64, d_model=64, dropout=0.1)
+    assert (c.max_len, c.d_model, c.d_ff, c.dropout) == (64, 64, 256, 0.1)
+    with pytest.raises(UserError, match="unknown preset"):
+        lm_config("huge", 65)
+    with pytest.raises(UserError, match="unknown model setting"):
+        lm_config("tiny", 65, n_layer=3)
+
+
+def test_lm_batches_are_shifted_windows():
+    tokens = np.arange(100, dtype=np.uint16)
+    x, y = lm_batches(tokens, 5, 7)(np.random.default_rng(0))
+    assert x.shape == y.shape == (5, 7)
+    np.testing.assert_array_equal(y, x + 1)
+    with pytest.raises(UserError, match="shorter than context"):
+        lm_batches(tokens[:5], 2, 7)
+
+
+# ---- the Trainer ----------------------------------------------------------------------------
+
+def test_optimizer_sees_warmup_then_cosine():
+    tr = make_trainer(steps=10, warmup_steps=3, lr=1e-2, min_lr=1e-3)
+    seen = []
+    for _ in range(10):
+        tr.train_step()
+        seen.append(tr.optimizer.lr)
+    expected = [warmup_cosine(i, 1e-2, 3, 10, 1e-3) for i in range(10)]
+    np.testing.assert_allclose(seen, expected)
+    assert seen[0] < seen[1] < seen[2] == pytest.approx(1e-2) and seen[-1] < 2e-3
+
+
+def test_clipping_bounds_the_global_norm():
+    tr = make_trainer(grad_clip=1e-3)
+    tr.train_step()
+    norm = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for _, g in tr.params))
+    assert float(tr.grad_norm) > 1e-2                       # the raw norm was well above the bound
+    assert norm <= 1e-3 * (1 + 1e-4)
+
+
+def test_weight_decay_skips_biases_norms_and_embeddings():
+    tr = make_trainer()
+    names = [n for n, _ in tr.model.named_parameters()]
+    decayed = {n for n, d in zip(names, tr.optimizer.decay) if d}
+    assert "blocks.0.ffn.fc1.W" in decayed and "blocks.0.attn.qkv.W" in decayed
+    assert not any(n.endswith((".b", ".gamma", ".beta")) or "emb" in n or n == "pos.P"
+                   for n in decayed)
+
+
+def test_two_micro_batches_equal_one_double_batch():
+    V = 11
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, V, (4, 6))
+    y = rng.integers(0, V, (4, 6))
+    halves = iter([(x[:2], y[:2]), (x[2:], y[2:])])
+    cfg = dict(steps=1, warmup_steps=0, grad_clip=0.0, weight_decay=0.0)
+    a = Trainer(small_model(V, 5, dtype="float64"), CrossEntropyLoss(), lambda r: next(halves),
+                TrainConfig(accum_steps=2, **cfg), log=io.StringIO())
+    b = Trainer(small_model(V, 5, dtype="float64"), CrossEntropyLoss(), lambda r: (x, y),
+                TrainConfig(accum_steps=1, **cfg), log=io.StringIO())
+    loss_a, loss_b = a.train_step(), b.train_step()
+    assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-12)
+    for (name, (_, ga)), (_, (_, gb)) in zip(a.model.named_parameters(), b.model.named_parameters()):
+        np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-13, err_msg=name)
+    assert a.tokens_seen == b.tokens_seen == 24
+
+
+def test_resume_is_exact(tmp_path):
+    model = lambda seed: small_model(CharTokenizer.from_text(TEXT).vocab_size, seed, dropout=0.1)
+    straight = make_trainer(model(0), steps=6)
+    for _ in range(6):
+        straight.train_step()
+    first = make_trainer(model(0), steps=6)
+    for _ in range(3):
+        first.train_step()
+    first.save(tmp_path / "mid.npz")
+    second = make_trainer(model(99), steps=6)               # other init: everything must be loaded
+    second.resume(tmp_path / "mid.npz")
+    assert second.step == 3
+    for _ in range(3):
+        second.train_step()
+    want, got = params_of(straight.model), params_of(second.model)
+    assert all(np.array_equal(want[n], got[n]) for n in want)
+    assert np.array_equal(straight.optimizer.v[0], second.optimizer.v[0])
+
+
+def test_resume_rejects_another_model(tmp_path):
+    tr = make_trainer()
+    tr.save(tmp_path / "a.npz")
+    other = make_trainer(small_model(CharTokenizer.from_text(TEXT).vocab_size, d_model=32))
+    with pytest.raises(UserError, match="config differs"):
+        other.resume(tmp_path / "a.npz")
+
+
+def test_validation_loss_and_perplexity():
+    tr = make_trainer()
+    m = tr.evaluate()
+    assert m["val_ppl"] == pytest.approx(math.exp(m["val_loss"]))
+    V = CharTokenizer.from_text(TEXT).vocab_size
+    assert abs(m["val_loss"] - math.log(V)) < 0.1           # std-0.02 init: nearly uniform
+    assert tr.evaluate() == m                               # the same batches every time
+
+
+def test_fit_writes_checkpoints_metrics_and_plot(tmp_path):
+    log = io.StringIO()
+    tr = make_trainer(log=log, steps=6, eval_interval=3, out_dir=str(tmp_path))
+    summary = tr.fit()
+    assert summary["step"] == 6 and not summary["interrupted"]
+    for name in ("best.npz", "last.npz", "metrics.csv", "loss.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    ckpt = load_checkpoint(tmp_path / "best.npz")
+    assert ckpt.task == {"name": "lm", "context": 8}
+    tok = tokenizer_from_dict(ckpt.tokenizer)
+    assert tok.decode(tok.encode("lazy dog")) == "lazy dog"
+    assert ckpt.optimizer_state["arrays"] and ckpt.meta["rng_state"]
+    assert ckpt.metrics["val_loss"] == pytest.approx(summary["best_val_loss"])
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [r["step"] for r in rows if r["val_loss"] is not None] == [3, 6]
+    text = log.getvalue()
+    assert "tok/s" in text and "ETA" in text and "val loss" in text
+
+
+def test_ctrl_c_stops_after_the_step_and_keeps_the_best(tmp_path):
+    def interrupt(trainer, row):
+        if trainer.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)             # what Ctrl-C sends
+    tr = make_trainer(steps=50, eval_interval=2, log_interval=2, out_dir=str(tmp_path))
+    tr.on_log = interrupt
+    summary = tr.fit()
+    assert summary["interrupted"] and summary["step"] in (4, 5)
+    assert load_checkpoint(tmp_path / "last.npz").step == summary["step"]
+    assert load_checkpoint(tmp_path / "best.npz").step <= summary["step"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_train_config_validation():
+    with pytest.raises(UserError, match="steps"):
+        TrainConfig(steps=0)
+    with pytest.raises(UserError, match="lr"):
+        TrainConfig(lr=0)
+
+
+def test_tiny_lm_learns_repeated_text():
+    text = "hello world! " * 40
+    tok = CharTokenizer.from_text(text)
+    ids = np.array(tok.encode(text), dtype=np.uint16)
+    model = build_model(lm_config("tiny", tok.vocab_size, d_model=32, n_heads=2, n_layers=2,
+                                  max_len=16), np.random.default_rng(0))
+    cfg = TrainConfig(steps=60, lr=1e-2, min_lr=1e-3, warmup_steps=10, eval_interval=0,
+                      eval_batches=2, log_interval=1000)
+    tr = Trainer(model, CrossEntropyLoss(), lm_batches(ids, 8, 16), cfg,
+                 val_batches=lm_batches(ids, 8, 16), log=io.StringIO())
+    summary = tr.fit()
+    assert summary["val_loss"] < 0.3                        # log V = 2.2 at the start
+    assert generate_text(model, tok, "hello", 7, temperature=0) == " world!"
+
+
+# ---- KV cache and generation --------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float64", 1e-12)])
+def test_cached_decoding_equals_the_full_forward(dtype, tol):
+    model = small_model(13, 1, dtype=dtype).eval()
+    ids = np.random.default_rng(0).integers(0, 13, (2, 12))
+    full = to_numpy(model.forward(ids))                     # (B, T, V)
+    caches = model.new_caches()
+    steps = [model.forward(ids[:, :5], caches, 0)]          # a prompt, then one token at a time
+    buffers = [c["k_buf"] for c in caches]
+    steps += [model.forward(ids[:, t:t + 1], caches, t) for t in range(5, 12)]
+    np.testing.assert_allclose(np.concatenate([to_numpy(s) for s in steps], axis=1), full,
+                               rtol=tol, atol=tol)
+    D = model.config.d_model // model.config.n_heads
+    assert caches[0]["k_buf"].shape == (2, model.config.n_heads, model.config.max_len, D)
+    assert all(c["k_buf"] is b for c, b in zip(caches, buffers))   # written in place, never grown
+    assert caches[0]["k"].shape[2] == 12
+
+
+def test_greedy_generation_is_the_same_with_and_without_the_cache():
+    model = small_model(13, 2)
+    prompt = [1, 2, 3]
+    a = model.generate(prompt, 30, temperature=0)           # 33 tokens > max_len 16: window slides
+    b = model.generate(prompt, 30, temperature=0, use_cache=False)
+    assert a == b and len(a) == 30
+
+
+def force_eos_model(tok):
+    """An untied model whose final LayerNorm always outputs ones and whose head favours <eos>."""
+    model = build_model(lm_config("tiny", tok.vocab_size, d_model=16, n_heads=2, n_layers=1,
+                                  max_len=16, tie_weights=False), np.random.default_rng(0))
+    model.ln_f.gamma[...] = 0
+    model.ln_f.beta[...] = 1
+    model.head.W[:, eos_id(tok)] = 10.0
+    return model
+
+
+def test_generation_stops_at_eos():
+    tok = CharTokenizer.from_text("abc ", specials=["<|endoftext|>"])
+    model = force_eos_model(tok)
+    assert eos_id(tok) == 0
+    assert model.generate([1, 2], 8, temperature=0, eos_id=0) == [0]
+    assert model.generate([1, 2], 3, temperature=0) == [0, 0, 0]   # no eos_id: runs to the limit
+    assert generate_text(model, tok, "ab", 8, temperature=0) == ""
+    assert generate_text(model, tok, "", 8, temperature=0) == ""   # empty prompt starts from eos
+
+
+def test_generate_text_needs_a_prompt_without_eos():
+    tok = CharTokenizer.from_text("abc")
+    model = small_model(tok.vocab_size)
+    with pytest.raises(UserError, match="prompt is empty"):
+        generate_text(model, tok, "")
+    out = generate_text(model, tok, "ab", 5, temperature=1.0, seed=0)
+    assert len(out) == 5 and set(out) <= set("abc")
+    assert out == generate_text(model, tok, "ab", 5, temperature=1.0, seed=0)
