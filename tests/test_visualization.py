@@ -1,0 +1,73 @@
+"""Tests for glassformer.visualization: terminal heatmaps and the PNG plots."""
+import io
+
+import numpy as np
+import pytest
+
+from glassformer.visualization import (ASCII_SHADES, SHADES, ascii_bar, ascii_heatmap, plot_attention,
+                                       plot_curves, shade_chars)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_ascii_heatmap_shape_and_labels():
+    m = np.arange(12, dtype=float).reshape(3, 4) / 11
+    text = ascii_heatmap(m, ["a", "bb", "c"], ["w", "x", "y", "z"])
+    lines = text.split("\n")
+    assert len(lines) == 1 + 3 + 1                          # column labels, 3 rows, legend
+    assert lines[0].split() == ["w", "x", "y", "z"]
+    assert [line.split()[0] for line in lines[1:4]] == ["a", "bb", "c"]
+    assert len({len(line) for line in lines[1:4]}) == 1     # rows line up
+    assert lines[1].split()[1] == "··"                      # an exact 0 is marked, not blank
+    assert lines[3].endswith(SHADES[-1] * 2)                # the max cell is the darkest
+    assert lines[-1].startswith("scale:")
+
+
+def test_ascii_heatmap_levels_follow_values():
+    m = np.array([[0.0, 0.25, 0.5, 0.75, 1.0]])
+    row = ascii_heatmap(m, ["r"], list("abcde")).split("\n")[1]
+    cells = row.split(" ")[1:]
+    assert cells == ["··", SHADES[1] * 2, SHADES[2] * 2, SHADES[3] * 2, SHADES[4] * 2]
+
+
+def test_ascii_heatmap_shows_causal_mask():
+    T = 4
+    w = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]     # causal, rows sum to 1
+    lines = ascii_heatmap(w, list("abcd"), list("abcd"), vmax=1.0).split("\n")[1:1 + T]
+    for i, line in enumerate(lines):
+        assert line.count("·") == 2 * (T - 1 - i)           # masked cells: above the diagonal
+
+
+def test_ascii_heatmap_rejects_mismatched_labels():
+    with pytest.raises(ValueError, match="row labels"):
+        ascii_heatmap(np.zeros((2, 2)), ["a"], ["a", "b"])
+
+
+def test_shade_chars_fall_back_to_ascii():
+    ascii_stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    assert shade_chars(ascii_stream)[0] == ASCII_SHADES
+    assert shade_chars(io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))[0] == SHADES
+
+
+def test_ascii_bar_fills_in_proportion():
+    assert ascii_bar(0.5, 1.0, 10) == SHADES[-1] * 5 + " " * 5
+    assert ascii_bar(3.0, 1.0, 4) == SHADES[-1] * 4          # clipped
+    assert ascii_bar(1.0, 0.0, 3) == "   "
+
+
+def test_plot_curves_writes_png(tmp_path):
+    rows = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.3 * e, "val_loss": 2.1 / e,
+             "val_acc": 0.28 * e, "seconds": 0.1} for e in (1, 2, 3)]
+    path = plot_curves(rows, tmp_path / "sub" / "curves.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert path.stat().st_size > 5_000
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_plot_attention_writes_png(tmp_path):
+    rng = np.random.default_rng(0)
+    w = rng.random((4, 5, 5))
+    w /= w.sum(axis=-1, keepdims=True)
+    path = plot_attention(w, ["Max", "(", "1", "2", ")"], tmp_path / "att.png", title="layer 0")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert path.stat().st_size > 10_000
