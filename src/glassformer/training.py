@@ -54,3 +54,42 @@ def accuracy_by_group(preds, targets, groups, names):
     preds, targets, groups = map(np.asarray, (preds, targets, groups))
     return {name: float((preds[groups == g] == targets[groups == g]).mean())
             for g, name in enumerate(names) if (groups == g).any()}
+
+
+def train_lm_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None, pad=0):
+    """One pass of next-token training; returns (mean loss, accuracy) over the non-pad targets.
+
+    ids and targets are (N, T); loss_fn ignores `pad` targets (CrossEntropyLoss(ignore_index=pad)).
+    """
+    xp = array_module(ids)
+    N = len(ids)
+    order = xp.asarray(rng.permutation(N))
+    n_batches = (N + batch_size - 1) // batch_size
+    total_loss = xp.zeros((), dtype=xp.float64)
+    correct = xp.zeros((), dtype=xp.int64)
+    counted = targets != pad                                # (N, T)
+    model.train()
+    for i in range(n_batches):
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        x, y, real = ids[idx], targets[idx], counted[idx]
+        optimizer.zero_grad()
+        logits = model.forward(x)                           # (B, T, V)
+        loss = loss_fn.forward(logits, y)
+        model.backward(loss_fn.backward())
+        optimizer.step()
+        total_loss += loss * real.sum()                     # loss is a mean over real tokens
+        correct += ((logits.argmax(axis=-1) == y) & real).sum()
+        if on_batch is not None:
+            on_batch(i, n_batches, loss)
+    n = max(int(counted.sum()), 1)
+    return float(total_loss) / n, float(correct) / n
+
+
+def evaluate_lm(model, loss_fn, ids, targets, pad=0):
+    """(mean loss, next-token accuracy) over the non-pad targets, in eval mode, one batch."""
+    model.eval()
+    logits = model.forward(ids)                             # (N, T, V)
+    loss = float(loss_fn.forward(logits, targets))
+    real = targets != pad
+    acc = float(((logits.argmax(axis=-1) == targets) & real).sum()) / max(int(real.sum()), 1)
+    return loss, acc

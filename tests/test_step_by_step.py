@@ -1,0 +1,205 @@
+"""Tests for glassformer.cli.step_by_step: the walk-through, training runs, resume, Ctrl-C, bad flags."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from glassformer import training
+from glassformer.cli import step_by_step as sbs
+from glassformer.checkpoint import read_meta
+
+FAST = ["--no-interactive", "--size", "small", "--epochs", "1", "--batch-size", "256"]
+RUN_FILES = ["best.npz", "last.npz", "metrics.csv", "summary.json", "curves.png",
+             "attention_layer0.png", "attention_layer1.png"]
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Skip the PNGs where a test does not look at them (plots are tested on their own)."""
+    monkeypatch.setattr(sbs, "plot_run", lambda run, out, model: [])
+
+
+def npz_arrays(path):
+    meta, archive = read_meta(path)
+    return {k: archive[k] for k in archive.files if k != "__meta__"}, meta
+
+
+def read_metrics(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("task", ["digits", "sentences"])
+def test_run_writes_every_file(tmp_path, capsys, task):
+    out = tmp_path / "run"
+    assert sbs.main(["--task", task, *FAST, "--out", str(out)]) == 0
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("task", "test_accuracy", "train_seconds", "config", "command", "epochs_completed"):
+        assert key in summary
+    assert summary["task"] == task and summary["epochs_completed"] == 1
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["command"].startswith("python train_step_by_step.py --task " + task)
+    if task == "digits":
+        assert set(summary["per_operation_accuracy"]) == {"First", "Second", "Last", "Max", "Min"}
+    else:
+        assert summary["best_possible_accuracy"] == pytest.approx(0.8039, abs=1e-3)
+        assert set(summary["samples"]) == {"<START>", "the", "a", "the dog", "a bird"}
+    rows = read_metrics(out / "metrics.csv")
+    assert list(rows[0]) == sbs.METRIC_FIELDS and len(rows) == 1
+    _, meta = npz_arrays(out / "best.npz")
+    assert meta["task"]["name"] == task and meta["tokenizer"]["type"] == "word"
+    assert meta["rng_state"] is not None and meta["optimizer"]["class"] == "Adam"
+    assert meta["extra"]["epoch"] == 1
+    assert "test accuracy" in capsys.readouterr().out or task == "sentences"
+
+
+def make_run(task):
+    settings = {"task": task, "size": "small", "batch_size": 32, "lr": 1e-3, "seed": 0, "epochs": 1}
+    return sbs.Run(settings)
+
+
+def walk_run(task, answers):
+    run = make_run(task)
+    ids, targets = run.task.walk_example()
+    asked, out = [], io.StringIO()
+
+    def ask(prompt):
+        asked.append(prompt)
+        answer = answers[min(len(asked), len(answers)) - 1]
+        if answer is EOFError:
+            raise EOFError
+        return answer
+
+    before = {k: v.copy() for k, v in run.model.state_dict().items()}
+    shown = sbs.walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, ask, out)
+    unchanged = all(np.array_equal(before[k], v) for k, v in run.model.state_dict().items())
+    return run, shown, asked, out.getvalue(), unchanged
+
+
+@pytest.mark.parametrize("task,head", [("digits", "pooling + classifier head"),
+                                       ("sentences", "LM head")])
+def test_walk_prints_every_stage(task, head):
+    run, shown, asked, text, unchanged = walk_run(task, [""])
+    names = ["tokens", "embeddings", "positions", "block 0 attention", "block 0 add & norm",
+             "block 0 feed-forward", "block 1 attention", "block 1 add & norm (after the FFN)",
+             head, "softmax", "loss", "backward", "optimizer update"]
+    for name in names:
+        assert f": {name} ===" in text, name
+    assert len(shown) == len(asked) == sbs.count_stages(run.model) == 16
+    assert "largest difference 0.0e+00" in text             # the hand-run pass is the model's pass
+    assert "head 3: row = query token" in text and "blocks.0.attn.qkv" in text
+    assert unchanged and run.optimizer.t == 0               # the update is undone after the walk
+    if task == "sentences":
+        assert "causal mask" in text and "··" in text
+
+
+@pytest.mark.parametrize("answers,n_shown", [(["", "", "q"], 3), ([" Q "], 1), ([EOFError], 1)])
+def test_walk_q_skips_to_training(answers, n_shown):
+    run, shown, asked, text, unchanged = walk_run("digits", answers)
+    assert len(shown) == len(asked) == n_shown
+    assert f"stage {n_shown + 1}/" not in text and "skipping the rest" in text
+    assert unchanged and run.optimizer.t == 0
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_walk_runs_only_on_a_terminal(tmp_path, monkeypatch, no_plots):
+    calls = []
+    monkeypatch.setattr(sbs, "walk", lambda *a, **k: calls.append(a))
+    args = ["--task", "sentences", "--epochs", "1", "--out", str(tmp_path / "a")]
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert sbs.main(args) == 0 and not calls
+    monkeypatch.setattr("sys.stdin", FakeTTY(""))
+    assert sbs.main(args) == 0 and len(calls) == 1
+    assert sbs.main(args + ["--no-interactive"]) == 0 and len(calls) == 1
+
+
+def test_progress_line_is_rewritten_on_a_terminal():
+    out = io.StringIO()
+    progress = sbs.Progress(out, live=True, epochs=2, n_batches=3, first_epoch=0)
+    progress.begin(1)
+    progress.on_batch(2, 3, 0.5)
+    progress.end_epoch({"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.4,
+                        "val_acc": 0.9, "seconds": 0.1}, True)
+    assert out.getvalue().startswith("\repoch 1/2  batch 3/3  loss 0.5000") and "ETA" in out.getvalue()
+
+
+@pytest.mark.parametrize("task", ["digits", "sentences"])
+def test_resume_continues_bit_for_bit(tmp_path, task, no_plots):
+    flags = ["--task", task, "--no-interactive", "--size", "small", "--batch-size", "256"]
+    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
+    assert sbs.main(flags + ["--epochs", "2", "--out", str(straight)]) == 0
+    assert sbs.main(flags + ["--epochs", "1", "--out", str(first)]) == 0
+    assert sbs.main(["--no-interactive", "--resume", str(first / "last.npz"), "--epochs", "2",
+                     "--out", str(resumed)]) == 0
+    a, meta_a = npz_arrays(straight / "last.npz")
+    b, meta_b = npz_arrays(resumed / "last.npz")
+    assert sorted(a) == sorted(b) and any(k.startswith("optim/") for k in a)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k                 # parameters and Adam state
+    assert meta_a["rng_state"] == meta_b["rng_state"] and meta_a["step"] == meta_b["step"]
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert drop(read_metrics(straight / "metrics.csv")) == drop(read_metrics(resumed / "metrics.csv"))
+    assert (resumed / "best.npz").exists()
+    assert json.loads((resumed / "summary.json").read_text())["epochs_completed"] == 2
+
+
+def test_ctrl_c_keeps_best_and_exits_130(tmp_path, monkeypatch, capsys):
+    real, calls = training.train_epoch, []
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    code = sbs.main(["--task", "digits", "--no-interactive", "--size", "small", "--epochs", "3",
+                     "--batch-size", "256", "--out", str(out)])
+    assert code == 130
+    assert (out / "best.npz").exists() and (out / "curves.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["epochs_completed"] == 1
+    assert summary["test_accuracy"] is not None
+    assert len(read_metrics(out / "metrics.csv")) == 1
+    printed = capsys.readouterr().out
+    assert "interrupted" in printed and "--resume" in printed and str(out) in printed
+
+
+def bad_inputs(tmp_path):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a checkpoint")
+    return [["--task", "poetry"], ["--epochs", "0"], ["--epochs", "many"], ["--lr", "-1"],
+            ["--lr", "nan"], ["--batch-size", "0"], ["--seed", "-3"], ["--size", "huge"],
+            ["--device", "tpu"], ["--resume", str(tmp_path / "missing.npz")],
+            ["--resume", str(text_file)], ["--out", str(text_file)]]
+
+
+def test_bad_input_exits_2_without_traceback(tmp_path, capsys):
+    for args in bad_inputs(tmp_path):
+        assert sbs.main(args + ["--no-interactive"]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err, (args, err)
+
+
+def test_resume_refuses_finished_run_and_changed_flags(tmp_path, capsys, no_plots):
+    out = tmp_path / "run"
+    assert sbs.main(["--task", "sentences", "--no-interactive", "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert sbs.main(["--resume", str(out / "last.npz"), "--no-interactive"]) == 2
+    assert "already has 1 epochs" in capsys.readouterr().err
+    assert sbs.main(["--resume", str(out / "last.npz"), "--task", "digits", "--epochs", "3"]) == 2
+    assert "--task digits differs" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    assert sbs.main(["--help"]) == 0
+    assert "--resume" in capsys.readouterr().out
