@@ -41,7 +41,8 @@ class DecoderLM(Layer):
     def logits(self, h):                                    # h: (B, T, C) -> (B, T, V)
         self.h = h
         if self.head is None:
-            return h @ self.tok_emb.W.T                     # tied weights: logits = h E^T
+            B, T, C = h.shape                               # tied weights: logits = h E^T
+            return (h.reshape(B * T, C) @ self.tok_emb.W.T).reshape(B, T, -1)   # one 2-D GEMM
         return self.head.forward(h)
 
     def new_caches(self):
@@ -52,7 +53,7 @@ class DecoderLM(Layer):
         if self.head is None:
             V, C = self.tok_emb.W.shape
             self.tok_emb.dW += dlogits.reshape(-1, V).T @ self.h.reshape(-1, C)  # logits = h E^T
-            dx = dlogits @ self.tok_emb.W
+            dx = (dlogits.reshape(-1, V) @ self.tok_emb.W).reshape(self.h.shape)
         else:
             dx = self.head.backward(dlogits)
         if self.ln_f is not None:
