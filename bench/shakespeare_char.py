@@ -1,0 +1,79 @@
+"""Benchmark: nanoGPT's CPU Shakespeare recipe, character level, and print one JSON line.
+
+tinyshakespeare (first 90% train, last 10% validation), 65 characters, 4 layers, 4 heads, d_model 128,
+context 64, batch 12, dropout 0, AdamW lr 1e-3 (betas 0.9/0.99, decay 0.1, clip 1.0), 100 warm-up
+steps, cosine to 1e-4 over 2,000 iterations. Validation loss is the mean over 200 random batches of
+12 x 64, as nanoGPT's estimate_loss does (its figure for this recipe: about 1.88).
+  python bench/shakespeare_char.py [--threads 1] [--save checkpoints/shakespeare_char.npz]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--data", default=str(DATA), help="tinyshakespeare input.txt")
+    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--eval-batches", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads (sets OPENBLAS_NUM_THREADS before NumPy loads)")
+    parser.add_argument("--save", default=None, help="write the trained model (+ tokenizer) here")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:                                        # must happen before NumPy is imported
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import io
+    import numpy as np
+    from glassformer.checkpoint import save_checkpoint
+    from glassformer.lm import TrainConfig, Trainer, lm_batches, lm_config
+    from glassformer.losses import CrossEntropyLoss
+    from glassformer.models import build_model
+    from glassformer.tokenizers import CharTokenizer
+
+    text = Path(args.data).read_text(encoding="utf-8")
+    tok = CharTokenizer.from_text(text)
+    ids = np.array(tok.encode(text), dtype=np.uint16)
+    n_train = int(0.9 * len(ids))
+    train, val = ids[:n_train], ids[n_train:]
+    B, T = 12, 64
+    config = lm_config("tiny", tok.vocab_size, max_len=T, dropout=0.0)    # 128 / 4 heads / 4 layers
+    model = build_model(config, np.random.default_rng(args.seed))
+    tcfg = TrainConfig(steps=args.iters, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
+                       beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=0,
+                       eval_batches=args.eval_batches, log_interval=100, seed=args.seed)
+    task = {"name": "lm", "context": T, "data": "tinyshakespeare", "split": "90/10"}
+    trainer = Trainer(model, CrossEntropyLoss(), lm_batches(train, B, T), tcfg,
+                      val_batches=lm_batches(val, B, T), tokenizer=tok, task=task,
+                      log=io.StringIO() if args.quiet else sys.stderr)
+    start = time.perf_counter()
+    summary = trainer.fit()                                 # evaluates once, after the last step
+    wall = time.perf_counter() - start
+    train_seconds = summary["elapsed_s"]
+    if args.save:
+        metrics = {"val_loss": summary["val_loss"], "val_ppl": summary["val_ppl"]}
+        save_checkpoint(args.save, model, tokenizer=tok.to_dict(), task=task, step=trainer.step,
+                        metrics=metrics)
+    print(json.dumps({
+        "benchmark": "shakespeare_char", "val_loss": round(summary["val_loss"], 4),
+        "train_loss_last": round(summary["train_loss"], 4), "iters": trainer.step,
+        "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall, 2),
+        "tokens_per_s": round(trainer.tokens_seen / train_seconds, 1),
+        "ms_per_iter": round(1e3 * train_seconds / trainer.step, 2),
+        "params": model.n_parameters(), "vocab_size": tok.vocab_size, "eval_batches": args.eval_batches,
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto")}))
+
+
+if __name__ == "__main__":
+    main()
