@@ -92,15 +92,18 @@ def test_no_run_blocks_are_few():
 
 
 def quoted_lines_found(quote, source_lines):
-    """The first quoted line not found in the source in order, or None when all are there."""
-    stripped = [s.strip() for s in source_lines]
+    """The first quoted line not found in the source in order, or None when all are there.
+
+    Runs of spaces count as one, so re-aligning a trailing comment does not break a quote.
+    """
+    squeezed = [" ".join(s.split()) for s in source_lines]
     pos = 0
     for q in quote.splitlines():
-        q = q.strip()
+        q = " ".join(q.split())
         if not q or q == "...":
             continue
         try:
-            pos = stripped.index(q, pos) + 1
+            pos = squeezed.index(q, pos) + 1
         except ValueError:
             return q
     return None
@@ -152,3 +155,5 @@ def test_parser_kinds(tmp_path):
     assert [b["kind"] for b in parse_blocks(md)] == ["run", "no-run", "no-run", "quote", "other"]
     assert quoted_lines_found("x = 1\n...\n  y = 2", ["x = 1", "z", "    y = 2"]) is None
     assert quoted_lines_found("y = 2\nx = 1", ["x = 1", "y = 2"]) == "x = 1"   # order matters
+    assert quoted_lines_found("a = 1  # c", ["a = 1        # c"]) is None       # alignment is free
+    assert quoted_lines_found("a = 2", ["a = 1"]) == "a = 2"
