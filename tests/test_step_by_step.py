@@ -9,10 +9,17 @@ import pytest
 from glassformer import training
 from glassformer.cli import step_by_step as sbs
 from glassformer.checkpoint import read_meta
+from glassformer.tasks import digits
 
 FAST = ["--no-interactive", "--size", "small", "--epochs", "1", "--batch-size", "256"]
 RUN_FILES = ["best.npz", "last.npz", "metrics.csv", "summary.json", "curves.png",
              "attention_layer0.png", "attention_layer1.png"]
+
+
+@pytest.fixture(autouse=True)
+def tiny_digits(monkeypatch):
+    """--size small means 300 examples here (2,000 in real runs): the CLI's logic, at test speed."""
+    monkeypatch.setitem(digits.SIZES, "small", 300)
 
 
 @pytest.fixture
@@ -133,7 +140,7 @@ def test_progress_line_is_rewritten_on_a_terminal():
 
 @pytest.mark.parametrize("task", ["digits", "sentences"])
 def test_resume_continues_bit_for_bit(tmp_path, task, no_plots):
-    flags = ["--task", task, "--no-interactive", "--size", "small", "--batch-size", "256"]
+    flags = ["--task", task, "--no-interactive", "--size", "small", "--batch-size", "64"]
     straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
     assert sbs.main(flags + ["--epochs", "2", "--out", str(straight)]) == 0
     assert sbs.main(flags + ["--epochs", "1", "--out", str(first)]) == 0

@@ -85,12 +85,15 @@ def plot_curves(metrics_rows, path):
     for split, style in (("train", "-o"), ("val", "-s")):
         ax_loss.plot(epochs, [float(r[f"{split}_loss"]) for r in rows], style, ms=3, label=split)
         ax_acc.plot(epochs, [float(r[f"{split}_acc"]) for r in rows], style, ms=3, label=split)
+    losses = [float(r[k]) for r in rows for k in ("train_loss", "val_loss")]
+    if losses and min(losses) > 0 and max(losses) > 20 * min(losses):
+        ax_loss.set_yscale("log")                           # losses that fall by decades
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
-    for ax in (ax_loss, ax_acc):
+    for ax, where in ((ax_loss, "upper right"), (ax_acc, "lower right")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc=where)
     return _savefig(fig, path)
 
 

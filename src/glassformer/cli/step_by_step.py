@@ -2,7 +2,9 @@
 
 Interactive (stdin is a terminal): every stage of one forward pass, the loss, the backward pass and
 one optimizer update is printed with real numbers, pausing for Enter. Then training runs with a live
-progress line and writes best.npz, last.npz, metrics.csv, summary.json and PNG plots into --out.
+progress line and writes into --out: best.npz (highest validation accuracy, ties broken by lower
+validation loss), last.npz (every epoch; --resume continues from either), metrics.csv, summary.json,
+curves.png and attention_layer{i}.png.
 """
 import argparse
 import csv
@@ -584,7 +586,7 @@ class Run:
         self.loss_fn = self.task.loss_fn()
         self.optimizer = Adam(self.model.get_parameters(), lr=settings["lr"])
         self.epoch, self.history = 0, []
-        self.best_acc, self.best_epoch = -1.0, 0
+        self.best_acc, self.best_loss, self.best_epoch = -1.0, math.inf, 0
         self.resumed_from = None
         if checkpoint is not None:
             self._resume(checkpoint, resume_path)
@@ -596,12 +598,14 @@ class Run:
         extra = ckpt.meta["extra"]
         self.epoch, self.history = extra["epoch"], [dict(r) for r in extra["history"]]
         self.best_acc, self.best_epoch = extra["best_val_acc"], extra["best_epoch"]
+        self.best_loss = extra["best_val_loss"]
         self.resumed_from = str(path)
 
     def save(self, path, row):
         """A checkpoint of the run as it stands at the end of self.epoch."""
         extra = {"epoch": self.epoch, "run": self.settings, "history": self.history,
-                 "best_val_acc": self.best_acc, "best_epoch": self.best_epoch}
+                 "best_val_acc": self.best_acc, "best_val_loss": self.best_loss,
+                 "best_epoch": self.best_epoch}
         save_checkpoint(path, self.model, tokenizer=self.task.tokenizer(), task=self.task.meta(),
                         optimizer=self.optimizer, step=self.optimizer.t, rng=self.rng,
                         metrics=row, extra=extra)
@@ -723,9 +727,9 @@ def train(run, out, stream, live):
                    "val_acc": round(val_acc, 6), "seconds": round(time.perf_counter() - start, 3)}
             run.epoch += 1
             run.history.append(row)
-            is_best = val_acc > run.best_acc
+            is_best = (val_acc, -val_loss) > (run.best_acc, -run.best_loss)  # ties: lower loss
             if is_best:
-                run.best_acc, run.best_epoch = val_acc, run.epoch
+                run.best_acc, run.best_loss, run.best_epoch = val_acc, val_loss, run.epoch
                 run.save(out / "best.npz", row)
             run.save(out / "last.npz", row)
             write_metrics(out / "metrics.csv", run.history)
@@ -750,7 +754,7 @@ def carry_best(run, resume_path, out):
         shutil.copyfile(source, tmp)
         os.replace(tmp, best)
     else:
-        run.best_acc, run.best_epoch = -1.0, 0
+        run.best_acc, run.best_loss, run.best_epoch = -1.0, math.inf, 0
 
 
 def finish(run, out, interrupted, command):
