@@ -278,3 +278,88 @@ def test_generate_text_needs_a_prompt_without_eos():
     out = generate_text(model, tok, "ab", 5, temperature=1.0, seed=0)
     assert len(out) == 5 and set(out) <= set("abc")
     assert out == generate_text(model, tok, "ab", 5, temperature=1.0, seed=0)
+
+
+# ---- train_step_by_step.py --task lm and test_model_manually.py ---------------------------------
+
+def lm_argv(data, out, *extra):
+    return ["--task", "lm", "--data", str(data), "--context", "8", "--batch-size", "2",
+            "--eval-interval", "2", "--out", str(out), "--no-interactive", *extra]
+
+
+@pytest.fixture
+def text_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                             # the token cache goes under ./.cache
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file, tmp_path, capsys):
+    from glassformer.cli import repl, step_by_step
+    from glassformer.lm.cli import run_lm
+    log_progress = Trainer._log_progress
+
+    def stop_at_4(self, window):                            # as if Ctrl-C came during step 4
+        log_progress(self, window)
+        self.stop_requested = self.step == 4
+    Trainer._log_progress = stop_at_4
+    try:
+        assert step_by_step.main(lm_argv(text_file, tmp_path / "a", "--steps", "6")) == 130
+    finally:
+        Trainer._log_progress = log_progress
+    last = str(tmp_path / "a" / "last.npz")
+    assert load_checkpoint(last).step == 4
+    assert "continue with: python train_step_by_step.py --resume" in capsys.readouterr().out
+    assert step_by_step.main(["--resume", last]) == 0       # on to the run's 6 steps
+    # the same run straight through, walking the first batch stage by stage first
+    walk_log, prompts = io.StringIO(), []
+    argv = lm_argv(text_file, tmp_path / "b", "--steps", "6")
+    ask = lambda prompt: prompts.append(prompt) or ""       # Enter at every pause
+    assert run_lm(step_by_step.build_parser().parse_args(argv), argv, walk_log, True, ask) == 0
+    text = walk_log.getvalue()
+    assert "=== stage 1/" in text and "causal" in text and "'·' exactly 0" in text
+    assert len(prompts) >= 20                               # every stage paused for Enter
+    resumed, straight = (load_checkpoint(tmp_path / d / "last.npz") for d in "ab")
+    assert resumed.step == straight.step == 6               # resume exact, the walk left no trace:
+    a, b = resumed.model.state_dict(), straight.model.state_dict()
+    assert all(np.array_equal(a[n], b[n]) for n in a)
+    assert resumed.task["name"] == "lm" and resumed.tokenizer["type"] == "char"
+    assert "best validation loss" in text and "sample from best.npz" in text
+    capsys.readouterr()
+    assert step_by_step.main(["--resume", last, "--steps", "8", "--context", "16"]) == 2
+    assert step_by_step.main(["--resume", last]) == 2
+    err = capsys.readouterr().err
+    assert "--context 16 differs" in err and "already at step 6" in err
+    assert repl.main(["--checkpoint", str(tmp_path / "b" / "best.npz"), "--expr", "the lazy",
+                      "--max-new-tokens", "5", "--temperature", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("the lazy") and len(lines[0]) == len("the lazy") + 5
+    assert lines[1] == "(5 new tokens)"
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "needs --data"), (["--data", "x.txt", "--epochs", "3"], "--epochs is for digits"),
+    (["--data", "missing.txt"], "no such file"), (["--data", "text.txt", "--tokenizer", "wordy"], "use char")])
+def test_cli_lm_mistakes_are_one_line_errors(text_file, capsys, extra, message):
+    from glassformer.cli import step_by_step
+    assert step_by_step.main(["--task", "lm", "--no-interactive", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_cli_bpe_tokenizer(text_file, tmp_path):
+    from glassformer.cli import step_by_step
+    argv = lm_argv(text_file, tmp_path / "bpe", "--steps", "1", "--tokenizer", "bpe", "--bpe-vocab", "280")
+    assert step_by_step.main(argv) == 0
+    ckpt = load_checkpoint(tmp_path / "bpe" / "best.npz")
+    assert ckpt.tokenizer["type"] == "bpe" and ckpt.config.vocab_size == 280
+
+
+def test_gpt2_tokenizer_is_found():
+    from glassformer.lm.cli import GPT2_DIRS, GPT2_FILES, build_tokenizer
+    if not any(all((d / f).exists() for f in GPT2_FILES) for d in GPT2_DIRS):
+        pytest.skip("GPT-2's encoder.json / vocab.bpe are not in shared/data")
+    tok = build_tokenizer("gpt2", None, None, io.StringIO())
+    assert tok.vocab_size == 50257 and eos_id(tok) == 50256
+    assert tok.encode("Hello world") == [15496, 995]

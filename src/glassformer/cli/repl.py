@@ -1,4 +1,4 @@
-"""test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences: a prefix)."""
+"""test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences, lm: a prefix)."""
 import argparse
 import sys
 import zipfile
@@ -10,6 +10,7 @@ from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
 from ..layers import softmax
+from ..lm.cli import LMHandler
 from ..tasks import digits, sentences
 from ..visualization import ascii_heatmap, shade_chars
 
@@ -31,17 +32,23 @@ def parse_args(argv):
                    help='answer one input and exit, e.g. "Max ( 5 3 9 )" or, for sentences, "the cat"')
     p.add_argument("--attention", choices=("off", "on", "all"), default="off",
                    help="print attention heatmaps: on = last layer, all = every layer")
-    p.add_argument("--max-new-tokens", type=int, default=20, help="sentences: longest continuation")
-    p.add_argument("--temperature", type=float, default=0.0, help="sentences: 0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=None, help="sentences: sample among the k likeliest")
-    p.add_argument("--seed", type=int, default=0, help="sentences: seed for sampling")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="sentences, lm: longest continuation (default 20 words; lm: 200 tokens)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sentences, lm: 0 = greedy (default for sentences; lm: 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sentences, lm: sample among the k likeliest")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="lm: sample from the smallest set of tokens with probability >= p")
+    p.add_argument("--seed", type=int, default=0, help="sentences, lm: seed for sampling")
     args = p.parse_args(argv)
-    if args.max_new_tokens < 1:
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens={args.max_new_tokens} must be at least 1")
-    if args.temperature < 0:
+    if args.temperature is not None and args.temperature < 0:
         raise UserError(f"--temperature={args.temperature} must be >= 0 (0 means greedy)")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k={args.top_k} must be a positive integer")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p={args.top_p} must be in (0, 1]")
     return args
 
 
@@ -160,8 +167,8 @@ class SentencesHandler:
     def answer(self, text):
         ids = self.encode(text)
         a = self.args
-        new = self.model.generate(ids, a.max_new_tokens, temperature=a.temperature, top_k=a.top_k,
-                                  eos_id=self.end, rng=self.rng)
+        new = self.model.generate(ids, a.max_new_tokens or 20, temperature=a.temperature or 0.0,
+                                  top_k=a.top_k, top_p=a.top_p, eos_id=self.end, rng=self.rng)
         ended = bool(new) and new[-1] == self.end
         words = [self.vocab[i] for i in (new[:-1] if ended else new)]
         prefix = " ".join(self.vocab[i] for i in ids[1:])
@@ -171,7 +178,7 @@ class SentencesHandler:
         return [line], seq, [self.vocab[i] for i in seq]
 
 
-HANDLERS = {"digits": DigitsHandler, "sentences": SentencesHandler}
+HANDLERS = {"digits": DigitsHandler, "sentences": SentencesHandler, "lm": LMHandler}
 
 
 def load(path, args):

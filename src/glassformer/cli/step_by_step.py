@@ -27,12 +27,13 @@ from ..backend import to_numpy
 from ..checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from ..errors import UserError
 from ..layers.activations import softmax
+from ..lm.cli import add_lm_arguments, is_lm_checkpoint, run_lm
 from ..losses import CrossEntropyLoss
 from ..models import ModelConfig, build_model
 from ..optimizers import Adam
 from ..tasks import digits, sentences
 
-TASKS = ("digits", "sentences")
+TASKS = ("digits", "sentences", "lm")
 DEFAULT_EPOCHS = {"digits": 20, "sentences": 300}
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 EXIT_INTERRUPTED = 130
@@ -506,7 +507,8 @@ def build_parser():
     p = Parser(prog="train_step_by_step.py", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=TASKS, help="digits (default): 'Max ( 5 3 9 )' -> 9 with an "
-                   "encoder classifier; sentences: next-word prediction with a causal decoder")
+                   "encoder classifier; sentences: next-word prediction with a causal decoder; "
+                   "lm: a language model on your --data (flags below)")
     p.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
                    "(default) / 50K examples; the sentences task always has its 8 sentences")
     p.add_argument("--epochs", type=positive_int, help="total epochs (default: 20 for digits, 300 "
@@ -522,6 +524,7 @@ def build_parser():
     p.add_argument("--device", choices=["cpu"], default="cpu", help="where to train (cpu)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
+    add_lm_arguments(p)                                 # --data, --tokenizer, --preset, ...
     return p
 
 
@@ -808,6 +811,8 @@ def print_summary(summary, out, stream):
 
 def run_cli(args, argv, stream):
     backend.use(args.device)
+    if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
+        return run_lm(args, argv, stream, not args.no_interactive and sys.stdin.isatty())
     settings, ckpt = resolve_settings(args)
     out = resolve_out(args, settings["task"])
     run = Run(settings, ckpt, args.resume)
