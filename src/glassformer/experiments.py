@@ -1,0 +1,516 @@
+"""Experiment runs and sweeps on the synthetic tasks, each in its own run directory.
+
+    python -m glassformer.experiments --list
+    python -m glassformer.experiments induction steps=600 lr=3e-3
+    python -m glassformer.experiments renaming --sweep lr=1e-3,3e-3 n_layers=2,4
+
+A run writes runs/<time>-<name>/: config.json, metrics.csv, curves.png, model.npz (a checkpoint),
+summary.json and, for models with self-attention, heads.json and attention-*.png (toy models also
+qk-/ov-circuit PNGs). A sweep runs the grid one run after another inside runs/<time>-<name>-sweep/
+and writes summary.csv and summary.png there.
+"""
+import argparse
+import csv
+import itertools
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import interp
+from .checkpoint import read_meta, save_checkpoint
+from .errors import UserError
+from .losses import CrossEntropyLoss
+from .models import ModelConfig, build_model
+from .optimizers import SGD, AdamW, clip_grad_norm
+from .research import (EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model)
+from .schedules import warmup_cosine
+from .tasks.synthetic import BOS, EOS, IGNORE, PAD, load_dataset, make_task
+
+FAMILIES = {"toy": ToyConfig, "decoder_lm": ModelConfig, "encoder_decoder": EncoderDecoderConfig}
+OPTIMIZERS = ("adamw", "muon", "sgd")
+
+
+@dataclass
+class Experiment:
+    """Everything a run needs; task_params and model_params go to the task and model configs."""
+    name: str
+    task: str
+    model: str = "toy"                 # "toy" (ToyConfig), "decoder_lm" (ModelConfig), "encoder_decoder"
+    task_params: dict = field(default_factory=dict)
+    model_params: dict = field(default_factory=dict)
+    optimizer: str = "adamw"
+    lr: float = 3e-3                   # peak; Muon: the Muon rate (AdamW part: adamw_lr)
+    adamw_lr: float = 3e-3             # Muon only: the rate of its AdamW half (embeddings, gains)
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    steps: int = 1000
+    warmup: int = 50
+    min_lr_ratio: float = 0.1          # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    seed: int = 0
+    plots: bool = True                 # PNGs per run: curves, attention maps, circuits
+
+    def __post_init__(self):
+        if self.model not in FAMILIES:
+            raise UserError(f"model={self.model!r}: use one of {sorted(FAMILIES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"optimizer={self.optimizer!r}: use one of {OPTIMIZERS}")
+        for name in ("batch_size", "steps", "eval_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.lr <= 0:
+            raise UserError(f"lr={self.lr} must be positive")
+
+
+PRESETS = {
+    "induction": Experiment(
+        "induction", "induction", "toy",
+        {"n_symbols": 64, "length": 12, "n_train": 20000, "n_test": 500},
+        {"model_type": "attention_only_2L", "d_model": 64, "n_heads": 4, "positional": "rope"},
+        steps=2000),
+    "renaming": Experiment(
+        "renaming", "renaming", "decoder_lm",
+        {"depth": 3, "n_chains": 3, "n_train": 50000, "n_test": 1000},
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+    "evaluation": Experiment(
+        "evaluation", "evaluation", "decoder_lm", {"n_vars": 3},
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+    "dag": Experiment(
+        "dag", "dag", "decoder_lm", {"mode": "reach", "n_nodes": 6, "n_edges": 6},
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+    "dag_order": Experiment(
+        "dag_order", "dag", "decoder_lm", {"mode": "order", "n_nodes": 5},
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+    "reversal": Experiment(
+        "reversal", "sequence", "encoder_decoder",
+        {"mode": "reverse", "length": 8, "n_symbols": 10, "n_train": 20000, "n_test": 1000},
+        {"d_model": 32, "n_heads": 4, "n_layers": 1, "d_ff": 64, "norm_first": True}, steps=800),
+    "sorting": Experiment(
+        "sorting", "sequence", "encoder_decoder",
+        {"mode": "sort", "length": 8, "n_symbols": 10, "n_train": 20000, "n_test": 1000},
+        {"d_model": 32, "n_heads": 4, "n_layers": 1, "d_ff": 64, "norm_first": True}, steps=800),
+    "charlm": Experiment(
+        "charlm", "charlm", "toy", {"seq_len": 64},
+        {"model_type": "transformer_2L", "d_model": 64, "n_heads": 4}, steps=1000),
+}
+
+
+# ---- overrides: key=value strings ----------------------------------------------------------------
+
+def parse_value(text):
+    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, anything else stays a string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def task_fields(exp):
+    from .tasks.synthetic import TASKS
+    if exp.task == "charlm":
+        from .tasks.text import CharLMConfig
+        return {f.name for f in fields(CharLMConfig)}
+    if exp.task not in TASKS:
+        raise UserError(f"unknown task {exp.task!r}: use one of {sorted(TASKS) + ['charlm']}")
+    return {f.name for f in fields(TASKS[exp.task].config_class)}
+
+
+def apply_override(exp, key, value):
+    """A new Experiment with one key set: an Experiment field, task.KEY, model.KEY, or a bare KEY
+    found in exactly one of the task and model configs (n_layers on a toy model sets model_type)."""
+    run_keys = {f.name for f in fields(Experiment)} - {"task_params", "model_params"}
+    scope, _, bare = key.rpartition(".")
+    if not scope and key in run_keys:
+        return replace(exp, **{key: value})
+    model_keys = {f.name for f in fields(FAMILIES[exp.model])} - {"vocab_size"}
+    if exp.model == "toy":
+        model_keys.add("n_layers")
+    in_task, in_model = bare in task_fields(exp), bare in model_keys
+    if scope not in ("", "task", "model") or (scope == "task" and not in_task) or \
+            (scope == "model" and not in_model) or not (in_task or in_model):
+        raise UserError(f"unknown setting {key!r} for experiment {exp.name!r} (task {exp.task}, "
+                        f"model {exp.model}): use a run field {sorted(run_keys)}, task.KEY or model.KEY")
+    if not scope and in_task and in_model:
+        raise UserError(f"{key!r} is both a task and a model setting: write task.{key} or model.{key}")
+    if scope == "task" or (not scope and in_task):
+        return replace(exp, task_params={**exp.task_params, bare: value})
+    if exp.model == "toy" and bare == "n_layers":              # a toy's depth lives in model_type
+        kind = exp.model_params.get("model_type", "attention_only_1L").rsplit("_", 1)[0]
+        bare, value = "model_type", f"{kind}_{value}L"
+    return replace(exp, model_params={**exp.model_params, bare: value})
+
+
+def split_assignment(text):
+    if "=" not in text:
+        raise UserError(f"{text!r}: write settings as KEY=VALUE, e.g. lr=1e-3")
+    key, _, value = text.partition("=")
+    return key.strip(), value.strip()
+
+
+def with_overrides(exp, assignments):
+    """Apply "key=value" strings in order."""
+    for text in assignments:
+        key, value = split_assignment(text)
+        exp = apply_override(exp, key, parse_value(value))
+    return exp
+
+
+# ---- building the pieces -------------------------------------------------------------------------
+
+def build(exp, dataset):
+    """The model for an experiment, sized to the dataset's vocabulary and sequence lengths."""
+    rng = np.random.default_rng(exp.seed)
+    V, params = len(dataset.vocab), dict(exp.model_params)
+    try:
+        if exp.model == "encoder_decoder":
+            longest = max(dataset.train["src"].shape[1], dataset.train["tgt_in"].shape[1]) + 1
+            params.setdefault("max_len", longest)
+            return EncoderDecoder(EncoderDecoderConfig(vocab_size=V, **params), rng)
+        T = dataset.train["inputs"].shape[1]
+        if exp.model == "toy":
+            params.setdefault("n_ctx", T)
+            return build_toy_model(ToyConfig(vocab_size=V, **params), rng)
+        defaults = dict(kind="decoder_lm", max_len=T, norm_first=True, activation="relu",
+                        positional="learned", tie_weights=False, init="normal")
+        return build_model(ModelConfig(vocab_size=V, **{**defaults, **params}), rng)
+    except TypeError as e:
+        raise UserError(f"model settings for {exp.model}: {e}") from None
+
+
+def make_optimizer(exp, model):
+    if exp.optimizer == "muon":
+        return Muon(model.named_parameters(), lr=exp.lr, adamw_lr=exp.adamw_lr,
+                    adamw_weight_decay=exp.weight_decay)
+    if exp.optimizer == "sgd":
+        return SGD(model.get_parameters(), lr=exp.lr, momentum=0.9, weight_decay=exp.weight_decay)
+    return AdamW(model.get_parameters(), lr=exp.lr, weight_decay=exp.weight_decay)
+
+
+def model_inputs(batch):
+    """The positional arguments of model.forward for a batch of either kind."""
+    return (batch["src"], batch["tgt_in"]) if "src" in batch else (batch["inputs"],)
+
+
+def targets_of(batch):
+    return batch["tgt_out"] if "tgt_out" in batch else batch["targets"]
+
+
+def evaluate(model, loss_fn, data, batch_size=500):
+    """{"loss", "token_acc", "exact", "answer_acc"} over the scored targets.
+
+    exact: every scored target of a row right (seq2seq: by greedy decoding, no teacher forcing);
+    answer_acc: the last scored target of each row right (the query's answer).
+    """
+    model.eval()
+    n = len(targets_of(data))
+    total, tokens, correct, exact, answer = 0.0, 0, 0, 0, 0
+    for i in range(0, n, batch_size):
+        batch = {k: v[i:i + batch_size] for k, v in data.items()}
+        y = targets_of(batch)
+        logits = model.forward(*model_inputs(batch))        # (B, T, V)
+        scored = y != IGNORE
+        total += float(loss_fn.forward(logits, y)) * int(scored.sum())
+        hit = (np.asarray(logits).argmax(axis=-1) == y) | ~scored
+        tokens += int(scored.sum())
+        last = scored.shape[1] - 1 - scored[:, ::-1].argmax(axis=1)          # (B,)
+        answer += int(hit[np.arange(len(y)), last].sum())
+        correct += int((hit & scored).sum())
+        if "src" in batch:                                  # free-running, no teacher forcing
+            out = model.greedy_decode(batch["src"], BOS, EOS, y.shape[1] - 1)     # (B, <= T-1)
+            want = y[:, :-1]
+            exact += int((out.shape == want.shape) and (out == want).all(axis=1).sum())
+        else:
+            exact += int(hit.all(axis=1).sum())
+    model.train()
+    return {"loss": total / max(tokens, 1), "token_acc": correct / max(tokens, 1),
+            "exact": exact / max(n, 1), "answer_acc": answer / max(n, 1)}
+
+
+# ---- a run ---------------------------------------------------------------------------------------
+
+def new_run_dir(root, name):
+    """runs/<YYYYmmdd-HHMMSS>-<name>/, with -2, -3... when that exists already."""
+    base = Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path, obj):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """metrics.csv, one row per evaluation, rewritten atomically so it is never half a file."""
+
+    COLUMNS = ["step", "lr", "train_loss", "test_loss", "test_token_acc", "test_exact",
+               "test_answer_acc", "seconds"]
+
+    def __init__(self, path):
+        self.path, self.rows = Path(path), []
+
+    def add(self, row):
+        self.rows.append(row)
+        write_csv(self.path, self.COLUMNS, self.rows)
+
+
+def write_csv(path, columns, rows):
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def plot_metrics(rows, path, title=""):
+    """Train and test loss (left) and test accuracy (right) against the step, as PNG."""
+    from .visualization import _pyplot, _savefig
+    plt = _pyplot()
+    steps = [r["step"] for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(steps, [r["train_loss"] for r in rows], "-o", ms=3, label="train")
+    ax_loss.plot(steps, [r["test_loss"] for r in rows], "-s", ms=3, label="test")
+    ax_acc.plot(steps, [r["test_token_acc"] for r in rows], "-o", ms=3, label="test token acc")
+    ax_acc.plot(steps, [r["test_exact"] for r in rows], "-s", ms=3, label="test exact match")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy loss", title="loss", yscale="log")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _savefig(fig, path)
+
+
+def train(exp, run_dir=None, log=print, cache=None):
+    """Train one experiment; returns (model, dataset, summary dict). run_dir=None writes nothing."""
+    task = make_task(exp.task, **exp.task_params)
+    dataset = load_dataset(task, cache=cache)
+    model = build(exp, dataset)
+    optimizer = make_optimizer(exp, model)
+    loss_fn = CrossEntropyLoss(ignore_index=IGNORE)
+    rng = np.random.default_rng(exp.seed + 1)
+    metrics = MetricsLog(Path(run_dir) / "metrics.csv") if run_dir else None
+    if run_dir:
+        write_json(Path(run_dir) / "config.json", {"experiment": asdict(exp),
+                                                   "model": model.config.to_dict(),
+                                                   "dataset": {"key": dataset.key,
+                                                               **task.identity()}})
+    n_train, rows, losses, start = len(targets_of(dataset.train)), [], [], time.time()
+    for step in range(1, exp.steps + 1):
+        optimizer.lr = warmup_cosine(step - 1, exp.lr, exp.warmup, exp.steps, exp.lr * exp.min_lr_ratio)
+        idx = rng.integers(0, n_train, exp.batch_size)
+        batch = {k: v[idx] for k, v in dataset.train.items()}
+        optimizer.zero_grad()
+        loss = loss_fn.forward(model.forward(*model_inputs(batch)), targets_of(batch))
+        model.backward(loss_fn.backward())
+        if exp.grad_clip:
+            clip_grad_norm(optimizer.params, exp.grad_clip)
+        optimizer.step()
+        losses.append(float(loss))
+        if step % exp.eval_every == 0 or step == exp.steps:
+            ev = evaluate(model, loss_fn, dataset.test)
+            row = {"step": step, "lr": optimizer.lr, "train_loss": float(np.mean(losses)),
+                   "test_loss": ev["loss"], "test_token_acc": ev["token_acc"],
+                   "test_exact": ev["exact"], "test_answer_acc": ev["answer_acc"],
+                   "seconds": round(time.time() - start, 2)}
+            rows.append(row)
+            losses = []
+            if metrics:
+                metrics.add(row)
+            log(f"{exp.name} step {step}/{exp.steps}: train loss {row['train_loss']:.4f}, test loss "
+                f"{ev['loss']:.4f}, token acc {ev['token_acc']:.4f}, exact {ev['exact']:.4f}, answer "
+                f"{ev['answer_acc']:.4f} "
+                f"({row['seconds']:.0f}s)")
+    summary = {"name": exp.name, "steps": exp.steps, "seconds": round(time.time() - start, 2),
+               "test_loss": rows[-1]["test_loss"], "test_token_acc": rows[-1]["test_token_acc"],
+               "test_exact": rows[-1]["test_exact"], "test_answer_acc": rows[-1]["test_answer_acc"],
+               "n_test": len(targets_of(dataset.test))}
+    summary.update(analyze(model, dataset, run_dir, plots=exp.plots))
+    if run_dir:
+        run_dir = Path(run_dir)
+        if exp.plots:
+            plot_metrics(rows, run_dir / "curves.png", title=exp.name)
+        save_checkpoint(run_dir / "model.npz", model, task=task.identity(), optimizer=optimizer,
+                        step=exp.steps, rng=rng, metrics=summary,
+                        extra={"family": exp.model, "experiment": asdict(exp)})
+        write_json(run_dir / "summary.json", summary)
+    return model, dataset, summary
+
+
+def analyze(model, dataset, run_dir=None, n_examples=200, plots=True):
+    """Head classification on held-out data; with a run_dir, heads.json (and attention and circuit
+    PNGs when plots)."""
+    task, test = dataset.task, dataset.test
+    batch = {k: v[:n_examples] for k, v in test.items()}
+    maps = interp.attention_maps(model, *model_inputs(batch))
+    if not maps:
+        return {}
+    out = {}
+    self_maps = {n: a for n, a in maps.items() if a.shape[-1] == a.shape[-2] and "cross" not in n}
+    ids, period = batch.get("inputs"), batch.get("period")
+    heads = interp.classify_heads(self_maps, ids, period=period, prefix=batch.get("offset", 1),
+                                  mask=None if ids is None else ids != PAD)
+    best = max(heads, key=lambda r: r["induction"], default=None)
+    if period is not None and best is not None:
+        found = [r for r in heads if r["label"] == "induction"]
+        out["induction_score"] = best["induction"]
+        out["induction_head"] = f"{best['layer']} head {best['head']}"
+        out["induction_heads_found"] = [f"{r['layer']} head {r['head']}" for r in found]
+    if run_dir:
+        run_dir = Path(run_dir)
+        write_json(run_dir / "heads.json", heads)
+    if run_dir and plots:
+        src = batch.get("src")
+        tokens = [task.vocab[i] for i in (batch["tgt_in"] if src is not None else ids)[0]]
+        src_tokens = [task.vocab[i] for i in src[0]] if src is not None else None
+        interp.save_attention_heatmaps(maps, tokens, run_dir, src_tokens=src_tokens)
+        if hasattr(model, "blocks") and hasattr(model.blocks[0].attn, "head_weights"):
+            for i in range(len(model.blocks)):
+                interp.plot_circuit(interp.qk_circuit(model, i), task.vocab,
+                                    run_dir / f"qk-circuit-{i}.png", f"QK circuit, layer {i}")
+                interp.plot_circuit(interp.ov_circuit(model, i), task.vocab,
+                                    run_dir / f"ov-circuit-{i}.png", f"OV circuit, layer {i}")
+    return out
+
+
+def run(exp, root="runs", log=print, cache=None):
+    """One run in a new run directory; returns (run_dir, summary)."""
+    run_dir = new_run_dir(root, exp.name)
+    log(f"run directory: {run_dir}")
+    _, _, summary = train(exp, run_dir, log, cache)
+    return run_dir, summary
+
+
+def load_run_model(path):
+    """Rebuild the model of a run's checkpoint (run directory or model.npz) of any family."""
+    path = Path(path)
+    path = path / "model.npz" if path.is_dir() else path
+    meta, archive = read_meta(path)
+    family = (meta.get("extra") or {}).get("family", "decoder_lm")
+    if family not in FAMILIES:
+        raise UserError(f"{path}: unknown model family {family!r}")
+    config = FAMILIES[family](**meta["config"])
+    rng = np.random.default_rng(0)
+    model = {"toy": build_toy_model, "encoder_decoder": EncoderDecoder,
+             "decoder_lm": build_model}[family](config, rng)
+    model.load_state_dict({k[len("param/"):]: archive[k] for k in archive.files
+                           if k.startswith("param/")})
+    return model, meta
+
+
+# ---- sweeps --------------------------------------------------------------------------------------
+
+def parse_grid(specs):
+    """["lr=1e-3,3e-3", "n_layers=1,2"] -> {"lr": ["1e-3", "3e-3"], "n_layers": ["1", "2"]}."""
+    grid = {}
+    for text in specs:
+        key, values = split_assignment(text)
+        grid[key] = [v.strip() for v in values.split(",") if v.strip()]
+        if not grid[key]:
+            raise UserError(f"{text!r}: give at least one value, e.g. {key}=1,2")
+    return grid
+
+
+def sweep(exp, grid, root="runs", log=print, cache=None):
+    """Run every combination of the grid in turn; writes summary.csv and summary.png; returns rows."""
+    combos = list(itertools.product(*grid.values()))
+    variants = [with_overrides(exp, [f"{k}={v}" for k, v in zip(grid, values)]) for values in combos]
+    sweep_dir = new_run_dir(root, f"{exp.name}-sweep")
+    log(f"sweep of {len(combos)} runs: {sweep_dir}")
+    rows, curves = [], []
+    for values, variant in zip(combos, variants):
+        label = ",".join(f"{k}={v}" for k, v in zip(grid, values))
+        run_dir = sweep_dir / label.replace(",", "-").replace("/", "_")
+        run_dir.mkdir()
+        _, _, summary = train(replace(variant, name=f"{exp.name}[{label}]"), run_dir, log, cache)
+        rows.append({**dict(zip(grid, values)), **{k: v for k, v in summary.items()
+                                                   if not isinstance(v, list)},
+                     "run_dir": run_dir.name})
+        with open(run_dir / "metrics.csv", encoding="utf-8") as f:
+            curves.append((label, [(int(r["step"]), float(r["test_loss"])) for r in csv.DictReader(f)]))
+    columns = list(grid) + [k for k in rows[0] if k not in grid]
+    write_csv(sweep_dir / "summary.csv", columns, rows)
+    plot_sweep(rows, curves, list(grid), sweep_dir / "summary.png", exp.name)
+    log(f"summary: {sweep_dir / 'summary.csv'}, {sweep_dir / 'summary.png'}")
+    return sweep_dir, rows
+
+
+def plot_sweep(rows, curves, keys, path, title=""):
+    """Test loss curves of every run (left) and each run's final exact-match accuracy (right)."""
+    from .visualization import _pyplot, _savefig
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4 + 0.1 * len(rows)))
+    for label, points in curves:
+        ax_loss.plot([s for s, _ in points], [v for _, v in points], "-o", ms=3, label=label)
+    ax_loss.set(xlabel="step", ylabel="test loss", title="test loss", yscale="log")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=7)
+    labels = [",".join(f"{k}={r[k]}" for k in keys) for r in rows]
+    ax_acc.barh(range(len(rows)), [r["test_exact"] for r in rows])
+    ax_acc.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax_acc.set(xlabel="final test exact-match accuracy", xlim=(0, 1.0), title="final accuracy")
+    ax_acc.grid(alpha=0.3, axis="x")
+    if title:
+        fig.suptitle(f"sweep: {title}")
+    return _savefig(fig, path)
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m glassformer.experiments",
+        description="Train a research toy on a synthetic task (one run, or a sweep over a grid).")
+    parser.add_argument("experiment", nargs="?", help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                        help="override a run field (lr, steps...), task.KEY or model.KEY")
+    parser.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2", default=None,
+                        help="run the grid of these values one after another, e.g. lr=1e-3,3e-3")
+    parser.add_argument("--runs-dir", default="runs", help="where run directories go")
+    parser.add_argument("--cache", default=None, help="dataset cache (default .cache/glassformer)")
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.list or not args.experiment:
+        for name, exp in PRESETS.items():
+            print(f"{name:<12} task={exp.task} {exp.task_params}  model={exp.model} "
+                  f"{exp.model_params}  steps={exp.steps} lr={exp.lr}")
+        return 0
+    try:
+        if args.experiment not in PRESETS:
+            raise UserError(f"unknown experiment {args.experiment!r}: use one of {', '.join(PRESETS)}")
+        exp = with_overrides(PRESETS[args.experiment], args.settings)
+        if args.sweep:
+            sweep(exp, parse_grid(args.sweep), args.runs_dir, cache=args.cache)
+        else:
+            _, summary = run(exp, args.runs_dir, cache=args.cache)
+            print(json.dumps(summary))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

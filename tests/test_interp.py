@@ -1,0 +1,172 @@
+"""Interpretability: circuits against direct computation, head scores on hand-made patterns, maps, HTML."""
+import re
+
+import numpy as np
+import pytest
+
+from glassformer import interp
+from glassformer.models import ModelConfig, build_model
+from glassformer.research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
+
+
+def toy(rng, **kw):
+    model = build_toy_model(ToyConfig(**{"vocab_size": 7, "d_model": 8, "n_heads": 2, "n_ctx": 6,
+                                         "model_type": "attention_only_2L", **kw}), rng)
+    for _, (p, _) in model.named_parameters():              # trained-looking weights, not zeros
+        p[...] = rng.normal(0.0, 0.5, p.shape)
+    return model
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_qk_and_ov_circuits_match_a_direct_computation(rng, tie):
+    model = toy(rng, tie_weights=tie)
+    C, H, D = 8, 2, 4
+    for layer in (0, 1):
+        W = model.blocks[layer].attn.qkv.W                  # (C, 3C): [q | k | v]
+        Wo = model.blocks[layer].attn.proj.W                # (C, C)
+        E = model.tok_emb.W
+        U = E.T if tie else model.head.W
+        qk, ov = interp.qk_circuit(model, layer), interp.ov_circuit(model, layer)
+        assert qk.shape == ov.shape == (H, 7, 7)
+        for h in range(H):
+            cols = slice(h * D, (h + 1) * D)
+            Wq, Wk, Wv = W[:, cols], W[:, C:][:, cols], W[:, 2 * C:][:, cols]
+            np.testing.assert_allclose(qk[h], E @ Wq @ Wk.T @ E.T, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(ov[h], E @ Wv @ Wo[cols] @ U, rtol=1e-4, atol=1e-5)
+
+
+def test_qk_circuit_scores_are_the_attention_scores_of_a_norm_free_model(rng):
+    model = toy(rng, norm="none", model_type="attention_only_1L")
+    model.pos.P[...] = 0.0                                  # no positions: only tokens matter
+    model.blocks[0].attn.qkv.b[...] = 0.0
+    ids = np.array([[3, 1, 4, 1, 5, 2]])
+    att = interp.attention_maps(model, ids)["blocks.0.attn"][0]    # (H, T, T)
+    qk = interp.qk_circuit(model) / np.sqrt(4)              # scores are divided by sqrt(D)
+    scores = qk[:, ids[0][:, None], ids[0][None, :]]        # (H, T, T)
+    scores = np.where(np.tril(np.ones((6, 6), bool)), scores, -np.inf)
+    want = np.exp(scores - scores.max(-1, keepdims=True))
+    np.testing.assert_allclose(att, want / want.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6)
+
+
+def test_head_weights_of_core_attention_match_the_toy_layout(rng):
+    model = build_model(ModelConfig(vocab_size=9, kind="decoder_lm", d_model=8, n_heads=2,
+                                    n_layers=1, max_len=5, fused_qkv=False), rng)
+    w = interp.head_weights(model.blocks[0].attn)
+    np.testing.assert_array_equal(w["W_Q"][1], model.blocks[0].attn.q_proj.W[:, 4:])
+    np.testing.assert_array_equal(w["W_O"][1], model.blocks[0].attn.proj.W[4:])
+    assert interp.qk_circuit(model).shape == (2, 9, 9)
+
+
+def test_top_pairs_finds_the_largest_entries():
+    c = np.zeros((2, 3, 3))
+    c[0, 2, 1], c[1, 0, 0], c[1, 1, 2] = 5.0, 3.0, 4.0
+    top = interp.top_pairs(c, ["a", "b", "c"], k=1)
+    assert top == [{"head": 0, "row": "c", "col": "b", "value": 5.0},
+                   {"head": 1, "row": "b", "col": "c", "value": 4.0}]
+
+
+def causal_uniform(T):
+    return np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
+
+
+def hand_patterns(L=4):
+    """(1, 4, T, T) heads: previous-token, first-token, induction (period L after <bos>), uniform."""
+    T = 2 * L + 1
+    prev = np.eye(T, k=-1)
+    prev[0, 0] = 1.0
+    first = np.zeros((T, T))
+    first[:, 0] = 1.0
+    ind = causal_uniform(T)
+    for t in range(L + 1, T):                               # second repeat: t - L + 1
+        ind[t] = 0.0
+        ind[t, t - L + 1] = 1.0
+    return np.stack([prev, first, ind, causal_uniform(T)])[None]
+
+
+def test_classifier_labels_hand_made_heads():
+    L = 4
+    rng = np.random.default_rng(0)
+    r = rng.permutation(10)[:L] + 3
+    ids = np.concatenate([[1], r, r])[None]                 # <bos> r r
+    rows = interp.classify_heads({"layer0": hand_patterns(L)}, ids, period=L, prefix=1)
+    assert [r["label"] for r in rows] == ["previous-token", "first-token", "induction", "diffuse"]
+    assert rows[0]["previous_token"] == 1.0 and rows[1]["first_token"] == 1.0
+    assert rows[2]["induction"] == 1.0 and rows[3]["entropy"] == pytest.approx(1.0)
+    by_tokens = interp.classify_heads({"layer0": hand_patterns(L)}, ids)   # no period given
+    assert by_tokens[2]["label"] == "induction" and by_tokens[2]["induction"] == 1.0
+
+
+def test_sharp_unrecognised_head_is_other():
+    att = np.zeros((1, 1, 6, 6))
+    att[0, 0, np.arange(6), np.arange(6)] = 1.0             # attends to itself
+    assert interp.classify_heads({"x": att})[0]["label"] == "other"
+
+
+def test_induction_targets_by_period_and_by_tokens_agree():
+    ids = np.array([[1, 5, 6, 7, 5, 6, 7, 0]])              # <bos> r r <pad>, L = 3, prefix 1
+    by_period = interp.induction_targets(ids, period=3, prefix=1)
+    by_tokens = interp.induction_targets(ids)
+    np.testing.assert_array_equal(by_period[0, 4:7], by_tokens[0, 4:7])
+    assert by_period[0, 4, 2] and by_period[0, 6, 4] and by_period.sum() == 3
+
+
+def test_attention_entropy():
+    att = causal_uniform(5)[None, None]
+    assert interp.attention_entropy(att)[0] == pytest.approx(np.mean(np.log(np.arange(1, 6))))
+    assert interp.attention_entropy(att, normalized=True)[0] == pytest.approx(1.0)
+    sharp = np.eye(5)[None, None]
+    assert interp.attention_entropy(sharp)[0] == 0.0
+
+
+def test_attention_maps_for_every_model_family(rng):
+    m = toy(rng)
+    maps = interp.attention_maps(m, np.array([[1, 2, 3]]))
+    assert list(maps) == ["blocks.0.attn", "blocks.1.attn"] and maps["blocks.0.attn"].shape == (1, 2, 3, 3)
+    lm = build_model(ModelConfig(vocab_size=9, kind="decoder_lm", d_model=8, n_heads=2, n_layers=1,
+                                 max_len=5), rng)
+    assert list(interp.attention_maps(lm, np.array([[1, 2]]))) == ["blocks.0.attn"]
+    ed = EncoderDecoder(EncoderDecoderConfig(vocab_size=9, d_model=8, n_heads=2, n_layers=1,
+                                             d_ff=8, max_len=6), rng)
+    maps = interp.attention_maps(ed, np.array([[3, 4, 5, 6]]), np.array([[1, 3]]))
+    assert maps["encoder.0.attn"].shape == (1, 2, 4, 4)
+    assert maps["decoder.0.self_attn"].shape == (1, 2, 2, 2)
+    assert maps["decoder.0.cross_attn"].shape == (1, 2, 2, 4)
+    assert ed.training and m.training                       # train mode restored
+
+
+def test_ascii_attention_has_one_line_per_query():
+    text = interp.ascii_attention(hand_patterns(2)[0], ["<bos>", "a", "b", "a", "b"], head=0)
+    lines = text.splitlines()
+    assert len(lines) == 1 + 5 + 1 and lines[2].startswith("a")
+
+
+def test_heatmap_and_circuit_pngs(rng, tmp_path):
+    m = toy(rng, model_type="attention_only_1L")
+    ids = np.array([[1, 2, 3, 2]])
+    paths = interp.save_attention_heatmaps(interp.attention_maps(m, ids), list("abcd"), tmp_path)
+    assert [p.name for p in paths] == ["attention-blocks.0.attn.png"]
+    path = interp.plot_circuit(interp.qk_circuit(m), [str(i) for i in range(7)], tmp_path / "qk.png")
+    for p in paths + [path]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_per_token_loss_is_the_cross_entropy(rng):
+    m = toy(rng)
+    ids = [1, 4, 2, 6, 3]
+    losses = interp.per_token_loss(m, ids)
+    m.eval()
+    logits = m.forward(np.array([ids]))[0].astype(np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(losses, -logp[np.arange(4), ids[1:]], rtol=1e-5)
+
+
+def test_loss_html_one_span_per_token(tmp_path):
+    toks = ["<b>", "x", "y", "&"]
+    page = interp.loss_html(toks, [0.0, 1.0, 2.0], tmp_path / "loss.html")
+    spans = re.findall(r"<span [^>]*>(.*?)</span>", page)
+    assert spans == ["&lt;b&gt;", "x", "y", "&amp;"]        # escaped, one per token
+    assert 'background:rgb(255,255,255)" title="loss 0.000' in page
+    assert 'background:rgb(255,0,0)" title="loss 2.000' in page
+    assert (tmp_path / "loss.html").read_text(encoding="utf-8") == page
+    with pytest.raises(ValueError):
+        interp.loss_html(toks, [1.0])
