@@ -340,7 +340,8 @@ def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file,
 
 @pytest.mark.parametrize("extra,message", [
     ([], "needs --data"), (["--data", "x.txt", "--epochs", "3"], "--epochs is for digits"),
-    (["--data", "missing.txt"], "no such file"), (["--data", "text.txt", "--tokenizer", "wordy"], "use char")])
+    (["--data", "missing.txt"], "no such file"),
+    (["--data", "text.txt", "--tokenizer", "wordy"], "use char")])
 def test_cli_lm_mistakes_are_one_line_errors(text_file, capsys, extra, message):
     from glassformer.cli import step_by_step
     assert step_by_step.main(["--task", "lm", "--no-interactive", *extra]) == 2

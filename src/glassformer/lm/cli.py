@@ -24,7 +24,8 @@ from .trainer import TrainConfig, Trainer
 TOKENIZERS = ("char", "bpe", "gpt2")
 GPT2_FILES = ("encoder.json", "vocab.bpe")
 # where GPT-2's files are looked for: ./gpt2-tokenizer, then shared/data beside the repository
-GPT2_DIRS = (Path("gpt2-tokenizer"), Path(__file__).resolve().parents[4] / "shared" / "data" / "gpt2-tokenizer")
+GPT2_DIRS = (Path("gpt2-tokenizer"),
+             Path(__file__).resolve().parents[4] / "shared" / "data" / "gpt2-tokenizer")
 LM_DEFAULTS = {"preset": "tiny", "tokenizer": "char", "context": None, "batch_size": 16,
                "steps": 1000, "lr": 1e-3, "warmup": 100, "eval_interval": 100, "dropout": 0.0,
                "bpe_vocab": 1024, "seed": 0}
@@ -126,7 +127,8 @@ def resolve_lm_settings(args):
         s = {k: (getattr(args, k, None) if getattr(args, k, None) is not None else d)
              for k, d in LM_DEFAULTS.items()}
         if args.data is None:
-            raise UserError("--task lm needs --data PATH, e.g. --data ../shared/data/tinyshakespeare/input.txt")
+            raise UserError("--task lm needs --data PATH, e.g. "
+                            "--data ../shared/data/tinyshakespeare/input.txt")
         s["data"] = str(args.data)
         s["context"] = s["context"] or PRESETS[s["preset"]]["max_len"]
         for name in ("context", "steps", "batch_size", "bpe_vocab"):
