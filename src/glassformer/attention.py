@@ -4,6 +4,7 @@ Shapes: B batch, T query length, S key length, C = d_model, H = n_heads, D = d_h
 """
 import numpy as np
 
+from . import backend
 from .backend import array_module
 from .layers.base import Layer
 from .layers.linear import Linear
@@ -39,6 +40,9 @@ def attention_mask(xp, T, S, causal, key_padding_mask=None, offset=0):
 
 def attend(q, k, v, allowed):
     """softmax(q k^T / sqrt(D) masked) v for all (batch, head) pairs in one batched matmul."""
+    fused = backend.fused("attention", q)                   # GPU: a fused masked-softmax kernel
+    if fused is not None:
+        return fused.forward(q, k, v, allowed)
     xp = array_module(q)
     D = q.shape[-1]
     scores = (q @ k.transpose(0, 1, 3, 2)) * float(D ** -0.5)          # (B, H, T, S)
@@ -50,6 +54,9 @@ def attend(q, k, v, allowed):
 
 def attend_backward(dy, q, k, v, att):
     """Gradients of attend() w.r.t. q, k, v (masked pairs have att = 0, so they get none)."""
+    fused = backend.fused("attention", dy)
+    if fused is not None:
+        return fused.backward(dy, q, k, v, att)
     D = q.shape[-1]
     dv = att.transpose(0, 1, 3, 2) @ dy                                 # y = att @ v
     datt = dy @ v.transpose(0, 1, 3, 2)                                 # (B, H, T, S)

@@ -1,6 +1,15 @@
-"""The array backend: NumPy by default, CuPy on NVIDIA GPUs. The only module that imports CuPy."""
+"""The array backend: NumPy by default, CuPy on NVIDIA GPUs. The only module that imports CuPy.
+
+Besides module lookup and host copies it holds what differs on a GPU: the matmul dtype of the precision
+policy, TF32, the fused CuPy kernels (backend_kernels.py, imported only from here) and device RNG.
+"""
+import contextlib
+import sys
+import warnings
+
 import numpy as np
 
+from . import precision
 from .errors import UserError
 
 try:  # the optional `gpu` extra
@@ -31,6 +40,7 @@ def use(name):
         raise UserError(f"unknown backend {name!r}: use 'numpy' (cpu) or 'cupy' (cuda)")
     if name == "cupy":
         require_gpu()
+        _apply_tf32()
     _device = name
 
 
@@ -90,3 +100,151 @@ def scatter_add(target, idx, values):
     sorted_idx = idx[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
     target[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)
+
+
+# ---- precision: the dtype matmuls run in ----------------------------------------------------------
+
+def to_compute(x):
+    """x as a matmul input under the precision policy: float32 x becomes float16 under "fp16"; else x."""
+    dtype = precision.current().matmul_dtype
+    if dtype is None or x.dtype != np.float32:
+        return x
+    return x.astype(dtype)
+
+
+def upcast(x):
+    """float16 x as float32 (softmax, norms and losses sum in float32); any other x unchanged."""
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+def matmul(a, b):
+    """a @ b; NumPy has no float16 GEMM, so there float16 operands are multiplied in float32 and the
+    product rounded to float16, as cuBLAS does (float16 in, float32 accumulation, float16 out)."""
+    if a.dtype == np.float16 and b.dtype == np.float16 and isinstance(a, np.ndarray):
+        return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16)
+    return a @ b
+
+
+_tf32 = False
+CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH = 0, 3     # cublasMath_t
+
+
+def set_tf32(enabled):
+    """Let cuBLAS round float32 matmul inputs to TF32 (Ampere and newer GPUs); precision.use("tf32")."""
+    global _tf32
+    _tf32 = bool(enabled)
+    if gpu_available():
+        _apply_tf32()
+
+
+def tf32_enabled():
+    return _tf32
+
+
+def _apply_tf32():
+    """Tell CuPy: its 2-D GEMMs read a per-dtype compute type, cupy.matmul's batched GEMMs the handle's
+    math mode. Both are per process (the handle per thread); NVIDIA_TF32_OVERRIDE=0 overrides them."""
+    try:
+        from cupy._core import _routines_linalg as linalg   # CuPy's switch behind CUPY_TF32=1
+        linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if _tf32
+                                else linalg.COMPUTE_TYPE_DEFAULT)
+        cp.cuda.cublas.setMathMode(cp.cuda.device.get_cublas_handle(),
+                                   CUBLAS_TF32_TENSOR_OP_MATH if _tf32 else CUBLAS_DEFAULT_MATH)
+    except (AttributeError, ImportError) as e:              # a CuPy whose internals moved
+        warnings.warn(f"could not switch TF32 {'on' if _tf32 else 'off'} in CuPy ({e}); "
+                      "set CUPY_TF32=1 before starting Python instead")
+
+
+# ---- attention's batched matmuls on CuPy --------------------------------------------------------
+
+BATCHED_MATMUL_MODES = ("matmul", "cublas")
+_batched_matmul = "matmul"
+
+
+def set_batched_matmul(mode):
+    """How attention's (B, H, ., .) products run on CuPy: "matmul" (cupy.matmul) or "cublas".
+
+    Why a choice: CuPy before PR #10317 computes float16 matmul of arrays with more than two dimensions
+    in float32 (casting copies, no float16 tensor cores); cupy.matmul's batched GEMM takes TF32 from the
+    handle's math mode only; and it copies transposed operands (k^T) to contiguous ones. "cublas" calls
+    cublasGemmStridedBatchedEx itself: float16 stays float16 (float32 accumulation), TF32 when the
+    policy asks, transposes passed as op flags. Which is faster is measured by bench/gpu_lm.py.
+    """
+    global _batched_matmul
+    if mode not in BATCHED_MATMUL_MODES:
+        raise UserError(f"unknown batched matmul mode {mode!r}: use one of {BATCHED_MATMUL_MODES}")
+    _batched_matmul = mode
+
+
+def batched_matmul_mode():
+    return _batched_matmul
+
+
+# ---- fused GPU kernels --------------------------------------------------------------------------
+
+_fusion = True
+_kernels = None
+
+
+def fused(name, x):
+    """The fused CuPy kernels `name` for x (an object with forward/backward, or a function), or None.
+
+    None for NumPy arrays and when fusion is off: the caller then runs its own array code, which is the
+    reference the kernels are tested against (tests/test_gpu.py).
+    """
+    global _kernels
+    if cp is None or not _fusion or not isinstance(x, cp.ndarray) or x.dtype.char not in "efd":
+        return None
+    if _kernels is None:
+        from . import backend_kernels                       # the only importer: it gets cupy from here
+        _kernels = backend_kernels.build(cp, sys.modules[__name__])
+    return _kernels[name]
+
+
+def set_fusion(enabled):
+    """Use the fused CuPy kernels (default) or the plain array code on the GPU too."""
+    global _fusion
+    _fusion = bool(enabled)
+
+
+@contextlib.contextmanager
+def fusion(enabled):
+    """with backend.fusion(False): ... runs the plain array code on CuPy arrays (to compare)."""
+    saved = _fusion
+    set_fusion(enabled)
+    try:
+        yield
+    finally:
+        set_fusion(saved)
+
+
+# ---- random numbers and memory on the device ----------------------------------------------------
+
+_device_rngs = {}                                           # id(host Generator) -> (it, cupy RandomState)
+
+
+def random_uniform(rng, shape, like):
+    """Uniform [0, 1) draws of `shape` where `like` lives: rng.random on NumPy (bit-reproducible); on
+    CuPy a cupy RandomState seeded once from rng, so masks are drawn on the GPU (reproducible on NumPy
+    only)."""
+    if cp is None or not isinstance(like, cp.ndarray):
+        return rng.random(shape)
+    entry = _device_rngs.get(id(rng))
+    if entry is None or entry[0] is not rng:
+        entry = _device_rngs[id(rng)] = (rng, cp.random.RandomState(int(rng.integers(2 ** 62))))
+    return entry[1].random_sample(shape, dtype=cp.float32)
+
+
+def memory_stats():
+    """{"used_bytes", "pool_bytes"} of CuPy's default memory pool (pool_bytes never shrinks unless freed,
+    so after a run it is the peak reserved); zeros without a GPU."""
+    if not gpu_available():
+        return {"used_bytes": 0, "pool_bytes": 0}
+    pool = cp.get_default_memory_pool()
+    return {"used_bytes": int(pool.used_bytes()), "pool_bytes": int(pool.total_bytes())}
+
+
+def synchronize():
+    """Wait for the GPU (timing only; a no-op on NumPy)."""
+    if gpu_available():
+        cp.cuda.get_current_stream().synchronize()

@@ -1,5 +1,6 @@
 """Cross-entropy over integer targets, with a numerically stable log-softmax."""
-from .backend import array_module
+from . import backend
+from .backend import array_module, upcast
 from .layers.base import Layer
 
 
@@ -10,9 +11,13 @@ class CrossEntropyLoss(Layer):
         self.ignore_index = ignore_index
 
     def forward(self, logits, targets):                     # logits: (..., V), targets: (...)
+        self.fused = backend.fused("cross_entropy", logits)   # GPU: keeps logsumexp, not log-probs
+        if self.fused is not None:
+            loss, self.cache = self.fused.forward(logits, targets, self.ignore_index)
+            return loss
         xp = array_module(logits)
         V = logits.shape[-1]
-        z = logits.reshape(-1, V)                           # (N, V)
+        z = upcast(logits.reshape(-1, V))                   # (N, V), float32 for float16 logits
         t = targets.reshape(-1)                             # (N,)
         z = z - z.max(axis=-1, keepdims=True)               # log-softmax without overflow
         logsumexp = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
@@ -26,6 +31,8 @@ class CrossEntropyLoss(Layer):
 
     def backward(self, dout=1.0):
         """dlogits = (softmax - onehot(target)) / n on counted rows, 0 on ignored rows."""
+        if self.fused is not None:
+            return self.fused.backward(self.cache, dout)
         xp = array_module(self.log_probs)
         dz = xp.exp(self.log_probs)                         # softmax, (N, V)
         dz[xp.arange(self.t.shape[0]), self.t] -= 1.0

@@ -1,6 +1,7 @@
 """Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
 import math
 
+from . import backend
 from .backend import array_module
 
 
@@ -10,10 +11,20 @@ def decay_mask(named_parameters):
             for name, (p, _) in named_parameters]
 
 
+def grad_norm(params):
+    """The global L2 norm of the gradients, a 0-d float32 array (no host sync)."""
+    xp = array_module(params[0][1])
+    fused = backend.fused("sum_squares", params[0][1])      # GPU: no squared copy of each gradient
+    if fused is not None:
+        return xp.sqrt(sum(fused(g) for _, g in params))
+    total = xp.sqrt(sum((g.astype(xp.float32) ** 2).sum() for _, g in params))
+    return total
+
+
 def clip_grad_norm(params, max_norm):
     """Scale every gradient so their global L2 norm is at most max_norm; returns the norm before."""
     xp = array_module(params[0][1])
-    total = xp.sqrt(sum((g.astype(xp.float32) ** 2).sum() for _, g in params))
+    total = grad_norm(params)
     scale = xp.minimum(1.0, max_norm / (total + 1e-6))
     for _, g in params:
         g *= scale.astype(g.dtype)
@@ -37,7 +48,7 @@ class Optimizer:
         return {}
 
     def state_dict(self):
-        return {"t": self.t, "lr": self.lr, "arrays": self.state_arrays()}
+        return {"t": int(self.t), "lr": self.lr, "arrays": self.state_arrays()}
 
     def load_state_dict(self, state):
         self.t, self.lr = int(state["t"]), float(state["lr"])
@@ -73,6 +84,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015); weight_decay adds decay * p to the gradient (L2, coupled)."""
 
     decoupled = False
+    accepts_grad_scale = True                               # step(grad_scale, found_inf): LossScaler
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decay=None):
         super().__init__(params, lr)
@@ -82,12 +94,21 @@ class Adam(Optimizer):
         self.m = [array_module(p).zeros_like(p) for p, _ in self.params]
         self.v = [array_module(p).zeros_like(p) for p, _ in self.params]
 
-    def step(self):
+    def step(self, grad_scale=None, found_inf=None):
+        """One update; grad_scale multiplies every gradient first (loss-scale unscaling and clipping in
+        one), a true found_inf (0-d bool) skips the update: parameters, moments and t unchanged."""
+        fused = backend.fused("adam_update", self.params[0][0])
+        if fused is not None:
+            return self._fused_step(fused, grad_scale, found_inf)
+        if found_inf is not None and bool(found_inf):       # a host read: free on NumPy
+            return
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)  # bias corrections
         eps_hat = self.eps * math.sqrt(1 - b2 ** self.t)
         for (p, g), m, v, decay in zip(self.params, self.m, self.v, self.decay):
+            if grad_scale is not None:
+                g = g * grad_scale
             if self.weight_decay and decay:
                 if self.decoupled:
                     p *= 1.0 - self.lr * self.weight_decay          # AdamW: shrink the weight itself
@@ -98,6 +119,19 @@ class Adam(Optimizer):
             v *= b2
             v += (1 - b2) * (g * g)                                 # v = b2 v + (1 - b2) g^2
             p -= step_size * m / (array_module(v).sqrt(v) + eps_hat)
+
+    def _fused_step(self, kernel, grad_scale, found_inf):
+        """step() as one GPU kernel per parameter; with found_inf, t counts on the device (no sync)."""
+        if found_inf is None:
+            self.t += 1
+        else:                                               # t becomes a 0-d device array
+            xp = array_module(found_inf)
+            self.t = xp.asarray(self.t, dtype=xp.float32) + (~found_inf)
+        for (p, g), m, v, decay in zip(self.params, self.m, self.v, self.decay):
+            kernel(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps,
+                   self.weight_decay if decay else 0.0, self.decoupled, self.t,
+                   1.0 if grad_scale is None else grad_scale,
+                   False if found_inf is None else found_inf)
 
     def state_arrays(self):
         out = {f"m.{i}": m for i, m in enumerate(self.m)}

@@ -2,12 +2,14 @@
 import numpy as np
 
 from .base import Layer
-from ..backend import array_module
+from .. import backend
+from ..backend import array_module, upcast
 
 
 def softmax(z, axis=-1):
     """exp(z - max z) / sum exp(z - max z): subtracting the max keeps exp from overflowing."""
     xp = array_module(z)
+    z = upcast(z)                                           # float16 in: exp and sum in float32
     e = xp.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
@@ -49,12 +51,18 @@ class GELU(Layer):
     """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh form used by GPT-2."""
 
     def forward(self, x):
+        self.fused = backend.fused("gelu", x)               # GPU: one pass each way, tanh recomputed
+        if self.fused is not None:
+            y, self.x = self.fused.forward(x)
+            return y
         xp = array_module(x)
         self.x = x
         self.t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))
         return 0.5 * x * (1.0 + self.t)
 
     def backward(self, dout):
+        if self.fused is not None:
+            return self.fused.backward(dout, self.x)
         x, t = self.x, self.t
         du_dx = GELU_C * (1.0 + 3 * 0.044715 * x * x)     # u = c (x + 0.044715 x^3)
         return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from ..backend import array_module
+from ..backend import array_module, random_uniform
 
 
 class Dropout(Layer):
@@ -20,7 +20,8 @@ class Dropout(Layer):
             self.mask = None
             return x
         xp = array_module(x)
-        keep = self.rng.random(x.shape) >= self.p           # drawn on the host: bit-reproducible
+        keep = random_uniform(self.rng, x.shape, x) >= self.p   # NumPy: rng.random, bit-reproducible;
+                                                                # CuPy: drawn on the GPU
         self.mask = xp.asarray(keep, dtype=x.dtype) / (1.0 - self.p)
         return x * self.mask
 

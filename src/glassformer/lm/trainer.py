@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import precision
 from ..backend import array_module
 from ..checkpoint import Checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
 from ..errors import UserError
@@ -118,6 +119,10 @@ class Trainer:
         self.params = [pg for _, pg in named]
         self.optimizer = AdamW(self.params, lr=config.lr, betas=(config.beta1, config.beta2),
                                weight_decay=config.weight_decay, decay=decay_mask(named))
+        # fp16 policy: dynamic loss scaling (the float32 master weights are the model's own parameters)
+        self.scaler = precision.LossScaler() if precision.current().loss_scaling else None
+        if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
+            self.loss_fn = self.scaler.scaled(loss_fn)
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
         self.best_val, self.grad_norm = None, None
         self.history = []                                   # one dict per logged/evaluated step
@@ -143,10 +148,13 @@ class Trainer:
             # backward adds into the grads: scaling by 1/accum makes the sum a mean over micro-batches
             self.model.backward(self.loss_fn.backward(1.0 / c.accum_steps))
             self.tokens_seen += int(y.size)
-        if c.grad_clip > 0:
-            self.grad_norm = clip_grad_norm(self.params, c.grad_clip)   # device scalar, pre-clip
         self.optimizer.lr = self.lr_at(self.step)
-        self.optimizer.step()
+        if self.scaler is not None:                         # unscale, clip, skip the step on inf/nan
+            self.grad_norm = self.scaler.step(self.optimizer, self.params, c.grad_clip)
+        else:
+            if c.grad_clip > 0:
+                self.grad_norm = clip_grad_norm(self.params, c.grad_clip)   # device scalar, pre-clip
+            self.optimizer.step()
         self.step += 1
         return loss_sum / c.accum_steps
 
@@ -265,7 +273,8 @@ class Trainer:
     def save(self, path, metrics=None):
         """A resumable checkpoint: model, AdamW moments, RNG state, tokenizer, task, train config."""
         trainer_state = {"best_val": self.best_val, "tokens_seen": self.tokens_seen,
-                         "elapsed": self.elapsed}
+                         "elapsed": self.elapsed,
+                         "loss_scaler": None if self.scaler is None else self.scaler.state_dict()}
         return save_checkpoint(path, self.model, tokenizer=self.tokenizer, task=self.task,
                                optimizer=self.optimizer, step=self.step, rng=self.rng,
                                metrics=metrics or {}, extra={"train_config": asdict(self.config),
@@ -287,6 +296,8 @@ class Trainer:
         self.best_val = state.get("best_val")
         self.tokens_seen = state.get("tokens_seen", 0)
         self.elapsed = state.get("elapsed", 0.0)
+        if self.scaler is not None and state.get("loss_scaler"):
+            self.scaler.load_state_dict(state["loss_scaler"])
         if self.config.out_dir and (Path(self.config.out_dir) / "metrics.csv").exists():
             self.history = [r for r in read_metrics(Path(self.config.out_dir) / "metrics.csv")
                             if r["step"] <= self.step]

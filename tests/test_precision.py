@@ -1,0 +1,370 @@
+"""Precision policies and the loss scaler, on NumPy (float16 arrays stand in for the GPU's):
+fp16 matmul inputs with float32 master weights, float32 softmax/norm/loss, dynamic loss scaling;
+and the pure-Python side of the GPU kernels (cuBLAS operand layouts, attention mask rows)."""
+import io
+
+import numpy as np
+import pytest
+
+from glassformer import backend, backend_kernels, precision
+from glassformer.attention import MultiHeadAttention
+from glassformer.errors import UserError
+from glassformer.layers import Dropout, LayerNorm, Linear, softmax
+from glassformer.lm import TrainConfig, Trainer, lm_config
+from glassformer.losses import CrossEntropyLoss
+from glassformer.models import build_model
+from glassformer.optimizers import SGD, Adam, AdamW, clip_grad_norm, grad_norm
+
+
+@pytest.fixture(autouse=True)
+def _fp32_after():
+    """Every test starts and ends under the default fp32 policy."""
+    precision.use("fp32")
+    yield
+    precision.use("fp32")
+
+
+def tiny_lm(seed=0, V=13):
+    config = lm_config("tiny", V, d_model=16, n_heads=2, n_layers=2, max_len=8)
+    return build_model(config, np.random.default_rng(seed))
+
+
+def lm_step(model, ids, targets, scale=1.0):
+    """Forward, loss, backward (loss scaled by `scale`); returns the loss as a float."""
+    loss_fn = CrossEntropyLoss()
+    model.zero_grad()
+    loss = loss_fn.forward(model.forward(ids), targets)
+    model.backward(loss_fn.backward(scale))
+    return float(loss)
+
+
+# ---- policies -----------------------------------------------------------------------------------
+
+def test_policies_and_their_names():
+    assert precision.current().name == "fp32"
+    assert precision.use("fp16").matmul_dtype == "float16"
+    assert precision.current().loss_scaling
+    assert precision.use("tf32").tf32 and backend.tf32_enabled()
+    assert precision.use("fp32").matmul_dtype is None and not backend.tf32_enabled()
+    with pytest.raises(UserError, match="bf16"):
+        precision.use("bf16")
+    assert precision.current().name == "fp32"              # a failed use() changes nothing
+
+
+def test_policy_context_restores_the_previous_one():
+    with precision.policy("fp16") as p:
+        assert p.name == "fp16" and precision.current() is p
+    assert precision.current().name == "fp32"
+
+
+def test_to_compute_casts_float32_only_under_fp16():
+    x32, x64 = np.ones(3, np.float32), np.ones(3, np.float64)
+    assert backend.to_compute(x32) is x32
+    with precision.policy("fp16"):
+        assert backend.to_compute(x32).dtype == np.float16
+        assert backend.to_compute(x64) is x64               # float64 gradient checks stay float64
+    assert backend.upcast(np.ones(2, np.float16)).dtype == np.float32
+    assert backend.upcast(x64) is x64
+
+
+def test_float16_matmul_accumulates_in_float32(rng):
+    # 4096 products of 1.0 x 1e-3: float16 running sums would stall near 2 (spacing 2**-9 > 1e-3)
+    a = np.ones((1, 4096), np.float16)
+    b = np.full((4096, 1), 1e-3, np.float16)
+    out = backend.matmul(a, b)
+    assert out.dtype == np.float16
+    exact = 4096 * float(np.float16(1e-3))
+    assert abs(float(out[0, 0]) - exact) / exact < 1e-3    # one float16 rounding of the result
+    x, w = rng.standard_normal((5, 7)).astype(np.float16), rng.standard_normal((7, 3)).astype(np.float16)
+    want = (x.astype(np.float32) @ w.astype(np.float32)).astype(np.float16)
+    assert np.array_equal(backend.matmul(x, w), want)
+
+
+def test_tf32_policy_changes_nothing_on_the_cpu(rng):
+    x = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    layer = Linear(8, 4, rng)
+    y32 = layer.forward(x)
+    with precision.policy("tf32"):
+        assert np.array_equal(layer.forward(x), y32)
+
+
+# ---- fp16: float16 activations, float32 master weights and accumulation -------------------------
+
+def test_linear_under_fp16_computes_in_float16_and_accumulates_float32_grads(rng):
+    x = rng.standard_normal((4, 3, 8)).astype(np.float32)
+    dout = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    ref = Linear(8, 5, np.random.default_rng(1))
+    y_ref, dx_ref = ref.forward(x), ref.backward(dout)
+    layer = Linear(8, 5, np.random.default_rng(1))
+    with precision.policy("fp16"):
+        y = layer.forward(x)
+        dx = layer.backward(dout)
+    assert y.dtype == np.float16 and dx.dtype == np.float16
+    assert layer.W.dtype == layer.dW.dtype == layer.db.dtype == np.float32
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=5e-3 * np.abs(y_ref).max())
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=5e-3 * np.abs(dx_ref).max())
+    np.testing.assert_allclose(layer.dW, ref.dW, rtol=0, atol=5e-3 * np.abs(ref.dW).max())
+    np.testing.assert_allclose(layer.db, ref.db, rtol=1e-3, atol=1e-3)
+
+
+def test_softmax_layernorm_and_cross_entropy_compute_in_float32_for_float16_input(rng):
+    z = (rng.standard_normal((3, 50)) * 4).astype(np.float16)
+    p = softmax(z)
+    assert p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(p, softmax(z.astype(np.float32)), rtol=1e-6)
+    ln = LayerNorm(50)
+    y = ln.forward(z)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, LayerNorm(50).forward(z.astype(np.float32)), atol=1e-5)
+    targets = rng.integers(0, 50, 3)
+    loss16 = CrossEntropyLoss().forward(z, targets)
+    loss32 = CrossEntropyLoss().forward(z.astype(np.float32), targets)
+    assert float(loss16) == pytest.approx(float(loss32), rel=1e-6)
+
+
+def test_fp16_masking_uses_the_float16_minimum(rng):
+    """A fully masked query row stays finite in float16 (finfo(float16).min, not float32's)."""
+    layer = MultiHeadAttention(8, 2, rng, causal=False)
+    x = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    pad = np.array([[False] * 4, [True, True, False, False]])   # batch 0: every key is padding
+    with precision.policy("fp16"):
+        y = layer.forward(x, key_padding_mask=pad)
+        dx = layer.backward(np.ones_like(y, dtype=np.float32))
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+    att = layer.last_attention_weights
+    np.testing.assert_allclose(att[0], 0.25, atol=1e-3)    # nothing allowed: uniform, not NaN
+    assert np.all(att[1][..., 2:] == 0)                    # padded keys get exactly nothing
+
+
+def test_fp16_training_step_matches_fp32(rng):
+    """Tolerance: |loss16 - loss32| < 1e-3 (float16 keeps ~3 decimal digits); grads within 2% of the
+    largest entry of each tensor; master weights and gradients stay float32."""
+    ids = rng.integers(0, 13, (4, 8))
+    targets = rng.integers(0, 13, (4, 8))
+    m32, m16 = tiny_lm(), tiny_lm()
+    loss32 = lm_step(m32, ids, targets)
+    with precision.policy("fp16"):
+        loss16 = lm_step(m16, ids, targets, scale=np.float32(2.0 ** 10))
+    assert abs(loss16 - loss32) < 1e-3
+    for (name, (p32, g32)), (_, (p16, g16)) in zip(m32.named_parameters(), m16.named_parameters()):
+        assert p16.dtype == g16.dtype == np.float32, name
+        g = g16 / 2.0 ** 10                                  # unscale
+        assert np.abs(g - g32).max() <= 0.02 * np.abs(g32).max() + 1e-6, name
+
+
+def test_fp16_training_keeps_float32_master_weights_and_lowers_the_loss(rng):
+    model = tiny_lm(2)
+    ids = rng.integers(0, 13, (4, 8))
+    targets = np.roll(ids, -1, axis=1)
+    opt = AdamW(model.get_parameters(), lr=1e-2, weight_decay=0.0)
+    scaler = precision.LossScaler()
+    loss_fn = CrossEntropyLoss()
+    losses = []
+    with precision.policy("fp16"):
+        for _ in range(15):
+            model.zero_grad()
+            losses.append(float(loss_fn.forward(model.forward(ids), targets)))
+            model.backward(loss_fn.backward(scaler.loss_scale()))
+            scaler.step(opt, model.get_parameters(), max_norm=1.0)
+    assert losses[-1] < losses[0] - 0.5
+    assert all(p.dtype == np.float32 and g.dtype == np.float32 for p, g in model.get_parameters())
+    assert all(m.dtype == np.float32 for m in opt.m + opt.v)
+
+
+# ---- the loss scaler ----------------------------------------------------------------------------
+
+def scaled_setup(rng, optimizer_class=Adam, **kw):
+    layer = Linear(4, 3, rng)
+    opt = optimizer_class(layer.get_parameters(), lr=0.1, **kw)
+    layer.forward(rng.standard_normal((5, 4)).astype(np.float32))
+    layer.backward(rng.standard_normal((5, 3)).astype(np.float32))
+    return layer, opt
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_scaler_skips_the_step_and_halves_the_scale_on_inf_or_nan(rng, bad):
+    layer, opt = scaled_setup(rng)
+    scaler = precision.LossScaler(init_scale=1024.0)
+    W, b = layer.W.copy(), layer.b.copy()
+    layer.dW[1, 2] = bad                                    # an overflowed gradient
+    norm = scaler.step(opt, layer.get_parameters())
+    assert not np.isfinite(norm)
+    assert np.array_equal(layer.W, W) and np.array_equal(layer.b, b)   # the step was skipped
+    assert opt.t == 0 and not opt.m[0].any() and not opt.v[0].any()
+    assert scaler.scale == 512.0 and scaler.skipped_steps == 1
+
+
+def test_scaler_skips_for_an_optimizer_without_grad_scale_support(rng):
+    layer, opt = scaled_setup(rng, SGD, momentum=0.9)
+    scaler = precision.LossScaler(init_scale=8.0)
+    W = layer.W.copy()
+    layer.db[0] = np.nan
+    scaler.step(opt, layer.get_parameters())
+    assert np.array_equal(layer.W, W) and opt.t == 0 and scaler.scale == 4.0
+    layer.db[0] = 1.0
+    scaler.step(opt, layer.get_parameters())
+    assert not np.array_equal(layer.W, W) and opt.t == 1
+
+
+def test_scaler_unscales_so_the_update_equals_the_unscaled_one(rng):
+    a, opt_a = scaled_setup(np.random.default_rng(5), AdamW, weight_decay=0.1)
+    b, opt_b = scaled_setup(np.random.default_rng(5), AdamW, weight_decay=0.1)
+    for _, g in b.get_parameters():
+        g *= 256.0                                          # the scaled backward
+    norm_a = clip_grad_norm(a.get_parameters(), 0.5)
+    opt_a.step()
+    norm = precision.LossScaler(init_scale=256.0).step(opt_b, b.get_parameters(), max_norm=0.5)
+    assert float(norm) == pytest.approx(float(norm_a), rel=1e-5) and float(norm_a) > 0.5
+    np.testing.assert_allclose(b.W, a.W, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(b.b, a.b, rtol=1e-5, atol=1e-7)
+    assert opt_b.t == opt_a.t == 1
+
+
+def test_scaler_grows_after_growth_interval_good_steps(rng):
+    layer, opt = scaled_setup(rng)
+    scaler = precision.LossScaler(init_scale=4.0, growth_interval=3)
+    for expected in [4.0, 4.0, 8.0, 8.0, 8.0, 16.0]:
+        scaler.step(opt, layer.get_parameters())
+        assert scaler.scale == expected
+    layer.dW[0, 0] = np.inf                                 # an overflow resets the run of good steps
+    scaler.step(opt, layer.get_parameters())
+    layer.dW[0, 0] = 0.0
+    assert scaler.scale == 8.0
+    for expected in [8.0, 8.0, 16.0]:
+        scaler.step(opt, layer.get_parameters())
+        assert scaler.scale == expected
+    assert opt.t == 9 and scaler.skipped_steps == 1
+
+
+def test_scaler_defaults_are_gradscalers_and_state_round_trips():
+    s = precision.LossScaler()
+    assert (s.scale, s.growth_factor, s.backoff_factor, s.growth_interval) == (2.0 ** 16, 2.0, 0.5, 2000)
+    s.update(np.asarray(True))
+    state = s.state_dict()
+    assert state == {"scale": 2.0 ** 15, "good_steps": 0, "skipped_steps": 1}
+    t = precision.LossScaler()
+    t.load_state_dict(state)
+    assert t.state_dict() == state
+    with pytest.raises(ValueError):
+        precision.LossScaler(backoff_factor=2.0)
+
+
+def test_grad_scale_argument_equals_prescaled_gradients(rng):
+    a, opt_a = scaled_setup(np.random.default_rng(7), Adam, weight_decay=0.01)
+    b, opt_b = scaled_setup(np.random.default_rng(7), Adam, weight_decay=0.01)
+    for _, g in a.get_parameters():
+        g *= 0.25
+    opt_a.step()
+    opt_b.step(grad_scale=np.float32(0.25), found_inf=np.asarray(False))
+    np.testing.assert_allclose(b.W, a.W, rtol=1e-6)
+    assert opt_b.state_dict()["t"] == 1
+
+
+# ---- the Trainer under fp16 ---------------------------------------------------------------------
+
+def fp16_trainer(seed=0, **kw):
+    V = 13
+    data = np.random.default_rng(seed).integers(0, V, 400)
+
+    def batches(r):
+        start = r.integers(0, len(data) - 9, 4)
+        x = np.stack([data[s:s + 8] for s in start])
+        return x, np.stack([data[s + 1:s + 9] for s in start])
+    settings = dict(steps=4, lr=3e-3, warmup_steps=1, eval_interval=0, log_interval=2)
+    settings.update(kw)
+    return Trainer(tiny_lm(seed, V), CrossEntropyLoss(), batches, TrainConfig(**settings),
+                   log=io.StringIO())
+
+
+def test_trainer_scales_the_loss_under_fp16_and_saves_the_scale(tmp_path):
+    assert fp16_trainer().scaler is None                   # fp32: no scaler
+    with precision.policy("fp16"):
+        tr = fp16_trainer()
+        assert tr.scaler is not None and tr.scaler.scale == 2.0 ** 16
+        for _ in range(3):
+            loss = float(tr.train_step())
+        assert np.isfinite(loss)
+        assert all(p.dtype == np.float32 for p, _ in tr.params)
+        tr.scaler.load_state_dict({"scale": 64.0, "good_steps": 1})
+        tr.save(tmp_path / "fp16.npz")
+        other = fp16_trainer()
+        other.resume(tmp_path / "fp16.npz")
+        assert other.scaler.scale == 64.0 and other.step == tr.step
+
+
+# ---- dropout and the GPU kernels' host-side logic -----------------------------------------------
+
+def test_dropout_on_numpy_draws_exactly_rng_random():
+    layer = Dropout(0.5, np.random.default_rng(3))
+    x = np.ones((4, 6), np.float32)
+    y = layer.forward(x)
+    keep = np.random.default_rng(3).random((4, 6)) >= 0.5
+    assert np.array_equal(y, keep * 2.0)
+
+
+def test_fused_is_none_on_numpy_and_batched_matmul_modes_are_checked():
+    assert backend.fused("layer_norm", np.ones((2, 3), np.float32)) is None
+    with pytest.raises(UserError, match="cublas"):
+        backend.set_batched_matmul("einsum")
+    backend.set_batched_matmul("cublas")
+    assert backend.batched_matmul_mode() == "cublas"
+    backend.set_batched_matmul("matmul")
+    assert backend.memory_stats() == {"used_bytes": 0, "pool_bytes": 0} or backend.gpu_available()
+
+
+def emulate_strided_batched_gemm(transa, transb, m, n, k, A, lda, stride_a, B, ldb, stride_b, batch):
+    """What cublasGemmStridedBatchedEx computes, read from memory the way cuBLAS reads it."""
+    def matrices(X, op, rows, cols, ld, stride):           # op(X) is rows x cols, column-major
+        shape = (rows, cols) if op == 0 else (cols, rows)
+        it = X.itemsize
+        stored = np.lib.stride_tricks.as_strided(X, (batch,) + shape, (stride * it, it, ld * it))
+        return stored if op == 0 else stored.transpose(0, 2, 1)
+    return matrices(A, transa, m, k, lda, stride_a) @ matrices(B, transb, k, n, ldb, stride_b)
+
+
+def check_cublas_arguments(a, b):
+    """blas_operand's (op, ld, stride) fed to the GEMM as cublas_bmm feeds them give a @ b."""
+    *batch, M, K = a.shape
+    P = b.shape[-1]
+    A, op_a, ld_a, s_a = backend_kernels.blas_operand(np, a)
+    B, op_b, ld_b, s_b = backend_kernels.blas_operand(np, b)
+    n_batch = int(np.prod(batch))
+    ct = emulate_strided_batched_gemm(op_b, op_a, P, M, K, B, ld_b, s_b, A, ld_a, s_a, n_batch)
+    out = ct.transpose(0, 2, 1).reshape(*batch, M, P)      # C^T column-major = C row-major
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12)
+
+
+def test_cublas_operand_layouts_compute_the_right_product(rng):
+    B, H, T, D = 2, 3, 5, 4
+    qkv = rng.standard_normal((B, T, 3, H, D)).transpose(2, 0, 3, 1, 4)   # fused projection views
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    kc = np.ascontiguousarray(k)
+    att = rng.standard_normal((B, H, T, T))
+    check_cublas_arguments(q, k.swapaxes(-1, -2))           # strided views: copied
+    check_cublas_arguments(np.ascontiguousarray(q), kc.swapaxes(-1, -2))   # k^T passed as op T
+    check_cublas_arguments(att, v)
+    check_cublas_arguments(att.swapaxes(-1, -2), np.ascontiguousarray(v))
+    check_cublas_arguments(rng.standard_normal((1, 1, 1, 3)), rng.standard_normal((1, 1, 3, 1)))
+    check_cublas_arguments(rng.standard_normal((4, 6, 2))[:, ::2], rng.standard_normal((4, 2, 7)))
+    _, op, ld, stride = backend_kernels.blas_operand(np, kc.swapaxes(-1, -2))
+    assert (op, ld, stride) == (1, D, T * D)                # no copy for a transposed contiguous array
+
+
+def test_mask_rows_index_the_broadcast_mask(rng):
+    shape = (2, 3, 4, 5)                                     # (B, H, T, S)
+    for allowed in [rng.random((2, 1, 1, 5)) > 0.3, rng.random((1, 1, 4, 5)) > 0.3,
+                    rng.random((4, 5)) > 0.5]:
+        mask, rows, has = backend_kernels.mask_rows(np, allowed, shape)
+        assert has == 1 and mask.flags.c_contiguous
+        got = mask.reshape(-1, 5)[rows].reshape(shape)
+        assert np.array_equal(got, np.broadcast_to(allowed, shape))
+    assert backend_kernels.mask_rows(np, None, shape)[2] == 0
+
+
+def test_row_kernel_sources_and_block_sizes():
+    for name in backend_kernels.ROW_KERNELS:
+        for char, storage in [("e", "unsigned short"), ("f", "float"), ("d", "double")]:
+            src = backend_kernels.row_source(name, char)
+            assert f"typedef {storage} S_t;" in src and f'extern "C" __global__ void {name}(' in src
+    assert [backend_kernels.row_threads(n) for n in (1, 128, 256, 1024, 50257)] == [32, 32, 64, 256, 1024]
