@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import backend
 from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
@@ -40,6 +41,8 @@ def parse_args(argv):
     p.add_argument("--top-p", type=float, default=None,
                    help="lm: sample from the smallest set of tokens with probability >= p")
     p.add_argument("--seed", type=int, default=0, help="sentences, lm: seed for sampling")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)")
     args = p.parse_args(argv)
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens={args.max_new_tokens} must be at least 1")
@@ -296,6 +299,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     stderr = sys.stderr if stderr is None else stderr
     try:
         args = parse_args(argv)
+        backend.use(args.device)                            # UserError when CuPy or a GPU is missing
         path = args.checkpoint or DEFAULT_CHECKPOINT
         ckpt, handler = load(path, args)
         session = Session(ckpt, handler, args.attention, stdout, stderr)
