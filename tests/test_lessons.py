@@ -62,42 +62,6 @@ def lesson_id(path):
     return path.stem
 
 
-def openblas_thread_functions():
-    """(get, set) of the OpenBLAS that NumPy loaded, via ctypes; None where not found (not Linux...)."""
-    import ctypes
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
-    except OSError:
-        return None
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                return get, put
-    return None
-
-
-@pytest.fixture
-def one_blas_thread():
-    """The lessons' small matrices gain nothing from BLAS threads, and on shared cores the threads
-    spin and wait: one thread keeps the course fast (restored afterwards)."""
-    import numpy  # noqa: F401  (loads OpenBLAS)
-    functions = openblas_thread_functions()
-    if functions is None:
-        yield
-        return
-    get, put = functions
-    before = get()
-    put(1)
-    try:
-        yield
-    finally:
-        put(before)
-
-
 def test_the_course_has_lessons():
     names = [p.name[:2] for p in LESSON_FILES]
     assert names == [f"{i:02d}" for i in range(1, len(names) + 1)], \
@@ -106,7 +70,7 @@ def test_the_course_has_lessons():
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
-def test_lesson_runs(path, tmp_path, monkeypatch, one_blas_thread):
+def test_lesson_runs(path, tmp_path, monkeypatch):
     """Execute the lesson's python blocks in order; a failure names the lesson and block number."""
     monkeypatch.chdir(tmp_path)                             # lessons may write checkpoints or plots
     monkeypatch.setenv("MPLBACKEND", "Agg")
