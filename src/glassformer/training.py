@@ -1,35 +1,38 @@
-"""Training loops: one epoch of mini-batch updates for a classifier, and evaluation."""
+"""Training loops: one epoch of mini-batch updates (classifier or next-token), and evaluation."""
 import numpy as np
 
 from .backend import array_module, to_numpy
 
 
-def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None):
-    """One pass over shuffled mini-batches; returns (mean loss, accuracy) over the epoch.
+def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None, pad=None):
+    """One pass over shuffled mini-batches; returns (mean loss, accuracy) over the counted targets.
 
-    ids (N, T) and targets (N,) live on the model's device; on_batch(i, n_batches, loss) is
-    called after each update (for progress lines).
+    targets are (N,) classes for a classifier or (N, T) next tokens for a language model; targets
+    equal to `pad` are not counted (the loss must ignore them too: CrossEntropyLoss(ignore_index=pad)).
+    ids and targets live on the model's device; on_batch(i, n_batches, loss) runs after each update.
     """
     xp = array_module(ids)
     N = len(ids)
     order = xp.asarray(rng.permutation(N))
     n_batches = (N + batch_size - 1) // batch_size
+    counted = xp.ones(targets.shape, dtype=bool) if pad is None else targets != pad
     total_loss = xp.zeros((), dtype=xp.float64)
     correct = xp.zeros((), dtype=xp.int64)
     model.train()
     for i in range(n_batches):
         idx = order[i * batch_size:(i + 1) * batch_size]
-        x, y = ids[idx], targets[idx]
+        x, y, real = ids[idx], targets[idx], counted[idx]
         optimizer.zero_grad()
-        logits = model.forward(x)                           # (B, n_classes)
-        loss = loss_fn.forward(logits, y)
+        logits = model.forward(x)                           # (B, n_classes) or (B, T, V)
+        loss = loss_fn.forward(logits, y)                   # mean over the counted targets
         model.backward(loss_fn.backward())
         optimizer.step()
-        total_loss += loss * len(idx)                       # stays on the device: no sync
-        correct += (logits.argmax(axis=-1) == y).sum()
+        total_loss += loss * real.sum()                     # stays on the device: no sync
+        correct += ((logits.argmax(axis=-1) == y) & real).sum()
         if on_batch is not None:
             on_batch(i, n_batches, loss)
-    return float(total_loss) / N, float(correct) / N
+    n = max(int(counted.sum()), 1)
+    return float(total_loss) / n, float(correct) / n
 
 
 def predict(model, ids, batch_size=512):
@@ -54,35 +57,6 @@ def accuracy_by_group(preds, targets, groups, names):
     preds, targets, groups = map(np.asarray, (preds, targets, groups))
     return {name: float((preds[groups == g] == targets[groups == g]).mean())
             for g, name in enumerate(names) if (groups == g).any()}
-
-
-def train_lm_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None, pad=0):
-    """One pass of next-token training; returns (mean loss, accuracy) over the non-pad targets.
-
-    ids and targets are (N, T); loss_fn ignores `pad` targets (CrossEntropyLoss(ignore_index=pad)).
-    """
-    xp = array_module(ids)
-    N = len(ids)
-    order = xp.asarray(rng.permutation(N))
-    n_batches = (N + batch_size - 1) // batch_size
-    total_loss = xp.zeros((), dtype=xp.float64)
-    correct = xp.zeros((), dtype=xp.int64)
-    counted = targets != pad                                # (N, T)
-    model.train()
-    for i in range(n_batches):
-        idx = order[i * batch_size:(i + 1) * batch_size]
-        x, y, real = ids[idx], targets[idx], counted[idx]
-        optimizer.zero_grad()
-        logits = model.forward(x)                           # (B, T, V)
-        loss = loss_fn.forward(logits, y)
-        model.backward(loss_fn.backward())
-        optimizer.step()
-        total_loss += loss * real.sum()                     # loss is a mean over real tokens
-        correct += ((logits.argmax(axis=-1) == y) & real).sum()
-        if on_batch is not None:
-            on_batch(i, n_batches, loss)
-    n = max(int(counted.sum()), 1)
-    return float(total_loss) / n, float(correct) / n
 
 
 def evaluate_lm(model, loss_fn, ids, targets, pad=0):

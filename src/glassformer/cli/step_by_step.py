@@ -125,8 +125,8 @@ class SentencesTask:
         return len(self.ids)
 
     def train_epoch(self, model, loss_fn, optimizer, batch_size, rng, on_batch):
-        return training.train_lm_epoch(model, loss_fn, optimizer, self.ids, self.targets,
-                                       batch_size, rng, on_batch, pad=sentences.PAD)
+        return training.train_epoch(model, loss_fn, optimizer, self.ids, self.targets,
+                                    batch_size, rng, on_batch, pad=sentences.PAD)
 
     def evaluate(self, model, loss_fn, split="val"):
         return training.evaluate_lm(model, loss_fn, self.ids, self.targets, pad=sentences.PAD)
