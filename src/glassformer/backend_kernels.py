@@ -416,28 +416,31 @@ class Kernels:
         accum = "double" if p.dtype == np.float64 else "float"
         key = ("adam", accum)
         if key not in self._raw:
-            f = "float64" if accum == "double" else "float32"
             self._raw[key] = self.cp.ElementwiseKernel(
-                f"T g, {f} lr, {f} b1, {f} b2, {f} eps, {f} wd, bool decoupled, {f} t, {f} gscale,"
-                " bool skip", "T p, T m, T v",
+                "T g, float64 lr, float64 b1, float64 b2, float64 eps, float64 wd, bool decoupled,"
+                " float32 t, float32 gscale, bool skip", "T p, T m, T v",
                 """
                 if (!skip) {
-                    A_t gf = (A_t)g * gscale;
+                    // hyper-parameters and bias corrections in double, rounded once: as the host does
+                    double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+                    A_t step = (A_t)(lr * sqrt(bc2) / bc1), eps_hat = (A_t)(eps * sqrt(bc2));
+                    A_t gf = (A_t)g * (A_t)gscale;
                     A_t pf = (A_t)p;
-                    if (wd != 0) { if (decoupled) pf *= (A_t)1 - lr * wd; else gf += wd * pf; }
-                    A_t mf = b1 * (A_t)m + ((A_t)1 - b1) * gf;
-                    A_t vf = b2 * (A_t)v + ((A_t)1 - b2) * gf * gf;
-                    A_t bc1 = (A_t)1 - pow(b1, t), bc2 = (A_t)1 - pow(b2, t);
-                    A_t step = lr * sqrt(bc2) / bc1, eps_hat = eps * sqrt(bc2);
+                    if (wd != 0) {
+                        if (decoupled) pf *= (A_t)(1.0 - lr * wd); else gf += (A_t)wd * pf;
+                    }
+                    A_t mf = (A_t)b1 * (A_t)m + (A_t)(1.0 - b1) * gf;
+                    A_t vf = (A_t)b2 * (A_t)v + (A_t)(1.0 - b2) * (gf * gf);
                     p = (T)(pf - step * mf / (sqrt(vf) + eps_hat));
                     m = (T)mf;
                     v = (T)vf;
                 }
                 """, f"glassformer_adam_{accum}", preamble=f"typedef {accum} A_t;")
-        cp, acc = self.cp, self.accum(p.dtype)
-        self._raw[key](g, acc(lr), acc(beta1), acc(beta2), acc(eps), acc(weight_decay),
-                       bool(decoupled), device_scalar(cp, t, acc), device_scalar(cp, grad_scale, acc),
-                       device_scalar(cp, skip, np.bool_), p, m, v)
+        cp, f64 = self.cp, np.float64
+        self._raw[key](g, f64(lr), f64(beta1), f64(beta2), f64(eps), f64(weight_decay),
+                       bool(decoupled), device_scalar(cp, t, np.float32),
+                       device_scalar(cp, grad_scale, np.float32), device_scalar(cp, skip, np.bool_),
+                       p, m, v)
 
     def sum_squares(self, g):
         """sum(g^2) in float32 as a 0-d array (the gradient norm, without a squared copy of g)."""

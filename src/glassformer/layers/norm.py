@@ -33,6 +33,7 @@ class LayerNorm(Layer):
     def backward(self, dout):                               # dout: (..., C)
         if self.fused is not None:
             return self.fused.backward(dout, self.cache, self.gamma, self.dgamma, self.dbeta)
+        dout = upcast(dout)                                 # float16 in: sums in float32
         C = dout.shape[-1]
         d2, xh2 = dout.reshape(-1, C), self.x_hat.reshape(-1, C)
         self.dgamma += (d2 * xh2).sum(axis=0)               # forward: out = x_hat * gamma + beta
