@@ -521,7 +521,8 @@ def build_parser():
                    "with --resume, the checkpoint's directory)")
     p.add_argument("--resume", type=Path, metavar="CHECKPOINT",
                    help="continue a run from its last.npz (or best.npz) exactly as if never stopped")
-    p.add_argument("--device", choices=["cpu"], default="cpu", help="where to train (cpu)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to train: cpu (NumPy) or cuda (an NVIDIA GPU through CuPy)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
     add_lm_arguments(p)                                 # --data, --tokenizer, --preset, ...
@@ -781,7 +782,8 @@ def finish(run, out, interrupted, command):
         "train_seconds": round(sum(r["seconds"] for r in run.history), 3),
         "resumed_from": run.resumed_from,
         "config": {"model": run.model.config.to_dict(), "task": run.task.meta(),
-                   "training": {**run.settings, "optimizer": "Adam", "device": "cpu"}},
+                   "training": {**run.settings, "optimizer": "Adam",
+                                "device": "cuda" if backend.current() == "cupy" else "cpu"}},
         "files": sorted(p.name for p in out.iterdir() if p.suffix in (".npz", ".csv", ".png")),
     }
     summary["files"] = sorted(set(summary["files"]) | {"summary.json"})
