@@ -210,3 +210,21 @@ def test_resume_refuses_finished_run_and_changed_flags(tmp_path, capsys, no_plot
 def test_help_exits_0(capsys):
     assert sbs.main(["--help"]) == 0
     assert "--resume" in capsys.readouterr().out
+
+
+def test_argument_count_and_digit_range_reach_the_data(tmp_path, no_plots):
+    out = tmp_path / "run"
+    assert sbs.main([*FAST, "--n-args", "4", "--digits", "2-7", "--out", str(out)]) == 0
+    _, meta = npz_arrays(out / "best.npz")
+    assert (meta["task"]["n_args"], meta["task"]["low"], meta["task"]["high"]) == (4, 2, 7)
+    config = digits.DigitsConfig(size="small", n_args=4, low=2, high=7)
+    ids, _, _ = digits.generate(config)
+    args = ids[:, 2:-1] - digits.DIGIT0                     # [op, (, 4 digits, )]
+    assert ids.shape[1] == 7 and args.min() >= 2 and args.max() <= 7
+
+
+@pytest.mark.parametrize("flags", [["--digits", "9-1"], ["--digits", "0-10"], ["--n-args", "1"]])
+def test_bad_argument_count_or_digit_range_exits_2(flags, capsys):
+    assert sbs.main(["--no-interactive", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err

@@ -53,8 +53,9 @@ class DigitsTask:
     name = "digits"
     vocab = digits.VOCAB
 
-    def __init__(self, size, seed):
-        self.config = digits.DigitsConfig(size=size, seed=seed)
+    def __init__(self, size, seed, n_args=3, digit_range="0-9"):
+        low, high = (int(d) for d in digit_range.split("-"))
+        self.config = digits.DigitsConfig(size=size, n_args=n_args, low=low, high=high, seed=seed)
         self.data = {k: (backend.to_device(ids), backend.to_device(y), ops)
                      for k, (ids, y, ops) in digits.split(self.config).items()}
 
@@ -503,6 +504,22 @@ def seed_int(text):
     return value
 
 
+def digit_range(text):
+    """'LOW-HIGH' with 0 <= LOW <= HIGH <= 9, e.g. '0-9' or '2-7'."""
+    parts = text.split("-")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) == 1 for p in parts) or parts[0] > parts[1]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a digit range LOW-HIGH within 0-9, "
+                                         "e.g. 0-9 or 2-7")
+    return text
+
+
+def n_args_int(text):
+    value = positive_int(text)
+    if not 2 <= value <= 13:                            # Second needs 2; 13 + 3 tokens fill max_len 16
+        raise argparse.ArgumentTypeError(f"{value} arguments: use 2 to 13")
+    return value
+
+
 def build_parser():
     p = Parser(prog="train_step_by_step.py", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -511,6 +528,9 @@ def build_parser():
                    "lm: a language model on your --data (flags below)")
     p.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
                    "(default) / 50K examples; the sentences task always has its 8 sentences")
+    p.add_argument("--n-args", type=n_args_int, help="digits: arguments per expression (default 3)")
+    p.add_argument("--digits", type=digit_range, help="digits: range of the argument digits, "
+                   "LOW-HIGH (default 0-9)")
     p.add_argument("--epochs", type=positive_int, help="total epochs (default: 20 for digits, 300 "
                    "for sentences; with --resume, the total to reach counting those already done)")
     p.add_argument("--batch-size", type=positive_int, help="examples per update (default 32)")
@@ -529,7 +549,8 @@ def build_parser():
     return p
 
 
-DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0}
+DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0,
+            "n_args": 3, "digits": "0-9"}
 
 
 def resolve_settings(args):
@@ -546,11 +567,11 @@ def resolve_settings(args):
                         "(no run settings, optimizer or RNG state): it cannot be resumed")
     for key in DEFAULTS:
         given = getattr(args, key)
-        if given is not None and given != saved[key]:
+        if given is not None and given != saved.get(key, DEFAULTS[key]):
             flag = "--" + key.replace("_", "-")
             raise UserError(f"{flag} {given} differs from the resumed run's {saved[key]}: drop "
                             f"{flag} to continue {args.resume} as it was started")
-    settings = {k: saved[k] for k in DEFAULTS}
+    settings = {k: saved.get(k, DEFAULTS[k]) for k in DEFAULTS}   # older runs lack newer keys
     settings["epochs"] = args.epochs or saved["epochs"]
     done = ckpt.meta["extra"]["epoch"]
     if done >= settings["epochs"]:
@@ -583,7 +604,9 @@ class Run:
 
     def __init__(self, settings, checkpoint=None, resume_path=None):
         self.settings = settings
-        self.task = TASK_CLASSES[settings["task"]](settings["size"], settings["seed"])
+        options = {} if settings["task"] != "digits" else \
+            {"n_args": settings.get("n_args", 3), "digit_range": settings.get("digits", "0-9")}
+        self.task = TASK_CLASSES[settings["task"]](settings["size"], settings["seed"], **options)
         self.rng = np.random.default_rng(settings["seed"])  # init, dropout and shuffling all draw here
         config = checkpoint.config if checkpoint else self.task.model_config()
         self.model = build_model(config, self.rng)
