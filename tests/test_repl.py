@@ -254,3 +254,147 @@ def test_wrapper_script_reports_errors_without_traceback(tmp_path):
 def test_shipped_digits_checkpoint_answers_max():
     rc, out, _ = run(["--checkpoint", SHIPPED, "--expr", "Max ( 5 3 9 )"])
     assert rc == 0 and re.search(r"-> 9\s+\(correct answer: 9, right\)", out)
+
+
+# ---- language-model checkpoints (task "lm") ---------------------------------------------------
+
+LM_SHIPPED = ROOT / "checkpoints" / "shakespeare_char.npz"
+LM_TEXT = "Question: who is it?\nAnswer: a cat.\nROMEO: hi there!\n"
+
+
+@pytest.fixture(scope="module")
+def lm_ckpt(tmp_path_factory):
+    """(path, model, tokenizer) of an untrained 1-layer char LM, saved as --task lm saves one."""
+    from glassformer.lm import lm_config
+    from glassformer.tokenizers import CharTokenizer
+    tok = CharTokenizer.from_text(LM_TEXT)
+    cfg = lm_config("tiny", tok.vocab_size, d_model=16, n_heads=2, n_layers=1, max_len=32)
+    model = build_model(cfg, np.random.default_rng(0))
+    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "lm.npz", model, tokenizer=tok.to_dict(),
+                           task={"name": "lm", "context": 32})
+    return path, model, tok
+
+
+def greedy(lm_ckpt, prompt, n):
+    from glassformer.lm import generate_text
+    _, model, tok = lm_ckpt
+    return generate_text(model, tok, prompt, n, temperature=0)
+
+
+def test_lm_prompt_answers_once_and_expr_is_an_alias(lm_ckpt):
+    argv = ["--checkpoint", lm_ckpt[0], "--temperature", "0", "--max-new-tokens", "7"]
+    rc, out, err = run(argv + ["--prompt", "ROMEO:"], stdin="hi\n")
+    assert rc == 0 and err == ""
+    assert out.splitlines() == ["ROMEO:" + greedy(lm_ckpt, "ROMEO:", 7), "(7 new tokens)"]
+    assert run(argv + ["--expr", "ROMEO:"]) == (rc, out, err)
+
+
+def test_lm_sampling_is_seeded(lm_ckpt):
+    argv = ["--checkpoint", lm_ckpt[0], "--prompt", "a", "--max-new-tokens", "30", "--temperature", "2"]
+    a, b, c = run(argv), run(argv), run(argv + ["--seed", "1"])
+    assert a == b and a[0] == 0 and a[1] != c[1]
+
+
+def test_lm_chat_wraps_the_input_as_a_question(lm_ckpt, monkeypatch):
+    from glassformer.models import DecoderLM
+    sent, generate = [], DecoderLM.generate
+    monkeypatch.setattr(DecoderLM, "generate", lambda self, ids, *a, **k: sent.append(list(ids))
+                        or generate(self, ids, *a, **k))
+    rc, out, err = run(["--checkpoint", lm_ckpt[0], "--chat", "--prompt", "who is it?",
+                        "--temperature", "0", "--max-new-tokens", "6"])
+    assert rc == 0 and err == ""
+    assert lm_ckpt[2].decode(sent[0]) == "Question: who is it?\nAnswer:"
+    answer = greedy(lm_ckpt, "Question: who is it?\nAnswer:", 6).split("\nQuestion:")[0].strip()
+    assert out.splitlines() == [answer, "(6 new tokens)"]      # the answer only, not the question
+    del sent[:]
+    rc, out, _ = run(["--checkpoint", lm_ckpt[0], "--chat"], stdin="help\nwho?\n")
+    assert rc == 0 and out.startswith("chat: type a question") and len(sent) == 1
+    assert lm_ckpt[2].decode(sent[0]) == "Question: who?\nAnswer:"
+
+
+def test_chat_is_only_for_lm_checkpoints(digits_ckpt):
+    rc, out, err = run(["--checkpoint", digits_ckpt, "--chat"])
+    assert_user_error(rc, out, err)
+    assert "--chat is for language-model" in err and len(err.splitlines()) == 1
+
+
+def test_lm_set_commands_change_the_sampling(lm_ckpt):
+    script = ("set\nset temperature 0\nset max_tokens 5\nset\nROMEO:\n"
+              "set temperature 5\nset top_k 1\nROMEO:\n"            # top-k 1: greedy at any temperature
+              "set top_k off\nset top-p 1e-9\nROMEO:\n"              # top-p tiny: only the likeliest
+              "set top_p off\nset\nquit\nROMEO:\n")
+    rc, out, err = run(["--checkpoint", lm_ckpt[0]], stdin=script)
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[2] == "temperature 0.8, top_k off, top_p off, max_tokens 200"   # the lm defaults
+    assert lines[3:6] == ["temperature 0.0", "max_tokens 5",
+                          "temperature 0.0, top_k off, top_p off, max_tokens 5"]
+    answer = "ROMEO:" + greedy(lm_ckpt, "ROMEO:", 5)
+    assert lines.count(answer) == 3 and lines.count("(5 new tokens)") == 3
+    assert "top_k 1" in lines and "top_k off" in lines and "top_p 1e-09" in lines
+    assert lines[-1] == "temperature 5.0, top_k off, top_p off, max_tokens 5"
+
+
+@pytest.mark.parametrize("command, words", [
+    ("set temperature -1", "temperature must be a number >= 0"),
+    ("set temperature hot", "temperature must be"), ("set temperature nan", "temperature must be"),
+    ("set top_k 0", "top_k must be a positive integer or off"), ("set top_k 2.5", "top_k must be"),
+    ("set top_p 1.5", "top_p must be a number in (0, 1]"), ("set top_p 0", "top_p must be"),
+    ("set max_tokens 0", "max_tokens must be a positive integer"), ("set max_tokens x", "max_tokens"),
+    ("set colour red", "unknown setting 'colour'"), ("set temperature", "use set NAME VALUE"),
+    ("set top_k 1 2", "use set NAME VALUE")])
+def test_lm_bad_set_is_one_error_and_the_loop_goes_on(lm_ckpt, command, words):
+    rc, out, err = run(["--checkpoint", lm_ckpt[0]], stdin=f"{command}\nset\n")
+    assert rc == 0 and err.startswith("error: ") and words in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert out.splitlines()[-1] == "temperature 0.8, top_k off, top_p off, max_tokens 200"  # unchanged
+
+
+def test_lm_help_lists_the_set_commands_digits_help_does_not(lm_ckpt, digits_ckpt):
+    _, out, _ = run(["--checkpoint", lm_ckpt[0]], stdin="help\nclear\nexit\nROMEO:\n")
+    assert "set temperature T" in out and "set max_tokens N" in out and "quit, exit" in out
+    assert "new tokens" not in out                            # nothing answered after exit
+    rc, out, err = run(["--checkpoint", digits_ckpt], stdin="help\nset temperature 0\n")
+    assert rc == 0 and "set temperature" not in out and "nothing to set" in err
+
+
+def test_lm_unknown_character_names_the_known_ones(lm_ckpt):
+    rc, out, err = run(["--checkpoint", lm_ckpt[0], "--max-new-tokens", "2"], stdin="Zoë\nhi\n")
+    assert rc == 0 and len(err.splitlines()) == 1
+    assert "'Zë'" in err and "Question" not in err and "!" in err
+    assert "(2 new tokens)" in out                            # the next line was answered
+
+
+def test_ctrl_c_during_an_answer_cancels_it_and_the_loop_goes_on(lm_ckpt, monkeypatch):
+    from glassformer.models import DecoderLM
+    calls, generate = [], DecoderLM.generate
+
+    def interrupted_once(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return generate(self, *a, **k)
+    monkeypatch.setattr(DecoderLM, "generate", interrupted_once)
+    rc, out, err = run(["--checkpoint", lm_ckpt[0], "--max-new-tokens", "3"], stdin="hi\nhi\n")
+    assert rc == 0 and err == "" and "(cancelled)" in out and "(3 new tokens)" in out
+
+
+def test_lm_attention_view_labels_the_tokens(lm_ckpt):
+    rc, out, _ = run(["--checkpoint", lm_ckpt[0], "--prompt", "hi there", "--max-new-tokens", "2",
+                      "--attention", "on"])
+    assert rc == 0 and "layer 1/1, head 2/2" in out
+    assert "\u2423" in out                                   # the space of "hi there", made visible
+
+
+@pytest.mark.skipif(not LM_SHIPPED.exists(), reason="checkpoints/shakespeare_char.npz not shipped")
+def test_shipped_shakespeare_checkpoint_continues_romeo():
+    argv = ["--checkpoint", LM_SHIPPED, "--prompt", "ROMEO:", "--max-new-tokens", "40"]
+    rc, out, err = run(argv + ["--temperature", "0"])
+    assert rc == 0 and err == ""
+    first, note = out.splitlines()[0], out.splitlines()[-1]
+    assert first.startswith("ROMEO:") and note == "(40 new tokens)"
+    assert len(out) == len("ROMEO:") + 40 + len("\n(40 new tokens)\n")   # 40 characters added
+    assert run(argv + ["--temperature", "0"]) == (rc, out, err)          # greedy: the same every time
+    rc, out, _ = run(["--checkpoint", LM_SHIPPED, "--chat", "--temperature", "0",
+                      "--max-new-tokens", "20"], stdin="set\nWho art thou?\n")
+    assert rc == 0 and "max_tokens 20" in out and "(20 new tokens)" in out

@@ -1,5 +1,6 @@
 """test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences, lm: a prefix)."""
 import argparse
+import math
 import sys
 import zipfile
 from pathlib import Path
@@ -20,7 +21,19 @@ COMMANDS = """commands:
   help                  this text
   attention on|all|off  show attention after each answer (on: last layer, all: every layer)
   clear                 clear the screen and the input history
-  quit, exit            leave (Ctrl-D and Ctrl-C work too)"""
+  quit, exit            leave (Ctrl-D and Ctrl-C work too; Ctrl-C during an answer cancels it)"""
+SET_COMMANDS = """  set                   show the sampling settings
+  set temperature T     0 = greedy (always the likeliest token); higher = more varied, e.g. 0.8
+  set top_k K           sample among the K likeliest tokens (off: all of them)
+  set top_p P           sample from the smallest set of tokens with probability >= P (off: all)
+  set max_tokens N      longest continuation, in tokens"""
+# name -> (parse, valid?, what to type); top_k and top_p also take "off"
+SETTINGS = {
+    "temperature": (float, lambda v: v >= 0, "a number >= 0 (0 = greedy), e.g. set temperature 0.8"),
+    "top_k": (int, lambda v: v >= 1, "a positive integer or off, e.g. set top_k 40"),
+    "top_p": (float, lambda v: 0 < v <= 1, "a number in (0, 1] or off, e.g. set top_p 0.9"),
+    "max_tokens": (int, lambda v: v >= 1, "a positive integer, e.g. set max_tokens 200"),
+}
 
 
 def parse_args(argv):
@@ -29,30 +42,66 @@ def parse_args(argv):
                                 description="Query a trained glassformer checkpoint by hand.")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help=f"checkpoint .npz to load (default: {DEFAULT_CHECKPOINT})")
-    p.add_argument("--expr", default=None,
-                   help='answer one input and exit, e.g. "Max ( 5 3 9 )" or, for sentences, "the cat"')
+    p.add_argument("--prompt", "--expr", dest="expr", default=None, metavar="TEXT",
+                   help='answer one input and exit, e.g. "ROMEO:" (lm), "Max ( 5 3 9 )" (digits) or '
+                        '"the cat" (sentences); --expr and --prompt are the same flag')
+    p.add_argument("--chat", action="store_true",
+                   help='lm: send each input as "Question: {input}\\nAnswer:" and print only the answer')
     p.add_argument("--attention", choices=("off", "on", "all"), default="off",
                    help="print attention heatmaps: on = last layer, all = every layer")
     p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="sentences, lm: longest continuation (default 20 words; lm: 200 tokens)")
+                   help="sentences, lm: longest continuation (default 20 words; lm: 200 tokens); "
+                        "in the loop: set max_tokens N")
     p.add_argument("--temperature", type=float, default=None,
                    help="sentences, lm: 0 = greedy (default for sentences; lm: 0.8)")
     p.add_argument("--top-k", type=int, default=None, help="sentences, lm: sample among the k likeliest")
     p.add_argument("--top-p", type=float, default=None,
-                   help="lm: sample from the smallest set of tokens with probability >= p")
+                   help="sentences, lm: sample from the smallest set of tokens with probability >= p")
     p.add_argument("--seed", type=int, default=0, help="sentences, lm: seed for sampling")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)")
     args = p.parse_args(argv)
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens={args.max_new_tokens} must be at least 1")
-    if args.temperature is not None and args.temperature < 0:
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise UserError(f"--temperature={args.temperature} must be >= 0 (0 means greedy)")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k={args.top_k} must be a positive integer")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top-p={args.top_p} must be in (0, 1]")
     return args
+
+
+# ---------------------------------------------------------------- sampling settings
+
+def sampling_settings(args, max_tokens, temperature):
+    """The `set` settings from the flags, with the handler's defaults where a flag is not given."""
+    return {"temperature": temperature if args.temperature is None else args.temperature,
+            "top_k": args.top_k, "top_p": getattr(args, "top_p", None),
+            "max_tokens": max_tokens if args.max_new_tokens is None else args.max_new_tokens}
+
+
+def parse_setting(name, text):
+    """(name, value) of `set NAME TEXT`, validated; a UserError says what to type instead."""
+    name = name.lower().replace("-", "_")
+    name = {"max_new_tokens": "max_tokens"}.get(name, name)
+    if name not in SETTINGS:
+        raise UserError(f"unknown setting {name!r}: use {', '.join(SETTINGS)} (set alone shows them)")
+    parse, valid, hint = SETTINGS[name]
+    if name in ("top_k", "top_p") and text.lower() in ("off", "none"):
+        return name, None
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not valid(value):
+        raise UserError(f"set {name} {text}: {name} must be {hint}")
+    return name, value
+
+
+def format_settings(settings):
+    """'temperature 0.8, top_k off, ...' for `set` with no arguments."""
+    return ", ".join(f"{k} {'off' if v is None else v}" for k, v in settings.items())
 
 
 # ---------------------------------------------------------------- attention view
@@ -145,7 +194,7 @@ class SentencesHandler:
         if missing:
             raise UserError(f"the checkpoint's vocabulary lacks the special tokens {missing}")
         self.start, self.end = self.index["<START>"], self.index["<END>"]
-        self.args = args
+        self.settings = sampling_settings(args, max_tokens=20, temperature=0.0)   # greedy
         self.rng = np.random.default_rng(args.seed)
 
     def words(self):
@@ -169,9 +218,9 @@ class SentencesHandler:
 
     def answer(self, text):
         ids = self.encode(text)
-        a = self.args
-        new = self.model.generate(ids, a.max_new_tokens or 20, temperature=a.temperature or 0.0,
-                                  top_k=a.top_k, top_p=a.top_p, eos_id=self.end, rng=self.rng)
+        s = self.settings
+        new = self.model.generate(ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
+                                  top_p=s["top_p"], eos_id=self.end, rng=self.rng)
         ended = bool(new) and new[-1] == self.end
         words = [self.vocab[i] for i in (new[:-1] if ended else new)]
         prefix = " ".join(self.vocab[i] for i in ids[1:])
@@ -200,6 +249,9 @@ def load(path, args):
     if name not in HANDLERS:
         raise UserError(f"{path}: this tool cannot query task {name!r}; it knows "
                         f"{', '.join(sorted(HANDLERS))}")
+    if getattr(args, "chat", False) and name != "lm":
+        raise UserError(f"--chat is for language-model (lm) checkpoints; {path} is a {name} one: "
+                        "drop --chat")
     return ckpt, HANDLERS[name](ckpt, args)
 
 
@@ -230,7 +282,10 @@ class Session:
         if cmd in ("quit", "exit") and len(words) == 1:
             return False
         if cmd == "help" and len(words) == 1:
-            self.say(self.handler.describe(), COMMANDS)
+            sets = hasattr(self.handler, "settings")
+            self.say(self.handler.describe(), COMMANDS + ("\n" + SET_COMMANDS if sets else ""))
+        elif cmd == "set":
+            self.say(self.set(words[1:]))
         elif cmd == "attention" and len(words) <= 2:
             mode = words[1].lower() if len(words) == 2 else None
             if mode not in (None, "on", "off", "all"):
@@ -242,6 +297,20 @@ class Session:
         else:
             self.query(line)
         return True
+
+    def set(self, words):
+        """`set` (show the settings) or `set NAME VALUE`; returns the line to print."""
+        settings = getattr(self.handler, "settings", None)
+        if settings is None:
+            raise UserError("set: this checkpoint's answers are not sampled, so there is nothing to set")
+        if not words:
+            return format_settings(settings)
+        if len(words) != 2:
+            raise UserError(f"set {' '.join(words)}: use set NAME VALUE, e.g. set temperature 0.8 "
+                            "(set alone shows the settings)")
+        name, value = parse_setting(*words)
+        settings[name] = value
+        return f"{name} {'off' if value is None else value}"
 
 
 def clear(stdout, interactive):
@@ -285,6 +354,8 @@ def repl(session, stdin, interactive):
                     break
             except UserError as e:
                 print(f"error: {e}", file=session.stderr)
+            except KeyboardInterrupt:                       # Ctrl-C while answering: drop the answer
+                session.say("(cancelled)")
     except KeyboardInterrupt:
         pass
     if interactive:

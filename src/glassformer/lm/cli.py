@@ -242,41 +242,57 @@ def print_lm_summary(summary, out, stream):
 
 # ---- test_model_manually.py -----------------------------------------------------------------
 
+CHAT_TEMPLATE = "Question: {input}\nAnswer:"             # --chat: what the model is sent
+
+
 class LMHandler:
-    """Text -> the model's continuation, sampled (temperature 0.8 unless --temperature is given)."""
+    """Text -> the model's continuation, sampled (temperature 0.8 unless --temperature or `set`)."""
 
     prompt, example = "text> ", "ROMEO:"
-    max_new_tokens, temperature = 200, 0.8                  # defaults when the flags are not given
 
     def __init__(self, ckpt, args):
+        from ..cli.repl import sampling_settings
         if not ckpt.tokenizer:
             raise UserError("the checkpoint holds no tokenizer: it cannot turn typed text into ids")
-        self.model, self.tok, self.args = ckpt.model, tokenizer_from_dict(ckpt.tokenizer), args
+        self.model, self.tok = ckpt.model, tokenizer_from_dict(ckpt.tokenizer)
+        self.chat = getattr(args, "chat", False)
+        self.settings = sampling_settings(args, max_tokens=200, temperature=0.8)
         self.rng = np.random.default_rng(args.seed)
         self.eos = eos_id(self.tok)
 
     def describe(self):
         c = self.model.config
-        return (f"lm: type the start of a text and the model continues it, e.g. {self.example!r} "
-                f"({self.model.n_parameters():,} parameters, {self.tok.type} tokenizer of "
+        what = ("chat: type a question; the model is sent 'Question: <your text>\\nAnswer:' and its "
+                "answer is printed" if self.chat else
+                f"lm: type the start of a text and the model continues it, e.g. {self.example!r}")
+        return (f"{what} ({self.model.n_parameters():,} parameters, {self.tok.type} tokenizer of "
                 f"{self.tok.vocab_size:,} tokens, context {c.max_len})")
 
+    def encode(self, text):
+        """Ids of text; a character a char tokenizer lacks is a UserError listing the ones it has."""
+        if self.tok.type == "char":
+            known = set(self.tok.itos[len(self.tok.specials):])
+            bad = sorted({c for c in text if c not in known})
+            if bad and self.tok.unk is None:
+                raise UserError(f"the model does not know the character(s) {''.join(bad)!r}; its "
+                                f"{len(known)} characters are {''.join(sorted(known))!r}")
+        return self.tok.encode(text)
+
     def answer(self, text):
-        """(printed lines, ids, token labels) for one prompt."""
-        a = self.args
-        ids = self.tok.encode(text)
+        """(printed lines, ids, token labels) for one prompt (or, with --chat, one question)."""
+        s = self.settings
+        ids = self.encode(CHAT_TEMPLATE.format(input=text) if self.chat else text)
         if not ids:
             if self.eos is None:
                 raise UserError("type at least one character to continue")
             ids = [self.eos]
-        n = a.max_new_tokens if a.max_new_tokens is not None else self.max_new_tokens
-        temperature = a.temperature if a.temperature is not None else self.temperature
-        new = self.model.generate(ids, n, temperature=temperature, top_k=a.top_k,
-                                  top_p=getattr(a, "top_p", None), eos_id=self.eos, rng=self.rng)
+        new = self.model.generate(ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
+                                  top_p=s["top_p"], eos_id=self.eos, rng=self.rng)
         ended = bool(new) and new[-1] == self.eos
         body = self.tok.decode(new[:-1] if ended else new)
         note = "<end of text>" if ended else f"({len(new)} new tokens)"
+        if self.chat:                                       # the answer, up to the next question
+            body = body.split("\nQuestion:")[0].strip()
         seq = ids + new
         names = TokenNames(self.tok)
-        return [text + body, note], seq, [names[i] for i in seq]
-
+        return [body if self.chat else text + body, note], seq, [names[i] for i in seq]
