@@ -13,7 +13,7 @@ from glassformer.layers import Dropout, LayerNorm, Linear, softmax
 from glassformer.lm import TrainConfig, Trainer, lm_config
 from glassformer.losses import CrossEntropyLoss
 from glassformer.models import build_model
-from glassformer.optimizers import SGD, Adam, AdamW, clip_grad_norm, grad_norm
+from glassformer.optimizers import SGD, Adam, AdamW, clip_grad_norm
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Fused CuPy kernels behind backend.fused(): attention's masked softmax, LayerNorm, GELU, cross-entropy, Adam.
+"""Fused CuPy kernels behind backend.fused(): masked softmax, LayerNorm, GELU, cross-entropy, Adam.
 
 Imported only by backend.py, which passes cupy in (build(cp, backend)): nothing else imports CuPy. Each
 entry computes what the layer's own array code computes (the reference; tests/test_gpu.py compares them)
@@ -326,6 +326,8 @@ class Kernels:
         x, mean, rstd = cache
         C = x.shape[-1]
         rows = x.size // C if C else 0
+        if self.accum(dout.dtype) != x.dtype:               # the kernel reads dout as S_t, x as A_t
+            dout = dout.astype(x.dtype)
         dout = cp.ascontiguousarray(dout)
         dx = cp.empty_like(x)                               # float32 (float64 for float64 data)
         self.run_rows("layer_norm_backward", dout.dtype, rows, C,
