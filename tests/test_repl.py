@@ -209,6 +209,14 @@ def test_prompt_only_at_a_terminal_and_eof_exits(digits_ckpt):
     assert rc == 0 and out.getvalue().count("expr> ") == 2      # before the line, then EOF
 
 
+def test_lm_prompt_at_a_terminal(lm_ckpt):
+    for flags, prompt in (([], "text> "), (["--chat"], "question> ")):
+        out = io.StringIO()
+        rc = repl.main(["--checkpoint", str(lm_ckpt[0]), "--max-new-tokens", "2", *flags],
+                       stdin=TTY("hi\n"), stdout=out, stderr=io.StringIO())
+        assert rc == 0 and out.getvalue().count(prompt) == 2
+
+
 def test_ctrl_c_exits_cleanly(digits_ckpt):
     out, err = io.StringIO(), io.StringIO()
     assert repl.main(["--checkpoint", str(digits_ckpt)], stdin=CtrlC(), stdout=out, stderr=err) == 0

@@ -327,6 +327,11 @@ def clear(stdout, interactive):
 
 def read_lines(stdin, stdout, prompt, interactive):
     """Yield input lines; the prompt (and readline editing) only at a terminal."""
+    if interactive and stdin is sys.stdin:
+        try:
+            import readline  # noqa: F401  (importing it gives input() arrow keys and history)
+        except ImportError:
+            pass
     while True:
         if interactive and stdin is sys.stdin:
             try:

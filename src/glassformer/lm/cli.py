@@ -256,6 +256,7 @@ class LMHandler:
             raise UserError("the checkpoint holds no tokenizer: it cannot turn typed text into ids")
         self.model, self.tok = ckpt.model, tokenizer_from_dict(ckpt.tokenizer)
         self.chat = getattr(args, "chat", False)
+        self.prompt = "question> " if self.chat else self.prompt
         self.settings = sampling_settings(args, max_tokens=200, temperature=0.8)
         self.rng = np.random.default_rng(args.seed)
         self.eos = eos_id(self.tok)
