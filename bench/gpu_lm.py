@@ -153,6 +153,11 @@ def torch_run(config, batch, context, prec, args):
 
     torch.manual_seed(0)
     model = GPT().to(dev)
+    for m in model.modules():                               # GPT-2's init, as lm_config's presets
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.99), weight_decay=0.1)
     scaler = torch.amp.GradScaler("cuda", enabled=prec == "fp16")
     torch.cuda.reset_peak_memory_stats()

@@ -165,7 +165,8 @@ def set_batched_matmul(mode):
     """How attention's (B, H, ., .) products run on CuPy: "matmul" (cupy.matmul) or "cublas".
 
     Why a choice: CuPy before PR #10317 computes float16 matmul of arrays with more than two dimensions
-    in float32 (casting copies, no float16 tensor cores); cupy.matmul's batched GEMM takes TF32 from the
+    in float32 (casting copies, no float16 tensor cores; Linear is unaffected: its GEMMs are 2-D over
+    reshaped arrays, like the tied LM head); cupy.matmul's batched GEMM takes TF32 from the
     handle's math mode only; and it copies transposed operands (k^T) to contiguous ones. "cublas" calls
     cublasGemmStridedBatchedEx itself: float16 stays float16 (float32 accumulation), TF32 when the
     policy asks, transposes passed as op flags. Which is faster is measured by bench/gpu_lm.py.
