@@ -349,6 +349,20 @@ def test_cli_lm_mistakes_are_one_line_errors(text_file, capsys, extra, message):
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("name,data", [("zeros.bin", bytes(3000)),            # valid UTF-8, but NULs
+                                       ("weights.npy", b"\x93NUMPY\x01\x00" + bytes(range(256)))])
+def test_cli_lm_binary_data_is_one_error_and_makes_no_run_directory(text_file, tmp_path, capsys,
+                                                                    name, data):
+    from glassformer.cli import step_by_step
+    (tmp_path / name).write_bytes(data)
+    out = tmp_path / "run"
+    assert step_by_step.main(lm_argv(tmp_path / name, out, "--steps", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / name}: ") and len(err.splitlines()) == 1
+    assert ("binary file" if name == "zeros.bin" else "not UTF-8 text at byte 0") in err
+    assert not out.exists()
+
+
 def test_cli_bpe_tokenizer(text_file, tmp_path):
     from glassformer.cli import step_by_step
     argv = lm_argv(text_file, tmp_path / "bpe", "--steps", "1", "--tokenizer", "bpe", "--bpe-vocab", "280")

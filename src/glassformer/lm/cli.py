@@ -157,6 +157,20 @@ def resolve_lm_settings(args):
 
 # ---- the run ----------------------------------------------------------------------------------
 
+def check_text(data):
+    """UserError for --data that is missing, not UTF-8, or binary (NUL bytes in its first 64 KB)."""
+    from ..data import open_source, read_blocks
+    for path in open_source(data).files():
+        blocks = read_blocks(path, 1 << 16)
+        try:
+            head = next(blocks, "")
+        finally:
+            blocks.close()
+        if "\x00" in head:
+            raise UserError(f"{path}: looks like a binary file (it holds NUL bytes), not text: give "
+                            "--data a UTF-8 .txt file or folder, WikiText, .jsonl or a Wikipedia .xml(.bz2)")
+
+
 def build_trainer(s, out, stream, ckpt=None):
     """(trainer, tokenizer, corpus) for settings s; from the checkpoint's model and tokenizer on resume."""
     from ..data import load_corpus
@@ -199,6 +213,7 @@ def run_lm(args, argv, stream, interactive, ask=input):
     """Train a language model from the flags (walk the first batch when interactive); exit code."""
     from ..cli.step_by_step import EXIT_INTERRUPTED, resolve_out, write_text
     s, ckpt = resolve_lm_settings(args)
+    check_text(s["data"])                                   # before the run directory is made
     out = resolve_out(args, "lm")
     trainer, tok, corpus = build_trainer(s, out, stream, ckpt)
     model = trainer.model
