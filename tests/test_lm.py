@@ -363,10 +363,11 @@ def test_cli_lm_binary_data_is_one_error_and_makes_no_run_directory(text_file, t
     assert not out.exists()
 
 
-def test_cli_bpe_tokenizer(text_file, tmp_path):
+def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
     from glassformer.cli import step_by_step
     argv = lm_argv(text_file, tmp_path / "bpe", "--steps", "1", "--tokenizer", "bpe", "--bpe-vocab", "280")
     assert step_by_step.main(argv) == 0
+    assert "bpe: 23 merges in" in capsys.readouterr().err    # the training's progress line
     ckpt = load_checkpoint(tmp_path / "bpe" / "best.npz")
     assert ckpt.tokenizer["type"] == "bpe" and ckpt.config.vocab_size == 280
 

@@ -251,6 +251,18 @@ def test_sentences_session(sentences_ckpt):
     assert re.search(r"^a dog \| .*<END>$", out, re.M) and "'unicorn'" in err
 
 
+class ClosedPipe(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_closed_pipe_ends_quietly(lm_ckpt):              # e.g. test_model_manually.py ... | head
+    err = io.StringIO()
+    rc = repl.main(["--checkpoint", str(lm_ckpt[0]), "--prompt", "hi", "--max-new-tokens", "2"],
+                   stdout=ClosedPipe(), stderr=err)
+    assert rc == 0 and err.getvalue() == ""
+
+
 def test_wrapper_script_reports_errors_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "test_model_manually.py"), "--checkpoint",
                            str(tmp_path / "missing.npz")], capture_output=True, text=True, timeout=60)

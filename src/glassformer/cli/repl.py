@@ -1,6 +1,7 @@
 """test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences, lm: a prefix)."""
 import argparse
 import math
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -392,3 +393,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     except KeyboardInterrupt:
         print(file=stderr)
         return 130
+    except BrokenPipeError:                                 # e.g. `... --prompt X | head`: stop quietly
+        if stdout is sys.stdout:                            # so the flush at exit cannot fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

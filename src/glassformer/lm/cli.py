@@ -81,7 +81,7 @@ def build_tokenizer(kind, data, bpe_vocab, stream):
             raise UserError(f"{data}: no text found to build a character vocabulary from")
         return CharTokenizer(sorted(chars))
     print(f"training a byte-level BPE of {bpe_vocab} tokens on {data} ...", file=stream, flush=True)
-    return ByteLevelBPE.train("\n".join(documents), bpe_vocab, progress=False)
+    return ByteLevelBPE.train("\n".join(documents), bpe_vocab, progress=True)   # meter on stderr
 
 
 def token_label(text, unicode_ok=True):
