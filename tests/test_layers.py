@@ -270,3 +270,9 @@ def test_train_and_eval_propagate_to_children(rng):
     block.train()
     assert block.drop1.training and block.drop2.training and block.attn.proj.training
     assert not np.array_equal(block.forward(x), block.forward(x))       # dropout at train
+
+
+def test_the_base_Layer_has_no_backward_of_its_own():
+    from glassformer.layers import Layer
+    with pytest.raises(NotImplementedError):
+        Layer().backward(np.zeros(3))

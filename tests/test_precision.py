@@ -368,3 +368,22 @@ def test_row_kernel_sources_and_block_sizes():
             src = backend_kernels.row_source(name, char)
             assert f"typedef {storage} S_t;" in src and f'extern "C" __global__ void {name}(' in src
     assert [backend_kernels.row_threads(n) for n in (1, 128, 256, 1024, 50257)] == [32, 32, 64, 256, 1024]
+
+
+def test_scaled_loss_multiplies_only_the_gradient_by_the_scale(rng):
+    logits, targets = rng.standard_normal((3, 4, 5)), rng.integers(0, 5, (3, 4))
+    scaler = precision.LossScaler()
+    scaled = precision.ScaledLoss(CrossEntropyLoss(), scaler)
+    plain = CrossEntropyLoss()
+    assert float(scaled.forward(logits, targets)) == pytest.approx(float(plain.forward(logits, targets)))
+    scale = float(scaler.loss_scale(np))
+    assert scale > 1
+    np.testing.assert_allclose(scaled.backward(), scale * plain.backward(), rtol=1e-12)
+
+
+def test_each_precision_policy_says_what_it_changes():
+    """A precision.Policy names the matmul dtype, TF32 and loss scaling of its mode."""
+    fp32, tf32, fp16 = (precision.POLICIES[n] for n in ("fp32", "tf32", "fp16"))
+    assert fp32.matmul_dtype is None and not fp32.tf32 and not fp32.loss_scaling
+    assert tf32.tf32 and not tf32.loss_scaling
+    assert fp16.matmul_dtype == "float16" and fp16.loss_scaling

@@ -319,3 +319,10 @@ def test_encoder_decoder_config_validation():
     model = EncoderDecoder(config, np.random.default_rng(0))
     assert len(model.encoder) == 1 and len(model.decoder) == 3
     assert model.forward(np.zeros((1, 4), int), np.zeros((1, 2), int)).shape == (1, 2, 7)
+
+
+@pytest.mark.parametrize("name", ["KernelAttention[causal,no-rope]", "ToyBlock[transformer,rmsnorm,rope]"])
+def test_kernel_attention_and_toy_block_pass_their_float64_gradient_checks(name):
+    from glassformer.gradcheck import run_case
+    records = run_case(name)
+    assert records and all(r["passed"] for r in records), [r for r in records if not r["passed"]]

@@ -363,6 +363,22 @@ for _name, _type, _kw in [
     case(f"ToyModel[{_name}]")(_toy_case(_type, **_kw))
 
 
+@case("KernelAttention[causal,no-rope]")
+def _kernel_attention(rng):
+    from .research import KernelAttention
+    layer = _randomize(KernelAttention(8, 2, rng, causal=True), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+
+
+@case("ToyBlock[transformer,rmsnorm,rope]")
+def _toy_block(rng):
+    from .research import ToyBlock, ToyConfig
+    config = ToyConfig(vocab_size=7, d_model=8, n_heads=2, n_ctx=6, model_type="transformer_1L",
+                       d_mlp=12, norm="rmsnorm", positional="rope", dtype="float64")
+    layer = _randomize(ToyBlock(config, rng), rng)
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+
+
 def _seq2seq_config(**kw):
     from .research import EncoderDecoderConfig
     base = dict(vocab_size=5, d_model=4, n_heads=2, n_layers=1, n_decoder_layers=2, d_ff=6,
