@@ -40,6 +40,7 @@ class ToyConfig:
     positional: str = "learned"        # or "rope" (rotary, inside attention)
     tie_weights: bool = False          # unembedding = token embedding transposed
     d_mlp: int = 0                     # MLP hidden width; 0 means 4 * d_model
+    n_blocks: int = 0                  # 0: model_type's 1 or 2; else this many (multi-hop tasks)
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -56,10 +57,12 @@ class ToyConfig:
             raise UserError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.positional == "rope" and self.d_head % 2:
             raise UserError(f"positional='rope' needs an even d_head, got {self.d_head}")
+        if self.n_blocks < 0:
+            raise UserError(f"n_blocks={self.n_blocks} must be 0 (from model_type) or positive")
 
     @property
     def n_layers(self):
-        return MODEL_TYPES[self.model_type][0]
+        return self.n_blocks or MODEL_TYPES[self.model_type][0]
 
     @property
     def has_mlp(self):
