@@ -26,12 +26,14 @@ def tiny(name, **changes):
 
 
 def test_overrides_reach_run_task_and_model_fields():
-    exp = ex.with_overrides(ex.PRESETS["renaming"], ["lr=1e-3", "depth=2", "model.n_layers=3",
-                                                     "task.n_chains=2", "norm_first=false"])
-    assert exp.lr == 0.001 and exp.task_params["depth"] == 2 and exp.task_params["n_chains"] == 2
+    exp = ex.with_overrides(ex.PRESETS["evaluation"], ["lr=1e-3", "n_vars=2", "model.n_layers=3",
+                                                       "task.n_values=7", "norm_first=false"])
+    assert exp.lr == 0.001 and exp.task_params["n_vars"] == 2 and exp.task_params["n_values"] == 7
     assert exp.model_params["n_layers"] == 3 and exp.model_params["norm_first"] is False
     toy = ex.with_overrides(ex.PRESETS["induction"], ["n_layers=1"])
     assert toy.model_params["model_type"] == "attention_only_1L"
+    deep = ex.with_overrides(ex.PRESETS["induction"], ["n_layers=4"])
+    assert deep.model_params["n_blocks"] == 4
     with pytest.raises(UserError, match="unknown setting"):
         ex.with_overrides(ex.PRESETS["renaming"], ["colour=red"])
     with pytest.raises(UserError, match="KEY=VALUE"):
@@ -111,3 +113,42 @@ def test_cli(tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 1
+
+
+def test_curriculum_override_and_training(tmp_path):
+    exp = ex.with_overrides(tiny("renaming"), ["curriculum.depth=2", "curriculum_steps=1"])
+    assert exp.curriculum_params == {**ex.PRESETS["renaming"].curriculum_params, "depth": 2}
+    exp = replace(exp, curriculum_params={"depth": 2, "score_queries": False})
+    ex.train(exp, None, log=lambda s: None, cache=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2           # the easier dataset, then the real one
+
+
+class Oracle:
+    """Right exactly at the positions in `right` (B, T), wrong elsewhere."""
+
+    training = True
+
+    def __init__(self, targets, right, V):
+        self.targets, self.right, self.V = targets, right, V
+
+    def forward(self, inputs):
+        want = np.where(self.right, self.targets, (self.targets + 1) % self.V)
+        return np.eye(self.V)[np.maximum(want, 0)] * 10.0   # (B, T, V)
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+
+def test_answer_accuracy_counts_the_marked_answers():
+    targets = np.array([[-1, 4, -1, 5], [-1, 2, -1, 3]])
+    answers = np.array([[0, 0, 0, 1], [0, 1, 0, 1]], dtype=bool)
+    data = {"inputs": np.zeros((2, 4), int), "targets": targets, "answers": answers}
+    from glassformer.losses import CrossEntropyLoss
+    ev = ex.evaluate(Oracle(targets, answers, 8), CrossEntropyLoss(ignore_index=-1), data)
+    assert ev["answer_acc"] == 1.0 and ev["token_acc"] == 0.75 and ev["exact"] == 0.5
+    del data["answers"]                                     # then: each row's last target
+    ev = ex.evaluate(Oracle(targets, answers, 8), CrossEntropyLoss(ignore_index=-1), data)
+    assert ev["answer_acc"] == 1.0

@@ -64,20 +64,38 @@ def test_test_rows_never_repeat_training_rows():
 
 
 def test_renaming_answer_follows_the_chain():
-    task = VariableRenaming(depth=3, n_chains=2, **SMALL)
+    task = VariableRenaming(depth=3, n_chains=2, n_queries=2, **SMALL)
     data = task.sample(np.random.default_rng(0), 20)
+    for row, target, answers in zip(data["inputs"], data["targets"], data["answers"]):
+        toks = tokens(task, row)
+        assert toks[0] == "<bos>" and toks[-2] == "?" and toks[-4] == "?"
+        env = {}
+        for i in range(1, len(toks) - 4, 2):                # statements x=y: two tokens
+            x, y = toks[i:i + 2]
+            env[x] = env[y] if y in env else y
+        for pos in np.flatnonzero(target != IGNORE):        # rhs variables and queries: the value
+            assert task.vocab[target[pos]] == env[toks[pos]]
+        np.testing.assert_array_equal(np.flatnonzero(answers), [len(toks) - 3, len(toks) - 1])
+        used = set(toks[2:len(toks) - 4:2])                 # right-hand sides
+        assert toks[-3] != toks[-1] and not {toks[-3], toks[-1]} & used   # two chain ends
+    assert data["inputs"].shape == (20, 1 + 2 * 3 * 2 + 4)
+    text = task.decode(data["inputs"][0])
+    assert text.startswith("<bos> ") and text.count("=") == 6 and text.count(" ? ") == 2
+
+
+def test_renaming_constants_first_and_score_switches():
+    task = VariableRenaming(depth=3, n_chains=3, dense=False, **SMALL)
+    data = task.sample(np.random.default_rng(1), 10)
     for row, target in zip(data["inputs"], data["targets"]):
         toks = tokens(task, row)
-        assert toks[0] == "<bos>" and toks[-2] == "?"
-        env = {}
-        for i in range(1, len(toks) - 2, 3):                # statements x = y
-            x, eq, y = toks[i:i + 3]
-            assert eq == "="
-            env[x] = env[y] if y in env else y
-        assert task.vocab[target[-1]] == env[toks[-1]]
-        for pos in np.flatnonzero(target[:-1] != IGNORE):  # dense: a rhs variable's value
-            assert task.vocab[target[pos]] == env[toks[pos]]
-    assert data["inputs"].shape == (20, 1 + 3 * 3 * 2 + 2)
+        assert all(toks[i].isdigit() for i in (2, 4, 6))    # the constants come first
+        assert not any(toks[i].isdigit() for i in range(8, len(toks) - 2, 2))
+        assert np.flatnonzero(target != IGNORE).tolist() == [len(toks) - 1]   # the query only
+    only_dense = VariableRenaming(depth=3, n_chains=3, score_queries=False, **SMALL)
+    d = only_dense.sample(np.random.default_rng(1), 5)
+    assert (d["targets"][d["answers"]] == IGNORE).all() and (d["targets"] != IGNORE).sum() == 5 * 6
+    with pytest.raises(UserError, match="nothing to learn"):
+        VariableRenaming(dense=False, score_queries=False)
 
 
 def test_evaluation_answer_is_the_arithmetic_mod_n():

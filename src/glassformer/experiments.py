@@ -43,6 +43,8 @@ class Experiment:
     model: str = "toy"                 # "toy" (ToyConfig), "decoder_lm" (ModelConfig), "encoder_decoder"
     task_params: dict = field(default_factory=dict)
     model_params: dict = field(default_factory=dict)
+    curriculum_params: dict = field(default_factory=dict)   # task changes for the first steps
+    curriculum_steps: int = 0          # e.g. shorter chains first (see the renaming preset)
     optimizer: str = "adamw"
     lr: float = 3e-3                   # peak; Muon: the Muon rate (AdamW part: adamw_lr)
     adamw_lr: float = 3e-3             # Muon only: the rate of its AdamW half (embeddings, gains)
@@ -74,19 +76,24 @@ PRESETS = {
         {"n_symbols": 64, "length": 12, "n_train": 20000, "n_test": 500},
         {"model_type": "attention_only_2L", "d_model": 64, "n_heads": 4, "positional": "rope"},
         steps=2000),
+    # Renaming plateaus at "some digit seen so far" unless: one-hop lookups first (the curriculum),
+    # lr warmed up over them (a fast start sticks there), and enough attention-only blocks.
     "renaming": Experiment(
-        "renaming", "renaming", "decoder_lm",
+        "renaming", "renaming", "toy",
         {"depth": 3, "n_chains": 3, "n_train": 50000, "n_test": 1000},
-        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+        {"model_type": "attention_only_2L", "n_blocks": 6, "d_model": 64, "n_heads": 4,
+         "positional": "rope"},
+        curriculum_params={"depth": 2, "score_queries": False}, curriculum_steps=800,
+        lr=1e-3, warmup=800, steps=5000, eval_every=500),
     "evaluation": Experiment(
         "evaluation", "evaluation", "decoder_lm", {"n_vars": 3},
-        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, lr=1e-3, warmup=500, steps=3000),
     "dag": Experiment(
         "dag", "dag", "decoder_lm", {"mode": "reach", "n_nodes": 6, "n_edges": 6},
-        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, lr=1e-3, warmup=500, steps=3000),
     "dag_order": Experiment(
         "dag_order", "dag", "decoder_lm", {"mode": "order", "n_nodes": 5},
-        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, steps=3000),
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "d_ff": 128}, lr=1e-3, warmup=500, steps=3000),
     "reversal": Experiment(
         "reversal", "sequence", "encoder_decoder",
         {"mode": "reverse", "length": 8, "n_symbols": 10, "n_train": 20000, "n_test": 1000},
@@ -129,7 +136,8 @@ def task_fields(exp):
 def apply_override(exp, key, value):
     """A new Experiment with one key set: an Experiment field, task.KEY, model.KEY, or a bare KEY
     found in exactly one of the task and model configs (n_layers on a toy model sets model_type)."""
-    run_keys = {f.name for f in fields(Experiment)} - {"task_params", "model_params"}
+    run_keys = {f.name for f in fields(Experiment)} - {"task_params", "model_params",
+                                                       "curriculum_params"}
     scope, _, bare = key.rpartition(".")
     if not scope and key in run_keys:
         return replace(exp, **{key: value})
@@ -137,17 +145,23 @@ def apply_override(exp, key, value):
     if exp.model == "toy":
         model_keys.add("n_layers")
     in_task, in_model = bare in task_fields(exp), bare in model_keys
+    if scope == "curriculum" and in_task:
+        return replace(exp, curriculum_params={**exp.curriculum_params, bare: value})
     if scope not in ("", "task", "model") or (scope == "task" and not in_task) or \
             (scope == "model" and not in_model) or not (in_task or in_model):
         raise UserError(f"unknown setting {key!r} for experiment {exp.name!r} (task {exp.task}, "
-                        f"model {exp.model}): use a run field {sorted(run_keys)}, task.KEY or model.KEY")
+                        f"model {exp.model}): use a run field {sorted(run_keys)}, task.KEY, model.KEY or "
+                        "curriculum.KEY")
     if not scope and in_task and in_model:
         raise UserError(f"{key!r} is both a task and a model setting: write task.{key} or model.{key}")
     if scope == "task" or (not scope and in_task):
         return replace(exp, task_params={**exp.task_params, bare: value})
-    if exp.model == "toy" and bare == "n_layers":              # a toy's depth lives in model_type
+    if exp.model == "toy" and bare == "n_layers":              # model_type's 1L / 2L, or n_blocks
         kind = exp.model_params.get("model_type", "attention_only_1L").rsplit("_", 1)[0]
-        bare, value = "model_type", f"{kind}_{value}L"
+        if value in (1, 2):
+            return replace(exp, model_params={**exp.model_params, "model_type": f"{kind}_{value}L",
+                                              "n_blocks": 0})
+        bare = "n_blocks"
     return replace(exp, model_params={**exp.model_params, bare: value})
 
 
@@ -210,11 +224,11 @@ def evaluate(model, loss_fn, data, batch_size=500):
     """{"loss", "token_acc", "exact", "answer_acc"} over the scored targets.
 
     exact: every scored target of a row right (seq2seq: by greedy decoding, no teacher forcing);
-    answer_acc: the last scored target of each row right (the query's answer).
+    answer_acc: the answers the task marks (renaming's queries) right, else each row's last target.
     """
     model.eval()
     n = len(targets_of(data))
-    total, tokens, correct, exact, answer = 0.0, 0, 0, 0, 0
+    total, tokens, correct, exact, answer, n_answers = 0.0, 0, 0, 0, 0, 0
     for i in range(0, n, batch_size):
         batch = {k: v[i:i + batch_size] for k, v in data.items()}
         y = targets_of(batch)
@@ -223,18 +237,23 @@ def evaluate(model, loss_fn, data, batch_size=500):
         total += float(loss_fn.forward(logits, y)) * int(scored.sum())
         hit = (np.asarray(logits).argmax(axis=-1) == y) | ~scored
         tokens += int(scored.sum())
-        last = scored.shape[1] - 1 - scored[:, ::-1].argmax(axis=1)          # (B,)
-        answer += int(hit[np.arange(len(y)), last].sum())
+        if "answers" in batch:
+            answer += int((hit & batch["answers"]).sum())
+            n_answers += int(batch["answers"].sum())
+        else:
+            last = scored.shape[1] - 1 - scored[:, ::-1].argmax(axis=1)      # (B,)
+            answer += int(hit[np.arange(len(y)), last].sum())
+            n_answers += len(y)
         correct += int((hit & scored).sum())
         if "src" in batch:                                  # free-running, no teacher forcing
-            out = model.greedy_decode(batch["src"], BOS, EOS, y.shape[1] - 1)     # (B, <= T-1)
-            want = y[:, :-1]
-            exact += int((out.shape == want.shape) and (out == want).all(axis=1).sum())
+            out = np.asarray(model.greedy_decode(batch["src"], BOS, EOS, y.shape[1]))  # (B, <= T)
+            out = np.pad(out, ((0, 0), (0, y.shape[1] - out.shape[1])), constant_values=EOS)
+            exact += int((out == y).all(axis=1).sum())      # the target and its <eos>
         else:
             exact += int(hit.all(axis=1).sum())
     model.train()
     return {"loss": total / max(tokens, 1), "token_acc": correct / max(tokens, 1),
-            "exact": exact / max(n, 1), "answer_acc": answer / max(n, 1)}
+            "exact": exact / max(n, 1), "answer_acc": answer / max(n_answers, 1)}
 
 
 # ---- a run ---------------------------------------------------------------------------------------
@@ -303,6 +322,10 @@ def train(exp, run_dir=None, log=print, cache=None):
     """Train one experiment; returns (model, dataset, summary dict). run_dir=None writes nothing."""
     task = make_task(exp.task, **exp.task_params)
     dataset = load_dataset(task, cache=cache)
+    first = dataset
+    if exp.curriculum_steps:                                # an easier variant of the task first
+        first = load_dataset(make_task(exp.task, **{**exp.task_params, **exp.curriculum_params}),
+                             cache=cache)
     model = build(exp, dataset)
     optimizer = make_optimizer(exp, model)
     loss_fn = CrossEntropyLoss(ignore_index=IGNORE)
@@ -313,11 +336,12 @@ def train(exp, run_dir=None, log=print, cache=None):
                                                    "model": model.config.to_dict(),
                                                    "dataset": {"key": dataset.key,
                                                                **task.identity()}})
-    n_train, rows, losses, start = len(targets_of(dataset.train)), [], [], time.time()
+    rows, losses, start = [], [], time.time()
     for step in range(1, exp.steps + 1):
         optimizer.lr = warmup_cosine(step - 1, exp.lr, exp.warmup, exp.steps, exp.lr * exp.min_lr_ratio)
-        idx = rng.integers(0, n_train, exp.batch_size)
-        batch = {k: v[idx] for k, v in dataset.train.items()}
+        train_set = (first if step <= exp.curriculum_steps else dataset).train
+        idx = rng.integers(0, len(targets_of(train_set)), exp.batch_size)
+        batch = {k: v[idx] for k, v in train_set.items()}
         optimizer.zero_grad()
         loss = loss_fn.forward(model.forward(*model_inputs(batch)), targets_of(batch))
         model.backward(loss_fn.backward())

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 
-VERSION = 1                            # bump when a generator changes: old caches stop matching
+VERSION = 2                            # bump when a generator changes: old caches stop matching
 SPECIALS = ["<pad>", "<bos>", "<eos>"]
 PAD, BOS, EOS = 0, 1, 2
 IGNORE = -1                            # target at an unscored position (CrossEntropyLoss ignore_index)
@@ -150,18 +150,26 @@ def load_dataset(task, cache=None, use_cache=True):
 class RenamingConfig:
     depth: int = 3                     # statements per chain: one constant, depth - 1 renamings
     n_chains: int = 3                  # chains interleaved in one program (the others distract)
+    n_queries: int = 1                 # chain ends asked for at the end: ? c ? f ...
     n_names: int = 26
     n_values: int = 10
+    constants_first: bool = True       # every chain's x=<digit> first, then the renamings
     dense: bool = True                 # also score the value at every right-hand-side variable
+    score_queries: bool = True         # False: only the dense targets (a curriculum's first stage)
     n_train: int = 20000
     n_test: int = 1000
     seed: int = 0
 
     def __post_init__(self):
-        check_positive(self, "depth", "n_chains", "n_names", "n_values", "n_train", "n_test")
+        check_positive(self, "depth", "n_chains", "n_queries", "n_names", "n_values", "n_train",
+                       "n_test")
         if self.depth * self.n_chains > self.n_names:
             raise UserError(f"{self.depth * self.n_chains} variables need n_names >= that, "
                             f"got n_names={self.n_names}")
+        if self.n_queries > self.n_chains:
+            raise UserError(f"n_queries={self.n_queries} must be <= n_chains={self.n_chains}")
+        if not (self.dense or self.score_queries):
+            raise UserError("nothing to learn: set dense=true or score_queries=true")
 
 
 class QueryTask(SyntheticTask):
@@ -178,11 +186,16 @@ class QueryTask(SyntheticTask):
         return {"inputs": inputs, "targets": targets}
 
 
-class VariableRenaming(QueryTask):
-    """<bos> a = 3 d = 7 b = a e = d c = b f = e ? c -> 3: chains interleaved, query a chain's end.
+class VariableRenaming(SyntheticTask):
+    """a=3 d=7 b=a e=d c=b f=e ? c ? f -> 3, 7: chains interleaved, queries ask for chain ends.
 
-    dense: the value of every right-hand-side variable is a target too (at "c = b" predict b's
-    value), so shorter lookups train the longer ones; the query answer is the last target.
+    A statement x=y is two tokens, x then y (an "=" token would carry no information and would put
+    the value two tokens after the name: lookups then train far more slowly). dense: the value of
+    every right-hand-side variable is a target too (at c=b predict b's value), so shorter lookups
+    train the longer ones. constants_first: with constants spread through the program an early
+    lookup is well guessed by "a digit seen so far", a shortcut that stalls training; with all of
+    them first that guess is right only 1 / n_chains of the time. Arrays: inputs, targets (N, T)
+    and answers (N, T) marking the queries' answers (what the accuracy is reported on).
     """
 
     name, config_class = "renaming", RenamingConfig
@@ -194,33 +207,51 @@ class VariableRenaming(QueryTask):
     @property
     def vocab(self):
         c = self.config
-        return SPECIALS + ["=", "?"] + [str(v) for v in range(c.n_values)] + names(c.n_names)
+        return SPECIALS + ["?"] + [str(v) for v in range(c.n_values)] + names(c.n_names)
+
+    def decode(self, ids):
+        """<bos> a=3 b=a ? b: statements shown with their "="."""
+        toks = super().decode(ids).split()
+        n = 2 * self.config.depth * self.config.n_chains
+        body = toks[1:1 + n] if toks[:1] == ["<bos>"] else []
+        if not body:
+            return " ".join(toks)
+        pairs = [f"{x}={y}" for x, y in zip(body[::2], body[1::2])]
+        return " ".join(toks[:1] + pairs + body[len(pairs) * 2:] + toks[1 + n:])
 
     def program(self, rng):
-        """(tokens, answer, {position: value of the variable there}) of one program."""
+        """(tokens, {position: value of the rhs variable there}, {position: a query's answer})."""
         c = self.config
         var = rng.choice(c.n_names, c.depth * c.n_chains, replace=False).reshape(c.n_chains, c.depth)
         order = rng.permutation(np.repeat(np.arange(c.n_chains), c.depth))  # chain of each statement
+        if c.constants_first:                               # roots, then the renamings interleaved
+            order = np.concatenate([rng.permutation(c.n_chains),
+                                    rng.permutation(np.repeat(np.arange(c.n_chains), c.depth - 1))])
         next_in_chain = np.zeros(c.n_chains, dtype=int)
         values = rng.integers(0, c.n_values, c.n_chains)
-        tokens, refs = ["<bos>"], {}
+        tokens, refs, answers = ["<bos>"], {}, {}
         for ch in order:
             i = next_in_chain[ch]
             if i:
-                refs[len(tokens) + 2] = str(values[ch])     # the rhs variable holds the chain's value
+                refs[len(tokens) + 1] = str(values[ch])     # the rhs variable holds the chain's value
             rhs = str(values[ch]) if i == 0 else self.names[var[ch, i - 1]]
-            tokens += [self.names[var[ch, i]], "=", rhs]
+            tokens += [self.names[var[ch, i]], rhs]
             next_in_chain[ch] += 1
-        query = rng.integers(c.n_chains)
-        return tokens + ["?", self.names[var[query, -1]]], str(values[query]), refs
+        for ch in rng.permutation(c.n_chains)[:c.n_queries]:
+            tokens += ["?", self.names[var[ch, -1]]]
+            answers[len(tokens) - 1] = str(values[ch])
+        return tokens, refs, answers
 
     def sample(self, rng, n):
-        rows = [self.program(rng) for _ in range(n)]
-        out = QueryTask.sample_rows(self, [(t, a) for t, a, _ in rows])
-        if self.config.dense:
-            for targets, (_, _, refs) in zip(out["targets"], rows):
-                targets[list(refs)] = [self.token_id[v] for v in refs.values()]
-        return out
+        c, rows = self.config, [self.program(rng) for _ in range(n)]
+        inputs = np.array([self.ids(t) for t, _, _ in rows], dtype=np.int64)   # (N, T)
+        targets = np.full(inputs.shape, IGNORE, dtype=np.int64)
+        answers = np.zeros(inputs.shape, dtype=bool)
+        for i, (_, refs, queries) in enumerate(rows):
+            scored = {**(refs if c.dense else {}), **(queries if c.score_queries else {})}
+            targets[i, list(scored)] = [self.token_id[v] for v in scored.values()]
+            answers[i, list(queries)] = True
+        return {"inputs": inputs, "targets": targets, "answers": answers}
 
 
 # ---- variable evaluation: a = 3 + 4 b = a - 5 ? b -> 2 (mod n_values) ------------------------------

@@ -1,0 +1,75 @@
+"""Benchmark: the research-toy acceptance figures, printed as one JSON line.
+
+- induction: a 2-layer attention-only toy (RoPE) on repeated random tokens; the head classifier's
+  best induction head and its score on held-out sequences (mean attention from t to t - L + 1).
+- renaming: variable renaming with chains of depth 3; accuracy of the query's answer on held-out
+  programs.
+- reversal: encoder-decoder sequence reversal (length 8, 10 symbols); exact match by greedy decoding.
+- gradcheck: `python -m glassformer.gradcheck` over every registered case (pass / fail counts).
+Each experiment is its preset in glassformer.experiments; --only picks some, --steps-scale shortens.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+from glassformer.experiments import PRESETS, train
+
+RESEARCH_CASES = ("RMSNorm", "NoNorm", "Rotary", "Quadratic", "Bilinear", "CrossAttention",
+                  "DecoderBlock", "EncoderDecoder", "ToyModel", "Muon")
+
+
+def run_experiment(name, scale):
+    exp = PRESETS[name]
+    exp = replace(exp, steps=max(1, int(exp.steps * scale)), plots=False)
+    start = time.perf_counter()
+    _, _, summary = train(exp, None, log=lambda line: print(line, file=sys.stderr))
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary
+
+
+def gradcheck():
+    """(passed, failed, research case names) from the gradcheck CLI's JSON records."""
+    out = subprocess.run([sys.executable, "-m", "glassformer.gradcheck", "--json"],
+                         capture_output=True, text=True)
+    records = json.loads(out.stdout)
+    failed = sorted({r["name"] for r in records if not r["passed"]})
+    names = sorted({r["name"] for r in records})
+    research = [n for n in names if n.startswith(RESEARCH_CASES)]
+    return {"cases": len(names), "tensors_checked": len(records), "failed_cases": failed,
+            "research_cases": research}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", default=["induction", "renaming", "reversal",
+                                                      "gradcheck"])
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every step count")
+    args = parser.parse_args()
+    result = {}
+    if "induction" in args.only:
+        s = run_experiment("induction", args.steps_scale)
+        result["induction"] = {"induction_score": s["induction_score"],
+                               "head": s["induction_head"],
+                               "heads_labelled_induction": s["induction_heads_found"],
+                               "test_token_acc": round(s["test_token_acc"], 4),
+                               "seconds": s["seconds"]}
+    if "renaming" in args.only:
+        s = run_experiment("renaming", args.steps_scale)
+        result["renaming"] = {"depth": PRESETS["renaming"].task_params["depth"],
+                              "answer_accuracy": s["test_answer_acc"], "n_test": s["n_test"],
+                              "seconds": s["seconds"]}
+    if "reversal" in args.only:
+        s = run_experiment("reversal", args.steps_scale)
+        result["reversal"] = {"exact_match": s["test_exact"], "n_test": s["n_test"],
+                              "seconds": s["seconds"]}
+    if "gradcheck" in args.only:
+        result["gradcheck"] = gradcheck()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
