@@ -59,7 +59,7 @@ def test_run_writes_its_directory(tmp_path):
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.json", "metrics.csv", "curves.png", "model.npz", "summary.json",
             "heads.json", "qk-circuit-0.png", "ov-circuit-0.png",
-            "attention-blocks.0.attn.png"} <= names
+            "attention-blocks.0.attn.png", "loss.html"} <= names
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [r["step"] for r in rows] == ["1", "2"]
     config = json.loads((run_dir / "config.json").read_text())

@@ -170,3 +170,24 @@ def test_loss_html_one_span_per_token(tmp_path):
     assert (tmp_path / "loss.html").read_text(encoding="utf-8") == page
     with pytest.raises(ValueError):
         interp.loss_html(toks, [1.0])
+
+
+def test_cli_prints_ascii_maps_and_writes_the_loss_page(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+    from glassformer import experiments as ex
+    monkeypatch.setenv("GLASSFORMER_CACHE", str(tmp_path / "cache"))
+    exp = ex.PRESETS["induction"]
+    exp = replace(exp, steps=1, eval_every=1, plots=False,
+                  task_params={"n_symbols": 8, "length": 3, "min_length": 2, "max_prefix": 1,
+                               "n_train": 16, "n_test": 4},
+                  model_params={**exp.model_params, "d_model": 8, "n_heads": 2})
+    run_dir, _ = ex.run(exp, tmp_path / "runs", log=lambda s: None)
+    html = tmp_path / "loss.html"
+    text = "<bos> t1 t2 t3 t1 t2 t3"
+    assert interp.main([str(run_dir), "--text", text, "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.1.attn (average over heads)" in out and "blocks.0.attn head 1:" in out
+    assert len(re.findall(r"<span ", html.read_text(encoding="utf-8"))) == 7
+    assert interp.main([str(run_dir), "--text", "t1 nope"]) == 2
+    assert "unknown tokens ['nope']" in capsys.readouterr().err
+    assert interp.main([str(tmp_path)]) == 2                # not a run directory

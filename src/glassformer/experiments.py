@@ -406,6 +406,11 @@ def analyze(model, dataset, run_dir=None, n_examples=200, plots=True):
         tokens = [task.vocab[i] for i in (batch["tgt_in"] if src is not None else ids)[0]]
         src_tokens = [task.vocab[i] for i in src[0]] if src is not None else None
         interp.save_attention_heatmaps(maps, tokens, run_dir, src_tokens=src_tokens)
+        if ids is not None:                                 # decoder: which tokens were hard
+            real = ids[0][:max(1, int((ids[0] != PAD).sum()))]
+            interp.loss_html([task.vocab[i] for i in real], interp.per_token_loss(model, real),
+                             run_dir / "loss.html", title=f"per-token loss: {task.name}",
+                             sep="" if task.name == "charlm" else " ")
         if hasattr(model, "blocks") and hasattr(model.blocks[0].attn, "head_weights"):
             for i in range(len(model.blocks)):
                 interp.plot_circuit(interp.qk_circuit(model, i), task.vocab,

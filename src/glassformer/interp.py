@@ -295,3 +295,71 @@ def loss_html(tokens, losses, path=None, title="per-token loss", vmax=None, sep=
         tmp.write_text(page, encoding="utf-8")
         os.replace(tmp, path)
     return page
+
+
+# ---- command line: look inside a trained run -----------------------------------------------------
+
+def load_run(run_dir):
+    """(model, task, experiment dict) of a run directory written by glassformer.experiments."""
+    import json
+    from .errors import UserError
+    from .experiments import load_run_model
+    from .tasks.synthetic import make_task
+    config = Path(run_dir) / "config.json"
+    if not config.exists():
+        raise UserError(f"{run_dir}: no config.json; give a run directory written by "
+                        "python -m glassformer.experiments")
+    exp = json.loads(config.read_text(encoding="utf-8"))["experiment"]
+    model, _ = load_run_model(run_dir)
+    return model, make_task(exp["task"], **exp["task_params"]), exp
+
+
+def main(argv=None):
+    import argparse
+    import sys
+    from .errors import UserError
+    from .tasks.synthetic import load_dataset
+    parser = argparse.ArgumentParser(
+        prog="python -m glassformer.interp",
+        description="Attention maps (ASCII), head classes and per-token loss (HTML) of a trained run.")
+    parser.add_argument("run_dir", help="a run directory (runs/<time>-<name>)")
+    parser.add_argument("--text", help="input in the task's own notation (default: a test example)")
+    parser.add_argument("--example", type=int, default=0, help="which test example (default 0)")
+    parser.add_argument("--head", type=int, default=None, help="one head (default: the average)")
+    parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
+    args = parser.parse_args(argv)
+    try:
+        model, task, exp = load_run(args.run_dir)
+        if task.kind == "seq2seq":
+            raise UserError("the interp CLI reads decoder runs; for an encoder-decoder use "
+                            "interp.attention_maps(model, src, tgt_in) in Python")
+        if args.text is not None:
+            ids = np.array([task.encode(args.text)], dtype=np.int64)
+        else:
+            test = load_dataset(task).test["inputs"]
+            if not 0 <= args.example < len(test):
+                raise UserError(f"--example {args.example}: the test split has {len(test)} rows")
+            ids = test[args.example:args.example + 1]
+            ids = ids[:, :max(1, int((ids[0] != 0).sum()))]  # drop trailing padding
+        tokens = [task.vocab[i] for i in ids[0]]
+        maps = attention_maps(model, ids)
+        for name, att in maps.items():
+            which = "average over heads" if args.head is None else f"head {args.head}"
+            print(f"{name} ({which}):\n{ascii_attention(att[0], tokens, head=args.head)}\n")
+        for row in classify_heads(maps, ids):
+            print(f"{row['layer']} head {row['head']}: {row['label']:<14} previous-token "
+                  f"{row['previous_token']:.2f} first-token {row['first_token']:.2f} induction "
+                  f"{row['induction']:.2f} entropy {row['entropy']:.2f}")
+        if args.html:
+            losses = per_token_loss(model, ids[0])
+            sep = "" if task.name == "charlm" else " "
+            loss_html(tokens, losses, args.html, title=f"per-token loss: {exp['name']}", sep=sep)
+            print(f"wrote {args.html} (mean loss {float(np.mean(losses)):.3f})")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

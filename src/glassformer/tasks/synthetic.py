@@ -61,6 +61,15 @@ class SyntheticTask:
         """ids -> text, padding dropped."""
         return " ".join(self.vocab[i] for i in np.asarray(ids).reshape(-1) if i != PAD)
 
+    def encode(self, text):
+        """Text as decode() writes it (tokens split by spaces) -> ids; UserError on unknown tokens."""
+        tokens = text.split()
+        unknown = [t for t in tokens if t not in self.token_id]
+        if unknown:
+            raise UserError(f"unknown tokens {unknown[:5]} for task {self.name!r}; its vocabulary "
+                            f"is {' '.join(self.vocab[:40])}{' ...' if len(self.vocab) > 40 else ''}")
+        return self.ids(tokens)
+
     def identity(self):
         """What names the dataset: task, generator version and config (JSON-able)."""
         return {"task": self.name, "version": VERSION, "config": asdict(self.config)}
@@ -218,6 +227,10 @@ class VariableRenaming(SyntheticTask):
             return " ".join(toks)
         pairs = [f"{x}={y}" for x, y in zip(body[::2], body[1::2])]
         return " ".join(toks[:1] + pairs + body[len(pairs) * 2:] + toks[1 + n:])
+
+    def encode(self, text):
+        """'<bos> a=3 b=a ? b' -> ids: each x=y is two tokens."""
+        return super().encode(text.replace("=", " "))
 
     def program(self, rng):
         """(tokens, {position: value of the rhs variable there}, {position: a query's answer})."""

@@ -59,6 +59,13 @@ class CharLM(SyntheticTask):
     def decode(self, ids):
         return "".join(self.vocab[i] for i in np.asarray(ids).reshape(-1) if i >= len(SPECIALS))
 
+    def encode(self, text):
+        """Characters -> ids; UserError on a character the file did not contain."""
+        unknown = sorted(set(text) - set(self.chars))
+        if unknown:
+            raise UserError(f"characters {unknown[:10]} do not occur in {self.config.path}")
+        return self.ids(list(text))
+
     def identity(self):
         """The file's content hash stands for its path: the same text gives the same dataset."""
         config = asdict(self.config)
