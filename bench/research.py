@@ -17,8 +17,8 @@ import sys
 import time
 from dataclasses import replace
 
-RESEARCH_CASES = ("RMSNorm", "NoNorm", "Rotary", "Quadratic", "Bilinear", "CrossAttention",
-                  "DecoderBlock", "EncoderDecoder", "ToyModel", "Muon")
+RESEARCH_CASES = ("RMSNorm", "NoNorm", "Rotary", "Quadratic", "Kernel", "Bilinear", "CrossAttention",
+                  "DecoderBlock", "EncoderDecoder", "ToyBlock", "ToyModel")
 
 
 def run_experiment(name, scale, seed):

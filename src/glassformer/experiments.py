@@ -486,7 +486,8 @@ def plot_sweep(rows, curves, keys, path, title=""):
     """Test loss curves of every run (left) and each run's final exact-match accuracy (right)."""
     from .visualization import _pyplot, _savefig
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4 + 0.1 * len(rows)))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4 + 0.1 * len(rows)),
+                                          gridspec_kw={"wspace": 0.5})
     for label, points in curves:
         ax_loss.plot([s for s, _ in points], [v for _, v in points], "-o", ms=3, label=label)
     ax_loss.set(xlabel="step", ylabel="test loss", title="test loss", yscale="log")
