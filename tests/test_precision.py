@@ -387,3 +387,16 @@ def test_each_precision_policy_says_what_it_changes():
     assert fp32.matmul_dtype is None and not fp32.tf32 and not fp32.loss_scaling
     assert tf32.tf32 and not tf32.loss_scaling
     assert fp16.matmul_dtype == "float16" and fp16.loss_scaling
+
+
+def test_tied_lm_head_runs_its_gemm_in_float16_under_fp16(rng):
+    """The tied head (logits = h E^T) is the largest GEMM of an LM: it follows the policy too."""
+    model, ids = tiny_lm(), rng.integers(0, 13, (2, 8))
+    assert model.head is None                               # weights tied
+    assert model.forward(ids).dtype == np.float32
+    with precision.policy("fp16"):
+        logits = model.forward(ids)
+        assert logits.dtype == np.float16
+        model.zero_grad()
+        model.backward(np.ones_like(logits, dtype=np.float32) / logits.size)
+    assert model.tok_emb.dW.dtype == np.float32 and np.isfinite(model.tok_emb.dW).all()

@@ -1,7 +1,7 @@
 """DecoderLM: causal transformer blocks and an LM head (optionally tied to the token embedding)."""
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, matmul, to_compute
 from ..generation import sample_next, validate_sampling
 from ..layers.base import Layer
 from ..layers.dropout import Dropout
@@ -42,7 +42,8 @@ class DecoderLM(Layer):
         self.h = h
         if self.head is None:
             B, T, C = h.shape                               # tied weights: logits = h E^T
-            return (h.reshape(B * T, C) @ self.tok_emb.W.T).reshape(B, T, -1)   # one 2-D GEMM
+            h2, E = to_compute(h.reshape(B * T, C)), to_compute(self.tok_emb.W)  # fp16 policy: float16
+            return matmul(h2, E.T).reshape(B, T, -1)        # one 2-D GEMM
         return self.head.forward(h)
 
     def new_caches(self):
@@ -52,8 +53,9 @@ class DecoderLM(Layer):
     def backward(self, dlogits):                            # dlogits: (B, T, V)
         if self.head is None:
             V, C = self.tok_emb.W.shape
-            self.tok_emb.dW += dlogits.reshape(-1, V).T @ self.h.reshape(-1, C)  # logits = h E^T
-            dx = (dlogits.reshape(-1, V) @ self.tok_emb.W).reshape(self.h.shape)
+            d2, h2 = to_compute(dlogits.reshape(-1, V)), to_compute(self.h.reshape(-1, C))
+            self.tok_emb.dW += matmul(d2.T, h2)             # logits = h E^T; float32 dW
+            dx = matmul(d2, to_compute(self.tok_emb.W)).reshape(self.h.shape)
         else:
             dx = self.head.backward(dlogits)
         if self.ln_f is not None:
