@@ -474,14 +474,21 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see python train_step_by_step.py --help)")
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def whole_number(minimum):
+    """An argparse type: a whole number >= minimum, or a one-line error saying what is wrong."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
+        return value
+    return parse
+
+
+positive_int = whole_number(1)                          # epochs, batch size
+seed_int = whole_number(0)
 
 
 def positive_float(text):
@@ -491,16 +498,6 @@ def positive_float(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
-    return value
-
-
-def seed_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
     return value
 
 
