@@ -32,6 +32,7 @@ from ..losses import CrossEntropyLoss
 from ..models import ModelConfig, build_model
 from ..optimizers import Adam
 from ..tasks import digits, sentences
+from ..tokenizers import WordTokenizer
 
 TASKS = ("digits", "sentences", "lm")
 DEFAULT_EPOCHS = {"digits": 20, "sentences": 300}
@@ -40,12 +41,6 @@ EXIT_INTERRUPTED = 130
 
 
 # ---------------------------------------------------------------- tasks: data, model, metrics
-
-def word_tokenizer(specials, vocab):
-    """A vocabulary as the JSON of glassformer.tokenizers.WordTokenizer.to_dict()."""
-    return {"type": "word", "version": 1, "specials": list(specials),
-            "words": list(vocab[len(specials):]), "unk": None}
-
 
 class DigitsTask:
     """Digit operations ("Max ( 5 3 9 )" -> 9): an encoder classifier, 80/10/10 split."""
@@ -97,7 +92,7 @@ class DigitsTask:
         return ids, [self.vocab[i] for i in to_numpy(ids[0])]
 
     def tokenizer(self):
-        return word_tokenizer(self.vocab[:2], self.vocab)
+        return WordTokenizer(self.vocab[2:], specials=self.vocab[:2]).to_dict()
 
     def meta(self):
         return {"name": self.name, **self.config.to_dict(), "operations": digits.OPERATIONS}
@@ -157,7 +152,7 @@ class SentencesTask:
         return ids, [self.vocab[i] for i in to_numpy(ids[0])]
 
     def tokenizer(self):
-        return word_tokenizer(sentences.SPECIALS, self.vocab)
+        return WordTokenizer(self.vocab[len(sentences.SPECIALS):], specials=sentences.SPECIALS).to_dict()
 
     def meta(self):
         return {"name": self.name, "size": self.size, "seed": self.seed,
