@@ -2,8 +2,6 @@
 
 Shapes: B batch, T query length, S key length, C = d_model, H = n_heads, D = d_head = C // H.
 """
-import numpy as np
-
 from . import backend
 from .backend import array_module
 from .layers.base import Layer

@@ -1,6 +1,4 @@
 """Dropout (Srivastava et al. 2014), inverted: scale at train time, identity at eval."""
-import numpy as np
-
 from .base import Layer
 from ..backend import array_module, random_uniform
 

@@ -1,6 +1,4 @@
 """EncoderClassifier: bidirectional transformer blocks, pooling, a linear head over classes."""
-import numpy as np
-
 from ..backend import array_module
 from ..layers.base import Layer
 from ..layers.block import TransformerBlock
