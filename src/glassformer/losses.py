@@ -25,7 +25,7 @@ class CrossEntropyLoss(Layer):
         counted = xp.ones(t.shape, dtype=bool) if self.ignore_index is None else t != self.ignore_index
         safe_t = xp.where(counted, t, 0)
         picked = log_probs[xp.arange(t.shape[0]), safe_t]   # (N,)
-        self.n = xp.maximum(counted.sum(), 1)               # tokens counted (stays on the device)
+        self.n = xp.maximum(counted.sum(), 1).astype(z.dtype)  # tokens counted; z's dtype, not int64
         self.shape, self.log_probs, self.t, self.counted = logits.shape, log_probs, safe_t, counted
         return -(picked * counted).sum() / self.n           # 0-d array: no host sync
 
