@@ -17,8 +17,7 @@ def grad_norm(params):
     fused = backend.fused("sum_squares", params[0][1])      # GPU: no squared copy of each gradient
     if fused is not None:
         return xp.sqrt(sum(fused(g) for _, g in params))
-    total = xp.sqrt(sum((g.astype(xp.float32) ** 2).sum() for _, g in params))
-    return total
+    return xp.sqrt(sum((g.astype(xp.float32, copy=False) ** 2).sum() for _, g in params))
 
 
 def clip_grad_norm(params, max_norm):
