@@ -16,6 +16,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .layers.activations import softmax
+from .research.attention import split_head_weights
 
 LABELS = ("previous-token", "first-token", "induction", "diffuse", "other")
 
@@ -24,19 +25,7 @@ LABELS = ("previous-token", "first-token", "induction", "diffuse", "other")
 
 def head_weights(attn):
     """{"W_Q", "W_K", "W_V": (H, C, D), "W_O": (H, D, C)} of a self-attention layer, as NumPy."""
-    if hasattr(attn, "head_weights"):
-        return {k: to_numpy(v) for k, v in attn.head_weights().items()}
-    H = attn.n_heads
-    if attn.fused_qkv:
-        W = to_numpy(attn.qkv.W)
-        C = W.shape[0]
-        Wq, Wk, Wv = W[:, :C], W[:, C:2 * C], W[:, 2 * C:]
-    else:
-        Wq, Wk, Wv = (to_numpy(p.W) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
-    C = Wq.shape[0]
-    per_head = lambda W: W.reshape(C, H, C // H).transpose(1, 0, 2)    # noqa: E731  (H, C, D)
-    return {"W_Q": per_head(Wq), "W_K": per_head(Wk), "W_V": per_head(Wv),
-            "W_O": to_numpy(attn.proj.W).reshape(H, C // H, C)}
+    return {k: to_numpy(v) for k, v in split_head_weights(attn).items()}
 
 
 def unembedding(model):

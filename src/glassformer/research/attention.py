@@ -87,6 +87,20 @@ def quadratic_attend_backward(dy, q, k, v, att, allowed):
     return ds @ k, ds.transpose(0, 1, 3, 2) @ q, dv
 
 
+def split_head_weights(attn):
+    """{"W_Q", "W_K", "W_V": (H, C, D), "W_O": (H, D, C)} of a MultiHeadAttention (fused or not)."""
+    H = attn.n_heads
+    if attn.fused_qkv:
+        C = attn.qkv.W.shape[0]
+        Wq, Wk, Wv = attn.qkv.W[:, :C], attn.qkv.W[:, C:2 * C], attn.qkv.W[:, 2 * C:]
+    else:
+        Wq, Wk, Wv = attn.q_proj.W, attn.k_proj.W, attn.v_proj.W
+    C = Wq.shape[0]
+    per_head = lambda W: W.reshape(C, H, C // H).transpose(1, 0, 2)    # noqa: E731  (H, C, D)
+    return {"W_Q": per_head(Wq), "W_K": per_head(Wk), "W_V": per_head(Wv),
+            "W_O": attn.proj.W.reshape(H, C // H, C)}
+
+
 class KernelAttention(MultiHeadAttention):
     """MultiHeadAttention with an optional RoPE on q and k and a replaceable score kernel.
 
@@ -129,16 +143,7 @@ class KernelAttention(MultiHeadAttention):
 
     def head_weights(self):
         """Per-head matrices for circuits: W_Q, W_K, W_V (H, C, D) and W_O (H, D, C)."""
-        H = self.n_heads
-        if self.fused_qkv:
-            C = self.qkv.W.shape[0]
-            Wq, Wk, Wv = self.qkv.W[:, :C], self.qkv.W[:, C:2 * C], self.qkv.W[:, 2 * C:]
-        else:
-            Wq, Wk, Wv = self.q_proj.W, self.k_proj.W, self.v_proj.W
-        C = Wq.shape[0]
-        per_head = lambda W: W.reshape(C, H, C // H).transpose(1, 0, 2)    # noqa: E731
-        return {"W_Q": per_head(Wq), "W_K": per_head(Wk), "W_V": per_head(Wv),
-                "W_O": self.proj.W.reshape(H, C // H, C)}
+        return split_head_weights(self)
 
 
 class RotaryAttention(KernelAttention):
