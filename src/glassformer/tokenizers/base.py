@@ -44,6 +44,44 @@ class Tokenizer:
         return tok
 
 
+class VocabTokenizer(Tokenizer):
+    """A fixed token list, specials first (ids 0..k-1) then the units (characters or words); decode joins with sep."""
+
+    sep = ""                                        # what decode puts between tokens
+    units = None                                    # to_dict key of the non-special tokens: "chars" | "words"
+
+    def _set_vocab(self, units, unk):
+        """itos/stoi from self.specials (unk among them) and the already checked units."""
+        self.unk = unk
+        self.itos = self.specials + units           # id -> token
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        self.unk_id = None if unk is None else self.stoi[unk]
+
+    @property
+    def vocab_size(self):
+        return len(self.itos)
+
+    def token_id(self, token):
+        """Id of a special token or a unit."""
+        if token not in self.stoi:
+            raise UserError(f"{token!r} is not in this tokenizer's vocabulary")
+        return self.stoi[token]
+
+    def decode(self, ids):
+        itos = self.itos
+        return self.sep.join([itos[i] for i in check_ids(ids, len(itos))])
+
+    def to_dict(self):
+        return {"type": self.type, "version": 1, "specials": self.specials,
+                self.units: self.itos[len(self.specials):], "unk": self.unk}
+
+    @classmethod
+    def from_dict(cls, d):
+        if d.get("type") != cls.type:
+            raise UserError(f"not a {cls.type} tokenizer (type {d.get('type')!r})")
+        return cls(d[cls.units], d.get("specials", ()), d.get("unk"))
+
+
 def read_json(path):
     """Parse a JSON file; a missing or malformed file is a UserError naming it."""
     try:
@@ -78,14 +116,16 @@ def load_tokenizer(path):
     return Tokenizer.load(path)
 
 
-def check_specials(specials):
-    """Specials as a list of distinct non-empty strings."""
+def check_specials(specials, unk=None):
+    """Specials as a list of distinct non-empty strings; unk, if given, is appended unless already there."""
     specials = list(specials)
     for s in specials:
         if not isinstance(s, str) or not s:
             raise UserError(f"special token {s!r} must be a non-empty string")
     if len(set(specials)) != len(specials):
         raise UserError(f"special tokens {specials} contain duplicates")
+    if unk is not None and unk not in specials:
+        specials.append(unk)                        # unk is always a special token
     return specials
 
 
