@@ -36,6 +36,13 @@ def check_positive(config, *fields):
                             "positive integer")
 
 
+def check_choice(config, name, allowed):
+    """UserError unless config.<name> is one of allowed."""
+    if getattr(config, name) not in allowed:
+        raise UserError(f"{type(config).__name__}.{name}={getattr(config, name)!r}: use one of "
+                        f"{', '.join(map(repr, allowed))}")
+
+
 class SyntheticTask:
     """Base class: a vocabulary, a sample(rng, n) -> {name: array}, and a seeded, cached dataset."""
 
@@ -332,8 +339,7 @@ class DagConfig:
 
     def __post_init__(self):
         check_positive(self, "n_nodes", "n_names", "n_train", "n_test")
-        if self.mode not in ("reach", "order"):
-            raise UserError(f"mode={self.mode!r}: use 'reach' or 'order'")
+        check_choice(self, "mode", ("reach", "order"))
         if self.n_nodes < 2 or self.n_nodes > self.n_names:
             raise UserError(f"n_nodes={self.n_nodes} must be in 2..n_names={self.n_names}")
         if self.mode == "reach" and not 1 <= self.n_edges <= self.n_nodes * (self.n_nodes - 1) // 2:
@@ -402,8 +408,7 @@ class SequenceConfig:
 
     def __post_init__(self):
         check_positive(self, "length", "n_symbols", "n_train", "n_test")
-        if self.mode not in ("reverse", "sort"):
-            raise UserError(f"mode={self.mode!r}: use 'reverse' or 'sort'")
+        check_choice(self, "mode", ("reverse", "sort"))
 
 
 class SequenceTask(SyntheticTask):
