@@ -200,14 +200,19 @@ def _check_length(tokens, context):
                         "context, more text, or a larger val_fraction for the validation split")
 
 
+def _windows(tokens, starts, context):
+    """(x, y) of shape (B, T) int64: the windows tokens[s : s+T] for s in starts, and y shifted left by one."""
+    chunk = np.asarray(tokens)[starts[:, None] + np.arange(context + 1)]     # (B, T+1), reads only these
+    chunk = chunk.astype(np.int64)
+    return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
+
+
 def random_windows(tokens, batch_size, context, rng=None):
     """(x, y) of shape (B, T) int64 from B random contiguous windows; y is x shifted left by one token."""
     _check_length(tokens, context)
     rng = np.random.default_rng(rng)      # a Generator passes through; an int seeds one
     starts = rng.integers(0, len(tokens) - context, size=batch_size)        # (B,)
-    chunk = np.asarray(tokens)[starts[:, None] + np.arange(context + 1)]     # (B, T+1), reads only these
-    chunk = chunk.astype(np.int64)
-    return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
+    return _windows(tokens, starts, context)
 
 
 def sequential_windows(tokens, batch_size, context):
@@ -217,8 +222,6 @@ def sequential_windows(tokens, batch_size, context):
     """
     _check_length(tokens, context)
     n_windows = (len(tokens) - 1) // context
-    data = np.asarray(tokens)
     for first in range(0, n_windows, batch_size):
         starts = np.arange(first, min(first + batch_size, n_windows)) * context   # (B,)
-        chunk = data[starts[:, None] + np.arange(context + 1)].astype(np.int64)  # (B, T+1)
-        yield np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
+        yield _windows(tokens, starts, context)
