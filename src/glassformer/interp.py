@@ -159,10 +159,15 @@ def ascii_attention(att, tokens, key_tokens=None, head=None):
 
 # ---- head statistics and classification ----------------------------------------------------------
 
+def query_entropy(att):
+    """Entropy (nats) of each query's weights: (B, H, T, S) -> (B, H, T); 0 log 0 = 0."""
+    return -(att * np.log(np.where(att > 0, att, 1.0))).sum(axis=-1)
+
+
 def attention_entropy(att, normalized=False):
     """Mean entropy (nats) per head of (B, H, T, S) causal weights; normalized: / log(keys seen)."""
     att = np.asarray(att, dtype=np.float64)
-    ent = -(att * np.log(np.where(att > 0, att, 1.0))).sum(axis=-1)   # (B, H, T)
+    ent = query_entropy(att)                                # (B, H, T)
     if normalized:
         n_keys = (att > 0).sum(axis=-1)                     # keys with weight, per query
         ent = np.where(n_keys > 1, ent / np.log(np.maximum(n_keys, 2)), 0.0)
@@ -206,7 +211,7 @@ def head_scores(att, ids=None, period=None, prefix=1, mask=None):
         target = induction_targets(ids, period, prefix)     # (B, T, T)
         rows = target.any(axis=-1) & mask                   # (B, T): queries with a target
         scores["induction"] = mean((att * target[:, None]).sum(axis=-1), rows[:, None])
-    ent = -(att * np.log(np.where(att > 0, att, 1.0))).sum(axis=-1)      # (B, H, T)
+    ent = query_entropy(att)                                # (B, H, T)
     n_keys = (att > 0).sum(axis=-1)
     scores["entropy"] = mean(ent[:, :, 1:] / np.log(np.maximum(n_keys[:, :, 1:], 2)), q)
     return scores
