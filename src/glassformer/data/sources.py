@@ -76,11 +76,16 @@ def read_lines(path):
         yield number, rest
 
 
+def _must_exist(path):
+    """UserError when path names neither a file nor a folder."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder; check the path (relative paths start at {Path.cwd()})")
+
+
 def txt_files(path):
     """The .txt files a path names: itself, or every .txt file under a folder, recursively, in sorted order."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder; check the path (relative paths start at {Path.cwd()})")
+    _must_exist(path)
     if path.is_file():
         return [path]
     files = sorted(p for p in path.rglob("*.txt") if p.is_file())
@@ -168,8 +173,7 @@ def _head(path, n=1 << 16):
 def detect_kind(path):
     """Guess a loader: folder -> txt, .xml(.bz2) or '<' first -> wikipedia, .jsonl -> jsonl, else sniff the text."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder; check the path (relative paths start at {Path.cwd()})")
+    _must_exist(path)
     if path.is_dir():
         return "txt"
     name = path.name.lower().removesuffix(".bz2").removesuffix(".gz")
@@ -215,8 +219,7 @@ def open_source(path, kind="auto", **options):
         kind = detect_kind(path)
     if kind not in KINDS:
         raise UserError(f"unknown source kind {kind!r}: use one of auto, {', '.join(KINDS)}")
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder; check the path (relative paths start at {Path.cwd()})")
+    _must_exist(path)
     if path.is_dir() and kind != "txt":
         raise UserError(f"{path}: is a folder; only kind='txt' reads folders (of .txt files)")
     return Source(path, kind, options)
