@@ -138,6 +138,7 @@ def set_tf32(enabled):
 
 
 def tf32_enabled():
+    """True when set_tf32(True) asked cuBLAS for TF32 float32 matmuls."""
     return _tf32
 
 
@@ -178,6 +179,7 @@ def set_batched_matmul(mode):
 
 
 def batched_matmul_mode():
+    """The mode set_batched_matmul chose: "matmul" or "cublas"."""
     return _batched_matmul
 
 

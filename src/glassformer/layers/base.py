@@ -39,6 +39,7 @@ class Layer:
         return [pg for _, pg in self.named_parameters()]
 
     def n_parameters(self):
+        """The number of scalar parameters (weights, biases, gains) in this layer and its sub-layers."""
         return sum(int(p.size) for p, _ in self.get_parameters())
 
     def zero_grad(self):
