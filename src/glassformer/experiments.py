@@ -234,9 +234,10 @@ def evaluate(model, loss_fn, data, batch_size=500):
         y = targets_of(batch)
         logits = model.forward(*model_inputs(batch))        # (B, T, V)
         scored = y != IGNORE
-        total += float(loss_fn.forward(logits, y)) * int(scored.sum())
+        n_scored = int(scored.sum())
+        total += float(loss_fn.forward(logits, y)) * n_scored
         hit = (np.asarray(logits).argmax(axis=-1) == y) | ~scored
-        tokens += int(scored.sum())
+        tokens += n_scored
         if "answers" in batch:
             answer += int((hit & batch["answers"]).sum())
             n_answers += int(batch["answers"].sum())
