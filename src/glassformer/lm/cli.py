@@ -19,16 +19,17 @@ from ..models.config import PRESETS
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from .generate import eos_id, generate_text
 from .presets import lm_batches, lm_config
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, perplexity
 
 TOKENIZERS = ("char", "bpe", "gpt2")
 GPT2_FILES = ("encoder.json", "vocab.bpe")
 # where GPT-2's files are looked for: ./gpt2-tokenizer, then shared/data beside the repository
 GPT2_DIRS = (Path("gpt2-tokenizer"),
              Path(__file__).resolve().parents[4] / "shared" / "data" / "gpt2-tokenizer")
-LM_DEFAULTS = {"preset": "tiny", "tokenizer": "char", "context": None, "batch_size": 16,
-               "steps": 1000, "lr": 1e-3, "warmup": 100, "eval_interval": 100, "dropout": 0.0,
-               "bpe_vocab": 1024, "seed": 0}
+# a --task lm flag left out takes this value (not models.config.LM_DEFAULTS, the model's settings)
+FLAG_DEFAULTS = {"preset": "tiny", "tokenizer": "char", "context": None, "batch_size": 16,
+                 "steps": 1000, "lr": 1e-3, "warmup": 100, "eval_interval": 100, "dropout": 0.0,
+                 "bpe_vocab": 1024, "seed": 0}
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
 
 
@@ -125,7 +126,7 @@ def resolve_lm_settings(args):
         raise UserError("--epochs is for digits and sentences: --task lm counts --steps")
     if args.resume is None:
         s = {k: (getattr(args, k, None) if getattr(args, k, None) is not None else d)
-             for k, d in LM_DEFAULTS.items()}
+             for k, d in FLAG_DEFAULTS.items()}
         if args.data is None:
             raise UserError("--task lm needs --data PATH, e.g. "
                             "--data ../shared/data/tinyshakespeare/input.txt")
@@ -245,7 +246,7 @@ def run_lm(args, argv, stream, interactive, ask=input):
 def print_lm_summary(summary, out, stream):
     if summary["best_val_loss"] is not None:
         print(f"best validation loss {summary['best_val_loss']:.4f} (perplexity "
-              f"{np.exp(summary['best_val_loss']):.2f}) after {summary['step']} steps, "
+              f"{perplexity(summary['best_val_loss']):.2f}) after {summary['step']} steps, "
               f"{summary['elapsed_s']:.1f} s", file=stream)
     if summary["sample"] is not None:
         print("sample from best.npz (temperature 0.8):\n" + summary["sample"], file=stream)
