@@ -22,7 +22,7 @@ def main():
     import numpy as np
     from glassformer import Adam, CrossEntropyLoss, ModelConfig, build_model
     from glassformer.tasks import digits
-    from glassformer.training import accuracy_by_group, evaluate, train_epoch
+    from glassformer.train.epochs import accuracy_by_group, evaluate, train_epoch
 
     data = digits.split(digits.DigitsConfig(size="medium", n_args=3, seed=args.seed))
     config = ModelConfig(vocab_size=len(digits.VOCAB), kind="encoder_classifier", d_model=64,

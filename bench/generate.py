@@ -39,7 +39,7 @@ def main(argv=None):
     if args.threads:                                        # must happen before NumPy is imported
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import numpy as np
-    from glassformer.lm import lm_config
+    from glassformer.models import lm_config
     from glassformer.models import build_model
 
     result = {"benchmark": "generate", "decoding": "greedy", "batch": 1}

@@ -72,8 +72,9 @@ def time_steps(step, warmup, steps, sync):
 def glassformer_run(preset, batch, context, prec, args):
     """Time Trainer.train_step on the GPU; returns the measured fields."""
     import cupy as cp
-    from glassformer.lm import TrainConfig, Trainer, lm_config
-    from glassformer.losses import CrossEntropyLoss
+    from glassformer.train import TrainConfig, Trainer
+    from glassformer.models import lm_config
+    from glassformer.layers.loss import CrossEntropyLoss
     from glassformer.models import build_model
     cp.get_default_memory_pool().free_all_blocks()
     backend.use("cupy")

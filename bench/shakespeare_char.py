@@ -36,8 +36,10 @@ def main(argv=None):
     import io
     import numpy as np
     from glassformer.checkpoint import save_checkpoint
-    from glassformer.lm import TrainConfig, Trainer, lm_batches, lm_config
-    from glassformer.losses import CrossEntropyLoss
+    from glassformer.train import TrainConfig, Trainer
+    from glassformer.data import lm_batches
+    from glassformer.models import lm_config
+    from glassformer.layers.loss import CrossEntropyLoss
     from glassformer.models import build_model
     from glassformer.tokenizers import CharTokenizer
 

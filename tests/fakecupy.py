@@ -91,7 +91,7 @@ def compile_library(source):
 def row_library(code):
     """All of backend_kernels' row kernels for the element type of `code`, compiled once (one g++ run
     per dtype instead of one per kernel)."""
-    from glassformer import backend_kernels
+    from glassformer import kernels as backend_kernels
     header = code[:code.index('extern "C"')]
     char = {"unsigned short": "e", "float": "f", "double": "d"}[re.search(r"typedef (.+?) S_t;",
                                                                            header).group(1)]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from glassformer.attention import MultiHeadAttention, attention_mask, merge_heads, split_heads
+from glassformer.layers.attention import MultiHeadAttention, attention_mask, merge_heads, split_heads
 from glassformer.backend import to_numpy
 
 C, H = 8, 2

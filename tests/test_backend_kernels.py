@@ -11,11 +11,11 @@ import shutil
 import numpy as np
 import pytest
 
-from glassformer import backend, backend_kernels, gradcheck
-from glassformer.attention import attend, attend_backward, attention_mask
+from glassformer import backend, gradcheck, kernels as backend_kernels
+from glassformer.layers.attention import attend, attend_backward, attention_mask
 from glassformer.layers import GELU, LayerNorm
-from glassformer.losses import CrossEntropyLoss
-from glassformer.optimizers import Adam, AdamW
+from glassformer.layers.loss import CrossEntropyLoss
+from glassformer.optim.optimizers import Adam, AdamW
 
 TOL = {"float64": 1e-12, "float32": 1e-5, "float16": 5e-3}
 DTYPES = list(TOL)

@@ -146,7 +146,7 @@ def test_answer_accuracy_counts_the_marked_answers():
     targets = np.array([[-1, 4, -1, 5], [-1, 2, -1, 3]])
     answers = np.array([[0, 0, 0, 1], [0, 1, 0, 1]], dtype=bool)
     data = {"inputs": np.zeros((2, 4), int), "targets": targets, "answers": answers}
-    from glassformer.losses import CrossEntropyLoss
+    from glassformer.layers.loss import CrossEntropyLoss
     ev = ex.evaluate(Oracle(targets, answers, 8), CrossEntropyLoss(ignore_index=-1), data)
     assert ev["answer_acc"] == 1.0 and ev["token_acc"] == 0.75 and ev["exact"] == 0.5
     del data["answers"]                                     # then: each row's last target

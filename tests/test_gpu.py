@@ -124,7 +124,7 @@ def test_cublas_batched_matmul_equals_cupy_matmul(cp, dtype):
 @gpu
 def test_fused_adam_equals_the_reference_update(cp):
     from glassformer.layers import Linear
-    from glassformer.optimizers import AdamW
+    from glassformer.optim.optimizers import AdamW
     layers, opts = [], []
     for fused in (True, False):
         with backend.fusion(fused):
@@ -145,7 +145,7 @@ def test_fused_adam_equals_the_reference_update(cp):
 def test_scaler_skips_on_the_gpu_without_a_host_sync(cp):
     import cupyx
     from glassformer.layers import Linear
-    from glassformer.optimizers import AdamW
+    from glassformer.optim.optimizers import AdamW
     layer = Linear(4, 3, np.random.default_rng(0)).to("cuda")
     opt = AdamW(layer.get_parameters(), lr=0.1)
     scaler = precision.LossScaler(init_scale=1024.0)
@@ -162,8 +162,9 @@ def test_scaler_skips_on_the_gpu_without_a_host_sync(cp):
 
 
 def tiny_lm_trainer(steps, seed=0):
-    from glassformer.lm import TrainConfig, Trainer, lm_config
-    from glassformer.losses import CrossEntropyLoss
+    from glassformer.train import TrainConfig, Trainer
+    from glassformer.models import lm_config
+    from glassformer.layers.loss import CrossEntropyLoss
     from glassformer.models import build_model
     V = 17
     pattern = np.arange(400) % V                            # a cycle: next token = this + 1
@@ -230,7 +231,7 @@ def test_checkpoint_round_trip_gpu_cpu_gpu(cp, tmp_path):
 
 @gpu
 def test_greedy_generation_matches_between_cpu_and_gpu(cp):
-    from glassformer.lm import lm_config
+    from glassformer.models import lm_config
     from glassformer.models import build_model
     model = build_model(lm_config("tiny", 23, d_model=32, n_heads=4, n_layers=2, max_len=32,
                                   dtype="float64"), np.random.default_rng(4))

@@ -7,7 +7,7 @@ from glassformer.errors import UserError
 from glassformer.layers import (GELU, Dropout, Embedding, FeedForward, LayerNorm,
                                 LearnedPositionalEmbedding, Linear, ReLU, SinusoidalPositionalEncoding,
                                 Softmax, TransformerBlock, softmax)
-from glassformer.layers.embedding import sinusoidal_table
+from glassformer.layers.positional import sinusoidal_table
 
 
 def on(xp, layer):

@@ -11,11 +11,13 @@ import pytest
 from glassformer.backend import to_numpy
 from glassformer.checkpoint import load_checkpoint
 from glassformer.errors import UserError
-from glassformer.lm import (TrainConfig, Trainer, eos_id, generate_text, lm_batches, lm_config,
-                            read_metrics)
-from glassformer.losses import CrossEntropyLoss
+from glassformer.train import TrainConfig, Trainer, read_metrics
+from glassformer.generate import eos_id, generate_text
+from glassformer.data import lm_batches
+from glassformer.models import lm_config
+from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import DecoderLM, build_model
-from glassformer.schedules import warmup_cosine
+from glassformer.optim.schedules import warmup_cosine
 from glassformer.tokenizers import CharTokenizer, tokenizer_from_dict
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
@@ -297,7 +299,7 @@ def text_file(tmp_path, monkeypatch):
 
 def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file, tmp_path, capsys):
     from glassformer.cli import repl, step_by_step
-    from glassformer.lm.cli import run_lm
+    from glassformer.cli.lm import run_lm
     log_progress = Trainer._log_progress
 
     def stop_at_4(self, window):                            # as if Ctrl-C came during step 4
@@ -373,7 +375,7 @@ def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
 
 
 def test_gpt2_tokenizer_is_found():
-    from glassformer.lm.cli import GPT2_DIRS, GPT2_FILES, build_tokenizer
+    from glassformer.cli.lm import GPT2_DIRS, GPT2_FILES, build_tokenizer
     if not any(all((d / f).exists() for f in GPT2_FILES) for d in GPT2_DIRS):
         pytest.skip("GPT-2's encoder.json / vocab.bpe are not in shared/data")
     tok = build_tokenizer("gpt2", None, None, io.StringIO())

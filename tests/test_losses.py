@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from glassformer.backend import to_numpy
-from glassformer.losses import CrossEntropyLoss
+from glassformer.layers.loss import CrossEntropyLoss
 
 
 def manual_nll(logits, targets):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from glassformer.errors import UserError
-from glassformer.losses import CrossEntropyLoss
+from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import DecoderLM, EncoderClassifier, ModelConfig, build_model
-from glassformer.optimizers import Adam
+from glassformer.optim.optimizers import Adam
 
 V = 11
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from glassformer.losses import CrossEntropyLoss
+from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.research import Muon, ToyConfig, build_toy_model, orthogonalize
 from glassformer.research.muon import uses_muon
 

@@ -4,8 +4,9 @@ import pytest
 
 from glassformer.layers import Linear
 from glassformer.models import DecoderLM, ModelConfig
-from glassformer.optimizers import SGD, Adam, AdamW, clip_grad_norm, decay_mask
-from glassformer.schedules import warmup_cosine
+from glassformer.optim.optimizers import SGD, Adam, AdamW, decay_mask
+from glassformer.optim.clipping import clip_grad_norm
+from glassformer.optim.schedules import warmup_cosine
 
 
 def pair(rng, shape=(3, 4)):

@@ -6,14 +6,17 @@ import io
 import numpy as np
 import pytest
 
-from glassformer import backend, backend_kernels, precision
-from glassformer.attention import MultiHeadAttention
+from glassformer import backend, kernels as backend_kernels, precision
+from glassformer.optim import LossScaler, ScaledLoss
+from glassformer.layers.attention import MultiHeadAttention
 from glassformer.errors import UserError
 from glassformer.layers import Dropout, LayerNorm, Linear, softmax
-from glassformer.lm import TrainConfig, Trainer, lm_config
-from glassformer.losses import CrossEntropyLoss
+from glassformer.train import TrainConfig, Trainer
+from glassformer.models import lm_config
+from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model
-from glassformer.optimizers import SGD, Adam, AdamW, clip_grad_norm
+from glassformer.optim.optimizers import SGD, Adam, AdamW
+from glassformer.optim.clipping import clip_grad_norm
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +161,7 @@ def test_fp16_training_keeps_float32_master_weights_and_lowers_the_loss(rng):
     ids = rng.integers(0, 13, (4, 8))
     targets = np.roll(ids, -1, axis=1)
     opt = AdamW(model.get_parameters(), lr=1e-2, weight_decay=0.0)
-    scaler = precision.LossScaler()
+    scaler = LossScaler()
     loss_fn = CrossEntropyLoss()
     losses = []
     with precision.policy("fp16"):
@@ -185,7 +188,7 @@ def scaled_setup(rng, optimizer_class=Adam, **kw):
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 def test_scaler_skips_the_step_and_halves_the_scale_on_inf_or_nan(rng, bad):
     layer, opt = scaled_setup(rng)
-    scaler = precision.LossScaler(init_scale=1024.0)
+    scaler = LossScaler(init_scale=1024.0)
     W, b = layer.W.copy(), layer.b.copy()
     layer.dW[1, 2] = bad                                    # an overflowed gradient
     norm = scaler.step(opt, layer.get_parameters())
@@ -197,7 +200,7 @@ def test_scaler_skips_the_step_and_halves_the_scale_on_inf_or_nan(rng, bad):
 
 def test_scaler_skips_for_an_optimizer_without_grad_scale_support(rng):
     layer, opt = scaled_setup(rng, SGD, momentum=0.9)
-    scaler = precision.LossScaler(init_scale=8.0)
+    scaler = LossScaler(init_scale=8.0)
     W = layer.W.copy()
     layer.db[0] = np.nan
     scaler.step(opt, layer.get_parameters())
@@ -214,7 +217,7 @@ def test_scaler_unscales_so_the_update_equals_the_unscaled_one(rng):
         g *= 256.0                                          # the scaled backward
     norm_a = clip_grad_norm(a.get_parameters(), 0.5)
     opt_a.step()
-    norm = precision.LossScaler(init_scale=256.0).step(opt_b, b.get_parameters(), max_norm=0.5)
+    norm = LossScaler(init_scale=256.0).step(opt_b, b.get_parameters(), max_norm=0.5)
     assert float(norm) == pytest.approx(float(norm_a), rel=1e-5) and float(norm_a) > 0.5
     np.testing.assert_allclose(b.W, a.W, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(b.b, a.b, rtol=1e-5, atol=1e-7)
@@ -223,7 +226,7 @@ def test_scaler_unscales_so_the_update_equals_the_unscaled_one(rng):
 
 def test_scaler_grows_after_growth_interval_good_steps(rng):
     layer, opt = scaled_setup(rng)
-    scaler = precision.LossScaler(init_scale=4.0, growth_interval=3)
+    scaler = LossScaler(init_scale=4.0, growth_interval=3)
     for expected in [4.0, 4.0, 8.0, 8.0, 8.0, 16.0]:
         scaler.step(opt, layer.get_parameters())
         assert scaler.scale == expected
@@ -238,16 +241,16 @@ def test_scaler_grows_after_growth_interval_good_steps(rng):
 
 
 def test_scaler_defaults_are_gradscalers_and_state_round_trips():
-    s = precision.LossScaler()
+    s = LossScaler()
     assert (s.scale, s.growth_factor, s.backoff_factor, s.growth_interval) == (2.0 ** 16, 2.0, 0.5, 2000)
     s.update(np.asarray(True))
     state = s.state_dict()
     assert state == {"scale": 2.0 ** 15, "good_steps": 0, "skipped_steps": 1}
-    t = precision.LossScaler()
+    t = LossScaler()
     t.load_state_dict(state)
     assert t.state_dict() == state
     with pytest.raises(ValueError):
-        precision.LossScaler(backoff_factor=2.0)
+        LossScaler(backoff_factor=2.0)
 
 
 def test_grad_scale_argument_equals_prescaled_gradients(rng):
@@ -372,8 +375,8 @@ def test_row_kernel_sources_and_block_sizes():
 
 def test_scaled_loss_multiplies_only_the_gradient_by_the_scale(rng):
     logits, targets = rng.standard_normal((3, 4, 5)), rng.integers(0, 5, (3, 4))
-    scaler = precision.LossScaler()
-    scaled = precision.ScaledLoss(CrossEntropyLoss(), scaler)
+    scaler = LossScaler()
+    scaled = ScaledLoss(CrossEntropyLoss(), scaler)
     plain = CrossEntropyLoss()
     assert float(scaled.forward(logits, targets)) == pytest.approx(float(plain.forward(logits, targets)))
     scale = float(scaler.loss_scale(np))

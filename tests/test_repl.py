@@ -10,9 +10,9 @@ import pytest
 
 from glassformer.checkpoint import save_checkpoint
 from glassformer.cli import repl
-from glassformer.losses import CrossEntropyLoss
+from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import ModelConfig, build_model
-from glassformer.optimizers import AdamW
+from glassformer.optim.optimizers import AdamW
 from glassformer.tasks import digits, sentences
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,7 +285,7 @@ LM_TEXT = "Question: who is it?\nAnswer: a cat.\nROMEO: hi there!\n"
 @pytest.fixture(scope="module")
 def lm_ckpt(tmp_path_factory):
     """(path, model, tokenizer) of an untrained 1-layer char LM, saved as --task lm saves one."""
-    from glassformer.lm import lm_config
+    from glassformer.models import lm_config
     from glassformer.tokenizers import CharTokenizer
     tok = CharTokenizer.from_text(LM_TEXT)
     cfg = lm_config("tiny", tok.vocab_size, d_model=16, n_heads=2, n_layers=1, max_len=32)
@@ -296,7 +296,7 @@ def lm_ckpt(tmp_path_factory):
 
 
 def greedy(lm_ckpt, prompt, n):
-    from glassformer.lm import generate_text
+    from glassformer.generate import generate_text
     _, model, tok = lm_ckpt
     return generate_text(model, tok, prompt, n, temperature=0)
 

@@ -5,11 +5,10 @@ import pytest
 
 from glassformer import backend
 from glassformer.errors import UserError
-from glassformer.losses import CrossEntropyLoss
-from glassformer.optimizers import AdamW
-from glassformer.research import (Bilinear, CrossAttention, EncoderDecoder, EncoderDecoderConfig,
-                                  MODEL_TYPES, NoNorm, QuadraticAttention, RMSNorm, RotaryAttention,
-                                  RotaryEmbedding, ToyConfig, build_toy_model, make_norm)
+from glassformer.layers.loss import CrossEntropyLoss
+from glassformer.optim.optimizers import AdamW
+from glassformer.research import Bilinear, CrossAttention, EncoderDecoder, EncoderDecoderConfig, MODEL_TYPES, NoNorm, QuadraticAttention, RotaryAttention, RotaryEmbedding, ToyConfig, build_toy_model, make_norm
+from glassformer.layers import RMSNorm
 from glassformer.gradcheck import CASES
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from glassformer import training
+from glassformer.train import epochs as training
 from glassformer.cli import step_by_step as sbs
 from glassformer.checkpoint import read_meta
 from glassformer.tasks import digits

@@ -199,8 +199,8 @@ def fused(name, x):
     if cp is None or not _fusion or not isinstance(x, cp.ndarray) or x.dtype.char not in "efd":
         return None
     if _kernels is None:
-        from . import backend_kernels                       # the only importer: it gets cupy from here
-        _kernels = backend_kernels.build(cp, sys.modules[__name__])
+        from . import kernels                               # the only importer: it gets cupy from here
+        _kernels = kernels.build(cp, sys.modules[__name__])
     return _kernels[name]
 
 

@@ -24,11 +24,12 @@ import numpy as np
 from . import interp
 from .checkpoint import read_meta, save_checkpoint
 from .errors import UserError
-from .losses import CrossEntropyLoss
+from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
-from .optimizers import SGD, AdamW, clip_grad_norm
+from .optim.optimizers import SGD, AdamW
+from .optim.clipping import clip_grad_norm
 from .research import (EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model)
-from .schedules import warmup_cosine
+from .optim.schedules import warmup_cosine
 from .tasks.synthetic import BOS, EOS, IGNORE, PAD, load_dataset, make_task
 
 FAMILIES = {"toy": ToyConfig, "decoder_lm": ModelConfig, "encoder_decoder": EncoderDecoderConfig}

@@ -164,14 +164,14 @@ def _ffn(rng):
 
 @case("MultiHeadAttention")
 def _mha(rng):
-    from .attention import MultiHeadAttention
+    from .layers.attention import MultiHeadAttention
     layer = MultiHeadAttention(8, 2, rng)
     return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
 
 
 @case("MultiHeadAttention[separate-qkv,causal,padding]")
 def _mha_masked(rng):
-    from .attention import MultiHeadAttention
+    from .layers.attention import MultiHeadAttention
     layer = MultiHeadAttention(8, 2, rng, causal=True, fused_qkv=False)
     mask = np.array([[True, True, True, False], [True, True, True, True]])
     return layer, layer.forward, {"x": _x(rng, 2, 4, 8), "key_padding_mask": mask}
@@ -193,7 +193,7 @@ def _block_pre(rng):
 
 @case("CrossEntropyLoss[ignore_index]")
 def _cross_entropy(rng):
-    from .losses import CrossEntropyLoss
+    from .layers.loss import CrossEntropyLoss
     layer = CrossEntropyLoss(ignore_index=0)
     targets = np.array([[1, 0, 3], [2, 4, 0]])              # two ignored positions
     return layer, layer.forward, {"logits": _x(rng, 2, 3, 5), "targets": targets}
@@ -249,7 +249,7 @@ def _randomize(layer, rng, std=0.5):
 
 @case("RMSNorm")
 def _rmsnorm(rng):
-    from .research import RMSNorm
+    from .layers import RMSNorm
     layer = _randomize(RMSNorm(6), rng)
     return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
 

@@ -13,7 +13,7 @@ from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
 from ..layers import softmax
-from ..lm.cli import LMHandler
+from .lm import LMHandler
 from ..tasks import digits, sentences
 from ..visualization import ascii_heatmap, shade_chars
 

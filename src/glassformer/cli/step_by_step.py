@@ -21,16 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend, training
+from .. import backend
+from ..train import epochs as training
 from .. import visualization as viz
 from ..backend import to_numpy
 from ..checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from ..errors import UserError
 from ..layers.activations import softmax
-from ..lm.cli import add_lm_arguments, is_lm_checkpoint, run_lm
-from ..losses import CrossEntropyLoss
+from .lm import add_lm_arguments, is_lm_checkpoint, run_lm
+from ..layers.loss import CrossEntropyLoss
 from ..models import ModelConfig, build_model
-from ..optimizers import Adam
+from ..optim.optimizers import Adam
 from ..tasks import digits, sentences
 from ..tokenizers import WordTokenizer
 

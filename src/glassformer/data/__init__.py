@@ -3,4 +3,4 @@ from .sources import (KINDS, Continuation, Source, detect_kind, open_source, rea
                       read_stories, read_txt, read_wikitext)
 from .wikipedia import clean_wikitext, read_wikipedia
 from .corpus import (Corpus, build_tokens, load_corpus, random_windows, sequential_windows, split_tokens,
-                     token_dtype, tokenizer_hash)
+                     token_dtype, tokenizer_hash, lm_batches)

@@ -225,3 +225,14 @@ def sequential_windows(tokens, batch_size, context):
     for first in range(0, n_windows, batch_size):
         starts = np.arange(first, min(first + batch_size, n_windows)) * context   # (B,)
         yield _windows(tokens, starts, context)
+
+
+def lm_batches(tokens, batch_size, context):
+    """A batches(rng) -> (x, y) function: batch_size random windows of context tokens, y = x shifted."""
+    if len(tokens) < context + 1:
+        raise UserError(f"a split of {len(tokens)} tokens is shorter than context+1 = {context + 1}: "
+                        "use a smaller --context or more text")
+
+    def batches(rng):
+        return random_windows(tokens, batch_size, context, rng)
+    return batches

@@ -1,13 +1,17 @@
-"""Hand-written layers, each with forward, backward, get_parameters and zero_grad."""
+"""Hand-written layers, one stage per file, each with forward, backward, get_parameters and zero_grad."""
 from .base import Layer
 from .linear import Linear
-from .embedding import Embedding, SinusoidalPositionalEncoding, LearnedPositionalEmbedding
-from .norm import LayerNorm
+from .embedding import Embedding
+from .positional import SinusoidalPositionalEncoding, LearnedPositionalEmbedding
+from .attention import MultiHeadAttention
+from .norm import LayerNorm, RMSNorm
 from .activations import ReLU, GELU, Softmax, softmax, softmax_backward
 from .dropout import Dropout
-from .mlp import FeedForward
+from .feedforward import FeedForward
 from .block import TransformerBlock
+from .loss import CrossEntropyLoss
 
 __all__ = ["Layer", "Linear", "Embedding", "SinusoidalPositionalEncoding",
-           "LearnedPositionalEmbedding", "LayerNorm", "ReLU", "GELU", "Softmax", "softmax",
-           "softmax_backward", "Dropout", "FeedForward", "TransformerBlock"]
+           "LearnedPositionalEmbedding", "MultiHeadAttention", "LayerNorm", "RMSNorm", "ReLU", "GELU",
+           "Softmax", "softmax", "softmax_backward", "Dropout", "FeedForward", "TransformerBlock",
+           "CrossEntropyLoss"]

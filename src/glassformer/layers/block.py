@@ -1,9 +1,9 @@
 """The transformer block: attention and feed-forward sub-layers with residuals and LayerNorm."""
 from .base import Layer
 from .dropout import Dropout
-from .mlp import FeedForward
+from .feedforward import FeedForward
 from .norm import LayerNorm
-from ..attention import MultiHeadAttention
+from .attention import MultiHeadAttention
 
 
 class TransformerBlock(Layer):

@@ -1,4 +1,4 @@
-"""Normalisation layers: LayerNorm (Ba et al. 2016)."""
+"""Normalisation layers: LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019)."""
 import numpy as np
 
 from .base import Layer, new_param
@@ -45,3 +45,28 @@ class LayerNorm(Layer):
 
     def own_parameters(self):
         return {"gamma": (self.gamma, self.dgamma), "beta": (self.beta, self.dbeta)}
+
+
+class RMSNorm(Layer):
+    """out = x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019): LayerNorm without centring."""
+
+    def __init__(self, d_model, eps=1e-6, dtype="float32"):
+        self.eps = eps
+        self.g = new_param(np.ones(d_model), dtype)
+        self.dg = array_module(self.g).zeros_like(self.g)
+
+    def forward(self, x):                                   # x: (..., C)
+        xp = array_module(x)
+        self.r = 1.0 / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + self.eps)   # (..., 1)
+        self.x_hat = x * self.r                             # (..., C)
+        return self.x_hat * self.g
+
+    def backward(self, dout):                               # dout: (..., C)
+        C = dout.shape[-1]
+        self.dg += (dout * self.x_hat).reshape(-1, C).sum(axis=0)   # out = x_hat * g
+        dx_hat = dout * self.g
+        # x_hat = x * r with r = mean(x^2)^-1/2: remove the component of dx_hat along x_hat
+        return self.r * (dx_hat - self.x_hat * (dx_hat * self.x_hat).mean(axis=-1, keepdims=True))
+
+    def own_parameters(self):
+        return {"g": (self.g, self.dg)}

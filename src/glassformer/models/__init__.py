@@ -1,5 +1,5 @@
 """Models built from a ModelConfig."""
-from .config import ModelConfig
+from .config import ModelConfig, lm_config
 from .encoder import EncoderClassifier
 from .decoder import DecoderLM
 
@@ -11,4 +11,4 @@ def build_model(config, rng):
     return EncoderClassifier(config, rng)
 
 
-__all__ = ["ModelConfig", "EncoderClassifier", "DecoderLM", "build_model"]
+__all__ = ["ModelConfig", "lm_config", "EncoderClassifier", "DecoderLM", "build_model"]

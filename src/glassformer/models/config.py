@@ -71,3 +71,20 @@ class ModelConfig:
             raise UserError(f"unknown model config keys {unknown}: was the checkpoint written by a "
                             "newer glassformer?")
         return cls(**d)
+
+
+def lm_config(preset, vocab_size, **overrides):
+    """ModelConfig of a named preset (tiny, small, medium, large, qa) with any field overridden.
+
+    d_ff follows 4 * d_model unless it is given; e.g. lm_config("tiny", 65, max_len=64, dropout=0.1).
+    """
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: use one of {sorted(PRESETS)}")
+    known = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UserError(f"unknown model setting(s) {unknown}: use some of {sorted(known)}")
+    settings = dict(LM_DEFAULTS, **PRESETS[preset])
+    settings.update(overrides)
+    settings.setdefault("d_ff", 4 * settings["d_model"])
+    return ModelConfig(vocab_size=vocab_size, **settings)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import array_module, matmul, to_compute
-from ..generation import sample_next, validate_sampling
+from ..generate import sample_next, validate_sampling
 from ..layers.base import Layer
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding

@@ -3,7 +3,8 @@ from ..backend import array_module
 from ..layers.base import Layer
 from ..layers.block import TransformerBlock
 from ..layers.dropout import Dropout
-from ..layers.embedding import Embedding, SinusoidalPositionalEncoding, LearnedPositionalEmbedding
+from ..layers.embedding import Embedding
+from ..layers.positional import SinusoidalPositionalEncoding, LearnedPositionalEmbedding
 from ..layers.linear import Linear
 from ..layers.norm import LayerNorm
 

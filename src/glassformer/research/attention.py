@@ -5,8 +5,7 @@ Each reuses split_heads / attention_mask / attend / attend_backward from glassfo
 """
 import numpy as np
 
-from ..attention import (MultiHeadAttention, attend, attend_backward, attention_mask,
-                         cache_append, merge_heads, split_heads)
+from ..layers.attention import MultiHeadAttention, attend, attend_backward, attention_mask, cache_append, merge_heads, split_heads
 from ..backend import array_module
 from ..layers.base import Layer
 from ..layers.linear import Linear

@@ -3,14 +3,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..attention import MultiHeadAttention
+from ..layers.attention import MultiHeadAttention
 from ..backend import array_module, scatter_add
 from ..errors import UserError
 from ..layers.base import Layer
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
 from ..layers.linear import Linear
-from ..layers.mlp import FeedForward
+from ..layers.feedforward import FeedForward
 from ..layers.norm import LayerNorm
 from ..models.encoder import make_blocks, make_positional
 from .attention import CrossAttention

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 
 from ..errors import UserError
 from ..layers.base import Layer
-from ..layers.embedding import Embedding, LearnedPositionalEmbedding
+from ..layers.embedding import Embedding
+from ..layers.positional import LearnedPositionalEmbedding
 from ..layers.linear import Linear
-from ..layers.mlp import FeedForward
+from ..layers.feedforward import FeedForward
 from .attention import KernelAttention, QuadraticAttention
 from .layers import Bilinear, make_norm
 

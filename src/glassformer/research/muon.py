@@ -1,6 +1,6 @@
 """Muon (Jordan et al. 2024): momentum, then a Newton-Schulz-orthogonalised step; else AdamW."""
 from ..backend import array_module
-from ..optimizers import AdamW, Optimizer, decay_mask
+from ..optim.optimizers import AdamW, Optimizer, decay_mask
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)   # quintic a, b, c: fast growth of small singular values
 

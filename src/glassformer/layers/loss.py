@@ -1,7 +1,7 @@
 """Cross-entropy over integer targets, with a numerically stable log-softmax."""
-from . import backend
-from .backend import array_module, upcast
-from .layers.base import Layer
+from .. import backend
+from ..backend import array_module, upcast
+from .base import Layer
 
 
 class CrossEntropyLoss(Layer):

@@ -2,11 +2,11 @@
 
 Shapes: B batch, T query length, S key length, C = d_model, H = n_heads, D = d_head = C // H.
 """
-from . import backend
-from .backend import array_module
-from .layers.base import Layer
-from .layers.linear import Linear
-from .layers.activations import softmax, softmax_backward
+from .. import backend
+from ..backend import array_module
+from .base import Layer
+from .linear import Linear
+from .activations import softmax, softmax_backward
 
 
 def split_heads(x, n_heads):

@@ -1,7 +1,7 @@
 """Training loops: one epoch of mini-batch updates (classifier or next-token), and evaluation."""
 import numpy as np
 
-from .backend import array_module, to_numpy
+from ..backend import array_module, to_numpy
 
 
 def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None, pad=None):
@@ -37,7 +37,7 @@ def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_bat
 
 def predict(model, ids, batch_size=512):
     """Class probabilities (N, n_classes) in eval mode, batch by batch."""
-    from .layers.activations import softmax
+    from ..layers.activations import softmax
     model.eval()
     out = [softmax(model.forward(ids[i:i + batch_size])) for i in range(0, len(ids), batch_size)]
     return array_module(ids).concatenate(out)

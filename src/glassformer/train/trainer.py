@@ -22,8 +22,10 @@ from ..backend import array_module
 from ..checkpoint import Checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
 from ..errors import UserError
 from ..layers.dropout import Dropout
-from ..optimizers import AdamW, clip_grad_norm, decay_mask
-from ..schedules import warmup_cosine
+from ..optim.optimizers import AdamW, decay_mask
+from ..optim.clipping import clip_grad_norm
+from ..optim.schedules import warmup_cosine
+from ..optim.loss_scaler import LossScaler
 
 CSV_FIELDS = ("step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s",
               "val_loss", "val_ppl")
@@ -120,7 +122,7 @@ class Trainer:
         self.optimizer = AdamW(self.params, lr=config.lr, betas=(config.beta1, config.beta2),
                                weight_decay=config.weight_decay, decay=decay_mask(named))
         # fp16 policy: dynamic loss scaling (the float32 master weights are the model's own parameters)
-        self.scaler = precision.LossScaler() if precision.current().loss_scaling else None
+        self.scaler = LossScaler() if precision.current().loss_scaling else None
         if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
             self.loss_fn = self.scaler.scaled(loss_fn)
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0

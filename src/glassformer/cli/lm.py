@@ -13,13 +13,14 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
-from ..losses import CrossEntropyLoss
+from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
 from ..models.config import PRESETS
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
-from .generate import eos_id, generate_text
-from .presets import lm_batches, lm_config
-from .trainer import TrainConfig, Trainer, perplexity
+from ..data import lm_batches
+from ..generate import eos_id, generate_text
+from ..models.config import lm_config
+from ..train.trainer import TrainConfig, Trainer, perplexity
 
 TOKENIZERS = ("char", "bpe", "gpt2")
 GPT2_FILES = ("encoder.json", "vocab.bpe")
@@ -199,7 +200,7 @@ def build_trainer(s, out, stream, ckpt=None):
 
 def walk_first_batch(trainer, tok, ask, stream):
     """The stage-by-stage walk of train_step_by_step.py on the first row of the first batch."""
-    from ..cli.step_by_step import walk
+    from .step_by_step import walk
     peek = np.random.default_rng()
     peek.bit_generator.state = trainer.rng.bit_generator.state   # the batch step 1 will draw
     x, y = trainer.batches(peek)
@@ -212,7 +213,7 @@ def walk_first_batch(trainer, tok, ask, stream):
 
 def run_lm(args, argv, stream, interactive, ask=input):
     """Train a language model from the flags (walk the first batch when interactive); exit code."""
-    from ..cli.step_by_step import EXIT_INTERRUPTED, resolve_out, write_text
+    from .step_by_step import EXIT_INTERRUPTED, resolve_out, write_text
     s, ckpt = resolve_lm_settings(args)
     check_text(s["data"])                                   # before the run directory is made
     out = resolve_out(args, "lm")
@@ -267,7 +268,7 @@ class LMHandler:
     prompt, example = "text> ", "ROMEO:"
 
     def __init__(self, ckpt, args):
-        from ..cli.repl import sampling_settings
+        from .repl import sampling_settings
         if not ckpt.tokenizer:
             raise UserError("the checkpoint holds no tokenizer: it cannot turn typed text into ids")
         self.model, self.tok = ckpt.model, tokenizer_from_dict(ckpt.tokenizer)
