@@ -41,6 +41,7 @@ def main(argv=None):
     import numpy as np
     from glassformer.models import lm_config
     from glassformer.models import build_model
+    from glassformer.generate import generate_tokens
 
     result = {"benchmark": "generate", "decoding": "greedy", "batch": 1}
     for preset in args.presets.split(","):
@@ -48,8 +49,8 @@ def main(argv=None):
         model = build_model(config, np.random.default_rng(0))
         prompt = np.random.default_rng(1).integers(0, config.vocab_size, args.prompt_len).tolist()
         n_new = config.max_len - args.prompt_len
-        cached_s, a = best_time(lambda: model.generate(prompt, n_new, temperature=0), args.repeats)
-        full_s, b = best_time(lambda: model.generate(prompt, n_new, temperature=0, use_cache=False),
+        cached_s, a = best_time(lambda: generate_tokens(model, prompt, n_new, temperature=0), args.repeats)
+        full_s, b = best_time(lambda: generate_tokens(model, prompt, n_new, temperature=0, use_cache=False),
                               max(1, args.repeats - 1))
         result[preset] = {"vocab_size": config.vocab_size, "params": model.n_parameters(),
                           "new_tokens": n_new, "cached_tokens_per_s": round(n_new / cached_s, 1),

@@ -19,6 +19,7 @@ from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import DecoderLM, build_model
 from glassformer.optim.schedules import warmup_cosine
 from glassformer.tokenizers import CharTokenizer, tokenizer_from_dict
+from glassformer.generate import generate_tokens
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
 
@@ -247,8 +248,8 @@ def test_cached_decoding_equals_the_full_forward(dtype, tol):
 def test_greedy_generation_is_the_same_with_and_without_the_cache():
     model = small_model(13, 2)
     prompt = [1, 2, 3]
-    a = model.generate(prompt, 30, temperature=0)           # 33 tokens > max_len 16: window slides
-    b = model.generate(prompt, 30, temperature=0, use_cache=False)
+    a = generate_tokens(model, prompt, 30, temperature=0)           # 33 tokens > max_len 16: window slides
+    b = generate_tokens(model, prompt, 30, temperature=0, use_cache=False)
     assert a == b and len(a) == 30
 
 
@@ -266,8 +267,8 @@ def test_generation_stops_at_eos():
     tok = CharTokenizer.from_text("abc ", specials=["<|endoftext|>"])
     model = force_eos_model(tok)
     assert eos_id(tok) == 0
-    assert model.generate([1, 2], 8, temperature=0, eos_id=0) == [0]
-    assert model.generate([1, 2], 3, temperature=0) == [0, 0, 0]   # no eos_id: runs to the limit
+    assert generate_tokens(model, [1, 2], 8, temperature=0, eos_id=0) == [0]
+    assert generate_tokens(model, [1, 2], 3, temperature=0) == [0, 0, 0]   # no eos_id: runs to the limit
     assert generate_text(model, tok, "ab", 8, temperature=0) == ""
     assert generate_text(model, tok, "", 8, temperature=0) == ""   # empty prompt starts from eos
 

@@ -6,6 +6,7 @@ from glassformer.errors import UserError
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import DecoderLM, EncoderClassifier, ModelConfig, build_model
 from glassformer.optim.optimizers import Adam
+from glassformer.generate import generate_tokens
 
 V = 11
 
@@ -113,34 +114,34 @@ def test_tied_weights(rng):
 def test_greedy_generation_is_deterministic_and_cache_free_equal(rng):
     model = lm(rng, dtype="float64", max_len=8)
     prompt = [1, 2, 3]
-    a = model.generate(prompt, 10, temperature=0)          # 13 tokens > max_len: the window slides
-    b = model.generate(prompt, 10, temperature=0)
-    c = model.generate(prompt, 10, temperature=0, use_cache=False)
+    a = generate_tokens(model, prompt, 10, temperature=0)          # 13 tokens > max_len: the window slides
+    b = generate_tokens(model, prompt, 10, temperature=0)
+    c = generate_tokens(model, prompt, 10, temperature=0, use_cache=False)
     assert len(a) == 10 and all(0 <= t < V for t in a)
     assert a == b == c
 
 
 def test_sampled_generation_is_reproducible(rng):
     model = lm(rng)
-    a = model.generate([4], 12, temperature=1.5, seed=3)
-    b = model.generate([4], 12, temperature=1.5, seed=3)
-    others = [model.generate([4], 12, temperature=1.5, seed=s) for s in range(4, 8)]
+    a = generate_tokens(model, [4], 12, temperature=1.5, seed=3)
+    b = generate_tokens(model, [4], 12, temperature=1.5, seed=3)
+    others = [generate_tokens(model, [4], 12, temperature=1.5, seed=s) for s in range(4, 8)]
     assert a == b
     assert any(o != a for o in others)
-    assert model.generate([4], 6, top_k=1, seed=1) == model.generate([4], 6, temperature=0)
+    assert generate_tokens(model, [4], 6, top_k=1, seed=1) == generate_tokens(model, [4], 6, temperature=0)
 
 
 def test_generation_restores_training_mode(rng):
     model = lm(rng, dropout=0.1)
-    model.generate([1], 2)
+    generate_tokens(model, [1], 2)
     assert model.training and model.drop.training
 
 
 def test_eos_stops_generation(rng):
     model = lm(rng)
-    greedy = model.generate([1, 2], 5, temperature=0)
+    greedy = generate_tokens(model, [1, 2], 5, temperature=0)
     eos = greedy[2]
-    stopped = model.generate([1, 2], 5, temperature=0, eos_id=eos)
+    stopped = generate_tokens(model, [1, 2], 5, temperature=0, eos_id=eos)
     assert stopped == greedy[:greedy.index(eos) + 1]
     assert stopped[-1] == eos
 
@@ -149,12 +150,12 @@ def test_eos_stops_generation(rng):
                                 dict(top_p=1.5)])
 def test_bad_sampling_settings_raise(rng, kw):
     with pytest.raises(ValueError):
-        lm(rng).generate([1], 3, **kw)
+        generate_tokens(lm(rng), [1], 3, **kw)
 
 
 def test_empty_prompt_raises(rng):
     with pytest.raises(ValueError, match="prompt"):
-        lm(rng).generate([], 3)
+        generate_tokens(lm(rng), [], 3)
 
 
 # ---- EncoderClassifier padding --------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Generation: choosing the next token (greedy, temperature, top-k, top-p), and text in, text out."""
 import numpy as np
 
-from .backend import to_numpy
+from .backend import array_module, to_numpy
 from .errors import UserError
 
 
@@ -36,6 +36,43 @@ def validate_sampling(temperature, top_k, top_p):
         raise ValueError(f"top_p={top_p} must be in (0, 1]")
 
 
+def generate_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                    eos_id=None, use_cache=True, rng=None):
+    """Continue the prompt `ids` (a list of ints) with a DecoderLM; returns only the new ids.
+
+    temperature 0 is greedy; with use_cache each step feeds one token and reuses the cached keys
+    and values (the same result as recomputing the whole context).
+    """
+    validate_sampling(temperature, top_k, top_p)
+    if len(ids) == 0:
+        raise ValueError("generate needs a prompt of at least one token")
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    xp = array_module(model.tok_emb.W)
+    was_training = model.training
+    model.eval()
+    context, new = list(ids), []
+    max_len = model.config.max_len
+    caches, start = None, 0
+    try:
+        for _ in range(max_new_tokens):
+            if use_cache and caches is not None and len(context) <= max_len:
+                step_ids, start = context[-1:], len(context) - 1        # only the new token
+            else:                                                      # (re)fill the cache
+                window = context[-max_len:]
+                step_ids, start = window, 0
+                caches = model.new_caches() if use_cache else None
+            h = model.features(xp.asarray([step_ids]), caches, start)      # (1, t, C)
+            logits = model.logits(h[:, -1:])                              # (1, 1, V): last only
+            nxt = sample_next(logits[0, -1], rng, temperature, top_k, top_p)
+            new.append(nxt)
+            context.append(nxt)
+            if eos_id is not None and nxt == eos_id:
+                break
+    finally:
+        model.train(was_training)
+    return new
+
+
 EOS_NAMES = ("<|endoftext|>", "<eos>", "</s>")
 
 
@@ -58,8 +95,8 @@ def generate_text(model, tokenizer, prompt, max_new_tokens=200, temperature=0.8,
             raise UserError("the prompt is empty and the tokenizer has no end-of-text token to start "
                             "from: type at least one character")
         ids = [eos]                                         # GPT-2's way to start from nothing
-    new = model.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         seed=seed, eos_id=eos if stop_at_eos else None, use_cache=use_cache)
+    new = generate_tokens(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                          top_p=top_p, seed=seed, eos_id=eos if stop_at_eos else None, use_cache=use_cache)
     if stop_at_eos and new and eos is not None and new[-1] == eos:
         new = new[:-1]
     return tokenizer.decode(new)

@@ -18,7 +18,7 @@ from ..models import build_model
 from ..models.config import PRESETS
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from ..data import lm_batches
-from ..generate import eos_id, generate_text
+from ..generate import eos_id, generate_text, generate_tokens
 from ..models.config import lm_config
 from ..train.trainer import TrainConfig, Trainer, perplexity
 
@@ -304,7 +304,7 @@ class LMHandler:
             if self.eos is None:
                 raise UserError("type at least one character to continue")
             ids = [self.eos]
-        new = self.model.generate(ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
+        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
                                   top_p=s["top_p"], eos_id=self.eos, rng=self.rng)
         ended = bool(new) and new[-1] == self.eos
         body = self.tok.decode(new[:-1] if ended else new)

@@ -12,6 +12,7 @@ from .. import backend
 from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
+from ..generate import generate_tokens
 from ..layers import softmax
 from .lm import LMHandler
 from ..tasks import digits, sentences
@@ -220,7 +221,7 @@ class SentencesHandler:
     def answer(self, text):
         ids = self.encode(text)
         s = self.settings
-        new = self.model.generate(ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
+        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
                                   top_p=s["top_p"], eos_id=self.end, rng=self.rng)
         ended = bool(new) and new[-1] == self.end
         words = [self.vocab[i] for i in (new[:-1] if ended else new)]

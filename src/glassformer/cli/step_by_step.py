@@ -27,6 +27,7 @@ from .. import visualization as viz
 from ..backend import to_numpy
 from ..checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from ..errors import UserError
+from ..generate import generate_tokens
 from ..layers.activations import softmax
 from .lm import add_lm_arguments, is_lm_checkpoint, run_lm
 from ..layers.loss import CrossEntropyLoss
@@ -139,7 +140,7 @@ class SentencesTask:
         """Greedy continuation of <START> + prompt until <END>, as words."""
         index = {w: i for i, w in enumerate(self.vocab)}
         ids = [sentences.START] + [index[w] for w in prompt.split()]
-        new = model.generate(ids, max_new_tokens=model.config.max_len - len(ids), temperature=0,
+        new = generate_tokens(model, ids, max_new_tokens=model.config.max_len - len(ids), temperature=0,
                              eos_id=sentences.END)
         words = [self.vocab[i] for i in new if i != sentences.END]
         return " ".join(prompt.split() + words)

@@ -1,8 +1,5 @@
 """DecoderLM: causal transformer blocks and an LM head (optionally tied to the token embedding)."""
-import numpy as np
-
 from ..backend import array_module, matmul, to_compute
-from ..generate import sample_next, validate_sampling
 from ..layers.base import Layer
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
@@ -73,39 +70,3 @@ class DecoderLM(Layer):
         if self.head is not None:
             kids["head"] = self.head
         return kids
-
-    def generate(self, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                 eos_id=None, use_cache=True, rng=None):
-        """Continue the prompt `ids` (a list of ints); returns only the new ids.
-
-        temperature 0 is greedy; with use_cache each step feeds one token and reuses the cached keys
-        and values (the same result as recomputing the whole context).
-        """
-        validate_sampling(temperature, top_k, top_p)
-        if len(ids) == 0:
-            raise ValueError("generate needs a prompt of at least one token")
-        rng = rng if rng is not None else np.random.default_rng(seed)
-        xp = array_module(self.tok_emb.W)
-        was_training = self.training
-        self.eval()
-        context, new = list(ids), []
-        max_len = self.config.max_len
-        caches, start = None, 0
-        try:
-            for _ in range(max_new_tokens):
-                if use_cache and caches is not None and len(context) <= max_len:
-                    step_ids, start = context[-1:], len(context) - 1        # only the new token
-                else:                                                      # (re)fill the cache
-                    window = context[-max_len:]
-                    step_ids, start = window, 0
-                    caches = self.new_caches() if use_cache else None
-                h = self.features(xp.asarray([step_ids]), caches, start)      # (1, t, C)
-                logits = self.logits(h[:, -1:])                              # (1, 1, V): last only
-                nxt = sample_next(logits[0, -1], rng, temperature, top_k, top_p)
-                new.append(nxt)
-                context.append(nxt)
-                if eos_id is not None and nxt == eos_id:
-                    break
-        finally:
-            self.train(was_training)
-        return new
