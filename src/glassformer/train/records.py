@@ -1,0 +1,59 @@
+"""What a run leaves on disk besides checkpoints: metrics.csv, summary.json, run folders. One writer each."""
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from ..files import write_text
+
+
+def write_metrics(path, columns, rows):
+    """rows (dicts) as CSV with these columns, written atomically; None becomes an empty cell."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+    write_text(path, buf.getvalue())
+
+
+def read_metrics(path, columns=None):
+    """Rows of a metrics CSV as dicts of numbers (None where a cell is empty; only `columns` if given)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        out.append({k: _number(v) for k, v in r.items() if columns is None or k in columns})
+    return out
+
+
+def _number(text):
+    """'3' -> 3, '0.5' -> 0.5, '' -> None, anything else stays text."""
+    if text in ("", None):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def write_json(path, obj):
+    """obj as indented JSON, written atomically (summary.json, run configs)."""
+    write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def new_run_dir(root, name):
+    """root/<YYYYmmdd-HHMMSS>-<name>/, created, with -2, -3... when that exists already."""
+    base = Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, k = base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
