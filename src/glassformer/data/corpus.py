@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .sources import Continuation, open_source
+from ..files import atomic_write, write_text
+from .kinds import open_source
+from .sources import Continuation
 
 CACHE_FORMAT = 1                          # bump when the cache layout or the tokenising rules change
 FLUSH_TOKENS = 1 << 20                    # ids held in a Python list before they go to disk
@@ -133,24 +135,16 @@ def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False
                         "pass cache_dir= a writable folder") from None
     dtype = token_dtype(tokenizer.vocab_size, eot_id)
     documents = (doc for source in sources for doc in source)
-    tmp = bin_path.with_name(f"{bin_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            n_tokens, n_docs = _write_tokens(documents, tokenizer, eot_id, dtype, f, _Progress(progress))
+    with atomic_write(bin_path, "wb") as f:                 # an error (no text) leaves no file behind
+        n_tokens, n_docs = _write_tokens(documents, tokenizer, eot_id, dtype, f, _Progress(progress))
         if n_tokens == 0:
             where = ", ".join(str(s.path) for s in sources)
             raise UserError(f"{where}: no text found (the {'/'.join(s.kind for s in sources)} loader yielded "
                             "no documents); check the file is not empty and that kind= matches its format")
-        os.replace(tmp, bin_path)         # readers see the old file or the new one, never half of one
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     meta = {"format": CACHE_FORMAT, "n_tokens": n_tokens, "n_documents": n_docs, "dtype": dtype.name,
             "eot_id": eot_id, "vocab_size": tokenizer.vocab_size, "tokenizer_sha256": tok_hash,
             "sources": prints}
-    tmp_meta = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    os.replace(tmp_meta, meta_path)       # the sidecar, written last, marks the entry complete
+    write_text(meta_path, json.dumps(meta, indent=1))       # the sidecar, written last, marks the entry complete
     return _open_cached(bin_path, meta_path)[0], dict(meta, cache_hit=False)
 
 

@@ -4,7 +4,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from ..errors import UserError
-from .sources import _open_binary, _read_error
+from .io import open_binary, read_error
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _DROPPED_TAGS = "ref|math|chem|gallery|timeline|imagemap|score|graph|mapframe"   # content is not prose
@@ -115,7 +115,7 @@ def _page_fields(page):
 
 def read_wikipedia(path, include_title=True, clean=True):
     """Articles of a MediaWiki XML dump (.xml or .xml.bz2): namespace 0 only, redirects skipped, markup cleaned."""
-    with _open_binary(path) as f:
+    with open_binary(path) as f:
         events = ET.iterparse(f, events=("start", "end"))
         try:
             _, root = next(events)
@@ -139,4 +139,4 @@ def read_wikipedia(path, include_title=True, clean=True):
         except StopIteration:
             raise UserError(f"{path}: empty file; expected a MediaWiki XML dump") from None
         except (OSError, EOFError) as e:
-            raise _read_error(path, e) from None
+            raise read_error(path, e) from None

@@ -1,0 +1,65 @@
+"""The dispatcher: which kind of text a path holds (detect_kind) and the Source that reads it with its loader."""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from . import sources, wikipedia
+from .io import must_exist, read_head
+from .sources import EOT_TEXT, WIKITEXT_HEADING, txt_files
+
+KINDS = ("txt", "wikitext", "wikipedia", "jsonl", "stories")
+
+
+def detect_kind(path):
+    """Guess a loader: folder -> txt, .xml(.bz2) or '<' first -> wikipedia, .jsonl -> jsonl, else sniff the text."""
+    path = Path(path)
+    must_exist(path)
+    if path.is_dir():
+        return "txt"
+    name = path.name.lower().removesuffix(".bz2").removesuffix(".gz")
+    if name.endswith(".xml"):
+        return "wikipedia"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    if name.endswith((".tokens", ".raw")):
+        return "wikitext"
+    head = read_head(path)
+    if head.lstrip().startswith(b"<"):
+        return "wikipedia"                # e.g. the dump parts named ...xml-p10p30302.bz2
+    text = head.decode("utf-8", errors="replace")
+    if EOT_TEXT in text:
+        return "stories"
+    if any(WIKITEXT_HEADING.match(line) for line in text.splitlines()[:50]):
+        return "wikitext"
+    return "txt"
+
+
+@dataclass
+class Source:
+    """A text source: a path, the loader kind that reads it, and the loader's options; iterate for documents."""
+    path: Path
+    kind: str
+    options: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        # looked up on each call: a loader replaced on its module (as the tests do) is the one used
+        loaders = {"txt": sources.read_txt, "wikitext": sources.read_wikitext, "jsonl": sources.read_jsonl,
+                   "stories": sources.read_stories, "wikipedia": wikipedia.read_wikipedia}
+        return loaders[self.kind](self.path, **self.options)
+
+    def files(self):
+        """The files this source reads (several for a folder)."""
+        return txt_files(self.path) if self.kind == "txt" else [self.path]
+
+
+def open_source(path, kind="auto", **options):
+    """A Source for path; kind "auto" guesses from the name and first bytes (see detect_kind)."""
+    path = Path(path)
+    if kind == "auto":
+        kind = detect_kind(path)
+    if kind not in KINDS:
+        raise UserError(f"unknown source kind {kind!r}: use one of auto, {', '.join(KINDS)}")
+    must_exist(path)
+    if path.is_dir() and kind != "txt":
+        raise UserError(f"{path}: is a folder; only kind='txt' reads folders (of .txt files)")
+    return Source(path, kind, options)
