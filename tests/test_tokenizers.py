@@ -204,6 +204,8 @@ def test_save_load_round_trip(tmp_path, small_bpe):
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(UserError, match="not a 'bpe'"):
         ByteLevelBPE.load(tmp_path / "char.json")
+    with pytest.raises(TypeError, match="load_tokenizer"):     # the base class cannot know every kind
+        Tokenizer.load(tmp_path / "char.json")
 
 
 def test_bad_files_are_user_errors(tmp_path, small_bpe):

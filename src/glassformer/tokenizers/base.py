@@ -1,9 +1,8 @@
-"""The interface every tokenizer shares, and JSON save/load (atomic, no pickle)."""
+"""The interface every tokenizer shares, and JSON save/load (atomic, no pickle); registry.py reads any kind."""
 import json
-import os
-from pathlib import Path
 
 from ..errors import UserError
+from ..files import atomic_write
 
 
 class Tokenizer:
@@ -29,19 +28,20 @@ class Tokenizer:
         raise NotImplementedError
 
     def save(self, path):
-        """Write to_dict() as JSON: temp file + os.replace, so readers never see half a file."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        """Write to_dict() as JSON atomically, so readers never see half a file."""
+        with atomic_write(path) as f:
             json.dump(self.to_dict(), f, ensure_ascii=False)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path):
-        tok = tokenizer_from_dict(read_json(path), where=str(path))
-        if cls is not Tokenizer and not isinstance(tok, cls):
-            raise UserError(f"{path}: holds a {tok.type!r} tokenizer, not a {cls.type!r} one")
-        return tok
+        """A tokenizer of this class from a .save() file; tokenizers.load_tokenizer reads any kind."""
+        if cls.type is None:
+            raise TypeError(f"{cls.__name__} is abstract: use glassformer.tokenizers.load_tokenizer(path)")
+        d = read_json(path)
+        got = d.get("type") if isinstance(d, dict) else type(d).__name__
+        if got != cls.type:
+            raise UserError(f"{path}: holds a {got!r} tokenizer, not a {cls.type!r} one")
+        return rebuild(cls, d, where=str(path))
 
 
 class VocabTokenizer(Tokenizer):
@@ -93,27 +93,14 @@ def read_json(path):
         raise UserError(f"{path}: not valid JSON ({e}); is it a tokenizer file?") from None
 
 
-def tokenizer_from_dict(d, where="tokenizer dict"):
-    """Rebuild a tokenizer from to_dict() output, dispatching on d["type"]."""
-    from .char import CharTokenizer
-    from .word import WordTokenizer
-    from .bpe import ByteLevelBPE
-    kinds = {"char": CharTokenizer, "word": WordTokenizer, "bpe": ByteLevelBPE}
-    if not isinstance(d, dict) or d.get("type") not in kinds:
-        got = d.get("type") if isinstance(d, dict) else type(d).__name__
-        raise UserError(f"{where}: not a glassformer tokenizer (type {got!r}; "
-                        f"expected one of {sorted(kinds)})")
+def rebuild(cls, d, where):
+    """cls.from_dict(d), a malformed dict reported as a UserError that names where it came from."""
     try:
-        return kinds[d["type"]].from_dict(d)
+        return cls.from_dict(d)
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UserError(f"{where}: malformed {d['type']!r} tokenizer ({type(e).__name__}: {e})") from None
-
-
-def load_tokenizer(path):
-    """Read any tokenizer saved with .save(path)."""
-    return Tokenizer.load(path)
 
 
 def check_specials(specials, unk=None):
