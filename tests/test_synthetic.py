@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 
 from glassformer.errors import UserError
-from glassformer.tasks.synthetic import (BOS, EOS, IGNORE, PAD, TASKS, DagTask, RepeatedTokens,
-                                         SequenceTask, VariableEvaluation, VariableRenaming,
-                                         load_dataset, make_task)
+from glassformer.tasks.base import BOS, EOS, IGNORE, PAD
+from glassformer.tasks.dataset import load_dataset
+from glassformer.tasks.registry import TASKS, make_task, task_class
+from glassformer.tasks.synthetic import (DagTask, RepeatedTokens, SequenceTask, VariableEvaluation,
+                                         VariableRenaming)
 from glassformer.tasks.text import CharLM
 
 SMALL = dict(n_train=40, n_test=10)
@@ -184,6 +186,16 @@ def test_bad_configs_raise_user_errors():
         make_task("nope")
     with pytest.raises(UserError, match="task 'dag'"):
         make_task("dag", colour="red")
+    with pytest.raises(UserError, match="task 'charlm'"):
+        make_task("charlm", colour="red")
+    assert task_class("charlm") is CharLM and task_class("dag") is DagTask
+
+
+def test_charlm_by_name(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("abc " * 100, encoding="utf-8")
+    task = make_task("charlm", path=str(path), seq_len=8, n_train=4, n_test=2)
+    assert isinstance(task, CharLM) and task.chars == [" ", "a", "b", "c"]
 
 
 def test_charlm_windows_and_content_hash(tmp_path):

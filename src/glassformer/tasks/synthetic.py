@@ -1,163 +1,15 @@
 """Synthetic tasks for research toys: variable renaming and evaluation, DAG reachability and ordering,
 sequence reversal and sorting (encoder-decoder), repeated random tokens (induction).
 
-Each task is a generator class built from a frozen config dataclass. A dataset is named by a hash of
-its config (task name, generator version and every field), drawn from a seeded NumPy Generator, and
-cached as .cache/glassformer/<hash>.npz (atomic write, no pickle): the same config gives the same
-arrays on every machine. Decoder tasks give inputs (N, T) and targets (N, T), IGNORE where a position
-is not scored; encoder-decoder tasks give src (N, S), tgt_in and tgt_out (N, T + 1).
+Each is a SyntheticTask (base.py) whose sample(rng, n) draws the arrays; registry.py finds them by
+name and dataset.py caches what they generate.
 """
-import hashlib
-import json
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import UserError
-
-VERSION = 2                            # bump when a generator changes: old caches stop matching
-SPECIALS = ["<pad>", "<bos>", "<eos>"]
-PAD, BOS, EOS = 0, 1, 2
-IGNORE = -1                            # target at an unscored position (CrossEntropyLoss ignore_index)
-NAMES = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-
-
-def names(n):
-    """n variable or node names: a..z, then a1..z1, a2..."""
-    return [NAMES[i % 26] + (str(i // 26) if i >= 26 else "") for i in range(n)]
-
-
-def check_positive(config, *fields):
-    for name in fields:
-        if getattr(config, name) < 1:
-            raise UserError(f"{type(config).__name__}.{name}={getattr(config, name)} must be a "
-                            "positive integer")
-
-
-def check_choice(config, name, allowed):
-    """UserError unless config.<name> is one of allowed."""
-    if getattr(config, name) not in allowed:
-        raise UserError(f"{type(config).__name__}.{name}={getattr(config, name)!r}: use one of "
-                        f"{', '.join(map(repr, allowed))}")
-
-
-class SyntheticTask:
-    """Base class: a vocabulary, a sample(rng, n) -> {name: array}, and a seeded, cached dataset."""
-
-    name = ""
-    kind = "decoder"                   # or "seq2seq"
-    config_class = None
-
-    def __init__(self, config=None, **params):
-        self.config = config if config is not None else self.config_class(**params)
-        self.token_id = {tok: i for i, tok in enumerate(self.vocab)}
-
-    @property
-    def vocab(self):
-        return SPECIALS
-
-    def sample(self, rng, n):
-        raise NotImplementedError
-
-    def ids(self, tokens):
-        return [self.token_id[t] for t in tokens]
-
-    def decode(self, ids):
-        """ids -> text, padding dropped."""
-        return " ".join(self.vocab[i] for i in np.asarray(ids).reshape(-1) if i != PAD)
-
-    def encode(self, text):
-        """Text as decode() writes it (tokens split by spaces) -> ids; UserError on unknown tokens."""
-        tokens = text.split()
-        unknown = [t for t in tokens if t not in self.token_id]
-        if unknown:
-            raise UserError(f"unknown tokens {unknown[:5]} for task {self.name!r}; its vocabulary "
-                            f"is {' '.join(self.vocab[:40])}{' ...' if len(self.vocab) > 40 else ''}")
-        return self.ids(tokens)
-
-    def identity(self):
-        """What names the dataset: task, generator version and config (JSON-able)."""
-        return {"task": self.name, "version": VERSION, "config": asdict(self.config)}
-
-    def key(self):
-        """16 hex digits naming this dataset: a hash of identity()."""
-        text = json.dumps(self.identity(), sort_keys=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-    def generate(self):
-        """{"train": arrays, "test": arrays}: n_train + n_test draws, test rows seen in train dropped."""
-        rng = np.random.default_rng(self.config.seed)
-        n_train, n_test = self.config.n_train, self.config.n_test
-        data = self.sample(rng, n_train + n_test)
-        train = {k: v[:n_train] for k, v in data.items()}
-        test = {k: v[n_train:] for k, v in data.items()}
-        first = next(iter(data))                            # inputs or src: what the model sees
-        seen = {row.tobytes() for row in train[first]}
-        fresh = np.array([row.tobytes() not in seen for row in test[first]], dtype=bool)
-        return {"train": train, "test": {k: v[fresh] for k, v in test.items()}}
-
-
-def cache_dir(path=None):
-    """Where datasets are cached: path, else $GLASSFORMER_CACHE, else ./.cache/glassformer."""
-    return Path(path or os.environ.get("GLASSFORMER_CACHE") or Path(".cache") / "glassformer")
-
-
-@dataclass
-class Dataset:
-    """A generated (or cached) dataset: its task, hash key, and train/test arrays."""
-    task: SyntheticTask
-    key: str
-    train: dict
-    test: dict
-
-    @property
-    def vocab(self):
-        return self.task.vocab
-
-
-def save_arrays(path, arrays, meta):
-    """Write {name: array} and a JSON meta entry to one .npz atomically (temp + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8), **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_arrays(path):
-    """(meta, {name: array}) from save_arrays, or None when the file is missing or unreadable."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(bytes(f["__meta__"]).decode("utf-8"))
-            return meta, {k: f[k] for k in f.files if k != "__meta__"}
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError):
-        return None
-
-
-def load_dataset(task, cache=None, use_cache=True):
-    """The task's dataset, read from the cache when an entry with the same key and config exists."""
-    key, meta = task.key(), json.loads(json.dumps(task.identity()))   # tuples -> lists, as read
-    path = cache_dir(cache) / f"{key}.npz"
-    found = load_arrays(path) if use_cache else None
-    if found is not None and found[0] == meta:
-        split = {"train": {}, "test": {}}
-        for name, arr in found[1].items():
-            s, field = name.split(".", 1)
-            split[s][field] = arr
-        return Dataset(task, key, split["train"], split["test"])
-    data = task.generate()
-    if use_cache:
-        save_arrays(path, {f"{s}.{k}": v for s, arrays in data.items() for k, v in arrays.items()},
-                    meta)
-    return Dataset(task, key, data["train"], data["test"])
+from .base import BOS, EOS, IGNORE, PAD, SPECIALS, SyntheticTask, check_choice, check_positive, names
 
 
 # ---- variable renaming: a=3 b=a c=b ? c -> 3 ----------------------------------------------------
@@ -487,20 +339,3 @@ class RepeatedTokens(SyntheticTask):
         targets = np.where((t[:, :-1] >= o + L) & (seq[:, 1:] != PAD), seq[:, 1:], IGNORE)
         return {"inputs": inputs.astype(np.int64), "targets": targets.astype(np.int64),
                 "period": period.astype(np.int64), "offset": offset.astype(np.int64)}
-
-
-TASKS = {cls.name: cls for cls in (VariableRenaming, VariableEvaluation, DagTask, SequenceTask,
-                                   RepeatedTokens)}
-
-
-def make_task(name, **params):
-    """A task by name with config fields as keyword arguments."""
-    if name == "charlm":
-        from .text import CharLM
-        return CharLM(**params)
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}: use one of {sorted(TASKS) + ['charlm']}")
-    try:
-        return TASKS[name](**params)
-    except TypeError as e:
-        raise UserError(f"task {name!r}: {e}") from None

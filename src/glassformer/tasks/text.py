@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .synthetic import SPECIALS, VERSION, SyntheticTask, check_positive
+from .base import SPECIALS, VERSION, SyntheticTask, check_positive
 
 
 @dataclass(frozen=True)
