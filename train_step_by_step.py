@@ -1,4 +1,4 @@
 """Walk one example through a transformer stage by stage, then train it: see --help."""
-from glassformer.cli.step_by_step import main
+from glassformer.cli.train import main
 
 raise SystemExit(main())

@@ -299,7 +299,7 @@ def text_file(tmp_path, monkeypatch):
 
 
 def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file, tmp_path, capsys):
-    from glassformer.cli import repl, step_by_step
+    from glassformer.cli import repl, train
     from glassformer.cli.lm import run_lm
     log_progress = Trainer._log_progress
 
@@ -308,18 +308,18 @@ def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file,
         self.stop_requested = self.step == 4
     Trainer._log_progress = stop_at_4
     try:
-        assert step_by_step.main(lm_argv(text_file, tmp_path / "a", "--steps", "6")) == 130
+        assert train.main(lm_argv(text_file, tmp_path / "a", "--steps", "6")) == 130
     finally:
         Trainer._log_progress = log_progress
     last = str(tmp_path / "a" / "last.npz")
     assert load_checkpoint(last).step == 4
     assert "continue with: python train_step_by_step.py --resume" in capsys.readouterr().out
-    assert step_by_step.main(["--resume", last]) == 0       # on to the run's 6 steps
+    assert train.main(["--resume", last]) == 0       # on to the run's 6 steps
     # the same run straight through, walking the first batch stage by stage first
     walk_log, prompts = io.StringIO(), []
     argv = lm_argv(text_file, tmp_path / "b", "--steps", "6")
     ask = lambda prompt: prompts.append(prompt) or ""       # Enter at every pause
-    assert run_lm(step_by_step.build_parser().parse_args(argv), argv, walk_log, True, ask) == 0
+    assert run_lm(train.build_parser().parse_args(argv), argv, walk_log, True, ask) == 0
     text = walk_log.getvalue()
     assert "=== stage 1/" in text and "causal" in text and "'·' exactly 0" in text
     assert len(prompts) >= 20                               # every stage paused for Enter
@@ -330,8 +330,8 @@ def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file,
     assert resumed.task["name"] == "lm" and resumed.tokenizer["type"] == "char"
     assert "best validation loss" in text and "sample from best.npz" in text
     capsys.readouterr()
-    assert step_by_step.main(["--resume", last, "--steps", "8", "--context", "16"]) == 2
-    assert step_by_step.main(["--resume", last]) == 2
+    assert train.main(["--resume", last, "--steps", "8", "--context", "16"]) == 2
+    assert train.main(["--resume", last]) == 2
     err = capsys.readouterr().err
     assert "--context 16 differs" in err and "already at step 6" in err
     assert repl.main(["--checkpoint", str(tmp_path / "b" / "best.npz"), "--expr", "the lazy",
@@ -346,8 +346,8 @@ def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file,
     (["--data", "missing.txt"], "no such file"),
     (["--data", "text.txt", "--tokenizer", "wordy"], "use char")])
 def test_cli_lm_mistakes_are_one_line_errors(text_file, capsys, extra, message):
-    from glassformer.cli import step_by_step
-    assert step_by_step.main(["--task", "lm", "--no-interactive", *extra]) == 2
+    from glassformer.cli import train
+    assert train.main(["--task", "lm", "--no-interactive", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
@@ -356,10 +356,10 @@ def test_cli_lm_mistakes_are_one_line_errors(text_file, capsys, extra, message):
                                        ("weights.npy", b"\x93NUMPY\x01\x00" + bytes(range(256)))])
 def test_cli_lm_binary_data_is_one_error_and_makes_no_run_directory(text_file, tmp_path, capsys,
                                                                     name, data):
-    from glassformer.cli import step_by_step
+    from glassformer.cli import train
     (tmp_path / name).write_bytes(data)
     out = tmp_path / "run"
-    assert step_by_step.main(lm_argv(tmp_path / name, out, "--steps", "1")) == 2
+    assert train.main(lm_argv(tmp_path / name, out, "--steps", "1")) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path / name}: ") and len(err.splitlines()) == 1
     assert ("binary file" if name == "zeros.bin" else "not UTF-8 text at byte 0") in err
@@ -367,9 +367,9 @@ def test_cli_lm_binary_data_is_one_error_and_makes_no_run_directory(text_file, t
 
 
 def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
-    from glassformer.cli import step_by_step
+    from glassformer.cli import train
     argv = lm_argv(text_file, tmp_path / "bpe", "--steps", "1", "--tokenizer", "bpe", "--bpe-vocab", "280")
-    assert step_by_step.main(argv) == 0
+    assert train.main(argv) == 0
     assert "bpe: 23 merges in" in capsys.readouterr().err    # the training's progress line
     ckpt = load_checkpoint(tmp_path / "bpe" / "best.npz")
     assert ckpt.tokenizer["type"] == "bpe" and ckpt.config.vocab_size == 280

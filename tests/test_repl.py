@@ -316,9 +316,9 @@ def test_lm_sampling_is_seeded(lm_ckpt):
 
 
 def test_lm_chat_wraps_the_input_as_a_question(lm_ckpt, monkeypatch):
-    from glassformer.cli import lm as lm_cli
-    sent, generate = [], lm_cli.generate_tokens
-    monkeypatch.setattr(lm_cli, "generate_tokens", lambda model, ids, *a, **k: sent.append(list(ids))
+    from glassformer.cli import handlers
+    sent, generate = [], handlers.generate_tokens
+    monkeypatch.setattr(handlers, "generate_tokens", lambda model, ids, *a, **k: sent.append(list(ids))
                         or generate(model, ids, *a, **k))
     rc, out, err = run(["--checkpoint", lm_ckpt[0], "--chat", "--prompt", "who is it?",
                         "--temperature", "0", "--max-new-tokens", "6"])
@@ -386,15 +386,15 @@ def test_lm_unknown_character_names_the_known_ones(lm_ckpt):
 
 
 def test_ctrl_c_during_an_answer_cancels_it_and_the_loop_goes_on(lm_ckpt, monkeypatch):
-    from glassformer.cli import lm as lm_cli
-    calls, generate = [], lm_cli.generate_tokens
+    from glassformer.cli import handlers
+    calls, generate = [], handlers.generate_tokens
 
     def interrupted_once(model, *a, **k):
         calls.append(1)
         if len(calls) == 1:
             raise KeyboardInterrupt
         return generate(model, *a, **k)
-    monkeypatch.setattr(lm_cli, "generate_tokens", interrupted_once)
+    monkeypatch.setattr(handlers, "generate_tokens", interrupted_once)
     rc, out, err = run(["--checkpoint", lm_ckpt[0], "--max-new-tokens", "3"], stdin="hi\nhi\n")
     assert rc == 0 and err == "" and "(cancelled)" in out and "(3 new tokens)" in out
 

@@ -1,4 +1,4 @@
-"""Tests for glassformer.cli.step_by_step: the walk-through, training runs, resume, Ctrl-C, bad flags."""
+"""Tests for train_step_by_step.py (glassformer.cli.train, .walkthrough): the walk, runs, resume, Ctrl-C, flags."""
 import csv
 import io
 import json
@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from glassformer.train import epochs as training
-from glassformer.cli import step_by_step as sbs
+from glassformer.cli import common, train, walkthrough
 from glassformer.checkpoint import read_meta
+from glassformer.layers.loss import CrossEntropyLoss
+from glassformer.models import build_model, lm_config
+from glassformer.optim.optimizers import AdamW
 from glassformer.tasks import digits
 
 FAST = ["--no-interactive", "--size", "small", "--epochs", "1", "--batch-size", "256"]
@@ -25,7 +28,7 @@ def tiny_digits(monkeypatch):
 @pytest.fixture
 def no_plots(monkeypatch):
     """Skip the PNGs where a test does not look at them (plots are tested on their own)."""
-    monkeypatch.setattr(sbs, "plot_run", lambda run, out, model: [])
+    monkeypatch.setattr(train, "plot_run", lambda run, out, model: [])
 
 
 def npz_arrays(path):
@@ -41,7 +44,7 @@ def read_metrics(path):
 @pytest.mark.parametrize("task", ["digits", "sentences"])
 def test_run_writes_every_file(tmp_path, capsys, task):
     out = tmp_path / "run"
-    assert sbs.main(["--task", task, *FAST, "--out", str(out)]) == 0
+    assert train.main(["--task", task, *FAST, "--out", str(out)]) == 0
     for name in RUN_FILES:
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
@@ -56,7 +59,7 @@ def test_run_writes_every_file(tmp_path, capsys, task):
         assert summary["best_possible_accuracy"] == pytest.approx(0.8039, abs=1e-3)
         assert set(summary["samples"]) == {"<START>", "the", "a", "the dog", "a bird"}
     rows = read_metrics(out / "metrics.csv")
-    assert list(rows[0]) == sbs.METRIC_FIELDS and len(rows) == 1
+    assert list(rows[0]) == train.METRIC_FIELDS and len(rows) == 1
     _, meta = npz_arrays(out / "best.npz")
     assert meta["task"]["name"] == task and meta["tokenizer"]["type"] == "word"
     assert meta["rng_state"] is not None and meta["optimizer"]["class"] == "Adam"
@@ -66,7 +69,7 @@ def test_run_writes_every_file(tmp_path, capsys, task):
 
 def make_run(task):
     settings = {"task": task, "size": "small", "batch_size": 32, "lr": 1e-3, "seed": 0, "epochs": 1}
-    return sbs.Run(settings)
+    return train.Run(settings)
 
 
 def walk_run(task, answers):
@@ -82,7 +85,7 @@ def walk_run(task, answers):
         return answer
 
     before = {k: v.copy() for k, v in run.model.state_dict().items()}
-    shown = sbs.walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, ask, out)
+    shown = walkthrough.walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, ask, out)
     unchanged = all(np.array_equal(before[k], v) for k, v in run.model.state_dict().items())
     return run, shown, asked, out.getvalue(), unchanged
 
@@ -96,8 +99,8 @@ def test_walk_prints_every_stage(task, head):
              head, "softmax", "loss", "backward", "optimizer update"]
     for name in names:
         assert f": {name} ===" in text, name
-    assert len(shown) == len(asked) == sbs.count_stages(run.model) == 16
-    assert "largest difference 0.0e+00" in text             # the hand-run pass is the model's pass
+    assert len(shown) == len(asked) == walkthrough.count_stages(run.model) == 16
+    assert "the one pass every stage above was read from" in text
     assert "head 3: row = query token" in text and "blocks.0.attn.qkv" in text
     assert unchanged and run.optimizer.t == 0               # the update is undone after the walk
     if task == "sentences":
@@ -112,6 +115,94 @@ def test_walk_q_skips_to_training(answers, n_shown):
     assert unchanged and run.optimizer.t == 0
 
 
+def stage_text(text, name):
+    """The printed body of the stage called `name`."""
+    return next(part.split("===\n", 1)[1] for part in text.split("\n=== stage ")[1:]
+                if part.split(" ===")[0].split(": ", 1)[1] == name)
+
+
+def pre_ln_lm():
+    """A small GPT-2 style model (pre-LN, tied head, learned positions), its vocabulary and a window."""
+    model = build_model(lm_config("tiny", 20, d_model=32, n_heads=4, n_layers=2, max_len=16),
+                        np.random.default_rng(1))
+    ids = np.random.default_rng(2).integers(0, 20, (1, 9))
+    return model, [f"w{i}" for i in range(20)], ids[:, :8], ids[:, 1:]
+
+
+def blocks_by_hand(model, ids):
+    """(r1, x1, r2, x2) of every block, written out in the order each norm placement documents."""
+    x, out = model.pos.forward(model.tok_emb.forward(ids)), []
+    for b in model.blocks:
+        if b.norm_first:                                    # x + f(LN(x))
+            r1 = x1 = x + b.attn.forward(b.ln1.forward(x))
+            r2 = x2 = x1 + b.ffn.forward(b.ln2.forward(x1))
+        else:                                               # LN(x + f(x))
+            r1 = x + b.attn.forward(x)
+            x1 = b.ln1.forward(r1)
+            r2 = x1 + b.ffn.forward(x1)
+            x2 = b.ln2.forward(r2)
+        out.append((r1, x1, r2, x2))
+        x = x2
+    return out
+
+
+@pytest.mark.parametrize("kind", ["post-LN digits", "pre-LN lm"])
+def test_walk_stages_come_from_the_real_forward(kind):
+    if kind == "post-LN digits":
+        run = make_run("digits")
+        model, vocab, loss_fn = run.model, run.task.vocab, run.loss_fn
+        ids, targets = run.task.walk_example()
+    else:
+        model, vocab, ids, targets = pre_ln_lm()
+        loss_fn = CrossEntropyLoss()
+    assert model.blocks[0].norm_first == (kind == "pre-LN lm")
+    model.eval()
+    logits = model.forward(ids)
+    hand = blocks_by_hand(model, ids)
+    recorded = walkthrough.Pass(model, ids)
+    np.testing.assert_array_equal(recorded.logits, logits)  # the walk's pass is model.forward
+    for i, want in enumerate(hand):
+        got = recorded.block(i)
+        for key, w in zip(("r1", "x1", "r2", "x2"), want):
+            np.testing.assert_allclose(got[key], w, rtol=1e-5, atol=1e-6, err_msg=f"block {i} {key}")
+    out = io.StringIO()
+    walkthrough.walk(model, ids, targets, vocab, loss_fn, AdamW(model.get_parameters()),
+                     ask=lambda prompt: "", out=out)
+    text = out.getvalue()
+    loss = float(CrossEntropyLoss().forward(logits, targets))
+    assert f"{type(loss_fn).__name__}: {loss:.4f}" in stage_text(text, "loss")
+    r1 = hand[0][0][0]                                      # (T, C): block 0's residual sum
+    norm = stage_text(text, "block 0 add & norm")
+    if kind == "pre-LN lm":
+        assert "pre-LN: ln1 normalises x first" in stage_text(text, "block 0 attention")
+        assert "pre-LN: no norm here" in norm
+        assert f"{vocab[ids[0, 0]]} mean {r1[0].mean():+.3f} std {r1[0].std():.3f}" in norm
+        z = logits[0, -1]
+        assert f"{vocab[int(z.argmax())]:<8} score {z.max():+.2f}" in stage_text(text, "LM head")
+        assert "tied LM head" in stage_text(text, "backward")
+    else:
+        assert "pre-LN" not in text and "then x = ln1(r)" in norm
+        x1 = hand[0][1][0]
+        assert f"{r1[0].mean():+.3f} {r1[0].std():6.3f}          {x1[0].mean():+.3f}" in norm
+        head = stage_text(text, "pooling + classifier head")
+        assert "logits: " + " ".join(f"{c}:{v:+.2f}" for c, v in enumerate(logits[0])) in head
+
+
+def test_walk_runs_the_forward_once_and_unwraps_every_layer(monkeypatch):
+    model, vocab, ids, targets = pre_ln_lm()
+    calls, forward = [], model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    block_calls, block_forward = [], model.blocks[1].forward
+    monkeypatch.setattr(model.blocks[1], "forward",
+                        lambda *a, **k: block_calls.append(1) or block_forward(*a, **k))
+    shown = walkthrough.walk(model, ids, targets, vocab, CrossEntropyLoss(),
+                             AdamW(model.get_parameters()), ask=lambda prompt: "", out=io.StringIO())
+    assert len(shown) == walkthrough.count_stages(model) and calls == [1] and block_calls == [1]
+    wrapped = [name for name, layer in walkthrough.named_layers(model) if "forward" in vars(layer)]
+    assert wrapped == ["blocks.1"]                          # only the test's own counter is left
+    assert model.blocks[1].forward is not block_forward
+
+
 class FakeTTY(io.StringIO):
     def isatty(self):
         return True
@@ -119,18 +210,18 @@ class FakeTTY(io.StringIO):
 
 def test_walk_runs_only_on_a_terminal(tmp_path, monkeypatch, no_plots):
     calls = []
-    monkeypatch.setattr(sbs, "walk", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(train, "walk", lambda *a, **k: calls.append(a))
     args = ["--task", "sentences", "--epochs", "1", "--out", str(tmp_path / "a")]
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    assert sbs.main(args) == 0 and not calls
+    assert train.main(args) == 0 and not calls
     monkeypatch.setattr("sys.stdin", FakeTTY(""))
-    assert sbs.main(args) == 0 and len(calls) == 1
-    assert sbs.main(args + ["--no-interactive"]) == 0 and len(calls) == 1
+    assert train.main(args) == 0 and len(calls) == 1
+    assert train.main(args + ["--no-interactive"]) == 0 and len(calls) == 1
 
 
 def test_progress_line_is_rewritten_on_a_terminal():
     out = io.StringIO()
-    progress = sbs.Progress(out, live=True, epochs=2, n_batches=3, first_epoch=0)
+    progress = common.Progress(out, live=True, epochs=2, n_batches=3, first_epoch=0)
     progress.begin(1)
     progress.on_batch(2, 3, 0.5)
     progress.end_epoch({"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.4,
@@ -142,9 +233,9 @@ def test_progress_line_is_rewritten_on_a_terminal():
 def test_resume_continues_bit_for_bit(tmp_path, task, no_plots):
     flags = ["--task", task, "--no-interactive", "--size", "small", "--batch-size", "64"]
     straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
-    assert sbs.main(flags + ["--epochs", "2", "--out", str(straight)]) == 0
-    assert sbs.main(flags + ["--epochs", "1", "--out", str(first)]) == 0
-    assert sbs.main(["--no-interactive", "--resume", str(first / "last.npz"), "--epochs", "2",
+    assert train.main(flags + ["--epochs", "2", "--out", str(straight)]) == 0
+    assert train.main(flags + ["--epochs", "1", "--out", str(first)]) == 0
+    assert train.main(["--no-interactive", "--resume", str(first / "last.npz"), "--epochs", "2",
                      "--out", str(resumed)]) == 0
     a, meta_a = npz_arrays(straight / "last.npz")
     b, meta_b = npz_arrays(resumed / "last.npz")
@@ -169,7 +260,7 @@ def test_ctrl_c_keeps_best_and_exits_130(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(training, "train_epoch", interrupted_in_epoch_2)
     out = tmp_path / "run"
-    code = sbs.main(["--task", "digits", "--no-interactive", "--size", "small", "--epochs", "3",
+    code = train.main(["--task", "digits", "--no-interactive", "--size", "small", "--epochs", "3",
                      "--batch-size", "256", "--out", str(out)])
     assert code == 130
     assert (out / "best.npz").exists() and (out / "curves.png").exists()
@@ -192,29 +283,29 @@ def bad_inputs(tmp_path):
 
 def test_bad_input_exits_2_without_traceback(tmp_path, capsys):
     for args in bad_inputs(tmp_path):
-        assert sbs.main(args + ["--no-interactive"]) == 2, args
+        assert train.main(args + ["--no-interactive"]) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "Traceback" not in err, (args, err)
 
 
 def test_resume_refuses_finished_run_and_changed_flags(tmp_path, capsys, no_plots):
     out = tmp_path / "run"
-    assert sbs.main(["--task", "sentences", "--no-interactive", "--epochs", "1", "--out", str(out)]) == 0
+    assert train.main(["--task", "sentences", "--no-interactive", "--epochs", "1", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert sbs.main(["--resume", str(out / "last.npz"), "--no-interactive"]) == 2
+    assert train.main(["--resume", str(out / "last.npz"), "--no-interactive"]) == 2
     assert "already has 1 epochs" in capsys.readouterr().err
-    assert sbs.main(["--resume", str(out / "last.npz"), "--task", "digits", "--epochs", "3"]) == 2
+    assert train.main(["--resume", str(out / "last.npz"), "--task", "digits", "--epochs", "3"]) == 2
     assert "--task digits differs" in capsys.readouterr().err
 
 
 def test_help_exits_0(capsys):
-    assert sbs.main(["--help"]) == 0
+    assert train.main(["--help"]) == 0
     assert "--resume" in capsys.readouterr().out
 
 
 def test_argument_count_and_digit_range_reach_the_data(tmp_path, no_plots):
     out = tmp_path / "run"
-    assert sbs.main([*FAST, "--n-args", "4", "--digits", "2-7", "--out", str(out)]) == 0
+    assert train.main([*FAST, "--n-args", "4", "--digits", "2-7", "--out", str(out)]) == 0
     _, meta = npz_arrays(out / "best.npz")
     assert (meta["task"]["n_args"], meta["task"]["low"], meta["task"]["high"]) == (4, 2, 7)
     config = digits.DigitsConfig(size="small", n_args=4, low=2, high=7)
@@ -225,6 +316,6 @@ def test_argument_count_and_digit_range_reach_the_data(tmp_path, no_plots):
 
 @pytest.mark.parametrize("flags", [["--digits", "9-1"], ["--digits", "0-10"], ["--n-args", "1"]])
 def test_bad_argument_count_or_digit_range_exits_2(flags, capsys):
-    assert sbs.main(["--no-interactive", *flags]) == 2
+    assert train.main(["--no-interactive", *flags]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err

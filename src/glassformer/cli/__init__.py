@@ -1,1 +1,1 @@
-"""Command-line programs: train_step_by_step.py and test_model_manually.py."""
+"""Command-line programs (train_step_by_step.py, test_model_manually.py); nothing else imports cli/."""

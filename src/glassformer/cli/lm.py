@@ -1,9 +1,8 @@
-"""--task lm for train_step_by_step.py, and the "lm" handler of test_model_manually.py.
+"""--task lm of train_step_by_step.py: a decoder LM on your text, trained, walked through, summarised.
 
   python train_step_by_step.py --task lm --data ../shared/data/tinyshakespeare/input.txt \\
       --tokenizer char --preset tiny --context 64 --steps 2000
 """
-import json
 import shlex
 from dataclasses import asdict
 from datetime import datetime
@@ -11,16 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, read_meta
+from ..data import lm_batches, load_corpus, open_source, read_blocks
 from ..errors import UserError
+from ..generate import eos_id, generate_text
 from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
-from ..models.config import PRESETS
+from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
-from ..data import lm_batches
-from ..generate import eos_id, generate_text, generate_tokens
-from ..models.config import lm_config
+from ..train.records import write_json
 from ..train.trainer import TrainConfig, Trainer, perplexity
+from .common import EXIT_INTERRUPTED, TokenNames, resolve_out, unicode_ok
+from .walkthrough import walk
 
 TOKENIZERS = ("char", "bpe", "gpt2")
 GPT2_FILES = ("encoder.json", "vocab.bpe")
@@ -54,7 +55,7 @@ def add_lm_arguments(parser):
     g.add_argument("--dropout", type=float, help="dropout probability (default 0)")
 
 
-# ---- tokenizers and names --------------------------------------------------------------------
+# ---- tokenizers ----------------------------------------------------------------------------
 
 def gpt2_tokenizer():
     """GPT-2's tokenizer from encoder.json + vocab.bpe, looked for in GPT2_DIRS."""
@@ -67,7 +68,6 @@ def gpt2_tokenizer():
 
 def build_tokenizer(kind, data, bpe_vocab, stream):
     """A tokenizer for the text at `data`: its characters, BPE trained on it, GPT-2's, or a file."""
-    from ..data import open_source
     if kind == "gpt2":
         return gpt2_tokenizer()
     if kind not in TOKENIZERS:
@@ -86,35 +86,10 @@ def build_tokenizer(kind, data, bpe_vocab, stream):
     return ByteLevelBPE.train("\n".join(documents), bpe_vocab, progress=True)   # meter on stderr
 
 
-def token_label(text, unicode_ok=True):
-    """A token as a visible label: a space shows as a visible mark, newlines and tabs escaped."""
-    if unicode_ok:                                          # one character per character: columns align
-        return text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u2423") or "''"
-    return text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "_") or "''"
-
-
-class TokenNames:
-    """id -> label for any vocabulary size, decoded on demand (GPT-2's 50,257 included)."""
-
-    def __init__(self, tokenizer, unicode_ok=True):
-        self.tokenizer, self.unicode_ok = tokenizer, unicode_ok
-
-    def __len__(self):
-        return self.tokenizer.vocab_size
-
-    def __getitem__(self, i):
-        return token_label(self.tokenizer.decode([int(i)]), self.unicode_ok)
-
-
-def unicode_ok(stream):
-    return (getattr(stream, "encoding", None) or "").lower().replace("-", "") in ("utf8", "utf_8")
-
-
 # ---- settings: from flags, or from the checkpoint on --resume ----------------------------------
 
 def is_lm_checkpoint(path):
     """True when path is a checkpoint written by --task lm (read from its header only)."""
-    from ..checkpoint import read_meta
     if path is None:
         return False
     meta, _ = read_meta(path)
@@ -161,7 +136,6 @@ def resolve_lm_settings(args):
 
 def check_text(data):
     """UserError for --data that is missing, not UTF-8, or binary (NUL bytes in its first 64 KB)."""
-    from ..data import open_source, read_blocks
     for path in open_source(data).files():
         blocks = read_blocks(path, 1 << 16)
         try:
@@ -175,7 +149,6 @@ def check_text(data):
 
 def build_trainer(s, out, stream, ckpt=None):
     """(trainer, tokenizer, corpus) for settings s; from the checkpoint's model and tokenizer on resume."""
-    from ..data import load_corpus
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else \
         build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream)
     corpus = load_corpus(s["data"], tok, val_fraction=0.1, eot_id=eos_id(tok), progress=True)
@@ -200,7 +173,6 @@ def build_trainer(s, out, stream, ckpt=None):
 
 def walk_first_batch(trainer, tok, ask, stream):
     """The stage-by-stage walk of train_step_by_step.py on the first row of the first batch."""
-    from .step_by_step import walk
     peek = np.random.default_rng()
     peek.bit_generator.state = trainer.rng.bit_generator.state   # the batch step 1 will draw
     x, y = trainer.batches(peek)
@@ -213,7 +185,6 @@ def walk_first_batch(trainer, tok, ask, stream):
 
 def run_lm(args, argv, stream, interactive, ask=input):
     """Train a language model from the flags (walk the first batch when interactive); exit code."""
-    from .step_by_step import EXIT_INTERRUPTED, resolve_out, write_text
     s, ckpt = resolve_lm_settings(args)
     check_text(s["data"])                                   # before the run directory is made
     out = resolve_out(args, "lm")
@@ -239,7 +210,7 @@ def run_lm(args, argv, stream, interactive, ask=input):
                            "training": asdict(trainer.config)},
                    files=sorted({p.name for p in out.iterdir()
                                  if p.suffix in (".npz", ".csv", ".png")} | {"summary.json"}))
-    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     print_lm_summary(summary, out, stream)
     return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
@@ -255,62 +226,3 @@ def print_lm_summary(summary, out, stream):
     if summary["interrupted"]:
         print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
     print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}", file=stream)
-
-
-# ---- test_model_manually.py -----------------------------------------------------------------
-
-CHAT_TEMPLATE = "Question: {input}\nAnswer:"             # --chat: what the model is sent
-
-
-class LMHandler:
-    """Text -> the model's continuation, sampled (temperature 0.8 unless --temperature or `set`)."""
-
-    prompt, example = "text> ", "ROMEO:"
-
-    def __init__(self, ckpt, args):
-        from .repl import sampling_settings
-        if not ckpt.tokenizer:
-            raise UserError("the checkpoint holds no tokenizer: it cannot turn typed text into ids")
-        self.model, self.tok = ckpt.model, tokenizer_from_dict(ckpt.tokenizer)
-        self.chat = getattr(args, "chat", False)
-        self.prompt = "question> " if self.chat else self.prompt
-        self.settings = sampling_settings(args, max_tokens=200, temperature=0.8)
-        self.rng = np.random.default_rng(args.seed)
-        self.eos = eos_id(self.tok)
-
-    def describe(self):
-        c = self.model.config
-        what = ("chat: type a question; the model is sent 'Question: <your text>\\nAnswer:' and its "
-                "answer is printed" if self.chat else
-                f"lm: type the start of a text and the model continues it, e.g. {self.example!r}")
-        return (f"{what} ({self.model.n_parameters():,} parameters, {self.tok.type} tokenizer of "
-                f"{self.tok.vocab_size:,} tokens, context {c.max_len})")
-
-    def encode(self, text):
-        """Ids of text; a character a char tokenizer lacks is a UserError listing the ones it has."""
-        if self.tok.type == "char":
-            known = set(self.tok.itos[len(self.tok.specials):])
-            bad = sorted({c for c in text if c not in known})
-            if bad and self.tok.unk is None:
-                raise UserError(f"the model does not know the character(s) {''.join(bad)!r}; its "
-                                f"{len(known)} characters are {''.join(sorted(known))!r}")
-        return self.tok.encode(text)
-
-    def answer(self, text):
-        """(printed lines, ids, token labels) for one prompt (or, with --chat, one question)."""
-        s = self.settings
-        ids = self.encode(CHAT_TEMPLATE.format(input=text) if self.chat else text)
-        if not ids:
-            if self.eos is None:
-                raise UserError("type at least one character to continue")
-            ids = [self.eos]
-        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
-                                  top_p=s["top_p"], eos_id=self.eos, rng=self.rng)
-        ended = bool(new) and new[-1] == self.eos
-        body = self.tok.decode(new[:-1] if ended else new)
-        note = "<end of text>" if ended else f"({len(new)} new tokens)"
-        if self.chat:                                       # the answer, up to the next question
-            body = body.split("\nQuestion:")[0].strip()
-        seq = ids + new
-        names = TokenNames(self.tok)
-        return [body if self.chat else text + body, note], seq, [names[i] for i in seq]

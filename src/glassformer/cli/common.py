@@ -1,0 +1,155 @@
+"""What every command shares: flag types, exit codes, the run folder, the progress line, token labels."""
+import argparse
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import UserError
+
+EXIT_USER_ERROR = 2                                         # a user's mistake: one line on stderr
+EXIT_INTERRUPTED = 130                                      # Ctrl-C, as a shell reports SIGINT
+
+
+# ---------------------------------------------------------------- flags
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UserError instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see python {self.prog} --help)")
+
+
+def whole_number(minimum):
+    """An argparse type: a whole number >= minimum, or a one-line error saying what is wrong."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
+        return value
+    return parse
+
+
+positive_int = whole_number(1)                              # epochs, batch size
+seed_int = whole_number(0)
+
+
+def positive_float(text):
+    """An argparse type: a positive finite number (learning rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return value
+
+
+def resolve_out(args, task):
+    """The run directory, created; UserError if it is a file or cannot be made."""
+    if args.out is not None:
+        out = args.out
+    elif args.resume is not None:
+        out = args.resume.parent
+    else:
+        out = Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{task}"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory: pass a directory path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the run directory ({e.strerror or e})") from None
+    return out
+
+
+# ---------------------------------------------------------------- token labels
+
+def token_label(text, unicode_ok=True):
+    """A token as a visible label: a space shows as a visible mark, newlines and tabs escaped."""
+    if unicode_ok:                                          # one character per character: columns align
+        return text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u2423") or "''"
+    return text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "_") or "''"
+
+
+class TokenNames:
+    """id -> label for any vocabulary size, decoded on demand (GPT-2's 50,257 included)."""
+
+    def __init__(self, tokenizer, unicode_ok=True):
+        self.tokenizer, self.unicode_ok = tokenizer, unicode_ok
+
+    def __len__(self):
+        return self.tokenizer.vocab_size
+
+    def __getitem__(self, i):
+        return token_label(self.tokenizer.decode([int(i)]), self.unicode_ok)
+
+
+def unicode_ok(stream):
+    """True when the stream is UTF-8, so labels and heatmaps may use non-ASCII marks."""
+    return (getattr(stream, "encoding", None) or "").lower().replace("-", "") in ("utf8", "utf_8")
+
+
+# ---------------------------------------------------------------- progress line
+
+def clock(seconds):
+    """Seconds as H:MM:SS."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """A live line rewritten with \\r on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, out, live, epochs, n_batches, first_epoch):
+        self.out, self.live, self.epochs, self.n_batches = out, live, epochs, n_batches
+        self.first_epoch, self.epoch, self.start = first_epoch, first_epoch, time.perf_counter()
+        self.last_draw, self.last_acc, self.width = 0.0, None, 0
+        self.batch = 0
+        self.every = max(1, epochs // 25)                   # terminal: keep ~25 epoch lines
+
+    def eta(self, batches_left):
+        done = (self.epoch - self.first_epoch) * self.n_batches + self.batch
+        rate = (time.perf_counter() - self.start) / max(done, 1)
+        return clock(rate * batches_left)
+
+    def begin(self, epoch):
+        self.epoch, self.batch = epoch, 0
+
+    def on_batch(self, i, n_batches, loss):
+        self.batch = i + 1
+        now = time.perf_counter()
+        if not self.live or (now - self.last_draw < 0.1 and i + 1 < n_batches):
+            return
+        self.last_draw = now
+        left = (self.epochs - self.epoch) * self.n_batches + n_batches - i - 1
+        acc = "" if self.last_acc is None else f"  val acc {self.last_acc:.3f}"
+        self._draw(f"epoch {self.epoch}/{self.epochs}  batch {i + 1}/{n_batches}  loss "
+                   f"{float(loss):.4f}{acc}  ETA {self.eta(left)}")
+
+    def _draw(self, text):
+        print("\r" + text.ljust(self.width), end="", file=self.out, flush=True)
+        self.width = len(text)
+
+    def end_epoch(self, row, is_best):
+        self.last_acc = row["val_acc"]
+        left = (self.epochs - self.epoch) * self.n_batches
+        text = (f"epoch {row['epoch']}/{self.epochs}  batch {self.n_batches}/{self.n_batches}  "
+                f"loss {row['train_loss']:.4f}  acc {row['train_acc']:.3f}  |  val loss "
+                f"{row['val_loss']:.4f}  acc {row['val_acc']:.3f}  |  {row['seconds']:.1f} s  "
+                f"ETA {self.eta(left)}" + ("  *best" if is_best else ""))
+        keep = not self.live or is_best or self.epoch % self.every == 0 or self.epoch == self.epochs
+        if self.live:
+            self._draw(text)
+            if keep:
+                print(file=self.out, flush=True)
+                self.width = 0
+        elif keep:
+            print(text, file=self.out, flush=True)
+
+    def close(self):
+        if self.live and self.width:
+            print(file=self.out, flush=True)
+            self.width = 0

@@ -1,0 +1,311 @@
+"""train_step_by_step.py: walk one real example through a transformer stage by stage, then train it.
+
+Interactive (stdin is a terminal): every stage of one forward pass, the loss, the backward pass and
+one optimizer update is printed with real numbers, pausing for Enter. Then training runs with a live
+progress line and writes into --out: best.npz (highest validation accuracy, ties broken by lower
+validation loss), last.npz (every epoch; --resume continues from either), metrics.csv, summary.json,
+curves.png and attention_layer{i}.png.
+"""
+import argparse
+import math
+import shlex
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .. import backend
+from .. import visualization as viz
+from ..backend import to_numpy
+from ..checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from ..errors import UserError
+from ..files import atomic_path
+from ..models import build_model
+from ..optim.optimizers import Adam
+from ..tasks import digits
+from ..train.records import write_json, write_metrics
+from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, positive_float,
+                     positive_int, resolve_out, seed_int)
+from .lm import add_lm_arguments, is_lm_checkpoint, run_lm
+from .tasks import TASK_CLASSES
+from .walkthrough import walk
+
+TASKS = ("digits", "sentences", "lm")
+DEFAULT_EPOCHS = {"digits": 20, "sentences": 300}
+METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0,
+            "n_args": 3, "digits": "0-9"}
+
+
+# ---------------------------------------------------------------- flags and settings
+
+def digit_range(text):
+    """'LOW-HIGH' with 0 <= LOW <= HIGH <= 9, e.g. '0-9' or '2-7'."""
+    parts = text.split("-")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) == 1 for p in parts) or parts[0] > parts[1]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a digit range LOW-HIGH within 0-9, "
+                                         "e.g. 0-9 or 2-7")
+    return text
+
+
+def n_args_int(text):
+    """Arguments per digits expression: 2 to 13."""
+    value = positive_int(text)
+    if not 2 <= value <= 13:                            # Second needs 2; 13 + 3 tokens fill max_len 16
+        raise argparse.ArgumentTypeError(f"{value} arguments: use 2 to 13")
+    return value
+
+
+def build_parser():
+    """Every flag of train_step_by_step.py (the --task lm ones from cli.lm)."""
+    p = Parser(prog="train_step_by_step.py", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=TASKS, help="digits (default): 'Max ( 5 3 9 )' -> 9 with an "
+                   "encoder classifier; sentences: next-word prediction with a causal decoder; "
+                   "lm: a language model on your --data (flags below)")
+    p.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
+                   "(default) / 50K examples; the sentences task always has its 8 sentences")
+    p.add_argument("--n-args", type=n_args_int, help="digits: arguments per expression (default 3)")
+    p.add_argument("--digits", type=digit_range, help="digits: range of the argument digits, "
+                   "LOW-HIGH (default 0-9)")
+    p.add_argument("--epochs", type=positive_int, help="total epochs (default: 20 for digits, 300 "
+                   "for sentences; with --resume, the total to reach counting those already done)")
+    p.add_argument("--batch-size", type=positive_int, help="examples per update (default 32)")
+    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=seed_int, help="seed of the data and of the run's one random "
+                   "generator (model init, dropout, shuffling) (default 0)")
+    p.add_argument("--out", type=Path, help="run directory (default runs/<YYYYmmdd-HHMMSS>-<task>; "
+                   "with --resume, the checkpoint's directory)")
+    p.add_argument("--resume", type=Path, metavar="CHECKPOINT",
+                   help="continue a run from its last.npz (or best.npz) exactly as if never stopped")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to train: cpu (NumPy) or cuda (an NVIDIA GPU through CuPy)")
+    p.add_argument("--no-interactive", action="store_true",
+                   help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
+    add_lm_arguments(p)                                 # --data, --tokenizer, --preset, ...
+    return p
+
+
+def resolve_settings(args):
+    """The run's settings from flags, or from the checkpoint on --resume; (settings, checkpoint)."""
+    if args.resume is None:
+        settings = {k: d if getattr(args, k) is None else getattr(args, k)
+                    for k, d in DEFAULTS.items()}
+        settings["epochs"] = args.epochs or DEFAULT_EPOCHS[settings["task"]]
+        return settings, None
+    ckpt = load_checkpoint(args.resume)
+    saved = ckpt.meta.get("extra", {}).get("run")
+    if not saved or ckpt.meta.get("rng_state") is None or not ckpt.optimizer_state:
+        raise UserError(f"{args.resume}: this checkpoint was not written by train_step_by_step.py "
+                        "(no run settings, optimizer or RNG state): it cannot be resumed")
+    for key in DEFAULTS:
+        given = getattr(args, key)
+        if given is not None and given != saved.get(key, DEFAULTS[key]):
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} {given} differs from the resumed run's {saved[key]}: drop "
+                            f"{flag} to continue {args.resume} as it was started")
+    settings = {k: saved.get(k, DEFAULTS[k]) for k in DEFAULTS}   # older runs lack newer keys
+    settings["epochs"] = args.epochs or saved["epochs"]
+    done = ckpt.meta["extra"]["epoch"]
+    if done >= settings["epochs"]:
+        raise UserError(f"{args.resume} already has {done} epochs (the run asked for "
+                        f"{settings['epochs']}): pass --epochs N with N > {done} to train more")
+    return settings, ckpt
+
+
+# ---------------------------------------------------------------- a run: model, optimizer, one RNG
+
+class Run:
+    """Everything one training run holds: the task, model, optimizer, its one Generator, history."""
+
+    def __init__(self, settings, checkpoint=None, resume_path=None):
+        self.settings = settings
+        options = {} if settings["task"] != "digits" else \
+            {"n_args": settings.get("n_args", 3), "digit_range": settings.get("digits", "0-9")}
+        self.task = TASK_CLASSES[settings["task"]](settings["size"], settings["seed"], **options)
+        self.rng = np.random.default_rng(settings["seed"])  # init, dropout and shuffling all draw here
+        config = checkpoint.config if checkpoint else self.task.model_config()
+        self.model = build_model(config, self.rng)
+        self.loss_fn = self.task.loss_fn()
+        self.optimizer = Adam(self.model.get_parameters(), lr=settings["lr"])
+        self.epoch, self.history = 0, []
+        self.best_acc, self.best_loss, self.best_epoch = -1.0, math.inf, 0
+        self.resumed_from = None
+        if checkpoint is not None:
+            self._resume(checkpoint, resume_path)
+
+    def _resume(self, ckpt, path):
+        self.model.load_state_dict(ckpt.model.state_dict())
+        restore_optimizer(self.optimizer, ckpt)
+        self.rng.bit_generator.state = ckpt.meta["rng_state"]   # the same Generator the layers hold
+        extra = ckpt.meta["extra"]
+        self.epoch, self.history = extra["epoch"], [dict(r) for r in extra["history"]]
+        self.best_acc, self.best_epoch = extra["best_val_acc"], extra["best_epoch"]
+        self.best_loss = extra["best_val_loss"]
+        self.resumed_from = str(path)
+
+    def save(self, path, row):
+        """A checkpoint of the run as it stands at the end of self.epoch."""
+        extra = {"epoch": self.epoch, "run": self.settings, "history": self.history,
+                 "best_val_acc": self.best_acc, "best_val_loss": self.best_loss,
+                 "best_epoch": self.best_epoch}
+        save_checkpoint(path, self.model, tokenizer=self.task.tokenizer(), task=self.task.meta(),
+                        optimizer=self.optimizer, step=self.optimizer.t, rng=self.rng,
+                        metrics=row, extra=extra)
+
+
+# ---------------------------------------------------------------- training and the end of a run
+
+def fit(run, out, stream, live):
+    """Epochs run.epoch+1 .. settings["epochs"]; best.npz, last.npz and metrics.csv after each.
+
+    Returns True when Ctrl-C stopped it (the files hold the last finished epoch).
+    """
+    epochs, batch_size = run.settings["epochs"], run.settings["batch_size"]
+    n_batches = -(-run.task.n_train() // batch_size)
+    progress = Progress(stream, live, epochs, n_batches, run.epoch)
+    try:
+        while run.epoch < epochs:
+            progress.begin(run.epoch + 1)
+            start = time.perf_counter()
+            train_loss, train_acc = run.task.train_epoch(run.model, run.loss_fn, run.optimizer,
+                                                         batch_size, run.rng, progress.on_batch)
+            val_loss, val_acc = run.task.evaluate(run.model, run.loss_fn)
+            row = {"epoch": run.epoch + 1, "train_loss": round(train_loss, 6),
+                   "train_acc": round(train_acc, 6), "val_loss": round(val_loss, 6),
+                   "val_acc": round(val_acc, 6), "seconds": round(time.perf_counter() - start, 3)}
+            run.epoch += 1
+            run.history.append(row)
+            is_best = (val_acc, -val_loss) > (run.best_acc, -run.best_loss)  # ties: lower loss
+            if is_best:
+                run.best_acc, run.best_loss, run.best_epoch = val_acc, val_loss, run.epoch
+                run.save(out / "best.npz", row)
+            run.save(out / "last.npz", row)
+            write_metrics(out / "metrics.csv", METRIC_FIELDS, run.history)
+            progress.end_epoch(row, is_best)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"\ninterrupted (Ctrl-C) during epoch {run.epoch + 1}: stopping; the files keep "
+              f"epoch {run.epoch}.", file=stream)
+        return True
+    progress.close()
+    return False
+
+
+def carry_best(run, resume_path, out):
+    """On --resume into another directory, bring the run's best.npz along (or restart the best)."""
+    best = out / "best.npz"
+    if best.exists():
+        return
+    source = resume_path.parent / "best.npz"
+    if source.exists():
+        with atomic_path(best) as tmp:
+            shutil.copyfile(source, tmp)
+    else:
+        run.best_acc, run.best_loss, run.best_epoch = -1.0, math.inf, 0
+
+
+def plot_run(run, out, model):
+    """curves.png from the history, attention_layer{i}.png from `model` on a real test example."""
+    files = []
+    if run.history:
+        files.append(viz.plot_curves(run.history, out / "curves.png"))
+    ids, tokens = run.task.plot_example()
+    model.eval()
+    model.forward(ids)
+    for i, block in enumerate(model.blocks):
+        w = to_numpy(block.attn.last_attention_weights[0])  # (H, T, T)
+        title = f"{run.task.name}: layer {i} attention on '{' '.join(tokens)}'"
+        files.append(viz.plot_attention(w, tokens, out / f"attention_layer{i}.png", title))
+    return files
+
+
+def finish(run, out, interrupted, command):
+    """Evaluate best.npz on the test data, draw the plots, write metrics.csv and summary.json."""
+    write_metrics(out / "metrics.csv", METRIC_FIELDS, run.history)
+    best = out / "best.npz"
+    report = {}
+    if best.exists():
+        model = load_checkpoint(best).model
+        report = run.task.report(model, run.loss_fn)
+        plot_run(run, out, model)
+    elif run.history:
+        viz.plot_curves(run.history, out / "curves.png")
+    summary = {
+        "task": run.task.name, "command": command, "date": datetime.now().isoformat(timespec="seconds"),
+        "interrupted": interrupted, "epochs_completed": run.epoch,
+        "epochs_requested": run.settings["epochs"], "best_epoch": run.best_epoch or None,
+        "best_val_accuracy": run.best_acc if run.best_acc >= 0 else None,
+        "test_accuracy": report.get("test_accuracy"),
+        **{k: v for k, v in report.items() if k != "test_accuracy"},
+        "train_seconds": round(sum(r["seconds"] for r in run.history), 3),
+        "resumed_from": run.resumed_from,
+        "config": {"model": run.model.config.to_dict(), "task": run.task.meta(),
+                   "training": {**run.settings, "optimizer": "Adam",
+                                "device": "cuda" if backend.current() == "cupy" else "cpu"}},
+        "files": sorted({p.name for p in out.iterdir() if p.suffix in (".npz", ".csv", ".png")}
+                        | {"summary.json"}),
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def print_summary(summary, out, stream):
+    """The results and where the files are."""
+    acc = summary["test_accuracy"]
+    if acc is None:
+        print("no epoch finished: nothing to evaluate.", file=stream)
+    elif summary["task"] == "digits":
+        per_op = "  ".join(f"{k} {v:.3f}" for k, v in summary["per_operation_accuracy"].items())
+        print(f"test accuracy {acc:.4f} (best.npz, epoch {summary['best_epoch']}); per operation: "
+              f"{per_op}", file=stream)
+    else:
+        print(f"next-word accuracy {acc:.4f} (best possible {summary['best_possible_accuracy']:.4f}; "
+              f"best.npz, epoch {summary['best_epoch']})", file=stream)
+        for prompt, text in summary["samples"].items():
+            print(f"  {prompt:>9} -> {text}", file=stream)
+    print(f"train time {summary['train_seconds']:.1f} s; files in {out}: "
+          f"{', '.join(summary['files'])}", file=stream)
+    if summary["epochs_completed"] and summary["epochs_completed"] < summary["epochs_requested"]:
+        print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
+
+
+def run_cli(args, argv, stream):
+    """One run from parsed flags: --task lm goes to cli.lm; the exit code."""
+    backend.use(args.device)
+    interactive = not args.no_interactive and sys.stdin.isatty()
+    if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
+        return run_lm(args, argv, stream, interactive)
+    settings, ckpt = resolve_settings(args)
+    out = resolve_out(args, settings["task"])
+    run = Run(settings, ckpt, args.resume)
+    if ckpt is not None:
+        carry_best(run, args.resume, out)
+    print(f"task {run.task.name}: {run.task.n_train()} training examples; "
+          f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters; run directory {out}"
+          + (f"; resuming after epoch {run.epoch}" if ckpt else ""), file=stream)
+    if interactive:
+        ids, targets = run.task.walk_example()
+        walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)
+    interrupted = fit(run, out, stream, live=stream.isatty())
+    command = "python train_step_by_step.py " + shlex.join(argv)
+    print_summary(finish(run, out, interrupted, command), out, stream)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def main(argv=None):
+    """Parse flags, walk (on a terminal), train; exit 0, 2 on bad input, 130 on Ctrl-C."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return run_cli(build_parser().parse_args(argv), argv, sys.stdout)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except SystemExit as e:                                 # --help
+        return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C).", file=sys.stderr)
+        return EXIT_INTERRUPTED
