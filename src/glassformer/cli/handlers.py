@@ -140,8 +140,8 @@ class SentencesHandler:
     def answer(self, text):
         ids = self.encode(text)
         s = self.settings
-        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
-                                  top_p=s["top_p"], eos_id=self.end, rng=self.rng)
+        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"],
+                              top_k=s["top_k"], top_p=s["top_p"], eos_id=self.end, rng=self.rng)
         ended = bool(new) and new[-1] == self.end
         words = [self.vocab[i] for i in (new[:-1] if ended else new)]
         prefix = " ".join(self.vocab[i] for i in ids[1:])
@@ -195,8 +195,8 @@ class LMHandler:
             if self.eos is None:
                 raise UserError("type at least one character to continue")
             ids = [self.eos]
-        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"], top_k=s["top_k"],
-                                  top_p=s["top_p"], eos_id=self.eos, rng=self.rng)
+        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"],
+                              top_k=s["top_k"], top_p=s["top_p"], eos_id=self.eos, rng=self.rng)
         ended = bool(new) and new[-1] == self.eos
         body = self.tok.decode(new[:-1] if ended else new)
         note = "<end of text>" if ended else f"({len(new)} new tokens)"

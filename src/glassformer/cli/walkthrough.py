@@ -86,21 +86,16 @@ class Pass:
         return [n for n in names if "." not in n]
 
     def residual(self, block, after, own_norm):
-        """(r, x, normed) after a sub-layer: the residual sum r and the stream x that leaves it.
-
-        The first norm the block ran after `after` (the sub-layer's dropout) reads r: in post-LN it is
-        the sub-layer's own norm and x is its output; in pre-LN it normalises the next sub-layer's input
-        and x = r. With no norm after it, r is the block's output.
-        """
+        """(r, x, normed): the residual sum after a sub-layer and the stream leaving it, by call order."""
         order = self.order(block + ".")
         norms = [n for n in order[order.index(after) + 1:] if n in ("ln1", "ln2")]
-        if not norms:
+        if not norms:                                       # pre-LN, last sub-layer: r is the output
             out = self[block].out
             return out, out, False
-        norm = self[f"{block}.{norms[0]}"]
-        if norms[0] == own_norm:
+        norm = self[f"{block}.{norms[0]}"]                  # the first norm after `after` reads r
+        if norms[0] == own_norm:                            # post-LN: x = LN(r)
             return norm.x, norm.out, True
-        return norm.x, norm.x, False
+        return norm.x, norm.x, False                        # pre-LN: the next sub-layer's norm; x = r
 
     def block(self, i):
         """What the four stages of block i show, read from the pass in the order the block ran."""
@@ -130,11 +125,10 @@ def count_stages(model):
 
 
 def walk(model, ids, targets, vocab, loss_fn, optimizer, ask=input, out=sys.stdout):
-    """Print each stage of one real forward pass, loss, backward pass and update; pause after each.
+    """Print every stage of one forward, loss, backward and update, pausing; returns the stage names.
 
-    ids (1, T); targets (1,) for a classifier, (1, T) for a language model. ask(prompt) returning
-    "q" (or raising EOFError) skips to training. The update is undone afterwards, so the walk never
-    changes the run. Returns the names of the stages shown.
+    ids (1, T); targets (1,) for a classifier, (1, T) for an LM. ask() returning "q" (or raising
+    EOFError) skips to training. The model and optimizer are restored after, so the run is unchanged.
     """
     chars = viz.shade_chars(out)
     stages = _stages(model, ids, targets, vocab, loss_fn, optimizer, chars)
