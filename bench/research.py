@@ -6,7 +6,8 @@
   programs.
 - reversal: encoder-decoder sequence reversal (length 8, 10 symbols); exact match by greedy decoding.
 - gradcheck: `python -m glassformer.gradcheck` over every registered case (pass / fail counts).
-Each experiment is its preset in glassformer.experiments; --only picks some, --steps-scale shortens.
+Each experiment is its entry in glassformer.experiments.EXPERIMENTS; --only picks some,
+--steps-scale shortens.
   python bench/research.py [--threads 1] [--seed 0] [--only induction renaming reversal gradcheck]
 """
 import argparse
@@ -22,8 +23,8 @@ RESEARCH_CASES = ("RMSNorm", "NoNorm", "Rotary", "Quadratic", "Kernel", "Bilinea
 
 
 def run_experiment(name, scale, seed):
-    from glassformer.experiments import PRESETS, train
-    exp = PRESETS[name]
+    from glassformer.experiments import EXPERIMENTS, train
+    exp = EXPERIMENTS[name]
     exp = replace(exp, steps=max(1, int(exp.steps * scale)), plots=False, seed=seed)
     start = time.perf_counter()
     _, _, summary = train(exp, None, log=lambda line: print(line, file=sys.stderr))
@@ -53,7 +54,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (small matrices: 1)")
     args = parser.parse_args()
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)  # before NumPy loads its BLAS
-    from glassformer.experiments import PRESETS
+    from glassformer.experiments import EXPERIMENTS
     result = {"seed": args.seed, "blas_threads": args.threads}
     if "induction" in args.only:
         s = run_experiment("induction", args.steps_scale, args.seed)
@@ -64,7 +65,7 @@ def main():
                                "seconds": s["seconds"]}
     if "renaming" in args.only:
         s = run_experiment("renaming", args.steps_scale, args.seed)
-        result["renaming"] = {"depth": PRESETS["renaming"].task_params["depth"],
+        result["renaming"] = {"depth": EXPERIMENTS["renaming"].task_params["depth"],
                               "answer_accuracy": s["test_answer_acc"], "n_test": s["n_test"],
                               "seconds": s["seconds"]}
     if "reversal" in args.only:

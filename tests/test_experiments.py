@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from glassformer import experiments as ex
+from glassformer.checkpoint import load_checkpoint
 from glassformer.errors import UserError
 
 TINY_TASK = {"n_train": 64, "n_test": 16}
@@ -14,7 +15,7 @@ TINY_TASK = {"n_train": 64, "n_test": 16}
 
 def tiny(name, **changes):
     """A preset shrunk to seconds: 2 steps, tiny model and data, no PNGs unless asked."""
-    exp = ex.PRESETS[name]
+    exp = ex.EXPERIMENTS[name]
     small = {"induction": {"n_symbols": 8, "length": 3, "min_length": 2, "max_prefix": 2}}
     exp = replace(exp, task_params={**exp.task_params, **TINY_TASK, **small.get(name, {})},
                   **{"steps": 2, "eval_every": 1, "batch_size": 8, "plots": False,
@@ -26,20 +27,20 @@ def tiny(name, **changes):
 
 
 def test_overrides_reach_run_task_and_model_fields():
-    exp = ex.with_overrides(ex.PRESETS["evaluation"], ["lr=1e-3", "n_vars=2", "model.n_layers=3",
+    exp = ex.with_overrides(ex.EXPERIMENTS["evaluation"], ["lr=1e-3", "n_vars=2", "model.n_layers=3",
                                                        "task.n_values=7", "norm_first=false"])
     assert exp.lr == 0.001 and exp.task_params["n_vars"] == 2 and exp.task_params["n_values"] == 7
     assert exp.model_params["n_layers"] == 3 and exp.model_params["norm_first"] is False
-    toy = ex.with_overrides(ex.PRESETS["induction"], ["n_layers=1"])
+    toy = ex.with_overrides(ex.EXPERIMENTS["induction"], ["n_layers=1"])
     assert toy.model_params["model_type"] == "attention_only_1L"
-    deep = ex.with_overrides(ex.PRESETS["induction"], ["n_layers=4"])
+    deep = ex.with_overrides(ex.EXPERIMENTS["induction"], ["n_layers=4"])
     assert deep.model_params["n_blocks"] == 4
     with pytest.raises(UserError, match="unknown setting"):
-        ex.with_overrides(ex.PRESETS["renaming"], ["colour=red"])
+        ex.with_overrides(ex.EXPERIMENTS["renaming"], ["colour=red"])
     with pytest.raises(UserError, match="KEY=VALUE"):
-        ex.with_overrides(ex.PRESETS["renaming"], ["lr"])
+        ex.with_overrides(ex.EXPERIMENTS["renaming"], ["lr"])
     with pytest.raises(UserError, match="optimizer"):
-        ex.with_overrides(ex.PRESETS["renaming"], ["optimizer=adagrad"])
+        ex.with_overrides(ex.EXPERIMENTS["renaming"], ["optimizer=adagrad"])
 
 
 def test_parse_value_and_grid():
@@ -65,9 +66,9 @@ def test_run_writes_its_directory(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["experiment"]["steps"] == 2 and config["model"]["d_model"] == 8
     assert 0.0 <= summary["induction_score"] <= 1.0
-    model, meta = ex.load_run_model(run_dir)                # the checkpoint rebuilds the model
-    assert meta["extra"]["family"] == "toy"
-    assert model.n_parameters() > 0
+    ckpt = load_checkpoint(run_dir)                         # the run folder rebuilds the model
+    assert ckpt.meta["extra"]["family"] == "toy" and ckpt.experiment["steps"] == 2
+    assert ckpt.model.n_parameters() > 0 and ckpt.config.d_model == 8
 
 
 @pytest.mark.parametrize("name", ["renaming", "reversal"])
@@ -117,7 +118,7 @@ def test_cli(tmp_path, capsys):
 
 def test_curriculum_override_and_training(tmp_path):
     exp = ex.with_overrides(tiny("renaming"), ["curriculum.depth=2", "curriculum_steps=1"])
-    assert exp.curriculum_params == {**ex.PRESETS["renaming"].curriculum_params, "depth": 2}
+    assert exp.curriculum_params == {**ex.EXPERIMENTS["renaming"].curriculum_params, "depth": 2}
     exp = replace(exp, curriculum_params={"depth": 2, "score_queries": False})
     ex.train(exp, None, log=lambda s: None, cache=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 2           # the easier dataset, then the real one

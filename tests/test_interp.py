@@ -1,4 +1,4 @@
-"""Interpretability: circuits against direct computation, head scores on hand-made patterns, maps, HTML."""
+"""Interpretability: circuits against direct computation, head scores on hand-made patterns, maps, the CLI."""
 import re
 
 import numpy as np
@@ -134,22 +134,6 @@ def test_attention_maps_for_every_model_family(rng):
     assert ed.training and m.training                       # train mode restored
 
 
-def test_ascii_attention_has_one_line_per_query():
-    text = interp.ascii_attention(hand_patterns(2)[0], ["<bos>", "a", "b", "a", "b"], head=0)
-    lines = text.splitlines()
-    assert len(lines) == 1 + 5 + 1 and lines[2].startswith("a")
-
-
-def test_heatmap_and_circuit_pngs(rng, tmp_path):
-    m = toy(rng, model_type="attention_only_1L")
-    ids = np.array([[1, 2, 3, 2]])
-    paths = interp.save_attention_heatmaps(interp.attention_maps(m, ids), list("abcd"), tmp_path)
-    assert [p.name for p in paths] == ["attention-blocks.0.attn.png"]
-    path = interp.plot_circuit(interp.qk_circuit(m), [str(i) for i in range(7)], tmp_path / "qk.png")
-    for p in paths + [path]:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_per_token_loss_is_the_cross_entropy(rng):
     m = toy(rng)
     ids = [1, 4, 2, 6, 3]
@@ -160,23 +144,11 @@ def test_per_token_loss_is_the_cross_entropy(rng):
     np.testing.assert_allclose(losses, -logp[np.arange(4), ids[1:]], rtol=1e-5)
 
 
-def test_loss_html_one_span_per_token(tmp_path):
-    toks = ["<b>", "x", "y", "&"]
-    page = interp.loss_html(toks, [0.0, 1.0, 2.0], tmp_path / "loss.html")
-    spans = re.findall(r"<span [^>]*>(.*?)</span>", page)
-    assert spans == ["&lt;b&gt;", "x", "y", "&amp;"]        # escaped, one per token
-    assert 'background:rgb(255,255,255)" title="loss 0.000' in page
-    assert 'background:rgb(255,0,0)" title="loss 2.000' in page
-    assert (tmp_path / "loss.html").read_text(encoding="utf-8") == page
-    with pytest.raises(ValueError):
-        interp.loss_html(toks, [1.0])
-
-
 def test_cli_prints_ascii_maps_and_writes_the_loss_page(tmp_path, capsys, monkeypatch):
     from dataclasses import replace
     from glassformer import experiments as ex
     monkeypatch.setenv("GLASSFORMER_CACHE", str(tmp_path / "cache"))
-    exp = ex.PRESETS["induction"]
+    exp = ex.EXPERIMENTS["induction"]
     exp = replace(exp, steps=1, eval_every=1, plots=False,
                   task_params={"n_symbols": 8, "length": 3, "min_length": 2, "max_prefix": 1,
                                "n_train": 16, "n_test": 4},

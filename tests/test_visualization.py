@@ -1,11 +1,13 @@
-"""Tests for glassformer.visualization: terminal heatmaps and the PNG plots."""
+"""Tests for glassformer.visualization: terminal heatmaps, the PNG plots and the per-token loss page."""
 import io
+import re
 
 import numpy as np
 import pytest
 
-from glassformer.visualization import (ASCII_SHADES, SHADES, ascii_bar, ascii_heatmap, plot_attention,
-                                       plot_curves, shade_chars)
+from glassformer.visualization import (ASCII_SHADES, SHADES, Panel, ascii_attention, ascii_bar,
+                                       ascii_heatmap, loss_html, plot_attention, plot_circuit,
+                                       plot_curves, plot_sweep, save_attention_heatmaps, shade_chars)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -71,3 +73,50 @@ def test_plot_attention_writes_png(tmp_path):
     path = plot_attention(w, ["Max", "(", "1", "2", ")"], tmp_path / "att.png", title="layer 0")
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert path.stat().st_size > 10_000
+
+
+def test_plot_curves_by_step_skips_empty_cells(tmp_path):
+    rows = [{"step": s, "train_loss": 3.0 / s, "val_loss": None if s % 2 else 2.5 / s}
+            for s in range(1, 9)]                           # validation on even steps only
+    panels = (Panel("loss", "nats", (("train_loss", "train"), ("val_loss", "validation"))),)
+    path = plot_curves(rows, tmp_path / "loss.png", x="step", panels=panels, title="lm")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]   # no temp file left behind
+
+
+def test_plot_sweep_writes_png(tmp_path):
+    curves = [("lr=1", [(1, 2.0), (2, 1.0)]), ("lr=2", [(1, 2.0), (2, 0.5)])]
+    path = plot_sweep(curves, [("lr=1", 0.2), ("lr=2", 0.9)], tmp_path / "summary.png", "toy")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_attention_heatmaps_square_and_cross(tmp_path):
+    rng = np.random.default_rng(0)
+    maps = {"encoder.0.attn": rng.random((1, 2, 4, 4)), "decoder.0.cross_attn": rng.random((1, 2, 3, 4))}
+    paths = save_attention_heatmaps(maps, list("xyz"), tmp_path, src_tokens=list("abcd"))
+    assert [p.name for p in paths] == ["attention-encoder.0.attn.png",
+                                       "attention-decoder.0.cross_attn.png"]
+    path = plot_circuit(rng.normal(size=(2, 5, 5)), list("abcde"), tmp_path / "qk.png", "QK")
+    for p in paths + [path]:
+        assert p.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_ascii_attention_has_one_line_per_query():
+    w = np.tril(np.ones((5, 5))) / np.arange(1, 6)[:, None]
+    text = ascii_attention(np.stack([w, np.eye(5)]), ["<bos>", "a", "b", "a", "b"], head=0)
+    lines = text.splitlines()
+    assert len(lines) == 1 + 5 + 1 and lines[2].startswith("a")
+    rows = ascii_attention(w, list("vwxyz")).splitlines()[1:-1]     # (T, S) too
+    assert [r.count("·") for r in rows] == [8, 6, 4, 2, 0]
+
+
+def test_loss_html_one_span_per_token(tmp_path):
+    toks = ["<b>", "x", "y", "&"]
+    page = loss_html(toks, [0.0, 1.0, 2.0], tmp_path / "loss.html")
+    spans = re.findall(r"<span [^>]*>(.*?)</span>", page)
+    assert spans == ["&lt;b&gt;", "x", "y", "&amp;"]        # escaped, one per token
+    assert 'background:rgb(255,255,255)" title="loss 0.000' in page
+    assert 'background:rgb(255,0,0)" title="loss 2.000' in page
+    assert (tmp_path / "loss.html").read_text(encoding="utf-8") == page
+    with pytest.raises(ValueError):
+        loss_html(toks, [1.0])

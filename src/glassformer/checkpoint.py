@@ -1,11 +1,13 @@
 """Checkpoints: one .npz with the parameter arrays plus a JSON `__meta__` entry; no pickle, atomic.
 
+load_checkpoint is the one loader: any model family (meta["extra"]["family"]), from the file or
+from a run folder (experiments' model.npz, train_step_by_step's or the LM CLI's best.npz).
+
 meta = {"format": "glassformer", "version": 1, "config": ModelConfig, "tokenizer": {...}, "task": {...},
         "step": int, "metrics": {...}, "rng_state": {...}, "optimizer": {"class", "t", "lr"}}
 Arrays: "param/<dotted name>" for the model, "optim/<name>" for optimizer state (Adam's m and v).
 """
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,16 +16,23 @@ import numpy as np
 
 from .backend import to_numpy
 from .errors import UserError
+from .files import atomic_write
 from .models import ModelConfig, build_model
+from .research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
 
 FORMAT, VERSION = "glassformer", 1
+# meta["extra"]["family"] -> (config class, builder(config, rng)); no family: a ModelConfig model
+# ("decoder_lm" is experiments' name for it; either kind builds through build_model).
+FAMILIES = {"decoder_lm": (ModelConfig, build_model), "toy": (ToyConfig, build_toy_model),
+            "encoder_decoder": (EncoderDecoderConfig, EncoderDecoder)}
+RUN_FILES = ("model.npz", "best.npz")   # in a run folder: experiments' model, the CLIs' best one
 
 
 @dataclass
 class Checkpoint:
     """What load_checkpoint returns: the rebuilt model and everything saved beside it."""
     model: object
-    config: ModelConfig
+    config: object                     # ModelConfig, ToyConfig or EncoderDecoderConfig
     meta: dict
     optimizer_state: dict = field(default_factory=dict)
 
@@ -43,6 +52,11 @@ class Checkpoint:
     def metrics(self):
         return self.meta.get("metrics", {})
 
+    @property
+    def experiment(self):
+        """The Experiment (as a dict) of a glassformer.experiments run, else None."""
+        return (self.meta.get("extra") or {}).get("experiment")
+
     def rng(self):
         """A NumPy Generator in exactly the saved state (so a resumed run draws the same numbers)."""
         rng = np.random.default_rng()
@@ -53,7 +67,7 @@ class Checkpoint:
 
 def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step=0, rng=None,
                     metrics=None, extra=None):
-    """Write model + metadata to `path` atomically (a temp file, then os.replace)."""
+    """Write model + metadata to `path` atomically (glassformer.files.atomic_write)."""
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
             "tokenizer": tokenizer, "task": task, "step": int(step), "metrics": metrics or {},
@@ -65,15 +79,21 @@ def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step
         arrays.update({f"optim/{k}": to_numpy(v) for k, v in state["arrays"].items()})
     meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, __meta__=meta_bytes, **arrays)
-        os.replace(tmp, path)                           # readers see the old file or the new one
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path, "wb") as f:                 # readers see the old file or the new one
+        np.savez(f, __meta__=meta_bytes, **arrays)
     return path
+
+
+def checkpoint_file(path):
+    """The checkpoint a path names: the file itself, or a run folder's model.npz or best.npz."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in RUN_FILES:
+        if (path / name).exists():
+            return path / name
+    raise UserError(f"{path}: no {' or '.join(RUN_FILES)} in this folder; give a checkpoint file "
+                    "or a run folder (python -m glassformer.experiments, train_step_by_step.py)")
 
 
 def read_meta(path):
@@ -108,13 +128,21 @@ def read_meta(path):
 
 
 def load_checkpoint(path, device=None):
-    """Rebuild the model saved in `path` (optionally on "cpu"/"cuda"), checking names and shapes."""
+    """Rebuild the model saved in `path` (a file or run folder; optionally on "cpu"/"cuda"), of any
+    family, checking names and shapes."""
+    path = checkpoint_file(path)
     meta, archive = read_meta(path)
+    family = (meta.get("extra") or {}).get("family", "decoder_lm")
+    if family not in FAMILIES:
+        raise UserError(f"{path}: unknown model family {family!r} (this glassformer builds "
+                        f"{sorted(FAMILIES)})")
+    config_class, builder = FAMILIES[family]
     try:
-        config = ModelConfig.from_dict(meta["config"])
+        config = (config_class.from_dict(meta["config"]) if hasattr(config_class, "from_dict")
+                  else config_class(**meta["config"]))
     except (TypeError, UserError) as e:
         raise UserError(f"{path}: bad model config in checkpoint: {e}") from None
-    model = build_model(config, np.random.default_rng(0))
+    model = builder(config, np.random.default_rng(0))
     state = {k[len("param/"):]: archive[k] for k in archive.files if k.startswith("param/")}
     try:
         model.load_state_dict(state)

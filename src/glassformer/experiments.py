@@ -10,10 +10,8 @@ qk-/ov-circuit PNGs). A sweep runs the grid one run after another inside runs/<t
 and writes summary.csv and summary.png there.
 """
 import argparse
-import csv
 import itertools
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -22,18 +20,24 @@ from pathlib import Path
 import numpy as np
 
 from . import interp
-from .checkpoint import read_meta, save_checkpoint
+from .checkpoint import FAMILIES, save_checkpoint
 from .errors import UserError
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
 from .optim.optimizers import SGD, AdamW
-from .optim.clipping import clip_grad_norm
-from .research import (EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model)
 from .optim.schedules import warmup_cosine
-from .tasks.synthetic import BOS, EOS, IGNORE, PAD, load_dataset, make_task
+from .research import EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model
+from .tasks import BOS, EOS, IGNORE, PAD, load_dataset, make_task, task_class
+from .train import new_run_dir, read_metrics, train_step, write_json, write_metrics
+from .visualization import (Panel, loss_html, plot_circuit, plot_curves, plot_sweep,
+                            save_attention_heatmaps)
 
-FAMILIES = {"toy": ToyConfig, "decoder_lm": ModelConfig, "encoder_decoder": EncoderDecoderConfig}
 OPTIMIZERS = ("adamw", "muon", "sgd")
+METRIC_COLUMNS = ("step", "lr", "train_loss", "test_loss", "test_token_acc", "test_exact",
+                  "test_answer_acc", "seconds")
+CURVE_PANELS = (Panel("loss", "cross-entropy loss", (("train_loss", "train"), ("test_loss", "test"))),
+                Panel("accuracy", "accuracy", (("test_token_acc", "test token acc"),
+                                               ("test_exact", "test exact match")), True))
 
 
 @dataclass
@@ -71,7 +75,7 @@ class Experiment:
             raise UserError(f"lr={self.lr} must be positive")
 
 
-PRESETS = {
+EXPERIMENTS = {
     "induction": Experiment(
         "induction", "induction", "toy",
         {"n_symbols": 64, "length": 12, "n_train": 20000, "n_test": 500},
@@ -125,13 +129,7 @@ def parse_value(text):
 
 
 def task_fields(exp):
-    from .tasks.synthetic import TASKS
-    if exp.task == "charlm":
-        from .tasks.text import CharLMConfig
-        return {f.name for f in fields(CharLMConfig)}
-    if exp.task not in TASKS:
-        raise UserError(f"unknown task {exp.task!r}: use one of {sorted(TASKS) + ['charlm']}")
-    return {f.name for f in fields(TASKS[exp.task].config_class)}
+    return {f.name for f in fields(task_class(exp.task).config_class)}
 
 
 def apply_override(exp, key, value):
@@ -142,7 +140,7 @@ def apply_override(exp, key, value):
     scope, _, bare = key.rpartition(".")
     if not scope and key in run_keys:
         return replace(exp, **{key: value})
-    model_keys = {f.name for f in fields(FAMILIES[exp.model])} - {"vocab_size"}
+    model_keys = {f.name for f in fields(FAMILIES[exp.model][0])} - {"vocab_size"}
     if exp.model == "toy":
         model_keys.add("n_layers")
     in_task, in_model = bare in task_fields(exp), bare in model_keys
@@ -260,66 +258,6 @@ def evaluate(model, loss_fn, data, batch_size=500):
 
 # ---- a run ---------------------------------------------------------------------------------------
 
-def new_run_dir(root, name):
-    """runs/<YYYYmmdd-HHMMSS>-<name>/, with -2, -3... when that exists already."""
-    base = Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def write_json(path, obj):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class MetricsLog:
-    """metrics.csv, one row per evaluation, rewritten atomically so it is never half a file."""
-
-    COLUMNS = ["step", "lr", "train_loss", "test_loss", "test_token_acc", "test_exact",
-               "test_answer_acc", "seconds"]
-
-    def __init__(self, path):
-        self.path, self.rows = Path(path), []
-
-    def add(self, row):
-        self.rows.append(row)
-        write_csv(self.path, self.COLUMNS, self.rows)
-
-
-def write_csv(path, columns, rows):
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def plot_metrics(rows, path, title=""):
-    """Train and test loss (left) and test accuracy (right) against the step, as PNG."""
-    from .visualization import _pyplot, _savefig
-    plt = _pyplot()
-    steps = [r["step"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(steps, [r["train_loss"] for r in rows], "-o", ms=3, label="train")
-    ax_loss.plot(steps, [r["test_loss"] for r in rows], "-s", ms=3, label="test")
-    ax_acc.plot(steps, [r["test_token_acc"] for r in rows], "-o", ms=3, label="test token acc")
-    ax_acc.plot(steps, [r["test_exact"] for r in rows], "-s", ms=3, label="test exact match")
-    ax_loss.set(xlabel="step", ylabel="cross-entropy loss", title="loss", yscale="log")
-    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    return _savefig(fig, path)
-
-
 def train(exp, run_dir=None, log=print, cache=None):
     """Train one experiment; returns (model, dataset, summary dict). run_dir=None writes nothing."""
     task = make_task(exp.task, **exp.task_params)
@@ -332,48 +270,37 @@ def train(exp, run_dir=None, log=print, cache=None):
     optimizer = make_optimizer(exp, model)
     loss_fn = CrossEntropyLoss(ignore_index=IGNORE)
     rng = np.random.default_rng(exp.seed + 1)
-    metrics = MetricsLog(Path(run_dir) / "metrics.csv") if run_dir else None
+    run_dir = Path(run_dir) if run_dir else None
     if run_dir:
-        write_json(Path(run_dir) / "config.json", {"experiment": asdict(exp),
-                                                   "model": model.config.to_dict(),
-                                                   "dataset": {"key": dataset.key,
-                                                               **task.identity()}})
+        write_json(run_dir / "config.json", {"experiment": asdict(exp), "model": model.config.to_dict(),
+                                             "dataset": {"key": dataset.key, **task.identity()}})
     rows, losses, start = [], [], time.time()
     for step in range(1, exp.steps + 1):
         optimizer.lr = warmup_cosine(step - 1, exp.lr, exp.warmup, exp.steps, exp.lr * exp.min_lr_ratio)
         train_set = (first if step <= exp.curriculum_steps else dataset).train
         idx = rng.integers(0, len(targets_of(train_set)), exp.batch_size)
         batch = {k: v[idx] for k, v in train_set.items()}
-        optimizer.zero_grad()
-        loss = loss_fn.forward(model.forward(*model_inputs(batch)), targets_of(batch))
-        model.backward(loss_fn.backward())
-        if exp.grad_clip:
-            clip_grad_norm(optimizer.params, exp.grad_clip)
-        optimizer.step()
+        loss, _, _ = train_step(model, loss_fn, optimizer, [(model_inputs(batch), targets_of(batch))],
+                                grad_clip=exp.grad_clip)
         losses.append(float(loss))
         if step % exp.eval_every == 0 or step == exp.steps:
             ev = evaluate(model, loss_fn, dataset.test)
-            row = {"step": step, "lr": optimizer.lr, "train_loss": float(np.mean(losses)),
-                   "test_loss": ev["loss"], "test_token_acc": ev["token_acc"],
-                   "test_exact": ev["exact"], "test_answer_acc": ev["answer_acc"],
-                   "seconds": round(time.time() - start, 2)}
-            rows.append(row)
+            rows.append({"step": step, "lr": optimizer.lr, "train_loss": float(np.mean(losses)),
+                         **{f"test_{k}": v for k, v in ev.items()},
+                         "seconds": round(time.time() - start, 2)})
             losses = []
-            if metrics:
-                metrics.add(row)
-            log(f"{exp.name} step {step}/{exp.steps}: train loss {row['train_loss']:.4f}, test loss "
-                f"{ev['loss']:.4f}, token acc {ev['token_acc']:.4f}, exact {ev['exact']:.4f}, answer "
-                f"{ev['answer_acc']:.4f} "
-                f"({row['seconds']:.0f}s)")
+            if run_dir:
+                write_metrics(run_dir / "metrics.csv", METRIC_COLUMNS, rows)
+            log(f"{exp.name} step {step}/{exp.steps}: train loss {rows[-1]['train_loss']:.4f}, test "
+                f"loss {ev['loss']:.4f}, token acc {ev['token_acc']:.4f}, exact {ev['exact']:.4f}, "
+                f"answer {ev['answer_acc']:.4f} ({rows[-1]['seconds']:.0f}s)")
     summary = {"name": exp.name, "steps": exp.steps, "seconds": round(time.time() - start, 2),
-               "test_loss": rows[-1]["test_loss"], "test_token_acc": rows[-1]["test_token_acc"],
-               "test_exact": rows[-1]["test_exact"], "test_answer_acc": rows[-1]["test_answer_acc"],
+               **{k: rows[-1][k] for k in METRIC_COLUMNS if k.startswith("test_")},
                "n_test": len(targets_of(dataset.test))}
     summary.update(analyze(model, dataset, run_dir, plots=exp.plots))
     if run_dir:
-        run_dir = Path(run_dir)
         if exp.plots:
-            plot_metrics(rows, run_dir / "curves.png", title=exp.name)
+            plot_curves(rows, run_dir / "curves.png", x="step", panels=CURVE_PANELS, title=exp.name)
         save_checkpoint(run_dir / "model.npz", model, task=task.identity(), optimizer=optimizer,
                         step=exp.steps, rng=rng, metrics=summary,
                         extra={"family": exp.model, "experiment": asdict(exp)})
@@ -407,18 +334,18 @@ def analyze(model, dataset, run_dir=None, n_examples=200, plots=True):
         src = batch.get("src")
         tokens = [task.vocab[i] for i in (batch["tgt_in"] if src is not None else ids)[0]]
         src_tokens = [task.vocab[i] for i in src[0]] if src is not None else None
-        interp.save_attention_heatmaps(maps, tokens, run_dir, src_tokens=src_tokens)
+        save_attention_heatmaps(maps, tokens, run_dir, src_tokens=src_tokens)
         if ids is not None:                                 # decoder: which tokens were hard
             real = ids[0][:max(1, int((ids[0] != PAD).sum()))]
-            interp.loss_html([task.vocab[i] for i in real], interp.per_token_loss(model, real),
-                             run_dir / "loss.html", title=f"per-token loss: {task.name}",
-                             sep="" if task.name == "charlm" else " ")
+            loss_html([task.vocab[i] for i in real], interp.per_token_loss(model, real),
+                      run_dir / "loss.html", title=f"per-token loss: {task.name}",
+                      sep="" if task.name == "charlm" else " ")
         if hasattr(model, "blocks") and hasattr(model.blocks[0].attn, "head_weights"):
             for i in range(len(model.blocks)):
-                interp.plot_circuit(interp.qk_circuit(model, i), task.vocab,
-                                    run_dir / f"qk-circuit-{i}.png", f"QK circuit, layer {i}")
-                interp.plot_circuit(interp.ov_circuit(model, i), task.vocab,
-                                    run_dir / f"ov-circuit-{i}.png", f"OV circuit, layer {i}")
+                plot_circuit(interp.qk_circuit(model, i), task.vocab, run_dir / f"qk-circuit-{i}.png",
+                             f"QK circuit, layer {i}")
+                plot_circuit(interp.ov_circuit(model, i), task.vocab, run_dir / f"ov-circuit-{i}.png",
+                             f"OV circuit, layer {i}")
     return out
 
 
@@ -428,23 +355,6 @@ def run(exp, root="runs", log=print, cache=None):
     log(f"run directory: {run_dir}")
     _, _, summary = train(exp, run_dir, log, cache)
     return run_dir, summary
-
-
-def load_run_model(path):
-    """Rebuild the model of a run's checkpoint (run directory or model.npz) of any family."""
-    path = Path(path)
-    path = path / "model.npz" if path.is_dir() else path
-    meta, archive = read_meta(path)
-    family = (meta.get("extra") or {}).get("family", "decoder_lm")
-    if family not in FAMILIES:
-        raise UserError(f"{path}: unknown model family {family!r}")
-    config = FAMILIES[family](**meta["config"])
-    rng = np.random.default_rng(0)
-    model = {"toy": build_toy_model, "encoder_decoder": EncoderDecoder,
-             "decoder_lm": build_model}[family](config, rng)
-    model.load_state_dict({k[len("param/"):]: archive[k] for k in archive.files
-                           if k.startswith("param/")})
-    return model, meta
 
 
 # ---- sweeps --------------------------------------------------------------------------------------
@@ -466,7 +376,7 @@ def sweep(exp, grid, root="runs", log=print, cache=None):
     variants = [with_overrides(exp, [f"{k}={v}" for k, v in zip(grid, values)]) for values in combos]
     sweep_dir = new_run_dir(root, f"{exp.name}-sweep")
     log(f"sweep of {len(combos)} runs: {sweep_dir}")
-    rows, curves = [], []
+    rows, curves, bars = [], [], []
     for values, variant in zip(combos, variants):
         label = ",".join(f"{k}={v}" for k, v in zip(grid, values))
         run_dir = sweep_dir / label.replace(",", "-").replace("/", "_")
@@ -475,34 +385,14 @@ def sweep(exp, grid, root="runs", log=print, cache=None):
         rows.append({**dict(zip(grid, values)), **{k: v for k, v in summary.items()
                                                    if not isinstance(v, list)},
                      "run_dir": run_dir.name})
-        with open(run_dir / "metrics.csv", encoding="utf-8") as f:
-            curves.append((label, [(int(r["step"]), float(r["test_loss"])) for r in csv.DictReader(f)]))
+        metrics = read_metrics(run_dir / "metrics.csv")
+        curves.append((label, [(r["step"], r["test_loss"]) for r in metrics]))
+        bars.append((label, summary["test_exact"]))
     columns = list(grid) + [k for k in rows[0] if k not in grid]
-    write_csv(sweep_dir / "summary.csv", columns, rows)
-    plot_sweep(rows, curves, list(grid), sweep_dir / "summary.png", exp.name)
+    write_metrics(sweep_dir / "summary.csv", columns, rows)
+    plot_sweep(curves, bars, sweep_dir / "summary.png", exp.name)
     log(f"summary: {sweep_dir / 'summary.csv'}, {sweep_dir / 'summary.png'}")
     return sweep_dir, rows
-
-
-def plot_sweep(rows, curves, keys, path, title=""):
-    """Test loss curves of every run (left) and each run's final exact-match accuracy (right)."""
-    from .visualization import _pyplot, _savefig
-    plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4 + 0.1 * len(rows)),
-                                          gridspec_kw={"wspace": 0.5})
-    for label, points in curves:
-        ax_loss.plot([s for s, _ in points], [v for _, v in points], "-o", ms=3, label=label)
-    ax_loss.set(xlabel="step", ylabel="test loss", title="test loss", yscale="log")
-    ax_loss.grid(alpha=0.3)
-    ax_loss.legend(fontsize=7)
-    labels = [",".join(f"{k}={r[k]}" for k in keys) for r in rows]
-    ax_acc.barh(range(len(rows)), [r["test_exact"] for r in rows])
-    ax_acc.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax_acc.set(xlabel="final test exact-match accuracy", xlim=(0, 1.0), title="final accuracy")
-    ax_acc.grid(alpha=0.3, axis="x")
-    if title:
-        fig.suptitle(f"sweep: {title}")
-    return _savefig(fig, path)
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -511,7 +401,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m glassformer.experiments",
         description="Train a research toy on a synthetic task (one run, or a sweep over a grid).")
-    parser.add_argument("experiment", nargs="?", help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("experiment", nargs="?", help=f"one of {', '.join(EXPERIMENTS)}")
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
                         help="override a run field (lr, steps...), task.KEY or model.KEY")
     parser.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2", default=None,
@@ -525,14 +415,14 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.list or not args.experiment:
-        for name, exp in PRESETS.items():
+        for name, exp in EXPERIMENTS.items():
             print(f"{name:<12} task={exp.task} {exp.task_params}  model={exp.model} "
                   f"{exp.model_params}  steps={exp.steps} lr={exp.lr}")
         return 0
     try:
-        if args.experiment not in PRESETS:
-            raise UserError(f"unknown experiment {args.experiment!r}: use one of {', '.join(PRESETS)}")
-        exp = with_overrides(PRESETS[args.experiment], args.settings)
+        if args.experiment not in EXPERIMENTS:
+            raise UserError(f"unknown experiment {args.experiment!r}: use one of {', '.join(EXPERIMENTS)}")
+        exp = with_overrides(EXPERIMENTS[args.experiment], args.settings)
         if args.sweep:
             sweep(exp, parse_grid(args.sweep), args.runs_dir, cache=args.cache)
         else:

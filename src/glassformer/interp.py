@@ -1,4 +1,4 @@
-"""Interpretability: QK and OV circuits, attention maps and entropy, head classification, per-token loss.
+"""Interpretability, numbers only: QK/OV circuits, attention maps and entropy, head classes, per-token loss.
 
 Circuits (Elhage et al. 2021) in our row-vector layout, per head h of one layer:
   QK = W_E W_Q[h] W_K[h]^T W_E^T   (H, V, V): [query token, key token] -> attention score (x sqrt(D))
@@ -7,16 +7,20 @@ Norms, biases and positions are left out: exact for the direct path of a norm-fr
 model, a first-order picture otherwise. Head patterns (B, H, T, T): previous-token = attention to
 t - 1, first-token = attention to position 0, induction = attention to the token after the previous
 occurrence of the current token (t - L + 1 in a sequence repeated with period L).
+Pictures of these numbers are in glassformer.visualization.
 """
-import html
-import os
-from pathlib import Path
+import argparse
+import sys
 
 import numpy as np
 
 from .backend import array_module, to_numpy
+from .checkpoint import load_checkpoint
+from .errors import UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
+from .tasks import load_dataset, make_task
+from .visualization import ascii_attention, loss_html
 
 LABELS = ("previous-token", "first-token", "induction", "diffuse", "other")
 
@@ -61,30 +65,6 @@ def top_pairs(circuit, vocab, k=5):
     return out
 
 
-def plot_circuit(circuit, vocab, path, title=""):
-    """One heatmap per head of an (H, V, V) circuit (diverging colours around 0), saved as PNG."""
-    from .visualization import _pyplot, _savefig
-    plt = _pyplot()
-    H, V, _ = circuit.shape
-    cols = min(H, 4)
-    rows = (H + cols - 1) // cols
-    size = 1.5 + 0.18 * V
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size + 0.5), squeeze=False)
-    for h, ax in enumerate(axes.flat):
-        if h >= H:
-            ax.axis("off")
-            continue
-        vmax = float(np.abs(circuit[h]).max()) or 1.0
-        ax.imshow(circuit[h], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_title(f"head {h}")
-        if V <= 40:
-            ax.set_xticks(range(V), vocab, rotation=90, fontsize=6)
-            ax.set_yticks(range(V), vocab, fontsize=6)
-    if title:
-        fig.suptitle(title)
-    return _savefig(fig, path)
-
-
 # ---- attention maps ------------------------------------------------------------------------------
 
 def attention_layers(model, prefix=""):
@@ -105,56 +85,6 @@ def attention_maps(model, *inputs):
         model.train(was_training)
     return {name: to_numpy(layer.last_attention_weights) for name, layer in attention_layers(model)
             if layer.last_attention_weights is not None}
-
-
-def save_attention_heatmaps(maps, tokens, out_dir, example=0, src_tokens=None):
-    """One PNG per layer (every head and their average) for one example; returns the paths.
-
-    tokens label decoder positions; src_tokens (encoder-decoder) label "encoder.*" maps and the keys
-    of cross-attention maps.
-    """
-    from .visualization import plot_attention
-    paths = []
-    for name, att in maps.items():
-        w = att[example]                                    # (H, T, S)
-        q = k = tokens
-        if src_tokens is not None and name.startswith("encoder"):
-            q = k = src_tokens
-        elif src_tokens is not None and "cross" in name:
-            k = src_tokens
-        path = Path(out_dir) / f"attention-{name}.png"
-        if q is k:
-            paths.append(plot_attention(w, list(q), path, title=name))
-        else:
-            paths.append(plot_rectangular(w, list(q), list(k), path, name))
-    return paths
-
-
-def plot_rectangular(w, queries, keys, path, title=""):
-    """Heatmaps of (H, T, S) attention whose queries and keys differ (cross-attention)."""
-    from .visualization import _pyplot, _savefig
-    plt = _pyplot()
-    panels = [(w[h], f"head {h}") for h in range(w.shape[0])] + [(w.mean(axis=0), "average")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (1 + 0.4 * len(keys)),
-                                                      1.5 + 0.4 * len(queries)), squeeze=False)
-    for ax, (m, name) in zip(axes.flat, panels):
-        ax.imshow(m, cmap="viridis", vmin=0.0, vmax=1.0)
-        ax.set_title(name)
-        ax.set_xticks(range(len(keys)), keys, rotation=90)
-        ax.set_yticks(range(len(queries)), queries)
-    if title:
-        fig.suptitle(title)
-    return _savefig(fig, path)
-
-
-def ascii_attention(att, tokens, key_tokens=None, head=None):
-    """Terminal heatmap of (T, S) or (H, T, S) attention: one head, or the average when head=None."""
-    from .visualization import ascii_heatmap
-    w = np.asarray(att, dtype=np.float64)
-    if w.ndim == 3:
-        w = w.mean(axis=0) if head is None else w[head]
-    return ascii_heatmap(w, list(tokens), list(key_tokens if key_tokens is not None else tokens),
-                         vmax=1.0)
 
 
 # ---- head statistics and classification ----------------------------------------------------------
@@ -253,66 +183,20 @@ def per_token_loss(model, ids):
     return to_numpy(-logp[xp.arange(x.shape[1] - 1), x[0, 1:]])   # (T-1,)
 
 
-def loss_color(loss, vmax):
-    """White (loss 0) to red (loss >= vmax) as an rgb() string."""
-    f = 0.0 if vmax <= 0 else min(max(loss / vmax, 0.0), 1.0)
-    g = int(round(255 * (1.0 - f)))
-    return f"rgb(255,{g},{g})"
-
-
-def loss_html(tokens, losses, path=None, title="per-token loss", vmax=None, sep=""):
-    """An HTML page, one <span> per token shaded white -> red by the loss of predicting it.
-
-    tokens: T strings; losses: T - 1 values for tokens 1..T-1 (token 0 is not predicted).
-    Writes `path` atomically when given; returns the HTML text.
-    """
-    losses = [float(v) for v in losses]
-    if len(losses) != len(tokens) - 1:
-        raise ValueError(f"{len(tokens)} tokens need {len(tokens) - 1} losses, got {len(losses)}")
-    vmax = vmax if vmax is not None else max(losses, default=1.0)
-    spans = ['<span style="background:rgb(255,255,255)" title="first token: not predicted">'
-             f'{html.escape(tokens[0])}</span>']
-    for tok, loss in zip(tokens[1:], losses):
-        spans.append(f'<span style="background:{loss_color(loss, vmax)}" title="loss {loss:.3f}">'
-                     f'{html.escape(tok)}</span>')
-    mean = float(np.mean(losses)) if losses else 0.0
-    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title></head>\n<body>\n"
-            f"<h3>{html.escape(title)}</h3>\n<p>mean loss {mean:.3f} nats over {len(losses)} "
-            f"predictions; white = 0, red = {vmax:.2f} or more (hover a token for its loss)</p>\n"
-            f"<div style=\"font-family:monospace; white-space:pre-wrap; line-height:1.6\">"
-            f"{sep.join(spans)}</div>\n</body></html>\n")
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    return page
-
-
 # ---- command line: look inside a trained run -----------------------------------------------------
 
 def load_run(run_dir):
     """(model, task, experiment dict) of a run directory written by glassformer.experiments."""
-    import json
-    from .errors import UserError
-    from .experiments import load_run_model
-    from .tasks.synthetic import make_task
-    config = Path(run_dir) / "config.json"
-    if not config.exists():
-        raise UserError(f"{run_dir}: no config.json; give a run directory written by "
-                        "python -m glassformer.experiments")
-    exp = json.loads(config.read_text(encoding="utf-8"))["experiment"]
-    model, _ = load_run_model(run_dir)
-    return model, make_task(exp["task"], **exp["task_params"]), exp
+    ckpt = load_checkpoint(run_dir)
+    exp = ckpt.experiment
+    if exp is None:
+        raise UserError(f"{run_dir}: not a run of python -m glassformer.experiments (its checkpoint "
+                        "names no experiment)")
+    return ckpt.model, make_task(exp["task"], **exp["task_params"]), exp
 
 
 def main(argv=None):
-    import argparse
-    import sys
-    from .errors import UserError
-    from .tasks.synthetic import load_dataset
+    """python -m glassformer.interp RUN_DIR: attention maps, head classes and the loss page of a run."""
     parser = argparse.ArgumentParser(
         prog="python -m glassformer.interp",
         description="Attention maps (ASCII), head classes and per-token loss (HTML) of a trained run.")

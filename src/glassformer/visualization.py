@@ -1,13 +1,22 @@
-"""Pictures of a model: terminal heatmaps, loss/accuracy curves and attention maps (PNG)."""
-import os
+"""Every picture of a model or a run: terminal heatmaps, curves, attention and circuit PNGs, loss pages.
+
+Numbers come from elsewhere (interp computes maps and circuits, runs write metrics rows); this
+module only draws them. Files are written atomically through glassformer.files.
+"""
+import html
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_path, write_text
 
 SHADES = " ░▒▓█"                    # light to dark; Unicode block elements
 ASCII_SHADES = " .:*#"               # the same five levels for terminals without Unicode
 MASKED = "·"                         # an exactly-zero weight (e.g. above the causal diagonal)
 
+
+# ---- terminal ------------------------------------------------------------------------------------
 
 def shade_chars(stream):
     """(shades, masked mark) that `stream` can print: Unicode when its encoding allows it."""
@@ -52,21 +61,16 @@ def ascii_bar(value, vmax, width=20, shades=SHADES):
     return (shades[-1] * int(round(frac * width))).ljust(width)
 
 
-def _savefig(fig, path):
-    """Save a figure as PNG atomically (temp file + os.replace), then close it."""
-    import matplotlib.pyplot as plt
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return path
+def ascii_attention(att, tokens, key_tokens=None, head=None):
+    """Terminal heatmap of (T, S) or (H, T, S) attention: one head, or the average when head=None."""
+    w = np.asarray(att, dtype=np.float64)
+    if w.ndim == 3:
+        w = w.mean(axis=0) if head is None else w[head]
+    return ascii_heatmap(w, list(tokens), list(key_tokens if key_tokens is not None else tokens),
+                         vmax=1.0)
 
+
+# ---- PNG plumbing --------------------------------------------------------------------------------
 
 def _pyplot():
     import matplotlib
@@ -75,44 +79,104 @@ def _pyplot():
     return plt
 
 
-def plot_curves(metrics_rows, path):
-    """Loss (left) and accuracy (right) per epoch for train and validation, from metrics.csv rows."""
+def _savefig(fig, path):
+    """Save a figure as PNG atomically (glassformer.files.atomic_path), then close it."""
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ---- curves --------------------------------------------------------------------------------------
+
+# One panel of plot_curves: series are (column, legend label); fraction panels span 0..1 (accuracy).
+Panel = namedtuple("Panel", "title ylabel series fraction", defaults=(False,))
+
+EPOCH_PANELS = (Panel("loss", "cross-entropy loss", (("train_loss", "train"), ("val_loss", "val"))),
+                Panel("accuracy", "accuracy", (("train_acc", "train"), ("val_acc", "val")), True))
+
+
+def _points(rows, x, column):
+    """[(x, value)] of the rows whose `column` cell is filled (None and "" are skipped)."""
+    return [(float(r[x]), float(r[column])) for r in rows if r.get(column) not in (None, "")]
+
+
+def plot_curves(rows, path, x="epoch", panels=EPOCH_PANELS, title=""):
+    """Metrics rows (dicts) as one panel per Panel, each series against column x, saved as PNG.
+
+    Defaults fit train_step_by_step's metrics.csv; a loss panel goes log-scale when it falls by
+    decades, a fraction panel spans 0 to 1.
+    """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
-    rows = list(metrics_rows)
-    epochs = [int(r["epoch"]) for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-o"), ("val", "-s")):
-        ax_loss.plot(epochs, [float(r[f"{split}_loss"]) for r in rows], style, ms=3, label=split)
-        ax_acc.plot(epochs, [float(r[f"{split}_acc"]) for r in rows], style, ms=3, label=split)
-    losses = [float(r[k]) for r in rows for k in ("train_loss", "val_loss")]
-    if losses and min(losses) > 0 and max(losses) > 20 * min(losses):
-        ax_loss.set_yscale("log")                           # losses that fall by decades
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
-    for ax, where in ((ax_loss, "upper right"), (ax_acc, "lower right")):
+    rows = list(rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2 + 4 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        values = []
+        for (column, label), style in zip(panel.series, ("-o", "-s", "-^", "-v")):
+            pts = _points(rows, x, column)
+            if pts:
+                ax.plot(*zip(*pts), style if len(pts) <= 60 else "-", ms=3, lw=1, label=label)
+                values += [v for _, v in pts]
+        if panel.fraction:
+            ax.set_ylim(0, 1.02)
+        elif values and min(values) > 0 and max(values) > 20 * min(values):
+            ax.set_yscale("log")                            # losses that fall by decades
+        ax.set(xlabel=x, ylabel=panel.ylabel, title=panel.title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(loc=where)
+        if values:
+            ax.legend(loc="lower right" if panel.fraction else "upper right")
+    if title:
+        fig.suptitle(title)
     return _savefig(fig, path)
 
 
-def plot_attention(weights, tokens, path, title=""):
-    """One heatmap per head of a (H, T, T) attention array, plus the average over heads."""
+def plot_sweep(curves, bars, path, title="", ylabel="test loss",
+               xlabel="final test exact-match accuracy"):
+    """Runs side by side: one curve per run (left, [(label, [(step, value)])]) and one bar per run
+    (right, [(label, value)] in 0..1)."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_bar) = plt.subplots(1, 2, figsize=(12, 4 + 0.1 * len(bars)),
+                                          gridspec_kw={"wspace": 0.5})
+    for label, points in curves:
+        ax_loss.plot([s for s, _ in points], [v for _, v in points], "-o", ms=3, label=label)
+    ax_loss.set(xlabel="step", ylabel=ylabel, title=ylabel, yscale="log")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=7)
+    ax_bar.barh(range(len(bars)), [v for _, v in bars])
+    ax_bar.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=7)
+    ax_bar.set(xlabel=xlabel, xlim=(0, 1.0), title="final")
+    ax_bar.grid(alpha=0.3, axis="x")
+    if title:
+        fig.suptitle(f"sweep: {title}")
+    return _savefig(fig, path)
+
+
+# ---- attention and circuits ----------------------------------------------------------------------
+
+def plot_attention(weights, tokens, path, title="", key_tokens=None):
+    """One heatmap per head of (H, T, S) attention plus the head average; keys default to tokens."""
     plt = _pyplot()
     w = np.asarray(weights, dtype=np.float64)
-    H, T, _ = w.shape
+    keys = list(tokens if key_tokens is None else key_tokens)
+    H, T, S = w.shape
     panels = [(w[h], f"head {h}") for h in range(H)] + [(w.mean(axis=0), "average")]
     cols = min(len(panels), 3)
     rows = (len(panels) + cols - 1) // cols
-    size = 1.0 + 0.45 * T
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 2, rows * size + 1), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * (1 + 0.45 * S) + 2, rows * (1 + 0.45 * T) + 1),
+                             squeeze=False)
     fig.subplots_adjust(wspace=0.45, hspace=0.45)
     for ax, (m, name) in zip(axes.flat, panels):
         im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=1.0)
         ax.set_title(name)
-        ax.set_xticks(range(T), tokens, rotation=90)
-        ax.set_yticks(range(T), tokens)
+        ax.set_xticks(range(S), keys, rotation=90)
+        ax.set_yticks(range(T), list(tokens))
         ax.set_xlabel("key (attended to)")
     for ax in axes[:, 0]:
         ax.set_ylabel("query")
@@ -122,3 +186,81 @@ def plot_attention(weights, tokens, path, title=""):
     if title:
         fig.suptitle(title)
     return _savefig(fig, path)
+
+
+def save_attention_heatmaps(maps, tokens, out_dir, example=0, src_tokens=None):
+    """attention-<layer>.png for every {layer name: (B, H, T, S)} map, for one example; the paths.
+
+    tokens label decoder positions; src_tokens (encoder-decoder) label "encoder.*" maps and the keys
+    of cross-attention maps.
+    """
+    paths = []
+    for name, att in maps.items():
+        q = k = tokens
+        if src_tokens is not None and name.startswith("encoder"):
+            q = k = src_tokens
+        elif src_tokens is not None and "cross" in name:
+            k = src_tokens
+        paths.append(plot_attention(att[example], list(q), Path(out_dir) / f"attention-{name}.png",
+                                    title=name, key_tokens=list(k)))
+    return paths
+
+
+def plot_circuit(circuit, vocab, path, title=""):
+    """One heatmap per head of an (H, V, V) circuit (diverging colours around 0), saved as PNG."""
+    plt = _pyplot()
+    H, V, _ = circuit.shape
+    cols = min(H, 4)
+    rows = (H + cols - 1) // cols
+    size = 1.5 + 0.18 * V
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size + 0.5), squeeze=False)
+    for h, ax in enumerate(axes.flat):
+        if h >= H:
+            ax.axis("off")
+            continue
+        vmax = float(np.abs(circuit[h]).max()) or 1.0
+        ax.imshow(circuit[h], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_title(f"head {h}")
+        if V <= 40:
+            ax.set_xticks(range(V), vocab, rotation=90, fontsize=6)
+            ax.set_yticks(range(V), vocab, fontsize=6)
+    if title:
+        fig.suptitle(title)
+    return _savefig(fig, path)
+
+
+# ---- per-token loss page -------------------------------------------------------------------------
+
+def loss_color(loss, vmax):
+    """White (loss 0) to red (loss >= vmax) as an rgb() string."""
+    f = 0.0 if vmax <= 0 else min(max(loss / vmax, 0.0), 1.0)
+    g = int(round(255 * (1.0 - f)))
+    return f"rgb(255,{g},{g})"
+
+
+def loss_html(tokens, losses, path=None, title="per-token loss", vmax=None, sep=""):
+    """An HTML page, one <span> per token shaded white -> red by the loss of predicting it.
+
+    tokens: T strings; losses: T - 1 values for tokens 1..T-1 (token 0 is not predicted).
+    Writes `path` atomically when given; returns the HTML text.
+    """
+    losses = [float(v) for v in losses]
+    if len(losses) != len(tokens) - 1:
+        raise ValueError(f"{len(tokens)} tokens need {len(tokens) - 1} losses, got {len(losses)}")
+    vmax = vmax if vmax is not None else max(losses, default=1.0)
+    spans = ['<span style="background:rgb(255,255,255)" title="first token: not predicted">'
+             f'{html.escape(tokens[0])}</span>']
+    for tok, loss in zip(tokens[1:], losses):
+        spans.append(f'<span style="background:{loss_color(loss, vmax)}" title="loss {loss:.3f}">'
+                     f'{html.escape(tok)}</span>')
+    mean = float(np.mean(losses)) if losses else 0.0
+    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title></head>\n<body>\n"
+            f"<h3>{html.escape(title)}</h3>\n<p>mean loss {mean:.3f} nats over {len(losses)} "
+            f"predictions; white = 0, red = {vmax:.2f} or more (hover a token for its loss)</p>\n"
+            f"<div style=\"font-family:monospace; white-space:pre-wrap; line-height:1.6\">"
+            f"{sep.join(spans)}</div>\n</body></html>\n")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, page)
+    return page

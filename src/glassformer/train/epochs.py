@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..backend import array_module, to_numpy
+from .step import train_step
 
 
 def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None, pad=None):
@@ -22,11 +23,7 @@ def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_bat
     for i in range(n_batches):
         idx = order[i * batch_size:(i + 1) * batch_size]
         x, y, real = ids[idx], targets[idx], counted[idx]
-        optimizer.zero_grad()
-        logits = model.forward(x)                           # (B, n_classes) or (B, T, V)
-        loss = loss_fn.forward(logits, y)                   # mean over the counted targets
-        model.backward(loss_fn.backward())
-        optimizer.step()
+        loss, logits, _ = train_step(model, loss_fn, optimizer, [((x,), y)])
         total_loss += loss * real.sum()                     # stays on the device: no sync
         correct += ((logits.argmax(axis=-1) == y) & real).sum()
         if on_batch is not None:

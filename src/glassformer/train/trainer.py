@@ -5,9 +5,7 @@ batches(rng) -> (x, y) function. One NumPy Generator draws the batches and every
 saved state, the parameters and AdamW's moments make a resumed run repeat the straight run exactly.
 """
 import contextlib
-import csv
 import math
-import os
 import signal
 import sys
 import threading
@@ -23,12 +21,16 @@ from ..checkpoint import Checkpoint, load_checkpoint, restore_optimizer, save_ch
 from ..errors import UserError
 from ..layers.dropout import Dropout
 from ..optim.optimizers import AdamW, decay_mask
-from ..optim.clipping import clip_grad_norm
 from ..optim.schedules import warmup_cosine
 from ..optim.loss_scaler import LossScaler
+from ..visualization import Panel, plot_curves
+from .records import read_metrics, write_metrics
+from .step import train_step
 
 CSV_FIELDS = ("step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s",
               "val_loss", "val_ppl")
+LOSS_PANELS = (Panel("loss", "cross-entropy (nats/token)",
+                     (("train_loss", "train (mean since last log)"), ("val_loss", "validation"))),)
 
 
 @dataclass(frozen=True)
@@ -139,26 +141,23 @@ class Trainer:
     def train_step(self):
         """One update over accum_steps micro-batches; returns their mean loss as a device scalar."""
         c = self.config
-        xp = array_module(self.params[0][0])
         self.model.train()
-        self.optimizer.zero_grad()
-        loss_sum = 0.0
-        for _ in range(c.accum_steps):
+        self.optimizer.lr = self.lr_at(self.step)
+        loss, _, norm = train_step(self.model, self.loss_fn, self.optimizer, self._micro_batches(),
+                                   c.accum_steps, c.grad_clip, self.scaler)
+        if norm is not None:                                # device scalar, before clipping
+            self.grad_norm = norm
+        self.step += 1
+        return loss
+
+    def _micro_batches(self):
+        """accum_steps (inputs, targets) batches on the model's device, drawn one at a time."""
+        xp = array_module(self.params[0][0])
+        for _ in range(self.config.accum_steps):
             x, y = self.batches(self.rng)
             x, y = xp.asarray(x), xp.asarray(y)
-            loss_sum = loss_sum + self.loss_fn.forward(self.model.forward(x), y)
-            # backward adds into the grads: scaling by 1/accum makes the sum a mean over micro-batches
-            self.model.backward(self.loss_fn.backward(1.0 / c.accum_steps))
             self.tokens_seen += int(y.size)
-        self.optimizer.lr = self.lr_at(self.step)
-        if self.scaler is not None:                         # unscale, clip, skip the step on inf/nan
-            self.grad_norm = self.scaler.step(self.optimizer, self.params, c.grad_clip)
-        else:
-            if c.grad_clip > 0:
-                self.grad_norm = clip_grad_norm(self.params, c.grad_clip)   # device scalar, pre-clip
-            self.optimizer.step()
-        self.step += 1
-        return loss_sum / c.accum_steps
+            yield (x,), y
 
     def evaluate(self):
         """{"val_loss", "val_ppl"} over eval_batches validation batches (the same ones every call)."""
@@ -199,9 +198,9 @@ class Trainer:
         if out is not None:
             if not hard_stop:                               # never save a half-applied update
                 self.save(out / "last.npz")
-            self.write_metrics(out / "metrics.csv")
+            write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
             if self.history:
-                plot_losses(self.history, out / "loss.png")
+                plot_curves(self.history, out / "loss.png", x="step", panels=LOSS_PANELS)
             if interrupted and (out / "best.npz").exists():
                 print(f"best checkpoint kept: {out / 'best.npz'}", file=self.log)
         return self.summary(interrupted)
@@ -250,7 +249,7 @@ class Trainer:
         print(f"step {self.step}: val loss {metrics['val_loss']:.4f}, perplexity "
               f"{metrics['val_ppl']:.2f}{' (best)' if best else ''}", file=self.log, flush=True)
         if out is not None:
-            self.write_metrics(out / "metrics.csv")
+            write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
 
     @contextlib.contextmanager
     def _stop_on_sigint(self):
@@ -301,57 +300,6 @@ class Trainer:
         if self.scaler is not None and state.get("loss_scaler"):
             self.scaler.load_state_dict(state["loss_scaler"])
         if self.config.out_dir and (Path(self.config.out_dir) / "metrics.csv").exists():
-            self.history = [r for r in read_metrics(Path(self.config.out_dir) / "metrics.csv")
-                            if r["step"] <= self.step]
+            self.history = [r for r in read_metrics(Path(self.config.out_dir) / "metrics.csv",
+                                                    CSV_FIELDS) if r["step"] <= self.step]
         return ckpt
-
-    def write_metrics(self, path):
-        write_metrics(self.history, path)
-
-
-def write_metrics(rows, path):
-    """The history as CSV (one row per logged or evaluated step), written atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_FIELDS})
-    os.replace(tmp, path)
-
-
-def read_metrics(path):
-    """Rows of a metrics.csv as dicts of numbers (None where a cell is empty)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        row = {k: (float(v) if v not in ("", None) else None) for k, v in r.items() if k in CSV_FIELDS}
-        row["step"] = int(row["step"])
-        out.append(row)
-    return out
-
-
-def plot_losses(rows, path):
-    """Training (each log interval) and validation loss against step, saved as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    train = [(r["step"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
-    val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if train:
-        ax.plot(*zip(*train), label="train (mean since last log)", lw=1)
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation", lw=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
