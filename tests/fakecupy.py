@@ -1,4 +1,4 @@
-"""A CPU stand-in for the CuPy that glassformer.backend_kernels uses, so its kernels run without a GPU.
+"""A CPU stand-in for the CuPy that glassformer.kernels uses, so its kernels run without a GPU.
 
 NumPy arrays play device arrays. RawKernel sources compile with g++ and run one std::thread per CUDA
 thread (std::barrier for __syncthreads, a per-warp exchange for __shfl_xor_sync, _Float16 for the
@@ -89,15 +89,16 @@ def compile_library(source):
 
 
 def row_library(code):
-    """All of backend_kernels' row kernels for the element type of `code`, compiled once (one g++ run
-    per dtype instead of one per kernel)."""
-    from glassformer import kernels as backend_kernels
+    """All of glassformer.kernels' row kernels for the element type of `code`, compiled once (one g++
+    run per dtype instead of one per kernel)."""
+    import glassformer.kernels  # noqa: F401  every family registers its row kernels
+    from glassformer.kernels import common
     header = code[:code.index('extern "C"')]
     char = {"unsigned short": "e", "float": "f", "double": "d"}[re.search(r"typedef (.+?) S_t;",
                                                                            header).group(1)]
-    source, launchers = backend_kernels.row_source(next(iter(backend_kernels.ROW_KERNELS)), char), []
+    source, launchers = common.row_source(next(iter(common.ROW_KERNELS)), char), []
     source = source[:source.index('extern "C"')]
-    for name, body in backend_kernels.ROW_KERNELS.items():
+    for name, body in common.ROW_KERNELS.items():
         sig = re.search(r'extern "C" __global__ void ' + name + r"\(([^)]*)\)", body).group(1)
         names = [p.strip().rsplit(" ", 1)[1].lstrip("*") for p in sig.split(",")]
         source += body
@@ -217,16 +218,17 @@ class ElementwiseKernel:
 
 
 class ReductionKernel:
-    """The two reductions backend_kernels defines, evaluated with NumPy by name."""
+    """The reductions glassformer.kernels defines, evaluated with NumPy by name."""
 
     def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name,
                  **kw):
         self.name = name
 
     def __call__(self, *args, axis=None):
-        if self.name == "glassformer_sum_squares":
+        if self.name.startswith("glassformer_sum_squares_"):    # _float or _double: the sum's type
             (x,) = args
-            return (x.astype(np.float32) ** 2).sum(dtype=np.float32)
+            acc = np.float64 if self.name.endswith("double") else np.float32
+            return (x.astype(acc) ** 2).sum(dtype=acc)
         if self.name == "glassformer_ln_dgamma":
             dy, x, mu, r = args
             return (dy.astype(x.dtype) * (x - mu) * r).sum(axis=axis)

@@ -1,6 +1,7 @@
-"""The fused GPU kernels (backend_kernels), run on the CPU through tests/fakecupy.py (g++, one thread per
-CUDA thread), against the layers' own NumPy code: masked softmax inside attention, LayerNorm, GELU,
-cross-entropy, Adam/AdamW. Skips without a g++ that has C++20 <barrier> and _Float16.
+"""The GPU kernels (glassformer.kernels), run on the CPU through tests/fakecupy.py (g++, one thread per
+CUDA thread), against the reference functions they are laid over: masked softmax inside attention,
+LayerNorm, GELU, cross-entropy, Adam/AdamW, the sum of squares. Skips without a g++ that has C++20
+<barrier> and _Float16.
 
 Tolerances (gradcheck.rel_error: max |a - b| over the largest |b|): float64 1e-12, float32 1e-5
 (summation order differs), float16 5e-3 (one float16 rounding of float32 results, ~5e-4, plus the
@@ -11,10 +12,12 @@ import shutil
 import numpy as np
 import pytest
 
-from glassformer import backend, gradcheck, kernels as backend_kernels
+from glassformer import backend, gradcheck
+from glassformer.kernels import activations, attention, common, loss, norm, optim
 from glassformer.layers.attention import attend, attend_backward, attention_mask
 from glassformer.layers import GELU, LayerNorm
 from glassformer.layers.loss import CrossEntropyLoss
+from glassformer.optim.clipping import sum_squares
 from glassformer.optim.optimizers import Adam, AdamW
 
 TOL = {"float64": 1e-12, "float32": 1e-5, "float16": 5e-3}
@@ -23,15 +26,18 @@ DTYPES = list(TOL)
 
 @pytest.fixture(scope="module")
 def kernels():
+    """The kernels running on fakecupy's CPU stand-in for CuPy (restored to CuPy afterwards)."""
     if shutil.which("g++") is None:
         pytest.skip("no g++ to run the CUDA kernels on the CPU")
     import fakecupy
-    k = backend_kernels.Kernels(fakecupy.module(), backend)
+    common.use_module(fakecupy.module())
     try:
-        k.masked_softmax(np.zeros((1, 32), np.float32), None, 1.0)
+        attention.masked_softmax(np.zeros((1, 32), np.float32), None, 1.0)
     except RuntimeError as e:                               # g++ without C++20 <barrier> or _Float16
+        common.use_module(None)
         pytest.skip(f"g++ cannot build the CPU emulator: {str(e)[:200]}")
-    return k
+    yield
+    common.use_module(None)
 
 
 def rel(a, b):
@@ -45,7 +51,7 @@ def test_attention_with_the_masked_softmax_kernel(kernels, rng, dtype, causal, p
     q, k, v = (rng.standard_normal((B, H, T, D)).astype(dtype) for _ in range(3))
     pad = np.array([[True, True, True, False, False], [False] * 5]) if padding else None
     allowed = attention_mask(np, T, T, causal, pad)        # batch 1 padded everywhere: uniform rows
-    y, att = kernels.attention_forward(q, k, v, allowed)
+    y, att = attention.attend_cuda(q, k, v, allowed)
     y0, att0 = attend(q, k, v, allowed)
     assert y.dtype == att.dtype == np.dtype(dtype)
     assert rel(att, att0) < TOL[dtype] and rel(y, y0) < 2 * TOL[dtype]
@@ -53,7 +59,7 @@ def test_attention_with_the_masked_softmax_kernel(kernels, rng, dtype, causal, p
         allowed = np.broadcast_to(allowed, att.shape)
         assert not att[~allowed & allowed.any(axis=-1, keepdims=True)].any()
     dy = rng.standard_normal(y.shape).astype(dtype)
-    for got, want in zip(kernels.attention_backward(dy, q, k, v, att),
+    for got, want in zip(attention.attend_backward_cuda(dy, q, k, v, att),
                          attend_backward(dy, q, k, v, att0)):
         assert rel(got, want) < 4 * TOL[dtype]
 
@@ -63,26 +69,26 @@ def test_layer_norm_kernels(kernels, rng, dtype):
     C = 200                                                 # several elements per thread, 2 warps
     x_dtype = np.float32 if dtype == "float16" else dtype  # float16 dout: the fp16 policy's case
     x = (rng.standard_normal((3, 5, C)) * 3 + 1).astype(x_dtype)
-    fused, ref = LayerNorm(C, dtype=x_dtype), LayerNorm(C, dtype=x_dtype)
-    fused.gamma[...] = ref.gamma[...] = rng.standard_normal(C)
-    fused.beta[...] = ref.beta[...] = 0.5
-    y, cache = kernels.layer_norm_forward(x, fused.gamma, fused.beta, fused.eps)
+    fast, ref = LayerNorm(C, dtype=x_dtype), LayerNorm(C, dtype=x_dtype)
+    fast.gamma[...] = ref.gamma[...] = rng.standard_normal(C)
+    fast.beta[...] = ref.beta[...] = 0.5
+    y, cache = norm.layer_norm_forward_cuda(x, fast.gamma, fast.beta, fast.eps)
     assert rel(y, ref.forward(x)) < TOL[str(np.dtype(x_dtype))]
     dout = rng.standard_normal(x.shape).astype(dtype)
-    dx = kernels.layer_norm_backward(dout, cache, fused.gamma, fused.dgamma, fused.dbeta)
+    dx = norm.layer_norm_backward_cuda(dout, cache, fast.gamma, fast.dgamma, fast.dbeta)
     tol = max(TOL[str(np.dtype(x_dtype))], 1e-6) * 10
     assert rel(dx, ref.backward(dout)) < tol
-    assert rel(fused.dgamma, ref.dgamma) < tol and rel(fused.dbeta, ref.dbeta) < tol
+    assert rel(fast.dgamma, ref.dgamma) < tol and rel(fast.dbeta, ref.dbeta) < tol
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gelu_kernels(kernels, rng, dtype):
     x = (rng.standard_normal((4, 33)) * 3).astype(dtype)
     ref = GELU()
-    y, cache = kernels.gelu_forward(x)
+    y, cache = activations.gelu_forward_cuda(x)
     assert y.dtype == x.dtype and rel(y, ref.forward(x)) < TOL[dtype]
     dout = rng.standard_normal(x.shape).astype(dtype)
-    assert rel(kernels.gelu_backward(dout, cache), ref.backward(dout)) < 2 * TOL[dtype]
+    assert rel(activations.gelu_backward_cuda(dout, cache), ref.backward(dout)) < 2 * TOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -94,35 +100,63 @@ def test_cross_entropy_kernels(kernels, rng, dtype, ignore_index):
     targets[0, 1] = targets[2, 2] = 7
     ref = CrossEntropyLoss(ignore_index=ignore_index)
     loss0 = ref.forward(logits, targets)
-    loss, cache = kernels.cross_entropy_forward(logits, targets, ignore_index)
-    assert rel(loss, loss0) < TOL[dtype]
-    dz = kernels.cross_entropy_backward(cache, 0.5)
+    value, cache = loss.cross_entropy_forward_cuda(logits, targets, ignore_index)
+    assert rel(value, loss0) < TOL[dtype]
+    dz = loss.cross_entropy_backward_cuda(0.5, cache)
     assert dz.shape == logits.shape and dz.dtype == logits.dtype
     assert rel(dz, ref.backward(0.5)) < 2 * TOL[dtype]
 
 
 def test_cross_entropy_kernel_marks_a_target_outside_the_vocabulary(kernels, rng):
     logits = rng.standard_normal((2, 10)).astype(np.float32)
-    loss, _ = kernels.cross_entropy_forward(logits, np.array([3, 12]), None)
-    assert np.isnan(loss)                                   # no out-of-bounds read, no silent value
+    value, _ = loss.cross_entropy_forward_cuda(logits, np.array([3, 12]), None)
+    assert np.isnan(value)                                   # no out-of-bounds read, no silent value
 
 
 @pytest.mark.parametrize("optimizer", [Adam, AdamW])
-def test_fused_adam_is_bit_exact_and_skips_on_the_flag(kernels, rng, optimizer):
+def test_adam_kernel_is_bit_exact_and_skips_on_the_flag(kernels, rng, optimizer):
     W, b = rng.standard_normal((5, 6)).astype(np.float32), rng.standard_normal(6).astype(np.float32)
     dW, db = np.zeros_like(W), np.zeros_like(b)
     ref = optimizer([(W, dW), (b, db)], lr=1e-2, weight_decay=0.1, decay=[True, False])
-    fused = [W.copy(), b.copy()]
-    m, v = [np.zeros_like(p) for p in fused], [np.zeros_like(p) for p in fused]
+    fast = [W.copy(), b.copy()]
+    m, v = [np.zeros_like(p) for p in fast], [np.zeros_like(p) for p in fast]
     t = np.zeros((), np.float32)
     for step in range(4):
         dW[...], db[...] = rng.standard_normal(dW.shape), rng.standard_normal(db.shape)
         skip = np.asarray(step == 2)                        # a loss-scaling overflow on step 3
         ref.step(grad_scale=np.float32(0.5), found_inf=skip)
         t = t + ~skip
-        for i, (p, g, decay) in enumerate([(fused[0], dW, True), (fused[1], db, False)]):
-            kernels.adam_update(p, g, m[i], v[i], 1e-2, 0.9, 0.999, 1e-8, 0.1 if decay else 0.0,
-                                optimizer.decoupled, t, np.asarray(0.5, np.float32), skip)
+        for i, (p, g, decay) in enumerate([(fast[0], dW, True), (fast[1], db, False)]):
+            optim.adam_update(p, g, m[i], v[i], 1e-2, 0.9, 0.999, 1e-8, 0.1 if decay else 0.0,
+                              optimizer.decoupled, t, np.asarray(0.5, np.float32), skip)
     assert ref.t == int(t) == 3
-    for got, want in [(fused[0], W), (fused[1], b), (m[0], ref.m[0]), (v[0], ref.v[0])]:
+    for got, want in [(fast[0], W), (fast[1], b), (m[0], ref.m[0]), (v[0], ref.v[0])]:
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("optimizer", [Adam, AdamW])
+def test_adam_step_kernel_equals_the_reference_step(kernels, rng, optimizer):
+    """adam_step's kernel (laid over optimizers.adam_step) and the reference give the same update."""
+    W = rng.standard_normal((5, 6)).astype(np.float32)
+    runs = []
+    for fast in (True, False):
+        p, g = W.copy(), np.zeros_like(W)
+        opt = optimizer([(p, g)], lr=1e-2, weight_decay=0.1)
+        for step in range(3):
+            g[...] = np.random.default_rng(step).standard_normal(g.shape)
+            if fast:
+                opt.t = optim.adam_step_cuda(opt.params, opt.m, opt.v, opt.t, opt.settings())
+            else:
+                opt.step()
+        runs.append((p, opt.m[0], opt.v[0], opt.t))
+    (p1, m1, v1, t1), (p0, m0, v0, t0) = runs
+    assert t1 == t0 == 3 and np.array_equal(p1, p0) and np.array_equal(m1, m0)
+    assert np.array_equal(v1, v0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_squares_kernel_sums_in_the_gradients_precision(kernels, rng, dtype):
+    g = rng.standard_normal((7, 9)).astype(dtype)
+    got, want = optim.sum_squares_cuda(g), sum_squares(g)
+    assert got.dtype == want.dtype == (np.float64 if dtype == "float64" else np.float32)
+    assert rel(got, want) < TOL[dtype]

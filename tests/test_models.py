@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from glassformer.errors import UserError
+from glassformer.layers import Linear, Pooling, TiedLMHead
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import DecoderLM, EncoderClassifier, ModelConfig, build_model
 from glassformer.optim.optimizers import Adam
@@ -102,12 +103,13 @@ def test_decoder_is_causal(rng, kw):
 def test_tied_weights(rng):
     model = lm(rng)
     names = [n for n, _ in model.named_parameters()]
-    assert model.head is None
+    assert isinstance(model.head, TiedLMHead) and model.head.own_parameters() == {}
+    assert model.head.W.shape == (16, V) and np.shares_memory(model.head.W, model.tok_emb.W)
     assert names.count("tok_emb.W") == 1 and not any(n.startswith("head") for n in names)
     model.tok_emb.W[0] = 0.0                               # logits = h E^T: row 0 of E gives logit 0
     assert np.all(model.forward(np.array([[1, 2]]))[..., 0] == 0.0)
     untied = lm(rng, tie_weights=False)
-    assert "head.W" in [n for n, _ in untied.named_parameters()]
+    assert isinstance(untied.head, Linear) and "head.W" in [n for n, _ in untied.named_parameters()]
     assert untied.n_parameters() == model.n_parameters() + 16 * V
 
 
@@ -188,3 +190,30 @@ def test_float32_stays_float32_through_forward_backward_and_adam(kw):
     Adam(model.get_parameters()).step()
     assert out.dtype == np.float32 and dlogits.dtype == np.float32
     assert {str(a.dtype) for pg in model.get_parameters() for a in pg} == {"float32"}
+
+
+def test_tied_head_follows_the_embedding_through_a_dtype_change(rng):
+    """TiedLMHead reads the embedding's table when it runs, so astype/to (which rebuild it) keep the tie."""
+    model = lm(rng).astype(np.float64)
+    assert model.head.W.dtype == np.float64 and np.shares_memory(model.head.W, model.tok_emb.W)
+    h = rng.standard_normal((2, 3, 16))
+    np.testing.assert_allclose(model.logits(h), h @ model.tok_emb.W.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["first", "mean"])
+def test_pooling_layer_and_its_exact_backward(rng, mode):
+    pool = Pooling(mode)
+    x = rng.standard_normal((2, 4, 3))
+    mask = np.array([[True, True, False, False], [True] * 4])
+    want = x[:, 0] if mode == "first" else np.stack([x[0, :2].mean(0), x[1].mean(0)])
+    np.testing.assert_allclose(pool.forward(x, mask), want, rtol=1e-12)
+    dout = rng.standard_normal((2, 3))
+    dx = pool.backward(dout)
+    if mode == "first":
+        assert np.array_equal(dx[:, 0], dout) and not dx[:, 1:].any()
+    else:                                                   # padded tokens get no gradient
+        np.testing.assert_allclose(dx[0, :2], np.stack([dout[0] / 2] * 2), rtol=1e-12)
+        assert not dx[0, 2:].any()
+    with pytest.raises(ValueError, match="max"):
+        Pooling("max")
+    assert "pool" in EncoderClassifier(config(), rng).children()

@@ -1,16 +1,17 @@
 """Precision policies and the loss scaler, on NumPy (float16 arrays stand in for the GPU's):
 fp16 matmul inputs with float32 master weights, float32 softmax/norm/loss, dynamic loss scaling;
-and the pure-Python side of the GPU kernels (cuBLAS operand layouts, attention mask rows)."""
+and the pure-Python side of the GPU kernels (cuBLAS operand layouts, attention mask rows, row kernels)."""
 import io
 
 import numpy as np
 import pytest
 
-from glassformer import backend, kernels as backend_kernels, precision
+from glassformer import backend, precision
+from glassformer.kernels import attention as attention_kernels, common
 from glassformer.optim import LossScaler, ScaledLoss
 from glassformer.layers.attention import MultiHeadAttention
 from glassformer.errors import UserError
-from glassformer.layers import Dropout, LayerNorm, Linear, softmax
+from glassformer.layers import Dropout, LayerNorm, Linear, TiedLMHead, softmax
 from glassformer.train import TrainConfig, Trainer
 from glassformer.models import lm_config
 from glassformer.layers.loss import CrossEntropyLoss
@@ -306,8 +307,8 @@ def test_dropout_on_numpy_draws_exactly_rng_random():
     assert np.array_equal(y, keep * 2.0)
 
 
-def test_fused_is_none_on_numpy_and_batched_matmul_modes_are_checked():
-    assert backend.fused("layer_norm", np.ones((2, 3), np.float32)) is None
+def test_no_kernel_for_numpy_and_batched_matmul_modes_are_checked():
+    assert backend.kernel_for("layer_norm_forward", np.ones((2, 3), np.float32)) is None
     with pytest.raises(UserError, match="cublas"):
         backend.set_batched_matmul("einsum")
     backend.set_batched_matmul("cublas")
@@ -330,8 +331,8 @@ def check_cublas_arguments(a, b):
     """blas_operand's (op, ld, stride) fed to the GEMM as cublas_bmm feeds them give a @ b."""
     *batch, M, K = a.shape
     P = b.shape[-1]
-    A, op_a, ld_a, s_a = backend_kernels.blas_operand(np, a)
-    B, op_b, ld_b, s_b = backend_kernels.blas_operand(np, b)
+    A, op_a, ld_a, s_a = attention_kernels.blas_operand(np, a)
+    B, op_b, ld_b, s_b = attention_kernels.blas_operand(np, b)
     n_batch = int(np.prod(batch))
     ct = emulate_strided_batched_gemm(op_b, op_a, P, M, K, B, ld_b, s_b, A, ld_a, s_a, n_batch)
     out = ct.transpose(0, 2, 1).reshape(*batch, M, P)      # C^T column-major = C row-major
@@ -350,7 +351,7 @@ def test_cublas_operand_layouts_compute_the_right_product(rng):
     check_cublas_arguments(att.swapaxes(-1, -2), np.ascontiguousarray(v))
     check_cublas_arguments(rng.standard_normal((1, 1, 1, 3)), rng.standard_normal((1, 1, 3, 1)))
     check_cublas_arguments(rng.standard_normal((4, 6, 2))[:, ::2], rng.standard_normal((4, 2, 7)))
-    _, op, ld, stride = backend_kernels.blas_operand(np, kc.swapaxes(-1, -2))
+    _, op, ld, stride = attention_kernels.blas_operand(np, kc.swapaxes(-1, -2))
     assert (op, ld, stride) == (1, D, T * D)                # no copy for a transposed contiguous array
 
 
@@ -358,19 +359,21 @@ def test_mask_rows_index_the_broadcast_mask(rng):
     shape = (2, 3, 4, 5)                                     # (B, H, T, S)
     for allowed in [rng.random((2, 1, 1, 5)) > 0.3, rng.random((1, 1, 4, 5)) > 0.3,
                     rng.random((4, 5)) > 0.5]:
-        mask, rows, has = backend_kernels.mask_rows(np, allowed, shape)
+        mask, rows, has = attention_kernels.mask_rows(np, allowed, shape)
         assert has == 1 and mask.flags.c_contiguous
         got = mask.reshape(-1, 5)[rows].reshape(shape)
         assert np.array_equal(got, np.broadcast_to(allowed, shape))
-    assert backend_kernels.mask_rows(np, None, shape)[2] == 0
+    assert attention_kernels.mask_rows(np, None, shape)[2] == 0
 
 
 def test_row_kernel_sources_and_block_sizes():
-    for name in backend_kernels.ROW_KERNELS:
+    assert set(common.ROW_KERNELS) == {"softmax_forward", "softmax_backward", "layer_norm_forward",
+                                       "layer_norm_backward", "cross_entropy_forward"}
+    for name in common.ROW_KERNELS:
         for char, storage in [("e", "unsigned short"), ("f", "float"), ("d", "double")]:
-            src = backend_kernels.row_source(name, char)
+            src = common.row_source(name, char)
             assert f"typedef {storage} S_t;" in src and f'extern "C" __global__ void {name}(' in src
-    assert [backend_kernels.row_threads(n) for n in (1, 128, 256, 1024, 50257)] == [32, 32, 64, 256, 1024]
+    assert [common.row_threads(n) for n in (1, 128, 256, 1024, 50257)] == [32, 32, 64, 256, 1024]
 
 
 def test_scaled_loss_multiplies_only_the_gradient_by_the_scale(rng):
@@ -395,7 +398,7 @@ def test_each_precision_policy_says_what_it_changes():
 def test_tied_lm_head_runs_its_gemm_in_float16_under_fp16(rng):
     """The tied head (logits = h E^T) is the largest GEMM of an LM: it follows the policy too."""
     model, ids = tiny_lm(), rng.integers(0, 13, (2, 8))
-    assert model.head is None                               # weights tied
+    assert isinstance(model.head, TiedLMHead)               # weights tied
     assert model.forward(ids).dtype == np.float32
     with precision.policy("fp16"):
         logits = model.forward(ids)

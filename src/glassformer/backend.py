@@ -1,16 +1,19 @@
 """The array backend: NumPy by default, CuPy on NVIDIA GPUs. The only module that imports CuPy.
 
-Besides module lookup and host copies it holds what differs on a GPU: the matmul dtype of the precision
-policy, TF32, the fused CuPy kernels (backend_kernels.py, imported only from here) and device RNG.
+Besides module lookup and host copies it holds what differs on a GPU: TF32 in cuBLAS, the registry of
+accelerated kernels laid over the reference functions (@accelerated; the kernels/ package registers
+into it), batched-matmul modes and device RNG. The precision helpers are re-exported for the layers.
 """
 import contextlib
-import sys
+import functools
+import importlib
 import warnings
 
 import numpy as np
 
 from . import precision
 from .errors import UserError
+from .precision import matmul, to_compute, upcast  # noqa: F401  re-exported: layers import them here
 
 try:  # the optional `gpu` extra
     import cupy as cp
@@ -32,12 +35,18 @@ def gpu_available():
         return False
 
 
-def use(name):
-    """Choose where new parameters are created: "numpy" (CPU) or "cupy" (GPU)."""
-    global _device
+def backend_name(name):
+    """"numpy" or "cupy" for a backend or device name ("cpu", "cuda", "gpu" are aliases)."""
     name = {"cpu": "numpy", "cuda": "cupy", "gpu": "cupy"}.get(name, name)
     if name not in ("numpy", "cupy"):
         raise UserError(f"unknown backend {name!r}: use 'numpy' (cpu) or 'cupy' (cuda)")
+    return name
+
+
+def use(name):
+    """Choose where new parameters are created: "numpy" (CPU) or "cupy" (GPU)."""
+    global _device
+    name = backend_name(name)
     if name == "cupy":
         require_gpu()
         _apply_tf32()
@@ -67,8 +76,8 @@ def array_module(x):
 
 
 def xp_for(name=None):
-    """The module for a backend name (default: the current one)."""
-    name = name or _device
+    """The module for a backend or device name (default: the current backend)."""
+    name = backend_name(name or _device)
     if name == "cupy":
         require_gpu()
         return cp
@@ -102,35 +111,15 @@ def scatter_add(target, idx, values):
     target[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)
 
 
-# ---- precision: the dtype matmuls run in ----------------------------------------------------------
+# ---- TF32: the precision policy's switch inside cuBLAS -----------------------------------------
 
-def to_compute(x):
-    """x as a matmul input under the precision policy: float32 x becomes float16 under "fp16"; else x."""
-    dtype = precision.current().matmul_dtype
-    if dtype is None or x.dtype != np.float32:
-        return x
-    return x.astype(dtype)
-
-
-def upcast(x):
-    """float16 x as float32 (softmax, norms and losses sum in float32); any other x unchanged."""
-    return x.astype(np.float32) if x.dtype == np.float16 else x
-
-
-def matmul(a, b):
-    """a @ b; NumPy has no float16 GEMM, so there float16 operands are multiplied in float32 and the
-    product rounded to float16, as cuBLAS does (float16 in, float32 accumulation, float16 out)."""
-    if a.dtype == np.float16 and b.dtype == np.float16 and isinstance(a, np.ndarray):
-        return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16)
-    return a @ b
-
-
-_tf32 = False
+_tf32 = precision.current().tf32                 # a policy chosen before this import
 CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH = 0, 3     # cublasMath_t
 
 
 def set_tf32(enabled):
-    """Let cuBLAS round float32 matmul inputs to TF32 (Ampere and newer GPUs); precision.use("tf32")."""
+    """Let cuBLAS round float32 matmul inputs to TF32 (Ampere and newer GPUs); precision.use("tf32")
+    calls it through the listener below."""
     global _tf32
     _tf32 = bool(enabled)
     if gpu_available():
@@ -154,6 +143,9 @@ def _apply_tf32():
     except (AttributeError, ImportError) as e:              # a CuPy whose internals moved
         warnings.warn(f"could not switch TF32 {'on' if _tf32 else 'off'} in CuPy ({e}); "
                       "set CUPY_TF32=1 before starting Python instead")
+
+
+precision.on_change(lambda policy: set_tf32(policy.tf32))
 
 
 # ---- attention's batched matmuls on CuPy --------------------------------------------------------
@@ -183,43 +175,84 @@ def batched_matmul_mode():
     return _batched_matmul
 
 
-# ---- fused GPU kernels --------------------------------------------------------------------------
+# ---- accelerated kernels: a fast path laid over the reference array code -------------------------
 
-_fusion = True
-_kernels = None
+KERNELS = __package__ + ".kernels"       # the CuPy kernels' package, loaded by name on first CuPy use
+_kernels = {}                             # reference function name -> the kernel that replaces it
+_kernels_loaded = False
+_fusion = True                            # False: the reference array code runs on CuPy arrays too
 
 
-def fused(name, x):
-    """The fused CuPy kernels `name` for x (an object with forward/backward, or a function), or None.
+def accelerates(name):
+    """Register the decorated function as the CuPy kernel that replaces the reference function `name`."""
+    def register(kernel):
+        _kernels[name] = kernel
+        return kernel
+    return register
 
-    None for NumPy arrays and when fusion is off: the caller then runs its own array code, which is the
-    reference the kernels are tested against (tests/test_gpu.py).
+
+def accelerated(reference):
+    """Wrap a reference function: a kernel registered under its name runs instead when an argument
+    (or an element of a tuple or list argument) is a floating CuPy array and fusion is on.
+
+    The reference stays the definition; its kernel is tested against it (tests/test_gpu.py and,
+    on the CPU, tests/test_backend_kernels.py). The wrapper's .reference is the plain function.
     """
-    global _kernels
-    if cp is None or not _fusion or not isinstance(x, cp.ndarray) or x.dtype.char not in "efd":
+    name = reference.__name__
+
+    @functools.wraps(reference)
+    def dispatch(*args, **kwargs):
+        kernel = kernel_for(name, *args) if cp is not None and _fusion else None
+        return (kernel or reference)(*args, **kwargs)
+    dispatch.reference = reference
+    return dispatch
+
+
+def kernel_for(name, *args):
+    """The kernel registered for reference `name` that these arguments would run, or None.
+
+    The first array among the arguments (looking into tuples and lists) decides: a floating CuPy
+    array picks the kernel, anything else the reference.
+    """
+    global _kernels_loaded
+    x = None if cp is None else _first_array(args)
+    if x is None or not isinstance(x, cp.ndarray) or x.dtype.char not in "efd":
         return None
-    if _kernels is None:
-        from . import kernels                               # the only importer: it gets cupy from here
-        _kernels = kernels.build(cp, sys.modules[__name__])
-    return _kernels[name]
+    if not _kernels_loaded:
+        # Overlays are plugins: backend never imports the kernels package statically (the kernels
+        # import backend), so it is loaded by module name, once, when CuPy data first reaches here.
+        importlib.import_module(KERNELS)
+        _kernels_loaded = True
+    return _kernels.get(name)
+
+
+def _first_array(values, depth=2):
+    """The first NumPy or CuPy array among values, looking into tuples and lists depth levels deep."""
+    for v in values:
+        if isinstance(v, (cp.ndarray, np.ndarray)):
+            return v
+        if depth and isinstance(v, (tuple, list)):
+            found = _first_array(v, depth - 1)
+            if found is not None:
+                return found
+    return None
 
 
 def set_fusion(enabled):
-    """Use the fused CuPy kernels (default) or the plain array code on the GPU too."""
+    """Run the accelerated (fused: one pass over memory) CuPy kernels, or the reference code on CuPy."""
     global _fusion
     _fusion = bool(enabled)
 
 
 @contextlib.contextmanager
 def fusion(enabled):
-    """with backend.fusion(False): ... runs the plain array code on CuPy arrays (to compare)."""
+    """with backend.fusion(False): ... runs the reference array code on CuPy arrays (to compare)."""
     saved = _fusion
     set_fusion(enabled)
     try:
         yield
     finally:
         set_fusion(saved)
-
 
 # ---- random numbers and memory on the device ----------------------------------------------------
 

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from . import layers, models, research
+
 TOLERANCE = 1e-6
 
 
@@ -86,160 +88,6 @@ def _x(rng, *shape):
     return rng.standard_normal(shape)
 
 
-@case("Linear")
-def _linear(rng):
-    from .layers import Linear
-    layer = Linear(5, 4, rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 5)}
-
-
-@case("Embedding")
-def _embedding(rng):
-    from .layers import Embedding
-    layer = Embedding(7, 4, rng)
-    return layer, layer.forward, {"ids": np.array([[1, 2, 2], [6, 0, 1]])}   # repeated ids sum
-
-
-@case("SinusoidalPositionalEncoding")
-def _sinusoidal(rng):
-    from .layers import SinusoidalPositionalEncoding
-    layer = SinusoidalPositionalEncoding(8, 4)
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 4)}
-
-
-@case("LearnedPositionalEmbedding")
-def _learned(rng):
-    from .layers import LearnedPositionalEmbedding
-    layer = LearnedPositionalEmbedding(8, 4, rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 4)}
-
-
-@case("LayerNorm")
-def _layernorm(rng):
-    from .layers import LayerNorm
-    layer = LayerNorm(6)
-    layer.gamma[...] = rng.standard_normal(6)               # non-trivial gain and shift
-    layer.beta[...] = rng.standard_normal(6)
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
-
-
-@case("ReLU")
-def _relu(rng):
-    from .layers import ReLU
-    layer = ReLU()
-    return layer, layer.forward, {"x": _x(rng, 3, 5)}
-
-
-@case("GELU")
-def _gelu(rng):
-    from .layers import GELU
-    layer = GELU()
-    return layer, layer.forward, {"x": 2 * _x(rng, 3, 5)}
-
-
-@case("Softmax")
-def _softmax(rng):
-    from .layers import Softmax
-    layer = Softmax()
-    return layer, layer.forward, {"z": _x(rng, 2, 3, 5)}
-
-
-@case("Dropout")
-def _dropout(rng):
-    from .layers import Dropout
-    layer = Dropout(0.3, None)
-
-    def forward(x):
-        layer.rng = np.random.default_rng(0)                # the same mask on every call
-        return layer.forward(x)
-    return layer, forward, {"x": _x(rng, 3, 6)}
-
-
-@case("FeedForward")
-def _ffn(rng):
-    from .layers import FeedForward
-    layer = FeedForward(4, 8, rng, activation="gelu")
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 4)}
-
-
-@case("MultiHeadAttention")
-def _mha(rng):
-    from .layers.attention import MultiHeadAttention
-    layer = MultiHeadAttention(8, 2, rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
-
-
-@case("MultiHeadAttention[separate-qkv,causal,padding]")
-def _mha_masked(rng):
-    from .layers.attention import MultiHeadAttention
-    layer = MultiHeadAttention(8, 2, rng, causal=True, fused_qkv=False)
-    mask = np.array([[True, True, True, False], [True, True, True, True]])
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8), "key_padding_mask": mask}
-
-
-@case("TransformerBlock[post-LN]")
-def _block_post(rng):
-    from .layers import TransformerBlock
-    layer = TransformerBlock(8, 2, 16, rng, norm_first=False)
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
-
-
-@case("TransformerBlock[pre-LN,causal,gelu]")
-def _block_pre(rng):
-    from .layers import TransformerBlock
-    layer = TransformerBlock(8, 2, 16, rng, norm_first=True, causal=True, activation="gelu")
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
-
-
-@case("CrossEntropyLoss[ignore_index]")
-def _cross_entropy(rng):
-    from .layers.loss import CrossEntropyLoss
-    layer = CrossEntropyLoss(ignore_index=0)
-    targets = np.array([[1, 0, 3], [2, 4, 0]])              # two ignored positions
-    return layer, layer.forward, {"logits": _x(rng, 2, 3, 5), "targets": targets}
-
-
-def _small_config(**kw):
-    from .models import ModelConfig
-    base = dict(vocab_size=9, d_model=8, n_heads=2, n_layers=2, d_ff=16, max_len=8, n_classes=3,
-                dtype="float64")
-    base.update(kw)
-    return ModelConfig(**base)
-
-
-@case("EncoderClassifier[first,post-LN]")
-def _encoder_first(rng):
-    from .models import EncoderClassifier
-    model = EncoderClassifier(_small_config(), rng)
-    return model, model.forward, {"ids": rng.integers(0, 9, (2, 5))}
-
-
-@case("EncoderClassifier[mean,pre-LN,learned,padding]")
-def _encoder_mean(rng):
-    from .models import EncoderClassifier
-    model = EncoderClassifier(_small_config(pooling="mean", norm_first=True, positional="learned"),
-                              rng)
-    mask = np.array([[True, True, True, False, False], [True] * 5])
-    return model, model.forward, {"ids": rng.integers(0, 9, (2, 5)), "padding_mask": mask}
-
-
-@case("DecoderLM[tied]")
-def _decoder_tied(rng):
-    from .models import DecoderLM
-    model = DecoderLM(_small_config(kind="decoder_lm", norm_first=True, activation="gelu",
-                                    positional="learned"), rng)
-    return model, model.forward, {"ids": rng.integers(0, 9, (2, 5))}
-
-
-@case("DecoderLM[untied,post-LN]")
-def _decoder_untied(rng):
-    from .models import DecoderLM
-    model = DecoderLM(_small_config(kind="decoder_lm", tie_weights=False), rng)
-    return model, model.forward, {"ids": rng.integers(0, 9, (2, 5))}
-
-
-# ---- research toys (glassformer.research) ------------------------------------------------------
-
 def _randomize(layer, rng, std=0.5):
     """Non-trivial values everywhere: zero output projections would hide the upstream gradients."""
     for _, (p, _) in layer.named_parameters():
@@ -247,75 +95,183 @@ def _randomize(layer, rng, std=0.5):
     return layer
 
 
-@case("RMSNorm")
-def _rmsnorm(rng):
-    from .layers import RMSNorm
-    layer = _randomize(RMSNorm(6), rng)
+def x_case(name, make, *shape, scale=1.0, randomize=False):
+    """Register case `name`: the layer make(rng) (parameters redrawn if randomize) on one input x."""
+    def build(rng):
+        layer = make(rng)
+        if randomize:
+            _randomize(layer, rng)
+        return layer, layer.forward, {"x": scale * _x(rng, *shape)}
+    return case(name)(build)
+
+
+class Lender(layers.Layer):
+    """A layer checked with the parameters it borrows: a tied head writes the embedding's dW."""
+
+    def __init__(self, layer, **lenders):
+        self.layer, self.lenders = layer, lenders
+
+    def forward(self, *args, **kwargs):
+        return self.layer.forward(*args, **kwargs)
+
+    def backward(self, dout):
+        return self.layer.backward(dout)
+
+    def children(self):
+        return dict(self.lenders)
+
+
+x_case("Linear", lambda rng: layers.Linear(5, 4, rng), 2, 3, 5)
+
+
+@case("Embedding")
+def _embedding(rng):
+    layer = layers.Embedding(7, 4, rng)
+    return layer, layer.forward, {"ids": np.array([[1, 2, 2], [6, 0, 1]])}   # repeated ids sum
+
+
+x_case("SinusoidalPositionalEncoding", lambda rng: layers.SinusoidalPositionalEncoding(8, 4), 2, 3, 4)
+x_case("LearnedPositionalEmbedding", lambda rng: layers.LearnedPositionalEmbedding(8, 4, rng), 2, 3, 4)
+
+
+@case("LayerNorm")
+def _layernorm(rng):
+    layer = layers.LayerNorm(6)
+    layer.gamma[...] = rng.standard_normal(6)               # non-trivial gain and shift
+    layer.beta[...] = rng.standard_normal(6)
     return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
 
 
-@case("NoNorm")
-def _nonorm(rng):
-    from .research import NoNorm
-    layer = NoNorm()
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
+x_case("ReLU", lambda rng: layers.ReLU(), 3, 5)
+x_case("GELU", lambda rng: layers.GELU(), 3, 5, scale=2.0)
 
 
-@case("RotaryEmbedding[offset]")
-def _rope(rng):
-    from .research import RotaryEmbedding
-    layer = RotaryEmbedding(4, 8)
-    return layer, lambda x: layer.forward(x, offset=3), {"x": _x(rng, 2, 2, 3, 4)}
+@case("Softmax")
+def _softmax(rng):
+    layer = layers.Softmax()
+    return layer, layer.forward, {"z": _x(rng, 2, 3, 5)}
 
 
-@case("RotaryAttention[causal]")
-def _rotary_attention(rng):
-    from .research import RotaryAttention
-    layer = _randomize(RotaryAttention(8, 2, rng, causal=True, max_len=8), rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+@case("Dropout")
+def _dropout(rng):
+    layer = layers.Dropout(0.3, None)
+
+    def forward(x):
+        layer.rng = np.random.default_rng(0)                # the same mask on every call
+        return layer.forward(x)
+    return layer, forward, {"x": _x(rng, 3, 6)}
 
 
-@case("RotaryAttention[separate-qkv,padding]")
-def _rotary_attention_masked(rng):
-    from .research import RotaryAttention
-    layer = _randomize(RotaryAttention(8, 2, rng, max_len=8, fused_qkv=False), rng)
+x_case("FeedForward", lambda rng: layers.FeedForward(4, 8, rng, activation="gelu"), 2, 3, 4)
+x_case("MultiHeadAttention", lambda rng: layers.MultiHeadAttention(8, 2, rng), 2, 4, 8)
+
+
+@case("MultiHeadAttention[separate-qkv,causal,padding]")
+def _mha_masked(rng):
+    layer = layers.MultiHeadAttention(8, 2, rng, causal=True, fused_qkv=False)
     mask = np.array([[True, True, True, False], [True, True, True, True]])
     return layer, layer.forward, {"x": _x(rng, 2, 4, 8), "key_padding_mask": mask}
 
 
-@case("QuadraticAttention[causal]")
-def _quadratic_attention(rng):
-    from .research import QuadraticAttention
-    layer = _randomize(QuadraticAttention(8, 2, rng, causal=True), rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+x_case("TransformerBlock[post-LN]", lambda rng: layers.TransformerBlock(8, 2, 16, rng), 2, 4, 8)
+x_case("TransformerBlock[pre-LN,causal,gelu]", lambda rng: layers.TransformerBlock(
+    8, 2, 16, rng, norm_first=True, causal=True, activation="gelu"), 2, 4, 8)
+
+
+@case("TiedLMHead")
+def _tied_head(rng):
+    emb = layers.Embedding(7, 4, rng)
+    layer = Lender(layers.TiedLMHead(emb), tok_emb=emb)     # dh, and the head's part of dE
+    return layer, layer.forward, {"h": _x(rng, 2, 3, 4)}
+
+
+@case("Pooling[first]")
+def _pool_first(rng):
+    layer = layers.Pooling("first")
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 3)}
+
+
+@case("Pooling[mean,padding]")
+def _pool_mean(rng):
+    layer = layers.Pooling("mean")
+    mask = np.array([[True, True, False, False], [True] * 4])
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 3), "padding_mask": mask}
+
+
+@case("CrossEntropyLoss[ignore_index]")
+def _cross_entropy(rng):
+    layer = layers.CrossEntropyLoss(ignore_index=0)
+    targets = np.array([[1, 0, 3], [2, 4, 0]])              # two ignored positions
+    return layer, layer.forward, {"logits": _x(rng, 2, 3, 5), "targets": targets}
+
+
+def _model_case(name, model_class, **kw):
+    """Register case `name`: a small float64 model_class on random ids (mask: the padding mask)."""
+    mask = kw.pop("mask", None)
+
+    def build(rng):
+        config = dict(vocab_size=9, d_model=8, n_heads=2, n_layers=2, d_ff=16, max_len=8,
+                      n_classes=3, dtype="float64", **kw)
+        model = model_class(models.ModelConfig(**config), rng)
+        inputs = {"ids": rng.integers(0, 9, (2, 5))}
+        if mask is not None:
+            inputs["padding_mask"] = mask
+        return model, model.forward, inputs
+    return case(name)(build)
+
+
+_model_case("EncoderClassifier[first,post-LN]", models.EncoderClassifier)
+_model_case("EncoderClassifier[mean,pre-LN,learned,padding]", models.EncoderClassifier,
+            pooling="mean", norm_first=True, positional="learned",
+            mask=np.array([[True, True, True, False, False], [True] * 5]))
+_model_case("DecoderLM[tied]", models.DecoderLM, kind="decoder_lm", norm_first=True,
+            activation="gelu", positional="learned")
+_model_case("DecoderLM[untied,post-LN]", models.DecoderLM, kind="decoder_lm", tie_weights=False)
+
+
+# ---- research toys (glassformer.research) ------------------------------------------------------
+
+x_case("RMSNorm", lambda rng: layers.RMSNorm(6), 2, 3, 6, randomize=True)
+x_case("NoNorm", lambda rng: research.NoNorm(), 2, 3, 6)
+
+
+@case("RotaryEmbedding[offset]")
+def _rope(rng):
+    layer = research.RotaryEmbedding(4, 8)
+    return layer, lambda x: layer.forward(x, offset=3), {"x": _x(rng, 2, 2, 3, 4)}
+
+
+x_case("RotaryAttention[causal]", lambda rng: research.RotaryAttention(8, 2, rng, causal=True,
+                                                                        max_len=8), 2, 4, 8,
+       randomize=True)
+
+
+@case("RotaryAttention[separate-qkv,padding]")
+def _rotary_attention_masked(rng):
+    layer = _randomize(research.RotaryAttention(8, 2, rng, max_len=8, fused_qkv=False), rng)
+    mask = np.array([[True, True, True, False], [True, True, True, True]])
+    return layer, layer.forward, {"x": _x(rng, 2, 4, 8), "key_padding_mask": mask}
+
+
+x_case("QuadraticAttention[causal]", lambda rng: research.QuadraticAttention(8, 2, rng, causal=True),
+       2, 4, 8, randomize=True)
 
 
 @case("QuadraticAttention[rope,padding]")
 def _quadratic_attention_rope(rng):
-    from .research import QuadraticAttention
-    layer = _randomize(QuadraticAttention(8, 2, rng, rope=True, max_len=8), rng)
+    layer = _randomize(research.QuadraticAttention(8, 2, rng, rope=True, max_len=8), rng)
     mask = np.array([[True, True, False, False], [True, True, True, True]])
     return layer, layer.forward, {"x": _x(rng, 2, 4, 8), "key_padding_mask": mask}
 
 
-@case("Bilinear")
-def _bilinear(rng):
-    from .research import Bilinear
-    layer = _randomize(Bilinear(4, 6, rng, bias=False), rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 4)}
-
-
-@case("Bilinear[bias]")
-def _bilinear_bias(rng):
-    from .research import Bilinear
-    layer = _randomize(Bilinear(4, 6, rng, bias=True), rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 3, 4)}
+x_case("Bilinear", lambda rng: research.Bilinear(4, 6, rng, bias=False), 2, 3, 4, randomize=True)
+x_case("Bilinear[bias]", lambda rng: research.Bilinear(4, 6, rng, bias=True), 2, 3, 4,
+       randomize=True)
 
 
 @case("CrossAttention[padding]")
 def _cross_attention(rng):
-    from .research import CrossAttention
-    layer = _randomize(CrossAttention(8, 2, rng, d_context=6), rng)
+    layer = _randomize(research.CrossAttention(8, 2, rng, d_context=6), rng)
     mask = np.array([[True, True, True, True, False], [True, True, False, False, False]])
     return layer, layer.forward, {"x": _x(rng, 2, 3, 8), "context": _x(rng, 2, 5, 6),
                                   "context_mask": mask}
@@ -323,8 +279,7 @@ def _cross_attention(rng):
 
 @case("DecoderBlock[post-LN]")
 def _decoder_block_post(rng):
-    from .research import DecoderBlock
-    layer = DecoderBlock(8, 2, 12, rng)
+    layer = research.DecoderBlock(8, 2, 12, rng)
     mask = np.array([[True, True, True, False], [True] * 4])
     return layer, layer.forward, {"x": _x(rng, 2, 3, 8), "memory": _x(rng, 2, 4, 8),
                                   "memory_mask": mask}
@@ -332,17 +287,15 @@ def _decoder_block_post(rng):
 
 @case("DecoderBlock[pre-LN,gelu]")
 def _decoder_block_pre(rng):
-    from .research import DecoderBlock
-    layer = _randomize(DecoderBlock(8, 2, 12, rng, norm_first=True, activation="gelu"), rng)
+    layer = _randomize(research.DecoderBlock(8, 2, 12, rng, norm_first=True, activation="gelu"), rng)
     return layer, layer.forward, {"x": _x(rng, 2, 3, 8), "memory": _x(rng, 2, 4, 8)}
 
 
 def _toy_case(model_type, **kw):
     def build(rng):
-        from .research import ToyConfig, build_toy_model
-        config = ToyConfig(vocab_size=7, d_model=8, n_heads=2, n_ctx=6, model_type=model_type,
-                           d_mlp=12, dtype="float64", **kw)
-        model = _randomize(build_toy_model(config, rng), rng)
+        config = research.ToyConfig(vocab_size=7, d_model=8, n_heads=2, n_ctx=6,
+                                    model_type=model_type, d_mlp=12, dtype="float64", **kw)
+        model = _randomize(research.build_toy_model(config, rng), rng)
         return model, model.forward, {"ids": rng.integers(0, 7, (2, 4))}
     return build
 
@@ -363,46 +316,34 @@ for _name, _type, _kw in [
     case(f"ToyModel[{_name}]")(_toy_case(_type, **_kw))
 
 
-@case("KernelAttention[causal,no-rope]")
-def _kernel_attention(rng):
-    from .research import KernelAttention
-    layer = _randomize(KernelAttention(8, 2, rng, causal=True), rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+x_case("KernelAttention[causal,no-rope]", lambda rng: research.KernelAttention(8, 2, rng,
+                                                                                causal=True),
+       2, 4, 8, randomize=True)
+x_case("ToyBlock[transformer,rmsnorm,rope]", lambda rng: research.ToyBlock(research.ToyConfig(
+    vocab_size=7, d_model=8, n_heads=2, n_ctx=6, model_type="transformer_1L", d_mlp=12,
+    norm="rmsnorm", positional="rope", dtype="float64"), rng), 2, 4, 8, randomize=True)
 
 
-@case("ToyBlock[transformer,rmsnorm,rope]")
-def _toy_block(rng):
-    from .research import ToyBlock, ToyConfig
-    config = ToyConfig(vocab_size=7, d_model=8, n_heads=2, n_ctx=6, model_type="transformer_1L",
-                       d_mlp=12, norm="rmsnorm", positional="rope", dtype="float64")
-    layer = _randomize(ToyBlock(config, rng), rng)
-    return layer, layer.forward, {"x": _x(rng, 2, 4, 8)}
+def _seq2seq_case(name, **kw):
+    """Register case `name`: a small float64 EncoderDecoder (two decoder blocks: memory grads add)."""
+    mask = kw.pop("mask", None)
+
+    def build(rng):
+        config = research.EncoderDecoderConfig(vocab_size=5, d_model=4, n_heads=2, n_layers=1,
+                                               n_decoder_layers=2, d_ff=6, max_len=6,
+                                               dtype="float64", **kw)
+        model = research.EncoderDecoder(config, rng)
+        inputs = {"src": rng.integers(0, 5, (2, 4)), "tgt_in": rng.integers(0, 5, (2, 3))}
+        if mask is not None:
+            inputs["src_mask"] = mask
+        return model, model.forward, inputs
+    return case(name)(build)
 
 
-def _seq2seq_config(**kw):
-    from .research import EncoderDecoderConfig
-    base = dict(vocab_size=5, d_model=4, n_heads=2, n_layers=1, n_decoder_layers=2, d_ff=6,
-                max_len=6, dtype="float64")           # two decoder blocks: memory grads must add
-    base.update(kw)
-    return EncoderDecoderConfig(**base)
-
-
-@case("EncoderDecoder[post-LN,padding]")
-def _encoder_decoder_post(rng):
-    from .research import EncoderDecoder
-    model = EncoderDecoder(_seq2seq_config(), rng)
-    mask = np.array([[True, True, True, False], [True, True, False, False]])
-    return model, model.forward, {"src": rng.integers(0, 5, (2, 4)),
-                                  "tgt_in": rng.integers(0, 5, (2, 3)), "src_mask": mask}
-
-
-@case("EncoderDecoder[pre-LN,shared,learned]")
-def _encoder_decoder_pre(rng):
-    from .research import EncoderDecoder
-    model = EncoderDecoder(_seq2seq_config(norm_first=True, share_embeddings=True,
-                                           positional="learned", activation="gelu"), rng)
-    return model, model.forward, {"src": rng.integers(0, 5, (2, 4)),
-                                  "tgt_in": rng.integers(0, 5, (2, 3))}
+_seq2seq_case("EncoderDecoder[post-LN,padding]",
+              mask=np.array([[True, True, True, False], [True, True, False, False]]))
+_seq2seq_case("EncoderDecoder[pre-LN,shared,learned]", norm_first=True, share_embeddings=True,
+              positional="learned", activation="gelu")
 
 
 def run_case(name, seed=0, tol=TOLERANCE):

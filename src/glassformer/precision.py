@@ -1,10 +1,13 @@
-"""Precision policies (fp32, tf32, fp16 mixed precision) and the dynamic loss scaler fp16 training needs.
+"""Precision policies (fp32, tf32, fp16 mixed precision) and the matmul and upcast helpers that apply them.
 
 fp32: every array float32. tf32: the same arrays, but cuBLAS may round matmul inputs to TF32 (a 10-bit
-mantissa) on Ampere and newer GPUs. fp16 (Micikevicius et al. 2018): the Linear layers cast x and W to
-float16 for the GEMM (float32 accumulation inside cuBLAS) and keep float32 master weights and gradients;
-softmax, LayerNorm and cross-entropy compute in float32; the residual stream stays float32; the loss is
-multiplied by a dynamic scale so that small float16 gradients do not flush to zero.
+mantissa) on Ampere and newer GPUs. fp16 (Micikevicius et al. 2018): matmul() casts float32 operands to
+float16 (float32 accumulation inside cuBLAS) while master weights and gradients stay float32; softmax,
+LayerNorm and cross-entropy upcast() to float32; the residual stream stays float32; the Trainer scales
+the loss (optim.LossScaler) so that small float16 gradients do not flush to zero.
+
+This module imports nothing of the package but errors: backend listens for policy changes (TF32) through
+on_change(), so the two never import each other.
 """
 import contextlib
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ POLICIES = {"fp32": Policy("fp32"),
             "fp16": Policy("fp16", matmul_dtype="float16", loss_scaling=True)}
 
 _current = POLICIES["fp32"]
+_listeners = []                    # called with the new Policy after every use()
 
 
 def current():
@@ -40,10 +44,16 @@ def use(name):
     global _current
     if name not in POLICIES:
         raise UserError(f"unknown precision {name!r}: use one of {sorted(POLICIES)}")
-    from . import backend                                   # backend consults this module: import late
-    backend.set_tf32(POLICIES[name].tf32)
     _current = POLICIES[name]
+    for listener in _listeners:
+        listener(_current)
     return _current
+
+
+def on_change(listener):
+    """Call listener(policy) whenever use() sets a policy (backend switches TF32 in cuBLAS this way)."""
+    _listeners.append(listener)
+    return listener
 
 
 @contextlib.contextmanager
@@ -57,6 +67,26 @@ def policy(name):
         use(saved)
 
 
-def _array_module(x):
-    from .backend import array_module                       # backend imports this module: import late
-    return array_module(x)
+def to_compute(x):
+    """x as a matmul input under the policy: float32 x becomes float16 under "fp16"; else x itself."""
+    dtype = _current.matmul_dtype
+    if dtype is None or x.dtype != np.float32:
+        return x
+    return x.astype(dtype)
+
+
+def upcast(x):
+    """float16 x as float32 (softmax, norms, losses and gradient norms sum in float32); else x itself."""
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+def matmul(a, b):
+    """a @ b with both operands cast by to_compute (float16 under "fp16": the product is float16).
+
+    NumPy has no float16 GEMM, so there float16 operands are multiplied in float32 and the product
+    rounded to float16, as cuBLAS does (float16 in, float32 accumulation, float16 out).
+    """
+    a, b = to_compute(a), to_compute(b)
+    if a.dtype == np.float16 and b.dtype == np.float16 and isinstance(a, np.ndarray):
+        return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16)
+    return a @ b

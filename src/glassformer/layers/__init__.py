@@ -9,9 +9,10 @@ from .activations import ReLU, GELU, Softmax, softmax, softmax_backward
 from .dropout import Dropout
 from .feedforward import FeedForward
 from .block import TransformerBlock
+from .heads import TiedLMHead, Pooling
 from .loss import CrossEntropyLoss
 
 __all__ = ["Layer", "Linear", "Embedding", "SinusoidalPositionalEncoding",
            "LearnedPositionalEmbedding", "MultiHeadAttention", "LayerNorm", "RMSNorm", "ReLU", "GELU",
            "Softmax", "softmax", "softmax_backward", "Dropout", "FeedForward", "TransformerBlock",
-           "CrossEntropyLoss"]
+           "TiedLMHead", "Pooling", "CrossEntropyLoss"]

@@ -2,14 +2,13 @@
 import numpy as np
 
 from .base import Layer
-from .. import backend
-from ..backend import array_module, upcast
+from ..backend import accelerated, array_module, upcast
 
 
 def softmax(z, axis=-1):
     """exp(z - max z) / sum exp(z - max z): subtracting the max keeps exp from overflowing."""
     xp = array_module(z)
-    z = upcast(z)                                           # float16 in: exp and sum in float32
+    z = upcast(z)                                           # 16-bit in: exp and sum in float32
     e = xp.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
@@ -47,25 +46,41 @@ class ReLU(Layer):
 GELU_C = float(np.sqrt(2.0 / np.pi))                      # a Python float keeps float32 arrays float32
 
 
+@accelerated
+def gelu_forward(x):
+    """0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); returns (out, cache = (x, tanh u))."""
+    xp = array_module(x)
+    t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))
+    return 0.5 * x * (1.0 + t), (x, t)
+
+
+@accelerated
+def gelu_backward(dout, cache):
+    """dx of gelu_forward: d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx."""
+    x, t = cache
+    du_dx = GELU_C * (1.0 + 3 * 0.044715 * x * x)         # u = c (x + 0.044715 x^3)
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+
+
 class GELU(Layer):
     """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh form used by GPT-2."""
 
     def forward(self, x):
-        self.fused = backend.fused("gelu", x)               # GPU: one pass each way, tanh recomputed
-        if self.fused is not None:
-            y, self.x = self.fused.forward(x)
-            return y
-        xp = array_module(x)
-        self.x = x
-        self.t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))
-        return 0.5 * x * (1.0 + self.t)
+        y, self.cache = gelu_forward(x)
+        return y
 
     def backward(self, dout):
-        if self.fused is not None:
-            return self.fused.backward(dout, self.x)
-        x, t = self.x, self.t
-        du_dx = GELU_C * (1.0 + 3 * 0.044715 * x * x)     # u = c (x + 0.044715 x^3)
-        return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+        return gelu_backward(dout, self.cache)
+
+    @property
+    def x(self):
+        """The input of the last forward."""
+        return self.cache[0]
+
+    @property
+    def t(self):
+        """tanh(u) of the last forward (None where backward recomputes it)."""
+        return self.cache[1]
 
 
 ACTIVATIONS = {"relu": ReLU, "gelu": GELU}

@@ -2,8 +2,7 @@
 
 Shapes: B batch, T query length, S key length, C = d_model, H = n_heads, D = d_head = C // H.
 """
-from .. import backend
-from ..backend import array_module
+from ..backend import accelerated, array_module
 from .base import Layer
 from .linear import Linear
 from .activations import softmax, softmax_backward
@@ -36,11 +35,9 @@ def attention_mask(xp, T, S, causal, key_padding_mask=None, offset=0):
     return allowed
 
 
+@accelerated
 def attend(q, k, v, allowed):
     """softmax(q k^T / sqrt(D) masked) v for all (batch, head) pairs in one batched matmul."""
-    fused = backend.fused("attention", q)                   # GPU: a fused masked-softmax kernel
-    if fused is not None:
-        return fused.forward(q, k, v, allowed)
     xp = array_module(q)
     D = q.shape[-1]
     scores = (q @ k.transpose(0, 1, 3, 2)) * float(D ** -0.5)          # (B, H, T, S)
@@ -50,11 +47,9 @@ def attend(q, k, v, allowed):
     return att @ v, att                                                 # (B, H, T, D)
 
 
+@accelerated
 def attend_backward(dy, q, k, v, att):
     """Gradients of attend() w.r.t. q, k, v (masked pairs have att = 0, so they get none)."""
-    fused = backend.fused("attention", dy)
-    if fused is not None:
-        return fused.backward(dy, q, k, v, att)
     D = q.shape[-1]
     dv = att.transpose(0, 1, 3, 2) @ dy                                 # y = att @ v
     datt = dy @ v.transpose(0, 1, 3, 2)                                 # (B, H, T, S)
@@ -86,7 +81,7 @@ def cache_append(cache, k, v):
 
 
 class MultiHeadAttention(Layer):
-    """Self-attention with H heads; fused (one C x 3C matrix) or separate q, k, v projections.
+    """Self-attention with H heads; one C x 3C projection for q, k, v (fused_qkv) or three.
 
     forward(x, key_padding_mask=None, cache=None): with a cache (a dict per layer, for generation;
     {"max_len": N} preallocates N positions) the new keys and values are written after the cached

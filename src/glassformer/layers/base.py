@@ -86,11 +86,8 @@ class Layer:
         return self
 
     def to(self, device):
-        """Move the parameters to "cpu"/"numpy" or "cuda"/"cupy" (rebuild optimizers afterwards)."""
-        name = {"cpu": "numpy", "cuda": "cupy", "gpu": "cupy"}.get(device, device)
-        xp = backend.xp_for(name)
-        return self._convert(lambda p: xp.asarray(backend.to_numpy(p)) if xp is not np
-                             else backend.to_numpy(p))
+        """Move the parameters to "cpu" or "cuda" (backend names too); rebuild optimizers afterwards."""
+        return self._convert(lambda p: backend.to_device(backend.to_numpy(p), device))
 
     def astype(self, dtype):
         """Cast the parameters (float64 for gradient checks); rebuild optimizers afterwards."""

@@ -18,8 +18,8 @@ class Dropout(Layer):
             self.mask = None
             return x
         xp = array_module(x)
-        keep = random_uniform(self.rng, x.shape, x) >= self.p   # NumPy: rng.random, bit-reproducible;
-                                                                # CuPy: drawn on the GPU
+        keep = random_uniform(self.rng, x.shape, x) >= self.p   # rng.random on the CPU (reproducible);
+                                                                # on a GPU, drawn there
         self.mask = xp.asarray(keep, dtype=x.dtype) / (1.0 - self.p)
         return x * self.mask
 

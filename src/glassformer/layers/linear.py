@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer, new_param
-from ..backend import array_module, matmul, to_compute
+from ..backend import array_module, matmul
 
 
 class Linear(Layer):
@@ -26,30 +26,19 @@ class Linear(Layer):
             self.db = array_module(self.b).zeros_like(self.b)
 
     def forward(self, x):                                   # x: (..., d_in)
-        self.x = to_compute(x)                              # float16 under the fp16 policy, else x
-        y = matmul(self.x.reshape(-1, x.shape[-1]), to_compute(self.W))   # one 2-D GEMM, not one per row
+        self.x = x
+        y = matmul(x.reshape(-1, x.shape[-1]), self.W)      # one 2-D GEMM, not one per row
         if self.bias:
             y += self.b
         return y.reshape(*x.shape[:-1], -1)                 # (..., d_out)
 
     def backward(self, dout):                               # dout: (..., d_out)
-        if self.x.dtype != self.W.dtype:                    # fp16 policy: float16 GEMMs
-            return self.backward_mixed(dout)
         x2 = self.x.reshape(-1, self.x.shape[-1])
         d2 = dout.reshape(-1, dout.shape[-1])
-        self.dW += x2.T @ d2                                # accumulate: tied weights, micro-batches
-        if self.bias:
-            self.db += d2.sum(axis=0)
-        return (d2 @ self.W.T).reshape(self.x.shape)        # dx: (..., d_in)
-
-    def backward_mixed(self, dout):
-        """backward() with x cached in float16: float16 GEMMs, float32 sums into the float32 dW, db."""
-        x2 = self.x.reshape(-1, self.x.shape[-1])
-        d2 = to_compute(dout.reshape(-1, dout.shape[-1]))
-        self.dW += matmul(x2.T, d2)
+        self.dW += matmul(x2.T, d2)                         # accumulate: tied weights, micro-batches
         if self.bias:
             self.db += d2.sum(axis=0, dtype=self.db.dtype)
-        return matmul(d2, to_compute(self.W).T).reshape(self.x.shape)   # dx: float16
+        return matmul(d2, self.W.T).reshape(self.x.shape)   # dx: (..., d_in)
 
     def own_parameters(self):
         if self.bias:

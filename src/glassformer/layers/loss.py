@@ -1,7 +1,35 @@
 """Cross-entropy over integer targets, with a numerically stable log-softmax."""
-from .. import backend
-from ..backend import array_module, upcast
+from ..backend import accelerated, array_module, upcast
 from .base import Layer
+
+
+@accelerated
+def cross_entropy_forward(logits, targets, ignore_index=None):
+    """Mean of -log softmax(logits)[target] over the targets that are not ignore_index; (loss, cache)."""
+    xp = array_module(logits)
+    V = logits.shape[-1]
+    z = upcast(logits.reshape(-1, V))                       # (N, V); 16-bit logits: in float32
+    t = targets.reshape(-1)                                 # (N,)
+    z = z - z.max(axis=-1, keepdims=True)                   # log-softmax without overflow
+    logsumexp = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+    log_probs = z - logsumexp                               # (N, V)
+    counted = xp.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
+    safe_t = xp.where(counted, t, 0)
+    picked = log_probs[xp.arange(t.shape[0]), safe_t]       # (N,)
+    n = xp.maximum(counted.sum(), 1).astype(z.dtype)        # tokens counted; z's dtype, not int64
+    loss = -(picked * counted).sum() / n                    # 0-d array: no host sync
+    return loss, (log_probs, safe_t, counted, n, logits.shape)
+
+
+@accelerated
+def cross_entropy_backward(dout, cache):
+    """dlogits = (softmax - onehot(target)) / n * dout on counted rows, 0 on ignored rows."""
+    log_probs, t, counted, n, shape = cache
+    xp = array_module(log_probs)
+    dz = xp.exp(log_probs)                                  # softmax, (N, V)
+    dz[xp.arange(t.shape[0]), t] -= 1.0
+    dz *= (counted / n).astype(dz.dtype)[:, None] * dout
+    return dz.reshape(shape)
 
 
 class CrossEntropyLoss(Layer):
@@ -11,30 +39,8 @@ class CrossEntropyLoss(Layer):
         self.ignore_index = ignore_index
 
     def forward(self, logits, targets):                     # logits: (..., V), targets: (...)
-        self.fused = backend.fused("cross_entropy", logits)   # GPU: keeps logsumexp, not log-probs
-        if self.fused is not None:
-            loss, self.cache = self.fused.forward(logits, targets, self.ignore_index)
-            return loss
-        xp = array_module(logits)
-        V = logits.shape[-1]
-        z = upcast(logits.reshape(-1, V))                   # (N, V), float32 for float16 logits
-        t = targets.reshape(-1)                             # (N,)
-        z = z - z.max(axis=-1, keepdims=True)               # log-softmax without overflow
-        logsumexp = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
-        log_probs = z - logsumexp                           # (N, V)
-        counted = xp.ones(t.shape, dtype=bool) if self.ignore_index is None else t != self.ignore_index
-        safe_t = xp.where(counted, t, 0)
-        picked = log_probs[xp.arange(t.shape[0]), safe_t]   # (N,)
-        self.n = xp.maximum(counted.sum(), 1).astype(z.dtype)  # tokens counted; z's dtype, not int64
-        self.shape, self.log_probs, self.t, self.counted = logits.shape, log_probs, safe_t, counted
-        return -(picked * counted).sum() / self.n           # 0-d array: no host sync
+        loss, self.cache = cross_entropy_forward(logits, targets, self.ignore_index)
+        return loss
 
     def backward(self, dout=1.0):
-        """dlogits = (softmax - onehot(target)) / n on counted rows, 0 on ignored rows."""
-        if self.fused is not None:
-            return self.fused.backward(self.cache, dout)
-        xp = array_module(self.log_probs)
-        dz = xp.exp(self.log_probs)                         # softmax, (N, V)
-        dz[xp.arange(self.t.shape[0]), self.t] -= 1.0
-        dz *= (self.counted / self.n).astype(dz.dtype)[:, None] * dout
-        return dz.reshape(self.shape)
+        return cross_entropy_backward(dout, self.cache)

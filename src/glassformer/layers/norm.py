@@ -2,8 +2,35 @@
 import numpy as np
 
 from .base import Layer, new_param
-from .. import backend
-from ..backend import array_module, upcast
+from ..backend import accelerated, array_module, upcast
+
+
+@accelerated
+def layer_norm_forward(x, gamma, beta, eps):
+    """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis; returns (out, cache)."""
+    xp = array_module(x)
+    x = upcast(x)                                           # 16-bit in: statistics in float32
+    mu = x.mean(axis=-1, keepdims=True)                     # (..., 1)
+    xc = x - mu
+    var = (xc * xc).mean(axis=-1, keepdims=True)
+    rstd = 1.0 / xp.sqrt(var + eps)                         # (..., 1)
+    x_hat = xc * rstd                                       # (..., C)
+    return x_hat * gamma + beta, (x_hat, rstd)
+
+
+@accelerated
+def layer_norm_backward(dout, cache, gamma, dgamma, dbeta):
+    """dx of layer_norm_forward; adds the column sums into dgamma and dbeta."""
+    x_hat, rstd = cache
+    dout = upcast(dout)                                     # 16-bit in: sums in float32
+    C = dout.shape[-1]
+    d2, xh2 = dout.reshape(-1, C), x_hat.reshape(-1, C)
+    dgamma += (d2 * xh2).sum(axis=0)                        # forward: out = x_hat * gamma + beta
+    dbeta += d2.sum(axis=0)
+    dx_hat = dout * gamma
+    # x_hat = (x - mean) * rstd: subtract the mean of dx_hat and its projection on x_hat
+    return rstd * (dx_hat - dx_hat.mean(axis=-1, keepdims=True)
+                   - x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True))
 
 
 class LayerNorm(Layer):
@@ -17,31 +44,23 @@ class LayerNorm(Layer):
         self.dgamma, self.dbeta = xp.zeros_like(self.gamma), xp.zeros_like(self.beta)
 
     def forward(self, x):                                   # x: (..., C)
-        self.fused = backend.fused("layer_norm", x)         # GPU: one kernel per direction, else None
-        if self.fused is not None:
-            y, self.cache = self.fused.forward(x, self.gamma, self.beta, self.eps)
-            return y
-        xp = array_module(x)
-        x = upcast(x)                                       # float16 in: statistics in float32
-        mu = x.mean(axis=-1, keepdims=True)                 # (..., 1)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        self.rstd = 1.0 / xp.sqrt(var + self.eps)           # (..., 1)
-        self.x_hat = xc * self.rstd                         # (..., C)
-        return self.x_hat * self.gamma + self.beta
+        y, self.cache = layer_norm_forward(x, self.gamma, self.beta, self.eps)
+        return y
 
     def backward(self, dout):                               # dout: (..., C)
-        if self.fused is not None:
-            return self.fused.backward(dout, self.cache, self.gamma, self.dgamma, self.dbeta)
-        dout = upcast(dout)                                 # float16 in: sums in float32
-        C = dout.shape[-1]
-        d2, xh2 = dout.reshape(-1, C), self.x_hat.reshape(-1, C)
-        self.dgamma += (d2 * xh2).sum(axis=0)               # forward: out = x_hat * gamma + beta
-        self.dbeta += d2.sum(axis=0)
-        dx_hat = dout * self.gamma
-        # x_hat = (x - mean) * rstd: subtract the mean of dx_hat and its projection on x_hat
-        return self.rstd * (dx_hat - dx_hat.mean(axis=-1, keepdims=True)
-                            - self.x_hat * (dx_hat * self.x_hat).mean(axis=-1, keepdims=True))
+        return layer_norm_backward(dout, self.cache, self.gamma, self.dgamma, self.dbeta)
+
+    @property
+    def x_hat(self):
+        """The normalised input of the last forward, (..., C), from the reference's cache."""
+        x_hat, _ = self.cache
+        return x_hat
+
+    @property
+    def rstd(self):
+        """1 / sqrt(var + eps) of the last forward, (..., 1), from the reference's cache."""
+        _, rstd = self.cache
+        return rstd
 
     def own_parameters(self):
         return {"gamma": (self.gamma, self.dgamma), "beta": (self.beta, self.dbeta)}

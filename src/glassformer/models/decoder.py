@@ -1,11 +1,11 @@
 """DecoderLM: causal transformer blocks and an LM head (optionally tied to the token embedding)."""
-from ..backend import array_module, matmul, to_compute
 from ..layers.base import Layer
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
+from ..layers.heads import TiedLMHead
 from ..layers.linear import Linear
 from ..layers.norm import LayerNorm
-from .encoder import make_blocks, make_positional
+from .builders import make_blocks, make_positional
 
 
 class DecoderLM(Layer):
@@ -20,7 +20,7 @@ class DecoderLM(Layer):
         self.drop = Dropout(config.dropout, rng)
         self.blocks = make_blocks(config, rng, causal=True)
         self.ln_f = LayerNorm(C, dtype=config.dtype) if config.norm_first else None
-        self.head = None if config.tie_weights else \
+        self.head = TiedLMHead(self.tok_emb) if config.tie_weights else \
             Linear(C, V, rng, bias=False, init=config.init, dtype=config.dtype)
 
     def forward(self, ids, caches=None, start=0):           # ids: (B, T)
@@ -36,11 +36,7 @@ class DecoderLM(Layer):
         return x
 
     def logits(self, h):                                    # h: (B, T, C) -> (B, T, V)
-        self.h = h
-        if self.head is None:
-            B, T, C = h.shape                               # tied weights: logits = h E^T
-            h2, E = to_compute(h.reshape(B * T, C)), to_compute(self.tok_emb.W)  # fp16 policy: float16
-            return matmul(h2, E.T).reshape(B, T, -1)        # one 2-D GEMM
+        self.h = h                                          # the final hidden states, kept
         return self.head.forward(h)
 
     def new_caches(self):
@@ -48,13 +44,7 @@ class DecoderLM(Layer):
         return [{"max_len": self.config.max_len} for _ in self.blocks]
 
     def backward(self, dlogits):                            # dlogits: (B, T, V)
-        if self.head is None:
-            V, C = self.tok_emb.W.shape
-            d2, h2 = to_compute(dlogits.reshape(-1, V)), to_compute(self.h.reshape(-1, C))
-            self.tok_emb.dW += matmul(d2.T, h2)             # logits = h E^T; float32 dW
-            dx = matmul(d2, to_compute(self.tok_emb.W)).reshape(self.h.shape)
-        else:
-            dx = self.head.backward(dlogits)
+        dx = self.head.backward(dlogits)                    # tied: also adds into tok_emb.dW
         if self.ln_f is not None:
             dx = self.ln_f.backward(dx)
         for block in reversed(self.blocks):
@@ -67,6 +57,5 @@ class DecoderLM(Layer):
         kids.update({f"blocks.{i}": b for i, b in enumerate(self.blocks)})
         if self.ln_f is not None:
             kids["ln_f"] = self.ln_f
-        if self.head is not None:
-            kids["head"] = self.head
+        kids["head"] = self.head                            # tied: no parameters, no names
         return kids

@@ -1,15 +1,18 @@
 """The global gradient norm, and clipping every gradient to a maximum norm."""
-from .. import backend
-from ..backend import array_module
+from ..backend import accelerated, array_module, upcast
+
+
+@accelerated
+def sum_squares(g):
+    """sum(g * g) as a 0-d array in g's own dtype (16-bit gradients in float32): float64 stays float64."""
+    g = upcast(g)
+    return (g * g).sum()
 
 
 def grad_norm(params):
-    """The global L2 norm of the gradients, a 0-d float32 array (no host sync)."""
+    """The global L2 norm of the gradients, a 0-d array in their precision (no host sync)."""
     xp = array_module(params[0][1])
-    fused = backend.fused("sum_squares", params[0][1])      # GPU: no squared copy of each gradient
-    if fused is not None:
-        return xp.sqrt(sum(fused(g) for _, g in params))
-    return xp.sqrt(sum((g.astype(xp.float32, copy=False) ** 2).sum() for _, g in params))
+    return xp.sqrt(sum(sum_squares(g) for _, g in params))
 
 
 def clip_grad_norm(params, max_norm):

@@ -1,8 +1,7 @@
 """Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
 import math
 
-from .. import backend
-from ..backend import array_module
+from ..backend import accelerated, array_module
 
 
 def decay_mask(named_parameters):
@@ -60,6 +59,35 @@ class SGD(Optimizer):
         return {f"velocity.{i}": v for i, v in enumerate(self.velocity)}
 
 
+@accelerated
+def adam_step(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
+    """One Adam/AdamW update of every (p, g) and its moments (ms, vs) in place; returns the new step t.
+
+    settings: (lr, beta1, beta2, eps, decoupled, weight decays); grad_scale multiplies every gradient;
+    a true found_inf skips the step (t returned unchanged).
+    """
+    if found_inf is not None and bool(found_inf):           # a host read: free on NumPy
+        return t
+    t += 1
+    lr, b1, b2, eps, decoupled, weight_decays = settings
+    step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)     # bias corrections
+    eps_hat = eps * math.sqrt(1 - b2 ** t)
+    for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
+        if grad_scale is not None:
+            g = g * grad_scale
+        if wd:
+            if decoupled:
+                p *= 1.0 - lr * wd                                  # AdamW: shrink the weight itself
+            else:
+                g = g + wd * p
+        m *= b1
+        m += (1 - b1) * g                                           # m = b1 m + (1 - b1) g
+        v *= b2
+        v += (1 - b2) * (g * g)                                     # v = b2 v + (1 - b2) g^2
+        p -= step_size * m / (array_module(v).sqrt(v) + eps_hat)
+    return t
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015); weight_decay adds decay * p to the gradient (L2, coupled)."""
 
@@ -77,41 +105,12 @@ class Adam(Optimizer):
     def step(self, grad_scale=None, found_inf=None):
         """One update; grad_scale multiplies every gradient first (loss-scale unscaling and clipping in
         one), a true found_inf (0-d bool) skips the update: parameters, moments and t unchanged."""
-        fused = backend.fused("adam_update", self.params[0][0])
-        if fused is not None:
-            return self._fused_step(fused, grad_scale, found_inf)
-        if found_inf is not None and bool(found_inf):       # a host read: free on NumPy
-            return
-        self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        step_size = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)  # bias corrections
-        eps_hat = self.eps * math.sqrt(1 - b2 ** self.t)
-        for (p, g), m, v, decay in zip(self.params, self.m, self.v, self.decay):
-            if grad_scale is not None:
-                g = g * grad_scale
-            if self.weight_decay and decay:
-                if self.decoupled:
-                    p *= 1.0 - self.lr * self.weight_decay          # AdamW: shrink the weight itself
-                else:
-                    g = g + self.weight_decay * p
-            m *= b1
-            m += (1 - b1) * g                                       # m = b1 m + (1 - b1) g
-            v *= b2
-            v += (1 - b2) * (g * g)                                 # v = b2 v + (1 - b2) g^2
-            p -= step_size * m / (array_module(v).sqrt(v) + eps_hat)
+        self.t = adam_step(self.params, self.m, self.v, self.t, self.settings(), grad_scale, found_inf)
 
-    def _fused_step(self, kernel, grad_scale, found_inf):
-        """step() as one GPU kernel per parameter; with found_inf, t counts on the device (no sync)."""
-        if found_inf is None:
-            self.t += 1
-        else:                                               # t becomes a 0-d device array
-            xp = array_module(found_inf)
-            self.t = xp.asarray(self.t, dtype=xp.float32) + (~found_inf)
-        for (p, g), m, v, decay in zip(self.params, self.m, self.v, self.decay):
-            kernel(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps,
-                   self.weight_decay if decay else 0.0, self.decoupled, self.t,
-                   1.0 if grad_scale is None else grad_scale,
-                   False if found_inf is None else found_inf)
+    def settings(self):
+        """(lr, beta1, beta2, eps, decoupled, [weight decay per parameter]) for adam_step."""
+        return (self.lr, self.beta1, self.beta2, self.eps, self.decoupled,
+                [self.weight_decay if decay else 0.0 for decay in self.decay])
 
     def state_arrays(self):
         out = {f"m.{i}": m for i, m in enumerate(self.m)}

@@ -12,7 +12,7 @@ from ..layers.embedding import Embedding
 from ..layers.linear import Linear
 from ..layers.feedforward import FeedForward
 from ..layers.norm import LayerNorm
-from ..models.encoder import make_blocks, make_positional
+from ..models.builders import make_blocks, make_positional
 from .attention import CrossAttention
 
 

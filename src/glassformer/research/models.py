@@ -10,7 +10,8 @@ Where the weights are (C = d_model, H = n_heads, D = d_head, V = vocab_size):
   model.blocks[i].attn.last_attention_weights   (B, H, T, T) from the last forward
   model.blocks[i].mlp              FeedForward (fc1, fc2) or Bilinear (w1, w2, w_out); or None
   model.ln_f                       the final norm
-  model.W_U                        (C, V)       unembedding: model.head.W, or tok_emb.W.T when tied
+  model.head                       Linear (C, V), or a TiedLMHead when tie_weights
+  model.W_U                        (C, V)       unembedding: model.head.W (tok_emb.W.T when tied)
 QK circuit of head h in block 0: W_E W_Q[h] W_K[h]^T W_E^T; OV circuit: W_E W_V[h] W_O[h] W_U.
 """
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 from ..errors import UserError
 from ..layers.base import Layer
 from ..layers.embedding import Embedding
+from ..layers.heads import TiedLMHead
 from ..layers.positional import LearnedPositionalEmbedding
 from ..layers.linear import Linear
 from ..layers.feedforward import FeedForward
@@ -124,13 +126,13 @@ class ToyModel(Layer):
             if config.positional == "learned" else None
         self.blocks = [ToyBlock(config, rng) for _ in range(config.n_layers)]
         self.ln_f = make_norm(config.norm, C, dt)
-        self.head = None if config.tie_weights else \
+        self.head = TiedLMHead(self.tok_emb) if config.tie_weights else \
             Linear(C, V, rng, bias=False, init="normal", dtype=dt)
 
     @property
     def W_U(self):
         """The unembedding (C, V)."""
-        return self.tok_emb.W.T if self.head is None else self.head.W
+        return self.head.W
 
     def forward(self, ids, caches=None, start=0):           # ids: (B, T)
         """caches: one dict per block for incremental decoding; start: position of ids[:, 0]."""
@@ -143,18 +145,10 @@ class ToyModel(Layer):
         for i, block in enumerate(self.blocks):
             x = block.forward(x, None if caches is None else caches[i])
         self.h = self.ln_f.forward(x)
-        if self.head is None:
-            return self.h @ self.tok_emb.W.T                # (B, T, V): tied weights
-        return self.head.forward(self.h)
+        return self.head.forward(self.h)                    # (B, T, V)
 
     def backward(self, dlogits):                            # dlogits: (B, T, V)
-        if self.head is None:
-            V, C = self.tok_emb.W.shape
-            self.tok_emb.dW += dlogits.reshape(-1, V).T @ self.h.reshape(-1, C)  # logits = h E^T
-            dx = dlogits @ self.tok_emb.W
-        else:
-            dx = self.head.backward(dlogits)
-        dx = self.ln_f.backward(dx)
+        dx = self.ln_f.backward(self.head.backward(dlogits))   # tied: also adds into tok_emb.dW
         for block in reversed(self.blocks):
             dx = block.backward(dx)
         if self.pos is not None:
@@ -171,9 +165,7 @@ class ToyModel(Layer):
         if self.pos is not None:
             kids["pos"] = self.pos
         kids.update({f"blocks.{i}": b for i, b in enumerate(self.blocks)})
-        kids["ln_f"] = self.ln_f
-        if self.head is not None:
-            kids["head"] = self.head
+        kids.update({"ln_f": self.ln_f, "head": self.head})   # a tied head has no parameters
         return kids
 
 

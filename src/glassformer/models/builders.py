@@ -1,0 +1,20 @@
+"""Builders shared by the models (and research/): the positional layer and the block stack of a config."""
+from ..layers.block import TransformerBlock
+from ..layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+
+
+def make_positional(config, rng):
+    """Learned positions (GPT-2) or the fixed sinusoidal table, by config.positional."""
+    if config.positional == "learned":
+        return LearnedPositionalEmbedding(config.max_len, config.d_model, rng, dtype=config.dtype)
+    return SinusoidalPositionalEncoding(config.max_len, config.d_model)
+
+
+def make_blocks(config, rng, causal):
+    """config.n_layers TransformerBlocks; GPT-2 init (init="normal") also draws output projections."""
+    out_init = "normal" if config.init == "normal" else None
+    return [TransformerBlock(config.d_model, config.n_heads, config.d_ff, rng,
+                             norm_first=config.norm_first, causal=causal, dropout=config.dropout,
+                             activation=config.activation, fused_qkv=config.fused_qkv,
+                             init=config.init, out_init=out_init, dtype=config.dtype)
+            for _ in range(config.n_layers)]
