@@ -71,6 +71,21 @@ def test_run_writes_its_directory(tmp_path):
     assert ckpt.model.n_parameters() > 0 and ckpt.config.d_model == 8
 
 
+def test_one_loader_for_files_and_run_folders(tmp_path, capsys):
+    from glassformer import interp
+    from glassformer.checkpoint import save_checkpoint
+    from glassformer.models import ModelConfig, build_model
+    with pytest.raises(UserError, match="no model.npz or best.npz"):
+        load_checkpoint(tmp_path)
+    model = build_model(ModelConfig(vocab_size=12, d_model=8, n_heads=2, n_layers=1, d_ff=8),
+                        np.random.default_rng(0))
+    save_checkpoint(tmp_path / "best.npz", model, step=7)   # a train_step_by_step run folder
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step == 7 and ckpt.experiment is None and ckpt.config == model.config
+    assert interp.main([str(tmp_path)]) == 2                # a classifier, not an experiments run
+    assert "not a run of python -m glassformer.experiments" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["renaming", "reversal"])
 def test_other_families_train_and_evaluate(name, tmp_path):
     model, data, summary = ex.train(tiny(name), None, log=lambda s: None, cache=tmp_path)

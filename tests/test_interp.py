@@ -1,4 +1,4 @@
-"""Interpretability: circuits against direct computation, head scores on hand-made patterns, maps, the CLI."""
+"""Interpretability: circuits against direct computation, head scores on hand-made heads, maps, CLI."""
 import re
 
 import numpy as np

@@ -92,7 +92,8 @@ def test_plot_sweep_writes_png(tmp_path):
 
 def test_attention_heatmaps_square_and_cross(tmp_path):
     rng = np.random.default_rng(0)
-    maps = {"encoder.0.attn": rng.random((1, 2, 4, 4)), "decoder.0.cross_attn": rng.random((1, 2, 3, 4))}
+    maps = {"encoder.0.attn": rng.random((1, 2, 4, 4)),
+            "decoder.0.cross_attn": rng.random((1, 2, 3, 4))}           # queries: decoder, keys: source
     paths = save_attention_heatmaps(maps, list("xyz"), tmp_path, src_tokens=list("abcd"))
     assert [p.name for p in paths] == ["attention-encoder.0.attn.png",
                                        "attention-decoder.0.cross_attn.png"]

@@ -1,4 +1,4 @@
-"""Interpretability, numbers only: QK/OV circuits, attention maps and entropy, head classes, per-token loss.
+"""Interpretability, numbers only: QK/OV circuits, attention maps, entropy, head classes, token loss.
 
 Circuits (Elhage et al. 2021) in our row-vector layout, per head h of one layer:
   QK = W_E W_Q[h] W_K[h]^T W_E^T   (H, V, V): [query token, key token] -> attention score (x sqrt(D))

@@ -1,4 +1,4 @@
-"""Training: one shared optimisation step, the epoch loop for classifiers, the LM Trainer, run records."""
+"""Training: the one optimisation step, the classifier epoch loop, the LM Trainer, run records."""
 from .records import new_run_dir, read_metrics, write_json, write_metrics
 from .step import train_step
 from .trainer import TrainConfig, Trainer, estimate_loss, perplexity
