@@ -1,13 +1,20 @@
 """Generation: choosing the next token (greedy, temperature, top-k, top-p), and text in, text out."""
+import codecs
+
 import numpy as np
 
 from .backend import array_module, to_numpy
 from .errors import UserError
 
 
-def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None):
-    """One token id from a (V,) vector of logits; greedy (argmax) when temperature is 0."""
+def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None, banned=None):
+    """One token id from a (V,) vector of logits; greedy (argmax) when temperature is 0.
+
+    banned: ids never chosen (their logits are set to -inf first), e.g. padding and start tokens.
+    """
     z = to_numpy(logits).astype(np.float64)
+    if banned is not None and len(banned):
+        z[np.asarray(banned, dtype=np.int64)] = -np.inf
     if temperature == 0:
         return int(z.argmax())
     z = z / temperature
@@ -36,21 +43,27 @@ def validate_sampling(temperature, top_k, top_p):
         raise ValueError(f"top_p={top_p} must be in (0, 1]")
 
 
-def generate_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                    eos_id=None, use_cache=True, rng=None):
-    """Continue the prompt `ids` (a list of ints) with a DecoderLM; returns only the new ids.
+def stream_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                  eos_id=None, use_cache=True, rng=None, banned=None):
+    """Continue the prompt `ids` (a list of ints) with a DecoderLM, yielding each new id as it is chosen.
 
     temperature 0 is greedy; with use_cache each step feeds one token and reuses the cached keys
-    and values (the same result as recomputing the whole context).
+    and values (the same result as recomputing the whole context). Settings are checked now, not at
+    the first next(); closing the generator early (or Ctrl-C) restores the model's training mode.
     """
     validate_sampling(temperature, top_k, top_p)
     if len(ids) == 0:
         raise ValueError("generate needs a prompt of at least one token")
     rng = rng if rng is not None else np.random.default_rng(seed)
+    return _decode(model, list(ids), max_new_tokens, (temperature, top_k, top_p), eos_id, use_cache,
+                   rng, banned)
+
+
+def _decode(model, context, max_new_tokens, sampling, eos_id, use_cache, rng, banned):
+    """The one decoding loop behind stream_tokens and generate_tokens."""
     xp = array_module(model.tok_emb.W)
     was_training = model.training
     model.eval()
-    context, new = list(ids), []
     max_len = model.config.max_len
     caches, start = None, 0
     try:
@@ -63,14 +76,20 @@ def generate_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top
                 caches = model.new_caches() if use_cache else None
             h = model.features(xp.asarray([step_ids]), caches, start)      # (1, t, C)
             logits = model.logits(h[:, -1:])                              # (1, 1, V): last only
-            nxt = sample_next(logits[0, -1], rng, temperature, top_k, top_p)
-            new.append(nxt)
+            nxt = sample_next(logits[0, -1], rng, *sampling, banned=banned)
             context.append(nxt)
+            yield nxt
             if eos_id is not None and nxt == eos_id:
                 break
     finally:
         model.train(was_training)
-    return new
+
+
+def generate_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                    eos_id=None, use_cache=True, rng=None, banned=None):
+    """The new ids of stream_tokens(...) as a list (the prompt not included)."""
+    return list(stream_tokens(model, ids, max_new_tokens, temperature, top_k, top_p, seed, eos_id,
+                              use_cache, rng, banned))
 
 
 EOS_NAMES = ("<|endoftext|>", "<eos>", "</s>")
@@ -85,9 +104,44 @@ def eos_id(tokenizer):
     return None
 
 
+def special_ids(tokenizer, keep=None):
+    """Ids of the tokenizer's special tokens except `keep` (the end of text): never output words."""
+    specials = getattr(tokenizer, "specials", None) or ()
+    ids = specials.values() if isinstance(specials, dict) else [tokenizer.token_id(s) for s in specials]
+    return sorted(int(i) for i in ids if i != keep)
+
+
+class TextStream:
+    """Text of a growing list of ids, one piece per id; a multi-byte character comes out only whole.
+
+    The pieces joined equal tokenizer.decode(ids): byte-level BPE bytes go through an incremental
+    UTF-8 decoder; vocabulary tokenizers put their separator (a space for words) between tokens.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.first = tokenizer, True
+        self.bytes_of = getattr(tokenizer, "token_bytes", None)
+        self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def push(self, i):
+        """The text that token id `i` completes ("" while a character is still cut)."""
+        if self.bytes_of is not None:
+            return self.utf8.decode(self.bytes_of(int(i)))
+        sep = "" if self.first else getattr(self.tokenizer, "sep", "")
+        self.first = False
+        return sep + self.tokenizer.decode([int(i)])
+
+    def flush(self):
+        """What is left at the end: a cut character shows as U+FFFD, as decode() shows it."""
+        return self.utf8.decode(b"", final=True) if self.bytes_of is not None else ""
+
+
 def generate_text(model, tokenizer, prompt, max_new_tokens=200, temperature=0.8, top_k=None,
                   top_p=None, seed=None, stop_at_eos=True, use_cache=True):
-    """The model's continuation of `prompt` (a str) as text, without the prompt itself."""
+    """The model's continuation of `prompt` (a str) as text, without the prompt itself.
+
+    Special tokens other than the end of text are never sampled (they are not words).
+    """
     ids = tokenizer.encode(prompt)
     eos = eos_id(tokenizer)
     if not ids:
@@ -96,7 +150,8 @@ def generate_text(model, tokenizer, prompt, max_new_tokens=200, temperature=0.8,
                             "from: type at least one character")
         ids = [eos]                                         # GPT-2's way to start from nothing
     new = generate_tokens(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
-                          top_p=top_p, seed=seed, eos_id=eos if stop_at_eos else None, use_cache=use_cache)
+                          top_p=top_p, seed=seed, eos_id=eos if stop_at_eos else None, use_cache=use_cache,
+                          banned=special_ids(tokenizer, keep=eos))
     if stop_at_eos and new and eos is not None and new[-1] == eos:
         new = new[:-1]
     return tokenizer.decode(new)

@@ -30,29 +30,55 @@ def shade_chars(stream):
         return ASCII_SHADES, "-"
 
 
-def ascii_heatmap(matrix, row_labels, col_labels, shades=SHADES, masked=MASKED, vmax=None):
+def ascii_heatmap(matrix, row_labels, col_labels, shades=SHADES, masked=MASKED, vmax=None, width=None,
+                  first=0):
     """A (R, K) matrix as text: one shade character block per cell, darker = larger, plus a legend.
 
     Cells that are exactly 0 print as `masked`, so a causal mask shows as a dotted triangle.
-    Returns a string of 1 + R + 1 lines: column labels, one line per row, the scale.
+    Returns a string of 1 + R + 1 lines: column labels, one line per row, the scale. With `width`
+    (columns of the terminal) no line is longer: cells narrow, and a matrix still too wide shows its
+    last columns (and, when square, its last rows), saying so on one more line (the labels are
+    positions first, first + 1, ... of the text).
     """
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"matrix of shape {m.shape} does not match {len(row_labels)} row labels "
                          f"and {len(col_labels)} column labels")
-    vmax = float(m.max()) if vmax is None else float(vmax)
+    vmax = float(m.max()) if vmax is None else float(vmax)      # of the whole matrix, window or not
+    row_labels, col_labels = [str(r) for r in row_labels], [str(c) for c in col_labels]
+    w = min(max(2, max((len(c) for c in col_labels), default=2)), 6)    # cell width
+    note = []
+    if width is not None:
+        row_labels = [r[:10] for r in row_labels]
+        rw = max((len(r) for r in row_labels), default=0)
+        while w > 2 and rw + len(col_labels) * (w + 1) > width:
+            w -= 1
+        fits = max(1, (width - rw) // (w + 1))
+        if len(col_labels) > fits:
+            K, square = len(col_labels), m.shape[0] == m.shape[1]
+            m, col_labels = m[:, -fits:], col_labels[-fits:]
+            if square:
+                m, row_labels = m[-fits:], row_labels[-fits:]
+            note = [f"(last {fits} of {K} {'tokens' if square else 'keys'} shown: positions "
+                    f"{first + K - fits}..{first + K - 1})"]
     scale = 1.0 / vmax if vmax > 0 else 0.0
     levels = np.clip(np.rint(m * scale * (len(shades) - 1)), 0, len(shades) - 1).astype(int)
-    w = min(max(2, max((len(str(c)) for c in col_labels), default=2)), 6)    # cell width
-    rw = max((len(str(r)) for r in row_labels), default=0)
-    header = " " * rw + " " + " ".join(str(c)[:w].ljust(w) for c in col_labels)
+    rw = max((len(r) for r in row_labels), default=0)
+    header = " " * rw + " " + " ".join(c[:w].ljust(w) for c in col_labels)
     rows = []
     for label, lv, vals in zip(row_labels, levels, m):
         cells = [(masked if v == 0 else shades[k]) * w for k, v in zip(lv, vals)]
-        rows.append(str(label).ljust(rw) + " " + " ".join(cells))
+        rows.append(label.ljust(rw) + " " + " ".join(cells))
     steps = ", ".join(f"'{s}' {vmax * i / (len(shades) - 1):.2f}" for i, s in enumerate(shades))
     legend = f"scale: {steps}; '{masked}' exactly 0"
-    return "\n".join([header.rstrip()] + rows + [legend])
+    return "\n".join([header.rstrip()] + rows + [legend] + note)
+
+
+def attention_scale(w, causal):
+    """The largest weight of one head's (T, T) map, leaving out query 0 of a causal map (always 1)."""
+    w = np.asarray(w, dtype=np.float64)
+    rows = w[1:] if causal and len(w) > 1 else w            # query 0 sees only itself
+    return float(rows.max()) or 1.0
 
 
 def ascii_bar(value, vmax, width=20, shades=SHADES):
