@@ -1,4 +1,7 @@
-"""The array backend: module lookup, backend choice, host copies and scatter-add."""
+"""The array backend: module lookup, backend choice, host copies, scatter-add, the kernel registry."""
+import inspect
+import types
+
 import numpy as np
 import pytest
 
@@ -87,3 +90,42 @@ def test_scatter_add_with_no_ids_is_a_no_op(xp):
     target = xp.ones((3, 2))
     backend.scatter_add(target, xp.zeros(0, dtype=xp.int64), xp.zeros((0, 2)))
     np.testing.assert_array_equal(backend.to_numpy(target), np.ones((3, 2)))
+
+
+# ---- the accelerated-kernel registry ------------------------------------------------------------
+
+def test_every_kernel_is_laid_over_a_reference_with_the_same_signature():
+    import glassformer.kernels  # noqa: F401  registers every kernel (importing them needs no CuPy)
+    table = backend.overlays()
+    assert {"attend", "attend_backward", "layer_norm_forward", "layer_norm_backward", "gelu_forward",
+            "gelu_backward", "cross_entropy_forward", "cross_entropy_backward", "adam_step",
+            "sum_squares"} <= set(table)
+    for name, (reference, kernel) in table.items():
+        assert kernel is not None, f"{name}: no kernel registered"
+        assert (list(inspect.signature(kernel).parameters)
+                == list(inspect.signature(reference).parameters)), name
+
+
+def test_accelerated_runs_the_kernel_only_for_floating_device_arrays(monkeypatch):
+    class DevArray(np.ndarray):
+        """A stand-in for cupy.ndarray."""
+    monkeypatch.setattr(backend, "cp", types.SimpleNamespace(ndarray=DevArray))
+    monkeypatch.setattr(backend, "_kernels_loaded", True)  # no kernels package to load
+    monkeypatch.setattr(backend, "_references", dict(backend._references))
+
+    def probe_double(x, *rest):
+        return "reference"
+    fast = backend.accelerated(probe_double)
+    assert fast.reference is probe_double and fast.__name__ == "probe_double"
+    monkeypatch.setitem(backend._kernels, "probe_double", lambda x, *rest: "kernel")
+    x = np.ones(3)
+    dev = x.view(DevArray)
+    assert fast(x) == "reference" and fast(dev) == "kernel"
+    assert fast(1.0, (dev, 2)) == "kernel"                  # inside a tuple argument
+    assert fast([(dev, dev)]) == "kernel"                   # (param, grad) pairs
+    assert fast(x, dev) == "reference"                      # the first array decides
+    assert fast(np.arange(3).view(DevArray)) == "reference"   # integers: no kernel
+    with backend.fusion(False):
+        assert fast(dev) == "reference"
+    monkeypatch.delitem(backend._kernels, "probe_double")
+    assert fast(dev) == "reference"                         # no kernel registered: the reference

@@ -1,11 +1,13 @@
 """Optimizers against their textbook formulas; clipping; state round trip; the lr schedule."""
+import math
+
 import numpy as np
 import pytest
 
 from glassformer.layers import Linear
 from glassformer.models import DecoderLM, ModelConfig
 from glassformer.optim.optimizers import SGD, Adam, AdamW, decay_mask
-from glassformer.optim.clipping import clip_grad_norm
+from glassformer.optim.clipping import clip_grad_norm, grad_norm, sum_squares
 from glassformer.optim.schedules import warmup_cosine
 
 
@@ -134,6 +136,29 @@ def test_clip_grad_norm(rng):
     assert float(clip_grad_norm(params, 10.0)) == pytest.approx(1.0, rel=1e-5)
     np.testing.assert_allclose(g1, before[0], rtol=1e-6)   # below the limit: unchanged
     np.testing.assert_allclose(g2, before[1], rtol=1e-6)
+
+
+def test_grad_norm_of_float64_gradients_is_exact_to_float64(rng):
+    """Summed in the gradients' own float64 (not float32, which is 3e-8 off), the norm agrees with an
+    exactly rounded math.fsum of the squares, as torch.nn.utils.clip_grad_norm_ does for float64."""
+    grads = [rng.standard_normal((37, 41)) * 10.0 ** rng.integers(-3, 3, (37, 41)),
+             rng.standard_normal(1001), rng.standard_normal((3, 5, 7)) * 1e3]
+    params = [(np.zeros_like(g), g) for g in grads]
+    exact = math.sqrt(math.fsum(float(v) ** 2 for g in grads for v in g.ravel()))
+    norm = grad_norm(params)
+    assert norm.dtype == np.float64
+    assert abs(float(norm) - exact) <= 1e-13 * exact
+    total = clip_grad_norm(params, 0.5 * exact)
+    assert abs(float(total) - exact) <= 1e-13 * exact
+    after = math.sqrt(math.fsum(float(v) ** 2 for g in grads for v in g.ravel()))
+    assert after == pytest.approx(0.5 * exact * exact / (exact + 1e-6), rel=1e-12)   # torch's eps
+
+
+def test_sum_squares_sums_float16_in_float32_and_keeps_float32_and_float64():
+    for dtype, want in [(np.float16, np.float32), (np.float32, np.float32), (np.float64, np.float64)]:
+        g = np.full(3000, 1.5, dtype)                       # 6750: above float16's exact integers
+        s = sum_squares(g)
+        assert s.dtype == want and float(s) == 6750.0
 
 
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9),

@@ -178,6 +178,7 @@ def batched_matmul_mode():
 # ---- accelerated kernels: a fast path laid over the reference array code -------------------------
 
 KERNELS = __package__ + ".kernels"       # the CuPy kernels' package, loaded by name on first CuPy use
+_references = {}                          # name -> every @accelerated reference function
 _kernels = {}                             # reference function name -> the kernel that replaces it
 _kernels_loaded = False
 _fusion = True                            # False: the reference array code runs on CuPy arrays too
@@ -199,6 +200,7 @@ def accelerated(reference):
     on the CPU, tests/test_backend_kernels.py). The wrapper's .reference is the plain function.
     """
     name = reference.__name__
+    _references[name] = reference
 
     @functools.wraps(reference)
     def dispatch(*args, **kwargs):
@@ -206,6 +208,11 @@ def accelerated(reference):
         return (kernel or reference)(*args, **kwargs)
     dispatch.reference = reference
     return dispatch
+
+
+def overlays():
+    """{name: (reference, kernel or None)} of every @accelerated function (kernels once registered)."""
+    return {name: (ref, _kernels.get(name)) for name, ref in _references.items()}
 
 
 def kernel_for(name, *args):

@@ -30,11 +30,12 @@ class Linear(Layer):
         y = matmul(x.reshape(-1, x.shape[-1]), self.W)      # one 2-D GEMM, not one per row
         if self.bias:
             y += self.b
+        self.y_dtype = y.dtype                              # matmul's output dtype
         return y.reshape(*x.shape[:-1], -1)                 # (..., d_out)
 
     def backward(self, dout):                               # dout: (..., d_out)
         x2 = self.x.reshape(-1, self.x.shape[-1])
-        d2 = dout.reshape(-1, dout.shape[-1])
+        d2 = dout.reshape(-1, dout.shape[-1]).astype(self.y_dtype, copy=False)   # dy in y's dtype
         self.dW += matmul(x2.T, d2)                         # accumulate: tied weights, micro-batches
         if self.bias:
             self.db += d2.sum(axis=0, dtype=self.db.dtype)
