@@ -317,8 +317,8 @@ def test_lm_sampling_is_seeded(lm_ckpt):
 
 def test_lm_chat_wraps_the_input_as_a_question(lm_ckpt, monkeypatch):
     from glassformer.cli import handlers
-    sent, generate = [], handlers.generate_tokens
-    monkeypatch.setattr(handlers, "generate_tokens", lambda model, ids, *a, **k: sent.append(list(ids))
+    sent, generate = [], handlers.stream_tokens
+    monkeypatch.setattr(handlers, "stream_tokens", lambda model, ids, *a, **k: sent.append(list(ids))
                         or generate(model, ids, *a, **k))
     rc, out, err = run(["--checkpoint", lm_ckpt[0], "--chat", "--prompt", "who is it?",
                         "--temperature", "0", "--max-new-tokens", "6"])
@@ -360,7 +360,8 @@ def test_lm_set_commands_change_the_sampling(lm_ckpt):
     ("set temperature hot", "temperature must be"), ("set temperature nan", "temperature must be"),
     ("set top_k 0", "top_k must be a positive integer or off"), ("set top_k 2.5", "top_k must be"),
     ("set top_p 1.5", "top_p must be a number in (0, 1]"), ("set top_p 0", "top_p must be"),
-    ("set max_tokens 0", "max_tokens must be a positive integer"), ("set max_tokens x", "max_tokens"),
+    ("set max_tokens 0", "max_tokens must be a whole number from 1 to 100,000"),
+    ("set max_tokens 100001", "from 1 to 100,000"), ("set max_tokens x", "max_tokens"),
     ("set colour red", "unknown setting 'colour'"), ("set temperature", "use set NAME VALUE"),
     ("set top_k 1 2", "use set NAME VALUE")])
 def test_lm_bad_set_is_one_error_and_the_loop_goes_on(lm_ckpt, command, words):
@@ -385,18 +386,24 @@ def test_lm_unknown_character_names_the_known_ones(lm_ckpt):
     assert "(2 new tokens)" in out                            # the next line was answered
 
 
-def test_ctrl_c_during_an_answer_cancels_it_and_the_loop_goes_on(lm_ckpt, monkeypatch):
+def test_ctrl_c_during_a_reply_keeps_what_was_printed_and_the_loop_goes_on(lm_ckpt, monkeypatch):
     from glassformer.cli import handlers
-    calls, generate = [], handlers.generate_tokens
+    calls, generate = [], handlers.stream_tokens
 
-    def interrupted_once(model, *a, **k):
+    def interrupted_once(model, *a, **k):                  # Ctrl-C after the third new token
         calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return generate(model, *a, **k)
-    monkeypatch.setattr(handlers, "generate_tokens", interrupted_once)
-    rc, out, err = run(["--checkpoint", lm_ckpt[0], "--max-new-tokens", "3"], stdin="hi\nhi\n")
-    assert rc == 0 and err == "" and "(cancelled)" in out and "(3 new tokens)" in out
+        tokens = generate(model, *a, **k)
+        if len(calls) > 1:
+            return tokens
+        return (i if n < 3 else (_ for _ in ()).throw(KeyboardInterrupt) for n, i in enumerate(tokens))
+    monkeypatch.setattr(handlers, "stream_tokens", interrupted_once)
+    argv = ["--checkpoint", lm_ckpt[0], "--max-new-tokens", "5", "--temperature", "0"]
+    rc, out, err = run(argv, stdin="hi\nhi\n")
+    assert rc == 0 and err == ""
+    first = "hi" + greedy(lm_ckpt, "hi", 5)
+    assert out.splitlines()[2:6] == [first[:5], "(stopped)", first, "(5 new tokens)"]
+    calls.clear()
+    assert run(argv + ["--prompt", "hi"])[:2] == (130, first[:5] + "\n(stopped)\n")
 
 
 def test_lm_attention_view_labels_the_tokens(lm_ckpt):

@@ -1,22 +1,30 @@
-"""What test_model_manually.py does with one typed line, per task: digits, sentences, lm."""
+"""What test_model_manually.py does with one typed line, per task: digits, sentences, lm.
+
+Each handler's answer(text, write) passes its reply to write() piece by piece as it is generated
+(the REPL prints and flushes each piece) and returns the ids and labels for the attention view;
+record(text) returns the same reply as a dict, one JSON line of --json.
+"""
+import contextlib
 import math
 
 import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..errors import UserError
-from ..generate import eos_id, generate_tokens
+from ..generate import TextStream, eos_id, special_ids, stream_tokens
 from ..layers import softmax
 from ..tasks import digits, sentences
 from ..tokenizers import tokenizer_from_dict
 from .common import TokenNames
 
+MAX_NEW_TOKENS = 100_000                                    # longest continuation one may ask for
 # name -> (parse, valid?, what to type); top_k and top_p also take "off"
 SETTINGS = {
     "temperature": (float, lambda v: v >= 0, "a number >= 0 (0 = greedy), e.g. set temperature 0.8"),
     "top_k": (int, lambda v: v >= 1, "a positive integer or off, e.g. set top_k 40"),
     "top_p": (float, lambda v: 0 < v <= 1, "a number in (0, 1] or off, e.g. set top_p 0.9"),
-    "max_tokens": (int, lambda v: v >= 1, "a positive integer, e.g. set max_tokens 200"),
+    "max_tokens": (int, lambda v: 1 <= v <= MAX_NEW_TOKENS,
+                   f"a whole number from 1 to {MAX_NEW_TOKENS:,}, e.g. set max_tokens 200"),
 }
 
 
@@ -85,38 +93,69 @@ class DigitsHandler:
         return (f"digits: type an operation ({', '.join(digits.OPERATIONS)}) on up to {t.n_args} "
                 f"digits, e.g. {self.example}  (trained on digits {t.low}..{t.high})")
 
-    def answer(self, text):
-        """(printed lines, ids, token labels) for one typed expression."""
+    def predict(self, text):
+        """(op, args, ids, probabilities (10,)) of one typed expression."""
         op, args = digits.parse(text, max_args=self.task.n_args)
         ids = digits.encode(op, args, length=self.task.seq_len)
         xp = array_module(self.model.tok_emb.W)
         self.model.eval()
         probs = to_numpy(softmax(self.model.forward(xp.asarray([ids]))))[0]   # (n_classes,)
+        return op, args, ids, probs
+
+    def answer(self, text, write):
+        """Write the prediction, its top-3 and the correct answer; returns (ids, token labels)."""
+        op, args, ids, probs = self.predict(text)
         top = np.argsort(-probs)[:3]
         truth = digits.answer(op, args)
         verdict = "right" if top[0] == truth else "WRONG"
-        lines = [f"{digits.decode(ids)} -> {top[0]}   (correct answer: {truth}, {verdict})",
-                 "top-3: " + "  ".join(f"{d} {probs[d]:.3f}" for d in top)]
+        write(f"{digits.decode(ids)} -> {top[0]}   (correct answer: {truth}, {verdict})\n"
+              "top-3: " + "  ".join(f"{d} {probs[d]:.3f}" for d in top) + "\n")
         if any(not self.task.low <= a <= self.task.high for a in args):
-            lines.append(f"note: the model was trained on digits {self.task.low}..{self.task.high} only")
-        return lines, ids, [digits.VOCAB[i] for i in ids]
+            write(f"note: the model was trained on digits {self.task.low}..{self.task.high} only\n")
+        return ids, [digits.VOCAB[i] for i in ids]
+
+    def record(self, text):
+        """The prediction as a dict (one --json line)."""
+        op, args, ids, probs = self.predict(text)
+        return {"prompt": text, "prompt_ids": [int(i) for i in ids], "prediction": int(probs.argmax()),
+                "probabilities": [round(float(p), 6) for p in probs],
+                "correct_answer": int(digits.answer(op, args))}
 
 
-class SentencesHandler:
+class Sampler:
+    """The sampling part of the sentences and lm handlers: settings, one seeded RNG, banned ids."""
+
+    def __init__(self, model, args, max_tokens, temperature, eos, banned):
+        self.model, self.eos, self.banned, self.seed = model, eos, banned, args.seed
+        self.settings = sampling_settings(args, max_tokens=max_tokens, temperature=temperature)
+        self.rng = np.random.default_rng(args.seed)         # one stream for every reply and sample
+
+    def tokens(self, ids):
+        """stream_tokens after ids with the current settings: special tokens but the end never come."""
+        s = self.settings
+        return stream_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"],
+                             top_k=s["top_k"], top_p=s["top_p"], eos_id=self.eos, rng=self.rng,
+                             banned=self.banned)
+
+    def used(self):
+        """The settings of a reply, for --json."""
+        return {**self.settings, "seed": self.seed}
+
+
+class SentencesHandler(Sampler):
     """A prefix of words -> its continuation, greedy by default, until <END> or --max-new-tokens."""
 
     prompt, example = "text> ", "the cat"
 
     def __init__(self, ckpt, args):
-        self.model = ckpt.model
         self.vocab = tokenizer_vocab(ckpt.tokenizer, sentences.vocabulary())
         self.index = {w: i for i, w in enumerate(self.vocab)}
         missing = [s for s in sentences.SPECIALS if s not in self.index]
         if missing:
             raise UserError(f"the checkpoint's vocabulary lacks the special tokens {missing}")
-        self.start, self.end = self.index["<START>"], self.index["<END>"]
-        self.settings = sampling_settings(args, max_tokens=20, temperature=0.0)   # greedy
-        self.rng = np.random.default_rng(args.seed)
+        self.start, end = self.index["<START>"], self.index["<END>"]
+        banned = [self.index[s] for s in sentences.SPECIALS if s != "<END>"]   # <PAD>, <START>
+        super().__init__(ckpt.model, args, max_tokens=20, temperature=0.0, eos=end, banned=banned)
 
     def words(self):
         return [w for w in self.vocab if w not in sentences.SPECIALS]
@@ -137,24 +176,72 @@ class SentencesHandler:
             ids.append(i)
         return ids
 
-    def answer(self, text):
+    def continued(self, ids, write):
+        """Sample after ids, writing ' word' per new word; returns (new ids, ended at <END>)."""
+        new = []
+        with contextlib.closing(self.tokens(ids)) as tokens:
+            for i in tokens:
+                new.append(i)
+                if i != self.eos:
+                    write(" " + self.vocab[i])
+        return new, bool(new) and new[-1] == self.eos
+
+    def answer(self, text, write):
+        """'prefix | new words <END>' (or '(stopped after N new words)'), streamed word by word."""
         ids = self.encode(text)
-        s = self.settings
-        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"],
-                              top_k=s["top_k"], top_p=s["top_p"], eos_id=self.end, rng=self.rng)
-        ended = bool(new) and new[-1] == self.end
-        words = [self.vocab[i] for i in (new[:-1] if ended else new)]
         prefix = " ".join(self.vocab[i] for i in ids[1:])
-        stop = "<END>" if ended else f"(stopped after {len(new)} new words)"
-        line = " ".join(part for part in (prefix, "|", *words, stop) if part)
+        write(f"{prefix} |" if prefix else "|")
+        new, ended = self.continued(ids, write)
+        write(" <END>\n" if ended else f" (stopped after {len(new)} new words)\n")
         seq = ids + new
-        return [line], seq, [self.vocab[i] for i in seq]
+        return seq, [self.vocab[i] for i in seq]
+
+    def record(self, text):
+        ids, words = self.encode(text), []
+        new, ended = self.continued(ids, words.append)
+        return {"prompt": text, "prompt_ids": ids, "new_ids": new, "text": "".join(words).strip(),
+                "ended": ended, "settings": self.used()}
 
 
 CHAT_TEMPLATE = "Question: {input}\nAnswer:"             # --chat: what the model is sent
+NEXT_QUESTION = "\nQuestion:"                            # where a --chat answer ends
 
 
-class LMHandler:
+class ChatAnswer:
+    """The answer part of streamed --chat text: no leading or trailing blanks, cut at the next question.
+
+    Pieces pushed in come out as soon as they cannot be the start of NEXT_QUESTION or trailing blanks,
+    so the printed text equals body.split(NEXT_QUESTION)[0].strip() of the whole reply.
+    """
+
+    def __init__(self):
+        self.held, self.started, self.done = "", False, False
+
+    def push(self, piece):
+        """The part of held + piece that is surely in the answer."""
+        text = self.held + piece
+        if not self.started:
+            text = text.lstrip()
+            self.started = bool(text)
+        cut = text.find(NEXT_QUESTION)
+        if cut >= 0:
+            self.held, self.done = "", True
+            return text[:cut].rstrip()
+        keep = len(text.rstrip())                           # blanks wait for what follows them
+        for k in range(min(len(NEXT_QUESTION) - 1, len(text)), 0, -1):
+            if text.endswith(NEXT_QUESTION[:k]):             # maybe the start of the next question
+                keep = min(keep, len(text) - k)
+                break
+        self.held = text[keep:]
+        return text[:keep]
+
+    def flush(self):
+        """What is held at the end, less trailing blanks."""
+        text, self.held = self.held.rstrip(), ""
+        return text
+
+
+class LMHandler(Sampler):
     """Text -> the model's continuation, sampled (temperature 0.8 unless --temperature or `set`)."""
 
     prompt, example = "text> ", "ROMEO:"
@@ -162,12 +249,12 @@ class LMHandler:
     def __init__(self, ckpt, args):
         if not ckpt.tokenizer:
             raise UserError("the checkpoint holds no tokenizer: it cannot turn typed text into ids")
-        self.model, self.tok = ckpt.model, tokenizer_from_dict(ckpt.tokenizer)
+        self.tok = tokenizer_from_dict(ckpt.tokenizer)
         self.chat = getattr(args, "chat", False)
         self.prompt = "question> " if self.chat else self.prompt
-        self.settings = sampling_settings(args, max_tokens=200, temperature=0.8)
-        self.rng = np.random.default_rng(args.seed)
-        self.eos = eos_id(self.tok)
+        eos = eos_id(self.tok)
+        super().__init__(ckpt.model, args, max_tokens=200, temperature=0.8, eos=eos,
+                         banned=special_ids(self.tok, keep=eos))
 
     def describe(self):
         c = self.model.config
@@ -187,24 +274,48 @@ class LMHandler:
                                 f"{len(known)} characters are {''.join(sorted(known))!r}")
         return self.tok.encode(text)
 
-    def answer(self, text):
-        """(printed lines, ids, token labels) for one prompt (or, with --chat, one question)."""
-        s = self.settings
+    def prompt_ids(self, text):
+        """The ids sent to the model: the text (with --chat, inside CHAT_TEMPLATE), or the end token."""
         ids = self.encode(CHAT_TEMPLATE.format(input=text) if self.chat else text)
         if not ids:
             if self.eos is None:
                 raise UserError("type at least one character to continue")
             ids = [self.eos]
-        new = generate_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"],
-                              top_k=s["top_k"], top_p=s["top_p"], eos_id=self.eos, rng=self.rng)
-        ended = bool(new) and new[-1] == self.eos
-        body = self.tok.decode(new[:-1] if ended else new)
-        note = "<end of text>" if ended else f"({len(new)} new tokens)"
-        if self.chat:                                       # the answer, up to the next question
-            body = body.split("\nQuestion:")[0].strip()
+        return ids
+
+    def continued(self, ids, write):
+        """Sample after ids, writing the text as each character completes; (new ids, ended)."""
+        new, text, answer = [], TextStream(self.tok), ChatAnswer() if self.chat else None
+        with contextlib.closing(self.tokens(ids)) as tokens:
+            for i in tokens:
+                new.append(i)
+                if i == self.eos:
+                    break
+                piece = text.push(i)
+                write(answer.push(piece) if answer else piece)
+                if answer and answer.done:                  # --chat: the model asks the next question
+                    break
+        if not (answer and answer.done):
+            tail = text.flush()
+            write(answer.push(tail) + answer.flush() if answer else tail)
+        return new, bool(new) and new[-1] == self.eos
+
+    def answer(self, text, write):
+        """The prompt and its continuation as it is sampled, then '(N new tokens)' or '<end of text>'."""
+        ids = self.prompt_ids(text)
+        if not self.chat:
+            write(text)
+        new, ended = self.continued(ids, write)
+        write("\n" + ("<end of text>" if ended else f"({len(new)} new tokens)") + "\n")
         seq = ids + new
         names = TokenNames(self.tok)
-        return [body if self.chat else text + body, note], seq, [names[i] for i in seq]
+        return seq, [names[i] for i in seq]
+
+    def record(self, text):
+        ids, pieces = self.prompt_ids(text), []
+        new, ended = self.continued(ids, pieces.append)
+        return {"prompt": text, "prompt_ids": ids, "new_ids": new, "text": "".join(pieces),
+                "ended": ended, "settings": {**self.used(), "chat": self.chat}}
 
 
 HANDLERS = {"digits": DigitsHandler, "sentences": SentencesHandler, "lm": LMHandler}

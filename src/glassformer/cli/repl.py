@@ -1,8 +1,10 @@
 """test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences, lm: a prefix)."""
 import argparse
+import json
 import math
 import os
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -10,21 +12,24 @@ from .. import backend
 from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
-from ..visualization import ascii_heatmap, shade_chars
+from ..visualization import ascii_heatmap, attention_scale, shade_chars
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR
-from .handlers import HANDLERS, format_settings, parse_setting
+from .handlers import HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
+from .stages import terminal_width
+
+MAX_SAMPLES = 10_000                                        # --num-samples at most
 
 DEFAULT_CHECKPOINT = Path("checkpoints") / "digits.npz"
 COMMANDS = """commands:
   help                  this text
   attention on|all|off  show attention after each answer (on: last layer, all: every layer)
   clear                 clear the screen and the input history
-  quit, exit            leave (Ctrl-D and Ctrl-C work too; Ctrl-C during an answer cancels it)"""
+  quit, exit            leave (Ctrl-D and Ctrl-C work too; Ctrl-C during a reply stops it)"""
 SET_COMMANDS = """  set                   show the sampling settings
   set temperature T     0 = greedy (always the likeliest token); higher = more varied, e.g. 0.8
   set top_k K           sample among the K likeliest tokens (off: all of them)
   set top_p P           sample from the smallest set of tokens with probability >= P (off: all)
-  set max_tokens N      longest continuation, in tokens"""
+  set max_tokens N      longest continuation, in tokens (at most 100,000)"""
 
 
 def parse_args(argv):
@@ -33,16 +38,24 @@ def parse_args(argv):
                                 description="Query a trained glassformer checkpoint by hand.")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help=f"checkpoint .npz to load (default: {DEFAULT_CHECKPOINT})")
-    p.add_argument("--prompt", "--expr", dest="expr", default=None, metavar="TEXT",
-                   help='answer one input and exit, e.g. "ROMEO:" (lm), "Max ( 5 3 9 )" (digits) or '
-                        '"the cat" (sentences); --expr and --prompt are the same flag')
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--prompt", "--expr", dest="expr", default=None, metavar="TEXT",
+                       help='answer one input and exit, e.g. "ROMEO:" (lm), "Max ( 5 3 9 )" (digits) '
+                            'or "the cat" (sentences); --expr and --prompt are the same flag')
+    given.add_argument("--prompt-file", type=Path, default=None, metavar="FILE",
+                       help="answer the text of FILE (all of it, newlines included) and exit")
     p.add_argument("--chat", action="store_true",
-                   help='lm: send each input as "Question: {input}\\nAnswer:" and print only the answer')
+                   help='lm: send each input as "Question: {input}\nAnswer:" and print only the answer')
     p.add_argument("--attention", choices=("off", "on", "all"), default="off",
                    help="print attention heatmaps: on = last layer, all = every layer")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON line per sample (prompt ids, new ids, text, settings) instead "
+                        "of streaming text")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N",
+                   help="sentences, lm: sample N continuations of each input (default 1)")
     p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="sentences, lm: longest continuation (default 20 words; lm: 200 tokens); "
-                        "in the loop: set max_tokens N")
+                   help="sentences, lm: longest continuation (default 20 words; lm: 200 tokens; at "
+                        f"most {MAX_NEW_TOKENS:,}); in the loop: set max_tokens N")
     p.add_argument("--temperature", type=float, default=None,
                    help="sentences, lm: 0 = greedy (default for sentences; lm: 0.8)")
     p.add_argument("--top-k", type=int, default=None, help="sentences, lm: sample among the k likeliest")
@@ -52,15 +65,30 @@ def parse_args(argv):
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)")
     args = p.parse_args(argv)
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens={args.max_new_tokens} must be at least 1")
+    check_args(args)
+    return args
+
+
+def check_args(args):
+    """UserError for flag values out of range, or flags that cannot go together."""
+    if args.max_new_tokens is not None and not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+        raise UserError(f"--max-new-tokens={args.max_new_tokens} must be from 1 to {MAX_NEW_TOKENS:,}")
+    if not 1 <= args.num_samples <= MAX_SAMPLES:
+        raise UserError(f"--num-samples={args.num_samples} must be from 1 to {MAX_SAMPLES:,}")
     if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise UserError(f"--temperature={args.temperature} must be >= 0 (0 means greedy)")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k={args.top_k} must be a positive integer")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top-p={args.top_p} must be in (0, 1]")
-    return args
+    if args.json and args.attention != "off":
+        raise UserError("--json prints JSON lines only: drop --attention (or --json)")
+    if args.prompt_file is not None:
+        try:
+            args.expr = args.prompt_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"--prompt-file {args.prompt_file}: cannot read it as UTF-8 text "
+                            f"({getattr(e, 'strerror', None) or e})") from None
 
 
 # ---------------------------------------------------------------- attention view
@@ -74,18 +102,26 @@ def attention_maps(model, ids):
     return [to_numpy(block.attn.last_attention_weights)[0] for block in model.blocks]
 
 
-def attention_view(model, ids, labels, mode, stream):
+def attention_view(model, ids, labels, mode, stream, width=None):
     """Heatmaps of every head of the last layer (mode "on") or of every layer (mode "all")."""
+    width = width or terminal_width()
     maps = attention_maps(model, ids)
-    labels = labels[-len(maps[0][0]):]
+    T = len(maps[0][0])
+    first = len(ids) - T                                    # position of the map's first token
+    labels = labels[first:]
     shades, masked = shade_chars(stream)
+    causal = model.blocks[0].attn.causal
     layers = range(len(maps)) if mode == "all" else [len(maps) - 1]
-    out = ["attention (rows: query, columns: key)"]
+    out = ["attention (rows: query, columns: key; darkest = the head's largest weight)"]
+    if first:
+        out.append(f"the text is {len(ids)} tokens, longer than the context of {T}: the maps show "
+                   f"what the model sees now, positions {first}..{len(ids) - 1}")
     for i in layers:
         for h, att in enumerate(maps[i]):                  # att: (T, T)
             out += [f"layer {i + 1}/{len(maps)}, head {h + 1}/{len(maps[i])}",
-                    ascii_heatmap(att, labels, labels, shades=shades, masked=masked, vmax=1.0)]
-    return "\n".join(out)
+                    ascii_heatmap(att, labels, labels, shades=shades, masked=masked,
+                                  vmax=attention_scale(att, causal), width=width, first=first)]
+    return "\n".join(textwrap.fill(line, width) if "\n" not in line else line for line in out)
 
 
 # ---------------------------------------------------------------- loading
@@ -114,23 +150,51 @@ def load(path, args):
 
 # ---------------------------------------------------------------- the loop
 
-class Session:
-    """The REPL's state: the handler, the attention mode, and the streams it talks to."""
+class Reply:
+    """Where a handler writes its reply: each piece printed and flushed at once (streaming)."""
 
-    def __init__(self, ckpt, handler, attention, stdout, stderr):
-        self.ckpt, self.handler, self.attention = ckpt, handler, attention
+    def __init__(self, stream):
+        self.stream, self.open = stream, False              # open: the last line is not ended
+
+    def __call__(self, piece):
+        if piece:
+            print(piece, end="", file=self.stream, flush=True)
+            self.open = not piece.endswith("\n")
+
+
+class Session:
+    """The REPL's state: the handler, the attention mode, output options and the streams."""
+
+    def __init__(self, ckpt, handler, args, stdout, stderr):
+        self.ckpt, self.handler, self.attention = ckpt, handler, args.attention
+        self.json, self.samples = args.json, args.num_samples
         self.stdout, self.stderr = stdout, stderr
+        if self.samples > 1 and not hasattr(handler, "settings"):
+            raise UserError("--num-samples is for sentences and lm checkpoints: a digits answer is "
+                            "not sampled, so every sample would be the same")
 
     def say(self, *lines):
         for line in lines:
             print(line, file=self.stdout)
 
     def query(self, text):
-        """Answer one input (with the attention view if it is on)."""
-        lines, ids, labels = self.handler.answer(text)
-        self.say(*lines)
-        if self.attention != "off":
-            self.say(attention_view(self.ckpt.model, ids, labels, self.attention, self.stdout))
+        """Answer one input (num_samples times), streamed, or as JSON lines; False if Ctrl-C stopped it."""
+        for k in range(1, self.samples + 1):
+            if self.json:
+                record = {"sample": k, **self.handler.record(text)}
+                print(json.dumps(record, ensure_ascii=False), file=self.stdout, flush=True)
+                continue
+            if self.samples > 1:
+                self.say(f"[sample {k}/{self.samples}]")
+            reply = Reply(self.stdout)
+            try:
+                ids, labels = self.handler.answer(text, reply)
+            except KeyboardInterrupt:                       # Ctrl-C: keep what was printed
+                self.say(*([""] if reply.open else []), "(stopped)")
+                return False
+            if self.attention != "off":
+                self.say(attention_view(self.ckpt.model, ids, labels, self.attention, self.stdout))
+        return True
 
     def command(self, line, interactive):
         """Run a REPL command or a query; returns False to leave the loop."""
@@ -206,7 +270,8 @@ def read_lines(stdin, stdout, prompt, interactive):
 
 def repl(session, stdin, interactive):
     """Read-eval-print until quit, EOF or Ctrl-C; an error prints and the loop goes on."""
-    session.say(session.handler.describe(), "type help for commands, quit to leave")
+    if not session.json:                                    # --json: nothing but JSON lines
+        session.say(session.handler.describe(), "type help for commands, quit to leave")
     try:
         for line in read_lines(stdin, session.stdout, session.handler.prompt, interactive):
             if not line.strip():
@@ -216,8 +281,8 @@ def repl(session, stdin, interactive):
                     break
             except UserError as e:
                 print(f"error: {e}", file=session.stderr)
-            except KeyboardInterrupt:                       # Ctrl-C while answering: drop the answer
-                session.say("(cancelled)")
+            except KeyboardInterrupt:                       # Ctrl-C outside a reply (a command)
+                session.say("(stopped)")
     except KeyboardInterrupt:
         pass
     if interactive:
@@ -235,10 +300,9 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
         backend.use(args.device)                            # UserError when CuPy or a GPU is missing
         path = args.checkpoint or DEFAULT_CHECKPOINT
         ckpt, handler = load(path, args)
-        session = Session(ckpt, handler, args.attention, stdout, stderr)
+        session = Session(ckpt, handler, args, stdout, stderr)
         if args.expr is not None:
-            session.query(args.expr)
-            return 0
+            return 0 if session.query(args.expr) else EXIT_INTERRUPTED
         interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
         return repl(session, stdin, interactive)
     except UserError as e:
