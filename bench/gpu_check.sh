@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh: the one GPU check of glassformer's CuPy path, in five parts, under 7 minutes on an H200.
 #
-#   env     nvidia-smi, python / numpy / cupy / torch versions                      cap  20 s
+#   env     nvidia-smi, python / numpy / cupy / torch versions                      cap  30 s
 #   pytest  the gpu-marked tests (NumPy vs CuPy gradchecks, fused vs reference,      cap 140 s
 #           loss scaler, training, checkpoints GPU->CPU->GPU); junit in pytest.xml
 #   probe   bench/gpu_matmul_probe.py: batched float16 cupy.matmul, tensor cores     cap  40 s
 #           or float32 (CuPy PR #10317), vs the project's cuBLAS route
-#   lm      bench/gpu_lm.py: tokens/s, TFLOP/s, MFU, memory per preset x precision   cap 160 s
+#   lm      bench/gpu_lm.py: tokens/s, TFLOP/s, MFU, memory per preset x precision   cap 150 s
 #           beside PyTorch eager (a time budget inside stops it before its cap)
 #   curve   bench/gpu_fp16_curve.py: fp16 vs fp32 loss over 200 steps of WikiText-2  cap  60 s
 #   (aliases: bench = lm, probe = matmul, curve = fp16; summary = no part, just the summary)
@@ -26,15 +26,19 @@
 # PART.out (what it printed: JSON lines, pytest's report), PART.log (stderr), PART.status.json;
 # pytest.xml, curve.json; summary.json, which is also printed last.
 #
-# Rerun only the failed parts (the summary's "rerun" line says which), merging the first run's results:
-#   cp <first run's files>/summary.json gpu_check_prev.json    # untracked: travels with the tree
-#   run(command="bash bench/gpu_check.sh --merge gpu_check_prev.json pytest lm", timeout_s=300)
+# Rerun only the failed parts at once (the machine stays warm briefly after a call; the summary's
+# "rerun" line names the parts), merging the first run's results, with GPU_CHECK_BUDGET = timeout - 30:
+#   cp <files_at of the first call>/summary.json gpu_check_prev.json   # untracked: travels with the tree
+#   run(command="GPU_CHECK_BUDGET=240 bash bench/gpu_check.sh --merge gpu_check_prev.json pytest lm",
+#       timeout_s=270)
+# One part with other settings: LM_ARGS="--presets large-16x1024 --precisions fp16" ... lm
 # Merge two runs' summaries on this machine (no GPU needed; later files win, skipped parts never win):
 #   OUT=/tmp/merged bash bench/gpu_check.sh --merge first/summary.json --merge second/summary.json summary
 #
-# Knobs (environment): GPU_CHECK_T_<PART>=seconds (a part's cap, e.g. GPU_CHECK_T_LM=200), LM_ARGS,
-# PROBE_ARGS, CURVE_ARGS, PYTEST_ARGS (extra arguments, e.g. LM_ARGS="--presets large-16x1024"),
-# GPU_CHECK_DATA (the curve's data folder), PYTHON (default python3).
+# Knobs (environment): GPU_CHECK_BUDGET=seconds for all parts (450; a part that would run past it gets a
+# smaller cap, or is not started and reported as timeout), GPU_CHECK_T_<PART>=seconds (a part's cap,
+# e.g. GPU_CHECK_T_LM=200), LM_ARGS, PROBE_ARGS, CURVE_ARGS, PYTEST_ARGS (extra arguments, split on
+# spaces), GPU_CHECK_DATA (the curve's data folder), PYTHON (default python3).
 # Without CuPy or a GPU (any CPU machine) the GPU parts report "skipped: no CuPy/GPU" and it exits 0.
 # Exit status: 0 when no part failed or timed out, 1 otherwise, 2 on a usage error.
 
@@ -44,9 +48,10 @@ cd "$ROOT" || exit 2
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 OUT_DIR=${OUT:-$ROOT/gpu_check_out}
+DEADLINE=${GPU_CHECK_BUDGET:-450}       # seconds for all parts together; caps shrink to fit it
 ALL_PARTS=(env pytest probe lm curve)
-declare -A CAP=([env]=${GPU_CHECK_T_ENV:-20} [pytest]=${GPU_CHECK_T_PYTEST:-140}
-                [probe]=${GPU_CHECK_T_PROBE:-40} [lm]=${GPU_CHECK_T_LM:-160}
+declare -A CAP=([env]=${GPU_CHECK_T_ENV:-30} [pytest]=${GPU_CHECK_T_PYTEST:-140}
+                [probe]=${GPU_CHECK_T_PROBE:-40} [lm]=${GPU_CHECK_T_LM:-150}
                 [curve]=${GPU_CHECK_T_CURVE:-60})
 
 usage() {
@@ -140,7 +145,8 @@ def junit(path, text_path):
                 for child in case:
                     if child.tag in ("failure", "error"):
                         msg = (child.get("message") or "").splitlines()[:1]
-                        bad.append(f"{case.get('classname')}::{case.get('name')} [{child.tag}] "
+                        where = "::".join(filter(None, (case.get("classname"), case.get("name"))))
+                        bad.append(f"{where} [{child.tag}] "
                                    f"{msg[0][:150] if msg else ''}".rstrip())
             n["failed_tests"] = bad[:15] + ([f"... {len(bad) - 15} more"] if len(bad) > 15 else [])
             return n
@@ -196,13 +202,14 @@ def result_of(part, status):
 def note(part, entry):
     """One human line per part."""
     r, s = entry.get("result") or {}, entry["status"]
-    if s == "skipped":
+    if s == "skipped" or entry.get("result") is None:     # skipped, or never started
         return entry.get("reason", "")
     if r.get("error"):
         return f"error: {r['error']}"[:160]
     if part == "env":
-        return (f"python {r.get('python')}, numpy {r.get('numpy')}, cupy {r.get('cupy')}, "
-                f"torch {r.get('torch')}, device {r.get('device', r.get('cupy_device'))}")[:200]
+        short = {k: str(r.get(k)).split(" (")[0] for k in ("python", "numpy", "cupy", "torch")}
+        return (f"python {short['python']}, numpy {short['numpy']}, cupy {short['cupy']}, torch "
+                f"{short['torch']}, device {r.get('device', str(r.get('cupy_device')).split(' (')[0])}")
     if part == "pytest":
         if "tests" in r:
             return (f"{r['passed']} passed, {r['failures']} failed, {r['errors']} errors, "
@@ -219,7 +226,9 @@ def note(part, entry):
         return (f"{m.get('measured')}/{m.get('configs')} measured, errors {m.get('errors')}, "
                 f"skipped {m.get('skipped')}; {per}")[:300]
     if part == "curve":
-        c = r.get("comparison") or {}
+        c = r.get("comparison")
+        if not c:
+            return f"no comparison line (see curve.out / curve.log); runs done: {len(r.get('runs') or [])}"
         return (f"val loss {c.get('val_loss')} (diff {c.get('val_loss_difference')}), train "
                 f"{c.get('final_train_loss')}, scaler skipped {c.get('skipped_steps')}, ok={c.get('ok')}")
     return ""
@@ -228,7 +237,8 @@ def note(part, entry):
 parts = {}
 for path in glob.glob(os.path.join(out_dir, "*.status.json")):
     status = json.load(open(path))
-    entry = dict(status, result=result_of(status["part"], status) if status["status"] != "skipped" else None)
+    ran = status["status"] != "skipped" and status.get("rc") is not None
+    entry = dict(status, result=result_of(status["part"], status) if ran else None)
     parts[status["part"]] = entry
 for path in merges:                                         # earlier runs: fill what this one lacks
     try:
@@ -249,8 +259,8 @@ summary = {"out_dir": out_dir, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "ok": not failed, "complete": all(e["status"] == "ok" for e in parts.values())
            and set(ORDER) <= set(parts),
            "failed_parts": failed, "skipped_parts": [k for k, e in parts.items() if e["status"] == "skipped"],
-           "rerun": (f"bash bench/gpu_check.sh --merge <this summary.json> {' '.join(failed)}"
-                     if failed else None)}
+           "rerun": (f"GPU_CHECK_BUDGET=240 bash bench/gpu_check.sh --merge <this summary.json> "
+                     f"{' '.join(failed)}" if failed else None)}
 with open(os.path.join(out_dir, "summary.json.tmp"), "w") as f:
     json.dump(summary, f, indent=1)
 os.replace(os.path.join(out_dir, "summary.json.tmp"), os.path.join(out_dir, "summary.json"))
@@ -310,7 +320,7 @@ run_part() {  # part cap command...
     shift 2
     echo "[$part] running (cap ${cap}s): $*"
     start=$(date +%s.%N)
-    timeout -s INT -k 15 "$cap" "$@" >"$OUT_DIR/$part.out" 2>"$OUT_DIR/$part.log"
+    timeout -s INT -k 5 "$cap" "$@" >"$OUT_DIR/$part.out" 2>"$OUT_DIR/$part.log"   # INT: pytest still writes its xml
     rc=$?
     end=$(date +%s.%N)
     case $rc in
@@ -323,8 +333,8 @@ run_part() {  # part cap command...
     echo "[$part] $status (rc $rc) after ${secs%.*}s"
     if [ "$status" != ok ]; then
         echo "---- last lines of $part.out / $part.log:"
-        tail -n 8 "$OUT_DIR/$part.out"
-        tail -n 12 "$OUT_DIR/$part.log"
+        tail -n 8 "$OUT_DIR/$part.out" | cut -c1-300
+        tail -n 12 "$OUT_DIR/$part.log" | cut -c1-300
         echo "----"
     fi
     write_status "$part" "$status" "$rc" "$secs" "$cap" \
@@ -379,33 +389,41 @@ main() {
     fi
     mkdir -p "$OUT_DIR" || return 2
     OUT_DIR=$(cd "$OUT_DIR" && pwd)
-    local t0 p have_gpu=0 why data budget extra
+    local t0 p have_gpu=0 why data budget extra cap left
     t0=$(date +%s)
     for p in "${parts[@]}"; do
         rm -f "$OUT_DIR/$p.out" "$OUT_DIR/$p.log" "$OUT_DIR/$p.status.json"
     done
-    echo "gpu_check: parts '${parts[*]}' -> $OUT_DIR ($(date))"
+    echo "gpu_check: parts '${parts[*]:-none, summary only}' -> $OUT_DIR ($(date))"
     if [ ${#parts[@]} -gt 0 ]; then
         if why=$(gpu_reason); then have_gpu=1; else why=${why:-no CuPy/GPU}; fi
     fi
     for p in "${parts[@]}"; do
+        cap=${CAP[$p]}
+        left=$(( DEADLINE - ($(date +%s) - t0) - 5 ))
+        if [ "$left" -lt "$cap" ]; then cap=$left; fi       # shrink to fit: the summary always prints
+        if [ "$cap" -lt 10 ]; then
+            echo "[$p] not started: the ${DEADLINE}s budget is spent"
+            write_status "$p" timeout "" 0 "" "not started: the ${DEADLINE}s budget (GPU_CHECK_BUDGET) was spent"
+            continue
+        fi
         case $p in
-            env) run_part env "${CAP[env]}" bash "$ROOT/bench/gpu_check.sh" __env ;;
+            env) run_part env "$cap" bash "$ROOT/bench/gpu_check.sh" __env ;;
             pytest)
                 rm -f "$OUT_DIR/pytest.xml"
                 if [ $have_gpu -eq 0 ]; then skip_part pytest "$why"; continue; fi
                 read -ra extra <<<"${PYTEST_ARGS:-}"
-                run_part pytest "${CAP[pytest]}" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/ \
-                    --junitxml="$OUT_DIR/pytest.xml" --durations=15 -rfE "${extra[@]}" ;;
+                run_part pytest "$cap" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/ \
+                    --junitxml="$OUT_DIR/pytest.xml" --durations=15 -rfE --continue-on-collection-errors "${extra[@]}" ;;
             probe)
                 if [ $have_gpu -eq 0 ]; then skip_part probe "$why"; continue; fi
                 read -ra extra <<<"${PROBE_ARGS:-}"
-                run_part probe "${CAP[probe]}" "$PY" bench/gpu_matmul_probe.py "${extra[@]}" ;;
+                run_part probe "$cap" "$PY" bench/gpu_matmul_probe.py "${extra[@]}" ;;
             lm)
                 if [ $have_gpu -eq 0 ]; then skip_part lm "$why"; continue; fi
                 read -ra extra <<<"${LM_ARGS:-}"
-                budget=$(( ${CAP[lm]} > 90 ? ${CAP[lm]} - 45 : ${CAP[lm]} / 2 ))
-                run_part lm "${CAP[lm]}" "$PY" bench/gpu_lm.py --budget-s "$budget" "${extra[@]}" ;;
+                budget=$(( cap > 90 ? cap - 45 : cap / 2 ))  # stop starting configurations in time
+                run_part lm "$cap" "$PY" bench/gpu_lm.py --budget-s "$budget" "${extra[@]}" ;;
             curve)
                 rm -f "$OUT_DIR/curve.json"
                 if [ $have_gpu -eq 0 ]; then skip_part curve "$why"; continue; fi
@@ -414,7 +432,7 @@ main() {
                     continue
                 fi
                 read -ra extra <<<"${CURVE_ARGS:-}"
-                run_part curve "${CAP[curve]}" "$PY" bench/gpu_fp16_curve.py "$data" \
+                run_part curve "$cap" "$PY" bench/gpu_fp16_curve.py "$data" \
                     --out "$OUT_DIR/curve.json" "${extra[@]}" ;;
         esac
     done
