@@ -21,7 +21,7 @@ def test_every_registered_case_passes(name):
 def test_cases_cover_the_core():
     names = {n.split("[")[0] for n in CASES}
     for required in ("Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "TransformerBlock",
-                     "CrossEntropyLoss", "EncoderClassifier", "DecoderLM"):
+                     "TiedLMHead", "Pooling", "CrossEntropyLoss", "EncoderClassifier", "DecoderLM"):
         assert required in names
 
 
@@ -105,3 +105,9 @@ def test_cli_reports_failure_with_exit_1(monkeypatch, capsys):
     assert main(["--layer", "Linear", "--json"]) == 1
     records = json.loads(capsys.readouterr().out)
     assert any(not r["passed"] for r in records)
+
+
+def test_the_tied_head_case_checks_the_embedding_it_writes_to():
+    """TiedLMHead owns no parameters: its case lends it the embedding, so dE is checked too."""
+    assert {r["tensor"] for r in run_case("TiedLMHead")} == {"h", "tok_emb.W"}
+    assert {r["tensor"] for r in run_case("Pooling[mean,padding]")} == {"x"}

@@ -1,12 +1,14 @@
 """Attention variants: rotary positions (RoPE), quadratic (softmax-free) scores, cross-attention.
 
 Shapes: B batch, T query length, S key length, C = d_model, H = n_heads, D = d_head = C // H.
-Each reuses split_heads / attention_mask / attend / attend_backward from glassformer.attention.
+Each reuses split_heads / attention_mask / attend / attend_backward from glassformer.layers.attention
+(attend and attend_backward run the GPU kernels on CuPy arrays; quadratic_attend is array code only).
 """
 import numpy as np
 
-from ..layers.attention import MultiHeadAttention, attend, attend_backward, attention_mask, cache_append, merge_heads, split_heads
 from ..backend import array_module
+from ..layers.attention import (MultiHeadAttention, attend, attend_backward, attention_mask,
+                                cache_append, merge_heads, split_heads)
 from ..layers.base import Layer
 from ..layers.linear import Linear
 
