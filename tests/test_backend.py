@@ -129,3 +129,12 @@ def test_accelerated_runs_the_kernel_only_for_floating_device_arrays(monkeypatch
         assert fast(dev) == "reference"
     monkeypatch.delitem(backend._kernels, "probe_double")
     assert fast(dev) == "reference"                         # no kernel registered: the reference
+
+
+def test_two_references_with_one_name_are_refused(monkeypatch):
+    monkeypatch.setattr(backend, "_references", dict(backend._references))
+
+    def layer_norm_forward(x):                              # shadows layers.norm's reference
+        return x
+    with pytest.raises(ValueError, match="layer_norm_forward"):
+        backend.accelerated(layer_norm_forward)

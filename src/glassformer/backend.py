@@ -193,13 +193,18 @@ def accelerates(name):
 
 
 def accelerated(reference):
-    """Wrap a reference function: a kernel registered under its name runs instead when an argument
-    (or an element of a tuple or list argument) is a floating CuPy array and fusion is on.
+    """Wrap a reference function: a kernel registered under its name runs instead when the arguments
+    hold CuPy data (see kernel_for) and fusion is on; otherwise the reference itself runs.
 
     The reference stays the definition; its kernel is tested against it (tests/test_gpu.py and,
     on the CPU, tests/test_backend_kernels.py). The wrapper's .reference is the plain function.
     """
     name = reference.__name__
+    known = _references.get(name)
+    if known is not None and (known.__module__, known.__qualname__) != (reference.__module__,
+                                                                        reference.__qualname__):
+        raise ValueError(f"two @accelerated functions are named {name!r}: "
+                         f"{known.__module__} and {reference.__module__}")
     _references[name] = reference
 
     @functools.wraps(reference)
@@ -260,6 +265,7 @@ def fusion(enabled):
         yield
     finally:
         set_fusion(saved)
+
 
 # ---- random numbers and memory on the device ----------------------------------------------------
 
