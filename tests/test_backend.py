@@ -123,7 +123,8 @@ def test_accelerated_runs_the_kernel_only_for_floating_device_arrays(monkeypatch
     assert fast(x) == "reference" and fast(dev) == "kernel"
     assert fast(1.0, (dev, 2)) == "kernel"                  # inside a tuple argument
     assert fast([(dev, dev)]) == "kernel"                   # (param, grad) pairs
-    assert fast(x, dev) == "reference"                      # the first array decides
+    assert fast(x, dev) == "kernel"                         # any device array: its cache, say
+    assert fast(x, [x, x]) == "reference"
     assert fast(np.arange(3).view(DevArray)) == "reference"   # integers: no kernel
     with backend.fusion(False):
         assert fast(dev) == "reference"

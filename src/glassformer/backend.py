@@ -223,12 +223,12 @@ def overlays():
 def kernel_for(name, *args):
     """The kernel registered for reference `name` that these arguments would run, or None.
 
-    The first array among the arguments (looking into tuples and lists) decides: a floating CuPy
-    array picks the kernel, anything else the reference.
+    The first CuPy array among the arguments (looking into tuples and lists, such as a cache or
+    (param, grad) pairs) decides: a floating one picks the kernel; no CuPy array, the reference.
     """
     global _kernels_loaded
-    x = None if cp is None else _first_array(args)
-    if x is None or not isinstance(x, cp.ndarray) or x.dtype.char not in "efd":
+    x = None if cp is None else _first_cupy_array(args)
+    if x is None or x.dtype.char not in "efd":
         return None
     if not _kernels_loaded:
         # Overlays are plugins: backend never imports the kernels package statically (the kernels
@@ -238,13 +238,13 @@ def kernel_for(name, *args):
     return _kernels.get(name)
 
 
-def _first_array(values, depth=2):
-    """The first NumPy or CuPy array among values, looking into tuples and lists depth levels deep."""
+def _first_cupy_array(values, depth=2):
+    """The first CuPy array among values, looking into tuples and lists depth levels deep."""
     for v in values:
-        if isinstance(v, (cp.ndarray, np.ndarray)):
+        if isinstance(v, cp.ndarray):
             return v
         if depth and isinstance(v, (tuple, list)):
-            found = _first_array(v, depth - 1)
+            found = _first_cupy_array(v, depth - 1)
             if found is not None:
                 return found
     return None
