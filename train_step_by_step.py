@@ -1,4 +1,14 @@
 """Walk one example through a transformer stage by stage, then train it: see --help."""
-from glassformer.cli.train import main
+import sys
 
-raise SystemExit(main())
+try:                                    # Ctrl-C while NumPy and glassformer load: quiet, exit 130
+    from glassformer.errors import run_main
+    from glassformer.cli.train import main
+except KeyboardInterrupt:
+    print(file=sys.stderr)
+    raise SystemExit(130) from None
+except ModuleNotFoundError as e:        # not installed: say how, not a traceback
+    print(f"error: cannot import {e.name!r}; install glassformer first: pip install -e .", file=sys.stderr)
+    raise SystemExit(2) from None
+
+raise SystemExit(run_main(main))

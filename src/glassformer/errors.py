@@ -1,5 +1,86 @@
-"""The one exception a user's mistake becomes: its message says what, where, and what to do."""
+"""The one exception a user's mistake becomes, and the boundary every entry point runs inside.
+
+Standard library only (the bottom floor), so a wrapper script can install the boundary before it
+imports NumPy or the rest of glassformer.
+"""
+import errno
+import os
+import sys
+import traceback
+
+EXIT_USER_ERROR = 2                     # a user's mistake (or the machine's: disk, memory): one line
+EXIT_BUG = 1                            # a bug in glassformer: the traceback, and where to report it
+EXIT_INTERRUPTED = 130                  # Ctrl-C, as a shell reports SIGINT
+REPORT = "this is a bug in glassformer: please report it with the command you ran and the traceback above"
+# what to do about an OSError, by errno
+OS_ADVICE = {errno.ENOSPC: "free some disk space (or write elsewhere, e.g. another --out) and run again",
+             errno.EDQUOT: "your disk quota is full: free some space (or write elsewhere) and run again",
+             errno.EACCES: "check the file's permissions, or choose another path",
+             errno.EPERM: "check the file's permissions, or choose another path",
+             errno.ENOENT: "check the path",
+             errno.EROFS: "the file system is read-only: choose another path",
+             errno.EISDIR: "give a file, not a folder",
+             errno.ENOTDIR: "a part of the path is a file, not a folder: check the path"}
 
 
 class UserError(Exception):
     """Bad input from a user (a file, a flag, a typed expression); CLIs print it without a traceback."""
+
+
+def os_error_message(e):
+    """An OSError as one line: the path, what went wrong, and what to do."""
+    where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    what = e.strerror or str(e) or type(e).__name__
+    advice = OS_ADVICE.get(e.errno, "check the path and the disk, then run again")
+    return f"{where + ': ' if where else ''}{what}; {advice}"
+
+
+def run_main(main, *args, stderr=None):
+    """Exit status of main(*args), every failure turned into one line (a bug: the traceback too).
+
+    UserError, OSError (disk full, permissions, a missing file), MemoryError: `error: ...`, exit 2;
+    Ctrl-C: exit 130 quietly; a closed pipe (`... | head`): exit 0 quietly; anything else: the
+    traceback and one line asking to report it, exit 1. SystemExit (--help) passes through.
+    """
+    err = sys.stderr if stderr is None else stderr
+    try:
+        code = main(*args)
+        if err is sys.stderr:
+            sys.stdout.flush()                              # a closed pipe shows here, still inside
+        return code
+    except UserError as e:
+        print(f"error: {e}", file=err)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(file=err)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:                                 # the reader went away: stop quietly
+        quiet_stdout()
+        return 0
+    except OSError as e:
+        print(f"error: {os_error_message(e)}", file=err)
+        return EXIT_USER_ERROR
+    except MemoryError:
+        print("error: out of memory: try a smaller model, batch or context (or close other "
+              "programs) and run again", file=err)
+        return EXIT_USER_ERROR
+    except Exception:                                       # noqa: BLE001  the boundary: a bug
+        traceback.print_exc(file=err)
+        print(REPORT, file=err)
+        return EXIT_BUG
+
+
+def main_boundary(main):
+    """Decorator form of run_main: main(argv) returns an exit status whatever happens inside."""
+    def bounded(*args):
+        return run_main(main, *args)
+    bounded.__name__, bounded.__doc__, bounded.__wrapped__ = main.__name__, main.__doc__, main
+    return bounded
+
+
+def quiet_stdout():
+    """Point stdout at /dev/null, so the flush at interpreter exit cannot fail on a closed pipe again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -4,6 +4,7 @@ Readers see the old file or the new one, never half of one; a crash leaves at mo
 name says whose it was (remove_stale_temps cleans those up).
 """
 import contextlib
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -35,6 +36,8 @@ def _fsync_dir(folder):
 def atomic_path(path):
     """with atomic_path(p) as tmp: write tmp by any means; on success it replaces p, on error it goes."""
     path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    remove_stale_temps(folder, path.name)                   # a crashed writer's leftovers of this file
     tmp = temp_path(path)
     try:
         yield tmp
@@ -45,7 +48,7 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent if str(path.parent) else ".")
+    _fsync_dir(folder)
 
 
 @contextlib.contextmanager
@@ -72,7 +75,9 @@ def write_bytes(path, data):
 def remove_stale_temps(folder, name):
     """Remove temp files of `name` in folder left by processes that no longer run; returns how many."""
     removed = 0
-    for tmp in Path(folder).glob(f".{name}.*{TEMP_SUFFIX}"):
+    if not Path(folder).is_dir():
+        return 0
+    for tmp in Path(folder).glob(f".{glob.escape(name)}.*{TEMP_SUFFIX}"):
         pid = tmp.name[len(name) + 2:].split(".")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             with contextlib.suppress(OSError):

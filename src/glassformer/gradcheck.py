@@ -390,4 +390,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .errors import run_main
+    raise SystemExit(run_main(main))   # one `error:` line, exit 2; a bug: the traceback, exit 1

@@ -1,0 +1,280 @@
+"""Checkpoints: one .npz with the parameter arrays plus a JSON `__meta__` entry; no pickle, atomic.
+
+load_checkpoint is the one loader: any model family (meta["extra"]["family"]), from the file or
+from a run folder (experiments' model.npz, train_step_by_step's or the LM CLI's best.npz). It checks
+before it allocates (archive.py: the zip, the .npy headers, the JSON header; then the config's size),
+so a crafted or damaged file is one UserError, never a traceback, a hang or a MemoryError.
+
+meta = {"format": "glassformer", "version": 1, "config": ModelConfig, "tokenizer": {...}, "task": {...},
+        "step": int, "metrics": {...}, "rng_state": {...}, "optimizer": {"class", "t", "lr"}}
+Arrays: "param/<dotted name>" for the model, "optim/<name>" for optimizer state (Adam's m and v).
+"""
+import json
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..errors import UserError
+from ..files import atomic_write
+from ..models import ModelConfig, build_model
+from ..research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
+from ..tokenizers import tokenizer_from_dict
+from ..tokenizers.registry import KINDS
+from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, NAT, Archive, archive_error, check_schema,
+                      parse_header)
+
+FORMAT, VERSION = "glassformer", 1
+# meta["extra"]["family"] -> (config class, builder(config, rng)); no family: a ModelConfig model
+# ("decoder_lm" is experiments' name for it; either kind builds through build_model).
+FAMILIES = {"decoder_lm": (ModelConfig, build_model), "toy": (ToyConfig, build_toy_model),
+            "encoder_decoder": (EncoderDecoderConfig, EncoderDecoder)}
+RUN_FILES = ("model.npz", "best.npz")   # in a run folder: experiments' model, the CLIs' best one
+MAX_MODEL_BYTES = 4 << 30               # the largest model a checkpoint may make us build
+SLACK_BYTES = 64 << 20                  # what a config may ask beyond its stored arrays (tables, masks)
+# the header, checked before anything else is read ("key?": optional)
+META_SCHEMA = {"format": str, "version": int, "config": dict, "tokenizer?": (dict, None),
+               "task?": (dict, None), "step?": NAT, "metrics?": dict, "rng_state?": (dict, None),
+               "extra?": dict, "optimizer?": {"class": str, "t": NAT, "lr": FLOAT}}
+
+
+@dataclass
+class Checkpoint:
+    """What load_checkpoint returns: the rebuilt model and everything saved beside it."""
+    model: object
+    config: object                     # ModelConfig, ToyConfig or EncoderDecoderConfig
+    meta: dict
+    optimizer_state: dict = field(default_factory=dict)
+
+    @property
+    def tokenizer(self):
+        return self.meta.get("tokenizer")
+
+    @property
+    def task(self):
+        return self.meta.get("task")
+
+    @property
+    def step(self):
+        return self.meta.get("step", 0)
+
+    @property
+    def metrics(self):
+        return self.meta.get("metrics", {})
+
+    @property
+    def experiment(self):
+        """The Experiment (as a dict) of a glassformer.experiments run, else None."""
+        return (self.meta.get("extra") or {}).get("experiment")
+
+    def rng(self):
+        """A NumPy Generator in exactly the saved state (so a resumed run draws the same numbers)."""
+        rng = np.random.default_rng()
+        if self.meta.get("rng_state"):
+            rng.bit_generator.state = self.meta["rng_state"]
+        return rng
+
+
+def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step=0, rng=None,
+                    metrics=None, extra=None):
+    """Write model + metadata to `path` atomically; a full disk is a UserError, the old file intact."""
+    path = Path(path)
+    meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
+            "tokenizer": tokenizer, "task": task, "step": int(step), "metrics": metrics or {},
+            "rng_state": rng.bit_generator.state if rng is not None else None, "extra": extra or {}}
+    arrays = {f"param/{name}": to_numpy(p) for name, (p, _) in model.named_parameters()}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        meta["optimizer"] = {"class": type(optimizer).__name__, "t": state["t"], "lr": state["lr"]}
+        arrays.update({f"optim/{k}": to_numpy(v) for k, v in state["arrays"].items()})
+    meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "wb") as f:                 # readers see the old file or the new one
+            np.savez(f, __meta__=meta_bytes, **arrays)
+    except OSError as e:
+        raise UserError(f"{path}: could not save the checkpoint ({e.strerror or e}); "
+                        f"{'the old file is unchanged' if path.exists() else 'nothing was written'}: "
+                        "free some disk space or choose another --out, then run again") from None
+    return path
+
+
+def checkpoint_file(path):
+    """The checkpoint a path names: the file itself, or a run folder's model.npz or best.npz."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in RUN_FILES:
+        if (path / name).exists():
+            return path / name
+    raise UserError(f"{path}: no {' or '.join(RUN_FILES)} in this folder; give a checkpoint file "
+                    "or a run folder (python -m glassformer.experiments, train_step_by_step.py)")
+
+
+def read_meta(path):
+    """The JSON header and the open, checked Archive of a checkpoint file; UserError if not one."""
+    archive = Archive(path)
+    if "__meta__" not in archive.headers:
+        raise archive_error(path, f"not a glassformer checkpoint (no __meta__ entry); {HINT}")
+    head = archive.headers["__meta__"]
+    if head.dtype != np.uint8 or len(head.shape) != 1 or head.nbytes > MAX_HEADER_BYTES:
+        raise archive_error(path, f"the __meta__ entry is not a JSON header (a {head.dtype} array of "
+                            f"shape {head.shape}, at most {MAX_HEADER_BYTES} bytes expected)")
+    meta = parse_header(path, archive["__meta__"].tobytes())
+    if meta.get("format") != FORMAT:
+        raise archive_error(path, f"not a glassformer checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise archive_error(path, f"checkpoint format version {meta.get('version')!r} is not "
+                            f"supported (this glassformer reads version {VERSION})")
+    check_schema(path, meta, META_SCHEMA, "header")
+    return meta, archive
+
+
+def load_checkpoint(path, device=None):
+    """Rebuild the model saved in `path` (a file or run folder; optionally on "cpu"/"cuda"), of any
+    family, checking the file, the header, the sizes, names, shapes and values first."""
+    path = checkpoint_file(path)
+    meta, archive = read_meta(path)
+    with archive:
+        config, builder = model_config(path, meta)
+        check_size(path, config, archive)
+        check_tokenizer(path, meta.get("tokenizer"), config)
+        check_rng_state(path, meta.get("rng_state"))
+        try:
+            model = builder(config, np.random.default_rng(0))
+        except (ValueError, TypeError, UserError) as e:
+            raise archive_error(path, f"cannot build the model its config describes ({e})") from None
+        params = dict(model.named_parameters())
+        check_params(path, archive, {name: p.shape for name, (p, _) in params.items()})
+        state = {name: read_finite(archive, f"param/{name}") for name in params}
+        try:
+            model.load_state_dict(state)
+        except UserError as e:
+            raise archive_error(path, str(e)) from None
+        optimizer_state = {}
+        if "optimizer" in meta:
+            largest = max(p.size for p, _ in params.values())
+            names = [k for k in archive.files if k.startswith("optim/")]
+            for k in names:
+                if math.prod(archive.headers[k].shape) > largest:
+                    raise archive_error(path, f"optimizer state {k!r} of shape {archive.headers[k].shape}"
+                                        " is larger than any parameter")
+            optim = {k[len("optim/"):]: read_finite(archive, k) for k in names}
+            optimizer_state = {**meta["optimizer"], "arrays": optim}
+    if device is not None:
+        model.to(device)
+    return Checkpoint(model=model, config=config, meta=meta, optimizer_state=optimizer_state)
+
+
+# ---- the checks load_checkpoint makes, each before the allocation it guards ---------------------
+
+def model_config(path, meta):
+    """(config, builder) of the header's family; every field of the right type, or a UserError."""
+    family = (meta.get("extra") or {}).get("family", "decoder_lm")
+    if family not in FAMILIES:
+        raise archive_error(path, f"unknown model family {family!r} (this glassformer builds "
+                            f"{sorted(FAMILIES)})")
+    config_class, builder = FAMILIES[family]
+    d, types = meta["config"], typing.get_type_hints(config_class)
+    unknown = sorted(set(d) - {f.name for f in fields(config_class)})
+    if unknown:
+        raise archive_error(path, f"unknown model config keys {unknown[:5]}: was the checkpoint "
+                            "written by a newer glassformer?")
+    spec = {name: {int: NAT, float: FLOAT}.get(types[name], types[name]) for name in d}
+    check_schema(path, d, spec, "config")
+    try:
+        return config_class(**d), builder
+    except (TypeError, ValueError, UserError) as e:
+        raise archive_error(path, f"bad model config in checkpoint: {e}") from None
+
+
+def parameter_bound(config):
+    """An upper bound on the numbers building config's model allocates: parameters and fixed tables."""
+    def g(name):
+        return int(getattr(config, name, 0) or 0)
+    C, T = g("d_model"), max(g("max_len"), g("n_ctx"))
+    V = g("vocab_size") + g("tgt_vocab_size") + g("n_classes")
+    F = max(g("d_ff"), g("d_mlp"), 4 * C)
+    L = g("n_layers") + max(g("n_decoder_layers"), g("n_layers") if hasattr(config, "n_decoder_layers")
+                            else 0) + max(g("n_blocks"), 2)
+    return 2 * V * (C + 1) + 4 * T * C + L * (8 * C * C + 2 * C * F + 16 * C + 2 * F) + 16 * C
+
+
+def check_size(path, config, archive):
+    """The model the config describes must fit MAX_MODEL_BYTES and be (about) what the file stores."""
+    itemsize = np.dtype(getattr(config, "dtype", "float32")).itemsize
+    need = parameter_bound(config) * itemsize
+    stored = sum(h.nbytes for k, h in archive.headers.items() if k.startswith("param/"))
+    if need > MAX_MODEL_BYTES or need > 4 * stored + SLACK_BYTES:
+        raise archive_error(path, f"its config describes a model of up to {need:,} bytes but the "
+                            f"file stores {stored:,} bytes of parameters (the limit is "
+                            f"{MAX_MODEL_BYTES:,}): the header does not match the arrays")
+
+
+def check_tokenizer(path, tokenizer, config):
+    """The tokenizer in the header must rebuild, and its ids must all have an embedding row."""
+    if not tokenizer:
+        return
+    if "vocab" in tokenizer:                                # older headers: the id -> token list
+        n = len(check_schema(path, tokenizer, {"vocab": list}, "tokenizer")["vocab"])
+    elif tokenizer.get("type") in KINDS:
+        n = tokenizer_from_dict(tokenizer, where=f"{path}: the tokenizer in the header").vocab_size
+    else:
+        return                                              # a kind only its task's code reads
+    rows = getattr(config, "vocab_size", n)
+    if n > rows:
+        raise archive_error(path, f"its tokenizer has {n:,} tokens but the embedding only {rows:,} "
+                            "rows: the header and the model do not belong together")
+
+
+def check_rng_state(path, state):
+    """The saved generator state must be one NumPy's PCG64 accepts (resumed runs restore it)."""
+    if state:
+        try:
+            np.random.default_rng().bit_generator.state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise archive_error(path, f"the saved random-generator state is invalid ({e})") from None
+
+
+def check_params(path, archive, shapes):
+    """Every parameter stored, floating point, of the shape the model expects; nothing extra."""
+    stored = {k[len("param/"):]: h for k, h in archive.headers.items() if k.startswith("param/")}
+    missing, unexpected = sorted(set(shapes) - set(stored)), sorted(set(stored) - set(shapes))
+    if missing or unexpected:
+        raise archive_error(path, f"parameters do not match the model: missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]}")
+    for name, shape in shapes.items():
+        if tuple(stored[name].shape) != tuple(shape):
+            raise archive_error(path, f"parameter {name!r} has shape {stored[name].shape}, the "
+                                f"model expects {tuple(shape)}")
+
+
+def read_finite(archive, key):
+    """archive[key], which must be floating point and hold no NaN or inf."""
+    head = archive.headers[key]
+    if head.dtype.kind != "f":
+        raise archive_error(archive.path, f"{key!r} is a {head.dtype} array, not floating point")
+    a = archive[key]
+    bad = a.size - int(np.isfinite(a).sum())
+    if bad:
+        raise archive_error(archive.path, f"{key!r} holds {bad:,} non-finite values (NaN or inf): the "
+                            "run that wrote it diverged; use an earlier checkpoint or retrain with a "
+                            "lower --lr")
+    return a
+
+
+def restore_optimizer(optimizer, checkpoint):
+    """Load a checkpoint's optimizer state into a freshly built optimizer of the same class."""
+    state = checkpoint.optimizer_state
+    if not state:
+        raise UserError("the checkpoint holds no optimizer state: it cannot resume training")
+    if state["class"] != type(optimizer).__name__:
+        raise UserError(f"the checkpoint was trained with {state['class']}, not "
+                        f"{type(optimizer).__name__}")
+    try:
+        optimizer.load_state_dict(state)
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(f"optimizer state does not match the model: {e}") from None

@@ -1,0 +1,266 @@
+"""The safe reader under load_checkpoint: an .npz checked from its zip directory and its .npy headers,
+and its JSON header parsed with limits, so no array is allocated before its size is known to be real.
+
+Refused with a UserError naming the file: special files (FIFOs, devices), damaged zips, encrypted or
+compressed members, members that are not .npy, objects, records, pickles, big-endian data, shapes whose
+bytes the file does not hold, JSON headers over 1 MiB, nested over 64 deep, or of the wrong types.
+"""
+import json
+import math
+import os
+import reprlib
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UserError
+
+HINT = "train one with: python train_step_by_step.py --task digits"
+MAX_HEADER_BYTES = 1 << 20              # the JSON header
+MAX_DEPTH = 64                          # its nesting
+MAX_MEMBERS = 100_000                   # arrays in one archive
+NUMBER_KINDS = "biuf"                   # bool, int, unsigned, float: no objects, records, strings
+NPY_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+# what a damaged zip or .npy can raise while it is read (zlib: a broken stream; SyntaxError: a header)
+READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, TypeError,
+               KeyError, SyntaxError, RuntimeError, NotImplementedError, OverflowError, zlib.error)
+SPECIAL = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"),
+           (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"))
+
+
+def archive_error(path, what):
+    """The UserError of a checkpoint that cannot be used: the file, then what is wrong with it."""
+    return UserError(f"{path}: {what}")
+
+
+def short(e):
+    """An exception as a short phrase for a message."""
+    return reprlib.repr(str(e) or type(e).__name__).strip("'\"")
+
+
+def regular_size(path):
+    """The size of path, which must be a regular file: a FIFO or device is never opened (no hang)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise archive_error(path, f"no such checkpoint file; {HINT}") from None
+    except OSError as e:
+        raise archive_error(path, f"cannot read it ({e.strerror or short(e)})") from None
+    for test, kind in SPECIAL:
+        if test(st.st_mode):
+            raise archive_error(path, f"not a checkpoint file but a {kind}: give the path of a .npz "
+                                "checkpoint (or a run folder holding best.npz)")
+    return st.st_size
+
+
+@dataclass(frozen=True)
+class Header:
+    """One member's .npy header: the shape and dtype it declares, checked against the bytes it holds."""
+    shape: tuple
+    dtype: np.dtype
+    info: zipfile.ZipInfo
+
+    @property
+    def nbytes(self):
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+class Archive:
+    """An open .npz whose members are all checked .npy headers; archive[key] reads one array."""
+
+    def __init__(self, path):
+        self.path, self.zip = path, None
+        size = regular_size(path)
+        try:
+            self.file = open(path, "rb")
+        except OSError as e:
+            raise archive_error(path, f"cannot open it ({e.strerror or short(e)})") from None
+        try:
+            try:
+                self.zip = zipfile.ZipFile(self.file)
+            except READ_ERRORS as e:
+                raise archive_error(path, f"not a readable .npz checkpoint ({short(e)}): truncated, "
+                                    f"damaged or another kind of file? {HINT}") from None
+            self.headers = self._read_headers(size)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def files(self):
+        """The member names without .npy, as numpy's NpzFile lists them."""
+        return list(self.headers)
+
+    def __contains__(self, key):
+        return key in self.headers
+
+    def __getitem__(self, key):
+        """The array of member `key` (its bytes were checked against its header; CRC checked too)."""
+        info = self.headers[key].info
+        try:
+            with self.zip.open(info) as f:
+                a = np.lib.format.read_array(f, allow_pickle=False)
+                if f.read(1):                               # reading to the end checks the CRC-32
+                    raise ValueError("bytes after the array")
+        except READ_ERRORS as e:
+            raise archive_error(self.path, f"member {key!r} cannot be read ({short(e)}): the file is "
+                                "damaged; use another checkpoint (e.g. last.npz or best.npz)") from None
+        return a
+
+    def close(self):
+        if self.zip is not None:
+            self.zip.close()
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _read_headers(self, size):
+        """{key: Header} from the central directory and each member's .npy header; nothing else read."""
+        infos = self.zip.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise archive_error(self.path, f"{len(infos):,} members: not a checkpoint")
+        headers, total = {}, 0
+        for info in infos:
+            name, problem = info.filename, None
+            if info.flag_bits & 0x1:
+                problem = "is encrypted"
+            elif info.compress_type != zipfile.ZIP_STORED:
+                problem = (f"is compressed (zip method {info.compress_type}); glassformer reads the stored "
+                           "members np.savez and save_checkpoint write")
+            elif not name.endswith(".npy"):
+                problem = "is not a .npy array"
+            elif name[:-4] in headers:
+                problem = "appears twice"
+            elif info.compress_size != info.file_size:
+                problem = "has a stored size unlike its size"
+            if problem:
+                raise archive_error(self.path, f"member {name!r} {problem}: not a glassformer "
+                                    "checkpoint, or a damaged one")
+            total += info.compress_size
+            headers[name[:-4]] = self._header(info)
+        if total > size:
+            raise archive_error(self.path, f"its members claim {total:,} bytes but the file has "
+                                f"{size:,}: it is truncated or damaged")
+        return headers
+
+    def _header(self, info):
+        """The Header of one member, read from its first bytes and checked against its size."""
+        name = info.filename
+        try:
+            with self.zip.open(info) as f:
+                read = NPY_READERS.get(np.lib.format.read_magic(f))
+                if read is None:
+                    raise ValueError("an unknown .npy format version")
+                shape, _, dtype = read(f)
+                data_bytes = info.file_size - f.tell()
+        except READ_ERRORS as e:
+            raise archive_error(self.path, f"member {name!r} is not a readable .npy array "
+                                f"({short(e)})") from None
+        if (dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None
+                or dtype.kind not in NUMBER_KINDS or dtype.byteorder == ">"):
+            raise archive_error(self.path, f"member {name!r} is a {dtype.str} array: checkpoints hold "
+                                "plain little-endian numbers (no objects, records or pickles)")
+        head = Header(tuple(shape), dtype, info)
+        if any(n < 0 for n in head.shape) or head.nbytes != data_bytes:
+            raise archive_error(self.path, f"member {name!r} declares a {dtype} array of shape "
+                                f"{head.shape} ({head.nbytes:,} bytes) but holds {data_bytes:,} bytes")
+        return head
+
+
+# ---- the JSON header ------------------------------------------------------------------------------
+
+def parse_header(path, raw):
+    """The JSON header from its bytes: UTF-8, a JSON object, at most MAX_DEPTH deep."""
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:    # JSONDecodeError is a ValueError
+        raise archive_error(path, f"the checkpoint header is not valid JSON ({short(e)})") from None
+    if not isinstance(meta, dict):
+        raise archive_error(path, f"the checkpoint header is a JSON {type(meta).__name__}, not an "
+                            "object: not a glassformer checkpoint")
+    level, depth = [meta], 1
+    while level:                                            # breadth first: no recursion
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x)
+                 if isinstance(v, (dict, list))]
+        depth += bool(level)
+        if depth > MAX_DEPTH:
+            raise archive_error(path, f"the checkpoint header nests deeper than {MAX_DEPTH} levels")
+    return meta
+
+
+class Check:
+    """A schema leaf: a test on one value, and the words saying what the value must be."""
+
+    def __init__(self, text, test):
+        self.text, self.test = text, test
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+NAT = Check("a whole number >= 0", lambda v: _is_int(v) and v >= 0)
+INT = Check("a whole number", _is_int)
+FLOAT = Check("a finite number", lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v))
+
+
+def describe(schema):
+    """What a schema asks for, in words."""
+    if schema is None:
+        return "null"
+    if isinstance(schema, Check):
+        return schema.text
+    if isinstance(schema, tuple):
+        return " or ".join(describe(s) for s in schema)
+    kind = type(schema) if isinstance(schema, (dict, list)) else schema
+    return {dict: "an object", list: "a list", str: "a string", bool: "true or false",
+            int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+
+
+def mismatch(value, schema, where):
+    """None when value fits schema, else the first problem in words (where: the key path so far)."""
+    if isinstance(schema, tuple):
+        if any(mismatch(value, s, where) is None for s in schema):
+            return None
+    elif schema is None:
+        if value is None:
+            return None
+    elif isinstance(schema, Check):
+        if schema.test(value):
+            return None
+    elif isinstance(schema, dict):
+        if isinstance(value, dict):
+            for key, sub in schema.items():
+                name = key.rstrip("?")
+                if name not in value:
+                    if key.endswith("?"):
+                        continue
+                    return f"{where} has no {name!r}"
+                problem = mismatch(value[name], sub, f"{where}.{name}")
+                if problem:
+                    return problem
+            return None
+    elif isinstance(schema, list):
+        if isinstance(value, list):
+            return next((p for i, v in enumerate(value) if (p := mismatch(v, schema[0], f"{where}[{i}]"))),
+                        None)
+    elif isinstance(value, schema) and not (schema is int and isinstance(value, bool)):
+        return None
+    return f"{where} is {reprlib.repr(value)}, not {describe(schema)}"
+
+
+def check_schema(path, value, schema, where="header"):
+    """value, checked against schema: a type, a Check, None, a tuple (any of them), a dict
+    {key: schema} ("key?": optional; other keys are allowed) or a list [schema] (every item)."""
+    problem = mismatch(value, schema, where)
+    if problem:
+        raise archive_error(path, f"bad checkpoint {problem}")
+    return value
