@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh: the one GPU check of glassformer's CuPy path, in five parts, under 7 minutes on an H200.
 #
-#   env     nvidia-smi, python / numpy / cupy / torch versions                      cap  30 s
+#   env     nvidia-smi, python / numpy / cupy / torch versions                      cap  20 s
 #   pytest  the gpu-marked tests (NumPy vs CuPy gradchecks, fused vs reference,      cap 140 s
 #           loss scaler, training, checkpoints GPU->CPU->GPU); junit in pytest.xml
-#   probe   bench/gpu_matmul_probe.py: batched float16 cupy.matmul, tensor cores     cap  40 s
+#   probe   bench/gpu_matmul_probe.py: batched float16 cupy.matmul, tensor cores     cap  35 s
 #           or float32 (CuPy PR #10317), vs the project's cuBLAS route
 #   lm      bench/gpu_lm.py: tokens/s, TFLOP/s, MFU, memory per preset x precision   cap 150 s
 #           beside PyTorch eager (a time budget inside stops it before its cap)
@@ -14,8 +14,10 @@
 # On the device machine (bare: python3 3.12, torch, cupy-cuda13x, numpy, pytest; run from the tree with
 # PYTHONPATH=src, which this script sets), from the repository root, ONE call:
 #   run(command="bash bench/gpu_check.sh", timeout_s=480)
-# The caps add up to 420 s; 480 leaves room for the GPU check and the summary, and keeps ~5 minutes of a
-# 15-minute device budget for one rerun. Part curve needs WikiText-2 and GPT-2's tokenizer inside the
+# The caps add up to 405 s and all parts share a 450 s budget (GPU_CHECK_BUDGET): a part gets its cap or,
+# when earlier parts finished early, the time they left (so the LM grid can use it); a part that would
+# run past the budget gets less, so the summary always prints. 480 s covers that and the GPU check, and
+# keeps ~5 minutes of a 15-minute device budget for one rerun. Part curve needs WikiText-2 and GPT-2's tokenizer inside the
 # repository (the device has no ../shared): before the call,
 #   mkdir -p .gpu_data && cp -r ../shared/data/wikitext-2 ../shared/data/gpt2-tokenizer .gpu_data/
 # An untracked, not ignored .gpu_data/ travels with the tree by itself (do not commit it); if .gitignore
@@ -50,8 +52,8 @@ PY=${PYTHON:-python3}
 OUT_DIR=${OUT:-$ROOT/gpu_check_out}
 DEADLINE=${GPU_CHECK_BUDGET:-450}       # seconds for all parts together; caps shrink to fit it
 ALL_PARTS=(env pytest probe lm curve)
-declare -A CAP=([env]=${GPU_CHECK_T_ENV:-30} [pytest]=${GPU_CHECK_T_PYTEST:-140}
-                [probe]=${GPU_CHECK_T_PROBE:-40} [lm]=${GPU_CHECK_T_LM:-150}
+declare -A CAP=([env]=${GPU_CHECK_T_ENV:-20} [pytest]=${GPU_CHECK_T_PYTEST:-140}
+                [probe]=${GPU_CHECK_T_PROBE:-35} [lm]=${GPU_CHECK_T_LM:-150}
                 [curve]=${GPU_CHECK_T_CURVE:-60})
 
 usage() {
@@ -220,7 +222,9 @@ def note(part, entry):
                 f"{r.get('fp16_over_fp32_time')}); recommend {r.get('recommend_batched_matmul_for_fp16')}"
                 f"; checks_ok={r.get('checks_ok')}")
     if part == "lm":
-        m = r.get("summary") or {}
+        m = r.get("summary")
+        if not m:
+            return f"no summary line; {len(r.get('rows') or [])} configurations done (see lm.out / lm.log)"
         per = "; ".join(f"{q}: x{v.get('ratio_vs_torch_geomean')} of torch, best MFU {v.get('best_mfu')}"
                         for q, v in (m.get("by_precision") or {}).items())
         return (f"{m.get('measured')}/{m.get('configs')} measured, errors {m.get('errors')}, "
@@ -398,9 +402,13 @@ main() {
     if [ ${#parts[@]} -gt 0 ]; then
         if why=$(gpu_reason); then have_gpu=1; else why=${why:-no CuPy/GPU}; fi
     fi
-    for p in "${parts[@]}"; do
-        cap=${CAP[$p]}
+    local i rest q
+    for i in "${!parts[@]}"; do
+        p=${parts[$i]}
+        rest=0                                              # the caps of the parts still to come
+        for q in "${parts[@]:$((i + 1))}"; do rest=$(( rest + CAP[$q] )); done
         left=$(( DEADLINE - ($(date +%s) - t0) - 5 ))
+        cap=$(( left - rest > CAP[$p] ? left - rest : CAP[$p] ))   # time saved earlier flows on
         if [ "$left" -lt "$cap" ]; then cap=$left; fi       # shrink to fit: the summary always prints
         if [ "$cap" -lt 10 ]; then
             echo "[$p] not started: the ${DEADLINE}s budget is spent"

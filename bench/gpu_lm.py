@@ -217,10 +217,13 @@ def torch_tf32(torch, enabled):
     """Switch TF32 for PyTorch's float32 matmuls; returns the API used (allow_tf32 is deprecated in 2.9+)."""
     matmul = torch.backends.cuda.matmul
     if hasattr(matmul, "fp32_precision"):
-        matmul.fp32_precision = "tf32" if enabled else "ieee"
-        return "torch.backends.cuda.matmul.fp32_precision"
+        try:
+            matmul.fp32_precision = "tf32" if enabled else "ieee"
+            return f"torch.backends.cuda.matmul.fp32_precision={matmul.fp32_precision}"
+        except (RuntimeError, ValueError, TypeError):       # fall back to the legacy switch
+            pass
     matmul.allow_tf32 = enabled
-    return "torch.backends.cuda.matmul.allow_tf32"
+    return f"torch.backends.cuda.matmul.allow_tf32={enabled}"
 
 
 def torch_gpt(torch, config, attention):
