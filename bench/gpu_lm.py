@@ -5,8 +5,8 @@ model TFLOP/s ((6 N + 12 L d T) FLOPs per token, N = all parameters, as nanoGPT'
 against the GPU's dense peak for that precision (PEAKS; --peaks overrides), peak GPU memory (the CuPy
 pool, freed before each run), the loss after the timed steps and, for fp16, the loss scaler's skipped
 steps. Random tokens from a 50,257-word vocabulary (GPT-2's), drawn on the GPU. Runs (preset, batch x
-context): small, medium, large at 8 x 256, qa at 4 x 1024, large-16x1024; cheapest first, so a time
-budget (--budget-s) cuts the most expensive ones. The step (TrainStep) is what Trainer.train_step does:
+context): small, medium, large at 8 x 256, qa at 4 x 1024, large-16x1024; the costliest last, so a
+time budget (--budget-s) cuts it first; SIGINT ends the current run and still prints the summary. The step (TrainStep) is what Trainer.train_step does:
 AdamW, clipping to norm 1, dynamic loss scaling under fp16.
 
 When PyTorch sees a GPU the same architecture (pre-LN GPT-2 blocks, fused QKV, tied head, attention as
@@ -111,13 +111,13 @@ def mfu(tflops, peak):
 
 
 def geomean(values):
+    """The geometric mean of the values that are there (None if none): the fair mean of ratios."""
     values = [v for v in values if v]
     return round(math.exp(sum(math.log(v) for v in values) / len(values)), 3) if values else None
 
 
 def summarize(rows, device, peaks):
-    """The last line: what ran, what failed or was skipped, and per precision the geometric-mean ratio
-    to PyTorch, the best MFU and the best tokens/s."""
+    """The last line: what ran, failed or was skipped; per precision the mean ratio to PyTorch, best MFU."""
     done = [r for r in rows if "tokens_per_s" in r]
     by_precision = {}
     for q in PRECISIONS:
@@ -350,28 +350,29 @@ def main(argv=None):
     device = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"]
     device = device.decode() if isinstance(device, bytes) else str(device)
     peaks = peaks_for(device, args.peaks)
-    t0, rows = time.perf_counter(), []
-    for run in args.presets:
-        for prec in args.precisions:
-            preset, batch, context = RUNS[run]
-            row = {"run": run, "preset": preset, "precision": prec, "batch": batch,
-                   "context": context, "vocab": args.vocab, "steps": args.steps, "device": device,
-                   "batched_matmul": args.batched_matmul, "fused": not args.no_fused}
-            started = time.perf_counter()
-            if args.budget_s and started - t0 > args.budget_s:
-                row["skipped"] = f"time budget of {args.budget_s:g} s spent"
-            else:
-                try:
-                    row.update(measure(cp, run, prec, args, peaks))
-                except Exception as e:                      # out of memory, a kernel failing: say so
-                    row["error"] = f"{type(e).__name__}: {e}"[:500]
-                    cp.get_default_memory_pool().free_all_blocks()
-                finally:
-                    precision.use("fp32")
-                    backend.use("numpy")
-            row["wall_s"] = round(time.perf_counter() - started, 1)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    t0, rows, interrupted = time.perf_counter(), [], False
+    for run, prec in ((r, q) for r in args.presets for q in args.precisions):
+        preset, batch, context = RUNS[run]
+        row = {"run": run, "preset": preset, "precision": prec, "batch": batch,
+               "context": context, "vocab": args.vocab, "steps": args.steps, "device": device,
+               "batched_matmul": args.batched_matmul, "fused": not args.no_fused}
+        started = time.perf_counter()
+        if interrupted or (args.budget_s and started - t0 > args.budget_s):
+            row["skipped"] = "interrupted" if interrupted else f"time budget of {args.budget_s:g} s spent"
+        else:
+            try:
+                row.update(measure(cp, run, prec, args, peaks))
+            except Exception as e:                          # out of memory, a kernel failing: say so
+                row["error"] = f"{type(e).__name__}: {e}"[:500]
+                cp.get_default_memory_pool().free_all_blocks()
+            except KeyboardInterrupt:                       # gpu_check's cap (SIGINT): still summarise
+                row["error"], interrupted = "interrupted (SIGINT)", True
+            finally:
+                precision.use("fp32")
+                backend.use("numpy")
+        row["wall_s"] = round(time.perf_counter() - started, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     print(json.dumps(summarize(rows, device, peaks)), flush=True)
     return 1 if any("error" in r for r in rows) else 0
 
