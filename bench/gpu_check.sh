@@ -149,8 +149,8 @@ def junit(path, text_path):
                         msg = (child.get("message") or "").splitlines()[:1]
                         where = "::".join(filter(None, (case.get("classname"), case.get("name"))))
                         bad.append(f"{where} [{child.tag}] "
-                                   f"{msg[0][:150] if msg else ''}".rstrip())
-            n["failed_tests"] = bad[:15] + ([f"... {len(bad) - 15} more"] if len(bad) > 15 else [])
+                                   f"{msg[0][:120] if msg else ''}".rstrip())
+            n["failed_tests"] = bad[:10] + ([f"... {len(bad) - 10} more"] if len(bad) > 10 else [])
             return n
         except (ET.ParseError, ValueError) as e:
             return {"error": f"unreadable junit xml: {e}"}
@@ -283,14 +283,15 @@ if lm.get("rows"):
               f"{r.get('tflops', ''):>8} {r.get('mfu') if r.get('mfu') is not None else '':>6} "
               f"{r.get('torch_tokens_per_s', ''):>11} {r.get('ratio_vs_torch', ''):>6} "
               f"{r.get('peak_mem_gib', ''):>6} {str(extra)[:60]}")
-print("\nsummary.json (" + os.path.join(out_dir, "summary.json") + "):")
+print("\nsummary.json (" + os.path.join(out_dir, "summary.json") + "; the notes above left out):")
 keys = list(summary)
 print("{")
 for i, k in enumerate(keys):
     if k == "parts":
         print(' "parts": {')
         for j, (name, e) in enumerate(parts.items()):
-            print(f"  {json.dumps(name)}: {json.dumps(e)}" + ("," if j < len(parts) - 1 else ""))
+            brief = {k: v for k, v in e.items() if k != "note"}
+            print(f"  {json.dumps(name)}: {json.dumps(brief)}" + ("," if j < len(parts) - 1 else ""))
         print(" }" + ("," if i < len(keys) - 1 else ""))
     else:
         print(f" {json.dumps(k)}: {json.dumps(summary[k])}" + ("," if i < len(keys) - 1 else ""))
