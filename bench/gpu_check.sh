@@ -24,7 +24,8 @@
 # lists it, add carry=[".gpu_data"] (14.5 MB). It also looks under shared/data, shared, .gpu_data/data,
 # or $GPU_CHECK_DATA; without the files the part is skipped with a message saying so.
 #
-# Output, under $OUT when set (the device's $OUT comes back), else ./gpu_check_out/: per part
+# Output, under $OUT when set (the device's $OUT comes back), else ./gpu_check_out/ (not git-ignored:
+# do not commit it): per part
 # PART.out (what it printed: JSON lines, pytest's report), PART.log (stderr), PART.status.json;
 # pytest.xml, curve.json; summary.json, which is also printed last.
 #
