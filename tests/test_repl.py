@@ -1,5 +1,6 @@
 """Tests for the checkpoint REPL (glassformer.cli.repl, behind test_model_manually.py)."""
 import io
+import json
 import re
 import subprocess
 import sys
@@ -425,3 +426,80 @@ def test_shipped_shakespeare_checkpoint_continues_romeo():
     rc, out, _ = run(["--checkpoint", LM_SHIPPED, "--chat", "--temperature", "0",
                       "--max-new-tokens", "20"], stdin="set\nWho art thou?\n")
     assert rc == 0 and "max_tokens 20" in out and "(20 new tokens)" in out
+
+
+# ---- streaming, --json, --num-samples -----------------------------------------------------------
+
+def test_chat_answer_streamed_in_pieces_is_the_whole_reply_cut_and_stripped():
+    from glassformer.cli.handlers import NEXT_QUESTION, ChatAnswer
+    rng = np.random.default_rng(0)
+    parts = [" ", "\n", "a", "b c", "\nQ", "Question", ":", "\nQuestion:", "Ques", "\nQues"]
+    for _ in range(2000):
+        body = "".join(rng.choice(parts, size=rng.integers(0, 9)))
+        cuts = sorted(rng.integers(0, len(body) + 1, size=rng.integers(0, 5)))
+        pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+        answer, shown = ChatAnswer(), []
+        for piece in pieces:
+            shown.append(answer.push(piece))
+            if answer.done:
+                break
+        else:
+            shown.append(answer.flush())
+        assert "".join(shown) == body.split(NEXT_QUESTION)[0].strip(), (body, pieces)
+
+
+class Writes(io.StringIO):
+    """A stream that counts the writes that end in a flush (what a terminal shows at once)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushed = []
+
+    def flush(self):
+        self.flushed.append(self.getvalue())
+
+
+def test_lm_reply_is_flushed_token_by_token(lm_ckpt):
+    out = Writes()
+    rc = repl.main(["--checkpoint", str(lm_ckpt[0]), "--prompt", "hi", "--temperature", "0",
+                    "--max-new-tokens", "10"], stdout=out, stderr=io.StringIO())
+    whole = "hi" + greedy(lm_ckpt, "hi", 10)
+    assert rc == 0 and out.getvalue() == whole + "\n(10 new tokens)\n"
+    shown = [s for s in out.flushed if s and not s.endswith("\n")]   # mid-reply states
+    assert len(shown) >= 10 and all(whole.startswith(s) for s in shown)
+
+
+def test_sentences_stream_word_by_word_and_json(sentences_ckpt):
+    out = Writes()
+    rc = repl.main(["--checkpoint", str(sentences_ckpt), "--prompt", "the bird"], stdout=out,
+                   stderr=io.StringIO())
+    assert rc == 0 and out.getvalue() == "the bird | sang <END>\n"
+    assert "the bird |" in out.flushed and "the bird | sang" in out.flushed
+    rc, text, _ = run(["--checkpoint", sentences_ckpt, "--prompt", "the bird", "--json"])
+    record = json.loads(text)
+    assert rc == 0 and record["text"] == "sang" and record["ended"] and record["sample"] == 1
+    assert record["settings"]["temperature"] == 0.0 and record["prompt_ids"][0] == sentences.START
+
+
+def test_digits_json_and_num_samples(digits_ckpt):
+    rc, out, _ = run(["--checkpoint", digits_ckpt, "--expr", "Max(5 3 9)", "--json"])
+    record = json.loads(out)
+    assert rc == 0 and record["correct_answer"] == 9 and len(record["probabilities"]) == 10
+    assert record["prediction"] == int(np.argmax(record["probabilities"]))
+    rc, out, err = run(["--checkpoint", digits_ckpt, "--expr", "Max(5 3 9)", "--num-samples", "2"])
+    assert_user_error(rc, out, err)
+    assert "--num-samples is for sentences and lm" in err
+
+
+def test_num_samples_prints_each_sample(lm_ckpt):
+    rc, out, _ = run(["--checkpoint", lm_ckpt[0], "--prompt", "a", "--num-samples", "2",
+                      "--max-new-tokens", "3", "--temperature", "2"])
+    assert rc == 0 and out.startswith("[sample 1/2]\na") and out.endswith("(3 new tokens)\n")
+    first, second = out.split("[sample 2/2]\n")
+    assert first.endswith("(3 new tokens)\n") and second.startswith("a") and first != "[sample 1/2]\n" + second
+
+
+def test_json_loop_prints_only_json_lines(lm_ckpt):
+    rc, out, err = run(["--checkpoint", lm_ckpt[0], "--json", "--max-new-tokens", "2"], stdin="hi\nho\n")
+    assert rc == 0 and err == ""
+    assert [json.loads(line)["prompt"] for line in out.splitlines()] == ["hi", "ho"]

@@ -220,25 +220,26 @@ class ChatAnswer:
     def push(self, piece):
         """The part of held + piece that is surely in the answer."""
         text = self.held + piece
-        if not self.started:
-            text = text.lstrip()
-            self.started = bool(text)
         cut = text.find(NEXT_QUESTION)
         if cut >= 0:
-            self.held, self.done = "", True
-            return text[:cut].rstrip()
-        keep = len(text.rstrip())                           # blanks wait for what follows them
-        for k in range(min(len(NEXT_QUESTION) - 1, len(text)), 0, -1):
-            if text.endswith(NEXT_QUESTION[:k]):             # maybe the start of the next question
-                keep = min(keep, len(text) - k)
-                break
-        self.held = text[keep:]
-        return text[:keep]
+            self.held, self.done, out = "", True, text[:cut].rstrip()
+        else:
+            keep = len(text)
+            for k in range(min(len(NEXT_QUESTION) - 1, len(text)), 0, -1):
+                if text.endswith(NEXT_QUESTION[:k]):         # maybe the start of the next question
+                    keep -= k
+                    break
+            keep = len(text[:keep].rstrip())                # blanks wait for what follows them
+            self.held, out = text[keep:], text[:keep]
+        if not self.started:
+            out = out.lstrip()
+            self.started = bool(out)
+        return out
 
     def flush(self):
         """What is held at the end, less trailing blanks."""
         text, self.held = self.held.rstrip(), ""
-        return text
+        return text if self.started else text.lstrip()
 
 
 class LMHandler(Sampler):
