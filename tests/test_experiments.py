@@ -168,3 +168,23 @@ def test_answer_accuracy_counts_the_marked_answers():
     del data["answers"]                                     # then: each row's last target
     ev = ex.evaluate(Oracle(targets, answers, 8), CrossEntropyLoss(ignore_index=-1), data)
     assert ev["answer_acc"] == 1.0
+
+
+def test_sweep_parses_before_or_after_the_name():
+    a = ex.parse_args(["--sweep", "lr=1e-3,3e-3", "n_layers=1,2", "induction", "steps=3"])
+    b = ex.parse_args(["induction", "steps=3", "--sweep", "lr=1e-3,3e-3", "n_layers=1,2"])
+    for args in (a, b):
+        assert args.experiment == "induction" and args.settings == ["steps=3"]
+        assert args.sweep == ["lr=1e-3,3e-3", "n_layers=1,2"]
+
+
+@pytest.mark.parametrize("argv", [["induction", "n_symbols=-3"], ["induction", "model.d_model=abc"],
+                                  ["--sweep", "n_symbols=8,-3", "induction"],
+                                  ["induction", "--sweep", "model.n_heads=2,3"]])
+def test_rejected_settings_leave_no_run_directory(tmp_path, capsys, argv):
+    runs = tmp_path / "runs"
+    code = ex.main([*argv, "steps=1", "n_train=32", "n_test=8", "--runs-dir", str(runs),
+                    "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert not runs.exists() or not any(runs.iterdir())

@@ -258,15 +258,18 @@ def evaluate(model, loss_fn, data, batch_size=500):
 
 # ---- a run ---------------------------------------------------------------------------------------
 
-def train(exp, run_dir=None, log=print, cache=None):
-    """Train one experiment; returns (model, dataset, summary dict). run_dir=None writes nothing."""
+def prepare(exp, cache=None):
+    """(task, dataset, curriculum dataset, model): what a run builds first, so bad settings fail early."""
     task = make_task(exp.task, **exp.task_params)
     dataset = load_dataset(task, cache=cache)
-    first = dataset
-    if exp.curriculum_steps:                                # an easier variant of the task first
-        first = load_dataset(make_task(exp.task, **{**exp.task_params, **exp.curriculum_params}),
-                             cache=cache)
-    model = build(exp, dataset)
+    first = dataset if not exp.curriculum_steps else load_dataset(   # an easier variant first
+        make_task(exp.task, **{**exp.task_params, **exp.curriculum_params}), cache=cache)
+    return task, dataset, first, build(exp, dataset)
+
+
+def train(exp, run_dir=None, log=print, cache=None, prepared=None):
+    """Train one experiment; returns (model, dataset, summary dict). run_dir=None writes nothing."""
+    task, dataset, first, model = prepared or prepare(exp, cache)
     optimizer = make_optimizer(exp, model)
     loss_fn = CrossEntropyLoss(ignore_index=IGNORE)
     rng = np.random.default_rng(exp.seed + 1)
@@ -350,10 +353,11 @@ def analyze(model, dataset, run_dir=None, n_examples=200, plots=True):
 
 
 def run(exp, root="runs", log=print, cache=None):
-    """One run in a new run directory; returns (run_dir, summary)."""
+    """One run in a new run directory (made once the settings are known to work); (run_dir, summary)."""
+    prepared = prepare(exp, cache)
     run_dir = new_run_dir(root, exp.name)
     log(f"run directory: {run_dir}")
-    _, _, summary = train(exp, run_dir, log, cache)
+    _, _, summary = train(exp, run_dir, log, cache, prepared)
     return run_dir, summary
 
 
@@ -374,6 +378,8 @@ def sweep(exp, grid, root="runs", log=print, cache=None):
     """Run every combination of the grid in turn; writes summary.csv and summary.png; returns rows."""
     combos = list(itertools.product(*grid.values()))
     variants = [with_overrides(exp, [f"{k}={v}" for k, v in zip(grid, values)]) for values in combos]
+    for variant in variants:                                # every setting checked before any folder
+        prepare(variant, cache)
     sweep_dir = new_run_dir(root, f"{exp.name}-sweep")
     log(f"sweep of {len(combos)} runs: {sweep_dir}")
     rows, curves, bars = [], [], []
@@ -405,11 +411,16 @@ def parse_args(argv):
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
                         help="override a run field (lr, steps...), task.KEY or model.KEY")
     parser.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2", default=None,
-                        help="run the grid of these values one after another, e.g. lr=1e-3,3e-3")
+                        help="run this grid one run after another (before or after the name)")
     parser.add_argument("--runs-dir", default="runs", help="where run directories go")
     parser.add_argument("--cache", default=None, help="dataset cache (default .cache/glassformer)")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    i = next((i for i, s in enumerate(args.sweep or []) if s in EXPERIMENTS), None)
+    if args.experiment is None and i is not None:           # --sweep lr=1e-3,3e-3 NAME [KEY=VALUE ...]
+        args.experiment, args.settings = args.sweep[i], args.sweep[i + 1:] + args.settings
+        args.sweep = args.sweep[:i]
+    return args
 
 
 def main(argv=None):
