@@ -24,8 +24,8 @@ from ..models import ModelConfig, build_model
 from ..research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
 from ..tokenizers import tokenizer_from_dict
 from ..tokenizers.registry import KINDS
-from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, NAT, Archive, archive_error, check_schema,
-                      parse_header)
+from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, NAT, Archive, Check, archive_error,  # noqa: F401
+                      check_schema, parse_header)
 
 FORMAT, VERSION = "glassformer", 1
 # meta["extra"]["family"] -> (config class, builder(config, rng)); no family: a ModelConfig model

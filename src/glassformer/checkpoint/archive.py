@@ -62,6 +62,8 @@ class Header:
     """One member's .npy header: the shape and dtype it declares, checked against the bytes it holds."""
     shape: tuple
     dtype: np.dtype
+    fortran: bool
+    offset: int                         # where the data starts in the member
     info: zipfile.ZipInfo
 
     @property
@@ -99,17 +101,25 @@ class Archive:
         return key in self.headers
 
     def __getitem__(self, key):
-        """The array of member `key` (its bytes were checked against its header; CRC checked too)."""
-        info = self.headers[key].info
+        """The array of member `key`, read into an array of its checked shape; the CRC-32 checked."""
+        h = self.headers[key]
+        a = np.empty(h.shape[::-1] if h.fortran else h.shape, h.dtype)
+        data, done = a.reshape(-1).view(np.uint8), 0      # the array's own bytes, filled in place
         try:
-            with self.zip.open(info) as f:
-                a = np.lib.format.read_array(f, allow_pickle=False)
+            with self.zip.open(h.info) as f:
+                f.read(h.offset)                            # the .npy header, parsed already
+                while done < data.size:
+                    chunk = f.read(min(1 << 24, data.size - done))
+                    if not chunk:
+                        raise EOFError("the array ends early")
+                    data[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                    done += len(chunk)
                 if f.read(1):                               # reading to the end checks the CRC-32
                     raise ValueError("bytes after the array")
         except READ_ERRORS as e:
             raise archive_error(self.path, f"member {key!r} cannot be read ({short(e)}): the file is "
                                 "damaged; use another checkpoint (e.g. last.npz or best.npz)") from None
-        return a
+        return a.T if h.fortran else a
 
     def close(self):
         if self.zip is not None:
@@ -159,8 +169,8 @@ class Archive:
                 read = NPY_READERS.get(np.lib.format.read_magic(f))
                 if read is None:
                     raise ValueError("an unknown .npy format version")
-                shape, _, dtype = read(f)
-                data_bytes = info.file_size - f.tell()
+                shape, fortran, dtype = read(f)
+                offset = f.tell()
         except READ_ERRORS as e:
             raise archive_error(self.path, f"member {name!r} is not a readable .npy array "
                                 f"({short(e)})") from None
@@ -168,10 +178,11 @@ class Archive:
                 or dtype.kind not in NUMBER_KINDS or dtype.byteorder == ">"):
             raise archive_error(self.path, f"member {name!r} is a {dtype.str} array: checkpoints hold "
                                 "plain little-endian numbers (no objects, records or pickles)")
-        head = Header(tuple(shape), dtype, info)
-        if any(n < 0 for n in head.shape) or head.nbytes != data_bytes:
+        head = Header(tuple(shape), dtype, bool(fortran), offset, info)
+        if any(n < 0 for n in head.shape) or head.nbytes != info.file_size - offset:
             raise archive_error(self.path, f"member {name!r} declares a {dtype} array of shape "
-                                f"{head.shape} ({head.nbytes:,} bytes) but holds {data_bytes:,} bytes")
+                                f"{head.shape} ({head.nbytes:,} bytes) but holds "
+                                f"{info.file_size - offset:,} bytes")
         return head
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import array_module, to_numpy
-from .step import train_step
+from .step import Diverged, DivergenceGuard, all_finite, check_finite, train_step
 
 
 def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None, pad=None):
@@ -11,6 +11,7 @@ def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_bat
     targets are (N,) classes for a classifier or (N, T) next tokens for a language model; targets
     equal to `pad` are not counted (the loss must ignore them too: CrossEntropyLoss(ignore_index=pad)).
     ids and targets live on the model's device; on_batch(i, n_batches, loss) runs after each update.
+    A NaN or inf loss, or weights, raise Diverged (a UserError) naming the optimizer step.
     """
     xp = array_module(ids)
     N = len(ids)
@@ -19,15 +20,20 @@ def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_bat
     counted = xp.ones(targets.shape, dtype=bool) if pad is None else targets != pad
     total_loss = xp.zeros((), dtype=xp.float64)
     correct = xp.zeros((), dtype=xp.int64)
+    guard, step0 = DivergenceGuard(), getattr(optimizer, "t", 0)
     model.train()
     for i in range(n_batches):
         idx = order[i * batch_size:(i + 1) * batch_size]
         x, y, real = ids[idx], targets[idx], counted[idx]
         loss, logits, _ = train_step(model, loss_fn, optimizer, [((x,), y)])
+        guard.update(step0 + i + 1, loss)                   # a NaN/inf loss: Diverged
         total_loss += loss * real.sum()                     # stays on the device: no sync
         correct += ((logits.argmax(axis=-1) == y) & real).sum()
         if on_batch is not None:
             on_batch(i, n_batches, loss)
+    guard.check()
+    if not all_finite(model):                               # the last update overflowed
+        raise Diverged(step0 + n_batches, "an update made the weights NaN or inf")
     n = max(int(counted.sum()), 1)
     return float(total_loss) / n, float(correct) / n
 
@@ -41,12 +47,14 @@ def predict(model, ids, batch_size=512):
 
 
 def evaluate(model, loss_fn, ids, targets, batch_size=512):
-    """(mean loss, accuracy, predicted classes as a NumPy array) on a whole split, in eval mode."""
+    """(mean loss, accuracy, predicted classes as a NumPy array) on a whole split, in eval mode;
+    Diverged when the loss is NaN or inf."""
     xp = array_module(ids)
     probs = predict(model, ids, batch_size)
-    loss = -xp.log(probs[xp.arange(len(targets)), targets] + 1e-12).mean()
+    loss = float(-xp.log(probs[xp.arange(len(targets)), targets] + 1e-12).mean())
+    check_finite(None, validation_loss=loss)                # a NaN model is never "best"
     preds = probs.argmax(axis=-1)
-    return float(loss), float((preds == targets).mean()), to_numpy(preds)
+    return loss, float((preds == targets).mean()), to_numpy(preds)
 
 
 def accuracy_by_group(preds, targets, groups, names):
@@ -61,6 +69,7 @@ def evaluate_lm(model, loss_fn, ids, targets, pad=0):
     model.eval()
     logits = model.forward(ids)                             # (N, T, V)
     loss = float(loss_fn.forward(logits, targets))
+    check_finite(None, validation_loss=loss)
     real = targets != pad
     acc = float(((logits.argmax(axis=-1) == targets) & real).sum()) / max(int(real.sum()), 1)
     return loss, acc

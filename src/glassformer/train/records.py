@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+from ..errors import UserError, os_error_message
 from ..files import write_text
 
 
@@ -15,13 +16,16 @@ def write_metrics(path, columns, rows):
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-    write_text(path, buf.getvalue())
+    save_text(path, buf.getvalue())
 
 
 def read_metrics(path, columns=None):
     """Rows of a metrics CSV as dicts of numbers (None where a cell is empty; only `columns` if given)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{path}: cannot read the metrics ({e}); move it away to start it afresh") from None
     out = []
     for r in rows:
         out.append({k: _number(v) for k, v in r.items() if columns is None or k in columns})
@@ -42,7 +46,15 @@ def _number(text):
 
 def write_json(path, obj):
     """obj as indented JSON, written atomically (summary.json, run configs)."""
-    write_text(path, json.dumps(obj, indent=1) + "\n")
+    save_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def save_text(path, text):
+    """files.write_text, a full disk (any OSError) a UserError: the old file is left as it was."""
+    try:
+        write_text(path, text)
+    except OSError as e:
+        raise UserError(f"could not write {path}: {os_error_message(e)}") from None
 
 
 def new_run_dir(root, name):

@@ -1,5 +1,12 @@
-"""One optimisation step, shared by every training loop: forward, loss, backward, clip, update."""
+"""One optimisation step, shared by every training loop: forward, loss, backward, clip, update;
+and the divergence guard that stops a run whose loss or gradients stop being finite numbers."""
+import numpy as np
+
+from ..backend import array_module
+from ..errors import UserError
 from ..optim.clipping import clip_grad_norm
+
+MIN_LOSS_SCALE = 2.0 ** -24             # fp16: a scale below this means every step overflows
 
 
 def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.0, scaler=None):
@@ -22,3 +29,71 @@ def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.
     norm = clip_grad_norm(optimizer.params, grad_clip) if grad_clip > 0 else None
     optimizer.step()
     return loss_sum / n_micro, logits, norm
+
+
+class Diverged(UserError):
+    """Training stopped because a loss or gradient became NaN or inf; nothing non-finite was saved."""
+
+    def __init__(self, step, reason):
+        super().__init__(step, reason)
+        self.step, self.reason = step, reason               # step: None until the caller knows it
+
+    def __str__(self):
+        at = "" if self.step is None else f" at step {self.step}"
+        return (f"training diverged{at}: {self.reason}. The run stopped and saved nothing non-finite "
+                "(best.npz and last.npz, if any, hold earlier finite models); lower the learning rate "
+                "(--lr) and start again")
+
+    def record(self):
+        """{"step", "reason"}: what summary.json says under "diverged"."""
+        return {"step": self.step, "reason": self.reason}
+
+
+class DivergenceGuard:
+    """Notes the first step whose loss or gradient norm is not finite, on the device (no host sync);
+    check() raises Diverged for it. With a loss scaler such steps are skipped and counted by the
+    scaler instead (fp16 overflows are expected), and only a collapsed scale is divergence."""
+
+    def __init__(self, scaler=None):
+        self.scaler = scaler
+        self.first = None                                   # 0-d ints: first bad step, -1 if none
+
+    def update(self, step, loss, norm=None):
+        """Record step's loss and pre-clip norm (device scalars); on NumPy check at once (free)."""
+        if self.scaler is not None:
+            return
+        xp = array_module(loss)
+        if self.first is None:
+            self.first = {"loss": xp.asarray(-1), "gradient norm": xp.asarray(-1)}
+        for what, value in (("loss", loss), ("gradient norm", norm)):
+            if value is not None:
+                self.first[what] = xp.where((self.first[what] < 0) & ~xp.isfinite(value), step,
+                                            self.first[what])
+        if xp is np:
+            self.check()
+
+    def check(self, step=None):
+        """Raise Diverged if a step so far had a NaN/inf loss or gradient norm (one host sync)."""
+        if self.scaler is not None:
+            if self.scaler.scale < MIN_LOSS_SCALE:
+                raise Diverged(step, "every step overflows float16 (the loss scale "
+                               f"fell below {MIN_LOSS_SCALE:g} after {self.scaler.skipped_steps} skipped steps)")
+            return
+        bad = {what: int(s) for what, s in (self.first or {}).items() if int(s) >= 0}
+        if bad:
+            what = min(bad, key=bad.get)
+            raise Diverged(bad[what], f"the {what} became NaN or inf")
+
+
+def check_finite(step, **values):
+    """Raise Diverged when one of the named numbers (validation loss, ...) is NaN or inf."""
+    for name, value in values.items():
+        if not np.isfinite(value):
+            raise Diverged(step, f"the {name.replace('_', ' ')} is {value}")
+
+
+def all_finite(model):
+    """True when every parameter of model is a finite number (one host sync)."""
+    params = model.get_parameters()
+    xp = array_module(params[0][0])
+    return bool(sum(xp.isfinite(p).all() for p, _ in params) == len(params))

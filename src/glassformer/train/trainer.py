@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import precision
 from ..backend import array_module
-from ..checkpoint import Checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, read_meta, restore_optimizer, save_checkpoint
 from ..errors import UserError
 from ..layers.dropout import Dropout
 from ..optim.optimizers import AdamW, decay_mask
@@ -25,7 +25,8 @@ from ..optim.schedules import warmup_cosine
 from ..optim.loss_scaler import LossScaler
 from ..visualization import Panel, plot_curves
 from .records import read_metrics, write_metrics
-from .step import train_step
+from .resume import keep_schedule, saved_state
+from .step import Diverged, DivergenceGuard, check_finite, train_step
 
 CSV_FIELDS = ("step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s",
               "val_loss", "val_ppl")
@@ -127,6 +128,7 @@ class Trainer:
         self.scaler = LossScaler() if precision.current().loss_scaling else None
         if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
             self.loss_fn = self.scaler.scaled(loss_fn)
+        self.guard, self.diverged = DivergenceGuard(self.scaler), None   # diverged: {"step", "reason"}
         self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
         self.best_val, self.grad_norm = None, None
         self.history = []                                   # one dict per logged/evaluated step
@@ -145,6 +147,7 @@ class Trainer:
         self.optimizer.lr = self.lr_at(self.step)
         loss, _, norm = train_step(self.model, self.loss_fn, self.optimizer, self._micro_batches(),
                                    c.accum_steps, c.grad_clip, self.scaler)
+        self.guard.update(self.step + 1, loss, norm)       # NaN/inf: Diverged at the next check
         if norm is not None:                                # device scalar, before clipping
             self.grad_norm = norm
         self.step += 1
@@ -194,9 +197,12 @@ class Trainer:
         except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
             hard_stop = True
             print(f"\ninterrupted at step {self.step}", file=self.log)
+        except Diverged as e:                               # stop; nothing non-finite is saved
+            self.diverged = e.record()
+            print(f"\n{e}", file=self.log)
         interrupted = hard_stop or self.stop_requested
         if out is not None:
-            if not hard_stop:                               # never save a half-applied update
+            if not (hard_stop or self.diverged):            # never save a half-applied update
                 self.save(out / "last.npz")
             write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
             if self.history:
@@ -210,10 +216,20 @@ class Trainer:
         train = next((r for r in reversed(self.history) if r.get("train_loss") is not None), {})
         return {"step": self.step, "train_loss": train.get("train_loss"),
                 "val_loss": last.get("val_loss"), "val_ppl": last.get("val_ppl"),
-                "best_val_loss": self.best_val, "tokens": self.tokens_seen,
+                **self.best_saved(), "tokens": self.tokens_seen, "diverged": self.diverged,
+                "skipped_steps": None if self.scaler is None else self.scaler.skipped_steps,
                 "elapsed_s": round(self.elapsed, 3),
                 "tokens_per_s": self.tokens_seen / self.elapsed if self.elapsed else None,
                 "interrupted": interrupted}
+
+    def best_saved(self):
+        """best_val_loss and best_step as best.npz's own header says (what the summary names is there)."""
+        best = Path(self.config.out_dir or ".") / "best.npz"
+        if not self.config.out_dir or not best.exists():
+            return {"best_val_loss": None if self.config.out_dir else self.best_val, "best_step": None}
+        meta, archive = read_meta(best)
+        archive.close()
+        return {"best_val_loss": meta.get("metrics", {}).get("val_loss"), "best_step": meta.get("step")}
 
     def _row(self):
         """The history row of the current step (log and evaluation of one step share a row)."""
@@ -224,6 +240,7 @@ class Trainer:
 
     def _log_progress(self, window):
         now = time.perf_counter()
+        self.guard.check(self.step)                         # syncs, as the loss below does
         loss = float(window["loss"]) / window["n"]          # the only per-interval host sync
         rate = (self.tokens_seen - window["tokens"]) / max(now - window["t"], 1e-9)
         eta = (self.config.steps - self.step) * (now - window["t"]) / window["n"]
@@ -240,6 +257,7 @@ class Trainer:
 
     def _evaluate_and_keep_best(self, out):
         metrics = self.evaluate()
+        check_finite(self.step, validation_loss=metrics["val_loss"])   # a NaN model is never best
         self._row().update(metrics)
         best = self.best_val is None or metrics["val_loss"] < self.best_val
         if best:
@@ -273,6 +291,7 @@ class Trainer:
 
     def save(self, path, metrics=None):
         """A resumable checkpoint: model, AdamW moments, RNG state, tokenizer, task, train config."""
+        self.guard.check(self.step)                         # a NaN model is never saved
         trainer_state = {"best_val": self.best_val, "tokens_seen": self.tokens_seen,
                          "elapsed": self.elapsed,
                          "loss_scaler": None if self.scaler is None else self.scaler.state_dict()}
@@ -281,18 +300,23 @@ class Trainer:
                                metrics=metrics or {}, extra={"train_config": asdict(self.config),
                                                              "trainer": trainer_state})
 
-    def resume(self, checkpoint):
-        """Continue from a checkpoint (path or Checkpoint) written by save(): the same model config."""
+    def resume(self, checkpoint, extend=False):
+        """Continue from a checkpoint (path or Checkpoint) written by save(): the same model config and
+        schedule (extend=True: only `steps` may differ, the cosine re-planned to end there)."""
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        extra = saved_state("checkpoint" if isinstance(checkpoint, Checkpoint) else checkpoint, ckpt)
         if ckpt.config != self.model.config:
             raise UserError("the checkpoint's model config differs from this model's: resume with the "
                             "same preset and settings it was trained with")
         if not ckpt.meta.get("rng_state"):
             raise UserError("the checkpoint holds no RNG state: it was not written by Trainer.save")
+        self.config, note = keep_schedule(self.config, extra.get("train_config") or {}, extend)
+        if note:
+            print(note, file=self.log)
         self.model.load_state_dict(ckpt.model.state_dict())
         restore_optimizer(self.optimizer, ckpt)
         self.rng.bit_generator.state = ckpt.meta["rng_state"]   # in place: dropout layers share it
-        state = ckpt.meta.get("extra", {}).get("trainer", {})
+        state = extra.get("trainer", {})
         self.step = ckpt.step
         self.best_val = state.get("best_val")
         self.tokens_seen = state.get("tokens_seen", 0)
@@ -301,5 +325,6 @@ class Trainer:
             self.scaler.load_state_dict(state["loss_scaler"])
         if self.config.out_dir and (Path(self.config.out_dir) / "metrics.csv").exists():
             self.history = [r for r in read_metrics(Path(self.config.out_dir) / "metrics.csv",
-                                                    CSV_FIELDS) if r["step"] <= self.step]
+                                                    CSV_FIELDS) if isinstance(r.get("step"), int)
+                            and r["step"] <= self.step]
         return ckpt

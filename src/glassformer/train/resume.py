@@ -1,0 +1,38 @@
+"""What a resumed LM run must agree with: the saved trainer state's types, and the run's schedule.
+
+The warm-up + cosine is a property of the run (planned for its total steps, saved in every
+checkpoint): a resume keeps it, unless the caller extends the run, which re-plans the cosine only.
+"""
+from dataclasses import replace
+
+from ..checkpoint import FLOAT, NAT, check_schema
+from ..errors import UserError
+
+SCHEDULE = ("steps", "warmup_steps", "lr", "min_lr")
+TRAINER_STATE = {"best_val?": (FLOAT, None), "tokens_seen?": NAT, "elapsed?": FLOAT, "train_s?": FLOAT,
+                 "loss_scaler?": ({"scale": FLOAT, "good_steps?": NAT, "skipped_steps?": NAT}, None)}
+
+
+def saved_state(where, ckpt):
+    """The checkpoint's extra dict, its "trainer" and "train_config" entries checked (UserError if bad)."""
+    return check_schema(where, ckpt.meta.get("extra", {}),
+                        {"trainer?": TRAINER_STATE, "train_config?": dict}, "header extra")
+
+
+def keep_schedule(config, saved, extend=False):
+    """(config with the saved run's schedule, a note or None); a different schedule is a UserError
+    unless extend, which keeps the warm-up and rates and moves only the end of the cosine."""
+    plan = {k: saved[k] for k in SCHEDULE if k in saved}
+    changed = {k: v for k, v in plan.items() if getattr(config, k) != v}
+    if not changed:
+        return config, None
+    if not extend:
+        was = ", ".join(f"{k}={v}" for k, v in changed.items())
+        now = ", ".join(f"{k}={getattr(config, k)}" for k in changed)
+        raise UserError(f"the resumed run planned its learning-rate schedule with {was}, not {now}: "
+                        "changing it would change the rate of steps already planned. Resume with the "
+                        "run's settings, or extend the run (--extend; Trainer.resume(extend=True)) to "
+                        "re-plan the cosine to a new total")
+    kept = replace(config, **{k: v for k, v in plan.items() if k != "steps"})
+    return kept, (f"extending the run: its cosine now ends at step {kept.steps} instead of "
+                  f"{plan.get('steps')}; warm-up and learning rates as planned")
