@@ -111,3 +111,18 @@ def test_the_tied_head_case_checks_the_embedding_it_writes_to():
     """TiedLMHead owns no parameters: its case lends it the embedding, so dE is checked too."""
     assert {r["tensor"] for r in run_case("TiedLMHead")} == {"h", "tok_emb.W"}
     assert {r["tensor"] for r in run_case("Pooling[mean,padding]")} == {"x"}
+
+
+@pytest.mark.parametrize("tol", ["0", "-1e-6", "nan", "inf", "tiny"])
+def test_cli_rejects_a_tolerance_that_is_not_positive(capsys, tol):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--layer", "Linear", f"--tol={tol}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--tol" in err and "Traceback" not in err
+    assert ("must be a positive number" if tol != "tiny" else "is not a number") in err
+
+
+def test_cli_help_shows_the_default_tolerance(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "(default: 1e-06)" in capsys.readouterr().out

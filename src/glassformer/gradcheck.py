@@ -353,6 +353,17 @@ def run_case(name, seed=0, tol=TOLERANCE):
     return [{"name": name, **r} for r in check_layer(layer, forward, inputs, rng, tol)]
 
 
+def positive_tolerance(text):
+    """--tol: a finite number > 0 (0 or less would fail every check, NaN would pass every one)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number, e.g. 1e-6")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m glassformer.gradcheck",
                                      description="Check every backward() against central "
@@ -360,7 +371,8 @@ def main(argv=None):
     parser.add_argument("--layer", help="check one case (see --list); default: all")
     parser.add_argument("--list", action="store_true", help="list the case names and exit")
     parser.add_argument("--json", action="store_true", help="print a JSON list of records")
-    parser.add_argument("--tol", type=float, default=TOLERANCE, help="max relative error allowed")
+    parser.add_argument("--tol", type=positive_tolerance, default=TOLERANCE,
+                        help="max relative error allowed, a number > 0 (default: %(default)g)")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(CASES))
