@@ -14,9 +14,9 @@
 # On the device machine (bare: python3 3.12, torch, cupy-cuda13x, numpy, pytest; run from the tree with
 # PYTHONPATH=src, which this script sets), from the repository root, ONE call:
 #   run(command="bash bench/gpu_check.sh", timeout_s=480)
-# The caps add up to 405 s and all parts share a 450 s budget (GPU_CHECK_BUDGET): a part gets its cap or,
-# when earlier parts finished early, the time they left (so the LM grid can use it); a part that would
-# run past the budget gets less, so the summary always prints. 480 s covers that and the GPU check, and
+# The caps add up to 405 s and all parts share a 450 s budget (GPU_CHECK_BUDGET): lm also gets the time
+# that earlier parts left unused (its grid stops starting configurations 45 s before its cap), and a
+# part that would run past the budget gets a smaller cap, so the summary always prints. 480 s covers that and the GPU check, and
 # keeps ~5 minutes of a 15-minute device budget for one rerun. Part curve needs WikiText-2 and GPT-2's tokenizer inside the
 # repository (the device has no ../shared): before the call,
 #   mkdir -p .gpu_data && cp -r ../shared/data/wikitext-2 ../shared/data/gpt2-tokenizer .gpu_data/
@@ -410,9 +410,12 @@ main() {
         rest=0                                              # the caps of the parts still to come
         for q in "${parts[@]:$((i + 1))}"; do rest=$(( rest + CAP[$q] )); done
         left=$(( DEADLINE - ($(date +%s) - t0) - 5 ))
-        cap=$(( left - rest > CAP[$p] ? left - rest : CAP[$p] ))   # time saved earlier flows on
+        cap=${CAP[$p]}
+        if [ "$p" = lm ] && [ $(( left - rest )) -gt "$cap" ]; then
+            cap=$(( left - rest ))                          # time earlier parts left goes to the grid
+        fi
         if [ "$left" -lt "$cap" ]; then cap=$left; fi       # shrink to fit: the summary always prints
-        if [ "$cap" -lt 10 ]; then
+        if [ "$left" -lt 10 ]; then
             echo "[$p] not started: the ${DEADLINE}s budget is spent"
             write_status "$p" timeout "" 0 "" "not started: the ${DEADLINE}s budget (GPU_CHECK_BUDGET) was spent"
             continue
