@@ -163,3 +163,91 @@ def test_cli_prints_ascii_maps_and_writes_the_loss_page(tmp_path, capsys, monkey
     assert interp.main([str(run_dir), "--text", "t1 nope"]) == 2
     assert "unknown tokens ['nope']" in capsys.readouterr().err
     assert interp.main([str(tmp_path)]) == 2                # not a run directory
+
+
+# ---- train_step_by_step.py runs, legible pictures ------------------------------------------------
+
+def step_run(tmp_path, name):
+    """A run folder as train_step_by_step.py leaves one (best.npz), untrained: digits, sentences, lm."""
+    from glassformer.checkpoint import save_checkpoint
+    from glassformer.models import lm_config
+    from glassformer.tasks import digits, sentences
+    from glassformer.tokenizers import CharTokenizer, WordTokenizer
+    rng = np.random.default_rng(0)
+    if name == "digits":
+        config = digits.DigitsConfig(size="small")
+        model = build_model(ModelConfig(vocab_size=len(digits.VOCAB), d_model=16, n_heads=2, n_layers=1,
+                                        d_ff=16, max_len=16, n_classes=10), rng)
+        tok, task = WordTokenizer(digits.VOCAB[2:], specials=digits.VOCAB[:2]), \
+            {"name": "digits", **config.to_dict(), "operations": digits.OPERATIONS}
+    elif name == "sentences":
+        vocab = sentences.vocabulary()
+        model = build_model(ModelConfig(vocab_size=len(vocab), kind="decoder_lm", d_model=16, n_heads=2,
+                                        n_layers=1, d_ff=16, max_len=16), rng)
+        tok, task = WordTokenizer(vocab[3:], specials=sentences.SPECIALS), {"name": "sentences"}
+    else:
+        tok = CharTokenizer.from_text("hello world\n")
+        model = build_model(lm_config("tiny", tok.vocab_size, d_model=16, n_heads=2, n_layers=1,
+                                      max_len=32), rng)
+        task = {"name": "lm", "context": 32}
+    folder = tmp_path / name
+    save_checkpoint(folder / "best.npz", model, tokenizer=tok.to_dict(), task=task)
+    return folder
+
+
+def test_cli_reads_train_step_by_step_run_folders(tmp_path, capsys):
+    assert interp.main([str(step_run(tmp_path, "digits")), "--example", "1"]) == 0
+    assert "blocks.0.attn (average over heads)" in capsys.readouterr().out
+    assert interp.main([str(step_run(tmp_path, "digits")), "--text", "First(7)"]) == 0
+    out = capsys.readouterr().out
+    assert "First" in out and "[PAD]" in out                # the model's whole (padded) input
+    html = tmp_path / "loss.html"
+    assert interp.main([str(step_run(tmp_path, "sentences")), "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "<START>" in out and "<PAD>" not in out and "wrote" in out       # padding cropped
+    assert "log 16 = 2.77" in html.read_text(encoding="utf-8")
+    lm = step_run(tmp_path, "lm")
+    assert interp.main([str(lm / "best.npz"), "--text", "hello world"]) == 0
+    assert "\u2423" in capsys.readouterr().out                              # the space, visible
+    assert interp.main([str(lm)]) == 2
+    assert "pass --text" in capsys.readouterr().err
+    assert interp.main([str(step_run(tmp_path, "digits")), "--html", str(html)]) == 2
+    assert "no per-token loss" in capsys.readouterr().err
+
+
+def figures(monkeypatch):
+    """Capture the figures visualization saves (their axes), instead of writing PNGs."""
+    from glassformer import visualization
+    saved = []
+    monkeypatch.setattr(visualization, "_savefig", lambda fig, path: saved.append(fig) or path)
+    return saved
+
+
+def test_circuit_pngs_name_their_axes_tokens_and_colours(monkeypatch, rng):
+    from glassformer.visualization import OV_AXES, plot_circuit
+    saved = figures(monkeypatch)
+    vocab = [f"t{i}" for i in range(200)]                   # too many to name each: every k-th
+    plot_circuit(rng.normal(size=(2, 200, 200)), vocab, "ov.png", "OV", axes=OV_AXES)
+    fig = saved[0]
+    heads = [ax for ax in fig.axes if ax.get_title().startswith("head")]
+    bars = [ax for ax in fig.axes if ax not in heads]
+    assert len(heads) == 2 and len(bars) == 2               # a colour bar per head
+    assert heads[0].get_xlabel() == "output token" and heads[0].get_ylabel() == "attended token"
+    assert [bar.get_ylabel() for bar in bars] == ["", "logit contribution"]   # once per row
+    names = [t.get_text() for t in heads[0].get_xticklabels()]
+    assert names[0] == "t0" and 20 <= len(names) < 200 and set(names) <= set(vocab)
+    assert max(fig.get_size_inches()) <= 14 + 1
+
+
+def test_attention_pngs_crop_padding_and_stay_legible(monkeypatch, rng):
+    from glassformer.visualization import save_attention_heatmaps
+    saved = figures(monkeypatch)
+    tokens = ["<bos>"] + [f"t{i}" for i in range(40)] + ["<pad>"] * 24      # 65 positions
+    att = rng.random((1, 4, 65, 65))
+    save_attention_heatmaps({"blocks.0.attn": att}, tokens, ".")
+    fig = saved[0]
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()] + [t.get_text() for t in ax.get_xticklabels()]
+    assert "<pad>" not in labels and ax.get_images()[0].get_array().shape == (41, 41)
+    width, height = fig.get_size_inches() * 110             # the dpi PNGs are saved at
+    assert width <= 1700 and height <= 1700                 # was 3766 x 3065 pixels

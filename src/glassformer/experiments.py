@@ -29,7 +29,7 @@ from .optim.schedules import warmup_cosine
 from .research import EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model
 from .tasks import BOS, EOS, IGNORE, PAD, load_dataset, make_task, task_class
 from .train import new_run_dir, read_metrics, train_step, write_json, write_metrics
-from .visualization import (Panel, loss_html, plot_circuit, plot_curves, plot_sweep,
+from .visualization import (OV_AXES, Panel, loss_html, plot_circuit, plot_curves, plot_sweep,
                             save_attention_heatmaps)
 
 OPTIMIZERS = ("adamw", "muon", "sgd")
@@ -342,13 +342,13 @@ def analyze(model, dataset, run_dir=None, n_examples=200, plots=True):
             real = ids[0][:max(1, int((ids[0] != PAD).sum()))]
             loss_html([task.vocab[i] for i in real], interp.per_token_loss(model, real),
                       run_dir / "loss.html", title=f"per-token loss: {task.name}",
-                      sep="" if task.name == "charlm" else " ")
+                      sep="" if task.name == "charlm" else " ", vocab_size=len(task.vocab))
         if hasattr(model, "blocks") and hasattr(model.blocks[0].attn, "head_weights"):
             for i in range(len(model.blocks)):
                 plot_circuit(interp.qk_circuit(model, i), task.vocab, run_dir / f"qk-circuit-{i}.png",
                              f"QK circuit, layer {i}")
                 plot_circuit(interp.ov_circuit(model, i), task.vocab, run_dir / f"ov-circuit-{i}.png",
-                             f"OV circuit, layer {i}")
+                             f"OV circuit, layer {i}", axes=OV_AXES)
     return out
 
 

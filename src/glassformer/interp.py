@@ -11,6 +11,7 @@ Pictures of these numbers are in glassformer.visualization.
 """
 import argparse
 import sys
+from collections import namedtuple
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from .checkpoint import load_checkpoint
 from .errors import UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
-from .tasks import load_dataset, make_task
+from .tasks import digits, load_dataset, make_task, sentences
+from .tokenizers import tokenizer_from_dict
 from .visualization import ascii_attention, loss_html
 
 LABELS = ("previous-token", "first-token", "induction", "diffuse", "other")
@@ -195,31 +197,85 @@ def load_run(run_dir):
     return ckpt.model, make_task(exp["task"], **exp["task_params"]), exp
 
 
+# What the CLI reads of a run: its name, token labels, text -> ids, the example rows, how the loss
+# page joins tokens, whether it is a decoder (per-token loss, padding cropped) or a seq2seq model.
+Subject = namedtuple("Subject", "name vocab encode examples sep kind")
+
+
+def load_subject(path):
+    """(model, Subject) of an experiments run or a train_step_by_step.py one (digits, sentences, lm)."""
+    ckpt = load_checkpoint(path)
+    if ckpt.experiment is not None:
+        exp = ckpt.experiment
+        task = make_task(exp["task"], **exp["task_params"])
+        return ckpt.model, Subject(exp["name"], task.vocab, task.encode,
+                                   lambda: load_dataset(task).test["inputs"],
+                                   "" if task.name == "charlm" else " ",
+                                   "seq2seq" if task.kind == "seq2seq" else "decoder")
+    meta = ckpt.task if isinstance(ckpt.task, dict) else {}
+    name = meta.get("name")
+    if name not in ("digits", "sentences", "lm") or not ckpt.tokenizer:
+        raise UserError(f"{path}: not a run of python -m glassformer.experiments or of "
+                        "train_step_by_step.py (its checkpoint names no experiment, and no digits, "
+                        "sentences or lm task with a tokenizer)")
+    return ckpt.model, step_subject(name, meta, tokenizer_from_dict(ckpt.tokenizer), path)
+
+
+def step_subject(name, meta, tok, path):
+    """The Subject of a train_step_by_step.py run: its own tokenizer and, for digits and sentences,
+    its data regenerated from the task (an lm run's text is not in the checkpoint: pass --text)."""
+    vocab = [token_label(tok.decode([i])) for i in range(tok.vocab_size)]
+    if name == "digits":
+        saved = meta.get("config", meta)
+        config = digits.DigitsConfig(**{k: v for k, v in saved.items()
+                                        if k in digits.DigitsConfig.__dataclass_fields__})
+        encode = lambda text: digits.encode(*digits.parse(text, max_args=config.n_args),  # noqa: E731
+                                            length=config.seq_len)
+        return Subject("digits", vocab, encode, lambda: digits.split(config)["test"][0], " ",
+                       "classifier")
+    if name == "sentences":
+        words = sentences.vocabulary()
+        return Subject("sentences", vocab, lambda text: [sentences.START] + tok.encode(text),
+                       lambda: sentences.dataset(words)[0], " ", "decoder")
+
+    def no_examples():
+        raise UserError(f"{path}: an lm run keeps no text to look at: pass --text TEXT")
+    return Subject("lm", vocab, tok.encode, no_examples, "", "decoder")
+
+
+def token_label(text):
+    """A token as a visible label: spaces and newlines shown, never empty."""
+    return text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u2423") or "''"
+
+
 def main(argv=None):
-    """python -m glassformer.interp RUN_DIR: attention maps, head classes and the loss page of a run."""
+    """python -m glassformer.interp RUN: attention maps, head classes and the loss page of a run
+    (of glassformer.experiments, or a train_step_by_step.py --out folder)."""
     parser = argparse.ArgumentParser(
         prog="python -m glassformer.interp",
         description="Attention maps (ASCII), head classes and per-token loss (HTML) of a trained run.")
-    parser.add_argument("run_dir", help="a run directory (runs/<time>-<name>)")
+    parser.add_argument("run_dir", help="a run directory (runs/<time>-<name> of experiments, or the "
+                        "--out of train_step_by_step.py) or its checkpoint .npz")
     parser.add_argument("--text", help="input in the task's own notation (default: a test example)")
     parser.add_argument("--example", type=int, default=0, help="which test example (default 0)")
     parser.add_argument("--head", type=int, default=None, help="one head (default: the average)")
     parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
     args = parser.parse_args(argv)
     try:
-        model, task, exp = load_run(args.run_dir)
-        if task.kind == "seq2seq":
+        model, run = load_subject(args.run_dir)
+        if run.kind == "seq2seq":
             raise UserError("the interp CLI reads decoder runs; for an encoder-decoder use "
                             "interp.attention_maps(model, src, tgt_in) in Python")
         if args.text is not None:
-            ids = np.array([task.encode(args.text)], dtype=np.int64)
+            ids = np.array([run.encode(args.text)], dtype=np.int64)
         else:
-            test = load_dataset(task).test["inputs"]
+            test = run.examples()
             if not 0 <= args.example < len(test):
                 raise UserError(f"--example {args.example}: the test split has {len(test)} rows")
             ids = test[args.example:args.example + 1]
-            ids = ids[:, :max(1, int((ids[0] != 0).sum()))]  # drop trailing padding
-        tokens = [task.vocab[i] for i in ids[0]]
+            if run.kind == "decoder":                       # drop trailing padding
+                ids = ids[:, :max(1, int((ids[0] != 0).sum()))]
+        tokens = [run.vocab[i] for i in ids[0]]
         maps = attention_maps(model, ids)
         for name, att in maps.items():
             which = "average over heads" if args.head is None else f"head {args.head}"
@@ -229,9 +285,12 @@ def main(argv=None):
                   f"{row['previous_token']:.2f} first-token {row['first_token']:.2f} induction "
                   f"{row['induction']:.2f} entropy {row['entropy']:.2f}")
         if args.html:
+            if run.kind != "decoder":
+                raise UserError(f"--html: a {run.name} model predicts one answer, not each next "
+                                "token, so it has no per-token loss")
             losses = per_token_loss(model, ids[0])
-            sep = "" if task.name == "charlm" else " "
-            loss_html(tokens, losses, args.html, title=f"per-token loss: {exp['name']}", sep=sep)
+            loss_html(tokens, losses, args.html, title=f"per-token loss: {run.name}", sep=run.sep,
+                      vocab_size=len(run.vocab))
             print(f"wrote {args.html} (mean loss {float(np.mean(losses)):.3f})")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

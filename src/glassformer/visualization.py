@@ -186,8 +186,34 @@ def plot_sweep(curves, bars, path, title="", ylabel="test loss",
 
 # ---- attention and circuits ----------------------------------------------------------------------
 
+MAX_INCHES = 14                        # the longest side of a figure: ~1,500 pixels at 110 dpi
+QK_AXES = ("query token", "key token", "attention score (x sqrt(D))")
+OV_AXES = ("attended token", "output token", "logit contribution")
+
+
+def _cell(n_cols, n, n_rows, m):
+    """Inches per heatmap cell for n_cols x n_rows panels of n x m cells, at most 0.45."""
+    return min(0.45, (MAX_INCHES - 1.5 * n_cols) / (n_cols * max(n, 1)),
+               (MAX_INCHES - 1.5 * n_rows) / (n_rows * max(m, 1)))
+
+
+def _ticks(ax, labels, cell, axis):
+    """Token names on one axis; every k-th when the cells are too small for each one."""
+    size = max(5.0, min(9.0, cell * 72 / 1.3))              # points; a label needs ~1.3 x its size
+    step = max(1, int(np.ceil(size * 1.3 / 72 / cell)))
+    where = range(0, len(labels), step)
+    names = [labels[i] for i in where]
+    if axis == "x":
+        ax.set_xticks(list(where), names, rotation=90, fontsize=size)
+    else:
+        ax.set_yticks(list(where), names, fontsize=size)
+
+
 def plot_attention(weights, tokens, path, title="", key_tokens=None):
-    """One heatmap per head of (H, T, S) attention plus the head average; keys default to tokens."""
+    """One heatmap per head of (H, T, S) attention plus the head average; keys default to tokens.
+
+    The figure is at most MAX_INCHES a side: long texts get smaller cells and every k-th label.
+    """
     plt = _pyplot()
     w = np.asarray(weights, dtype=np.float64)
     keys = list(tokens if key_tokens is None else key_tokens)
@@ -195,14 +221,15 @@ def plot_attention(weights, tokens, path, title="", key_tokens=None):
     panels = [(w[h], f"head {h}") for h in range(H)] + [(w.mean(axis=0), "average")]
     cols = min(len(panels), 3)
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * (1 + 0.45 * S) + 2, rows * (1 + 0.45 * T) + 1),
+    cell = _cell(cols, S, rows, T)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * (1.5 + cell * S) + 1, rows * (1.5 + cell * T)),
                              squeeze=False)
     fig.subplots_adjust(wspace=0.45, hspace=0.45)
     for ax, (m, name) in zip(axes.flat, panels):
         im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=1.0)
         ax.set_title(name)
-        ax.set_xticks(range(S), keys, rotation=90)
-        ax.set_yticks(range(T), list(tokens))
+        _ticks(ax, keys, cell, "x")
+        _ticks(ax, list(tokens), cell, "y")
         ax.set_xlabel("key (attended to)")
     for ax in axes[:, 0]:
         ax.set_ylabel("query")
@@ -214,11 +241,19 @@ def plot_attention(weights, tokens, path, title="", key_tokens=None):
     return _savefig(fig, path)
 
 
-def save_attention_heatmaps(maps, tokens, out_dir, example=0, src_tokens=None):
+def unpadded(labels, pad):
+    """How many labels remain once the trailing `pad` ones are dropped (at least 1)."""
+    n = len(labels)
+    while n > 1 and labels[n - 1] == pad:
+        n -= 1
+    return n
+
+
+def save_attention_heatmaps(maps, tokens, out_dir, example=0, src_tokens=None, pad="<pad>"):
     """attention-<layer>.png for every {layer name: (B, H, T, S)} map, for one example; the paths.
 
     tokens label decoder positions; src_tokens (encoder-decoder) label "encoder.*" maps and the keys
-    of cross-attention maps.
+    of cross-attention maps. Trailing `pad` positions (queries and keys) are cropped.
     """
     paths = []
     for name, att in maps.items():
@@ -227,29 +262,38 @@ def save_attention_heatmaps(maps, tokens, out_dir, example=0, src_tokens=None):
             q = k = src_tokens
         elif src_tokens is not None and "cross" in name:
             k = src_tokens
-        paths.append(plot_attention(att[example], list(q), Path(out_dir) / f"attention-{name}.png",
-                                    title=name, key_tokens=list(k)))
+        nq, nk = unpadded(list(q), pad), unpadded(list(k), pad)
+        paths.append(plot_attention(att[example][:, :nq, :nk], list(q)[:nq],
+                                    Path(out_dir) / f"attention-{name}.png", title=name,
+                                    key_tokens=list(k)[:nk]))
     return paths
 
 
-def plot_circuit(circuit, vocab, path, title=""):
-    """One heatmap per head of an (H, V, V) circuit (diverging colours around 0), saved as PNG."""
+def plot_circuit(circuit, vocab, path, title="", axes=QK_AXES):
+    """One heatmap per head of an (H, V, V) circuit (diverging colours around 0), saved as PNG.
+
+    axes: (row label, column label, colour bar label), QK_AXES or OV_AXES; ticks name the tokens.
+    """
     plt = _pyplot()
     H, V, _ = circuit.shape
     cols = min(H, 4)
     rows = (H + cols - 1) // cols
-    size = 1.5 + 0.18 * V
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size + 0.5), squeeze=False)
-    for h, ax in enumerate(axes.flat):
+    cell = _cell(cols, V, rows, V)
+    size = 2.0 + cell * V
+    fig, grid = plt.subplots(rows, cols, figsize=(cols * size, rows * size + 0.5), squeeze=False)
+    fig.subplots_adjust(wspace=0.5, hspace=0.5)
+    for h, ax in enumerate(grid.flat):
         if h >= H:
             ax.axis("off")
             continue
         vmax = float(np.abs(circuit[h]).max()) or 1.0
-        ax.imshow(circuit[h], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        im = ax.imshow(circuit[h], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_title(f"head {h}")
-        if V <= 40:
-            ax.set_xticks(range(V), vocab, rotation=90, fontsize=6)
-            ax.set_yticks(range(V), vocab, fontsize=6)
+        _ticks(ax, list(vocab), cell, "x")
+        _ticks(ax, list(vocab), cell, "y")
+        ax.set(xlabel=axes[1], ylabel=axes[0] if h % cols == 0 else "")
+        last = h % cols == cols - 1 or h == H - 1           # one bar per head, labelled at the row's end
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=axes[2] if last else "")
     if title:
         fig.suptitle(title)
     return _savefig(fig, path)
@@ -264,11 +308,25 @@ def loss_color(loss, vmax):
     return f"rgb(255,{g},{g})"
 
 
-def loss_html(tokens, losses, path=None, title="per-token loss", vmax=None, sep=""):
+def loss_explanation(vocab_size=None):
+    """The page's note on which positions a model can predict at all, and what a guess costs."""
+    guess = ("" if vocab_size is None else f", about log {vocab_size} = {np.log(vocab_size):.2f} "
+             f"nats (a uniform guess over the {vocab_size} tokens)")
+    return ("Each token is coloured by the loss of predicting it from the tokens before it; the "
+            "first token is never predicted. Some positions cannot be predicted by any model: a "
+            "token nothing before it decides (a fresh random symbol, the first word of a new "
+            f"sentence, a name seen for the first time) costs the price of a guess{guess}. Others "
+            "follow from what came before (the second half of a repeated sequence, a task's rule, a "
+            "word's spelling once it has begun) and a trained model gets them nearly free: white "
+            "there is what it has learned, red there is what it has not (yet).")
+
+
+def loss_html(tokens, losses, path=None, title="per-token loss", vmax=None, sep="", vocab_size=None):
     """An HTML page, one <span> per token shaded white -> red by the loss of predicting it.
 
     tokens: T strings; losses: T - 1 values for tokens 1..T-1 (token 0 is not predicted).
-    Writes `path` atomically when given; returns the HTML text.
+    vocab_size puts the cost of a uniform guess, log V, into the explanation. Writes `path`
+    atomically when given; returns the HTML text.
     """
     losses = [float(v) for v in losses]
     if len(losses) != len(tokens) - 1:
@@ -284,6 +342,7 @@ def loss_html(tokens, losses, path=None, title="per-token loss", vmax=None, sep=
             f"<title>{html.escape(title)}</title></head>\n<body>\n"
             f"<h3>{html.escape(title)}</h3>\n<p>mean loss {mean:.3f} nats over {len(losses)} "
             f"predictions; white = 0, red = {vmax:.2f} or more (hover a token for its loss)</p>\n"
+            f"<p>{html.escape(loss_explanation(vocab_size))}</p>\n"
             f"<div style=\"font-family:monospace; white-space:pre-wrap; line-height:1.6\">"
             f"{sep.join(spans)}</div>\n</body></html>\n")
     if path is not None:
