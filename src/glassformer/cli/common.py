@@ -5,6 +5,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
+from .. import backend, precision
 from ..errors import UserError
 
 EXIT_USER_ERROR = 2                                         # a user's mistake: one line on stderr
@@ -37,19 +40,31 @@ positive_int = whole_number(1)                              # epochs, batch size
 seed_int = whole_number(0)
 
 
-def positive_float(text):
-    """An argparse type: a positive finite number (learning rates)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
-    return value
+def number_in(low, high=math.inf, low_open=False, high_open=False):
+    """An argparse type: a finite number in the interval low..high (open ends where asked)."""
+    shown = f"{'(' if low_open else '['}{low:g}, {'inf' if high == math.inf else f'{high:g}'}" \
+            f"{')' if high_open or high == math.inf else ']'}"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        inside = (value > low if low_open else value >= low) and \
+            (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number in {shown}")
+        return value
+    return parse
 
 
-def resolve_out(args, task):
-    """The run directory, created; UserError if it is a file or cannot be made."""
+positive_float = number_in(0, low_open=True)                # learning rates, seconds
+nonnegative_float = number_in(0)                            # weight decay, clipping (0: off)
+fraction = number_in(0, 1, high_open=True)                  # dropout, Adam's betas
+
+
+def run_dir(args, task):
+    """The run directory's path (made later by make_run_dir); UserError if it names a file."""
     if args.out is not None:
         out = args.out
     elif args.resume is not None:
@@ -58,11 +73,42 @@ def resolve_out(args, task):
         out = Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{task}"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory: pass a directory path")
+    return out
+
+
+def make_run_dir(out):
+    """Create the run directory just before the first file goes in (Ctrl-C before leaves none)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the run directory ({e.strerror or e})") from None
     return out
+
+
+def resume_path(path):
+    """--resume's checkpoint: a run folder means its last.npz."""
+    if path is not None and path.is_dir() and (path / "last.npz").is_file():
+        return path / "last.npz"
+    return path
+
+
+def matmul_rate(budget_s=0.2):
+    """This machine's float32 GEMM rate in FLOP/s, timed once within budget_s (the current BLAS threads
+    on the CPU, the current precision on the GPU): the roof a run's model FLOP/s is read against."""
+    xp = backend.xp_for()
+    n = 4096 if xp is not np else 512
+    a, b = (xp.asarray(np.random.default_rng(i).standard_normal((n, n), dtype=np.float32)) for i in (0, 1))
+    precision.matmul(a, b)                                  # warm-up: threads, kernels
+    backend.synchronize()
+    best, start = math.inf, time.perf_counter()
+    for _ in range(50):
+        t = time.perf_counter()
+        precision.matmul(a, b)
+        backend.synchronize()
+        best = min(best, time.perf_counter() - t)
+        if time.perf_counter() - start > budget_s:
+            break
+    return 2 * n ** 3 / best
 
 
 # ---------------------------------------------------------------- token labels

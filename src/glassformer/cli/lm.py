@@ -1,9 +1,11 @@
 """--task lm of train_step_by_step.py: a decoder LM on your text, trained, walked through, summarised.
 
+  python train_step_by_step.py --config configs/shakespeare_char.json
   python train_step_by_step.py --task lm --data ../shared/data/tinyshakespeare/input.txt \\
       --tokenizer char --preset tiny --context 64 --steps 2000
 """
 import shlex
+import textwrap
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import load_checkpoint, read_meta
-from ..data import lm_batches, load_corpus, open_source, read_blocks
+from ..data import lm_batches, open_source
 from ..errors import UserError
 from ..generate import eos_id, generate_text
 from ..layers.loss import CrossEntropyLoss
@@ -19,8 +21,11 @@ from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from ..train.records import write_json
-from ..train.trainer import TrainConfig, Trainer, perplexity
-from .common import EXIT_INTERRUPTED, TokenNames, resolve_out, unicode_ok
+from ..train.trainer import TrainConfig, Trainer, perplexity, si
+from .common import (EXIT_INTERRUPTED, TokenNames, fraction, make_run_dir, matmul_rate, nonnegative_float,
+                     positive_float, positive_int, run_dir, unicode_ok, whole_number)
+from .config import run_config
+from .lm_data import DATA_KEYS, check_text, evaluate_test, format_test, load_text, resolve_data
 from .walkthrough import walk
 
 TOKENIZERS = ("char", "bpe", "gpt2")
@@ -28,31 +33,91 @@ GPT2_FILES = ("encoder.json", "vocab.bpe")
 # where GPT-2's files are looked for: ./gpt2-tokenizer, then shared/data beside the repository
 GPT2_DIRS = (Path("gpt2-tokenizer"),
              Path(__file__).resolve().parents[4] / "shared" / "data" / "gpt2-tokenizer")
-# a --task lm flag left out takes this value (not models.config.LM_DEFAULTS, the model's settings)
-FLAG_DEFAULTS = {"preset": "tiny", "tokenizer": "char", "context": None, "batch_size": 16,
-                 "steps": 1000, "lr": 1e-3, "warmup": 100, "eval_interval": 100, "dropout": 0.0,
-                 "bpe_vocab": 1024, "seed": 0}
+# a --task lm flag left out takes this value (None: derived, see complete_settings)
+FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer": "char", "bpe_vocab": 1024,
+                 "preset": "tiny", "context": None, "dropout": 0.0, "batch_size": 16, "grad_accum": 1,
+                 "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100, "weight_decay": 0.1,
+                 "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100, "eval_batches": 20,
+                 "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0}
+# what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
+MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time") + DATA_KEYS
+# (flag, type, metavar, help) of the flags only --task lm reads
+LM_FLAGS = (
+    ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
+     "dump, .jsonl, TinyStories; the last 10%% is validation unless --val-data is given. A folder holding "
+     "train/valid(/test) files (WikiText) uses them as the three splits"),
+    ("--val-data", Path, "FILE", "validation text (instead of the last 10%% of --data)"),
+    ("--test-data", Path, "FILE", "test text, scored in full with best.npz at the end (loss, perplexity; "
+     "word-level perplexity for WikiText)"),
+    ("--tokenizer", None, "KIND", "char (default), bpe (trained on --data, --bpe-vocab tokens), gpt2 "
+     "(GPT-2's 50,257 tokens) or a tokenizer .json saved by glassformer"),
+    ("--bpe-vocab", whole_number(257), "V", "vocabulary size of --tokenizer bpe (default 1024)"),
+    ("--preset", None, None, "model size (default tiny; table below)"),
+    ("--context", positive_int, "T", "tokens per training window (default: the preset's)"),
+    ("--dropout", fraction, "P", "dropout probability (default 0)"),
+    ("--steps", positive_int, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
+    ("--grad-accum", positive_int, "N", "micro-batches of --batch-size per update, their gradients summed "
+     "(default 1)"),
+    ("--min-lr", nonnegative_float, "LR", "where the cosine ends (default --lr / 10)"),
+    ("--warmup", whole_number(0), "N", "linear warm-up steps before the cosine (default 100)"),
+    ("--weight-decay", nonnegative_float, "WD", "AdamW's decoupled decay, matrices only (default 0.1)"),
+    ("--beta1", fraction, "B1", "AdamW's first-moment decay (default 0.9)"),
+    ("--beta2", fraction, "B2", "AdamW's second-moment decay (default 0.99)"),
+    ("--grad-clip", nonnegative_float, "NORM", "bound on the global gradient L2 norm; 0: off (default 1.0)"),
+    ("--eval-interval", whole_number(0), "N", "steps between validation passes (and last.npz saves); 0: only "
+     "at the end (default 100)"),
+    ("--eval-batches", positive_int, "N", "random validation batches per pass (default 20)"),
+    ("--log-interval", positive_int, "N", "steps between progress lines (default steps/20, at most 50)"),
+    ("--sample-every", whole_number(0), "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
+     "(default)"),
+    ("--max-time", positive_float, "SECONDS", "stop cleanly after this much training time in this session: "
+     "checkpoints saved, the summary says so; --resume goes on"),
+)
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
+HELP_VOCABS = (65, 50257)                                   # tinyshakespeare's characters, GPT-2's tokens
 
+
+# ---- model arithmetic: parameters and FLOPs -------------------------------------------------
+
+def lm_parameters(config):
+    """Parameters of a preset DecoderLM: embeddings, positions, L blocks (qkv, proj, FFN, 2 LN), ln_f."""
+    C, F, L = config.d_model, config.d_ff, config.n_layers
+    block = (3 * C * C + 3 * C) + (C * C + C) + (C * F + F) + (F * C + C) + 2 * 2 * C
+    return config.vocab_size * C + config.max_len * C + L * block + 2 * C
+
+
+def flops_per_token(n_params, n_layers, d_model, context):
+    """6 N (forward + backward of every weight) + 12 L d T (attention scores and weighted sums)."""
+    return 6 * n_params + 12 * n_layers * d_model * context
+
+
+def presets_table():
+    """--help's table of the presets: shape, context and parameters at two vocabulary sizes."""
+    head = ["preset", "d_model", "heads", "layers", "context"] + [f"params @ V={v:,}" for v in HELP_VOCABS]
+    rows = [[name, p["d_model"], p["n_heads"], p["n_layers"], p["max_len"]]
+            + [f"{lm_parameters(lm_config(name, v)) / 1e6:.2f} M" for v in HELP_VOCABS]
+            for name, p in sorted(PRESETS.items(), key=lambda kv: lm_parameters(lm_config(kv[0], 65)))]
+    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head] + rows]
+    return ("--task lm presets (--preset; d_ff = 4 d_model, GPT-2 blocks, tied head;\n"
+            "parameters at the preset's context; --context may be shorter):\n  " + "\n  ".join(lines))
+
+
+# ---- flags --------------------------------------------------------------------------------------
 
 def add_lm_arguments(parser):
-    """The flags only --task lm reads (the shared ones: --batch-size, --lr, --seed, --out, --resume)."""
-    g = parser.add_argument_group(
-        "--task lm", "a decoder LM (GPT-2 style) trained with AdamW, warm-up + cosine and clipping; "
-        "--batch-size counts windows of --context tokens (default 16), --lr is the peak (1e-3)")
-    g.add_argument("--data", type=Path, help="text to train on: a .txt file or folder, WikiText, a "
-                   "Wikipedia .xml(.bz2) dump, .jsonl, TinyStories; the last 10%% is validation")
-    g.add_argument("--tokenizer", help="char (default), bpe (trained on --data, --bpe-vocab tokens), "
-                   "gpt2 (GPT-2's 50,257 tokens) or a tokenizer .json saved by glassformer")
-    g.add_argument("--bpe-vocab", type=int, help="vocabulary size of --tokenizer bpe (default 1024)")
-    g.add_argument("--preset", choices=sorted(PRESETS), help="model size (default tiny: 4 layers, "
-                   "d_model 128)")
-    g.add_argument("--context", type=int, help="tokens per training window (default: the preset's)")
-    g.add_argument("--steps", type=int, help="optimizer updates (default 1000; with --resume, the "
-                   "total to reach)")
-    g.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine (default 100)")
-    g.add_argument("--eval-interval", type=int, help="steps between validation passes (default 100)")
-    g.add_argument("--dropout", type=float, help="dropout probability (default 0)")
+    """The flags only --task lm reads; returns their names (dests), in order."""
+    g = parser.add_argument_group("--task lm", textwrap.fill(
+        "a decoder LM (GPT-2 style) trained with AdamW, warm-up + cosine and clipping; "
+        "--batch-size counts windows of --context tokens (default 16), --lr is the peak (1e-3). "
+        "Progress lines show ms per update, tokens/s and the model's FLOP/s, counted as "
+        "6N + 12·L·d·T per token (N parameters, L layers, d = d_model, T = context: forward and "
+        "backward), beside this machine's float32 GEMM rate measured at the start.", 78))
+    for flag, kind, metavar, text in LM_FLAGS:
+        options = {"choices": sorted(PRESETS)} if flag == "--preset" else {"type": kind, "metavar": metavar}
+        g.add_argument(flag, help=text, **{k: v for k, v in options.items() if v is not None})
+    return [a.dest for a in g._group_actions]
 
 
 # ---- tokenizers ----------------------------------------------------------------------------
@@ -66,24 +131,24 @@ def gpt2_tokenizer():
                     f"{' or '.join(str(d) for d in GPT2_DIRS)}; copy them to ./gpt2-tokenizer/")
 
 
-def build_tokenizer(kind, data, bpe_vocab, stream):
-    """A tokenizer for the text at `data`: its characters, BPE trained on it, GPT-2's, or a file."""
+def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
+    """A tokenizer for the text at `data`: its characters (and those of `more`), BPE trained on it,
+    GPT-2's, or a file."""
     if kind == "gpt2":
         return gpt2_tokenizer()
     if kind not in TOKENIZERS:
         if not Path(kind).is_file():
             raise UserError(f"--tokenizer {kind}: use char, bpe, gpt2 or the path of a tokenizer .json")
         return load_tokenizer(kind)
-    documents = open_source(data)
-    if kind == "char":
+    if kind == "char":                                      # validation/test characters too: no unknowns
         chars = set()
-        for doc in documents:
+        for doc in (d for path in (data, *more) for d in open_source(path)):
             chars.update(doc)
         if not chars:
             raise UserError(f"{data}: no text found to build a character vocabulary from")
         return CharTokenizer(sorted(chars))
     print(f"training a byte-level BPE of {bpe_vocab} tokens on {data} ...", file=stream, flush=True)
-    return ByteLevelBPE.train("\n".join(documents), bpe_vocab, progress=True)   # meter on stderr
+    return ByteLevelBPE.train("\n".join(open_source(data)), bpe_vocab, progress=True)   # meter on stderr
 
 
 # ---- settings: from flags, or from the checkpoint on --resume ----------------------------------
@@ -96,79 +161,80 @@ def is_lm_checkpoint(path):
     return isinstance(meta.get("task"), dict) and meta["task"].get("name") == "lm"
 
 
+def complete_settings(s):
+    """The derived defaults filled in (context, min_lr, log_interval), data paths resolved, and checked."""
+    s = resolve_data(s)
+    s["context"] = s["context"] or PRESETS[s["preset"]]["max_len"]
+    s["min_lr"] = s["lr"] / 10 if s["min_lr"] is None else s["min_lr"]
+    s["log_interval"] = s["log_interval"] or max(1, min(50, s["steps"] // 20))
+    if s["min_lr"] > s["lr"]:
+        raise UserError(f"--min-lr {s['min_lr']:g} is above --lr {s['lr']:g}: the cosine goes down to it")
+    return s
+
+
 def resolve_lm_settings(args):
-    """(settings dict, checkpoint or None); flags that contradict a resumed run are UserErrors."""
-    if args.epochs is not None:
-        raise UserError("--epochs is for digits and sentences: --task lm counts --steps")
+    """(settings dict, checkpoint or None); flags that would change a resumed run are UserErrors."""
+    given = {k: getattr(args, k) for k in FLAG_DEFAULTS if getattr(args, k, None) is not None}
     if args.resume is None:
-        s = {k: (getattr(args, k, None) if getattr(args, k, None) is not None else d)
-             for k, d in FLAG_DEFAULTS.items()}
-        if args.data is None:
+        if "data" not in given:
             raise UserError("--task lm needs --data PATH, e.g. "
                             "--data ../shared/data/tinyshakespeare/input.txt")
-        s["data"] = str(args.data)
-        s["context"] = s["context"] or PRESETS[s["preset"]]["max_len"]
-        for name in ("context", "steps", "batch_size", "bpe_vocab"):
-            if s[name] < 1:
-                raise UserError(f"--{name.replace('_', '-')} {s[name]} must be at least 1")
-        return s, None
+        return complete_settings(dict(FLAG_DEFAULTS, **given)), None
     ckpt = load_checkpoint(args.resume)
     task = ckpt.task if isinstance(ckpt.task, dict) else {}
-    saved = task.get("settings")
-    if task.get("name") != "lm" or not saved or not ckpt.optimizer_state:
+    if task.get("name") != "lm" or not task.get("settings") or not ckpt.optimizer_state:
         raise UserError(f"{args.resume}: not a resumable --task lm checkpoint (no run settings or "
                         "optimizer state); start a new run instead")
-    for key in ("preset", "tokenizer", "context", "batch_size", "lr", "seed", "dropout", "warmup"):
-        given = getattr(args, key, None)
-        if given is not None and given != saved[key]:
+    saved = dict(FLAG_DEFAULTS, **task["settings"])         # older runs lack the newer keys
+    saved["min_lr"] = saved["lr"] / 10 if saved["min_lr"] is None else saved["min_lr"]
+    for key, value in given.items():
+        if key not in MAY_CHANGE and value != saved[key]:
             flag = "--" + key.replace("_", "-")
-            raise UserError(f"{flag} {given} differs from the resumed run's {saved[key]}: drop {flag}")
-    s = dict(saved, data=str(args.data) if args.data else saved["data"])
-    s["steps"] = args.steps or saved["steps"]
+            raise UserError(f"{flag} {value} differs from the resumed run's {saved[key]}: drop {flag} "
+                            f"(--resume reads the run's settings; it may change only "
+                            f"{', '.join('--' + k.replace('_', '-') for k in MAY_CHANGE)})")
+    s = complete_settings(dict(saved, **{k: v for k, v in given.items() if k in MAY_CHANGE}))
     if s["steps"] <= ckpt.step:
         raise UserError(f"{args.resume} is already at step {ckpt.step}: pass --steps N with N > "
                         f"{ckpt.step} to train more")
-    s["eval_interval"] = args.eval_interval or saved["eval_interval"]
     return s, ckpt
 
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def check_text(data):
-    """UserError for --data that is missing, not UTF-8, or binary (NUL bytes in its first 64 KB)."""
-    for path in open_source(data).files():
-        blocks = read_blocks(path, 1 << 16)
-        try:
-            head = next(blocks, "")
-        finally:
-            blocks.close()
-        if "\x00" in head:
-            raise UserError(f"{path}: looks like a binary file (it holds NUL bytes), not text: give "
-                            "--data a UTF-8 .txt file or folder, WikiText, .jsonl or a Wikipedia .xml(.bz2)")
+def train_config(s, out):
+    """The Trainer's settings from the run's."""
+    return TrainConfig(steps=s["steps"], lr=s["lr"], min_lr=s["min_lr"],
+                       warmup_steps=min(s["warmup"], s["steps"] // 2), weight_decay=s["weight_decay"],
+                       beta1=s["beta1"], beta2=s["beta2"], grad_clip=s["grad_clip"],
+                       accum_steps=s["grad_accum"], eval_interval=s["eval_interval"],
+                       eval_batches=s["eval_batches"], log_interval=s["log_interval"],
+                       checkpoint_interval=s["eval_interval"], max_time=s["max_time"] or 0.0,
+                       sample_every=s["sample_every"], out_dir=str(out), seed=s["seed"])
 
 
-def build_trainer(s, out, stream, ckpt=None):
-    """(trainer, tokenizer, corpus) for settings s; from the checkpoint's model and tokenizer on resume."""
+def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
+    """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint."""
+    more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else \
-        build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream)
-    corpus = load_corpus(s["data"], tok, val_fraction=0.1, eot_id=eos_id(tok), progress=True)
+        build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
+    corpus, test = load_text(s, tok)
     if ckpt is None:
         config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"])
         model = build_model(config, np.random.default_rng(s["seed"]))
     else:
         model = ckpt.model
-    T, B = s["context"], s["batch_size"]
-    tcfg = TrainConfig(steps=s["steps"], lr=s["lr"], min_lr=s["lr"] / 10,
-                       warmup_steps=min(s["warmup"], s["steps"] // 2), eval_interval=s["eval_interval"],
-                       eval_batches=20, log_interval=max(1, min(50, s["steps"] // 20)),
-                       checkpoint_interval=s["eval_interval"], out_dir=str(out), seed=s["seed"])
+    T, B, c = s["context"], s["batch_size"], model.config
     task = {"name": "lm", "settings": s, "context": T, "n_train_tokens": len(corpus.train),
-            "n_val_tokens": len(corpus.val)}
-    trainer = Trainer(model, CrossEntropyLoss(), lm_batches(corpus.train, B, T), tcfg,
-                      val_batches=lm_batches(corpus.val, B, T), tokenizer=tok, task=task, log=stream)
-    if ckpt is not None:
-        trainer.resume(ckpt)
-    return trainer, tok, corpus
+            "n_val_tokens": len(corpus.val), "n_test_tokens": None if test is None else len(test),
+            "first_val_token": int(corpus.val[0])}
+    trainer = Trainer(model, CrossEntropyLoss(), lm_batches(corpus.train, B, T), train_config(s, out),
+                      val_batches=lm_batches(corpus.val, B, T), tokenizer=tok, task=task, log=stream,
+                      flops_per_token=flops_per_token(model.n_parameters(), c.n_layers, c.d_model, T),
+                      peak_flops=peak_flops)
+    if ckpt is not None:                                    # --steps N extends: the cosine then ends at N
+        trainer.resume(ckpt, extend=True)
+    return trainer, tok, test
 
 
 def walk_first_batch(trainer, tok, ask, stream):
@@ -183,46 +249,71 @@ def walk_first_batch(trainer, tok, ask, stream):
                 trainer.loss_fn, trainer.optimizer, ask, stream)
 
 
+def print_header(trainer, tok, s, out, resumed, stream):
+    """What is being trained on what, and the FLOP count the progress lines use."""
+    t, model = trainer.task, trainer.model
+    splits = f"{t['n_train_tokens']:,} training and {t['n_val_tokens']:,} validation" + \
+        ("" if t["n_test_tokens"] is None else f" and {t['n_test_tokens']:,} test")
+    print(f"task lm: {s['data']}, {splits} tokens; {tok.type} tokenizer of {tok.vocab_size:,} tokens; "
+          f"{s['preset']} preset, {model.n_parameters():,} parameters, context {s['context']}; run directory "
+          f"{out}" + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
+    c = model.config
+    print(f"speed: 6N + 12·L·d·T = {si(trainer.flops_per_token, 'FLOP')} per token (N "
+          f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {s['context']}); this machine's "
+          f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", file=stream)
+
+
 def run_lm(args, argv, stream, interactive, ask=input):
     """Train a language model from the flags (walk the first batch when interactive); exit code."""
     s, ckpt = resolve_lm_settings(args)
-    check_text(s["data"])                                   # before the run directory is made
-    out = resolve_out(args, "lm")
-    trainer, tok, corpus = build_trainer(s, out, stream, ckpt)
-    model = trainer.model
-    print(f"task lm: {s['data']}, {trainer.task['n_train_tokens']:,} training and "
-          f"{trainer.task['n_val_tokens']:,} validation tokens; {tok.type} tokenizer of "
-          f"{tok.vocab_size:,} tokens; {s['preset']} preset, {model.n_parameters():,} parameters, "
-          f"context {s['context']}; run directory {out}"
-          + (f"; resuming after step {trainer.step}" if ckpt else ""), file=stream)
+    for key in DATA_KEYS:
+        if s[key] is not None:
+            check_text(s[key])                              # before the run directory is made
+    out = run_dir(args, "lm")
+    trainer, tok, test = build_trainer(s, out, stream, ckpt, peak_flops=matmul_rate())
+    print_header(trainer, tok, s, out, ckpt is not None, stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
+    make_run_dir(out)
+    write_json(out / "config.json", run_config(s, "lm", args.device or "cpu", {}))
     summary = trainer.fit()
-    sample = None
-    if (out / "best.npz").exists():                         # from nothing, or from the first val token
-        prompt = "" if eos_id(tok) is not None else tok.decode([int(corpus.val[0])])
+    sample, report = None, {}
+    if (out / "best.npz").exists():
         best = load_checkpoint(out / "best.npz").model
+        prompt = "" if eos_id(tok) is not None else tok.decode([trainer.task["first_val_token"]])
         sample = prompt + generate_text(best, tok, prompt, 200, temperature=0.8, seed=s["seed"])
+        if test is not None and not summary["interrupted"]:
+            report = evaluate_test(best, test, s["test_data"], s["context"], stream)
     summary.update(task="lm", command="python train_step_by_step.py " + shlex.join(argv),
-                   date=datetime.now().isoformat(timespec="seconds"), sample=sample,
+                   date=datetime.now().isoformat(timespec="seconds"), sample=sample, **report,
                    resumed_from=str(args.resume) if args.resume else None,
-                   config={"model": model.config.to_dict(), "settings": s,
+                   config={"model": trainer.model.config.to_dict(), "settings": s,
                            "training": asdict(trainer.config)},
                    files=sorted({p.name for p in out.iterdir()
-                                 if p.suffix in (".npz", ".csv", ".png")} | {"summary.json"}))
+                                 if p.suffix in (".npz", ".csv", ".png")} | {"config.json", "summary.json"}))
     write_json(out / "summary.json", summary)
     print_lm_summary(summary, out, stream)
     return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
 def print_lm_summary(summary, out, stream):
+    """The results, the speed against the machine, why it stopped and where the files are."""
     if summary["best_val_loss"] is not None:
         print(f"best validation loss {summary['best_val_loss']:.4f} (perplexity "
               f"{perplexity(summary['best_val_loss']):.2f}) after {summary['step']} steps, "
               f"{summary['elapsed_s']:.1f} s", file=stream)
+    if summary.get("ms_per_iter") is not None:
+        ratio = summary.get("flops_ratio")
+        print(f"speed: {summary['ms_per_iter']:.1f} ms/iter, {summary['train_tokens_per_s']:,.0f} tokens/s, "
+              f"{si(summary['model_flops_per_s'], 'FLOP/s')}" + ("" if ratio is None else
+              f" = {ratio:.1%} of the measured {si(summary['peak_flops_per_s'], 'FLOP/s')}"), file=stream)
+    if summary.get("test_loss") is not None:
+        print(format_test(summary), file=stream)
     if summary["sample"] is not None:
         print("sample from best.npz (temperature 0.8):\n" + summary["sample"], file=stream)
     print(f"files in {out}: {', '.join(summary['files'])}", file=stream)
-    if summary["interrupted"]:
+    if summary["stop_reason"] == "max_time":
+        print(f"stopped after the --max-time budget, at step {summary['step']}", file=stream)
+    if summary["stop_reason"] != "steps":
         print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
     print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}", file=stream)

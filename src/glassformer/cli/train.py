@@ -4,7 +4,12 @@ Interactive (stdin is a terminal): every stage of one forward pass, the loss, th
 one optimizer update is printed with real numbers, pausing for Enter. Then training runs with a live
 progress line and writes into --out: best.npz (highest validation accuracy, ties broken by lower
 validation loss), last.npz (every epoch; --resume continues from either), metrics.csv, summary.json,
-curves.png and attention_layer{i}.png.
+config.json (the run's resolved flags: --config it to run it again), curves.png, attention_layer{i}.png.
+
+  python train_step_by_step.py --config configs/shakespeare_char.json --steps 500
+A --config file (.json, or .toml on Python 3.11+) holds flags as keys ("batch_size" or "batch-size");
+flags typed after it win. Paths in it are relative to the config file's folder; keys starting with
+"_" are comments. --resume needs no flags repeated: it reads the run's settings from the checkpoint.
 """
 import argparse
 import math
@@ -27,9 +32,10 @@ from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
 from ..train.records import write_json, write_metrics
-from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, positive_float,
-                     positive_int, resolve_out, seed_int)
-from .lm import add_lm_arguments, is_lm_checkpoint, run_lm
+from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir, positive_float,
+                     positive_int, resume_path, run_dir, seed_int)
+from .config import check_task_flags, given_flags, parse_with_config, run_config
+from .lm import add_lm_arguments, is_lm_checkpoint, presets_table, run_lm
 from .tasks import TASK_CLASSES
 from .walkthrough import walk
 
@@ -38,6 +44,8 @@ DEFAULT_EPOCHS = {"digits": 20, "sentences": 300}
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0,
             "n_args": 3, "digits": "0-9"}
+# flags only some tasks read (the --task lm ones are added by build_parser); the rest apply to all
+ONLY = {"size": ("digits",), "n_args": ("digits",), "digits": ("digits",), "epochs": ("digits", "sentences")}
 
 
 # ---------------------------------------------------------------- flags and settings
@@ -61,17 +69,21 @@ def n_args_int(text):
 
 def build_parser():
     """Every flag of train_step_by_step.py (the --task lm ones from cli.lm)."""
-    p = Parser(prog="train_step_by_step.py", description=__doc__,
+    p = Parser(prog="train_step_by_step.py", description=__doc__, epilog=presets_table(),
                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, metavar="FILE", help="flags from a .json/.toml file (see "
+                   "above and configs/); flags on the command line override it")
     p.add_argument("--task", choices=TASKS, help="digits (default): 'Max ( 5 3 9 )' -> 9 with an "
                    "encoder classifier; sentences: next-word prediction with a causal decoder; "
                    "lm: a language model on your --data (flags below)")
-    p.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
-                   "(default) / 50K examples; the sentences task always has its 8 sentences")
-    p.add_argument("--n-args", type=n_args_int, help="digits: arguments per expression (default 3)")
-    p.add_argument("--digits", type=digit_range, help="digits: range of the argument digits, "
+    g = p.add_argument_group("--task digits and sentences", "a flag given to a task that does not read "
+                             "it is an error")
+    g.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
+                   "(default) / 50K examples (the sentences task always has its 8 sentences)")
+    g.add_argument("--n-args", type=n_args_int, help="digits: arguments per expression (default 3)")
+    g.add_argument("--digits", type=digit_range, help="digits: range of the argument digits, "
                    "LOW-HIGH (default 0-9)")
-    p.add_argument("--epochs", type=positive_int, help="total epochs (default: 20 for digits, 300 "
+    g.add_argument("--epochs", type=positive_int, help="total epochs (default: 20 for digits, 300 "
                    "for sentences; with --resume, the total to reach counting those already done)")
     p.add_argument("--batch-size", type=positive_int, help="examples per update (default 32)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
@@ -80,12 +92,13 @@ def build_parser():
     p.add_argument("--out", type=Path, help="run directory (default runs/<YYYYmmdd-HHMMSS>-<task>; "
                    "with --resume, the checkpoint's directory)")
     p.add_argument("--resume", type=Path, metavar="CHECKPOINT",
-                   help="continue a run from its last.npz (or best.npz) exactly as if never stopped")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="where to train: cpu (NumPy) or cuda (an NVIDIA GPU through CuPy)")
+                   help="continue a run from its last.npz (or best.npz, or its folder) exactly as if "
+                   "never stopped; only --epochs/--steps (to go further) and bookkeeping flags may change")
+    p.add_argument("--device", choices=["cpu", "cuda"],
+                   help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
-    add_lm_arguments(p)                                 # --data, --tokenizer, --preset, ...
+    p.only = dict(ONLY, **{dest: ("lm",) for dest in add_lm_arguments(p)})   # --data, --preset, ...
     return p
 
 
@@ -247,7 +260,7 @@ def finish(run, out, interrupted, command):
                    "training": {**run.settings, "optimizer": "Adam",
                                 "device": "cuda" if backend.current() == "cupy" else "cpu"}},
         "files": sorted({p.name for p in out.iterdir() if p.suffix in (".npz", ".csv", ".png")}
-                        | {"summary.json"}),
+                        | {"config.json", "summary.json"}),
     }
     write_json(out / "summary.json", summary)
     return summary
@@ -273,23 +286,29 @@ def print_summary(summary, out, stream):
         print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
 
 
-def run_cli(args, argv, stream):
+def run_cli(args, argv, stream, only):
     """One run from parsed flags: --task lm goes to cli.lm; the exit code."""
-    backend.use(args.device)
+    backend.use(args.device or "cpu")
     interactive = not args.no_interactive and sys.stdin.isatty()
+    args.resume = resume_path(args.resume)
+    given = given_flags(args, only)
     if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
+        check_task_flags(given, "lm", only)
         return run_lm(args, argv, stream, interactive)
     settings, ckpt = resolve_settings(args)
-    out = resolve_out(args, settings["task"])
+    check_task_flags(given, settings["task"], only)
+    out = run_dir(args, settings["task"])
     run = Run(settings, ckpt, args.resume)
-    if ckpt is not None:
-        carry_best(run, args.resume, out)
     print(f"task {run.task.name}: {run.task.n_train()} training examples; "
           f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters; run directory {out}"
           + (f"; resuming after epoch {run.epoch}" if ckpt else ""), file=stream)
-    if interactive:
+    if interactive and ckpt is None:                    # a resumed run has had its walk
         ids, targets = run.task.walk_example()
         walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)
+    make_run_dir(out)                                   # only now: Ctrl-C in the walk leaves no folder
+    if ckpt is not None:
+        carry_best(run, args.resume, out)
+    write_json(out / "config.json", run_config(settings, settings["task"], args.device or "cpu", only))
     interrupted = fit(run, out, stream, live=stream.isatty())
     command = "python train_step_by_step.py " + shlex.join(argv)
     print_summary(finish(run, out, interrupted, command), out, stream)
@@ -300,7 +319,8 @@ def main(argv=None):
     """Parse flags, walk (on a terminal), train; exit 0, 2 on bad input, 130 on Ctrl-C."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return run_cli(build_parser().parse_args(argv), argv, sys.stdout)
+        parser = build_parser()
+        return run_cli(parse_with_config(parser, argv), argv, sys.stdout, parser.only)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -52,6 +52,30 @@ class Source:
         return txt_files(self.path) if self.kind == "txt" else [self.path]
 
 
+SPLITS = {"train": ("train",), "valid": ("valid", "validation", "val"), "test": ("test",)}
+SPLIT_SUFFIXES = (".txt", ".tokens", ".raw")
+
+
+def split_files(folder):
+    """{"train", "valid", "test"} -> the files of a folder that holds its own splits (WikiText's
+    train/valid/test .txt, wiki.train.tokens, ...; test may be None), or None when it holds no such pair."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SPLIT_SUFFIXES):
+        stem = path.name.lower().removeprefix("wiki.").split(".")[0]
+        split = next((s for s, names in SPLITS.items() if stem in names), None)
+        if split is not None:
+            if split in found:
+                raise UserError(f"{folder}: two {split} files ({found[split].name}, {path.name}): keep one, "
+                                "or name the files with --data/--val-data/--test-data")
+            found[split] = path
+    if "train" not in found or "valid" not in found:
+        return None
+    return {"train": found["train"], "valid": found["valid"], "test": found.get("test")}
+
+
 def open_source(path, kind="auto", **options):
     """A Source for path; kind "auto" guesses from the name and first bytes (see detect_kind)."""
     path = Path(path)

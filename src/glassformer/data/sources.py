@@ -58,6 +58,11 @@ def read_wikitext(path):
         yield text
 
 
+def count_words(path):
+    """Whitespace-separated words plus one <eos> per line: what WikiText's word-level perplexity divides by."""
+    return sum(len(line.split()) + 1 for _, line in read_lines(path))
+
+
 def read_jsonl(path, field="text"):
     """JSON Lines with a `text` field (TinyStories/SimpleStories exports): one document per line."""
     for number, line in read_lines(path):

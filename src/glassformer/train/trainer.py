@@ -6,6 +6,7 @@ saved state, the parameters and AdamW's moments make a resumed run repeat the st
 """
 import contextlib
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -16,20 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from .. import precision
-from ..backend import array_module
+from ..backend import array_module, synchronize
 from ..checkpoint import Checkpoint, load_checkpoint, read_meta, restore_optimizer, save_checkpoint
 from ..errors import UserError
+from ..generate import eos_id, generate_tokens
 from ..layers.dropout import Dropout
 from ..optim.optimizers import AdamW, decay_mask
 from ..optim.schedules import warmup_cosine
 from ..optim.loss_scaler import LossScaler
+from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
 from .records import read_metrics, write_metrics
 from .resume import keep_schedule, saved_state
 from .step import Diverged, DivergenceGuard, check_finite, train_step
 
 CSV_FIELDS = ("step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s",
-              "val_loss", "val_ppl")
+              "ms_per_iter", "val_loss", "val_ppl")
 LOSS_PANELS = (Panel("loss", "cross-entropy (nats/token)",
                      (("train_loss", "train (mean since last log)"), ("val_loss", "validation"))),)
 
@@ -51,6 +54,8 @@ class TrainConfig:
     eval_seed: int = 1234             # the same validation batches at every pass
     log_interval: int = 10            # steps between progress lines
     checkpoint_interval: int = 0      # steps between last.npz saves; 0: at the end only
+    max_time: float = 0.0             # seconds of training per fit() call, then a clean stop; 0: no limit
+    sample_every: int = 0             # steps between short samples printed to the log; 0: never
     out_dir: str = None               # best.npz, last.npz, metrics.csv, loss.png; None: write nothing
     seed: int = 0                     # the batches and dropout generator
 
@@ -59,7 +64,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
         for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "grad_clip",
-                     "weight_decay", "min_lr"):
+                     "weight_decay", "min_lr", "max_time", "sample_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name}={getattr(self, name)} must be >= 0")
         if not self.lr > 0:
@@ -108,16 +113,36 @@ def format_seconds(s):
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def si(x, unit=""):
+    """9.41e9, "FLOP/s" -> "9.41 GFLOP/s" (no unit: "9.41G"): three significant digits, a prefix up to P."""
+    x = float(f"{x:.3g}")                                   # 999.9 -> 1000: "1 k", not "1e+03"
+    prefixes = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+    scale, prefix = next(((f, p) for f, p in prefixes if abs(x) >= f), (1, ""))
+    return f"{x / scale:.3g}{' ' if unit else ''}{prefix}{unit}"
+
+
+def progress_line(parts, width):
+    """(long, short) parts as one line of at most width columns: the long forms joined by ' | ' when they
+    fit, else the short ones (None: left out) joined by spaces."""
+    line = " | ".join(long for long, _ in parts)
+    if len(line) > width:
+        line = " ".join(short for _, short in parts if short)
+    return line[:width]
+
+
 class Trainer:
     """Runs TrainConfig.steps AdamW updates of model on batches(rng), evaluating on val_batches."""
 
     def __init__(self, model, loss_fn, batches, config=None, val_batches=None, tokenizer=None,
-                 task=None, log=sys.stderr, on_log=None):
+                 task=None, log=sys.stderr, on_log=None, flops_per_token=None, peak_flops=None):
         self.model, self.loss_fn, self.batches, self.val_batches = model, loss_fn, batches, val_batches
         self.config = config = config or TrainConfig()
         self.tokenizer = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
         self.task = task or {"name": "lm"}
         self.log, self.on_log = log, on_log                 # on_log(trainer, row) after each log line
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops   # model FLOPs; the roof
+        if config.sample_every and self.tokenizer is None:
+            raise UserError("sample_every needs the tokenizer (Trainer(..., tokenizer=...)) to print text")
         self.rng = np.random.default_rng(config.seed)
         share_rng(model, self.rng)
         named = model.named_parameters()
@@ -129,7 +154,8 @@ class Trainer:
         if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
             self.loss_fn = self.scaler.scaled(loss_fn)
         self.guard, self.diverged = DivergenceGuard(self.scaler), None   # diverged: {"step", "reason"}
-        self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
+        self.step, self.tokens_seen, self.elapsed, self.train_s = 0, 0, 0.0, 0.0   # train_s: in steps only
+        self.stop_reason, self.width = None, 80
         self.best_val, self.grad_norm = None, None
         self.history = []                                   # one dict per logged/evaluated step
         self.stop_requested = False
@@ -172,28 +198,40 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------------
 
     def fit(self):
-        """Train until config.steps (or Ctrl-C); returns a summary dict. Ctrl-C stops after the step."""
+        """Train until config.steps, config.max_time or Ctrl-C (stop_reason says which); a summary dict."""
         c = self.config
         out = Path(c.out_dir) if c.out_dir else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        hard_stop, self.stop_requested = False, False
+        hard_stop, self.stop_requested, out_of_time = False, False, False
         t0, elapsed0 = time.perf_counter(), self.elapsed
-        window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0}
+        window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0}
+        self.width = max(80, shutil.get_terminal_size((80, 24)).columns)   # the terminal's, if wider
         try:
             with self._stop_on_sigint():
-                while self.step < c.steps and not self.stop_requested:
+                while self.step < c.steps and not self.stop_requested and not out_of_time:
                     window["loss"] = window["loss"] + self.train_step()
                     window["n"] += 1
-                    self.elapsed = elapsed0 + time.perf_counter() - t0
-                    done = self.step == c.steps
-                    if self.step % c.log_interval == 0 or self.step == 1 or done:
+                    now = time.perf_counter()
+                    self.elapsed = elapsed0 + now - t0
+                    out_of_time = bool(c.max_time) and now - t0 >= c.max_time
+                    done = self.step == c.steps or out_of_time
+                    if self.step % c.log_interval == 0 or self.step == 1 or done or self.stop_requested:
                         self._log_progress(window)
-                    if self.val_batches is not None and (done or c.eval_interval
-                                                         and self.step % c.eval_interval == 0):
-                        self._evaluate_and_keep_best(out)
-                    if out is not None and c.checkpoint_interval and self.step % c.checkpoint_interval == 0:
-                        self.save(out / "last.npz")
+                    evaluate = self.val_batches is not None and (done or c.eval_interval
+                                                                 and self.step % c.eval_interval == 0)
+                    save = out is not None and c.checkpoint_interval \
+                        and self.step % c.checkpoint_interval == 0
+                    sample = c.sample_every and self.step % c.sample_every == 0
+                    if evaluate or save or sample:
+                        with self._paused(window):          # not training time: ms/it and tok/s leave it out
+                            if evaluate:
+                                self._evaluate_and_keep_best(out)
+                            if save:
+                                self.save(out / "last.npz")
+                            if sample:
+                                print(f"--- sample at step {self.step} ---\n{self.sample()}\n---",
+                                      file=self.log, flush=True)
         except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
             hard_stop = True
             print(f"\ninterrupted at step {self.step}", file=self.log)
@@ -201,6 +239,11 @@ class Trainer:
             self.diverged = e.record()
             print(f"\n{e}", file=self.log)
         interrupted = hard_stop or self.stop_requested
+        self.stop_reason = "diverged" if self.diverged else "interrupted" if interrupted else \
+            "steps" if self.step >= c.steps else "max_time"
+        if self.stop_reason == "max_time":
+            print(f"stopped at step {self.step}: the time budget (max_time) of {c.max_time:g} s is spent",
+                  file=self.log)
         if out is not None:
             if not (hard_stop or self.diverged):            # never save a half-applied update
                 self.save(out / "last.npz")
@@ -220,7 +263,7 @@ class Trainer:
                 "skipped_steps": None if self.scaler is None else self.scaler.skipped_steps,
                 "elapsed_s": round(self.elapsed, 3),
                 "tokens_per_s": self.tokens_seen / self.elapsed if self.elapsed else None,
-                "interrupted": interrupted}
+                "interrupted": interrupted, "stop_reason": self.stop_reason, **self.speed()}
 
     def best_saved(self):
         """best_val_loss and best_step as best.npz's own header says (what the summary names is there)."""
@@ -231,6 +274,34 @@ class Trainer:
         archive.close()
         return {"best_val_loss": meta.get("metrics", {}).get("val_loss"), "best_step": meta.get("step")}
 
+    def speed(self):
+        """ms per update, training tokens/s and model FLOP/s over the time spent in updates (no evals)."""
+        if not (self.train_s and self.step):
+            return {}
+        rate = self.tokens_seen / self.train_s
+        speed = {"train_s": round(self.train_s, 3), "ms_per_iter": round(1e3 * self.train_s / self.step, 3),
+                 "train_tokens_per_s": round(rate, 1)}
+        if self.flops_per_token:
+            speed["model_flops_per_s"] = rate * self.flops_per_token
+            if self.peak_flops:
+                speed.update(peak_flops_per_s=self.peak_flops,
+                             flops_ratio=round(speed["model_flops_per_s"] / self.peak_flops, 4))
+        return speed
+
+    def sample(self, n_tokens=64, temperature=0.8):
+        """A short continuation of the current model from the end-of-text token (else a validation
+        token), as llm.c prints while training; its own generator, so training is not disturbed."""
+        tok = tokenizer_from_dict(self.tokenizer)
+        eos = eos_id(tok)
+        if eos is not None:
+            ids = [eos]
+        else:
+            draw = self.val_batches or self.batches
+            ids = [int(np.asarray(draw(np.random.default_rng(self.config.eval_seed))[0])[0, 0])]
+        new = generate_tokens(self.model, ids, n_tokens, temperature=temperature, seed=self.step,
+                              eos_id=eos)
+        return tok.decode((ids if eos is None else []) + [i for i in new if i != eos])
+
     def _row(self):
         """The history row of the current step (log and evaluation of one step share a row)."""
         if not self.history or self.history[-1]["step"] != self.step:
@@ -239,18 +310,31 @@ class Trainer:
         return self.history[-1]
 
     def _log_progress(self, window):
-        now = time.perf_counter()
+        c = self.config
         self.guard.check(self.step)                         # syncs, as the loss below does
         loss = float(window["loss"]) / window["n"]          # the only per-interval host sync
-        rate = (self.tokens_seen - window["tokens"]) / max(now - window["t"], 1e-9)
-        eta = (self.config.steps - self.step) * (now - window["t"]) / window["n"]
+        now = time.perf_counter()
+        seconds = max(now - window["t"], 1e-9)              # this window's updates, pauses left out
+        self.train_s += seconds
+        rate, ms = (self.tokens_seen - window["tokens"]) / seconds, 1e3 * seconds / window["n"]
+        eta = (c.steps - self.step) * ms / 1e3
+        if c.max_time:
+            eta = min(eta, max(c.max_time - (now - window["start"]), 0.0))
         row = self._row()
-        row.update(train_loss=loss, tokens_per_s=round(rate, 1),
+        row.update(train_loss=loss, tokens_per_s=round(rate, 1), ms_per_iter=round(ms, 3),
                    grad_norm=None if self.grad_norm is None else float(self.grad_norm))
-        width = len(str(self.config.steps))
-        print(f"step {self.step:>{width}}/{self.config.steps} | loss {loss:.4f} | "
-              f"lr {self.optimizer.lr:.2e} | {rate:,.0f} tok/s | ETA {format_seconds(eta)}",
-              file=self.log, flush=True)
+        parts = [(f"step {self.step:>{len(str(c.steps))}}/{c.steps}",) * 2, (f"loss {loss:.4f}",) * 2,
+                 (f"lr {self.optimizer.lr:.2e}", None), (f"{ms:.1f} ms/it", f"{ms:.1f}ms/it"),
+                 (f"{rate:,.0f} tok/s", f"{si(rate)} tok/s")]
+        if self.flops_per_token:                            # model FLOP/s beside the machine's roof
+            flops = si(rate * self.flops_per_token, "FLOP/s")
+            if self.peak_flops:
+                share = f"{rate * self.flops_per_token / self.peak_flops:.0%}"
+                parts.append((f"{flops} = {share} of {si(self.peak_flops, 'FLOP/s')}", f"{flops} {share}"))
+            else:
+                parts.append((flops, flops))
+        parts.append((f"ETA {format_seconds(eta)}",) * 2)
+        print(progress_line(parts, self.width), file=self.log, flush=True)
         window.update(loss=0.0, n=0, tokens=self.tokens_seen, t=now)
         if self.on_log is not None:
             self.on_log(self, row)
@@ -268,6 +352,16 @@ class Trainer:
               f"{metrics['val_ppl']:.2f}{' (best)' if best else ''}", file=self.log, flush=True)
         if out is not None:
             write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
+
+    @contextlib.contextmanager
+    def _paused(self, window):
+        """Time inside is not training time: the progress window's clock is moved past it."""
+        synchronize()                                       # queued GPU work belongs to the steps before
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            window["t"] += time.perf_counter() - start
 
     @contextlib.contextmanager
     def _stop_on_sigint(self):
@@ -293,7 +387,7 @@ class Trainer:
         """A resumable checkpoint: model, AdamW moments, RNG state, tokenizer, task, train config."""
         self.guard.check(self.step)                         # a NaN model is never saved
         trainer_state = {"best_val": self.best_val, "tokens_seen": self.tokens_seen,
-                         "elapsed": self.elapsed,
+                         "elapsed": self.elapsed, "train_s": self.train_s,
                          "loss_scaler": None if self.scaler is None else self.scaler.state_dict()}
         return save_checkpoint(path, self.model, tokenizer=self.tokenizer, task=self.task,
                                optimizer=self.optimizer, step=self.step, rng=self.rng,
@@ -321,6 +415,7 @@ class Trainer:
         self.best_val = state.get("best_val")
         self.tokens_seen = state.get("tokens_seen", 0)
         self.elapsed = state.get("elapsed", 0.0)
+        self.train_s = state.get("train_s", self.elapsed)   # older checkpoints: evaluations included
         if self.scaler is not None and state.get("loss_scaler"):
             self.scaler.load_state_dict(state["loss_scaler"])
         if self.config.out_dir and (Path(self.config.out_dir) / "metrics.csv").exists():

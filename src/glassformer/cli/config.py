@@ -1,0 +1,130 @@
+"""Config files (--config run.json or run.toml): any flag as a key; which flags each task reads.
+
+A config file holds flags by name ("batch_size" or "batch-size"); flags typed on the command line
+override it. Paths in it (data, val_data, test_data, out, resume, a tokenizer file) are relative to
+the config file's folder, so a config works from any directory. Keys starting with "_" are comments.
+"""
+import difflib
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+PATH_KEYS = ("data", "val_data", "test_data", "out", "resume", "tokenizer")
+TOKENIZER_NAMES = ("char", "bpe", "gpt2")                   # --tokenizer values that are not paths
+
+
+def read_config(path):
+    """The table of a .json or .toml file as a dict; UserError when it is missing or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--config {path}: not UTF-8 text") from None
+    if path.suffix == ".toml":
+        try:
+            import tomllib                                  # Python 3.11+
+        except ModuleNotFoundError:
+            version = f"{sys.version_info.major}.{sys.version_info.minor}"
+            raise UserError(f"--config {path}: .toml configs need Python 3.11 or later (tomllib); this is "
+                            f"Python {version}: use a .json config") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"--config {path}: not valid TOML ({e})") from None
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"--config {path}: not valid JSON ({e.msg} at line {e.lineno}, column "
+                            f"{e.colno})") from None
+    else:
+        raise UserError(f"--config {path}: use a .json or .toml file")
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path}: the file must hold one object of flag names and values, "
+                        'e.g. {"task": "lm", "steps": 2000}')
+    return data
+
+
+def config_words(path, parser):
+    """The flags in the config file as command-line words, to go before the typed ones (which win)."""
+    path = Path(path)
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    words, unknown = [], []
+    for key, value in read_config(path).items():
+        dest = key.replace("-", "_")
+        if key.startswith("_"):
+            continue                                        # a comment
+        if dest not in actions:
+            unknown.append(key)
+            continue
+        flag = max(actions[dest].option_strings, key=len)
+        if actions[dest].nargs == 0:                        # a switch: true or false
+            if not isinstance(value, bool):
+                raise UserError(f"--config {path}: {key} is a switch: give it true or false, not {value!r}")
+            words += [flag] if value else []
+        elif value is not None:
+            if isinstance(value, (bool, list, dict)):
+                raise UserError(f"--config {path}: {key} takes one number or string, not {value!r}")
+            words += [flag, _relative(path, dest, value)]
+    if unknown:
+        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(
+            k.replace("-", "_"), list(actions), n=1)) else k for k in unknown]
+        raise UserError(f"--config {path}: unknown key{'s' * (len(unknown) > 1)} {', '.join(hints)}: keys "
+                        "are the flags of train_step_by_step.py without the dashes (see --help)")
+    return words
+
+
+def _relative(config_path, dest, value):
+    """A path value read from the config's folder (absolute paths and tokenizer names as they are)."""
+    text = str(value)
+    if dest not in PATH_KEYS or (dest == "tokenizer" and text in TOKENIZER_NAMES):
+        return text
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else (config_path.resolve().parent / path).resolve())
+
+
+def parse_with_config(parser, argv):
+    """Flags from argv over those of its --config file (if any): the parsed namespace."""
+    args = parser.parse_args(argv)
+    if args.config is None:
+        return args
+    words = config_words(args.config, parser)
+    try:
+        parser.parse_args(words)                            # the file's own mistakes, named as such
+    except UserError as e:
+        raise UserError(f"--config {args.config}: {e}") from None
+    return parser.parse_args(words + argv)
+
+
+def given_flags(args, dests):
+    """{dest: value} of the flags among dests that were set (typed or from the config file)."""
+    return {d: getattr(args, d) for d in dests if getattr(args, d, None) not in (None, False)}
+
+
+def check_task_flags(given, task, only):
+    """UserError naming the given flags that `task` does not read; only: {dest: tasks that read it}."""
+    wrong = [d for d in given if d in only and task not in only[d]]
+    if not wrong:
+        return
+    owners = {}
+    for d in wrong:
+        owners.setdefault(" and ".join(only[d]), []).append("--" + d.replace("_", "-"))
+    parts = [f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for {tasks}"
+             for tasks, flags in owners.items()]
+    hint = " (lm counts --steps)" if task == "lm" and "epochs" in wrong else ""
+    raise UserError(f"{'; '.join(parts)}, not {task}{hint}: drop {'it' if len(wrong) == 1 else 'them'}"
+                    f"{'' if task == 'lm' else ' or pass --task ' + only[wrong[0]][0]}")
+
+
+def run_config(settings, task, device, only):
+    """The resolved flags of a run as config.json records them: usable as --config to run it again."""
+    config = {"task": task, **{k: v for k, v in settings.items()
+                               if k != "task" and (k not in only or task in only[k])}, "device": device}
+    for key in PATH_KEYS:
+        if isinstance(config.get(key), str) and (key != "tokenizer" or config[key] not in TOKENIZER_NAMES):
+            config[key] = str(Path(config[key]).resolve())
+    return config
