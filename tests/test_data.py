@@ -87,13 +87,14 @@ def test_missing_path_and_empty_folder_are_user_errors(tmp_path):
 # ---- WikiText ---------------------------------------------------------------------------------------------------
 
 WIKITEXT = (" \n = Alpha = \n \n Alpha is a letter . \n \n = = History = = \n \n It is old . \n"
-            " = Beta = \n \n Beta follows . \n")
+            " = Goals ; A = \n It ends . \n \n = Beta = \n \n Beta follows . \n")   # a title has blank lines around it
 
 
 def test_wikitext_splits_on_top_level_headings_only(tmp_path):
     docs = list(read_wikitext(write(tmp_path / "wiki.train.tokens", WIKITEXT)))
     assert len(docs) == 2
     assert docs[0].startswith(" = Alpha = ") and "= = History = =" in docs[0]
+    assert " = Goals ; A = \n It ends" in docs[0]                 # a content line shaped like a title
     assert docs[1] == " = Beta = \n \n Beta follows . \n"
     assert "".join(docs) == WIKITEXT[len(" \n"):]      # verbatim, only the blank preamble dropped
 

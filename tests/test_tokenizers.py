@@ -1,10 +1,13 @@
 """Tokenizers: char/word vocabularies, our byte-level BPE (training, round trips), GPT-2 id equality."""
+import functools
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from glassformer.errors import UserError
 from glassformer.tokenizers import (ByteLevelBPE, CharTokenizer, Tokenizer, WordTokenizer,
@@ -179,6 +182,42 @@ def test_train_bad_input():
         ByteLevelBPE.train(Path("/nonexistent/file.txt"), 300, progress=False)
 
 
+def test_train_str_is_text_and_a_path_shaped_str_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "train.txt"
+    path.write_text("the cat sat on the mat " * 20, encoding="utf-8")
+    with pytest.raises(UserError, match=r"names a file.*Path\("):
+        ByteLevelBPE.train(str(path), 300, progress=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="names a file"):
+        ByteLevelBPE.train("train.txt", 300, progress=False)
+    with pytest.raises(UserError, match="looks like a file name"):
+        ByteLevelBPE.train("path/to/train.txt", 300, progress=False)
+    with pytest.raises(UserError, match="expected text"):
+        ByteLevelBPE.train(b"bytes are not text", 300, progress=False)
+    with pytest.raises(UserError, match="expected text"):
+        ByteLevelBPE.train(["ok", 3], 300, progress=False)
+    assert ByteLevelBPE.train("zebra", 300, progress=False).decode([]) == ""   # one word of text is text
+
+
+def test_train_on_an_iterable_of_texts_and_paths(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("aaa bbb aaa\n", encoding="utf-8")
+    texts = ["aaa bbb", " ccc aaa"]
+    assert count_pretokens(texts) == Counter(["aaa", " bbb", " ccc", " aaa"])    # one document each
+    assert count_pretokens(iter([path, "x y"])) == Counter(["aaa", " bbb", " aaa", "\n", "x", " y"])
+    assert ByteLevelBPE.train(iter(texts), 300, progress=False).merges == \
+        ByteLevelBPE.train(texts, 300, progress=False).merges
+
+
+def test_train_file_not_utf8_names_the_byte_offset(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"fine line\nsecond caf\xe9\n")
+    with pytest.raises(UserError, match=r"latin1.txt: not UTF-8 text at byte 20"):
+        ByteLevelBPE.train(path, 300, progress=False)
+    with pytest.raises(UserError, match="cannot read"):
+        ByteLevelBPE.train(tmp_path, 300, progress=False)                  # a folder
+
+
 def test_gpt2_pretokenizer_matches_reference_splits():
     # expected splits from GPT-2's \p{L}/\p{N}/\s regex (Unicode White_Space: \x1c is not whitespace)
     cases = {"a\x1cb  c": ["a", "\x1c", "b", " ", " c"],
@@ -189,6 +228,125 @@ def test_gpt2_pretokenizer_matches_reference_splits():
              "漢字😀!! ok": ["漢字", "😀!!", " ok"]}
     for text, pieces in cases.items():
         assert gpt2_pattern().findall(text) == pieces
+
+
+# ---- ByteLevelBPE: encoding is the merge-by-rank loop, in O(n log n) ------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def ranks_and_bytes(tok):
+    """(pair -> rank, byte -> id) of a tokenizer, from its public merges and token bytes."""
+    ranks = {(a, b): r for r, (a, b, _) in enumerate(tok.merges)}
+    specials, byte_ids = set(tok.specials.values()), {}
+    for i in range(tok.vocab_size):
+        if len(tok.token_bytes(i)) == 1 and i not in specials:
+            byte_ids.setdefault(tok.token_bytes(i)[0], i)
+    return ranks, byte_ids
+
+
+def reference_encode(tok, text):
+    """The textbook encoder: rescan a pre-token for its lowest-rank pair after every merge (quadratic)."""
+    ranks, byte_ids = ranks_and_bytes(tok)
+    ids = []
+    for piece in gpt2_pattern().findall(text):
+        word = [byte_ids[b] for b in piece.encode("utf-8")]
+        while len(word) > 1:
+            rank = min(ranks.get(pair, float("inf")) for pair in zip(word, word[1:]))
+            if rank == float("inf"):
+                break
+            a, b, new = tok.merges[rank]
+            out, i = [], 0
+            while i < len(word):                               # every non-overlapping (a, b), left to right
+                if i + 1 < len(word) and (word[i], word[i + 1]) == (a, b):
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            word = out
+        ids.extend(word)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def shuffled_bpe(small_bpe):
+    """small_bpe with its merges in a random rank order: merges may then use tokens made by later ones."""
+    order = np.random.default_rng(0).permutation(len(small_bpe.merges))
+    tokens = [small_bpe.token_bytes(i) for i in range(small_bpe.vocab_size)]
+    return ByteLevelBPE(tokens, [small_bpe.merges[k] for k in order], small_bpe.specials)
+
+
+@pytest.fixture(scope="module")
+def tangled_bpe():
+    """A hand-made table whose first merges use tokens that later merges make (rank order inverted)."""
+    a, b = ord("a"), ord("b")
+    tokens = [bytes([i]) for i in range(256)] + [b"ab", b"aba", b"bab", b"ba", b"abab"]
+    merges = [(256, a, 257), (b, 256, 258), (a, b, 256), (b, a, 259), (256, 256, 260)]
+    return ByteLevelBPE(tokens, merges)
+
+
+def test_merges_made_in_a_pass_wait_for_the_next_rank(tangled_bpe):
+    # (a, b) merges at both places first; only then is (ab, a) looked for, and it is gone: [ab, ab] -> abab
+    assert tangled_bpe.encode("abab") == reference_encode(tangled_bpe, "abab") == [260]
+    assert tangled_bpe.encode("ababa") == reference_encode(tangled_bpe, "ababa")
+
+
+def gpt2_or_none():
+    if (GPT2 / "encoder.json").exists() and (GPT2 / "vocab.bpe").exists():
+        return ByteLevelBPE.from_gpt2(GPT2 / "encoder.json", GPT2 / "vocab.bpe")
+    return None
+
+
+TEXTS = st.text(st.sampled_from("aabbcdeéxt 東京'\n") | st.characters(), max_size=200) | \
+    st.lists(st.sampled_from(["the", " cat", "a", "aa", "ab", "é", "🙂", "42", " ", "st"]), max_size=60).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=TEXTS | st.text("ab ", max_size=40))
+def test_encode_equals_the_reference_loop(small_bpe, shuffled_bpe, tangled_bpe, text):
+    for tok in (small_bpe, shuffled_bpe, tangled_bpe):
+        tok._cache.clear()                                     # the merge loop itself, not a cached word
+        assert tok.encode(text) == reference_encode(tok, text)
+
+
+@pytest.fixture(scope="module")
+def gpt2_maybe():
+    return gpt2_or_none()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=TEXTS)
+def test_encode_equals_the_reference_loop_on_gpt2(gpt2_maybe, text):
+    if gpt2_maybe is None:
+        pytest.skip(f"GPT-2 tokenizer files not found under {GPT2}")
+    gpt2_maybe._cache.clear()
+    assert gpt2_maybe.encode(text) == reference_encode(gpt2_maybe, text)
+
+
+def paired_bpe(text, levels=2):
+    """A tokenizer whose merges pair up text's bytes, then those pairs, level by level: ~n/4 distinct merges."""
+    tokens, merges, made = [bytes([i]) for i in range(256)], [], {}
+    level = list(text.encode("utf-8"))
+    for _ in range(levels):
+        up = []
+        for a, b in zip(level[::2], level[1::2]):
+            if (a, b) not in made:
+                made[a, b] = len(tokens)
+                tokens.append(tokens[a] + tokens[b])
+                merges.append((a, b, made[a, b]))
+            up.append(made[a, b])
+        level = up
+    return ByteLevelBPE(tokens, merges)
+
+
+def test_one_long_pretoken_encodes_fast_and_round_trips(gpt2_maybe):
+    letters = "".join(np.random.default_rng(0).choice(list("abcdefghijklmnopqrstuvwxyz"), size=80_000))
+    for tok in filter(None, (paired_bpe(letters), gpt2_maybe)):    # thousands of merges apply in one piece
+        start = time.perf_counter()
+        ids = tok.encode(letters)                              # the old rescanning loop: minutes
+        assert time.perf_counter() - start < 5.0
+        assert tok.decode(ids) == letters
+        assert tok.encode(letters[:1500]) == reference_encode(tok, letters[:1500])
+        assert letters not in tok._cache                       # long pieces are not kept in the word cache
 
 
 # ---- save / load -------------------------------------------------------------------------------------

@@ -1,21 +1,26 @@
 """Tokenised corpora: cached on disk as memory-mapped uint16/uint32 arrays, split, and cut into (x, y) windows."""
 import hashlib
+import io
 import json
 import os
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from ..files import atomic_write, write_text
+from ..files import TEMP_SUFFIX, atomic_write, remove_stale_temps, write_text
+from .io import is_stream
 from .kinds import open_source
 from .sources import Continuation
 
-CACHE_FORMAT = 1                          # bump when the cache layout or the tokenising rules change
+CACHE_FORMAT = 2                          # bump when the cache layout or the tokenising rules change
 FLUSH_TOKENS = 1 << 20                    # ids held in a Python list before they go to disk
+CHECK_TOKENS = 1 << 22                    # ids per chunk when a cache entry is verified on load
+EDGE_BYTES = 1 << 20                      # a source file's identity hashes its first and last MiB
 
 
 def token_dtype(vocab_size, eot_id=None):
@@ -35,22 +40,34 @@ def tokenizer_hash(tokenizer):
     return _sha256(json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False))
 
 
-def _file_hash(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+def _file_hash(path, edge=None):
+    """sha256 of a file, or blake2b of its first and last `edge` bytes (cheap, and catches most edits)."""
+    h = hashlib.sha256() if edge is None else hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            if edge is None:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+                return h.hexdigest()
+            h.update(f.read(edge))
+            size = os.fstat(f.fileno()).st_size
+            if size > edge:
+                f.seek(max(edge, size - edge))
+                h.update(f.read(edge))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e}); check that the file is readable") from None
     return h.hexdigest()
 
 
 def fingerprint(sources, content_hash=False):
-    """What identifies the sources: each file's absolute path, size and mtime_ns (and sha256 if content_hash)."""
+    """What identifies the sources: each file's path, size, mtime_ns, hash of its first and last MiB (+ sha256)."""
     out = []
     for source in sources:
         files = []
         for path in source.files():
             st = Path(path).stat()
-            entry = {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            entry = {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                     "edges_blake2b": _file_hash(path, EDGE_BYTES)}
             if content_hash:
                 entry["sha256"] = _file_hash(path)
             files.append(entry)
@@ -75,10 +92,9 @@ class _Progress:
             self.last = now
 
 
-def _write_tokens(documents, tokenizer, eot_id, dtype, f, progress):
-    """Encode documents into f as raw `dtype` ids, eot_id between documents; returns (n_tokens, n_documents)."""
-    limit = np.iinfo(dtype).max
-    ids, n_tokens, n_docs = [], 0, 0
+def _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f, progress):
+    """Encode documents into f as raw `dtype` ids, eot_id between documents; (n_tokens, n_documents, crc32)."""
+    ids, n_tokens, n_docs, crc = [], 0, 0, 0
     for text in documents:
         if eot_id is not None and n_docs and not isinstance(text, Continuation):
             ids.append(eot_id)
@@ -86,66 +102,114 @@ def _write_tokens(documents, tokenizer, eot_id, dtype, f, progress):
         ids.extend(tokenizer.encode(text))
         progress.update(len(text.encode("utf-8")), n_tokens + len(ids))
         if len(ids) >= FLUSH_TOKENS:
-            n_tokens += _flush(ids, dtype, limit, f)
-            ids = []
-    n_tokens += _flush(ids, dtype, limit, f)
-    progress.update(0, n_tokens, final=True)
-    return n_tokens, n_docs
+            crc = _flush(ids, dtype, max_id, f, crc)
+            n_tokens, ids = n_tokens + len(ids), []
+    crc = _flush(ids, dtype, max_id, f, crc)
+    progress.update(0, n_tokens + len(ids), final=True)
+    return n_tokens + len(ids), n_docs, crc
 
 
-def _flush(ids, dtype, limit, f):
-    """Append ids to f as dtype, after checking none overflows it; returns how many."""
+def _flush(ids, dtype, max_id, f, crc):
+    """Append ids to f as dtype, after checking each is in 0..max_id; returns the running crc32 of the bytes."""
     a = np.asarray(ids, dtype=np.int64)
-    if a.size and (a.min() < 0 or a.max() > limit):
-        raise ValueError(f"tokenizer produced id {int(a.max()) if a.max() > limit else int(a.min())} "
-                         f"outside 0..{limit} ({dtype}); its vocab_size is wrong")
-    a.astype(dtype).tofile(f)
-    return a.size
+    if a.size and (a.min() < 0 or a.max() > max_id):
+        raise ValueError(f"tokenizer produced id {int(a.max()) if a.max() > max_id else int(a.min())} "
+                         f"outside 0..{max_id}; its vocab_size is wrong")
+    data = a.astype(dtype)
+    f.write(data)
+    return zlib.crc32(data, crc)
 
 
-def _open_cached(bin_path, meta_path):
-    """(tokens, meta) from a complete cache entry, or None when absent or damaged (then it is rebuilt)."""
+def _scan(tokens):
+    """(crc32 of the bytes, largest id) of a token array, read in chunks."""
+    crc, top = 0, -1
+    for start in range(0, len(tokens), CHECK_TOKENS):
+        chunk = np.ascontiguousarray(tokens[start:start + CHECK_TOKENS])
+        crc, top = zlib.crc32(chunk, crc), max(top, int(chunk.max()))
+    return crc, top
+
+
+def _open_cached(bin_path, meta_path, max_id):
+    """((tokens, meta), "") from a sound cache entry; (None, why) when absent (why "") or damaged."""
+    if not meta_path.exists():
+        return None, ""
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        dtype = np.dtype(meta["dtype"])
-        if bin_path.stat().st_size != meta["n_tokens"] * dtype.itemsize:
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if meta["n_tokens"] == 0:
-        return np.zeros(0, dtype), meta
-    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(meta["n_tokens"],)), meta
+        dtype, n, crc = np.dtype(meta["dtype"]), int(meta["n_tokens"]), int(meta["crc32"])
+        size = bin_path.stat().st_size
+    except FileNotFoundError:
+        return None, "its .bin file is missing"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, f"its sidecar is unreadable ({type(e).__name__}: {e})"
+    if size != n * dtype.itemsize:
+        return None, f"it holds {size} bytes, not the {n * dtype.itemsize} its sidecar says"
+    tokens = np.memmap(bin_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
+    got_crc, top = _scan(tokens)
+    if got_crc != crc:
+        return None, "its checksum does not match (the file is corrupt)"
+    if top > max_id:
+        return None, f"it holds id {top}, outside the vocabulary (ids 0..{max_id})"
+    return (tokens, meta), ""
+
+
+def _remove_dead_temps(cache_dir):
+    """Remove the temp files that killed builds left in the cache folder (their process is gone)."""
+    names = {p.name[1:].rsplit(".", 3)[0] for p in cache_dir.glob(".tokens-*" + TEMP_SUFFIX)}
+    return sum(remove_stale_temps(cache_dir, name) for name in names)
+
+
+def _no_text(sources):
+    where = ", ".join(str(s.path) for s in sources)
+    return UserError(f"{where}: no text found (the {'/'.join(s.kind for s in sources)} loader yielded "
+                     "no documents); check the file is not empty and that kind= matches its format")
 
 
 def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False, content_hash=False):
     """Token ids of all documents of the sources as a read-only memmap, built once and then read from the cache."""
+    # an entry is checked on load (size, crc32, ids within the vocabulary) and rebuilt when damaged; a pipe
+    # is read once and has no identity to key a cache on, so its tokens are built in memory, uncached
     cache_dir = Path(cache_dir) if cache_dir is not None else Path.cwd() / ".cache" / "glassformer"
-    tok_hash = tokenizer_hash(tokenizer)
+    tok_hash, dtype = tokenizer_hash(tokenizer), token_dtype(tokenizer.vocab_size, eot_id)
+    max_id = max(tokenizer.vocab_size - 1, -1 if eot_id is None else eot_id)
+    documents = (doc for source in sources for doc in source)
+    info = {"format": CACHE_FORMAT, "dtype": dtype.name, "eot_id": eot_id, "vocab_size": tokenizer.vocab_size,
+            "tokenizer_sha256": tok_hash}
+    if any(is_stream(path) for source in sources for path in source.files()):
+        buffer = io.BytesIO()
+        n_tokens, n_docs, crc = _write_tokens(documents, tokenizer, eot_id, dtype, max_id, buffer,
+                                              _Progress(progress))
+        if n_tokens == 0:
+            raise _no_text(sources)
+        meta = dict(info, n_tokens=n_tokens, n_documents=n_docs, crc32=crc, sources=None, cached=False)
+        return np.frombuffer(buffer.getvalue(), dtype), dict(meta, cache_hit=False)
     prints = fingerprint(sources, content_hash)
     key = {"format": CACHE_FORMAT, "sources": prints, "tokenizer": tok_hash, "eot_id": eot_id}
     name = "tokens-" + _sha256(json.dumps(key, sort_keys=True))[:20]
     bin_path, meta_path = cache_dir / (name + ".bin"), cache_dir / (name + ".json")
-    cached = _open_cached(bin_path, meta_path)
+    cached, why = _open_cached(bin_path, meta_path, max_id)
     if cached is not None:
         return cached[0], dict(cached[1], cache_hit=True)
+    if why:
+        print(f"token cache {bin_path}: {why}; rebuilding it", file=sys.stderr)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{cache_dir}: cannot create the token cache folder ({e.strerror}); "
                         "pass cache_dir= a writable folder") from None
-    dtype = token_dtype(tokenizer.vocab_size, eot_id)
-    documents = (doc for source in sources for doc in source)
-    with atomic_write(bin_path, "wb") as f:                 # an error (no text) leaves no file behind
-        n_tokens, n_docs = _write_tokens(documents, tokenizer, eot_id, dtype, f, _Progress(progress))
-        if n_tokens == 0:
-            where = ", ".join(str(s.path) for s in sources)
-            raise UserError(f"{where}: no text found (the {'/'.join(s.kind for s in sources)} loader yielded "
-                            "no documents); check the file is not empty and that kind= matches its format")
-    meta = {"format": CACHE_FORMAT, "n_tokens": n_tokens, "n_documents": n_docs, "dtype": dtype.name,
-            "eot_id": eot_id, "vocab_size": tokenizer.vocab_size, "tokenizer_sha256": tok_hash,
-            "sources": prints}
-    write_text(meta_path, json.dumps(meta, indent=1))       # the sidecar, written last, marks the entry complete
-    return _open_cached(bin_path, meta_path)[0], dict(meta, cache_hit=False)
+    _remove_dead_temps(cache_dir)
+    try:
+        with atomic_write(bin_path, "wb") as f:             # an error (no text) leaves no file behind
+            n_tokens, n_docs, crc = _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f,
+                                                  _Progress(progress))
+            if n_tokens == 0:
+                raise _no_text(sources)
+        meta = dict(info, n_tokens=n_tokens, n_documents=n_docs, crc32=crc, sources=prints)
+        write_text(meta_path, json.dumps(meta, indent=1))   # the sidecar, written last, marks the entry complete
+    except OSError as e:                                    # the loaders' read errors are UserErrors already
+        raise UserError(f"{cache_dir}: cannot write the token cache ({e.strerror or e}); free some disk space "
+                        "or pass cache_dir= a writable folder") from None
+    tokens = np.memmap(bin_path, dtype=dtype, mode="r", shape=(n_tokens,))
+    return tokens, dict(meta, cache_hit=False)
 
 
 def split_tokens(tokens, val_fraction):

@@ -2,15 +2,76 @@
 import bz2
 import codecs
 import gzip
+import io
+import zlib
 from pathlib import Path
 
 from ..errors import UserError
 
 BLOCK_BYTES = 1 << 20                     # read size; also the piece size of streamed .txt files
+HEAD_BYTES = 1 << 16                      # what detect_kind sniffs
+NL = b"\n"
+READ_ERRORS = (OSError, EOFError, zlib.error)   # gzip raises zlib.error on some corrupt blocks
+
+
+def is_stream(path):
+    """True for a path that can be read only once: a pipe, a FIFO, /dev/stdin (neither a file nor a folder)."""
+    if isinstance(path, Peeked):
+        return True
+    path = Path(path)
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+class Peeked:
+    """A pipe opened once, its first bytes read for sniffing and kept, then served again before the rest."""
+    # loaders take a Peeked wherever they take a path; it is never reopened, so nothing is lost
+
+    def __init__(self, path, n=HEAD_BYTES):
+        self.path, self.taken = Path(path), False
+        self._file = open_binary(self.path)
+        try:
+            self.head = self._file.read(n)                    # a pipe: blocks until n bytes or the end
+        except READ_ERRORS as e:
+            self._file.close()
+            raise read_error(self.path, e) from None
+
+    def __str__(self):
+        return str(self.path)
+
+    def open(self):
+        """The stream from its first byte: the kept head, then the rest; a pipe can be read once only."""
+        if self.taken:
+            raise UserError(f"{self.path}: a pipe can be read only once; save it to a file "
+                            f"(e.g. `cat ... > data.txt`) to read it again")
+        self.taken = True
+        return io.BufferedReader(_Chained(self.head, self._file), BLOCK_BYTES)
+
+
+class _Chained(io.RawIOBase):
+    """Raw reads from `head` (bytes already read) and then from `rest` (a binary file)."""
+
+    def __init__(self, head, rest):
+        self.head, self.rest = memoryview(head), rest
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if len(self.head):
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        return self.rest.readinto(buffer)
+
+    def close(self):
+        self.rest.close()
+        super().close()
 
 
 def open_binary(path):
-    """Open a file for reading bytes, decompressing .bz2 and .gz on the fly."""
+    """Open a file for reading bytes, decompressing .bz2 and .gz on the fly (a Peeked pipe: from its start)."""
+    if isinstance(path, Peeked):
+        return path.open()
     path = Path(path)
     opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
     try:
@@ -21,6 +82,8 @@ def open_binary(path):
         raise UserError(f"{path}: is a folder, not a file; give a file, or use kind='txt' for a folder") from None
     except PermissionError:
         raise UserError(f"{path}: permission denied; make the file readable") from None
+    except OSError as e:                  # a socket, a device that refuses reads, ...
+        raise UserError(f"{path}: cannot open it ({e.strerror or e}); give a regular file or a pipe") from None
 
 
 def read_error(path, err):
@@ -35,12 +98,14 @@ def must_exist(path):
         raise UserError(f"{path}: no such file or folder; check the path (relative paths start at {Path.cwd()})")
 
 
-def read_head(path, n=1 << 16):
-    """The first n bytes of a file (decompressed), for sniffing its kind."""
+def read_head(path, n=HEAD_BYTES):
+    """The first n bytes of a file (decompressed), for sniffing its kind; a Peeked pipe's kept bytes."""
+    if isinstance(path, Peeked):
+        return path.head[:n]
     with open_binary(path) as f:
         try:
             return f.read(n)
-        except (OSError, EOFError) as e:
+        except READ_ERRORS as e:
             raise read_error(path, e) from None
 
 
@@ -52,19 +117,23 @@ def read_blocks(path, block=BLOCK_BYTES):
         while True:
             try:
                 raw = f.read(block)
-            except (OSError, EOFError) as e:
+            except READ_ERRORS as e:
                 raise read_error(path, e) from None
             pending = decoder.getstate()[0]          # bytes of a character cut by the last block
             try:
                 text = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as e:
                 data = pending + raw
-                at, bad_line = offset - len(pending) + e.start, line + data[:e.start].count(b"\n")
+                at, bad_line = offset - len(pending) + e.start, line + data[:e.start].count(NL)
                 raise UserError(f"{path}: not UTF-8 text at byte {at} (line {bad_line}): "
                                 f"{e.reason}; re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
+            if b"\0" in raw:                         # valid UTF-8, but no text file holds NUL bytes
+                k = raw.index(b"\0")
+                raise UserError(f"{path}: NUL byte at byte {offset + k} (line {line + raw.count(NL, 0, k)}): "
+                                "a binary file (or UTF-16 text), not UTF-8 text; give a UTF-8 text file")
             if not raw:
                 return
-            offset, line = offset + len(raw), line + raw.count(b"\n")
+            offset, line = offset + len(raw), line + raw.count(NL)
             if text:
                 yield text
 

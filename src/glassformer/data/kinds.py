@@ -4,19 +4,28 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import sources, wikipedia
-from .io import must_exist, read_head
+from .io import Peeked, is_stream, must_exist, read_head
 from .sources import EOT_TEXT, WIKITEXT_HEADING, txt_files
 
 KINDS = ("txt", "wikitext", "wikipedia", "jsonl", "stories")
+XML_STARTS = (b"<?xml", b"<mediawiki")   # an XML declaration or a dump's root; `<unk>` or `<|endoftext|>` are text
 
 
 def detect_kind(path):
-    """Guess a loader: folder -> txt, .xml(.bz2) or '<' first -> wikipedia, .jsonl -> jsonl, else sniff the text."""
-    path = Path(path)
-    must_exist(path)
-    if path.is_dir():
-        return "txt"
-    name = path.name.lower().removesuffix(".bz2").removesuffix(".gz")
+    """Guess a loader: folder -> txt, .xml(.bz2) or an XML start -> wikipedia, .jsonl -> jsonl, else sniff the text."""
+    # path may be a Peeked pipe (open_source makes one): its kept first bytes are sniffed
+    if isinstance(path, Peeked):
+        name = path.path.name
+    else:
+        path = Path(path)
+        must_exist(path)
+        if path.is_dir():
+            return "txt"
+        if is_stream(path):
+            raise UserError(f"{path}: is a pipe, and sniffing it would consume its first bytes; use "
+                            "open_source(path), which keeps them, or name the kind (e.g. kind='txt')")
+        name = path.name
+    name = name.lower().removesuffix(".bz2").removesuffix(".gz")
     if name.endswith(".xml"):
         return "wikipedia"
     if name.endswith(".jsonl"):
@@ -24,7 +33,7 @@ def detect_kind(path):
     if name.endswith((".tokens", ".raw")):
         return "wikitext"
     head = read_head(path)
-    if head.lstrip().startswith(b"<"):
+    if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(XML_STARTS):
         return "wikipedia"                # e.g. the dump parts named ...xml-p10p30302.bz2
     text = head.decode("utf-8", errors="replace")
     if EOT_TEXT in text:
@@ -40,12 +49,13 @@ class Source:
     path: Path
     kind: str
     options: dict = field(default_factory=dict)
+    stream: Peeked = None                 # a pipe whose first bytes were sniffed: read from it, not the path
 
     def __iter__(self):
         # looked up on each call: a loader replaced on its module (as the tests do) is the one used
         loaders = {"txt": sources.read_txt, "wikitext": sources.read_wikitext, "jsonl": sources.read_jsonl,
                    "stories": sources.read_stories, "wikipedia": wikipedia.read_wikipedia}
-        return loaders[self.kind](self.path, **self.options)
+        return loaders[self.kind](self.path if self.stream is None else self.stream, **self.options)
 
     def files(self):
         """The files this source reads (several for a folder)."""
@@ -78,12 +88,14 @@ def split_files(folder):
 
 def open_source(path, kind="auto", **options):
     """A Source for path; kind "auto" guesses from the name and first bytes (see detect_kind)."""
+    # a pipe (`<(zcat x.gz)`, /dev/stdin) is opened here, once: the bytes sniffed are kept for the loader
     path = Path(path)
-    if kind == "auto":
-        kind = detect_kind(path)
-    if kind not in KINDS:
+    if kind not in ("auto", *KINDS):
         raise UserError(f"unknown source kind {kind!r}: use one of auto, {', '.join(KINDS)}")
     must_exist(path)
+    stream = Peeked(path) if kind == "auto" and is_stream(path) else None
+    if kind == "auto":
+        kind = detect_kind(path if stream is None else stream)
     if path.is_dir() and kind != "txt":
         raise UserError(f"{path}: is a folder; only kind='txt' reads folders (of .txt files)")
-    return Source(path, kind, options)
+    return Source(path, kind, options, stream)

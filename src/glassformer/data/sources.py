@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .io import BLOCK_BYTES, must_exist, read_blocks, read_lines
+from .io import BLOCK_BYTES, Peeked, must_exist, read_blocks, read_lines
 
 EOT_TEXT = "<|endoftext|>"
 
@@ -14,10 +14,12 @@ class Continuation(str):
 
 
 def txt_files(path):
-    """The .txt files a path names: itself, or every .txt file under a folder, recursively, in sorted order."""
+    """The .txt files a path names: itself (a file or a pipe), or every .txt file under a folder, sorted."""
+    if isinstance(path, Peeked):
+        return [path]
     path = Path(path)
     must_exist(path)
-    if path.is_file():
+    if not path.is_dir():
         return [path]
     files = sorted(p for p in path.rglob("*.txt") if p.is_file())
     if not files:
@@ -44,18 +46,32 @@ WIKITEXT_HEADING = re.compile(r"^ ?= (?!=)(.*\S) = ?$")   # " = Title = ", not "
 
 
 def read_wikitext(path):
-    """WikiText (.tokens/.raw/.txt): one document per article, articles start at top-level ` = Title = ` lines."""
-    article = []
+    """WikiText (.tokens/.raw/.txt): one document per article; articles start at ` = Title = ` lines."""
+    # a title stands between two blank lines (the file's start and end count as blank); a line like
+    # ` = Goals ; A = ` inside a paragraph is content (a table row), not a title
+    article, blank_before, held = [], True, None      # held: a title-like line, until its next line is seen
     for _, line in read_lines(path):
-        if WIKITEXT_HEADING.match(line.rstrip("\n")) and article:
-            text = "".join(article)
-            if text.strip():
-                yield text
-            article = []
-        article.append(line)
-    text = "".join(article)
-    if text.strip():
-        yield text
+        blank = not line.strip()
+        if held is not None:
+            if blank:                                  # a blank line after it: it was a title
+                yield from _nonblank("".join(article))
+                article = []
+            article.append(held)
+            held = None
+        if blank_before and WIKITEXT_HEADING.match(line.rstrip("\n")):
+            held = line
+        else:
+            article.append(line)
+        blank_before = blank
+    if held is not None:                               # a title on the last line
+        yield from _nonblank("".join(article))
+        article = [held]
+    yield from _nonblank("".join(article))
+
+
+def _nonblank(text):
+    """(text,) unless it is only whitespace: the blank preamble of a file is no document."""
+    return (text,) if text.strip() else ()
 
 
 def count_words(path):

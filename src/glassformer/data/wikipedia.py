@@ -2,9 +2,10 @@
 import html
 import re
 import xml.etree.ElementTree as ET
+from bisect import bisect_left
 
 from ..errors import UserError
-from .io import open_binary, read_error
+from .io import READ_ERRORS, open_binary, read_error
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _DROPPED_TAGS = "ref|math|chem|gallery|timeline|imagemap|score|graph|mapframe"   # content is not prose
@@ -17,8 +18,14 @@ _MEDIA_LINK = re.compile(r"\s*(?:file|image|media|category)\s*:", re.I)   # pict
 _LANGUAGE_LINK = re.compile(r"[a-z]{2,3}(?:-[a-z]+)*:")                       # [[de:Anarchismus]]
 _EXTERNAL_LINK = re.compile(r"\[(?:(?:(?:https?|ftp):)?//|mailto:)[^\s\]]+(?:\s+([^\]]*))?\]")
 _HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$", re.M)
-_BOLD_ITALIC = re.compile(r"'{2,}")
-_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
+_QUOTES = re.compile(r"'{2,}")                  # '' italic, ''' bold, ''''' both
+_HTML_TAGS = ("abbr b bdi bdo big blockquote br caption center cite code data dd del dfn div dl dt em font "
+              "h1 h2 h3 h4 h5 h6 hr i ins kbd li mark ol p pre q rb rp rt rtc ruby s samp small span strike "
+              "strong sub sup table td th time tr tt u ul var wbr "           # the HTML MediaWiki allows
+              "nowiki poem references section includeonly noinclude onlyinclude syntaxhighlight source "
+              "categorytree indicator templatedata hiero inputbox").split()   # extension tags, content kept
+_TAG = re.compile(rf"</?(?:{'|'.join(_HTML_TAGS)})(?:\s[^<>]*)?/?>", re.I)   # real tags only: not x<y and y>z
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _LIST_MARK = re.compile(r"^[*#:;]+\s*|^-{4,}\s*$", re.M)
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
@@ -26,22 +33,64 @@ _BLANK_LINES = re.compile(r"\n\s*\n\s*")
 
 def _remove_nested(text, tokens, opener):
     """Delete balanced, possibly nested spans like {{ ... {{ ... }} ... }}; stray closers go too."""
-    out, depth, start = [], 0, 0
+    # an opener never closed drops only to the end of its paragraph, not the rest of the article
+    spans, stack = [], []                 # spans: (start, end) to delete; stack: starts of open spans
     for m in tokens.finditer(text):
         if m.group() == opener:
-            if depth == 0:
-                out.append(text[start:m.start()])
-            depth += 1
-        elif depth > 0:
-            depth -= 1
-            if depth == 0:
-                start = m.end()
+            stack.append(m.start())
+        elif stack:
+            spans.append((stack.pop(), m.end()))
         else:                             # a closer with no opener: drop the token only
-            out.append(text[start:m.start()])
-            start = m.end()
-    if depth == 0:
-        out.append(text[start:])          # an unclosed span runs to the end of the text and is dropped
+            spans.append((m.start(), m.end()))
+    if stack:
+        breaks = [m.start() for m in _PARAGRAPH_BREAK.finditer(text)] + [len(text)]
+        spans += [(start, breaks[bisect_left(breaks, start)]) for start in stack]
+    out, pos = [], 0
+    for start, end in sorted(spans):      # nested spans lie inside their parent's: keep what none covers
+        if start > pos:
+            out.append(text[pos:start])
+        pos = max(pos, end)
+    out.append(text[pos:])
     return "".join(out)
+
+
+def _strip_quotes(line):
+    """One line without its bold/italic apostrophes, literal ones kept, by MediaWiki's rules (doQuotes)."""
+    # 4 apostrophes are ' + bold, more than 5 the extras + bold italic; when the counts of italic and of
+    # bold runs are both odd, one bold run is read as ' + italic, so ''Iliad'''s gives Iliad's
+    runs = list(_QUOTES.finditer(line))
+    if not runs:
+        return line
+    sizes = [len(m.group()) for m in runs]
+    literal = [1 if n == 4 else n - 5 if n > 5 else 0 for n in sizes]
+    marks = [n - k for n, k in zip(sizes, literal)]                      # 2, 3 or 5
+    if sum(m in (2, 5) for m in marks) % 2 and sum(m in (3, 5) for m in marks) % 2:
+        k = _bold_read_as_italic(line, runs, marks, literal)
+        if k is not None:
+            literal[k] += 1
+    out, pos = [], 0
+    for m, k in zip(runs, literal):
+        out += [line[pos:m.start()], "'" * k]
+        pos = m.end()
+    out.append(line[pos:])
+    return "".join(out)
+
+
+def _bold_read_as_italic(line, runs, marks, literal):
+    """Which bold run becomes ' + italic: the first after a one-letter word, else after a word, else a space."""
+    after_word = after_space = None
+    for k, (m, mark) in enumerate(zip(runs, marks)):
+        if mark != 3:
+            continue
+        before = line[:m.start()] + "'" * literal[k]
+        x1, x2 = before[-1:], before[-2:-1]
+        if x1 == " ":
+            after_space = k if after_space is None else after_space
+        elif x2 == " ":
+            return k
+        elif after_word is None:
+            after_word = k
+    return after_word if after_word is not None else after_space
 
 
 def _link_text(inner):
@@ -80,7 +129,7 @@ def clean_wikitext(text):
     text = _replace_links(text)
     text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = _HEADING.sub(lambda m: "\n" + m.group(2), text)   # the heading on its own line, a blank line before
-    text = _BOLD_ITALIC.sub("", text)
+    text = "\n".join(_strip_quotes(line) for line in text.split("\n"))
     text = _TAG.sub("", text)
     text = _MAGIC_WORD.sub("", text)
     text = _LIST_MARK.sub("", text)
@@ -138,5 +187,5 @@ def read_wikipedia(path, include_title=True, clean=True):
                             "is the file complete, and UTF-8 MediaWiki XML?") from None
         except StopIteration:
             raise UserError(f"{path}: empty file; expected a MediaWiki XML dump") from None
-        except (OSError, EOFError) as e:
+        except READ_ERRORS as e:
             raise read_error(path, e) from None

@@ -82,14 +82,24 @@ class VocabTokenizer(Tokenizer):
         return cls(d[cls.units], d.get("specials", ()), d.get("unk"))
 
 
+def read_text(path):
+    """A UTF-8 file's text; unreadable or not UTF-8 (the byte offset named) is a UserError."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e}); check the path and that it is a file") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text at byte {e.start} ({e.reason}); is it the right file?") from None
+
+
 def read_json(path):
     """Parse a JSON file; a missing or malformed file is a UserError naming it."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e}); is it a tokenizer file?") from None
 
 

@@ -4,53 +4,17 @@ Text -> GPT-2 pre-tokens (regex) -> UTF-8 bytes -> merges applied by rank. Any s
 except lone surrogates ("\\ud800"), which UTF-8 cannot hold: encode() replaces them with U+FFFD.
 """
 import functools
-import heapq
 import re
 import sys
 import time
-import unicodedata
-from collections import Counter, defaultdict
-from os import PathLike
+from heapq import heapify, heappop, heappush
 
 from ..errors import UserError
-from .base import Tokenizer, check_ids, check_specials, read_json
+from .base import Tokenizer, check_ids, check_specials, read_json, read_text
+from .bpe_train import count_pretokens, learn_merges
+from .pretokenize import gpt2_pattern
 
-GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# \s in GPT2_SPLIT is Unicode White_Space; Python's \s also matches \x1c-\x1f, so we spell it out
-WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
-              + "\u2028\u2029\u202f\u205f\u3000")
 ENDOFTEXT = "<|endoftext|>"
-NO_RANK = float("inf")                              # rank of a pair that is not a merge
-
-
-@functools.lru_cache(maxsize=None)
-def gpt2_pattern():
-    """GPT2_SPLIT for Python's re (no \\p{..}): classes built from unicodedata's general categories."""
-    ranges = {"L": [], "N": []}                     # \p{L} = Lu Ll Lt Lm Lo; \p{N} = Nd Nl No
-    category = unicodedata.category
-    for cp in range(0x110000):
-        group = ranges.get(category(chr(cp))[0])
-        if group is None:
-            continue
-        if group and group[-1][1] == cp - 1:
-            group[-1][1] = cp
-        else:
-            group.append([cp, cp])
-    # re tests a class's BMP part with one table lookup but its astral ranges one by one, so each
-    # class is split in two and the astral half is tried only after a cheap "is it astral?" guard
-    Lb, La, Nb, Na = (_class(ranges[k], astral) for k in "LN" for astral in (False, True))
-    s = "".join(f"\\U{ord(c):08x}" for c in WHITESPACE)
-    guard = r"(?=[\U00010000-\U0010ffff])"
-    L, N = f"(?:[{Lb}]|{guard}[{La}])", f"(?:[{Nb}]|{guard}[{Na}])"
-    other = f"(?:[^{s}{Lb}{Nb}\\U00010000-\\U0010ffff]|{guard}[^{La}{Na}])"     # [^\s\p{L}\p{N}]
-    return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?{L}+| ?{N}+| ?{other}+|[{s}]+(?![^{s}])|[{s}]+")
-
-
-def _class(ranges, astral):
-    """Body of a [...] class: the BMP part (astral=False) or the astral part of code point ranges."""
-    lo, hi = (0x10000, 0x10FFFF) if astral else (0, 0xFFFF)
-    clipped = [(max(a, lo), min(b, hi)) for a, b in ranges]
-    return "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in clipped if a <= b)
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,19 +50,6 @@ def _from_unicode(s, where):
                         "byte alphabet") from None
 
 
-def merge_pair(ids, a, b, new):
-    """Replace each non-overlapping (a, b), left to right, by new."""
-    out, i, n = [], 0, len(ids)
-    while i < n:
-        if ids[i] == a and i + 1 < n and ids[i + 1] == b:
-            out.append(new)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
 def safe_text(text):
     """text unchanged if UTF-8 can hold it; else lone surrogates -> U+FFFD (valid pairs are joined)."""
     if not isinstance(text, str):
@@ -117,6 +68,7 @@ class ByteLevelBPE(Tokenizer):
 
     type = "bpe"
     cache_limit = 1 << 18                           # pre-token -> ids cache entries before a reset
+    cache_piece_chars = 64                          # only pre-tokens this short are cached
 
     def __init__(self, tokens, merges, specials=None, where="tokenizer"):
         """tokens: bytes per id; merges: (a, b, new) in rank order; specials: {name: id}."""
@@ -190,27 +142,49 @@ class ByteLevelBPE(Tokenizer):
         return self._special_res[allowed]
 
     def _encode_ordinary(self, text):
-        ids, cache, bpe = [], self._cache, self._bpe
+        ids, cache, bpe, short = [], self._cache, self._bpe, self.cache_piece_chars
         for piece in self._pattern.findall(text):
             word = cache.get(piece)
             if word is None:
-                if len(cache) >= self.cache_limit:
-                    cache.clear()
-                word = cache[piece] = bpe(piece)
+                word = bpe(piece)
+                if len(piece) <= short:             # long pieces rarely repeat: not worth the memory
+                    if len(cache) >= self.cache_limit:
+                        cache.clear()
+                    cache[piece] = word
             ids.extend(word)
         return ids
 
     def _bpe(self, piece):
-        """One pre-token: its bytes, then repeatedly merge the adjacent pair of lowest rank."""
+        """One pre-token: its bytes, then every place of the lowest-rank pair merged, repeatedly; O(n log n)."""
+        # the symbols form a linked list (nxt/prv by position); a heap holds (rank, position) of each
+        # mergeable pair, stale entries skipped when popped. Pairs a merge creates wait in `pending` until
+        # every place of the current rank is merged: exactly the result of rescanning after each merge
         byte_ids, ranks, merges = self._byte_ids, self._ranks, self.merges
-        ids = [byte_ids[b] for b in piece.encode("utf-8")]
-        while len(ids) > 1:
-            pair_ranks = [ranks.get(pair, NO_RANK) for pair in zip(ids, ids[1:])]
-            rank = min(pair_ranks)
-            if rank == NO_RANK:
-                break
-            ids = merge_pair(ids, *merges[rank])
-        return tuple(ids)
+        ids = [byte_ids[b] for b in piece.encode("utf-8")]              # ids[i] = None once merged away
+        n = len(ids)
+        heap = [(r, i) for i, pair in enumerate(zip(ids, ids[1:])) if (r := ranks.get(pair)) is not None]
+        if not heap:
+            return tuple(ids)
+        heapify(heap)
+        nxt, prv, pending = list(range(1, n + 1)), list(range(-1, n - 1)), []
+        while heap:
+            rank, i = heappop(heap)
+            j = nxt[i]
+            if j < n and ranks.get((ids[i], ids[j])) == rank:         # still this pair: merge j into i
+                new = ids[i] = merges[rank][2]
+                ids[j], k = None, nxt[j]
+                nxt[i] = k
+                if k < n:
+                    prv[k] = i
+                    if (r := ranks.get((new, ids[k]))) is not None:
+                        pending.append((r, i))
+                if (p := prv[i]) >= 0 and (r := ranks.get((ids[p], new))) is not None:
+                    pending.append((r, p))
+            if pending and (not heap or heap[0][0] != rank):           # this rank is done everywhere
+                for entry in pending:
+                    heappush(heap, entry)
+                pending = []
+        return tuple(i for i in ids if i is not None)
 
     def decode(self, ids):
         """ids -> str; invalid UTF-8 (e.g. a cut multi-byte character) shows as U+FFFD."""
@@ -221,8 +195,9 @@ class ByteLevelBPE(Tokenizer):
 
     @classmethod
     def train(cls, text_or_files, vocab_size, specials=(ENDOFTEXT,), progress=True):
-        """Learn vocab_size - 256 - len(specials) merges from text (a str), a Path, or a list of paths.
+        """Learn vocab_size - 256 - len(specials) merges from text (a str), a Path, or an iterable of either.
 
+        A str is always text: one naming a file, or shaped like a path, is a UserError (pass Path(...)).
         Files are streamed line by line; specials in the data are split off and never merged.
         """
         specials = check_specials(specials)
@@ -304,14 +279,7 @@ class ByteLevelBPE(Tokenizer):
 
 def read_merges(path):
     """(line number, (left, right)) per merge line; the '#version' header and blank lines skipped."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e})") from None
-    out = []
+    lines, out = read_text(path).split("\n"), []
     for k, line in enumerate(lines, 1):
         line = line.rstrip("\r")
         if not line or (k == 1 and line.startswith("#version")):
@@ -321,117 +289,3 @@ def read_merges(path):
             raise UserError(f"{path}:{k}: expected 'left right', got {line!r}")
         out.append((k, tuple(parts)))
     return out
-
-
-# ---- training internals -------------------------------------------------------------------------------
-
-def count_pretokens(source, specials=()):
-    """Counter of GPT-2 pre-tokens over a str, a path, or a list of paths; specials split off, not counted."""
-    counts, pattern = Counter(), gpt2_pattern()
-    names = sorted(specials, key=len, reverse=True)
-    split = re.compile("|".join(map(re.escape, names))) if names else None
-    for chunk in _chunks(source):
-        for part in split.split(chunk) if split else (chunk,):
-            counts.update(pattern.findall(part))
-    return counts
-
-
-def _chunks(source):
-    """Yield text pieces whose pre-tokens equal those of the whole text (cut after a non-space)."""
-    if isinstance(source, str):
-        yield source
-        return
-    paths = [source] if isinstance(source, PathLike) else list(source)
-    for path in paths:
-        yield from _file_chunks(path)
-
-
-def _file_chunks(path):
-    # a cut between a non-space and the following whitespace run is a pre-token boundary that no
-    # lookahead crosses, so we hold each line's trailing whitespace back and prepend it to the next
-    carry = ""
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            for line in f:
-                chunk = carry + line
-                head = chunk.rstrip(WHITESPACE)
-                if head and len(head) < len(chunk):
-                    yield head
-                    carry = chunk[len(head):]
-                else:
-                    carry = chunk                   # all whitespace, or a last line with no newline
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e}); convert it to UTF-8 first") from None
-    if carry:
-        yield carry
-
-
-def learn_merges(words, freqs, n_merges, first_id=256, progress=False):
-    """BPE merges, most frequent pair first (ties: smallest ids), with incremental pair counts.
-
-    words: list of id lists (mutated); freqs: count per word. Only words holding the merged pair are
-    revisited (index pair -> words); the best pair comes from a heap with lazy deletion of stale entries.
-    """
-    counts, where = defaultdict(int), defaultdict(set)
-    for w, (syms, f) in enumerate(zip(words, freqs)):
-        for pair in zip(syms, syms[1:]):
-            counts[pair] += f
-            where[pair].add(w)
-    heap = [(-c, a, b) for (a, b), c in counts.items()]           # min-heap: highest count first
-    heapq.heapify(heap)
-    merges, meter = [], _Progress(n_merges) if progress else None
-    while len(merges) < n_merges and heap:
-        negc, a, b = heapq.heappop(heap)
-        if counts.get((a, b)) != -negc:
-            continue                                # stale: the count changed after this push
-        new = first_id + len(merges)
-        merges.append((a, b, new))
-        touched = set()
-        for w in where.pop((a, b)):
-            syms = words[w]
-            merged = merge_pair(syms, a, b, new)
-            if len(merged) == len(syms):
-                continue                            # stale index entry: an earlier merge took the pair
-            f = freqs[w]
-            for pair in zip(syms, syms[1:]):
-                counts[pair] -= f
-                touched.add(pair)
-            for pair in zip(merged, merged[1:]):
-                counts[pair] += f
-                touched.add(pair)
-                where[pair].add(w)
-            words[w] = merged
-        for pair in touched:
-            if counts[pair] > 0:
-                heapq.heappush(heap, (-counts[pair], *pair))
-            else:
-                del counts[pair]
-        if meter:
-            meter.update(len(merges))
-    if meter:
-        meter.done(len(merges))
-    return merges
-
-
-class _Progress:
-    """A one-line stderr meter: merges done, merges/s, ETA."""
-
-    def __init__(self, total, every=0.5):
-        self.total, self.every = total, every
-        self.t0 = self.last = time.perf_counter()
-
-    def update(self, n, force=False):
-        now = time.perf_counter()
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        rate = n / max(now - self.t0, 1e-9)
-        eta = (self.total - n) / rate if rate > 0 else float("inf")
-        print(f"\rbpe: {n:,}/{self.total:,} merges  {rate:,.0f} merges/s  ETA {eta:.0f} s  ",
-              end="", file=sys.stderr, flush=True)
-
-    def done(self, n):
-        self.update(n, force=True)
-        print(f"\nbpe: {n:,} merges in {time.perf_counter() - self.t0:.1f} s", file=sys.stderr)

@@ -1,0 +1,164 @@
+"""BPE training: count GPT-2 pre-tokens in texts or files, then learn merges with incremental pair counts."""
+import heapq
+import os
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from os import PathLike
+
+from ..errors import UserError
+from .pretokenize import WHITESPACE, gpt2_pattern
+
+
+def merge_pair(ids, a, b, new):
+    """Replace each non-overlapping (a, b), left to right, by new."""
+    out, i, n = [], 0, len(ids)
+    while i < n:
+        if ids[i] == a and i + 1 < n and ids[i + 1] == b:
+            out.append(new)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def count_pretokens(source, specials=()):
+    """Counter of GPT-2 pre-tokens over training_texts(source); specials split off, not counted."""
+    counts, pattern = Counter(), gpt2_pattern()
+    names = sorted(specials, key=len, reverse=True)
+    split = re.compile("|".join(map(re.escape, names))) if names else None
+    for chunk in training_texts(source):
+        for part in split.split(chunk) if split else (chunk,):
+            counts.update(pattern.findall(part))
+    return counts
+
+
+def training_texts(source):
+    """Text pieces of source: a str is text, a Path a file (streamed), an iterable holds either, one per document."""
+    # a str that names a file or looks like a path is refused (_check_not_a_path): the caller almost
+    # surely meant Path(...), and training on the name itself would succeed silently
+    if isinstance(source, (str, PathLike)):
+        source = [source]
+    elif isinstance(source, (bytes, bytearray)) or not hasattr(source, "__iter__"):
+        raise UserError(f"train: expected text (str), a Path, or an iterable of them; got {type(source).__name__}")
+    for item in source:
+        if isinstance(item, PathLike):
+            yield from _file_chunks(item)
+        elif isinstance(item, str):
+            _check_not_a_path(item)
+            yield item
+        else:
+            raise UserError(f"train: expected text (str) or a Path, got {type(item).__name__} {item!r:.60}")
+
+
+PATH_SUFFIXES = (".txt", ".tokens", ".raw", ".jsonl", ".json", ".xml", ".bz2", ".gz", ".md", ".csv")
+
+
+def _check_not_a_path(text):
+    """UserError when a str given as training text names a file or has the shape of a path."""
+    if len(text) > 4096 or any(c in text for c in WHITESPACE):
+        return                                      # real text: several words or lines
+    if os.path.isfile(text):
+        raise UserError(f"train: {text!r} names a file, but a str is used as the training text itself; "
+                        f"pass Path({text!r}) to train on the file's contents")
+    if "/" in text or os.sep in text or text.lower().endswith(PATH_SUFFIXES):
+        raise UserError(f"train: {text!r} looks like a file name, but no such file exists and a str is used "
+                        "as the training text itself; check the path and pass it as a Path")
+
+
+def _file_chunks(path):
+    """Decoded pieces of a UTF-8 file, cut so that pre-tokens are unchanged; bad bytes -> UserError with offset."""
+    # a cut between a non-space and the following whitespace run is a pre-token boundary that no
+    # lookahead crosses, so we hold each line's trailing whitespace back and prepend it to the next
+    carry, offset = "", 0
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    chunk = carry + raw.decode("utf-8")          # no UTF-8 character spans a b"\n"
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{path}: not UTF-8 text at byte {offset + e.start} ({e.reason}); "
+                                    "convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8`") from None
+                offset += len(raw)
+                head = chunk.rstrip(WHITESPACE)
+                if head and len(head) < len(chunk):
+                    yield head
+                    carry = chunk[len(head):]
+                else:
+                    carry = chunk                   # all whitespace, or a last line with no newline
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e}); check the path and that it is a readable "
+                        "file") from None
+    if carry:
+        yield carry
+
+
+def learn_merges(words, freqs, n_merges, first_id=256, progress=False):
+    """BPE merges, most frequent pair first (ties: smallest ids), with incremental pair counts.
+
+    words: list of id lists (mutated); freqs: count per word. Only words holding the merged pair are
+    revisited (index pair -> words); the best pair comes from a heap with lazy deletion of stale entries.
+    """
+    counts, where = defaultdict(int), defaultdict(set)
+    for w, (syms, f) in enumerate(zip(words, freqs)):
+        for pair in zip(syms, syms[1:]):
+            counts[pair] += f
+            where[pair].add(w)
+    heap = [(-c, a, b) for (a, b), c in counts.items()]           # min-heap: highest count first
+    heapq.heapify(heap)
+    merges, meter = [], _Progress(n_merges) if progress else None
+    while len(merges) < n_merges and heap:
+        negc, a, b = heapq.heappop(heap)
+        if counts.get((a, b)) != -negc:
+            continue                                # stale: the count changed after this push
+        new = first_id + len(merges)
+        merges.append((a, b, new))
+        touched = set()
+        for w in where.pop((a, b)):
+            syms = words[w]
+            merged = merge_pair(syms, a, b, new)
+            if len(merged) == len(syms):
+                continue                            # stale index entry: an earlier merge took the pair
+            f = freqs[w]
+            for pair in zip(syms, syms[1:]):
+                counts[pair] -= f
+                touched.add(pair)
+            for pair in zip(merged, merged[1:]):
+                counts[pair] += f
+                touched.add(pair)
+                where[pair].add(w)
+            words[w] = merged
+        for pair in touched:
+            if counts[pair] > 0:
+                heapq.heappush(heap, (-counts[pair], *pair))
+            else:
+                del counts[pair]
+        if meter:
+            meter.update(len(merges))
+    if meter:
+        meter.done(len(merges))
+    return merges
+
+
+class _Progress:
+    """A one-line stderr meter: merges done, merges/s, ETA."""
+
+    def __init__(self, total, every=0.5):
+        self.total, self.every = total, every
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, n, force=False):
+        now = time.perf_counter()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        rate = n / max(now - self.t0, 1e-9)
+        eta = (self.total - n) / rate if rate > 0 else float("inf")
+        print(f"\rbpe: {n:,}/{self.total:,} merges  {rate:,.0f} merges/s  ETA {eta:.0f} s  ",
+              end="", file=sys.stderr, flush=True)
+
+    def done(self, n):
+        self.update(n, force=True)
+        print(f"\nbpe: {n:,} merges in {time.perf_counter() - self.t0:.1f} s", file=sys.stderr)
