@@ -240,6 +240,18 @@ def test_attention_rows_fit_80_columns_and_say_which_window(lm):
     assert max(map(len, wide.splitlines())) > 80 and "tokens shown" not in wide
 
 
+def test_banner_and_help_fit_80_columns(lm, tmp_path):
+    from glassformer.tasks import sentences
+    vocab = sentences.vocabulary()                          # its banner lists every known word
+    model = build_model(ModelConfig(vocab_size=len(vocab), kind="decoder_lm", d_model=8, n_heads=2,
+                                    n_layers=1, d_ff=8, max_len=16), np.random.default_rng(0))
+    words = WordTokenizer(vocab[len(sentences.SPECIALS):], specials=sentences.SPECIALS)
+    path = save_checkpoint(tmp_path / "s.npz", model, tokenizer=words.to_dict(), task={"name": "sentences"})
+    for ckpt in (path, lm[0]):
+        rc, out, _ = script("--checkpoint", ckpt, stdin="help\n", env={"COLUMNS": "80"})
+        assert rc == 0 and "commands:" in out and max(map(len, out.splitlines())) <= 80
+
+
 # ---- the walk: 80 columns, numbers a learner can check --------------------------------------------
 
 def digits_walk(lr_at=None):

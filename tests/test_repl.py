@@ -18,6 +18,7 @@ from glassformer.tasks import digits, sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "digits.npz"
+BANNER_END = "type help for commands, quit to leave"
 TOP3 = re.compile(r"top-3: (\d) (\d\.\d{3})  (\d) (\d\.\d{3})  (\d) (\d\.\d{3})")
 
 
@@ -347,8 +348,9 @@ def test_lm_set_commands_change_the_sampling(lm_ckpt):
     rc, out, err = run(["--checkpoint", lm_ckpt[0]], stdin=script)
     assert rc == 0 and err == ""
     lines = out.splitlines()
-    assert lines[2] == "temperature 0.8, top_k off, top_p off, max_tokens 200"   # the lm defaults
-    assert lines[3:6] == ["temperature 0.0", "max_tokens 5",
+    lines = lines[lines.index(BANNER_END) + 1:]             # the banner wraps at the terminal's width
+    assert lines[0] == "temperature 0.8, top_k off, top_p off, max_tokens 200"   # the lm defaults
+    assert lines[1:4] == ["temperature 0.0", "max_tokens 5",
                           "temperature 0.0, top_k off, top_p off, max_tokens 5"]
     answer = "ROMEO:" + greedy(lm_ckpt, "ROMEO:", 5)
     assert lines.count(answer) == 3 and lines.count("(5 new tokens)") == 3
@@ -402,7 +404,8 @@ def test_ctrl_c_during_a_reply_keeps_what_was_printed_and_the_loop_goes_on(lm_ck
     rc, out, err = run(argv, stdin="hi\nhi\n")
     assert rc == 0 and err == ""
     first = "hi" + greedy(lm_ckpt, "hi", 5)
-    assert out.splitlines()[2:6] == [first[:5], "(stopped)", first, "(5 new tokens)"]
+    assert out.split(BANNER_END + "\n")[1].splitlines() == [first[:5], "(stopped)", first,
+                                                           "(5 new tokens)"]
     calls.clear()
     assert run(argv + ["--prompt", "hi"])[:2] == (130, first[:5] + "\n(stopped)\n")
 

@@ -22,14 +22,16 @@ MAX_SAMPLES = 10_000                                        # --num-samples at m
 DEFAULT_CHECKPOINT = Path("checkpoints") / "digits.npz"
 COMMANDS = """commands:
   help                  this text
-  attention on|all|off  show attention after each answer (on: last layer, all: every layer)
+  attention on|all|off  attention maps after each reply (on: last layer; all)
   clear                 clear the screen and the input history
-  quit, exit            leave (Ctrl-D and Ctrl-C work too; Ctrl-C during a reply stops it)"""
-SET_COMMANDS = """  set                   show the sampling settings
-  set temperature T     0 = greedy (always the likeliest token); higher = more varied, e.g. 0.8
+  quit, exit            leave (or Ctrl-D); Ctrl-C during a reply stops it"""
+SET_COMMANDS = f"""  set                   show the sampling settings
+  set temperature T     0 = greedy (always the likeliest token); higher = more
+                        varied, e.g. 0.8
   set top_k K           sample among the K likeliest tokens (off: all of them)
-  set top_p P           sample from the smallest set of tokens with probability >= P (off: all)
-  set max_tokens N      longest continuation, in tokens (at most 100,000)"""
+  set top_p P           sample from the smallest set of tokens with probability
+                        >= P (off: all)
+  set max_tokens N      longest continuation, in tokens (at most {MAX_NEW_TOKENS:,})"""
 
 
 def parse_args(argv):
@@ -84,9 +86,11 @@ def check_args(args):
     if args.json and args.attention != "off":
         raise UserError("--json prints JSON lines only: drop --attention (or --json)")
     if args.prompt_file is not None:
+        if not os.path.isfile(args.prompt_file):            # a FIFO or /dev/zero would never end
+            raise UserError(f"--prompt-file {args.prompt_file}: no such file (or not a regular file)")
         try:
             args.expr = args.prompt_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, ValueError) as e:                  # ValueError: undecodable, or a NUL in the path
             raise UserError(f"--prompt-file {args.prompt_file}: cannot read it as UTF-8 text "
                             f"({getattr(e, 'strerror', None) or e})") from None
 
@@ -204,7 +208,7 @@ class Session:
             return False
         if cmd == "help" and len(words) == 1:
             sets = hasattr(self.handler, "settings")
-            self.say(self.handler.describe(), COMMANDS + ("\n" + SET_COMMANDS if sets else ""))
+            self.say(fill(self.handler.describe()), COMMANDS + ("\n" + SET_COMMANDS if sets else ""))
         elif cmd == "set":
             self.say(self.set(words[1:]))
         elif cmd == "attention" and len(words) <= 2:
@@ -232,6 +236,11 @@ class Session:
         name, value = parse_setting(*words)
         settings[name] = value
         return f"{name} {'off' if value is None else value}"
+
+
+def fill(text):
+    """Prose wrapped to the terminal's width (replies are the model's text and are not wrapped)."""
+    return textwrap.fill(text, terminal_width(), break_on_hyphens=False)
 
 
 def clear(stdout, interactive):
@@ -271,7 +280,7 @@ def read_lines(stdin, stdout, prompt, interactive):
 def repl(session, stdin, interactive):
     """Read-eval-print until quit, EOF or Ctrl-C; an error prints and the loop goes on."""
     if not session.json:                                    # --json: nothing but JSON lines
-        session.say(session.handler.describe(), "type help for commands, quit to leave")
+        session.say(fill(session.handler.describe()), "type help for commands, quit to leave")
     try:
         for line in read_lines(stdin, session.stdout, session.handler.prompt, interactive):
             if not line.strip():

@@ -3,7 +3,7 @@
 The model runs forward once, with every sub-layer's forward wrapped so that its input and output are
 recorded (Pass); each stage is printed from those records and the layers' own caches, and the loss,
 backward and update stages reuse that same pass. So a post-LN and a pre-LN block both show what their
-own forward did, in the order it did it.
+own forward did, in the order it did it. The texts themselves are in cli/stages.py.
 """
 import contextlib
 import sys
