@@ -24,8 +24,8 @@ from ..models import ModelConfig, build_model
 from ..research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
 from ..tokenizers import tokenizer_from_dict
 from ..tokenizers.registry import KINDS
-from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, NAT, Archive, Check, archive_error,  # noqa: F401
-                      check_schema, parse_header)
+from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, NAT, NUMBER, POSITIVE, Archive,  # noqa: F401
+                      Check, archive_error, check_schema, parse_header, parsed_by)
 
 FORMAT, VERSION = "glassformer", 1
 # meta["extra"]["family"] -> (config class, builder(config, rng)); no family: a ModelConfig model
@@ -36,8 +36,8 @@ RUN_FILES = ("model.npz", "best.npz")   # in a run folder: experiments' model, t
 MAX_MODEL_BYTES = 4 << 30               # the largest model a checkpoint may make us build
 SLACK_BYTES = 64 << 20                  # what a config may ask beyond its stored arrays (tables, masks)
 # the header, checked before anything else is read ("key?": optional)
-META_SCHEMA = {"format": str, "version": int, "config": dict, "tokenizer?": (dict, None),
-               "task?": (dict, None), "step?": NAT, "metrics?": dict, "rng_state?": (dict, None),
+META_SCHEMA = {"format": str, "version": int, "config": dict, "tokenizer?": ({"type?": str}, None),
+               "task?": ({"name?": str}, None), "step?": NAT, "metrics?": dict, "rng_state?": (dict, None),
                "extra?": dict, "optimizer?": {"class": str, "t": NAT, "lr": FLOAT}}
 
 
@@ -149,7 +149,7 @@ def load_checkpoint(path, device=None):
             raise archive_error(path, f"cannot build the model its config describes ({e})") from None
         params = dict(model.named_parameters())
         check_params(path, archive, {name: p.shape for name, (p, _) in params.items()})
-        state = {name: read_finite(archive, f"param/{name}") for name in params}
+        state = {name: read_finite(archive, f"param/{name}", p.dtype) for name, (p, _) in params.items()}
         try:
             model.load_state_dict(state)
         except UserError as e:
@@ -252,12 +252,13 @@ def check_params(path, archive, shapes):
                                 f"model expects {tuple(shape)}")
 
 
-def read_finite(archive, key):
-    """archive[key], which must be floating point and hold no NaN or inf."""
+def read_finite(archive, key, dtype=None):
+    """archive[key] (cast to dtype), which must be floating point and hold no NaN or inf."""
     head = archive.headers[key]
     if head.dtype.kind != "f":
         raise archive_error(archive.path, f"{key!r} is a {head.dtype} array, not floating point")
-    a = archive[key]
+    with np.errstate(over="ignore"):                        # 1e300 into float32 is inf: refused below
+        a = archive[key].astype(dtype or head.dtype, copy=False)
     bad = a.size - int(np.isfinite(a).sum())
     if bad:
         raise archive_error(archive.path, f"{key!r} holds {bad:,} non-finite values (NaN or inf): the "

@@ -218,9 +218,26 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_number(v):
+    return (_is_int(v) or isinstance(v, float)) and not math.isnan(v)
+
+
 NAT = Check("a whole number >= 0", lambda v: _is_int(v) and v >= 0)
+POSITIVE = Check("a whole number >= 1", lambda v: _is_int(v) and v >= 1)
 INT = Check("a whole number", _is_int)
-FLOAT = Check("a finite number", lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v))
+NUMBER = Check("a number", _is_number)                      # inf allowed: a best loss not yet set
+FLOAT = Check("a finite number", lambda v: _is_number(v) and math.isfinite(v))
+
+
+def parsed_by(parse, text):
+    """A Check of the values a flag's argparse type accepts (a saved setting must be a valid flag)."""
+    def test(value):
+        try:
+            parse(str(value))
+        except Exception:                                   # noqa: BLE001  ArgumentTypeError, ValueError...
+            return False
+        return isinstance(value, (str, int, float))
+    return Check(text, test)
 
 
 def describe(schema):

@@ -25,13 +25,15 @@ import numpy as np
 from .. import backend
 from .. import visualization as viz
 from ..backend import to_numpy
-from ..checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from ..checkpoint import (NAT, NUMBER, POSITIVE, check_schema, load_checkpoint, parsed_by, read_meta,
+                          restore_optimizer, save_checkpoint)
 from ..errors import UserError
 from ..files import atomic_path
 from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
 from ..train.records import write_json, write_metrics
+from ..train.step import Diverged
 from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir, positive_float,
                      positive_int, resume_path, run_dir, seed_int)
 from .config import check_task_flags, given_flags, parse_with_config, run_config
@@ -102,6 +104,16 @@ def build_parser():
     return p
 
 
+# what a resumable run's header holds under "extra": checked before --resume uses any of it
+RUN_STATE = {"epoch": NAT, "history": [dict], "best_val_acc": NUMBER, "best_val_loss": NUMBER,
+             "best_epoch": NAT, "run": {
+                 "task": parsed_by(lambda v: TASK_CLASSES[v], f"one of {sorted(TASK_CLASSES)}"),
+                 "size?": parsed_by(lambda v: digits.SIZES[v], f"one of {sorted(digits.SIZES)}"),
+                 "batch_size": POSITIVE, "lr": parsed_by(positive_float, "a positive number"),
+                 "seed": NAT, "epochs": POSITIVE, "n_args?": parsed_by(n_args_int, "2 to 13"),
+                 "digits?": parsed_by(digit_range, "a digit range LOW-HIGH")}}
+
+
 def resolve_settings(args):
     """The run's settings from flags, or from the checkpoint on --resume; (settings, checkpoint)."""
     if args.resume is None:
@@ -114,6 +126,7 @@ def resolve_settings(args):
     if not saved or ckpt.meta.get("rng_state") is None or not ckpt.optimizer_state:
         raise UserError(f"{args.resume}: this checkpoint was not written by train_step_by_step.py "
                         "(no run settings, optimizer or RNG state): it cannot be resumed")
+    check_schema(args.resume, ckpt.meta["extra"], RUN_STATE, "header extra")
     for key in DEFAULTS:
         given = getattr(args, key)
         if given is not None and given != saved.get(key, DEFAULTS[key]):
@@ -146,7 +159,7 @@ class Run:
         self.optimizer = Adam(self.model.get_parameters(), lr=settings["lr"])
         self.epoch, self.history = 0, []
         self.best_acc, self.best_loss, self.best_epoch = -1.0, math.inf, 0
-        self.resumed_from = None
+        self.resumed_from, self.diverged = None, None       # diverged: the Diverged that stopped it
         if checkpoint is not None:
             self._resume(checkpoint, resume_path)
 
@@ -204,6 +217,11 @@ def fit(run, out, stream, live):
         print(f"\ninterrupted (Ctrl-C) during epoch {run.epoch + 1}: stopping; the files keep "
               f"epoch {run.epoch}.", file=stream)
         return True
+    except Diverged as e:                                   # nothing saved this epoch: the files keep
+        progress.close()                                    # the last finite epoch (and best.npz)
+        e.step = run.optimizer.t if e.step is None else e.step
+        run.diverged = e
+        print(f"\n{e}", file=stream)
     progress.close()
     return False
 
@@ -240,18 +258,21 @@ def finish(run, out, interrupted, command):
     """Evaluate best.npz on the test data, draw the plots, write metrics.csv and summary.json."""
     write_metrics(out / "metrics.csv", METRIC_FIELDS, run.history)
     best = out / "best.npz"
-    report = {}
+    report, best_of = {}, {}
+    last = read_meta(out / "last.npz")[0]["extra"] if (out / "last.npz").exists() else {}
     if best.exists():
-        model = load_checkpoint(best).model
+        saved = load_checkpoint(best)                       # the summary names what the files hold
+        model, best_of = saved.model, saved.meta["extra"]
         report = run.task.report(model, run.loss_fn)
         plot_run(run, out, model)
     elif run.history:
         viz.plot_curves(run.history, out / "curves.png")
     summary = {
         "task": run.task.name, "command": command, "date": datetime.now().isoformat(timespec="seconds"),
-        "interrupted": interrupted, "epochs_completed": run.epoch,
-        "epochs_requested": run.settings["epochs"], "best_epoch": run.best_epoch or None,
-        "best_val_accuracy": run.best_acc if run.best_acc >= 0 else None,
+        "interrupted": interrupted, "epochs_completed": last.get("epoch", run.epoch),
+        "epochs_requested": run.settings["epochs"], "best_epoch": best_of.get("best_epoch"),
+        "best_val_accuracy": best_of.get("best_val_acc"),
+        "diverged": run.diverged and run.diverged.record(),
         "test_accuracy": report.get("test_accuracy"),
         **{k: v for k, v in report.items() if k != "test_accuracy"},
         "train_seconds": round(sum(r["seconds"] for r in run.history), 3),
@@ -312,6 +333,9 @@ def run_cli(args, argv, stream, only):
     interrupted = fit(run, out, stream, live=stream.isatty())
     command = "python train_step_by_step.py " + shlex.join(argv)
     print_summary(finish(run, out, interrupted, command), out, stream)
+    if run.diverged:
+        print(f"error: {run.diverged}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return EXIT_INTERRUPTED if interrupted else 0
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import array_module, to_numpy
-from .step import Diverged, DivergenceGuard, all_finite, check_finite, train_step
+from .step import Diverged, DivergenceGuard, all_finite, check_finite, quiet, train_step
 
 
 def train_epoch(model, loss_fn, optimizer, ids, targets, batch_size, rng, on_batch=None, pad=None):
@@ -42,7 +42,8 @@ def predict(model, ids, batch_size=512):
     """Class probabilities (N, n_classes) in eval mode, batch by batch."""
     from ..layers.activations import softmax
     model.eval()
-    out = [softmax(model.forward(ids[i:i + batch_size])) for i in range(0, len(ids), batch_size)]
+    with quiet():                                           # a diverged model: Diverged says so
+        out = [softmax(model.forward(ids[i:i + batch_size])) for i in range(0, len(ids), batch_size)]
     return array_module(ids).concatenate(out)
 
 
@@ -67,8 +68,9 @@ def accuracy_by_group(preds, targets, groups, names):
 def evaluate_lm(model, loss_fn, ids, targets, pad=0):
     """(mean loss, next-token accuracy) over the non-pad targets, in eval mode, one batch."""
     model.eval()
-    logits = model.forward(ids)                             # (N, T, V)
-    loss = float(loss_fn.forward(logits, targets))
+    with quiet():
+        logits = model.forward(ids)                         # (N, T, V)
+        loss = float(loss_fn.forward(logits, targets))
     check_finite(None, validation_loss=loss)
     real = targets != pad
     acc = float(((logits.argmax(axis=-1) == targets) & real).sum()) / max(int(real.sum()), 1)

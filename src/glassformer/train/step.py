@@ -20,15 +20,21 @@ def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.
     """
     optimizer.zero_grad()
     loss_sum, logits = 0.0, None
-    for inputs, y in micro_batches:
-        logits = model.forward(*inputs)                     # (B, n_classes) or (B, T, V)
-        loss_sum = loss_sum + loss_fn.forward(logits, y)    # mean over the counted targets
-        model.backward(loss_fn.backward(1.0 / n_micro))     # grads add up across micro-batches
-    if scaler is not None:
-        return loss_sum / n_micro, logits, scaler.step(optimizer, optimizer.params, grad_clip)
-    norm = clip_grad_norm(optimizer.params, grad_clip) if grad_clip > 0 else None
-    optimizer.step()
+    with quiet():                                           # overflow is the guard's to report
+        for inputs, y in micro_batches:
+            logits = model.forward(*inputs)                 # (B, n_classes) or (B, T, V)
+            loss_sum = loss_sum + loss_fn.forward(logits, y)   # mean over the counted targets
+            model.backward(loss_fn.backward(1.0 / n_micro))    # grads add up across micro-batches
+        if scaler is not None:
+            return loss_sum / n_micro, logits, scaler.step(optimizer, optimizer.params, grad_clip)
+        norm = clip_grad_norm(optimizer.params, grad_clip) if grad_clip > 0 else None
+        optimizer.step()
     return loss_sum / n_micro, logits, norm
+
+
+def quiet():
+    """NumPy's overflow warnings off: when a run diverges, the guard says so once, clearly."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 class Diverged(UserError):
