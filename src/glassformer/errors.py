@@ -80,6 +80,8 @@ def main_boundary(main):
 
 def quiet_stdout():
     """Point stdout at /dev/null, so the flush at interpreter exit cannot fail on a closed pipe again."""
+    if sys.stdout is not sys.__stdout__:                    # redirected (a test): leave it alone
+        return
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
