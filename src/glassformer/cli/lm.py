@@ -5,6 +5,7 @@
       --tokenizer char --preset tiny --context 64 --steps 2000
 """
 import shlex
+import sys
 import textwrap
 from dataclasses import asdict
 from datetime import datetime
@@ -21,9 +22,10 @@ from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from ..train.records import write_json
+from ..train.step import Diverged
 from ..train.trainer import TrainConfig, Trainer, perplexity, si
-from .common import (EXIT_INTERRUPTED, TokenNames, fraction, make_run_dir, matmul_rate, nonnegative_float,
-                     positive_float, positive_int, run_dir, unicode_ok, whole_number)
+from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, TokenNames, fraction, make_run_dir, matmul_rate,
+                     nonnegative_float, positive_float, positive_int, run_dir, unicode_ok, whole_number)
 from .config import run_config
 from .lm_data import DATA_KEYS, check_text, evaluate_test, format_test, load_text, resolve_data
 from .walkthrough import walk
@@ -293,6 +295,9 @@ def run_lm(args, argv, stream, interactive, ask=input):
                                  if p.suffix in (".npz", ".csv", ".png")} | {"config.json", "summary.json"}))
     write_json(out / "summary.json", summary)
     print_lm_summary(summary, out, stream)
+    if summary.get("diverged"):                             # the Trainer said why; the files are kept
+        print(f"error: {Diverged(**summary['diverged'])}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
@@ -314,6 +319,6 @@ def print_lm_summary(summary, out, stream):
     print(f"files in {out}: {', '.join(summary['files'])}", file=stream)
     if summary["stop_reason"] == "max_time":
         print(f"stopped after the --max-time budget, at step {summary['step']}", file=stream)
-    if summary["stop_reason"] != "steps":
+    if summary["stop_reason"] in ("interrupted", "max_time"):
         print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
     print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}", file=stream)
