@@ -247,6 +247,11 @@ def test_a_tokenizer_id_beyond_its_vocab_size_is_caught_while_building(tmp_path)
     ("intro {{cite web\n| url = x\n\nNext paragraph {{lang|fr}} stays.", "intro\n\nNext paragraph  stays."),
     ("a {| class=x\n| 1\n\nb", "a\n\nb"),                                # an unclosed table, too
     ("{{a}} {{b {{c}} d\n\ne", "e"),
+    ("called ''{{lang|es|La Voz}}'' (English)", "called  (English)"),          # a cut template parts two runs
+    ("name '''{{lang|fr|''Temps''}}'''<ref>r</ref>) is", "name ) is"),
+    ("in the ''[[Republic (Plato)|''Republic'']]'' wants", "in the Republic wants"),
+    ("phrase ''[[Insha'Allah|{{transl|ar|in sha}}]]'' (meaning)", "phrase Insha'Allah (meaning)"),
+    ("==Etymology==\n{{Related articles|x}}\nThe term", "Etymology\nThe term"),
 ])
 def test_clean_wikitext_faults(markup, plain):
     assert clean_wikitext(markup) == plain

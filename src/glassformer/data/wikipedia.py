@@ -26,6 +26,8 @@ _HTML_TAGS = ("abbr b bdi bdo big blockquote br caption center cite code data dd
               "categorytree indicator templatedata hiero inputbox").split()   # extension tags, content kept
 _TAG = re.compile(rf"</?(?:{'|'.join(_HTML_TAGS)})(?:\s[^<>]*)?/?>", re.I)   # real tags only: not x<y and y>z
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+GAP = "\0"                                # where a span was cut: keeps ''{{t}}'' two runs, not one (XML has no NUL)
+_GAPS = re.compile(GAP + "+")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _LIST_MARK = re.compile(r"^[*#:;]+\s*|^-{4,}\s*$", re.M)
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
@@ -47,8 +49,8 @@ def _remove_nested(text, tokens, opener):
         spans += [(start, breaks[bisect_left(breaks, start)]) for start in stack]
     out, pos = [], 0
     for start, end in sorted(spans):      # nested spans lie inside their parent's: keep what none covers
-        if start > pos:
-            out.append(text[pos:start])
+        if start >= pos:
+            out += [text[pos:start], GAP]
         pos = max(pos, end)
     out.append(text[pos:])
     return "".join(out)
@@ -58,7 +60,7 @@ def _strip_quotes(line):
     """One line without its bold/italic apostrophes, literal ones kept, by MediaWiki's rules (doQuotes)."""
     # 4 apostrophes are ' + bold, more than 5 the extras + bold italic; when the counts of italic and of
     # bold runs are both odd, one bold run is read as ' + italic, so ''Iliad'''s gives Iliad's
-    runs = list(_QUOTES.finditer(line))
+    runs = list(_QUOTES.finditer(line)) if "''" in line else None
     if not runs:
         return line
     sizes = [len(m.group()) for m in runs]
@@ -98,7 +100,8 @@ def _link_text(inner):
     target, bar, label = inner.partition("|")
     if _MEDIA_LINK.match(target) or (not bar and _LANGUAGE_LINK.match(target)):
         return ""
-    return label if bar and label else target.lstrip(":")    # [[:Category:X]] is a visible link
+    shown = bar and label.strip(GAP)      # a label that was only a template shows the target
+    return label if shown else target.lstrip(":")            # [[:Category:X]] is a visible link
 
 
 def _replace_links(text):
@@ -111,7 +114,7 @@ def _replace_links(text):
             stack.append([])
         elif len(stack) > 1:
             inner = "".join(stack.pop())
-            stack[-1].append(_link_text(inner))
+            stack[-1].append(GAP + _link_text(inner) + GAP)    # ''[[a|''b'']]'': quotes inside stay apart
     stack[-1].append(text[start:])
     while len(stack) > 1:                 # unclosed [[: keep the text, drop the brackets
         inner = "".join(stack.pop())
@@ -127,9 +130,11 @@ def clean_wikitext(text):
     text = _remove_nested(text, _TEMPLATE_TOKENS, "{{")
     text = _remove_nested(text, _TABLE_TOKENS, "{|")
     text = _replace_links(text)
+    text = _GAPS.sub(lambda m: GAP if text[m.start() - 1:m.start()] == "'" == text[m.end():m.end() + 1] else "",
+                     text)                # a gap matters only between two apostrophe runs
     text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = _HEADING.sub(lambda m: "\n" + m.group(2), text)   # the heading on its own line, a blank line before
-    text = "\n".join(_strip_quotes(line) for line in text.split("\n"))
+    text = "\n".join(_strip_quotes(line) for line in text.split("\n")).replace(GAP, "")
     text = _TAG.sub("", text)
     text = _MAGIC_WORD.sub("", text)
     text = _LIST_MARK.sub("", text)
