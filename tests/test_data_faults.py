@@ -310,6 +310,25 @@ def test_a_cache_that_cannot_be_written_is_a_user_error(tmp_path, monkeypatch):
         load_corpus(path, ByteTokenizer(), cache_dir=tmp_path / "c")
 
 
+@pytest.mark.parametrize("error, message", [(PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
+                                            (OSError(errno.EIO, "Input/output error"), "Input/output error")])
+def test_an_unreadable_file_is_a_user_error(tmp_path, monkeypatch, error, message):
+    path = tmp_path / "locked.txt"
+    path.write_text("secret", encoding="utf-8")
+    real_open = open
+
+    def guarded(file, *args, **kwargs):    # as root, chmod cannot make a file unreadable: fake it
+        if str(file) == str(path):
+            raise error
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", guarded)
+    for load in (lambda: load_corpus(path, ByteTokenizer(), cache_dir=tmp_path / "c"),      # sniffs it first
+                 lambda: build_tokens([open_source(path, kind="txt")], ByteTokenizer(), tmp_path / "c"),
+                 lambda: list(open_source(path, kind="txt"))):
+        with pytest.raises(UserError, match=f"(?i)locked.txt: .*{message}"):
+            load()
+
+
 def test_folders_and_files_given_for_the_wrong_kind(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.md").write_text("x")

@@ -83,7 +83,7 @@ def open_binary(path):
     except PermissionError:
         raise UserError(f"{path}: permission denied; make the file readable") from None
     except OSError as e:                  # a socket, a device that refuses reads, ...
-        raise UserError(f"{path}: cannot open it ({e.strerror or e}); give a regular file or a pipe") from None
+        raise UserError(f"{path}: cannot open it ({e.strerror or e}); give a readable file, folder or pipe") from None
 
 
 def read_error(path, err):
