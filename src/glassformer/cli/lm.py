@@ -248,7 +248,7 @@ def walk_first_batch(trainer, tok, ask, stream):
     print(f"walking through the first {n} tokens of the first training window "
           f"({x.shape[0]} x {x.shape[1]} tokens per batch)", file=stream)
     return walk(trainer.model, x[:1, :n], y[:1, :n], TokenNames(tok, unicode_ok(stream)),
-                trainer.loss_fn, trainer.optimizer, ask, stream)
+                trainer.loss_fn, trainer.optimizer, ask, stream, lr_at=trainer.lr_at)
 
 
 def print_header(trainer, tok, s, out, resumed, stream):
