@@ -358,3 +358,13 @@ def test_resume_reads_the_run_and_refuses_changes(tmp_path, text, capsys, monkey
                        "--sample-every", "3"]) == 0           # the same value, or bookkeeping: fine
     assert load_checkpoint(last).meta["extra"]["train_config"]["weight_decay"] == 0.01
     assert json.loads((out / "config.json").read_text())["steps"] == 4
+
+
+def test_a_named_pipe_as_data_is_refused_not_waited_on(tmp_path):
+    """--data a FIFO: training reads its data more than once, so it is one clear error, never a hang."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    rc, out, err = script("--task", "lm", "--data", fifo, "--steps", "2", *TINY, "--out",
+                          tmp_path / "run", cwd=tmp_path)
+    assert rc == 2 and "named pipe" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

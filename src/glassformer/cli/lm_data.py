@@ -1,5 +1,7 @@
 """--task lm's text: the train/validation/test files, their tokens, and the test perplexities at the end."""
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,21 @@ def resolve_data(s):
     return s
 
 
+def refuse_special(data):
+    """UserError for a named pipe, device or socket: training reads --data more than once (tokenizer,
+    token cache), and a pipe can be read only once (reopening it would wait for a writer forever)."""
+    try:
+        mode = os.stat(data).st_mode
+    except OSError:
+        return                                              # missing: open_source says so clearly
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UserError(f"{data}: is a named pipe or device, not a file: training reads its data more "
+                        f"than once, so save it first (cat {data} > data.txt) and pass --data data.txt")
+
+
 def check_text(data):
-    """UserError for --data that is missing, not UTF-8, or binary (NUL bytes in its first 64 KB)."""
+    """UserError for --data that is missing, not UTF-8, binary (NUL bytes in its first 64 KB) or a pipe."""
+    refuse_special(data)
     for path in open_source(data).files():
         blocks = read_blocks(path, 1 << 16)
         try:
