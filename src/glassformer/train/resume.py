@@ -31,8 +31,8 @@ def keep_schedule(config, saved, extend=False):
         now = ", ".join(f"{k}={getattr(config, k)}" for k in changed)
         raise UserError(f"the resumed run planned its learning-rate schedule with {was}, not {now}: "
                         "changing it would change the rate of steps already planned. Resume with the "
-                        "run's settings, or extend the run (--extend; Trainer.resume(extend=True)) to "
-                        "re-plan the cosine to a new total")
+                        "run's settings, or extend the run to re-plan the cosine to a new total "
+                        "(Trainer.resume(extend=True); on the command line --resume with --steps N)")
     kept = replace(config, **{k: v for k, v in plan.items() if k != "steps"})
     return kept, (f"extending the run: its cosine now ends at step {kept.steps} instead of "
                   f"{plan.get('steps')}; warm-up and learning rates as planned")
