@@ -220,3 +220,21 @@ def test_python_m_entry_points_print_one_error_line(module, args, tmp_path):
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("error: ")
+
+
+def test_resume_refuses_a_consistent_checkpoint_that_does_not_fit_the_task(tmp_path, small_digits, capsys):
+    """A header and arrays that agree with each other (3 classes) but not with the digits task."""
+    from test_checkpoint import members_of, npy, with_meta, write_zip
+    out = tmp_path / "run"
+    assert train.main([*FAST, "--epochs", "1", "--out", str(out)]) == 0
+    members = members_of(out / "last.npz")
+    for name in ("param/head.W.npy", "param/head.b.npy", "optim/m.26.npy", "optim/v.26.npy",
+                 "optim/m.25.npy", "optim/v.25.npy"):
+        a = np.lib.format.read_array(io.BytesIO(members[name]))
+        members[name] = npy(a[..., :3])                     # 3 classes instead of 10
+    crafted = write_zip(tmp_path / "crafted.npz", members)
+    crafted = with_meta(crafted, tmp_path / "three.npz", lambda m: m["config"].update(n_classes=3))
+    load_checkpoint(crafted)                                # a sound checkpoint in itself
+    capsys.readouterr()
+    assert run_main(train.main, ["--resume", str(crafted), "--epochs", "2", "--no-interactive"]) == 2
+    assert "does not fit the digits task" in capsys.readouterr().err   # not an IndexError mid-epoch

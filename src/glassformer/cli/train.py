@@ -153,7 +153,12 @@ class Run:
             {"n_args": settings.get("n_args", 3), "digit_range": settings.get("digits", "0-9")}
         self.task = TASK_CLASSES[settings["task"]](settings["size"], settings["seed"], **options)
         self.rng = np.random.default_rng(settings["seed"])  # init, dropout and shuffling all draw here
-        config = checkpoint.config if checkpoint else self.task.model_config()
+        want = self.task.model_config()
+        config = checkpoint.config if checkpoint else want
+        if type(config) is not type(want) or any(getattr(config, k) != getattr(want, k) for k in
+                                                 ("kind", "vocab_size", "n_classes", "max_len")):
+            raise UserError(f"{resume_path}: its model does not fit the {self.task.name} task (another "
+                            "vocabulary, class count or context): it cannot be resumed")
         self.model = build_model(config, self.rng)
         self.loss_fn = self.task.loss_fn()
         self.optimizer = Adam(self.model.get_parameters(), lr=settings["lr"])
