@@ -92,7 +92,7 @@ def test_resume_keeps_the_schedule_unless_extended(tmp_path):
     for _ in range(3):
         first.train_step()
     first.save(tmp_path / "mid.npz")
-    with pytest.raises(UserError, match="steps=10, not steps=20.*--extend"):
+    with pytest.raises(UserError, match="steps=10, not steps=20.*extend=True"):
         make_trainer(steps=20, warmup_steps=4).resume(tmp_path / "mid.npz")
     longer = make_trainer(steps=20, warmup_steps=10)       # (the CLI derives warm-up from --steps)
     longer.resume(tmp_path / "mid.npz", extend=True)
