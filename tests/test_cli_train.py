@@ -368,3 +368,15 @@ def test_a_named_pipe_as_data_is_refused_not_waited_on(tmp_path):
                           tmp_path / "run", cwd=tmp_path)
     assert rc == 2 and "named pipe" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    """--config on a FIFO waited forever and on /dev/zero grew without bound: now one clear error."""
+    path = tmp_path / "run.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    rc, out, err = script("--config", path, cwd=tmp_path)
+    assert rc == 2 and "not a regular file" in err and "Traceback" not in err

@@ -13,12 +13,18 @@ from ..errors import UserError
 
 PATH_KEYS = ("data", "val_data", "test_data", "out", "resume", "tokenizer")
 TOKENIZER_NAMES = ("char", "bpe", "gpt2")                   # --tokenizer values that are not paths
+MAX_CONFIG_BYTES = 1 << 20                                  # a config is a few hundred bytes
 
 
 def read_config(path):
     """The table of a .json or .toml file as a dict; UserError when it is missing or malformed."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():            # a pipe or device would wait or never end
+            raise UserError(f"--config {path}: not a regular file: give a .json or .toml file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"--config {path}: {path.stat().st_size:,} bytes is far too large for a "
+                            f"config (at most {MAX_CONFIG_BYTES:,}): is it the right file?")
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"--config {path}: cannot read it ({e.strerror or e})") from None
