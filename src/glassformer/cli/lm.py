@@ -321,4 +321,5 @@ def print_lm_summary(summary, out, stream):
         print(f"stopped after the --max-time budget, at step {summary['step']}", file=stream)
     if summary["stop_reason"] in ("interrupted", "max_time"):
         print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
-    print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}", file=stream)
+    if (out / "best.npz").exists():                        # a run that diverged at once has none
+        print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}", file=stream)
