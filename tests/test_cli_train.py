@@ -133,7 +133,7 @@ def test_shipped_configs_parse_and_quote_the_recipes():
     for name in names:
         args = parser.parse_args(config.config_words(ROOT / "configs" / name, parser))
         if args.task == "lm":
-            assert args.data.is_absolute() and (ROOT.parent / "shared" / "data") in args.data.parents, name
+            assert args.data.is_absolute() and (ROOT.parent / "shared" / "data").resolve() in args.data.resolve().parents, name
             assert args.data.exists() or not (ROOT.parent / "shared" / "data").is_dir(), name
         if name.startswith("wikipedia_"):
             assert args.preset == name[len("wikipedia_"):-len(".json")] and args.tokenizer == "gpt2"
