@@ -380,3 +380,16 @@ def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path, kind):
         path.symlink_to("/dev/zero")
     rc, out, err = script("--config", path, cwd=tmp_path)
     assert rc == 2 and "not a regular file" in err and "Traceback" not in err
+
+
+def test_precision_fp16_trains_on_the_cpu_and_reports_its_loss_scale(tmp_path, text):
+    """--precision fp16 (NumPy float16 matmuls here): the progress line and summary.json carry the scale."""
+    rc, out, err = script("--task", "lm", "--data", text, "--precision", "fp16", "--steps", "4",
+                          "--log-interval", "2", *TINY, "--out", tmp_path / "run", cwd=tmp_path)
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"] == "fp16" and summary["loss_scale"] > 0
+    assert summary["skipped_steps"] == 0 and math.isfinite(summary["val_loss"])
+    assert "skip" in out + err                              # the progress line shows scale and skips
+    rc, _, err = script("--task", "digits", "--precision", "fp16", "--no-interactive", cwd=tmp_path)
+    assert rc == 2 and "--precision is for lm" in err

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import precision
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
 from ..errors import UserError
@@ -40,7 +41,8 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
                  "preset": "tiny", "context": None, "dropout": 0.0, "batch_size": 16, "grad_accum": 1,
                  "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100, "weight_decay": 0.1,
                  "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100, "eval_batches": 20,
-                 "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0}
+                 "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
+                 "precision": "fp32"}
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
 MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time") + DATA_KEYS
 # (flag, type, metavar, help) of the flags only --task lm reads
@@ -72,6 +74,9 @@ LM_FLAGS = (
     ("--log-interval", positive_int, "N", "steps between progress lines (default steps/20, at most 50)"),
     ("--sample-every", whole_number(0), "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
      "(default)"),
+    ("--precision", None, None, "fp32 (default), tf32 (cuBLAS may round float32 matmul inputs to TF32 on a "
+     "GPU) or fp16 (float16 matmuls, float32 master weights, dynamic loss scaling; on the CPU through "
+     "NumPy float16, slow: for checking, not speed)"),
     ("--max-time", positive_float, "SECONDS", "stop cleanly after this much training time in this session: "
      "checkpoints saved, the summary says so; --resume goes on"),
 )
@@ -117,7 +122,9 @@ def add_lm_arguments(parser):
         "6N + 12·L·d·T per token (N parameters, L layers, d = d_model, T = context: forward and "
         "backward), beside this machine's float32 GEMM rate measured at the start.", 78))
     for flag, kind, metavar, text in LM_FLAGS:
-        options = {"choices": sorted(PRESETS)} if flag == "--preset" else {"type": kind, "metavar": metavar}
+        options = {"choices": sorted(PRESETS)} if flag == "--preset" else \
+            {"choices": sorted(precision.POLICIES)} if flag == "--precision" else \
+            {"type": kind, "metavar": metavar}
         g.add_argument(flag, help=text, **{k: v for k, v in options.items() if v is not None})
     return [a.dest for a in g._group_actions]
 
@@ -227,6 +234,7 @@ def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     else:
         model = ckpt.model
     T, B, c = s["context"], s["batch_size"], model.config
+    precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "lm", "settings": s, "context": T, "n_train_tokens": len(corpus.train),
             "n_val_tokens": len(corpus.val), "n_test_tokens": None if test is None else len(test),
             "first_val_token": int(corpus.val[0])}

@@ -260,6 +260,8 @@ class Trainer:
         return {"step": self.step, "train_loss": train.get("train_loss"),
                 "val_loss": last.get("val_loss"), "val_ppl": last.get("val_ppl"),
                 **self.best_saved(), "tokens": self.tokens_seen, "diverged": self.diverged,
+                "precision": precision.current().name,
+                "loss_scale": None if self.scaler is None else self.scaler.scale,
                 "skipped_steps": None if self.scaler is None else self.scaler.skipped_steps,
                 "elapsed_s": round(self.elapsed, 3),
                 "tokens_per_s": self.tokens_seen / self.elapsed if self.elapsed else None,
@@ -333,6 +335,9 @@ class Trainer:
                 parts.append((f"{flops} = {share} of {si(self.peak_flops, 'FLOP/s')}", f"{flops} {share}"))
             else:
                 parts.append((flops, flops))
+        if self.scaler is not None:                         # fp16: the loss scale, steps skipped
+            scale, skipped = self.scaler.scale, self.scaler.skipped_steps
+            parts.append((f"scale {scale:g}, {skipped} skipped", f"x{scale:g} {skipped}skip"))
         parts.append((f"ETA {format_seconds(eta)}",) * 2)
         print(progress_line(parts, self.width), file=self.log, flush=True)
         window.update(loss=0.0, n=0, tokens=self.tokens_seen, t=now)
