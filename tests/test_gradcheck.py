@@ -126,3 +126,18 @@ def test_cli_help_shows_the_default_tolerance(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "(default: 1e-06)" in capsys.readouterr().out
+
+
+def test_lender_checks_the_parameters_a_tied_head_borrows():
+    """gradcheck.Lender lists the embedding a TiedLMHead writes into, so its dW is checked too."""
+    from glassformer import gradcheck, layers
+    rng = np.random.default_rng(0)
+    emb = layers.Embedding(6, 4, rng).astype(np.float64)
+    lender = gradcheck.Lender(layers.TiedLMHead(emb), tok_emb=emb)
+    assert [name for name, _ in lender.named_parameters()] == ["tok_emb.W"]
+    h = rng.standard_normal((2, 3, 4))
+    dout = rng.standard_normal((2, 3, 6))
+    lender.zero_grad()
+    lender.forward(h)
+    lender.backward(dout)
+    assert np.allclose(emb.dW, dout.reshape(-1, 6).T @ h.reshape(-1, 4))   # dE = dlogits^T h
