@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import backend, precision
-from ..errors import UserError
-
-EXIT_USER_ERROR = 2                                         # a user's mistake: one line on stderr
-EXIT_INTERRUPTED = 130                                      # Ctrl-C, as a shell reports SIGINT
+from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
 
 
 # ---------------------------------------------------------------- flags
