@@ -1,7 +1,8 @@
 """Checkpoints: one .npz with the parameter arrays plus a JSON `__meta__` entry; no pickle, atomic.
 
 load_checkpoint is the one loader: any model family (meta["extra"]["family"]), from the file or
-from a run folder (experiments' model.npz, train_step_by_step's or the LM CLI's best.npz). It checks
+from a run folder (experiments' model.npz, train_step_by_step's or the LM CLI's best.npz), or a
+Hugging Face GPT-2 folder (config.json + model.safetensors, read by hf_gpt2.py). It checks
 before it allocates (archive.py: the zip, the .npy headers, the JSON header; then the config's size),
 so a crafted or damaged file is one UserError, never a traceback, a hang or a MemoryError.
 
@@ -26,6 +27,7 @@ from ..tokenizers import tokenizer_from_dict
 from ..tokenizers.registry import KINDS
 from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, NAT, NUMBER, POSITIVE, Archive,  # noqa: F401
                       Check, archive_error, check_schema, parse_header, parsed_by)
+from .hf_gpt2 import is_hf_folder, load_hf_gpt2
 
 FORMAT, VERSION = "glassformer", 1
 # meta["extra"]["family"] -> (config class, builder(config, rng)); no family: a ModelConfig model
@@ -110,8 +112,9 @@ def checkpoint_file(path):
     for name in RUN_FILES:
         if (path / name).exists():
             return path / name
-    raise UserError(f"{path}: no {' or '.join(RUN_FILES)} in this folder; give a checkpoint file "
-                    "or a run folder (python -m glassformer.experiments, train_step_by_step.py)")
+    raise UserError(f"{path}: no {' or '.join(RUN_FILES)} in this folder; give a checkpoint file, "
+                    "a run folder (python -m glassformer.experiments, train_step_by_step.py) or a "
+                    "Hugging Face GPT-2 folder (config.json + model.safetensors)")
 
 
 def read_meta(path):
@@ -136,6 +139,9 @@ def read_meta(path):
 def load_checkpoint(path, device=None):
     """Rebuild the model saved in `path` (a file or run folder; optionally on "cpu"/"cuda"), of any
     family, checking the file, the header, the sizes, names, shapes and values first."""
+    if is_hf_folder(path):                                  # a Hugging Face GPT-2 folder: hf_gpt2.py
+        model, config, meta = load_hf_gpt2(path)
+        return Checkpoint(model=model if device is None else model.to(device), config=config, meta=meta)
     path = checkpoint_file(path)
     meta, archive = read_meta(path)
     with archive:

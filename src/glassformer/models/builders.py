@@ -13,8 +13,11 @@ def make_positional(config, rng):
 def make_blocks(config, rng, causal):
     """config.n_layers TransformerBlocks; GPT-2 init (init="normal") also draws output projections."""
     out_init = "normal" if config.init == "normal" else None
-    return [TransformerBlock(config.d_model, config.n_heads, config.d_ff, rng,
-                             norm_first=config.norm_first, causal=causal, dropout=config.dropout,
-                             activation=config.activation, fused_qkv=config.fused_qkv,
-                             init=config.init, out_init=out_init, dtype=config.dtype)
-            for _ in range(config.n_layers)]
+    blocks = [TransformerBlock(config.d_model, config.n_heads, config.d_ff, rng,
+                               norm_first=config.norm_first, causal=causal, dropout=config.dropout,
+                               activation=config.activation, fused_qkv=config.fused_qkv,
+                               init=config.init, out_init=out_init, dtype=config.dtype)
+              for _ in range(config.n_layers)]
+    for block in blocks:                                    # configs without norm_eps: the default
+        block.ln1.eps = block.ln2.eps = getattr(config, "norm_eps", block.ln1.eps)
+    return blocks

@@ -37,6 +37,7 @@ class ModelConfig:
     tie_weights: bool = True           # decoder_lm: the LM head reuses the token embedding
     init: str = "xavier"               # "xavier", or "normal" (std 0.02, GPT-2 style)
     dtype: str = "float32"
+    norm_eps: float = 1e-5             # LayerNorm's epsilon (GPT-2's layer_norm_epsilon)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -46,6 +47,8 @@ class ModelConfig:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
+        if not 0.0 < self.norm_eps < 1.0:
+            raise UserError(f"norm_eps={self.norm_eps} must be in (0, 1)")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout={self.dropout} must be in [0, 1)")
         choices = {"activation": ("relu", "gelu"), "positional": ("sinusoidal", "learned"),
