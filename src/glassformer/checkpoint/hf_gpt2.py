@@ -223,7 +223,7 @@ def folder_tokenizer(folder):
 def exportable(config):
     """None when a config is a GPT-2 (so HF can compute it), else why not, in words."""
     if not isinstance(config, ModelConfig) or config.kind != "decoder_lm":
-        return f"it is a {getattr(config, 'kind', type(config).__name__)} model, not a decoder LM"
+        return f"its model ({getattr(config, 'kind', type(config).__name__)}) is not a decoder LM"
     wrong = [f"{k}={getattr(config, k)!r} (GPT-2: {v!r})" for k, v in
              {"norm_first": True, "positional": "learned", "activation": "gelu"}.items()
              if getattr(config, k) != v]

@@ -1,0 +1,67 @@
+"""python -m glassformer.export CHECKPOINT OUT_DIR: a glassformer decoder LM as a Hugging Face GPT-2 folder.
+
+The folder (config.json, model.safetensors, and vocab.json + merges.txt for a byte-level BPE) loads
+with transformers' GPT2LMHeadModel.from_pretrained(OUT_DIR) and with glassformer's load_checkpoint.
+A char or word tokenizer, which GPT-2's files cannot hold, is written as tokenizer.glassformer.json.
+"""
+import argparse
+import sys
+
+from .checkpoint import load_checkpoint
+from .checkpoint.hf_gpt2 import OUR_TOKENIZER, exportable, save_hf_gpt2
+from .errors import UserError, run_main
+from .tokenizers import tokenizer_from_dict
+from .tokenizers.registry import KINDS
+
+DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m glassformer.export",
+                                description="Write a glassformer decoder LM checkpoint as a Hugging "
+                                            "Face GPT-2 folder (config.json + model.safetensors).")
+    p.add_argument("checkpoint", help="a .npz checkpoint, a run folder (best.npz) or a GPT-2 folder")
+    p.add_argument("out_dir", help="the folder to write (created if missing; its files are replaced)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="how the weights are stored (default float32)")
+    return p.parse_args(argv)
+
+
+def export(checkpoint, out_dir, dtype="float32", stdout=None):
+    """Load `checkpoint`, refuse what GPT-2 cannot compute, write out_dir; returns the file names."""
+    stdout = sys.stdout if stdout is None else stdout
+    ckpt = load_checkpoint(checkpoint)
+    why = exportable(ckpt.config)
+    if why:
+        raise UserError(f"{checkpoint}: cannot export as GPT-2: {why} (GPT-2 is a pre-LN decoder with "
+                        "learned positions, LayerNorm, tanh GELU and biases)")
+    saved = ckpt.tokenizer
+    tok = tokenizer_from_dict(saved, where=f"{checkpoint}: the tokenizer") \
+        if isinstance(saved, dict) and saved.get("type") in KINDS else None
+    files = save_hf_gpt2(out_dir, ckpt.model, tok, dtype=DTYPES[dtype])
+    c = ckpt.config
+    print(f"wrote {out_dir}: {', '.join(files)} ({ckpt.model.n_parameters():,} parameters as {dtype}; "
+          f"{c.n_layers} layers, d_model {c.d_model}, {c.n_heads} heads, context {c.max_len}, "
+          f"vocab {c.vocab_size:,}, {'tied' if c.tie_weights else 'untied'} head)", file=stdout)
+    if OUR_TOKENIZER in files:
+        print(f"note: its {tok.type} tokenizer cannot be written as GPT-2's vocab.json + merges.txt; it "
+              f"is in {OUR_TOKENIZER} (glassformer reads it; transformers needs your own tokenizer)",
+              file=stdout)
+    elif tok is None:
+        print("note: the checkpoint holds no tokenizer, so only the weights were written", file=stdout)
+    return files
+
+
+def run(argv=None):
+    args = parse_args(argv)
+    export(args.checkpoint, args.out_dir, args.dtype)
+    return 0
+
+
+def main(argv=None):
+    """Entry point: exit status 0, or 2 with one `error:` line for bad input."""
+    return run_main(run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
