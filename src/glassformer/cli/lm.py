@@ -28,6 +28,7 @@ from ..train.trainer import TrainConfig, Trainer, perplexity, si
 from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, TokenNames, fraction, make_run_dir, matmul_rate,
                      nonnegative_float, positive_float, positive_int, run_dir, unicode_ok, whole_number)
 from .config import run_config
+from .init_from import init_settings, load_init
 from .lm_data import DATA_KEYS, check_text, evaluate_test, format_test, load_text, resolve_data
 from .walkthrough import walk
 
@@ -42,7 +43,7 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
                  "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100, "weight_decay": 0.1,
                  "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100, "eval_batches": 20,
                  "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
-                 "precision": "fp32"}
+                 "precision": "fp32", "init_from": None}
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
 MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time") + DATA_KEYS
 # (flag, type, metavar, help) of the flags only --task lm reads
@@ -57,6 +58,9 @@ LM_FLAGS = (
      "(GPT-2's 50,257 tokens) or a tokenizer .json saved by glassformer"),
     ("--bpe-vocab", whole_number(257), "V", "vocabulary size of --tokenizer bpe (default 1024)"),
     ("--preset", None, None, "model size (default tiny; table below)"),
+    ("--init-from", Path, "DIR", "fine-tune this model instead of a new one: a Hugging Face GPT-2 folder "
+     "(config.json + model.safetensors) or a --task lm checkpoint; its tokenizer and context (the "
+     "default and the longest --context); not with --preset, --tokenizer or --bpe-vocab"),
     ("--context", positive_int, "T", "tokens per training window (default: the preset's)"),
     ("--dropout", fraction, "P", "dropout probability (default 0)"),
     ("--steps", positive_int, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
@@ -188,7 +192,7 @@ def resolve_lm_settings(args):
         if "data" not in given:
             raise UserError("--task lm needs --data PATH, e.g. "
                             "--data ../shared/data/tinyshakespeare/input.txt")
-        return complete_settings(dict(FLAG_DEFAULTS, **given)), None
+        return complete_settings(init_settings(dict(FLAG_DEFAULTS, **given), given)), None
     ckpt = load_checkpoint(args.resume)
     task = ckpt.task if isinstance(ckpt.task, dict) else {}
     if task.get("name") != "lm" or not task.get("settings") or not ckpt.optimizer_state:
@@ -225,14 +229,15 @@ def train_config(s, out):
 def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint."""
     more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
-    tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else \
+    init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
+    tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
     corpus, test = load_text(s, tok)
-    if ckpt is None:
+    if ckpt is None and init is None:
         config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"])
         model = build_model(config, np.random.default_rng(s["seed"]))
     else:
-        model = ckpt.model
+        model = (ckpt or init).model
     T, B, c = s["context"], s["batch_size"], model.config
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "lm", "settings": s, "context": T, "n_train_tokens": len(corpus.train),
@@ -265,8 +270,9 @@ def print_header(trainer, tok, s, out, resumed, stream):
     splits = f"{t['n_train_tokens']:,} training and {t['n_val_tokens']:,} validation" + \
         ("" if t["n_test_tokens"] is None else f" and {t['n_test_tokens']:,} test")
     print(f"task lm: {s['data']}, {splits} tokens; {tok.type} tokenizer of {tok.vocab_size:,} tokens; "
-          f"{s['preset']} preset, {model.n_parameters():,} parameters, context {s['context']}; run directory "
-          f"{out}" + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
+          f"{s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}, "
+          f"{model.n_parameters():,} parameters, context {s['context']}; run directory {out}"
+          + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
     c = model.config
     print(f"speed: 6N + 12·L·d·T = {si(trainer.flops_per_token, 'FLOP')} per token (N "
           f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {s['context']}); this machine's "
