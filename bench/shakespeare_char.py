@@ -4,6 +4,9 @@ tinyshakespeare (first 90% train, last 10% validation), 65 characters, 4 layers,
 context 64, batch 12, dropout 0, AdamW lr 1e-3 (betas 0.9/0.99, decay 0.1, clip 1.0), 100 warm-up
 steps, cosine to 1e-4 over 2,000 iterations. Validation loss is the mean over 200 random batches of
 12 x 64, as nanoGPT's estimate_loss does (its figure for this recipe: about 1.88).
+Model FLOPs per iteration: (6 N + 12 L d T) per token (glassformer.cli.lm.flops_per_token, N from
+lm_parameters) times the 12 x 64 tokens; read against an sgemm on the same BLAS threads, timed in
+this process before training (glassformer.cli.common.matmul_rate).
   python bench/shakespeare_char.py [--threads 1] [--save checkpoints/shakespeare_char.npz]
 """
 import argparse
@@ -36,6 +39,8 @@ def main(argv=None):
     import io
     import numpy as np
     from glassformer.checkpoint import save_checkpoint
+    from glassformer.cli.common import matmul_rate
+    from glassformer.cli.lm import flops_per_token, lm_parameters
     from glassformer.train import TrainConfig, Trainer
     from glassformer.data import lm_batches
     from glassformer.models import lm_config
@@ -58,6 +63,8 @@ def main(argv=None):
     trainer = Trainer(model, CrossEntropyLoss(), lm_batches(train, B, T), tcfg,
                       val_batches=lm_batches(val, B, T), tokenizer=tok, task=task,
                       log=io.StringIO() if args.quiet else sys.stderr)
+    flops_per_iter = flops_per_token(lm_parameters(config), config.n_layers, config.d_model, T) * B * T
+    sgemm = matmul_rate()                                   # FLOP/s, before training, same threads
     start = time.perf_counter()
     summary = trainer.fit()                                 # evaluates once, after the last step
     wall = time.perf_counter() - start
@@ -72,6 +79,10 @@ def main(argv=None):
         "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall, 2),
         "tokens_per_s": round(trainer.tokens_seen / train_seconds, 1),
         "ms_per_iter": round(1e3 * train_seconds / trainer.step, 2),
+        "flops_per_iter": flops_per_iter,
+        "model_flops_per_s": round(flops_per_iter * trainer.step / train_seconds),
+        "sgemm_flops_per_s": round(sgemm),
+        "model_to_sgemm": round(flops_per_iter * trainer.step / train_seconds / sgemm, 4),
         "params": model.n_parameters(), "vocab_size": tok.vocab_size, "eval_batches": args.eval_batches,
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto")}))
