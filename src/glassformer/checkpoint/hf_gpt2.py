@@ -208,7 +208,7 @@ def load_hf_gpt2(folder):
 
 
 def folder_tokenizer(folder):
-    """Our tokenizer.glassformer.json, else vocab.json + merges.txt, else encoder.json + vocab.bpe; or None."""
+    """Our tokenizer.glassformer.json, else vocab.json + merges.txt, else encoder.json + vocab.bpe, else None."""
     folder = Path(folder)
     if (folder / OUR_TOKENIZER).is_file():
         return load_tokenizer(folder / OUR_TOKENIZER)

@@ -34,7 +34,7 @@ def bf16_to_f32(bits):
 
 def f32_to_bf16(x):
     """float32 -> bfloat16 bit patterns (uint16), rounding to nearest even (NaN stays NaN)."""
-    u = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    u = np.asarray(x, np.float32, order="C").view(np.uint32)
     rounded = (u + (0x7FFF + ((u >> 16) & 1))) >> 16        # round half to even on the kept bits
     nan = np.isnan(np.asarray(x, np.float32))
     return np.where(nan, (u >> 16) | 0x40, rounded).astype(np.uint16)   # quiet NaN, never inf
@@ -201,7 +201,7 @@ def save_safetensors(path, tensors, metadata=None, dtype=None):
             kind = NAMES[a.dtype.newbyteorder("<")]
         else:
             raise UserError(f"tensor {name!r} is a {a.dtype} array, which safetensors cannot hold")
-        a = np.ascontiguousarray(a, DTYPES[kind])           # little-endian, C order
+        a = np.asarray(a, DTYPES[kind], order="C")          # little-endian, C order (0-d stays 0-d)
         header[name] = {"dtype": kind, "shape": list(a.shape), "data_offsets": [at, at + a.nbytes]}
         blobs.append(a)
         at += a.nbytes
