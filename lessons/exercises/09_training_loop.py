@@ -1,0 +1,52 @@
+"""Lesson 9 exercises: optimizer steps, clipping and the learning-rate schedule.
+
+Write the body of each function below (each one still raises NotImplementedError), then run
+    python -m glassformer.lessons check 09
+from the repository root: it tests each function and says what passed and why a failure failed.
+Each docstring says what to write and which section of the lesson it belongs to.
+"""
+import math
+
+import numpy as np
+
+
+def sgd_momentum_step(p, g, velocity, lr, momentum):
+    """One step of SGD with momentum (lesson 9, section 2).
+
+    p, g, velocity: arrays of one shape. velocity = momentum * velocity + g, then p = p - lr * velocity.
+    Return new arrays (p, velocity); do not modify the arguments.
+    """
+    raise NotImplementedError
+
+
+def adamw_step(p, g, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    """One AdamW step (lesson 9, sections 3 and 4).
+
+    p, g, m, v: arrays of one shape (m, v the moments, zeros before the first step); t: this step's
+    number, 1 for the first. First decay the weight itself, p = p * (1 - lr * weight_decay); then
+    m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, the bias corrections m_hat = m / (1 - b1^t) and
+    v_hat = v / (1 - b2^t), and p = p - lr * m_hat / (sqrt(v_hat) + eps).
+    Return new arrays (p, m, v); do not modify the arguments.
+    """
+    raise NotImplementedError
+
+
+def clip_grad_norm(grads, max_norm):
+    """Clip a list of gradients to a global L2 norm (lesson 9, section 6).
+
+    grads: a list of arrays. The global norm is sqrt of the sum of every entry squared, over all the
+    arrays. Scale every gradient by min(1, max_norm / (norm + 1e-6)). Return (clipped, norm): a new
+    list of arrays, and the norm before clipping as a float.
+    """
+    raise NotImplementedError
+
+
+def warmup_cosine(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
+    """The learning rate at a 0-based step (lesson 9, section 5).
+
+    Linear warm-up: max_lr * (step + 1) / warmup_steps while step < warmup_steps. Then cosine decay,
+    min_lr + 0.5 (max_lr - min_lr) (1 + cos(pi * progress)) with
+    progress = (step - warmup_steps) / (total_steps - warmup_steps), and min_lr from total_steps on.
+    Return a float.
+    """
+    raise NotImplementedError

@@ -1,0 +1,88 @@
+# ==================================================================================================
+# SPOILER: the solutions of lesson 7's exercises (lessons/07-backprop-by-hand.md).
+# Write your own in lessons/exercises/07_backprop_by_hand.py first, and check them with
+#     python -m glassformer.lessons check 07
+# Read this file after, to compare.
+# ==================================================================================================
+"""Lesson 7 exercises: the backward pass of every layer, as vector-Jacobian products."""
+import numpy as np
+
+GELU_C = np.sqrt(2.0 / np.pi)
+
+
+def linear_backward(x, W, dout):
+    """The backward of y = x @ W + b (lesson 7, section 2).
+
+    x: (..., d_in) any number of leading axes; W: (d_in, d_out); dout: (..., d_out).
+    Return (dx, dW, db): dx like x, dW (d_in, d_out) and db (d_out,) summed over every leading axis.
+    """
+    x2, d2 = x.reshape(-1, x.shape[-1]), dout.reshape(-1, dout.shape[-1])
+    return dout @ W.T, x2.T @ d2, d2.sum(axis=0)
+
+
+def gelu_backward(x, dout):
+    """The backward of GELU's tanh form (lesson 7, section 3).
+
+    Forward: out = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). x, dout: same shape.
+    Return dx = dout * d out / dx (product rule; d tanh(u)/du = 1 - tanh(u)^2).
+    """
+    t = np.tanh(GELU_C * (x + 0.044715 * x ** 3))
+    du_dx = GELU_C * (1.0 + 3 * 0.044715 * x * x)
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+
+
+def softmax_backward(dprobs, probs):
+    """The backward of probs = softmax(z) over the last axis (lesson 7, section 4).
+
+    dprobs, probs: (..., V). Return dz (..., V) = J^T dprobs without building the Jacobian:
+    dz = probs * (dprobs - sum(dprobs * probs)), the sum over the last axis.
+    """
+    return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
+
+
+def layer_norm_backward(dout, x, gamma, eps=1e-5):
+    """The backward of LayerNorm out = x_hat * gamma + beta, x_hat = (x - mean) / sqrt(var + eps)
+    (lesson 7, section 5).
+
+    dout, x: (..., C); gamma: (C,). Return (dx, dgamma, dbeta): dx like x; dgamma, dbeta (C,) summed
+    over every leading axis. With dx_hat = dout * gamma and rstd = 1 / sqrt(var + eps):
+    dx = rstd * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)), the means over the last axis.
+    """
+    C = x.shape[-1]
+    mu = x.mean(axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + eps)
+    x_hat = (x - mu) * rstd
+    dx_hat = dout * gamma
+    dx = rstd * (dx_hat - dx_hat.mean(axis=-1, keepdims=True)
+                 - x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True))
+    dgamma = (dout * x_hat).reshape(-1, C).sum(axis=0)
+    dbeta = dout.reshape(-1, C).sum(axis=0)
+    return dx, dgamma, dbeta
+
+
+def rms_norm_backward(dout, x, g, eps=1e-6):
+    """The backward of RMSNorm out = x r g, r = (mean(x^2) + eps)^(-1/2) (lesson 7, exercise 3).
+
+    dout, x: (..., C); g: (C,). Return (dx, dg). LayerNorm's derivation without the mean terms:
+    dx = r * (dx_hat - x_hat * mean(dx_hat * x_hat)) with x_hat = x r and dx_hat = dout * g.
+    """
+    C = x.shape[-1]
+    r = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+    x_hat, dx_hat = x * r, dout * g
+    dx = r * (dx_hat - x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True))
+    return dx, (dout * x_hat).reshape(-1, C).sum(axis=0)
+
+
+def attend_backward(dy, q, k, v, att):
+    """The backward of attention y = att @ v, att = softmax(q k^T / sqrt(D)) (lesson 7, section 6).
+
+    dy: (B, H, T, D); q: (B, H, T, D); k, v: (B, H, S, D); att: (B, H, T, S) the forward's weights
+    (0 on masked pairs). Return (dq, dk, dv). Read the forward backwards: dv = att^T dy,
+    datt = dy v^T, then the softmax's backward (with its subtraction) gives dscores; divide by
+    sqrt(D), then dq = dscores k and dk = dscores^T q.
+    """
+    D = q.shape[-1]
+    dv = att.swapaxes(-1, -2) @ dy
+    datt = dy @ v.swapaxes(-1, -2)
+    dscores = att * (datt - (datt * att).sum(axis=-1, keepdims=True)) / np.sqrt(D)
+    return dscores @ k, dscores.swapaxes(-1, -2) @ q, dv

@@ -1,0 +1,66 @@
+# ==================================================================================================
+# SPOILER: the solutions of lesson 11's exercises (lessons/11-decoders-generation.md).
+# Write your own in lessons/exercises/11_decoders_generation.py first, and check them with
+#     python -m glassformer.lessons check 11
+# Read this file after, to compare.
+# ==================================================================================================
+"""Lesson 11 exercises: temperature, top-k, top-p, and one step of decoding with a KV cache."""
+import numpy as np
+
+
+def temperature_probs(logits, tau):
+    """The sampling distribution at temperature tau (lesson 11, section 2).
+
+    logits: (V,). Return softmax(logits / tau) (V,), computed stably; tau = 0 means greedy: a
+    one-hot vector at the argmax.
+    """
+    if tau == 0:
+        out = np.zeros(logits.shape)
+        out[np.argmax(logits)] = 1.0
+        return out
+    z = logits / tau
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def top_k_filter(logits, k):
+    """Keep the k largest logits (lesson 11, section 2).
+
+    logits: (V,) with no ties; 1 <= k <= V. Return a copy where every logit outside the k largest
+    is -inf (so softmax gives it probability 0).
+    """
+    out = np.full(logits.shape, -np.inf)
+    keep = np.argsort(-logits)[:k]
+    out[keep] = logits[keep]
+    return out
+
+
+def top_p_filter(probs, p):
+    """Nucleus (top-p) filtering (Holtzman et al. 2020; lesson 11, section 2).
+
+    probs: (V,) a distribution with no ties; 0 < p <= 1. Keep the smallest set of the most likely
+    tokens whose total probability is at least p, zero the rest, and renormalise. Return (V,).
+    Example: [0.5, 0.3, 0.15, 0.05] with p = 0.75 keeps the first two: [0.625, 0.375, 0, 0].
+    """
+    order = np.argsort(-probs)
+    n = int(np.searchsorted(np.cumsum(probs[order]), p)) + 1
+    out = np.zeros(probs.shape)
+    out[order[:n]] = probs[order[:n]]
+    return out / out.sum()
+
+
+def kv_cache_step(q, k_new, v_new, cache_k, cache_v):
+    """One decoding step with a KV cache (lesson 11, section 3).
+
+    q, k_new, v_new: (B, H, 1, D) the new token's query, key and value; cache_k, cache_v: (B, H, L, D)
+    the keys and values of the L tokens before it (L may be 0). Append the new key and value to the
+    caches, then attend from q over all L + 1 keys (no mask needed: every cached token is in the past,
+    and the token sees itself). Return (y, cache_k, cache_v): y (B, H, 1, D) and the (B, H, L + 1, D)
+    caches.
+    """
+    cache_k = np.concatenate([cache_k, k_new], axis=2)
+    cache_v = np.concatenate([cache_v, v_new], axis=2)
+    scores = q @ cache_k.swapaxes(-1, -2) / np.sqrt(q.shape[-1])     # (B, H, 1, L + 1)
+    w = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    w /= w.sum(axis=-1, keepdims=True)
+    return w @ cache_v, cache_k, cache_v
