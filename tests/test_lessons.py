@@ -3,13 +3,32 @@
 Block kinds, by the fence's info string:
   ```python                 run (in a fresh namespace shared by the lesson's blocks, in order)
   ```python no-run          not run (GPU-only code); also a `<!-- no-run -->` line just before the fence
-  ```python quote PATH      an excerpt of PATH: every line (except `...`) must exist there, in order
-Other languages (```bash, ```text) are shown, not run.
+  ```python quote           an excerpt of glassformer's source; its first line names what it quotes
+                            (functions, classes, methods or module-level constants):
+                            `# src/glassformer/layers/positional.py: LearnedPositionalEmbedding.backward`
+                            (several names: `# PATH: layer_norm_forward, LayerNorm.forward`)
+  ```output [atol=A] [rtol=R]  what the run block just above it prints, compared with what it prints now
+Other languages (```bash, ```text) are shown, not run; a ```text block may not follow a run block
+(a printed result goes in an ```output block, so that it is checked).
+
+A quote is split into chunks at its `...` lines. Each chunk must appear contiguously in the source,
+every line of it inside the named functions or classes (found with `ast`), at one consistent indentation;
+chunks come in file order, and every named function or class holds at least one chunk. Blank lines
+and docstring lines of the source may be left out of a quote; runs of spaces count as one, so
+re-aligning a trailing comment does not break it.
+
+An output block is compared line by line (a `...` line stands for any number of lines). Text
+between numbers must match, ignoring whitespace. Integers must match exactly; a number with a
+decimal point or an exponent may differ by one unit of its last printed digit (rounding), or by
+the block's stated `atol` / `rtol`.
 """
+import ast
+import contextlib
+import io
 import re
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +36,10 @@ LESSONS = REPO / "lessons"
 LESSON_FILES = sorted(LESSONS.glob("[0-9][0-9]-*.md"))
 MAX_NO_RUN = 5                      # GPU-only blocks in the whole course
 NO_RUN_COMMENT = "<!-- no-run -->"
+QUOTE_HEADER = re.compile(r"#\s*(src/\S+\.py):\s*(.+?)\s*$")
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+FIGURE_LINK = re.compile(r"\]\(figures/([\w.-]+\.png)\)")
+PRINT_DEFAULTS = np.get_printoptions()                # NumPy's own, before any lesson runs
 
 
 def parse_blocks(path):
@@ -45,7 +68,7 @@ def parse_text(text, name):
 
 
 def finish(block):
-    """Classify a parsed block as run / no-run / quote / other."""
+    """Classify a parsed block as run / no-run / quote / output / other."""
     kind = "other"
     if block["lang"] == "python":
         if block["info"].startswith("quote"):
@@ -54,35 +77,139 @@ def finish(block):
             kind = "no-run"
         else:
             kind = "run"
+    elif block["lang"] == "output":
+        kind = "output"
     return {"kind": kind, "code": "\n".join(block["lines"]) + "\n", "line": block["line"],
-            "info": block["info"]}
+            "info": block["info"], "lang": block["lang"]}
 
 
 def lesson_id(path):
     return path.stem
 
 
-def test_the_course_has_lessons():
-    names = [p.name[:2] for p in LESSON_FILES]
-    assert names == [f"{i:02d}" for i in range(1, len(names) + 1)], \
-        f"lessons must be numbered 01, 02, ... without gaps, found {names}"
-    assert len(names) >= 14
+def exercise_file(path):
+    """lessons/exercises/NN_slug.py for lessons/NN-slug.md."""
+    return f"lessons/exercises/{path.stem.replace('-', '_')}.py"
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+def output_tolerance(info):
+    """(atol, rtol) stated on an ```output fence, 0 where not stated."""
+    found = dict(re.findall(r"(atol|rtol)=([0-9.eE+-]+)", info))
+    return float(found.get("atol", 0.0)), float(found.get("rtol", 0.0))
+
+
+def last_digit_unit(number):
+    """One unit of the last printed digit of a decimal number ('0.21' -> 0.01); 0 for an integer."""
+    mantissa, _, exponent = number.lower().partition("e")
+    if "." not in mantissa and not exponent:
+        return 0.0
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def line_mismatch(expected, actual, atol=0.0, rtol=0.0):
+    """Why one printed line differs from the expected one, or None when they agree."""
+    e_nums, a_nums = NUMBER.findall(expected), NUMBER.findall(actual)
+    e_text = ["".join(t.split()) for t in NUMBER.split(expected)]
+    a_text = ["".join(t.split()) for t in NUMBER.split(actual)]
+    if e_text != a_text or len(e_nums) != len(a_nums):
+        return "the text differs"
+    for e, a in zip(e_nums, a_nums):
+        tol = max(1.0000001 * last_digit_unit(e), atol, rtol * abs(float(e)))
+        if abs(float(e) - float(a)) > tol:
+            return f"{a} is not {e} (tolerance {tol:g})"
+    return None
+
+
+def output_mismatch(expected, actual, atol=0.0, rtol=0.0):
+    """The first disagreement between an ```output block and the printed text, or None.
+
+    Lines are compared in order, blank lines ignored; an expected `...` line matches any number
+    of printed lines (the next expected line is looked for further down).
+    """
+    want = [w for w in expected.splitlines() if w.strip()]
+    got = [g for g in actual.splitlines() if g.strip()]
+    return _match_lines(want, got, atol, rtol)
+
+
+def _match_lines(want, got, atol, rtol):
+    if not want:
+        return None if not got else f"unexpected printed line {got[0]!r}"
+    if want[0].strip() == "...":
+        for skip in range(len(got) + 1):
+            if _match_lines(want[1:], got[skip:], atol, rtol) is None:
+                return None
+        return f"nothing printed after the gap matches {want[1] if len(want) > 1 else '...'!r}"
+    if not got:
+        return f"{want[0]!r} was not printed (the output ended)"
+    why = line_mismatch(want[0], got[0], atol, rtol)
+    if why:
+        return f"expected {want[0]!r}, printed {got[0]!r}: {why}"
+    return _match_lines(want[1:], got[1:], atol, rtol)
+
+
+def run_lesson(path):
+    """Run every block of a lesson in order; return [(where, error)] for blocks that failed.
+
+    NumPy's print options start at their defaults, as in a fresh Python: a lesson's output must
+    not depend on another lesson's np.set_printoptions.
+    """
+    with np.printoptions(**PRINT_DEFAULTS):
+        return _run_blocks(path)
+
+
+def _run_blocks(path):
+    namespace = {"__name__": f"lesson_{path.stem.replace('-', '_')}"}
+    blocks, failures, printed, n_run = parse_blocks(path), [], None, 0
+    for block in blocks:
+        if block["kind"] == "run":
+            n_run += 1
+            where = f"{path.name}, python block {n_run} (line {block['line']})"
+            buffer = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(buffer):
+                    exec(compile(block["code"], where, "exec"), namespace)
+            except Exception as e:                          # report which block, then the cause
+                return failures + [(where, f"{type(e).__name__}: {e}")]
+            printed = buffer.getvalue()
+        elif block["kind"] == "output":
+            where = f"{path.name}, output block at line {block['line']}"
+            if printed is None:
+                failures.append((where, "an ```output block must follow a ```python block it checks"))
+                continue
+            why = output_mismatch(block["code"], printed, *output_tolerance(block["info"]))
+            if why:
+                failures.append((where, f"{why}\n--- printed ---\n{printed}"))
+            printed = None
+        else:
+            printed = None
+    return failures
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
 def test_lesson_runs(path, tmp_path, monkeypatch):
-    """Execute the lesson's python blocks in order; a failure names the lesson and block number."""
+    """Execute the lesson's python blocks in order and check every ```output block they print."""
     monkeypatch.chdir(tmp_path)                             # lessons may write checkpoints or plots
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace = {"__name__": f"lesson_{path.stem.replace('-', '_')}"}
-    runnable = [b for b in parse_blocks(path) if b["kind"] == "run"]
-    assert runnable, f"{path.name} has no runnable ```python block"
-    for i, block in enumerate(runnable, start=1):
-        where = f"{path.name}, python block {i} (line {block['line']})"
-        try:
-            exec(compile(block["code"], where, "exec"), namespace)
-        except Exception as e:                              # report which block, then the cause
-            pytest.fail(f"{where} failed: {type(e).__name__}: {e}", pytrace=False)
+    assert any(b["kind"] == "run" for b in parse_blocks(path)), \
+        f"{path.name} has no runnable ```python block"
+    failures = run_lesson(path)
+    if failures:
+        pytest.fail("\n".join(f"{where}: {why}" for where, why in failures), pytrace=False)
+    text = path.read_text(encoding="utf-8")
+    for name in FIGURE_LINK.findall(text):                  # the lesson draws every figure it shows
+        figure = tmp_path / "figures" / name
+        assert figure.is_file() and figure.read_bytes()[:4] == b"\x89PNG", \
+            f"{path.name} shows figures/{name}, but running it did not write that PNG"
+
+
+def test_the_course_has_lessons():
+    names = [p.name[:2] for p in LESSON_FILES]
+    assert names == [f"{i:02d}" for i in range(1, len(names) + 1)], \
+        f"lessons must be numbered 01, 02, ... without gaps, found {names}"
+    assert len(names) >= 17
 
 
 def test_no_run_blocks_are_few_and_compile():
@@ -95,49 +222,152 @@ def test_no_run_blocks_are_few_and_compile():
                 compile(b["code"], f"{p.name} line {b['line']}", "exec")
 
 
-def quoted_lines_found(quote, source_lines):
-    """The first quoted line not found in the source in order, or None when all are there.
+@pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
+def test_printed_results_are_checked(path):
+    """A result shown after a run block is an ```output block (checked), never plain ```text."""
+    blocks = parse_blocks(path)
+    for before, block in zip(blocks, blocks[1:]):
+        assert not (before["kind"] == "run" and block["lang"] == "text"), \
+            f"{path.name} line {block['line']}: a printed result goes in an ```output block"
+        if block["kind"] == "output":
+            assert before["kind"] == "run", \
+                f"{path.name} line {block['line']}: an ```output block must follow a run block"
 
-    Runs of spaces count as one, so re-aligning a trailing comment does not break a quote.
-    """
-    squeezed = [" ".join(s.split()) for s in source_lines]
-    pos = 0
-    for q in quote.splitlines():
-        q = " ".join(q.split())
-        if not q or q == "...":
-            continue
-        try:
-            pos = squeezed.index(q, pos) + 1
-        except ValueError:
-            return q
-    return None
+
+# ----------------------------------------------------------------------------------------- quotes
+
+def scopes(tree):
+    """{dotted name: (first line, last line)} of every def, class and module constant (decorators in)."""
+    found = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                found.setdefault(name, (first, child.end_lineno))
+                visit(child, name + ".")
+            elif isinstance(child, ast.Assign) and not prefix:     # a module-level constant
+                for target in child.targets:
+                    if isinstance(target, ast.Name):
+                        found.setdefault(target.id, (child.lineno, child.end_lineno))
+
+    visit(tree, "")
+    return found
+
+
+def docstring_lines(tree):
+    """Line numbers of every docstring in a module."""
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return lines
+
+
+def _indent(line):
+    return len(line) - len(line.lstrip(" "))
+
+
+def _squeeze(line):
+    return " ".join(line.split())
+
+
+def match_chunk(chunk, source, start, skippable):
+    """Indices of the source lines `chunk` matches contiguously from source[start], or None."""
+    i, offset, matched = start, None, []
+    for q in chunk:
+        while i < len(source) and i in skippable and _squeeze(source[i]) != _squeeze(q):
+            i += 1                                          # blank lines and docstrings may be left out
+        if i >= len(source) or _squeeze(source[i]) != _squeeze(q):
+            return None
+        shift = _indent(source[i]) - _indent(q)
+        if offset is None:
+            offset = shift
+        elif shift != offset:
+            return None                                     # the quote re-indented part of it
+        matched.append(i)
+        i += 1
+    return matched
+
+
+def split_chunks(lines):
+    """The quote's non-blank lines, cut into contiguous chunks at its `...` lines."""
+    chunks, current = [], []
+    for q in lines:
+        if q.strip() == "...":
+            chunks.append(current)
+            current = []
+        elif q.strip():
+            current.append(q)
+    return [c for c in chunks + [current] if c]
+
+
+def quote_problem(code, repo=REPO):
+    """Why a ```python quote block does not quote its named code faithfully, or None."""
+    lines = code.splitlines()
+    header = QUOTE_HEADER.match(lines[0].strip()) if lines else None
+    if not header:
+        return "the first line must name the source: `# src/PATH.py: Class.method, function`"
+    path, names = header.group(1), [n.strip() for n in header.group(2).split(",")]
+    source_file = repo / path
+    if not source_file.is_file():
+        return f"{path} does not exist"
+    text = source_file.read_text(encoding="utf-8")
+    tree, source = ast.parse(text), text.splitlines()
+    spans = scopes(tree)
+    unknown = [n for n in names if n not in spans]
+    if unknown:
+        return f"{path} defines no {', '.join(unknown)}"
+    skippable = {n - 1 for n in docstring_lines(tree)} | {i for i, s in enumerate(source) if not s.strip()}
+
+    def owner(i):                                           # the named scope holding source line i
+        return next((n for n in names if spans[n][0] - 1 <= i < spans[n][1]), None)
+
+    chunks = split_chunks(lines[1:])
+    if not chunks:
+        return "the quote is empty"
+    pos, used = 0, set()
+    for chunk in chunks:
+        for start in range(pos, len(source)):
+            matched = match_chunk(chunk, source, start, skippable)
+            if matched and all(owner(i) for i in matched):
+                break
+        else:
+            return (f"the lines from {chunk[0].strip()!r} are not, contiguously and in this order, "
+                    f"in {' or '.join(names)} of {path}")
+        used.update(owner(i) for i in matched)
+        pos = matched[-1] + 1
+    idle = [n for n in names if n not in used]
+    return f"nothing quoted comes from {', '.join(idle)}" if idle else None
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
 def test_quotes_match_the_code(path):
-    """Every ```python quote PATH block quotes real lines of PATH, in order."""
+    """Every ```python quote block quotes real, contiguous lines of the function or class it names."""
     for block in parse_blocks(path):
-        if block["kind"] != "quote":
-            continue
-        parts = block["info"].split()
-        assert len(parts) == 2, f"{path.name} line {block['line']}: write ```python quote PATH"
-        source = REPO / parts[1]
-        assert source.is_file(), f"{path.name} line {block['line']}: {parts[1]} does not exist"
-        missing = quoted_lines_found(block["code"], source.read_text(encoding="utf-8").splitlines())
-        assert missing is None, \
-            f"{path.name} line {block['line']}: {missing!r} is not in {parts[1]} (in this order)"
+        if block["kind"] == "quote":
+            problem = quote_problem(block["code"])
+            assert problem is None, f"{path.name} line {block['line']}: {problem}"
 
+
+# -------------------------------------------------------------------------- exercises, the walk
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
-def test_lesson_has_exercises_and_walk_section(path):
-    """Two or more exercises, each with a runnable block that asserts; a train_step_by_step section."""
+def test_lesson_ends_with_exercises_and_has_walk_section(path):
+    """The last section is `## Exercises`, naming the lesson's exercise file and its check command."""
     text = path.read_text(encoding="utf-8")
-    sections = re.split(r"^### ", text, flags=re.M)
-    exercises = [s for s in sections[1:] if s.startswith("Exercise")]
-    assert len(exercises) >= 2, f"{path.name}: {len(exercises)} exercises (### Exercise ...), want >= 2"
-    for ex in exercises:
-        asserts = [b for b in parse_text(ex, path.name) if b["kind"] == "run" and "assert" in b["code"]]
-        assert asserts, f"{path.name}: {ex.splitlines()[0]!r} has no runnable block with an assert"
+    sections = re.split(r"^## ", text, flags=re.M)
+    assert sections[-1].startswith("Exercises"), f"{path.name}: the last section must be '## Exercises'"
+    last = sections[-1]
+    assert exercise_file(path) in last, f"{path.name}: the exercises section must name {exercise_file(path)}"
+    assert f"python -m glassformer.lessons check {path.name[:2]}" in last, \
+        f"{path.name}: the exercises section must give `python -m glassformer.lessons check {path.name[:2]}`"
+    assert not re.search(r"^### Exercise", text, flags=re.M), \
+        f"{path.name}: exercises live in {exercise_file(path)}, not as solved blocks in the lesson"
     assert re.search(r"^## .*train_step_by_step", text, flags=re.M), \
         f"{path.name}: no '## ... train_step_by_step ...' section"
 
@@ -152,12 +382,61 @@ def test_readme_lists_every_lesson_with_a_time():
     assert all((LESSONS / name).is_file() for name in linked), f"a linked lesson is missing: {linked}"
 
 
+# ------------------------------------------------------------------------- the checkers themselves
+
 def test_parser_kinds(tmp_path):
     md = tmp_path / "x.md"
     md.write_text("```python\na = 1\n```\n<!-- no-run -->\n\n```python\nb\n```\n"
-                  "```python no-run\nc\n```\n```python quote src/x.py\nd\n```\n```bash\ne\n```\n")
-    assert [b["kind"] for b in parse_blocks(md)] == ["run", "no-run", "no-run", "quote", "other"]
-    assert quoted_lines_found("x = 1\n...\n  y = 2", ["x = 1", "z", "    y = 2"]) is None
-    assert quoted_lines_found("y = 2\nx = 1", ["x = 1", "y = 2"]) == "x = 1"   # order matters
-    assert quoted_lines_found("a = 1  # c", ["a = 1        # c"]) is None       # alignment is free
-    assert quoted_lines_found("a = 2", ["a = 1"]) == "a = 2"
+                  "```python no-run\nc\n```\n```python quote\nd\n```\n```bash\ne\n```\n"
+                  "```output\n1\n```\n")
+    assert [b["kind"] for b in parse_blocks(md)] == ["run", "no-run", "no-run", "quote", "other", "output"]
+
+
+POSITIONAL = "# src/glassformer/layers/positional.py: "
+LEARNED_BACKWARD = ("def backward(self, dout):  # dout: (B, T, C)\n    a, b = self.span\n"
+                    "    self.dP[a:b] += dout.sum(axis=0)\n    return dout\n")
+
+
+def test_quote_checker_accepts_a_faithful_quote():
+    assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + LEARNED_BACKWARD) is None
+    assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding\n" + LEARNED_BACKWARD) is None
+
+
+def test_quote_checker_fails_on_the_wrong_function():
+    """Lesson 1's old quote: the same lines named as another class's backward must fail."""
+    problem = quote_problem(POSITIONAL + "SinusoidalPositionalEncoding.backward\n" + LEARNED_BACKWARD)
+    assert problem and "not, contiguously" in problem
+
+
+def test_quote_checker_fails_on_a_gap_without_dots():
+    gapped = "def backward(self, dout):  # dout: (B, T, C)\n    self.dP[a:b] += dout.sum(axis=0)\n"   # skips a line
+    assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + gapped)
+    dotted = "def backward(self, dout):  # dout: (B, T, C)\n    ...\n    self.dP[a:b] += dout.sum(axis=0)\n"
+    assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + dotted) is None
+
+
+def test_quote_checker_fails_on_names_order_and_indentation():
+    assert "defines no" in quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backwards\n"
+                                         + LEARNED_BACKWARD)
+    assert "first line" in quote_problem(LEARNED_BACKWARD)
+    swapped = "def backward(self, dout):  # dout: (B, T, C)\n    ...\n    return dout\n    ...\n    a, b = self.span\n"
+    assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + swapped)
+    flat = LEARNED_BACKWARD.replace("    a, b", "a, b")                   # indentation changed
+    assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + flat)
+    two = POSITIONAL + "LearnedPositionalEmbedding.backward, sinusoidal_table\n" + LEARNED_BACKWARD
+    assert "nothing quoted comes from sinusoidal_table" in quote_problem(two)
+
+
+def test_output_checker():
+    assert output_mismatch("accuracy 0.21\n", "accuracy 0.22\n") is None          # last digit
+    assert output_mismatch("accuracy 0.21\n", "accuracy 0.09\n")
+    assert output_mismatch("accuracy 0.21\n", "accuracy 0.09\n", atol=0.15) is None
+    assert output_mismatch("loss 2.30\n", "loss 2.3\n") is None
+    assert output_mismatch("(1, 6, 8)\n", "(1, 6, 9)\n")                          # integers exact
+    assert output_mismatch("loss  1.5e+03\n", "loss 1.6e+03\n") is None
+    assert output_mismatch("loss 1.5e+03\n", "lost 1.5e+03\n")                    # text exact
+    assert output_mismatch("a\n...\nd\n", "a\nb\nc\nd\n") is None                 # a gap
+    assert output_mismatch("a\nd\n", "a\nb\nd\n")
+    assert output_mismatch("[0.76 0.59]\n", "[ 0.76  0.59 ]\n") is None           # spacing is free
+    assert output_mismatch("a\n", "a\nextra\n")                                   # nothing extra
+    assert output_tolerance("atol=0.05 rtol=1e-2") == (0.05, 0.01)
