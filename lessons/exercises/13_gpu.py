@@ -13,7 +13,7 @@ import numpy as np
 def fp16_spacing(x):
     """The gap between x and the next larger fp16 number (lesson 13, section 4).
 
-    x: a positive float in fp16's normal range [2^-14, 65504]. fp16 has 10 fraction bits, so
+    x: a positive float in fp16's normal range, 2^-14 <= x < 65504. fp16 has 10 fraction bits, so
     between 2^e and 2^(e+1) the numbers are 2^(e - 10) apart. Return that gap as a float, e.g.
     fp16_spacing(1.0) is 2^-10 and fp16_spacing(2048.0) is 2.0.
     """

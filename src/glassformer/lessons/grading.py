@@ -64,12 +64,14 @@ def close(got, want, what, rtol=1e-6, atol=1e-8):
 def same(got, want, what):
     """Fail unless got equals want exactly (ints, bools, lists, tuples)."""
     if isinstance(want, np.ndarray):
-        got_a = np.asarray(got) if got is not None else None
-        if got_a is None or got_a.shape != want.shape or not np.array_equal(got_a, want):
-            shape = "None" if got_a is None else f"shape {got_a.shape}"
-            raise Fail(f"{what} is wrong ({shape}, expected shape {want.shape}); expected\n"
-                       f"        {np.array2string(want, threshold=40)}\n        got\n"
-                       f"        {np.array2string(np.asarray(got), threshold=40)}")
+        if got is None:
+            raise Fail(f"{what} is None: did the function forget to `return`?")
+        got = np.asarray(got)
+        if got.shape != want.shape:
+            raise Fail(f"{what} has shape {got.shape}, expected {want.shape}")
+        if not np.array_equal(got, want):
+            show = lambda a, label: label + np.array2string(a, threshold=60, prefix=label)  # noqa: E731
+            raise Fail(f"{what} is wrong:\n{show(want, '        expected ')}\n{show(got, '        got      ')}")
         return
     if got != want:
         raise Fail(f"{what}: got {got!r:.200}, expected {want!r:.200}")
