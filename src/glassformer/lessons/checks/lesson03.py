@@ -1,6 +1,4 @@
 """Lesson 3: LayerNorm, RMSNorm, the FFN, residuals."""
-import numpy as np
-
 from ...layers import FeedForward, LayerNorm, RMSNorm
 from ..grading import close, exercise, randn
 
