@@ -49,7 +49,8 @@ def layer_norm_backward(dout, x, gamma, eps=1e-5):
 
 
 def rms_norm_backward(dout, x, g, eps=1e-6):
-    """The backward of RMSNorm out = x r g, r = (mean(x^2) + eps)^(-1/2) (lesson 7, exercise 3).
+    """The backward of RMSNorm out = x r g, r = (mean(x^2) + eps)^(-1/2) (lesson 7, section 5,
+    without the mean).
 
     dout, x: (..., C); g: (C,). Return (dx, dg). LayerNorm's derivation without the mean terms:
     dx = r * (dx_hat - x_hat * mean(dx_hat * x_hat)) with x_hat = x r and dx_hat = dout * g.

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def majority_baseline(labels, n_classes):
-    """The accuracy of always answering the most common label (lesson 10, exercise 1).
+    """The accuracy of always answering the most common label (lesson 10, section 2).
 
     labels: (N,) integers in 0..n_classes-1, N > 0. Return a float: the count of the most frequent
     label over N. A model that does not beat this has learned nothing from the input.
