@@ -297,3 +297,28 @@ def synchronize():
     """Wait for the GPU (timing only; a no-op on NumPy)."""
     if gpu_available():
         cp.cuda.get_current_stream().synchronize()
+
+
+# ---- NCCL: the gradient all-reduce of data-parallel training on GPUs (train/parallel.py) ----------
+
+def nccl_communicator(mpi_comm, local_rank):
+    """Bind this process to GPU local_rank of its node (one process per GPU) and join a NCCL
+    communicator over mpi_comm's ranks: rank 0 makes NCCL's unique id, MPI broadcasts it."""
+    require_gpu()
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        raise UserError("this CuPy has no NCCL: install NCCL for data-parallel training on GPUs "
+                        "(python -m cupyx.tools.install_library --library nccl)") from None
+    cp.cuda.Device(local_rank % cp.cuda.runtime.getDeviceCount()).use()
+    uid = mpi_comm.bcast(nccl.get_unique_id() if mpi_comm.Get_rank() == 0 else None, root=0)
+    return nccl.NcclCommunicator(mpi_comm.Get_size(), uid, mpi_comm.Get_rank())
+
+
+def nccl_allreduce(comm, buf):
+    """Sum the flat CuPy buffer over comm's ranks in place, on the current stream (no host copy)."""
+    from cupy.cuda import nccl
+    dtypes = {np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.float32): nccl.NCCL_FLOAT32,
+              np.dtype(np.float64): nccl.NCCL_FLOAT64}
+    comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, dtypes[buf.dtype], nccl.NCCL_SUM,
+                   cp.cuda.get_current_stream().ptr)

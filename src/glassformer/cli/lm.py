@@ -4,6 +4,7 @@
   python train_step_by_step.py --task lm --data ../shared/data/tinyshakespeare/input.txt \\
       --tokenizer char --preset tiny --context 64 --steps 2000
 """
+import os
 import shlex
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
+from ..train import parallel
 from ..train.records import write_json
 from ..train.step import Diverged
 from ..train.trainer import TrainConfig, Trainer, perplexity, si
@@ -223,7 +225,7 @@ def train_config(s, out):
                        accum_steps=s["grad_accum"], eval_interval=s["eval_interval"],
                        eval_batches=s["eval_batches"], log_interval=s["log_interval"],
                        checkpoint_interval=s["eval_interval"], max_time=s["max_time"] or 0.0,
-                       sample_every=s["sample_every"], out_dir=str(out), seed=s["seed"])
+                       sample_every=s["sample_every"], out_dir=out and str(out), seed=s["seed"])
 
 
 def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
@@ -285,9 +287,15 @@ def run_lm(args, argv, stream, interactive, ask=input):
     for key in DATA_KEYS:
         if s[key] is not None:
             check_text(s[key])                              # before the run directory is made
+    comm = parallel.world()                                 # mpiexec -n N: N ranks, one global batch
+    parallel.row_bounds(s["batch_size"], comm.size)         # every rank needs a row
+    if not comm.is_root:                                    # rank 0 alone prints, evaluates and writes
+        return parallel.train_only(build_trainer(s, None, open(os.devnull, "w"), ckpt)[0])
     out = run_dir(args, "lm")
     trainer, tok, test = build_trainer(s, out, stream, ckpt, peak_flops=matmul_rate())
     print_header(trainer, tok, s, out, ckpt is not None, stream)
+    if comm.size > 1:
+        print(parallel.describe(comm, s["batch_size"], trainer.params), file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     make_run_dir(out)

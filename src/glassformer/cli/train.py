@@ -32,6 +32,7 @@ from ..files import atomic_path
 from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
+from ..train import parallel
 from ..train.records import write_json, write_metrics
 from ..train.step import Diverged
 from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir, positive_float,
@@ -320,7 +321,10 @@ def run_cli(args, argv, stream, only):
     given = given_flags(args, only)
     if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
         check_task_flags(given, "lm", only)
-        return run_lm(args, argv, stream, interactive)
+        comm = parallel.world()                         # mpiexec -n N: data parallel (after backend.use)
+        with parallel.abort_on_error(comm):             # an error on one rank stops them all
+            return run_lm(args, argv, stream, interactive and comm.size == 1)
+    parallel.refuse_parallel("--task digits or sentences")
     settings, ckpt = resolve_settings(args)
     check_task_flags(given, settings["task"], only)
     out = run_dir(args, settings["task"])
@@ -351,7 +355,8 @@ def main(argv=None):
         parser = build_parser()
         return run_cli(parse_with_config(parser, argv), argv, sys.stdout, parser.only)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if parallel.launched_rank() == 0:                   # mpiexec: every rank raised it; one says it
+            print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except SystemExit as e:                                 # --help
         return e.code if isinstance(e.code, int) else 0

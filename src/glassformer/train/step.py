@@ -5,6 +5,7 @@ import numpy as np
 from ..backend import array_module
 from ..errors import UserError
 from ..optim.clipping import clip_grad_norm
+from .parallel import world
 
 MIN_LOSS_SCALE = 2.0 ** -24             # fp16: a scale below this means every step overflows
 
@@ -15,7 +16,9 @@ def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.
     micro_batches yields (inputs tuple, targets) and is read lazily, so a batch may be drawn from
     the same generator as the dropout masks of the one before; n_micro is how many it yields
     (backward is scaled by 1/n_micro: the summed grads are the mean). grad_clip bounds the global
-    norm (0: off); a LossScaler unscales, clips and skips inf/nan steps instead.
+    norm (0: off); a LossScaler unscales, clips and skips inf/nan steps instead. Under mpiexec the
+    grads and loss are then averaged over the ranks (train/parallel.py), before the clip: the norm is
+    the global batch's, and every rank makes the same update.
     Returns (mean loss as a device scalar, logits of the last micro-batch, pre-clip norm or None).
     """
     optimizer.zero_grad()
@@ -25,6 +28,7 @@ def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.
             logits = model.forward(*inputs)                 # (B, n_classes) or (B, T, V)
             loss_sum = loss_sum + loss_fn.forward(logits, y)   # mean over the counted targets
             model.backward(loss_fn.backward(1.0 / n_micro))    # grads add up across micro-batches
+        loss_sum = world().allreduce_mean(optimizer.params, loss_sum)   # several ranks: their mean
         if scaler is not None:
             return loss_sum / n_micro, logits, scaler.step(optimizer, optimizer.params, grad_clip)
         norm = clip_grad_norm(optimizer.params, grad_clip) if grad_clip > 0 else None

@@ -27,6 +27,7 @@ from ..optim.schedules import warmup_cosine
 from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
+from .parallel import world
 from .records import read_metrics, write_metrics
 from .resume import keep_schedule, saved_state
 from .step import Diverged, DivergenceGuard, check_finite, train_step
@@ -136,6 +137,7 @@ class Trainer:
     def __init__(self, model, loss_fn, batches, config=None, val_batches=None, tokenizer=None,
                  task=None, log=sys.stderr, on_log=None, flops_per_token=None, peak_flops=None):
         self.model, self.loss_fn, self.batches, self.val_batches = model, loss_fn, batches, val_batches
+        self.comm = world()                                 # the ranks of a data-parallel run (parallel.py)
         self.config = config = config or TrainConfig()
         self.tokenizer = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
         self.task = task or {"name": "lm"}
@@ -144,7 +146,7 @@ class Trainer:
         if config.sample_every and self.tokenizer is None:
             raise UserError("sample_every needs the tokenizer (Trainer(..., tokenizer=...)) to print text")
         self.rng = np.random.default_rng(config.seed)
-        share_rng(model, self.rng)
+        share_rng(model, self.rng if self.comm.size == 1 else self.comm.dropout_rng)   # ranks: own masks
         named = model.named_parameters()
         self.params = [pg for _, pg in named]
         self.optimizer = AdamW(self.params, lr=config.lr, betas=(config.beta1, config.beta2),
@@ -171,6 +173,7 @@ class Trainer:
         c = self.config
         self.model.train()
         self.optimizer.lr = self.lr_at(self.step)
+        self.comm.begin_step(c.seed, self.step)
         loss, _, norm = train_step(self.model, self.loss_fn, self.optimizer, self._micro_batches(),
                                    c.accum_steps, c.grad_clip, self.scaler)
         self.guard.update(self.step + 1, loss, norm)       # NaN/inf: Diverged at the next check
@@ -183,9 +186,10 @@ class Trainer:
         """accum_steps (inputs, targets) batches on the model's device, drawn one at a time."""
         xp = array_module(self.params[0][0])
         for _ in range(self.config.accum_steps):
-            x, y = self.batches(self.rng)
-            x, y = xp.asarray(x), xp.asarray(y)
+            x, y = self.batches(self.rng)                   # the global batch, drawn alike on every rank
             self.tokens_seen += int(y.size)
+            x, y = self.comm.shard(x, y)                    # this rank's rows of it
+            x, y = xp.asarray(x), xp.asarray(y)
             yield (x,), y
 
     def evaluate(self):
@@ -215,6 +219,9 @@ class Trainer:
                     now = time.perf_counter()
                     self.elapsed = elapsed0 + now - t0
                     out_of_time = bool(c.max_time) and now - t0 >= c.max_time
+                    if self.comm.size > 1:                  # every rank stops after the same step
+                        self.stop_requested, out_of_time = self.comm.any(self.comm.interrupted,
+                                                                         out_of_time)
                     done = self.step == c.steps or out_of_time
                     if self.step % c.log_interval == 0 or self.step == 1 or done or self.stop_requested:
                         self._log_progress(window)
@@ -238,6 +245,8 @@ class Trainer:
         except Diverged as e:                               # stop; nothing non-finite is saved
             self.diverged = e.record()
             print(f"\n{e}", file=self.log)
+        if not hard_stop:
+            self.comm.check_sync(self.params)               # every rank applied the same updates
         interrupted = hard_stop or self.stop_requested
         self.stop_reason = "diverged" if self.diverged else "interrupted" if interrupted else \
             "steps" if self.step >= c.steps else "max_time"
@@ -260,7 +269,7 @@ class Trainer:
         return {"step": self.step, "train_loss": train.get("train_loss"),
                 "val_loss": last.get("val_loss"), "val_ppl": last.get("val_ppl"),
                 **self.best_saved(), "tokens": self.tokens_seen, "diverged": self.diverged,
-                "precision": precision.current().name,
+                "precision": precision.current().name, "world_size": self.comm.size,
                 "loss_scale": None if self.scaler is None else self.scaler.scale,
                 "skipped_steps": None if self.scaler is None else self.scaler.skipped_steps,
                 "elapsed_s": round(self.elapsed, 3),
@@ -371,8 +380,8 @@ class Trainer:
     @contextlib.contextmanager
     def _stop_on_sigint(self):
         """First Ctrl-C: finish this step, save, stop. Second: KeyboardInterrupt at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
+        if threading.current_thread() is not threading.main_thread() or self.comm.size > 1:
+            yield                                           # several ranks: parallel.world()'s handler
             return
 
         def handler(signum, frame):

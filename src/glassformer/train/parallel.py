@@ -1,0 +1,235 @@
+"""Data parallelism: N processes (ranks) train one model, each on its rows of the same global batch.
+
+  mpiexec -n 2 python train_step_by_step.py --task lm --data input.txt --batch-size 16
+
+Every rank draws the global batch from the same generator, keeps rows [lo, hi) of it and runs forward
+and backward on them. One all-reduce per step then sums, over the ranks, each rank's gradients weighted
+by its share of the rows (all packed into one flat buffer: one call, not one per tensor), so every rank
+holds the gradient of the global batch's mean loss and applies the same update. On NumPy arrays the sum
+goes through MPI (mpi4py); on CuPy arrays through NCCL, on the GPU (backend.nccl_allreduce).
+"""
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import replace
+
+import numpy as np
+
+from .. import backend
+from ..backend import array_module
+from ..errors import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, REPORT, UserError,
+                      os_error_message)
+
+# what launchers put in each process's environment: Open MPI, MPICH / Intel MPI (PMI), MVAPICH
+SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
+ROOT_FIRST_S = 2.0                      # how long another rank lets rank 0 report a shared mistake
+INSTALL = 'pip install -e ".[mpi]" (mpi4py and an MPICH from the package index)'
+
+
+def launched_size(environ=None):
+    """The number of processes mpiexec started, read from the environment (1 when not under mpiexec);
+    no MPI library is loaded for it."""
+    environ = os.environ if environ is None else environ
+    return next((int(environ[k]) for k in SIZE_VARS if environ.get(k, "").isdigit()), 1)
+
+
+def launched_rank(environ=None):
+    """This process's rank as the launcher's environment says (0 when not under mpiexec)."""
+    environ = os.environ if environ is None else environ
+    return next((int(environ[k]) for k in RANK_VARS if environ.get(k, "").isdigit()), 0)
+
+
+def refuse_parallel(what):
+    """A UserError when mpiexec started several processes for something that runs in one only."""
+    n = launched_size()
+    if n > 1:
+        raise UserError(f"{what} runs in one process, but mpiexec started {n}: run it without mpiexec "
+                        "(data-parallel training over MPI is --task lm only)")
+
+
+def row_bounds(n_rows, size):
+    """[lo_0, lo_1, ..., n_rows]: rank r takes rows lo_r..lo_{r+1}; as even as possible (sizes differ
+    by at most one row)."""
+    if n_rows < size:
+        raise UserError(f"--batch-size {n_rows} is smaller than the {size} processes mpiexec started: "
+                        f"each needs at least one row; use --batch-size {size} or more (it is the global "
+                        "batch, split over the processes)")
+    return [r * n_rows // size for r in range(size + 1)]
+
+
+class Communicator:
+    """The ranks of one data-parallel run: which rows are this rank's, and the all-reduces.
+
+    mpi is an mpi4py communicator (None: one process, every method a no-op); allreduce_sum(buffer)
+    sums a flat device buffer over the ranks in place (None: through MPI on the host).
+    """
+
+    def __init__(self, mpi=None, allreduce_sum=None):
+        self.mpi = mpi
+        self.rank, self.size = (mpi.Get_rank(), mpi.Get_size()) if mpi is not None else (0, 1)
+        self.allreduce_sum = allreduce_sum or self._mpi_sum
+        self.buffer = None                                  # (n_grads + 1,): every gradient, then the loss
+        self.weight = 1.0 / self.size                       # this rank's share of the rows (see shard)
+        self.reduce_s, self.reduces = 0.0, 0                # time spent in the gradient all-reduce
+        self.dropout_rng = np.random.default_rng()          # this rank's masks (begin_step seeds it)
+        self.interrupted = False                            # Ctrl-C seen here; any() makes it everyone's
+
+    @property
+    def is_root(self):
+        """Rank 0: the one that prints, evaluates and writes files."""
+        return self.rank == 0
+
+    def shard(self, x, y):
+        """This rank's rows of a global batch (x, y): (B, T) -> (B_r, T)."""
+        if self.size == 1:
+            return x, y
+        b = row_bounds(len(x), self.size)
+        lo, hi = b[self.rank], b[self.rank + 1]
+        self.weight = (hi - lo) / len(x)                    # every micro-batch of a step splits alike
+        return x[lo:hi], y[lo:hi]
+
+    def begin_step(self, seed, step):
+        """Seed this rank's dropout generator from (seed, step, rank): masks differ between ranks, and a
+        resumed run draws the same ones (the shared batch generator never feeds dropout here)."""
+        if self.size > 1:
+            self.dropout_rng.bit_generator.state = np.random.default_rng([seed, step, self.rank]) \
+                .bit_generator.state
+
+    def allreduce_mean(self, params, loss):
+        """Replace every gradient, and the loss, by the row-weighted mean over the ranks: sum_r w_r g_r,
+        w_r = B_r / B. Each rank's loss is the mean over its own tokens (rows of equal length), so this is
+        the global batch's mean loss and its gradient. One all-reduce of one flat buffer; the loss."""
+        if self.size == 1:
+            return loss
+        grads = [g for _, g in params]
+        xp = array_module(grads[0])
+        n = sum(int(g.size) for g in grads)
+        if self.buffer is None or self.buffer.size != n + 1 or array_module(self.buffer) is not xp:
+            self.buffer = xp.empty(n + 1, dtype=np.result_type(*grads))
+        buf, offset = self.buffer, 0
+        for g in grads:                                     # pack: (n_grads + 1,)
+            buf[offset:offset + g.size] = g.reshape(-1)
+            offset += g.size
+        buf[n] = loss
+        buf *= self.weight
+        start = time.perf_counter()
+        self.allreduce_sum(buf)
+        self.reduce_s += time.perf_counter() - start        # on a GPU: the time to enqueue it
+        self.reduces += 1
+        offset = 0
+        for g in grads:                                     # unpack, in place (R1: grads stay bound)
+            g[...] = buf[offset:offset + g.size].reshape(g.shape)
+            offset += g.size
+        return buf[n].copy()                                # 0-d: the buffer is reused next step
+
+    def any(self, *flags):
+        """Each flag, true on every rank when true on any (one host all-reduce): every rank stops after
+        the same step, whichever saw the Ctrl-C or ran out of --max-time."""
+        if self.size == 1:
+            return flags
+        from mpi4py import MPI
+        votes = np.array(flags, dtype=np.int32)
+        self.mpi.Allreduce(MPI.IN_PLACE, votes, op=MPI.MAX)
+        return tuple(bool(v) for v in votes)
+
+    def check_sync(self, params):
+        """Raise RuntimeError unless every rank holds bit-identical parameters (hashes compared)."""
+        if self.size == 1:
+            return
+        h = hashlib.sha256()
+        for p, _ in params:
+            h.update(np.ascontiguousarray(backend.to_numpy(p)).tobytes())
+        if len(set(self.mpi.allgather(h.hexdigest()))) != 1:
+            raise RuntimeError("the ranks' parameters differ after the same updates (a bug)")
+
+    def on_sigint(self, signum, frame):
+        """First Ctrl-C: stop after the step all ranks agree on (see any). Second: abort every rank."""
+        if self.interrupted:
+            self.mpi.Abort(130)
+        self.interrupted = True
+
+    def _mpi_sum(self, buf):
+        """Sum a NumPy buffer over the ranks in place, through MPI."""
+        from mpi4py import MPI
+        self.mpi.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+
+
+_world = None                                               # this process's Communicator, once made
+
+
+def world():
+    """This process's Communicator (made once, like MPI's COMM_WORLD): one process unless mpiexec
+    started several. On the CuPy backend each rank takes a GPU of its node and the gradients go through
+    NCCL, so make it (first call) after backend.use and before any parameter is on a GPU."""
+    global _world
+    if _world is None:
+        _world = connect()
+    return _world
+
+
+def connect():
+    """A new Communicator over the processes mpiexec started (see world)."""
+    size = launched_size()
+    if size == 1:
+        return Communicator()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise UserError(f"mpiexec started {size} processes, but mpi4py is not installed, so they cannot "
+                        f"share gradients: install it with {INSTALL}, or run without mpiexec") from None
+    comm = MPI.COMM_WORLD
+    if backend.current() != "cupy":
+        out = Communicator(comm)
+    else:
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()   # this rank's index on its node
+        nccl = backend.nccl_communicator(comm, local)
+        out = Communicator(comm, lambda buf: backend.nccl_allreduce(nccl, buf))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, out.on_sigint)         # the Trainer's own handler stays off
+    return out
+
+
+def describe(comm, batch_size, params):
+    """One line for the run's header: the ranks, their rows, the all-reduce."""
+    b = row_bounds(batch_size, comm.size)
+    rows = " + ".join(str(hi - lo) for lo, hi in zip(b, b[1:]))
+    n = sum(int(p.size) for p, _ in params) + 1
+    return (f"data parallel: {comm.size} processes (mpiexec), each global batch of {batch_size} rows split "
+            f"{rows}; per step one all-reduce of {n:,} numbers averages gradients and loss")
+
+
+def train_only(trainer):
+    """Run a rank other than 0: the same updates as rank 0, in step with it, but no evaluation, sample,
+    line or file (rank 0 does those); the exit code rank 0 returns too."""
+    trainer.val_batches = None
+    trainer.config = replace(trainer.config, out_dir=None, sample_every=0)
+    summary = trainer.fit()
+    return EXIT_USER_ERROR if summary["diverged"] else EXIT_INTERRUPTED if summary["interrupted"] else 0
+
+
+@contextlib.contextmanager
+def abort_on_error(comm, stream=None):
+    """With several ranks, an error on one must not leave the others waiting in an all-reduce forever:
+    say it and abort all. A user's mistake meets every rank alike: rank 0 says it (the others wait
+    ROOT_FIRST_S for it to, so it is said once); a bug is said by the rank that met it."""
+    if comm.size == 1:
+        yield
+        return
+    try:
+        yield
+    except BaseException as e:                              # KeyboardInterrupt, SystemExit too
+        mistake = isinstance(e, (UserError, OSError, MemoryError))
+        code = EXIT_USER_ERROR if mistake else EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) \
+            else EXIT_BUG
+        text = (f"error: {os_error_message(e) if isinstance(e, OSError) else e}" if mistake else
+                "".join(traceback.format_exception(type(e), e, e.__traceback__)) + REPORT)
+        if not comm.is_root and code != EXIT_BUG:
+            time.sleep(ROOT_FIRST_S)                        # rank 0 met it too: it says it and aborts
+        print(text if comm.is_root else f"rank {comm.rank}: {text}", file=stream or sys.stderr, flush=True)
+        comm.mpi.Abort(code)
