@@ -82,6 +82,20 @@ def test_gelu_values(xp):
 
 # ---- LayerNorm ------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-15), (np.float32, 2e-7)])
+def test_gelu_sigmoid_form_equals_the_tanh_formula(dtype, tol):
+    """gelu_forward computes x sigmoid(2u); it must be GPT-2's 0.5 x (1 + tanh u), and t = tanh u."""
+    x = np.concatenate([np.linspace(-60, 60, 2001), [-1e4, 1e4, 0.0]]).astype(dtype)
+    layer = GELU()
+    with np.errstate(over="raise", invalid="raise", divide="raise"):   # no warning, no NaN
+        out = layer.forward(x)
+    u = np.sqrt(2 / np.pi) * (x.astype(np.float64) + 0.044715 * x.astype(np.float64) ** 3)
+    ref = 0.5 * x * (1 + np.tanh(u))
+    assert out.dtype == dtype and np.all(np.isfinite(out))
+    assert np.max(np.abs(out - ref) / (1 + np.abs(ref))) < tol
+    assert np.max(np.abs(layer.t - np.tanh(u))) < 4 * tol
+
+
 def test_layernorm_normalises_each_row(xp, rng):
     x = xp.asarray(5.0 + 3.0 * rng.standard_normal((4, 6, 32)))
     out = to_numpy(on(xp, LayerNorm(32).astype(np.float64)).forward(x))

@@ -9,13 +9,17 @@ def softmax(z, axis=-1):
     """exp(z - max z) / sum exp(z - max z): subtracting the max keeps exp from overflowing."""
     xp = array_module(z)
     z = upcast(z)                                           # 16-bit in: exp and sum in float32
-    e = xp.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    e = z - z.max(axis=axis, keepdims=True)
+    xp.exp(e, out=e)                                        # in place: no second temporary
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def softmax_backward(dprobs, probs, axis=-1):
     """dz = J^T dprobs = probs * (dprobs - <dprobs, probs>): the full Jacobian-vector product."""
-    return probs * (dprobs - (dprobs * probs).sum(axis=axis, keepdims=True))
+    dz = dprobs - (dprobs * probs).sum(axis=axis, keepdims=True)
+    dz *= probs
+    return dz
 
 
 class Softmax(Layer):
@@ -48,18 +52,39 @@ GELU_C = float(np.sqrt(2.0 / np.pi))                      # a Python float keeps
 
 @accelerated
 def gelu_forward(x):
-    """0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); returns (out, cache = (x, tanh u))."""
+    """0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3); returns (out, cache = (x, s)).
+
+    Computed as x * s with s = sigmoid(2u) = 1 / (1 + exp(-2u)), the same number, since
+    0.5 (1 + tanh u) = sigmoid(2u): one exp is cheaper than a tanh. The steps run in place in one
+    buffer (no temporaries); exp(-2u) overflows to inf for very negative x, where s = 1/inf = 0.
+    """
     xp = array_module(x)
-    t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))
-    return 0.5 * x * (1.0 + t), (x, t)
+    s = x * x
+    s *= -2 * GELU_C * 0.044715
+    s -= 2 * GELU_C
+    s *= x                                                  # -2u = -2c (x + 0.044715 x^3)
+    with np.errstate(over="ignore"):
+        xp.exp(s, out=s)
+    s += 1.0
+    xp.reciprocal(s, out=s)                                 # s = sigmoid(2u) = 0.5 (1 + tanh u)
+    return x * s, (x, s)
 
 
 @accelerated
 def gelu_backward(dout, cache):
-    """dx of gelu_forward: d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx."""
-    x, t = cache
-    du_dx = GELU_C * (1.0 + 3 * 0.044715 * x * x)         # u = c (x + 0.044715 x^3)
-    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+    """dx of gelu_forward: d/dx [x sigmoid(2u)] = s + x s (1 - s) 2 du/dx, s = sigmoid(2u)."""
+    x, s = cache
+    g = x * x
+    g *= 2 * GELU_C * 3 * 0.044715
+    g += 2 * GELU_C                                         # 2 du/dx = 2c (1 + 3 * 0.044715 x^2)
+    g *= x
+    g *= s
+    g *= 1.0 - s                                            # sigmoid' = s (1 - s)
+    g += s                                                  # dy/dx, in place in one buffer
+    if g.dtype == dout.dtype:
+        g *= dout
+        return g
+    return dout * g                                         # mixed dtypes: NumPy's promotion
 
 
 class GELU(Layer):
@@ -79,8 +104,9 @@ class GELU(Layer):
 
     @property
     def t(self):
-        """tanh(u) of the last forward (None where backward recomputes it)."""
-        return self.cache[1]
+        """tanh(u) of the last forward, 2 s - 1 (None where backward recomputes it)."""
+        s = self.cache[1]
+        return None if s is None else 2.0 * s - 1.0
 
 
 ACTIVATIONS = {"relu": ReLU, "gelu": GELU}

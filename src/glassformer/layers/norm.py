@@ -11,11 +11,13 @@ def layer_norm_forward(x, gamma, beta, eps):
     xp = array_module(x)
     x = upcast(x)                                           # 16-bit in: statistics in float32
     mu = x.mean(axis=-1, keepdims=True)                     # (..., 1)
-    xc = x - mu
-    var = (xc * xc).mean(axis=-1, keepdims=True)
+    x_hat = x - mu
+    var = (x_hat * x_hat).mean(axis=-1, keepdims=True)
     rstd = 1.0 / xp.sqrt(var + eps)                         # (..., 1)
-    x_hat = xc * rstd                                       # (..., C)
-    return x_hat * gamma + beta, (x_hat, rstd)
+    x_hat *= rstd                                           # (..., C), in place: x - mu is ours
+    out = x_hat * gamma
+    out += beta
+    return out, (x_hat, rstd)
 
 
 @accelerated
@@ -29,8 +31,10 @@ def layer_norm_backward(dout, cache, gamma, dgamma, dbeta):
     dbeta += d2.sum(axis=0)
     dx_hat = dout * gamma
     # x_hat = (x - mean) * rstd: subtract the mean of dx_hat and its projection on x_hat
-    return rstd * (dx_hat - dx_hat.mean(axis=-1, keepdims=True)
-                   - x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True))
+    dx = dx_hat - dx_hat.mean(axis=-1, keepdims=True)
+    dx -= x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True)
+    dx *= rstd                                              # in place: dx is ours
+    return dx
 
 
 class LayerNorm(Layer):

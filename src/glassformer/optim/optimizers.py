@@ -80,11 +80,19 @@ def adam_step(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
                 p *= 1.0 - lr * wd                                  # AdamW: shrink the weight itself
             else:
                 g = g + wd * p
+        xp = array_module(p)
+        u = xp.multiply(g, 1 - b1, out=xp.empty_like(m))           # one scratch buffer, reused:
         m *= b1
-        m += (1 - b1) * g                                           # m = b1 m + (1 - b1) g
+        m += u                                                      # m = b1 m + (1 - b1) g
+        xp.multiply(g, g, out=u)
+        u *= 1 - b2
         v *= b2
-        v += (1 - b2) * (g * g)                                     # v = b2 v + (1 - b2) g^2
-        p -= step_size * m / (array_module(v).sqrt(v) + eps_hat)
+        v += u                                                      # v = b2 v + (1 - b2) g^2
+        xp.sqrt(v, out=u)
+        u += eps_hat
+        xp.divide(m, u, out=u)
+        u *= step_size
+        p -= u                                                      # p -= step m / (sqrt v + eps)
     return t
 
 
