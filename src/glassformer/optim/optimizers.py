@@ -90,8 +90,7 @@ def adam_step(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
         v += u                                                      # v = b2 v + (1 - b2) g^2
         xp.sqrt(v, out=u)
         u += eps_hat
-        xp.divide(m, u, out=u)
-        u *= step_size
+        xp.divide(step_size * m, u, out=u)
         p -= u                                                      # p -= step m / (sqrt v + eps)
     return t
 
