@@ -58,7 +58,7 @@ def main():
                       "per_operation_accuracy": accuracy_by_group(preds, test_y, test_ops,
                                                                   digits.OPERATIONS),
                       "epochs": args.epochs, "n_train": len(train_ids), "blas_threads": args.threads,
-                      "train_loss_last": round(train_loss, 4),
+                      "train_loss_last": float(f"{train_loss:.4g}"),
                       "flops_per_iter": encoder_flops_per_example(config, train_ids.shape[1]) * 32,
                       "model_flops_per_s": round(flops / seconds), "sgemm_flops_per_s": round(sgemm),
                       "model_to_sgemm": round(flops / seconds / sgemm, 4),
