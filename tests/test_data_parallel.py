@@ -107,6 +107,17 @@ def test_the_row_weighted_allreduce_gives_the_global_batch_gradient(rng):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
 
 
+def test_dropout_masks_differ_between_ranks_and_repeat_on_resume():
+    """Ranks draw their own masks (the shared batch generator never feeds dropout, so batches stay
+    alike), seeded from (seed, step, rank): a resumed run draws the masks of the straight one."""
+    r0, r1 = (parallel.Communicator(FakeMPI(r, 2)) for r in (0, 1))
+    draws = []
+    for comm in (r0, r1, r0):
+        comm.begin_step(seed=7, step=3)
+        draws.append(comm.dropout_rng.random(4))
+    assert not np.allclose(draws[0], draws[1]) and np.array_equal(draws[0], draws[2])
+
+
 def test_stops_and_sync_checks_are_free_in_one_process():
     comm = parallel.Communicator()
     assert comm.size == 1 and comm.is_root and comm.any(True, False) == (True, False)
@@ -185,6 +196,7 @@ def assert_same_curves(a, b, steps):
 
 
 @needs_mpi
+@pytest.mark.slow                                           # four short runs: ~15 s on 2 idle cores
 def test_two_processes_train_like_one_and_resume_in_one(tmp_path, monkeypatch):
     """N=2 on a 5-row global batch (rows 2 + 3) with 2 micro-batches: the weights, losses and
     gradient norms of one process, to float32 rounding; its checkpoint at step 10 resumes in one

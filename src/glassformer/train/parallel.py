@@ -111,7 +111,7 @@ class Communicator:
         xp = array_module(grads[0])
         n = sum(int(g.size) for g in grads)
         if self.buffer is None or self.buffer.size != n + 1 or array_module(self.buffer) is not xp:
-            self.buffer = xp.empty(n + 1, dtype=np.result_type(*grads))
+            self.buffer = xp.empty(n + 1, dtype=np.result_type(np.float32, *(g.dtype for g in grads)))
         buf, offset = self.buffer, 0
         for g in grads:                                     # pack: (n_grads + 1,)
             buf[offset:offset + g.size] = g.reshape(-1)
