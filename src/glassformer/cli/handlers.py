@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..generate import TextStream, eos_id, special_ids, stream_tokens
 from ..layers import softmax
 from ..tasks import digits, sentences
+from ..tasks.qa import CHAT_TEMPLATE, NEXT_QUESTION   # --chat: the template --task qa teaches
 from ..tokenizers import tokenizer_from_dict
 from .common import TokenNames
 
@@ -201,10 +202,6 @@ class SentencesHandler(Sampler):
         new, ended = self.continued(ids, words.append)
         return {"prompt": text, "prompt_ids": ids, "new_ids": new, "text": "".join(words).strip(),
                 "ended": ended, "settings": self.used()}
-
-
-CHAT_TEMPLATE = "Question: {input}\nAnswer:"             # --chat: what the model is sent
-NEXT_QUESTION = "\nQuestion:"                            # where a --chat answer ends
 
 
 class ChatAnswer:

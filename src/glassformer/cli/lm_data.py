@@ -1,17 +1,12 @@
 """--task lm's text: the train/validation/test files, their tokens, and the test perplexities at the end."""
-import math
 import os
 import stat
 from pathlib import Path
 
-import numpy as np
-
-from ..backend import array_module
-from ..data import build_tokens, count_words, detect_kind, load_corpus, open_source, read_blocks, split_files
+from ..data import build_tokens, load_corpus, open_source, read_blocks, split_files
 from ..errors import UserError
+from ..evaluate import evaluate_tokens, score_tokens  # noqa: F401  (score_tokens: tests/test_cli_train.py)
 from ..generate import eos_id
-from ..layers.loss import CrossEntropyLoss
-from ..train.trainer import perplexity
 
 DATA_KEYS = ("data", "val_data", "test_data")
 
@@ -66,44 +61,13 @@ def load_text(s, tok):
     return corpus, test
 
 
-def score_tokens(model, tokens, context, ignore=-1):
-    """(total NLL in nats, targets scored): every token after the first, predicted once (a full test pass)."""
-    tokens = np.asarray(tokens)
-    n = len(tokens) - 1                                     # targets: tokens[1:]
-    T = min(context, n)
-    if T < 1:
-        return 0.0, 0
-    starts = np.arange(0, n - T + 1, T)                     # non-overlapping windows
-    done = np.zeros(len(starts), np.int64)                  # targets at positions <= done are not counted
-    if starts[-1] + T < n:                                  # the tail: a last window, its new targets only
-        starts, done = np.append(starts, n - T), np.append(done, starts[-1] + T)
-    xp = array_module(model.get_parameters()[0][0])
-    loss_fn = CrossEntropyLoss(ignore_index=ignore)
-    B = max(1, min(64, (1 << 22) // (T * model.config.vocab_size)))   # logits (B, T, V) within ~16 MB
-    was_training, total = model.training, 0.0
-    model.eval()
-    try:
-        for i in range(0, len(starts), B):
-            pos = starts[i:i + B, None] + np.arange(T + 1)  # (b, T+1) token positions
-            x, y = tokens[pos[:, :-1]].astype(np.int64), tokens[pos[:, 1:]].astype(np.int64)
-            y[pos[:, 1:] <= done[i:i + B, None]] = ignore
-            counted = int((y != ignore).sum())
-            total += float(loss_fn.forward(model.forward(xp.asarray(x)), xp.asarray(y))) * counted
-    finally:
-        model.train(was_training)
-    return total, n
-
-
 def evaluate_test(model, tokens, path, context, stream):
-    """Test loss and perplexity over all of the test text; WikiText's word-level perplexity too."""
+    """Test loss and perplexity over all of the test text, windows every context/2 tokens (as
+    glassformer.evaluate scores); WikiText's word-level perplexity too."""
+    stride = max(1, context // 2)
     print(f"test: scoring the {len(tokens):,} tokens of {path} ...", file=stream, flush=True)
-    nll, n = score_tokens(model, tokens, context)
-    report = {"test_data": str(path), "test_tokens": n, "test_loss": nll / max(n, 1),
-              "test_ppl": perplexity(nll / max(n, 1))}
-    if detect_kind(path) == "wikitext":                     # words + one <eos> per line, as published
-        words = count_words(path)
-        report.update(test_words=words, test_word_ppl=math.exp(min(nll / words, 700.0)))
-    return report
+    report = evaluate_tokens(model, tokens, context, stride, words_of=path)
+    return {"test_data": str(path), "test_stride": stride, **{f"test_{k}": v for k, v in report.items()}}
 
 
 def format_test(report):

@@ -14,7 +14,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import UserError
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR
-from .handlers import HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
+from .handlers import CHAT_TEMPLATE, HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
 from .stages import terminal_width
 
 MAX_SAMPLES = 10_000                                        # --num-samples at most
@@ -47,7 +47,8 @@ def parse_args(argv):
     given.add_argument("--prompt-file", type=Path, default=None, metavar="FILE",
                        help="answer the text of FILE (all of it, newlines included) and exit")
     p.add_argument("--chat", action="store_true",
-                   help='lm: send each input as "Question: {input}\nAnswer:" and print only the answer')
+                   help=f"lm: send each input as {CHAT_TEMPLATE!r} (the template --task qa trains on) "
+                   "and print only the answer")
     p.add_argument("--attention", choices=("off", "on", "all"), default="off",
                    help="print attention heatmaps: on = last layer, all = every layer")
     p.add_argument("--json", action="store_true",

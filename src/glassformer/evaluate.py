@@ -1,0 +1,202 @@
+"""Held-out scores as papers report them: token loss and perplexity over a sliding window, and
+WikiText's word-level perplexity.
+
+  python -m glassformer.evaluate checkpoints/shakespeare_char.npz --data input.txt [--json]
+Windows of T = context tokens start every `stride` tokens (default T/2). Each window scores only the
+targets no earlier window scored (the first scores all of its own) and a last window ends at the
+text's end, so every token after the first is scored once, with up to T-1 tokens before it (at least
+T - stride once past the first window). Word-level perplexity is exp(total NLL / words), the words
+counted with one <eos> per line, as WikiText's published figures are.
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import backend
+from .backend import array_module
+from .checkpoint import load_checkpoint
+from .data import build_tokens, count_words, detect_kind, open_source
+from .errors import UserError, main_boundary
+from .generate import eos_id
+from .layers.loss import CrossEntropyLoss
+from .tokenizers import tokenizer_from_dict
+from .train.trainer import perplexity
+
+LOGIT_FLOATS = 1 << 22                                      # a batch's logits (B, T, V): ~16 MB of float32
+
+
+def sliding_windows(n, context, stride=None):
+    """(starts, done) int64 arrays for targets 1..n: window i reads tokens starts[i] .. starts[i]+T-1
+    (T = min(context, n)) and scores its targets at positions above done[i]; stride None: T."""
+    T = min(context, n)
+    stride = T if stride is None else min(stride, T)
+    if T < 1 or stride < 1:
+        raise UserError(f"sliding windows need a context and a stride of at least 1 and a target, not "
+                        f"context {context}, stride {stride}, {n} targets")
+    starts = np.arange(0, n - T + 1, stride, dtype=np.int64)
+    if starts[-1] + T < n:                                  # the tail: a last window ending at the end
+        starts = np.append(starts, n - T)
+    done = np.concatenate([[0], starts[:-1] + T]).astype(np.int64)   # what the window before scored
+    return starts, done
+
+
+def score_tokens(model, tokens, context, stride=None, ignore=-1, progress=None):
+    """(total NLL in nats, targets scored): every token after the first predicted once, through
+    sliding_windows (stride None: non-overlapping); progress(scored, n) after each batch."""
+    tokens = np.asarray(tokens)
+    n = len(tokens) - 1                                     # targets: tokens[1:]
+    if n < 1:
+        return 0.0, 0
+    T = min(context, n)
+    starts, done = sliding_windows(n, context, stride)
+    xp = array_module(model.get_parameters()[0][0])
+    loss_fn = CrossEntropyLoss(ignore_index=ignore)
+    B = max(1, min(64, LOGIT_FLOATS // (T * model.config.vocab_size)))
+    was_training, total, scored = model.training, 0.0, 0
+    model.eval()
+    try:
+        for i in range(0, len(starts), B):
+            pos = starts[i:i + B, None] + np.arange(T + 1)  # (b, T+1) token positions
+            x, y = tokens[pos[:, :-1]].astype(np.int64), tokens[pos[:, 1:]].astype(np.int64)
+            y[pos[:, 1:] <= done[i:i + B, None]] = ignore   # scored by an earlier window
+            counted = int((y != ignore).sum())
+            total += float(loss_fn.forward(model.forward(xp.asarray(x)), xp.asarray(y))) * counted
+            scored += counted
+            if progress is not None:
+                progress(scored, n)
+    finally:
+        model.train(was_training)
+    return total, scored
+
+
+def evaluate_tokens(model, tokens, context, stride=None, words_of=None, progress=None):
+    """{"tokens", "loss", "ppl"} of the text's tokens; with words_of (a WikiText file, the whole of
+    it scored) also {"words", "word_ppl"}: exp(total NLL / its words with one <eos> per line)."""
+    nll, n = score_tokens(model, tokens, context, stride, progress=progress)
+    report = {"tokens": n, "loss": nll / max(n, 1), "ppl": perplexity(nll / max(n, 1))}
+    if words_of is not None and detect_kind(words_of) == "wikitext":
+        words = count_words(words_of)
+        report.update(words=words, word_ppl=math.exp(min(nll / words, 700.0)))
+    return report
+
+
+# ---- the command line ------------------------------------------------------------------------
+
+class Meter:
+    """Progress of a scoring pass on stderr: redrawn in place on a terminal, a line each 10% otherwise."""
+
+    def __init__(self, stream):
+        self.stream, self.start, self.shown, self.drawn = stream, time.perf_counter(), 0, 0.0
+        self.live = stream.isatty()
+
+    def __call__(self, scored, n):
+        seconds = time.perf_counter() - self.start
+        tenth = 10 * scored // n
+        if scored < n and (tenth == self.shown if not self.live else seconds - self.drawn < 0.25):
+            return
+        self.shown, self.drawn = tenth, seconds
+        eta = seconds * (n - scored) / max(scored, 1)
+        line = f"scored {scored:,}/{n:,} tokens ({scored / n:.0%}), {seconds:.0f} s, ETA {eta:.0f} s"
+        end = "\n" if not self.live else "\n" if scored == n else ""
+        print(("\r" if self.live else "") + line, end=end, file=self.stream, flush=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one UserError line (exit 2), not usage and a SystemExit."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see python -m glassformer.evaluate --help)")
+
+
+def count(text):
+    """A whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def build_parser():
+    p = Parser(prog="python -m glassformer.evaluate", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="a language-model checkpoint (.npz), a run folder "
+                   "(its best.npz) or a Hugging Face GPT-2 folder")
+    p.add_argument("--data", type=Path, required=True, help="the text to score (.txt, WikiText, .jsonl, "
+                   "a Wikipedia dump...), tokenised with the checkpoint's tokenizer")
+    p.add_argument("--context", type=count, help="tokens per window (default: the model's context)")
+    p.add_argument("--stride", type=count, help="tokens between window starts (default context/2; "
+                   "= context: non-overlapping windows)")
+    p.add_argument("--max-tokens", type=count, metavar="N", help="score only the first N targets "
+                   "(no word-level perplexity then: it needs the whole file)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    return p
+
+
+def load_lm(path, device):
+    """(model, tokenizer) of a language-model checkpoint; UserError for any other."""
+    ckpt = load_checkpoint(path, device=device)
+    if getattr(ckpt.config, "kind", None) != "decoder_lm":
+        kind = getattr(ckpt.config, "kind", type(ckpt.model).__name__)
+        raise UserError(f"{path}: its model is of kind {kind!r}, not a language model (decoder_lm): "
+                        "evaluate scores next-token prediction")
+    if not ckpt.tokenizer:
+        raise UserError(f"{path}: the checkpoint holds no tokenizer to turn --data into tokens")
+    return ckpt.model, tokenizer_from_dict(ckpt.tokenizer)
+
+
+def text_tokens(path, tok):
+    """The token ids of the file, documents joined by the end-of-text token (when the tokenizer has one)."""
+    try:
+        tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True)
+    except UserError as e:
+        message = str(e)
+        raise UserError(message if str(path) in message else f"{path}: {message}") from None
+    return tokens
+
+
+@main_boundary
+def main(argv=None):
+    """Score --data with a checkpoint; print loss, perplexity (and word-level perplexity); exit 0/2."""
+    args = build_parser().parse_args(argv)
+    backend.use(args.device)
+    model, tok = load_lm(args.checkpoint, args.device)
+    max_len = model.config.max_len
+    context = args.context or max_len
+    if context > max_len:
+        raise UserError(f"--context {context} is longer than the model's {max_len} positions")
+    stride = args.stride or max(1, context // 2)
+    if stride > context:
+        raise UserError(f"--stride {stride} is above --context {context}: windows would skip tokens")
+    tokens = text_tokens(args.data, tok)
+    whole = args.max_tokens is None or args.max_tokens >= len(tokens) - 1
+    tokens = tokens if whole else tokens[:args.max_tokens + 1]
+    if len(tokens) < 2:
+        raise UserError(f"{args.data}: {len(tokens)} token(s): nothing to score (a token is scored "
+                        "from those before it)")
+    start = time.perf_counter()
+    report = evaluate_tokens(model, tokens, context, stride, args.data if whole else None,
+                             Meter(sys.stderr))
+    report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "context": context,
+              "stride": stride, **report, "seconds": round(time.perf_counter() - start, 3)}
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def format_report(r):
+    """The figures as two or three lines."""
+    lines = [f"{r['checkpoint']} on {r['data']}: {r['tokens']:,} tokens scored, windows of {r['context']} "
+             f"every {r['stride']} ({r['seconds']:.1f} s)",
+             f"loss {r['loss']:.4f} nats/token, perplexity {r['ppl']:.3f}"]
+    if "word_ppl" in r:
+        lines.append(f"word-level perplexity {r['word_ppl']:.2f} over {r['words']:,} words (one <eos> "
+                     "per line)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
