@@ -8,6 +8,9 @@ Block kinds, by the fence's info string:
                             `# src/glassformer/layers/positional.py: LearnedPositionalEmbedding.backward`
                             (several names: `# PATH: layer_norm_forward, LayerNorm.forward`)
   ```output [atol=A] [rtol=R]  what the run block just above it prints, compared with what it prints now
+A lesson that needs public data it cannot ship (tinyshakespeare) says so in a line
+`<!-- needs-data: tinyshakespeare/input.txt -->`; its run is skipped, with that message, when the
+file is not in ../shared/data/.
 Other languages (```bash, ```text) are shown, not run; a ```text block may not follow a run block
 (a printed result goes in an ```output block, so that it is checked).
 
@@ -39,6 +42,8 @@ NO_RUN_COMMENT = "<!-- no-run -->"
 QUOTE_HEADER = re.compile(r"#\s*(src/\S+\.py):\s*(.+?)\s*$")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FIGURE_LINK = re.compile(r"\]\(figures/([\w.-]+\.png)\)")
+NEEDS_DATA = re.compile(r"^<!-- needs-data: (\S+) -->$", re.M)
+SHARED_DATA = REPO.parent / "shared" / "data"              # where a development checkout keeps it
 PRINT_DEFAULTS = np.get_printoptions()                # NumPy's own, before any lesson runs
 
 
@@ -193,6 +198,9 @@ def test_lesson_runs(path, tmp_path, monkeypatch):
     """Execute the lesson's python blocks in order and check every ```output block they print."""
     monkeypatch.chdir(tmp_path)                             # lessons may write checkpoints or plots
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    for needed in NEEDS_DATA.findall(path.read_text(encoding="utf-8")):
+        if not (SHARED_DATA / needed).is_file():            # big public data is never committed
+            pytest.skip(f"{path.name} needs {needed}: put it in {SHARED_DATA} (see the lesson)")
     assert any(b["kind"] == "run" for b in parse_blocks(path)), \
         f"{path.name} has no runnable ```python block"
     failures = run_lesson(path)
