@@ -217,3 +217,56 @@ def test_warmup_cosine_schedule():
     assert lr[100] == pytest.approx(0.1)
     assert warmup_cosine(500, 1.0, 10, 100, 0.1) == 0.1    # past the end: the floor
     assert warmup_cosine(0, 1.0, 0, 100) == pytest.approx(1.0)   # no warm-up
+
+
+# ---- flat parameter buffers (Layer.flatten) ----------------------------------------------------
+
+def small_lm(rng, flat):
+    """A tiny DecoderLM, flattened (as build_model makes it) or with one array per parameter."""
+    config = ModelConfig(vocab_size=11, kind="decoder_lm", d_model=8, n_heads=2, n_layers=2, d_ff=16,
+                         max_len=6, norm_first=True, positional="learned", activation="gelu")
+    model = DecoderLM(config, rng)
+    return model.flatten() if flat else model
+
+
+def test_flatten_keeps_values_and_lays_parameters_into_few_buffers():
+    loose, flat = small_lm(np.random.default_rng(3), False), small_lm(np.random.default_rng(3), True)
+    assert [n for n, _ in loose.named_parameters()] == [n for n, _ in flat.named_parameters()]
+    for (_, (p, _)), (_, (q, g)) in zip(loose.named_parameters(), flat.named_parameters()):
+        assert np.array_equal(p, q) and not g.any()
+    bases = {id(p.base) for p, _ in flat.get_parameters()}
+    assert len(bases) == 2 and all(p.base is not None for p, _ in flat.get_parameters())  # matrices, vectors
+    assert flat.head.W.base is flat.tok_emb.W.base          # the tied head reads the flat table
+
+
+def test_adamw_on_a_flat_model_merges_parameters_and_updates_them_bit_for_bit():
+    """Adam's arithmetic is per element: merging adjacent parameters changes the calls, not the numbers."""
+    results = []
+    for flat in (False, True):
+        model, data = small_lm(np.random.default_rng(5), flat), np.random.default_rng(9)
+        named = model.named_parameters()
+        opt = AdamW(model.get_parameters(), lr=1e-2, weight_decay=0.1, decay=decay_mask(named))
+        for _ in range(3):
+            opt.zero_grad()
+            for _, (p, g) in named:
+                g += data.standard_normal(g.shape).astype(g.dtype)
+            opt.step()
+        results.append((len(opt.pairs), [p.copy() for p, _ in model.get_parameters()], opt.state_dict()))
+    (n_loose, loose, state_loose), (n_flat, flat, state_flat) = results
+    assert n_loose == len(loose) and n_flat == 3            # decayed matrices, the other matrices, vectors
+    assert all(np.array_equal(a, b) for a, b in zip(loose, flat))
+    for name, arr in state_loose["arrays"].items():
+        assert np.array_equal(arr, state_flat["arrays"][name])
+
+
+def test_a_flat_optimizer_state_loads_into_its_views(rng):
+    model = small_lm(rng, True)
+    opt = Adam(model.get_parameters(), lr=1e-3)
+    state = opt.state_dict()
+    state = {"t": 4, "lr": 1e-3, "arrays": {k: np.full(v.shape, 0.5, v.dtype) for k, v in state["arrays"].items()}}
+    opt.load_state_dict(state)
+    assert all((m == 0.5).all() for m in opt._m) and opt.t == 4     # the flat moments hold it
+    opt.zero_grad()
+    model.get_parameters()[0][1][...] = 1.0
+    opt.zero_grad()
+    assert not any(g.any() for _, g in model.get_parameters())

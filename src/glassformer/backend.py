@@ -96,6 +96,16 @@ def to_device(x, name=None):
     return xp_for(name).asarray(x)
 
 
+def flat_offset(a):
+    """(buffer, element offset) when a is a C-contiguous view into a flat 1-D buffer, else None."""
+    base = getattr(a, "base", None)
+    if base is None or base.ndim != 1 or not (a.flags.c_contiguous and base.flags.c_contiguous):
+        return None
+    if cp is not None and isinstance(a, cp.ndarray):
+        return base, (a.data.ptr - base.data.ptr) // a.itemsize
+    return base, (a.ctypes.data - base.ctypes.data) // a.itemsize
+
+
 def scatter_add(target, idx, values):
     """target[idx] += values where repeated indices sum (the embedding backward); idx is 1-D."""
     if cp is not None and isinstance(target, cp.ndarray):

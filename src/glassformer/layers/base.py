@@ -87,11 +87,48 @@ class Layer:
 
     def to(self, device):
         """Move the parameters to "cpu" or "cuda" (backend names too); rebuild optimizers afterwards."""
-        return self._convert(lambda p: backend.to_device(backend.to_numpy(p), device))
+        return self._convert(lambda p: backend.to_device(backend.to_numpy(p), device)).flatten()
 
     def astype(self, dtype):
         """Cast the parameters (float64 for gradient checks); rebuild optimizers afterwards."""
-        return self._convert(lambda p: p.astype(dtype))
+        return self._convert(lambda p: p.astype(dtype)).flatten()
+
+    def flatten(self):
+        """Lay the parameters into one flat buffer per dtype and rank (matrices, vectors), as views;
+        the gradients likewise. Returns self.
+
+        Values, names and shapes stay; what changes is that an optimizer can update a whole buffer
+        of adjacent parameters with one array operation instead of one per parameter (see
+        optim.optimizers.adjacent_groups). Matrices and vectors get separate buffers, so the matrices
+        that take weight decay lie next to each other.
+        """
+        owners = {}                                         # id(param) -> (layer, attribute name)
+        for layer in self.sublayers():
+            for name, (p, _) in layer.own_parameters().items():
+                if getattr(layer, name, None) is p:         # the `W` / `dW` convention holds
+                    owners.setdefault(id(p), (layer, name))
+        params = [p for p, _ in self.get_parameters() if id(p) in owners]
+        for key in dict.fromkeys((p.dtype, p.ndim >= 2) for p in params):
+            group = [p for p in params if (p.dtype, p.ndim >= 2) == key]
+            xp = backend.array_module(group[0])
+            flat_p = xp.empty(sum(p.size for p in group), key[0])
+            flat_g = xp.zeros_like(flat_p)
+            start = 0
+            for p in group:
+                layer, name = owners[id(p)]
+                view = flat_p[start:start + p.size].reshape(p.shape)
+                view[...] = p
+                setattr(layer, name, view)
+                setattr(layer, "d" + name, flat_g[start:start + p.size].reshape(p.shape))
+                start += p.size
+        return self
+
+    def sublayers(self):
+        """This layer and every sub-layer below it, depth first."""
+        out = [self]
+        for child in self.children().values():
+            out += child.sublayers()
+        return out
 
 
 def new_param(values, dtype):

@@ -1,7 +1,7 @@
 """Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
 import math
 
-from ..backend import accelerated, array_module
+from ..backend import accelerated, array_module, flat_offset
 
 
 def decay_mask(named_parameters):
@@ -10,16 +10,63 @@ def decay_mask(named_parameters):
             for name, (p, _) in named_parameters]
 
 
+def adjacent_groups(params, keys):
+    """[(p, g, key, member indices)]: (param, grad) pairs that are adjacent views of one flat buffer
+    (see Layer.flatten) and share a key, merged into one pair of flat slices; any other pair stays a
+    group of its own. Whole-buffer work (an Adam step, zeroing, norms) then costs a few calls, not a
+    few per parameter."""
+    runs, groups = {}, []
+    for i, ((p, g), key) in enumerate(zip(params, keys)):
+        po, go = flat_offset(p), flat_offset(g)
+        if po is None or go is None or po[1] != go[1]:
+            groups.append((p, g, key, [i]))
+            continue
+        runs.setdefault((id(po[0]), id(go[0])), (po[0], go[0], []))[2].append((po[1], i))
+    for flat_p, flat_g, members in runs.values():
+        members.sort()
+        start, end, key, run = None, None, None, []
+        for offset, i in members + [(None, None)]:
+            if run and (offset != end or keys[i] != key):   # the run ends: one group of slices
+                groups.append((flat_p[start:end], flat_g[start:end], key, run))
+                run = []
+            if i is None:
+                break
+            if not run:
+                start, key = offset, keys[i]
+            run.append(i)
+            end = offset + params[i][0].size
+    return groups
+
+
+def group_state(params, groups):
+    """Zeroed state (momentum...) for each group, one array each, and every parameter's view of it."""
+    flats, views = [], [None] * len(params)
+    for p, _, _, members in groups:
+        flat = array_module(p).zeros_like(p)
+        start = 0
+        for i in members:
+            shape = params[i][0].shape
+            views[i] = flat.reshape(-1)[start:start + params[i][0].size].reshape(shape)
+            start += params[i][0].size
+        flats.append(flat)
+    return flats, views
+
+
 class Optimizer:
-    """Holds the (param, grad) pairs, the learning rate and a step count; state is saved by name."""
+    """Holds the (param, grad) pairs, the learning rate and a step count; state is saved by name.
+
+    pairs covers the same arrays as params in as few (param, grad) arrays as the memory layout allows
+    (the same list unless a subclass merges adjacent ones): zero_grad and gradient norms use it.
+    """
 
     def __init__(self, params, lr):
         self.params = list(params)
+        self.pairs = self.params
         self.lr = lr
         self.t = 0
 
     def zero_grad(self):
-        for _, g in self.params:
+        for _, g in self.pairs:
             g[...] = 0
 
     def state_arrays(self):
@@ -106,18 +153,20 @@ class Adam(Optimizer):
         self.beta1, self.beta2 = betas
         self.eps, self.weight_decay = eps, weight_decay
         self.decay = decay if decay is not None else [True] * len(self.params)
-        self.m = [array_module(p).zeros_like(p) for p, _ in self.params]
-        self.v = [array_module(p).zeros_like(p) for p, _ in self.params]
+        self.groups = adjacent_groups(self.params, [bool(d) for d in self.decay])
+        self.pairs = [(p, g) for p, g, _, _ in self.groups]     # one per flat run of parameters
+        self._m, self.m = group_state(self.params, self.groups)  # m[i], v[i]: views, by parameter
+        self._v, self.v = group_state(self.params, self.groups)
 
     def step(self, grad_scale=None, found_inf=None):
         """One update; grad_scale multiplies every gradient first (loss-scale unscaling and clipping in
         one), a true found_inf (0-d bool) skips the update: parameters, moments and t unchanged."""
-        self.t = adam_step(self.params, self.m, self.v, self.t, self.settings(), grad_scale, found_inf)
+        self.t = adam_step(self.pairs, self._m, self._v, self.t, self.settings(), grad_scale, found_inf)
 
     def settings(self):
-        """(lr, beta1, beta2, eps, decoupled, [weight decay per parameter]) for adam_step."""
+        """(lr, beta1, beta2, eps, decoupled, [weight decay per group of pairs]) for adam_step."""
         return (self.lr, self.beta1, self.beta2, self.eps, self.decoupled,
-                [self.weight_decay if decay else 0.0 for decay in self.decay])
+                [self.weight_decay if decay else 0.0 for _, _, decay, _ in self.groups])
 
     def state_arrays(self):
         out = {f"m.{i}": m for i, m in enumerate(self.m)}
