@@ -326,6 +326,22 @@ def test_export_refuses_what_gpt2_cannot_compute(tmp_path, rng, capsys, override
     assert export.main([str(tmp_path / "missing.npz"), str(tmp_path / "out")]) == 2
 
 
+def test_export_never_writes_over_a_run_folder(tmp_path, rng, capsys):
+    from glassformer import export
+    model = build_model(lm_config("tiny", 40, n_layers=1, max_len=T, d_model=C, n_heads=H), rng)
+    run = tmp_path / "run"
+    path = save_checkpoint(run / "best.npz", model, task={"name": "lm"})
+    (run / "config.json").write_text('{"task": "lm"}')
+    assert export.main([str(path), str(run)]) == 2
+    assert "holds a glassformer run" in capsys.readouterr().err
+    (run / "best.npz").rename(tmp_path / "best.npz")
+    assert export.main([str(tmp_path / "best.npz"), str(run)]) == 2       # its config.json alone
+    assert (run / "config.json").read_text() == '{"task": "lm"}' and not (run / "model.safetensors").exists()
+    assert export.main([str(tmp_path / "best.npz"), str(tmp_path / "hf")]) == 0
+    assert export.main([str(tmp_path / "hf"), str(tmp_path / "hf")]) == 0   # an HF folder onto itself
+    assert load_checkpoint(tmp_path / "hf").config == model.config
+
+
 # ---- the REPL and --init-from -----------------------------------------------------------------------
 
 def test_the_repl_talks_to_a_gpt2_folder_greedy_with_the_kv_cache(tmp_path, rng, capsys):

@@ -7,8 +7,10 @@ A char or word tokenizer, which GPT-2's files cannot hold, is written as tokeniz
 import argparse
 import sys
 
-from .checkpoint import load_checkpoint
-from .checkpoint.hf_gpt2 import OUR_TOKENIZER, exportable, save_hf_gpt2
+from pathlib import Path
+
+from .checkpoint import RUN_FILES, load_checkpoint
+from .checkpoint.hf_gpt2 import CONFIG, OUR_TOKENIZER, exportable, is_hf_folder, save_hf_gpt2
 from .errors import UserError, run_main
 from .tokenizers import tokenizer_from_dict
 from .tokenizers.registry import KINDS
@@ -27,9 +29,19 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def check_destination(out_dir):
+    """out_dir may be new, empty or an HF folder; a run folder's config.json or best.npz is never replaced."""
+    out = Path(out_dir)
+    if any((out / name).exists() for name in RUN_FILES) or \
+            ((out / CONFIG).exists() and not is_hf_folder(out)):
+        raise UserError(f"{out_dir}: holds a glassformer run (its {CONFIG} or checkpoints would be "
+                        "replaced or hidden): export into a new folder")
+
+
 def export(checkpoint, out_dir, dtype="float32", stdout=None):
     """Load `checkpoint`, refuse what GPT-2 cannot compute, write out_dir; returns the file names."""
     stdout = sys.stdout if stdout is None else stdout
+    check_destination(out_dir)
     ckpt = load_checkpoint(checkpoint)
     why = exportable(ckpt.config)
     if why:
