@@ -168,12 +168,12 @@ def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
 
 # ---- settings: from flags, or from the checkpoint on --resume ----------------------------------
 
-def is_lm_checkpoint(path):
-    """True when path is a checkpoint written by --task lm (read from its header only)."""
+def is_lm_checkpoint(path, name="lm"):
+    """True when path is a checkpoint written by --task lm (or `name`: qa), read from its header only."""
     if path is None:
         return False
     meta, _ = read_meta(path)
-    return isinstance(meta.get("task"), dict) and meta["task"].get("name") == "lm"
+    return isinstance(meta.get("task"), dict) and meta["task"].get("name") == name
 
 
 def complete_settings(s):
@@ -187,20 +187,21 @@ def complete_settings(s):
     return s
 
 
-def resolve_lm_settings(args):
-    """(settings dict, checkpoint or None); flags that would change a resumed run are UserErrors."""
-    given = {k: getattr(args, k) for k in FLAG_DEFAULTS if getattr(args, k, None) is not None}
+def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS,
+                        example="../shared/data/tinyshakespeare/input.txt"):
+    """(settings dict, checkpoint or None) of --task lm (or `name`, whose flags are `defaults`); flags
+    that would change a resumed run are UserErrors."""
+    given = {k: getattr(args, k) for k in defaults if getattr(args, k, None) is not None}
     if args.resume is None:
         if "data" not in given:
-            raise UserError("--task lm needs --data PATH, e.g. "
-                            "--data ../shared/data/tinyshakespeare/input.txt")
-        return complete_settings(init_settings(dict(FLAG_DEFAULTS, **given), given)), None
+            raise UserError(f"--task {name} needs --data PATH, e.g. --data {example}")
+        return complete_settings(init_settings(dict(defaults, **given), given)), None
     ckpt = load_checkpoint(args.resume)
     task = ckpt.task if isinstance(ckpt.task, dict) else {}
-    if task.get("name") != "lm" or not task.get("settings") or not ckpt.optimizer_state:
-        raise UserError(f"{args.resume}: not a resumable --task lm checkpoint (no run settings or "
+    if task.get("name") != name or not task.get("settings") or not ckpt.optimizer_state:
+        raise UserError(f"{args.resume}: not a resumable --task {name} checkpoint (no run settings or "
                         "optimizer state); start a new run instead")
-    saved = dict(FLAG_DEFAULTS, **task["settings"])         # older runs lack the newer keys
+    saved = dict(defaults, **task["settings"])              # older runs lack the newer keys
     saved["min_lr"] = saved["lr"] / 10 if saved["min_lr"] is None else saved["min_lr"]
     for key, value in given.items():
         if key not in MAY_CHANGE and value != saved[key]:
@@ -275,9 +276,14 @@ def print_header(trainer, tok, s, out, resumed, stream):
           f"{s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}, "
           f"{model.n_parameters():,} parameters, context {s['context']}; run directory {out}"
           + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
-    c = model.config
+    print_speed(trainer, s["context"], stream)
+
+
+def print_speed(trainer, context, stream):
+    """The FLOP count per token the progress lines use, and the machine's measured GEMM rate."""
+    model, c = trainer.model, trainer.model.config
     print(f"speed: 6N + 12·L·d·T = {si(trainer.flops_per_token, 'FLOP')} per token (N "
-          f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {s['context']}); this machine's "
+          f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {context}); this machine's "
           f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", file=stream)
 
 
@@ -308,15 +314,25 @@ def run_lm(args, argv, stream, interactive, ask=input):
         sample = prompt + generate_text(best, tok, prompt, 200, temperature=0.8, seed=s["seed"])
         if test is not None and not summary["interrupted"]:
             report = evaluate_test(best, test, s["test_data"], s["context"], stream)
-    summary.update(task="lm", command="python train_step_by_step.py " + shlex.join(argv),
-                   date=datetime.now().isoformat(timespec="seconds"), sample=sample, **report,
+    write_summary(summary, trainer, s, args, argv, out, "lm", sample=sample, **report)
+    print_lm_summary(summary, out, stream)
+    return run_exit(summary)
+
+
+def write_summary(summary, trainer, s, args, argv, out, task, **report):
+    """summary.json: the Trainer's summary, the command, the report, the config and the files (lm, qa)."""
+    summary.update(task=task, command="python train_step_by_step.py " + shlex.join(argv),
+                   date=datetime.now().isoformat(timespec="seconds"), **report,
                    resumed_from=str(args.resume) if args.resume else None,
                    config={"model": trainer.model.config.to_dict(), "settings": s,
                            "training": asdict(trainer.config)},
                    files=sorted({p.name for p in out.iterdir()
                                  if p.suffix in (".npz", ".csv", ".png")} | {"config.json", "summary.json"}))
     write_json(out / "summary.json", summary)
-    print_lm_summary(summary, out, stream)
+
+
+def run_exit(summary):
+    """The exit code of a finished run: 2 when it diverged, 130 when Ctrl-C stopped it, else 0."""
     if summary.get("diverged"):                             # the Trainer said why; the files are kept
         print(f"error: {Diverged(**summary['diverged'])}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -344,4 +360,5 @@ def print_lm_summary(summary, out, stream):
     if summary["stop_reason"] in ("interrupted", "max_time"):
         print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
     if (out / "best.npz").exists():                        # a run that diverged at once has none
-        print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}", file=stream)
+        chat = " --chat" if summary["task"] == "qa" else ""    # qa: asked as it was taught
+        print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}{chat}", file=stream)

@@ -39,10 +39,11 @@ from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_r
                      positive_int, resume_path, run_dir, seed_int)
 from .config import check_task_flags, given_flags, parse_with_config, run_config
 from .lm import add_lm_arguments, is_lm_checkpoint, presets_table, run_lm
+from .qa import add_qa_arguments, run_qa
 from .tasks import TASK_CLASSES
 from .walkthrough import walk
 
-TASKS = ("digits", "sentences", "lm")
+TASKS = ("digits", "sentences", "lm", "qa")
 DEFAULT_EPOCHS = {"digits": 20, "sentences": 300}
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0,
@@ -78,7 +79,8 @@ def build_parser():
                    "above and configs/); flags on the command line override it")
     p.add_argument("--task", choices=TASKS, help="digits (default): 'Max ( 5 3 9 )' -> 9 with an "
                    "encoder classifier; sentences: next-word prediction with a causal decoder; "
-                   "lm: a language model on your --data (flags below)")
+                   "lm: a language model on your --data (flags below); qa: an LM fine-tuned on "
+                   "question-answer pairs, loss on the answers (the lm flags and the qa ones)")
     g = p.add_argument_group("--task digits and sentences", "a flag given to a task that does not read "
                              "it is an error")
     g.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
@@ -101,7 +103,8 @@ def build_parser():
                    help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
-    p.only = dict(ONLY, **{dest: ("lm",) for dest in add_lm_arguments(p)})   # --data, --preset, ...
+    p.only = dict(ONLY, **{dest: ("lm",) for dest in add_lm_arguments(p)},   # --data, --preset, ...
+                  **{dest: ("qa",) for dest in add_qa_arguments(p)})      # qa reads the lm ones too
     return p
 
 
@@ -324,6 +327,10 @@ def run_cli(args, argv, stream, only):
         comm = parallel.world()                         # mpiexec -n N: data parallel (after backend.use)
         with parallel.abort_on_error(comm):             # an error on one rank stops them all
             return run_lm(args, argv, stream, interactive and comm.size == 1)
+    if args.task == "qa" or (args.task is None and is_lm_checkpoint(args.resume, "qa")):
+        parallel.refuse_parallel("--task qa")
+        check_task_flags(given, "qa", {d: t + ("qa",) if "lm" in t else t for d, t in only.items()})
+        return run_qa(args, argv, stream)
     parallel.refuse_parallel("--task digits or sentences")
     settings, ckpt = resolve_settings(args)
     check_task_flags(given, settings["task"], only)
