@@ -397,4 +397,7 @@ def test_init_from_a_gpt2_folder_fine_tunes_it_into_our_checkpoint(tmp_path, rng
         target = str(tmp_path / "missing.npz") if not extra else str(folder)
         assert train.main(base + ["--init-from", target, "--out", str(tmp_path / "x"), *extra]) == 2
         assert message in capsys.readouterr().err
+    bare = write_folder(tmp_path / "bare", arrays, tokenizer=False)
+    assert train.main(base + ["--init-from", str(bare), "--out", str(tmp_path / "x")]) == 2
+    assert "holds no tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
