@@ -393,3 +393,12 @@ def test_precision_fp16_trains_on_the_cpu_and_reports_its_loss_scale(tmp_path, t
     assert "skip" in out + err                              # the progress line shows scale and skips
     rc, _, err = script("--task", "digits", "--precision", "fp16", "--no-interactive", cwd=tmp_path)
     assert rc == 2 and "--precision is for lm" in err
+
+
+@pytest.mark.parametrize("key", ["init_from", "mix_data", "data", "resume"])
+def test_config_paths_are_read_from_the_config_folder(tmp_path, key):
+    from glassformer.cli.config import _relative
+    config = tmp_path / "configs" / "run.json"
+    assert _relative(config, key, "../model") == str((tmp_path / "model").resolve())
+    assert _relative(config, key, "/abs/model") == "/abs/model"
+    assert _relative(config, "steps", "../model") == "../model"     # not a path key: as written

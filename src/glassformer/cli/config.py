@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-PATH_KEYS = ("data", "val_data", "test_data", "out", "resume", "tokenizer")
+PATH_KEYS = ("data", "val_data", "test_data", "mix_data", "init_from", "out", "resume", "tokenizer")
 TOKENIZER_NAMES = ("char", "bpe", "gpt2")                   # --tokenizer values that are not paths
 MAX_CONFIG_BYTES = 1 << 20                                  # a config is a few hundred bytes
 
