@@ -28,7 +28,7 @@ def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.
             logits = model.forward(*inputs)                 # (B, n_classes) or (B, T, V)
             loss_sum = loss_sum + loss_fn.forward(logits, y)   # mean over the counted targets
             model.backward(loss_fn.backward(1.0 / n_micro))    # grads add up across micro-batches
-        loss_sum = world().allreduce_mean(optimizer.params, loss_sum)   # several ranks: their mean
+        loss_sum = world().allreduce_mean(optimizer.pairs, loss_sum)    # several ranks: their mean
         if scaler is not None:
             return loss_sum / n_micro, logits, scaler.step(optimizer, optimizer.pairs, grad_clip)
         norm = clip_grad_norm(optimizer.pairs, grad_clip) if grad_clip > 0 else None
