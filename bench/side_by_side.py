@@ -149,21 +149,37 @@ def commands(args, work):
 
 
 def run_pair(args, index):
-    """One round: start ours and the peer together, wait for both; {"ours", "peer", "ratio", "wall_s"}."""
+    """One round: start ours and the peer together, wait for both; {"ours", "peer", "ratio", "wall_s"}.
+
+    Their output goes to files, not pipes: a full pipe (nanoGPT logs every iteration) would stall
+    the peer until ours ended. wall_s: seconds from the start until each ended.
+    """
     with tempfile.TemporaryDirectory(prefix="side_by_side_") as work:
         specs = commands(args, work)
+        logs = [(open(Path(work) / f"{who}.out", "w+"), open(Path(work) / f"{who}.err", "w+"))
+                for who in ("ours", "peer")]
         start = time.perf_counter()
-        procs = [subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for cmd, env, cwd in specs]
-        outputs = [p.communicate() for p in procs]
-        wall = time.perf_counter() - start
-    for who, p, (out, err) in zip(("ours", "peer"), procs, outputs):
-        if p.returncode != 0:
+        procs = [subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+                 for (cmd, env, cwd), (out, err) in zip(specs, logs)]
+        ended = [None, None]
+        while None in ended:                                # note when each one ends
+            for i, proc in enumerate(procs):
+                if ended[i] is None and proc.poll() is not None:
+                    ended[i] = round(time.perf_counter() - start, 1)
+            time.sleep(0.2)
+        outputs = []
+        for out, err in logs:
+            out.seek(0), err.seek(0)
+            outputs.append((out.read(), err.read()))
+            out.close(), err.close()
+    for who, proc, (out, err) in zip(("ours", "peer"), procs, outputs):
+        if proc.returncode != 0:
             tail = "\n".join((err or out).strip().splitlines()[-15:])
-            raise RuntimeError(f"run {index}: {who} exited with status {p.returncode}:\n{tail}")
+            raise RuntimeError(f"run {index}: {who} exited with status {proc.returncode}:\n{tail}")
     ours, peer = pick(args.pair, last_json(outputs[0][0], "ours"), outputs[1][0])
     key = "ms_per_iter" if args.pair == "shakespeare" else "train_seconds"
-    return {"ours": ours, "peer": peer, "ratio": round(ours[key] / peer[key], 4), "wall_s": round(wall, 1)}
+    return {"ours": ours, "peer": peer, "ratio": round(ours[key] / peer[key], 4),
+            "wall_s": {"ours": ended[0], "peer": ended[1]}}
 
 
 def pick(pair, ours_json, peer_out):
@@ -214,7 +230,8 @@ def main(argv=None):
             return 1
         runs.append(run)
         print(f"run {i}/{args.runs}: ours {run['ours'][key]} vs peer {run['peer'][key]} {key} "
-              f"(ratio {run['ratio']}) in {run['wall_s']} s", file=sys.stderr, flush=True)
+              f"(ratio {run['ratio']}); ended after {run['wall_s']['ours']} s and "
+              f"{run['wall_s']['peer']} s", file=sys.stderr, flush=True)
     summary = median_summary(runs, key, "val_loss" if args.pair == "shakespeare" else "test_accuracy")
     name, default = FULL_LENGTH[args.pair]
     full = getattr(args, name) == default and (args.pair != "shakespeare" or args.eval_iters == 200)

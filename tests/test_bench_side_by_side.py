@@ -1,7 +1,9 @@
 """bench/side_by_side.py without torch: nanoGPT's log parsed from a real run, the median and ratio
-arithmetic, the target verdict, the commands it starts, and the message when the peer's Python is missing."""
+arithmetic, the target verdict, the commands it starts, the message when the peer's Python is missing,
+and a round run with two stand-in Pythons (a chatty peer is not stalled; a failing side is named)."""
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,30 @@ def test_a_python_without_torch_is_named_with_its_import_error(sbs, tmp_path):
     good.write_text("#!/bin/sh\nexit 0\n")
     good.chmod(0o755)
     sbs.check_torch_python(str(good))
+
+
+def fake_pair(monkeypatch, sbs, ours_code, peer_code):
+    """Make run_pair start two small Pythons instead of the real pair."""
+    def commands(args, work):
+        env = sbs.thread_env()
+        return ([sys.executable, "-c", ours_code], env, work), ([sys.executable, "-c", peer_code], env, work)
+    monkeypatch.setattr(sbs, "commands", commands)
+
+
+def test_a_chatty_peer_is_not_stalled_while_ours_still_runs(sbs, monkeypatch):
+    ours = 'import json, time; time.sleep(1.5); print(json.dumps({"ms_per_iter": 80.0, "val_loss": 1.88}))'
+    peer = ('print("step 0: train loss 4.1, val loss 4.2")\n'       # ~200 KB: more than a pipe holds
+            'for k in range(4001): print(f"iter {k}: loss 2.0000, time {100 + k % 2}.00ms, mfu 1.00%")\n'
+            'print("step 4000: train loss 1.80, val loss 1.87")')
+    fake_pair(monkeypatch, sbs, ours, peer)
+    run = sbs.run_pair(sbs.parse_args(["shakespeare", "--torch-python", sys.executable]), 1)
+    assert run["peer"]["ms_per_iter"] == pytest.approx(100.5, abs=0.01)   # iters 1..3999 timed
+    assert run["peer"]["iters_left_out"] == [0, 4000] and run["peer"]["val_loss"] == 1.87
+    assert run["ratio"] == pytest.approx(80.0 / 100.5, abs=1e-4)
+    assert run["wall_s"]["peer"] < run["wall_s"]["ours"]     # it ended while ours slept
+
+
+def test_a_side_that_fails_is_named_with_its_last_lines(sbs, monkeypatch):
+    fake_pair(monkeypatch, sbs, 'import sys; sys.exit("ours broke: no data")', 'print("{}")')
+    with pytest.raises(RuntimeError, match="ours exited with status 1:\nours broke: no data"):
+        sbs.run_pair(sbs.parse_args(["digits", "--torch-python", sys.executable]), 1)
