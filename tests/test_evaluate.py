@@ -1,4 +1,5 @@
 """python -m glassformer.evaluate: every token scored once by the sliding window, perplexities, the CLI."""
+import io
 import json
 import math
 from pathlib import Path
@@ -135,6 +136,17 @@ def test_a_run_folder_means_its_best_checkpoint(lm_checkpoint, capsys):
     code, out, err = run([path.parent, "--data", text, "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["tokens"] == len(TEXT) - 1
+
+
+def test_a_hugging_face_folder_scores_as_the_checkpoint_it_was_exported_from(lm_checkpoint, tmp_path, capsys):
+    from glassformer.export import export
+    path, _, _, text = lm_checkpoint
+    export(path, tmp_path / "hf", stdout=io.StringIO())
+    (code, ours, _), (hf_code, theirs, err) = (run([p, "--data", text, "--json"], capsys)
+                                                for p in (path, tmp_path / "hf"))
+    assert code == hf_code == 0, err
+    ours, theirs = json.loads(ours), json.loads(theirs)
+    assert theirs["tokens"] == ours["tokens"] and theirs["loss"] == pytest.approx(ours["loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("extra, says", [

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glassformer.cli import handlers, qa, train
+from glassformer.checkpoint import load_checkpoint
+from glassformer.cli import handlers, qa, repl, train
 from glassformer.errors import UserError
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
 from glassformer.tasks import qa as pairs_mod
 from glassformer.tasks.qa import CHAT_TEMPLATE, QAPair, mask_prompt, masked_example, read_pairs
+from glassformer.tokenizers import tokenizer_from_dict
 from glassformer.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +189,7 @@ def test_an_answer_counts_only_when_it_ended_and_equals_the_pairs(monkeypatch):
         assert qa.answers(model, tok, pairs) == [(reply[0], exact)]
 
 
-def test_train_step_by_step_task_qa_reports_exact_match(tmp_path):
+def test_train_step_by_step_task_qa_reports_exact_match(tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "facts.jsonl", facts(20))
     mix = tmp_path / "mix.txt"
     mix.write_text("the colour of the sky is blue and grass is green.\n" * 20, encoding="utf-8")
@@ -210,3 +212,11 @@ def test_train_step_by_step_task_qa_reports_exact_match(tmp_path):
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["step"] == 6
+    best = str(tmp_path / "run" / "best.npz")                # the REPL asks it as it was taught
+    sent, stream = [], qa.stream_tokens
+    monkeypatch.setattr(handlers, "stream_tokens", lambda model, ids, *a, **k: sent.append(list(ids))
+                        or stream(model, ids, *a, **k))
+    assert repl.main(["--checkpoint", best, "--chat", "--prompt", "colour of item a?", "--temperature", "0",
+                      "--max-new-tokens", "3"]) == 0
+    tok = load_checkpoint(best).tokenizer
+    assert tokenizer_from_dict(tok).decode(sent[0]) == CHAT_TEMPLATE.format(input="colour of item a?")

@@ -316,4 +316,5 @@ class LMHandler(Sampler):
                 "ended": ended, "settings": {**self.used(), "chat": self.chat}}
 
 
-HANDLERS = {"digits": DigitsHandler, "sentences": SentencesHandler, "lm": LMHandler}
+HANDLERS = {"digits": DigitsHandler, "sentences": SentencesHandler, "lm": LMHandler,
+            "qa": LMHandler}                                 # --task qa: an LM, best asked --chat

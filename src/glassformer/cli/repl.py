@@ -147,7 +147,7 @@ def load(path, args):
     if name not in HANDLERS:
         raise UserError(f"{path}: this tool cannot query task {name!r}; it knows "
                         f"{', '.join(sorted(HANDLERS))}")
-    if getattr(args, "chat", False) and name != "lm":
+    if getattr(args, "chat", False) and name not in ("lm", "qa"):
         raise UserError(f"--chat is for language-model (lm) checkpoints; {path} is a {name} one: "
                         "drop --chat")
     return ckpt, HANDLERS[name](ckpt, args)
