@@ -50,7 +50,8 @@ def char_tokenizer(pairs):
 
 def test_jsonl_and_tsv_pairs_are_read_with_where_they_came_from(tmp_path):
     path = tmp_path / "qa.jsonl"
-    path.write_bytes(b'{"question": " Who? ", "answer": "me"}\r\n\n{"question": "Why", "answer": "so", "x": 1}\n')
+    path.write_bytes(b'{"question": " Who? ", "answer": "me"}\r\n\n'
+                     b'{"question": "Why", "answer": "so", "x": 1}\n')
     assert read_pairs(path) == [QAPair("Who?", "me", f"{path}:1"), QAPair("Why", "so", f"{path}:3")]
     tsv = tmp_path / "qa.tsv"
     tsv.write_text("question\tanswer\nWho?\tme\n\nWhy\tso", encoding="utf-8")   # a header is skipped
@@ -107,7 +108,8 @@ def test_the_chat_and_the_training_share_one_template():
 def test_the_loss_counts_answer_tokens_only():
     pairs = [QAPair("Who is it?", "me", "x:1")]
     tok = char_tokenizer(pairs)
-    prompt, answer = tok.encode(pairs_mod.prompt_text("Who is it?")), tok.encode(" me\n") + [tok.token_id("<eos>")]
+    prompt = tok.encode(pairs_mod.prompt_text("Who is it?"))
+    answer = tok.encode(" me\n") + [tok.token_id("<eos>")]
     x, y = masked_example(prompt, answer)
     full = (prompt + answer)[1:]                             # every next token, unmasked
     assert x == (prompt + answer)[:-1] and y == mask_prompt(full, len(prompt))

@@ -39,7 +39,8 @@ from .lm_data import DATA_KEYS, check_text, refuse_special
 QA_FLAGS = (
     ("--mix-data", Path, "FILE", "plain text mixed in (any --data of --task lm): --mix-ratio of each batch's "
      "rows are windows of it, every token counted in the loss"),
-    ("--mix-ratio", fraction, "R", "share of each batch's rows taken from --mix-data, in [0, 1) (default 0.25)"),
+    ("--mix-ratio", fraction, "R", "share of each batch's rows taken from --mix-data, in [0, 1) "
+     "(default 0.25)"),
     ("--eval-pairs", positive_int, "N", "held-out pairs answered greedily at each validation pass for the "
      "exact-match score (default 100; at the end, all of them)"),
 )
@@ -199,10 +200,12 @@ def build_qa_trainer(s, out, stream, ckpt=None, peak_flops=None):
     pad = 0 if eos is None else eos                         # ignored in y: any id would do
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "qa", "settings": s, "context": T, "n_train_pairs": len(train), "n_val_pairs": len(val),
-            "n_test_pairs": None if test is None else len(test), "n_mix_tokens": None if mix is None else len(mix)}
+            "n_test_pairs": None if test is None else len(test),
+            "n_mix_tokens": None if mix is None else len(mix)}
     trainer = QATrainer(model, CrossEntropyLoss(ignore_index=IGNORE),
                         qa_batches(train_ex, B, T, mix, s["mix_ratio"] or 0.0, pad), train_config(s, out),
-                        val_batches=qa_batches(val_ex, B, T, pad_id=pad), tokenizer=tok, task=task, log=stream,
+                        val_batches=qa_batches(val_ex, B, T, pad_id=pad), tokenizer=tok, task=task,
+                        log=stream,
                         flops_per_token=flops_per_token(model.n_parameters(), c.n_layers, c.d_model, T),
                         peak_flops=peak_flops, held_out=val[:s["eval_pairs"]])
     if ckpt is not None:                                    # --steps N extends: the cosine then ends at N

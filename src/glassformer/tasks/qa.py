@@ -122,7 +122,7 @@ def split_pairs(pairs, val_fraction=0.1):
 # ---- ids -----------------------------------------------------------------------------------
 
 def masked_example(prompt_ids, answer_ids, ignore=IGNORE):
-    """(x, y) lists of one pair: x = prompt + answer but the last id, y = the next ids, the prompt's ignored."""
+    """(x, y) lists of a pair: x = prompt + answer but the last id, y = the next ids, the prompt's ignored."""
     seq = list(prompt_ids) + list(answer_ids)
     return seq[:-1], mask_prompt(seq[1:], len(prompt_ids), ignore)
 
