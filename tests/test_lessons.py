@@ -366,7 +366,7 @@ def test_quotes_match_the_code(path):
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
 def test_lesson_ends_with_exercises_and_has_walk_section(path):
-    """The last section is `## Exercises`, naming the lesson's exercise file and its check command."""
+    """The last section is `## Exercises`: the lesson's exercise file, each exercise in it, the command."""
     text = path.read_text(encoding="utf-8")
     sections = re.split(r"^## ", text, flags=re.M)
     assert sections[-1].startswith("Exercises"), f"{path.name}: the last section must be '## Exercises'"
@@ -374,6 +374,12 @@ def test_lesson_ends_with_exercises_and_has_walk_section(path):
     assert exercise_file(path) in last, f"{path.name}: the exercises section must name {exercise_file(path)}"
     assert f"python -m glassformer.lessons check {path.name[:2]}" in last, \
         f"{path.name}: the exercises section must give `python -m glassformer.lessons check {path.name[:2]}`"
+    exercises = REPO / exercise_file(path)
+    if exercises.is_file():                                 # the section lists what the file asks
+        asked = [node.name for node in ast.parse(exercises.read_text(encoding="utf-8")).body
+                 if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
+        unlisted = [name for name in asked if f"`{name}`" not in last]
+        assert not unlisted, f"{path.name}: the exercises section does not list {unlisted}"
     assert not re.search(r"^### Exercise", text, flags=re.M), \
         f"{path.name}: exercises live in {exercise_file(path)}, not as solved blocks in the lesson"
     assert re.search(r"^## .*train_step_by_step", text, flags=re.M), \
