@@ -122,7 +122,8 @@ def line_mismatch(expected, actual, atol=0.0, rtol=0.0):
     if e_text != a_text or len(e_nums) != len(a_nums):
         return "the text differs"
     for e, a in zip(e_nums, a_nums):
-        tol = max(1.0000001 * last_digit_unit(e), atol, rtol * abs(float(e)))
+        unit = last_digit_unit(e)
+        tol = max(1.0000001 * unit, atol, rtol * abs(float(e))) if unit else 0.0   # integers: exact
         if abs(float(e) - float(a)) > tol:
             return f"{a} is not {e} (tolerance {tol:g})"
     return None
@@ -423,9 +424,10 @@ def test_quote_checker_fails_on_the_wrong_function():
 
 
 def test_quote_checker_fails_on_a_gap_without_dots():
-    gapped = "def backward(self, dout):  # dout: (B, T, C)\n    self.dP[a:b] += dout.sum(axis=0)\n"   # skips a line
+    head = "def backward(self, dout):  # dout: (B, T, C)\n"
+    gapped = head + "    self.dP[a:b] += dout.sum(axis=0)\n"                   # skips a line
     assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + gapped)
-    dotted = "def backward(self, dout):  # dout: (B, T, C)\n    ...\n    self.dP[a:b] += dout.sum(axis=0)\n"
+    dotted = head + "    ...\n    self.dP[a:b] += dout.sum(axis=0)\n"
     assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + dotted) is None
 
 
@@ -433,7 +435,7 @@ def test_quote_checker_fails_on_names_order_and_indentation():
     assert "defines no" in quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backwards\n"
                                          + LEARNED_BACKWARD)
     assert "first line" in quote_problem(LEARNED_BACKWARD)
-    swapped = "def backward(self, dout):  # dout: (B, T, C)\n    ...\n    return dout\n    ...\n    a, b = self.span\n"
+    swapped = LEARNED_BACKWARD.splitlines()[0] + "\n    ...\n    return dout\n    ...\n    a, b = self.span\n"
     assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + swapped)
     flat = LEARNED_BACKWARD.replace("    a, b", "a, b")                   # indentation changed
     assert quote_problem(POSITIONAL + "LearnedPositionalEmbedding.backward\n" + flat)
@@ -447,6 +449,7 @@ def test_output_checker():
     assert output_mismatch("accuracy 0.21\n", "accuracy 0.09\n", atol=0.15) is None
     assert output_mismatch("loss 2.30\n", "loss 2.3\n") is None
     assert output_mismatch("(1, 6, 8)\n", "(1, 6, 9)\n")                          # integers exact
+    assert output_mismatch("18,058 parameters\n", "18,059 parameters\n", atol=0.5)   # even with atol
     assert output_mismatch("loss  1.5e+03\n", "loss 1.6e+03\n") is None
     assert output_mismatch("loss 1.5e+03\n", "lost 1.5e+03\n")                    # text exact
     assert output_mismatch("a\n...\nd\n", "a\nb\nc\nd\n") is None                 # a gap
