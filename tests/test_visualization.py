@@ -84,6 +84,19 @@ def test_plot_curves_by_step_skips_empty_cells(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]   # no temp file left behind
 
 
+def test_plot_curves_draws_every_series_of_a_panel(tmp_path, monkeypatch):
+    """Five series in one panel: five lines (the four line styles repeat; none is dropped)."""
+    import matplotlib.axes
+    drawn, plot = [], matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, *a, **k: drawn.append(k.get("label")) or plot(self, *a, **k))
+    names = [f"s{i}" for i in range(5)]
+    rows = [{"step": s, **{n: (i + 1.0) / s for i, n in enumerate(names)}} for s in (1, 2, 3)]
+    panels = (Panel("loss", "nats", tuple((n, n) for n in names)),)
+    plot_curves(rows, tmp_path / "five.png", x="step", panels=panels)
+    assert drawn == names
+
+
 def test_plot_sweep_writes_png(tmp_path):
     curves = [("lr=1", [(1, 2.0), (2, 1.0)]), ("lr=2", [(1, 2.0), (2, 0.5)])]
     path = plot_sweep(curves, [("lr=1", 0.2), ("lr=2", 0.9)], tmp_path / "summary.png", "toy")

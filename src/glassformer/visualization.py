@@ -4,6 +4,7 @@ Numbers come from elsewhere (interp computes maps and circuits, runs write metri
 module only draws them. Files are written atomically through glassformer.files.
 """
 import html
+import itertools
 from collections import namedtuple
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def plot_curves(rows, path, x="epoch", panels=EPOCH_PANELS, title=""):
     fig, axes = plt.subplots(1, len(panels), figsize=(2 + 4 * len(panels), 4), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         values = []
-        for (column, label), style in zip(panel.series, ("-o", "-s", "-^", "-v")):
+        for (column, label), style in zip(panel.series, itertools.cycle(("-o", "-s", "-^", "-v"))):
             pts = _points(rows, x, column)
             if pts:
                 ax.plot(*zip(*pts), style if len(pts) <= 60 else "-", ms=3, lw=1, label=label)

@@ -243,7 +243,7 @@ def backward_text(model, loss_fn, optimizer, look):
     lines = [f"dloss/dlogits = (softmax - one_hot(target)) / n_counted: shape {tuple(dlogits.shape)}",
              widest(lambda n: f"  first row {vec(d[0], n)}", look.width, most=10),
              "model.backward(dlogits) runs every layer's backward in reverse.",
-             "gradient norm per layer (from named_parameters), as the gradient reaches them:"]
+             "gradient norm per layer, in reverse registration order (named_parameters reversed):"]
     bar = max(8, min(24, look.width - 37))
     for layer in reversed(list(norms)):
         n = math.sqrt(norms[layer])
