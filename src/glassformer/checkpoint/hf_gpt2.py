@@ -27,6 +27,7 @@ FIXED = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
 MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")  # causal-mask buffers some files carry
 PREFIX = "transformer."                                     # what GPT2LMHeadModel.save_pretrained writes
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+PER_LAYER = 12                                              # tensors of one block: 2 LayerNorms, 4 Conv1Ds
 
 
 class Undrawn:
@@ -71,8 +72,9 @@ def is_hf_folder(path):
     return "model_type" in d or "architectures" in d
 
 
-def _whole(folder, d, key, default=None):
-    v = d.get(key, default)
+def _whole(folder, d, key):
+    """d[key], which must be a whole number >= 1 (missing: None, refused); UserError naming the key."""
+    v = d.get(key)
     if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
         raise hf_error(folder, f"{CONFIG}: {key} = {v!r} must be a whole number >= 1")
     return v
@@ -80,7 +82,9 @@ def _whole(folder, d, key, default=None):
 
 def config_from_hf(folder, d):
     """The ModelConfig of a GPT-2 config.json; anything our DecoderLM cannot compute is refused."""
-    if d.get("model_type", "gpt2") != "gpt2" and "GPT2LMHeadModel" not in (d.get("architectures") or []):
+    archs = d.get("architectures") or []
+    if d.get("model_type", "gpt2") != "gpt2" and "GPT2LMHeadModel" not in (archs if isinstance(archs, list)
+                                                                          else [archs]):   # 7: not iterable
         raise hf_error(folder, f"model_type {d.get('model_type')!r}: glassformer reads GPT-2 folders "
                        "only (model_type gpt2)")
     act = d.get("activation_function", "gelu_new")
@@ -91,9 +95,9 @@ def config_from_hf(folder, d):
         if key in d and d[key] is not None and bool(d[key]) != want:
             raise hf_error(folder, f"{key} = {d[key]!r}: glassformer's DecoderLM computes only "
                            f"{key} = {str(want).lower()}, so this model cannot be loaded")
-    C, H = _whole(folder, d, "n_embd"), _whole(folder, d, "n_head")
-    ctx = "n_positions" if "n_positions" in d else "n_ctx"
-    n_inner = d.get("n_inner")
+    C, H, V, L = (_whole(folder, d, key) for key in ("n_embd", "n_head", "vocab_size", "n_layer"))
+    T = _whole(folder, d, "n_positions" if "n_positions" in d else "n_ctx")
+    F = 4 * C if d.get("n_inner") is None else _whole(folder, d, "n_inner")   # before the try: one prefix
     eps = d.get("layer_norm_epsilon", 1e-5)
     tied = d.get("tie_word_embeddings", True)
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
@@ -101,12 +105,9 @@ def config_from_hf(folder, d):
     if not isinstance(tied, bool):
         raise hf_error(folder, f"{CONFIG}: tie_word_embeddings = {tied!r} must be true or false")
     try:
-        return ModelConfig(vocab_size=_whole(folder, d, "vocab_size"), kind="decoder_lm", d_model=C,
-                           n_heads=H, n_layers=_whole(folder, d, "n_layer"),
-                           d_ff=4 * C if n_inner is None else _whole(folder, d, "n_inner"),
-                           max_len=_whole(folder, d, ctx), norm_first=True, activation="gelu",
-                           positional="learned", fused_qkv=True, tie_weights=tied, init="normal",
-                           norm_eps=float(eps))
+        return ModelConfig(vocab_size=V, kind="decoder_lm", d_model=C, n_heads=H, n_layers=L, d_ff=F,
+                           max_len=T, norm_first=True, activation="gelu", positional="learned",
+                           fused_qkv=True, tie_weights=tied, init="normal", norm_eps=float(eps))
     except UserError as e:
         raise hf_error(folder, f"{CONFIG}: {e}") from None
 
@@ -142,6 +143,9 @@ def expected_shapes(config):
 
 def file_names(folder, st, config):
     """{HF name (no prefix): the file's key}, mask buffers dropped; refuses missing or extra tensors."""
+    if config.n_layers > len(st.entries):                  # before listing n_layer's names: 10**12 hangs
+        raise hf_error(folder, f"{CONFIG}: n_layer = {config.n_layers:,} needs {PER_LAYER} tensors a layer "
+                       f"but {WEIGHTS} holds {len(st.entries):,} in all (n_layer wrong, or not GPT-2?)")
     found = {}
     for key in st.keys():
         name = key[len(PREFIX):] if key.startswith(PREFIX) else key
@@ -174,10 +178,11 @@ def check_tensors(folder, st, found, config):
 
 
 def read_weight(folder, st, key):
-    """One tensor as float32, refusing NaN or inf."""
-    a = st.read(key).astype(np.float32, copy=False)
+    """One tensor as float32, refusing NaN, inf or F64 values beyond float32's range (inf once cast)."""
+    with np.errstate(over="ignore"):                        # no RuntimeWarning: refused just below
+        a = st.read(key).astype(np.float32, copy=False)
     if not np.isfinite(a).all():
-        raise hf_error(folder, f"tensor {key!r} holds NaN or inf values")
+        raise hf_error(folder, f"tensor {key!r} holds NaN or inf values (or values beyond float32's range)")
     return a
 
 
@@ -224,7 +229,11 @@ def folder_tokenizer(folder):
         return load_tokenizer(folder / OUR_TOKENIZER)
     for vocab, merges in TOKENIZER_PAIRS:
         if (folder / vocab).is_file() and (folder / merges).is_file():
-            return ByteLevelBPE.from_hf(folder / vocab, folder / merges)
+            try:
+                return ByteLevelBPE.from_hf(folder / vocab, folder / merges)
+            except (RecursionError, ValueError) as e:       # what read_json lets through: deep, huge ints
+                raise hf_error(folder, f"{vocab} cannot be read as JSON ({type(e).__name__}: "
+                               f"{str(e)[:80]})") from None
     return None
 
 

@@ -90,7 +90,7 @@ def parse_entry(path, name, e, data_bytes):
     if not isinstance(e, dict) or set(e) != ENTRY_KEYS:
         raise st_error(path, f"tensor {name!r}: a header entry must have exactly the keys "
                        f"{sorted(ENTRY_KEYS)}, got {sorted(e) if isinstance(e, dict) else type(e).__name__}")
-    if e["dtype"] not in DTYPES:
+    if not isinstance(e["dtype"], str) or e["dtype"] not in DTYPES:   # a list or object is unhashable
         raise st_error(path, f"tensor {name!r} has dtype {e['dtype']!r}, which glassformer does not "
                        f"read (it reads {', '.join(DTYPES)})")
     shape, span = e["shape"], e["data_offsets"]

@@ -79,6 +79,10 @@ def _jsonl_pair(where, line):
     except json.JSONDecodeError as e:
         raise UserError(f"{where}: not valid JSON ({e.msg}, column {e.colno}); each line must be one "
                         'object like {"question": "...", "answer": "..."}') from None
+    except (ValueError, RecursionError) as e:             # a number of over 4,300 digits; deep nesting
+        what = "nested too deeply" if isinstance(e, RecursionError) else "a number too long to read"
+        raise UserError(f"{where}: not valid JSON ({what}); each line must be one object like "
+                        '{"question": "...", "answer": "..."}') from None
     if not isinstance(record, dict):
         raise UserError(f"{where}: a JSON {type(record).__name__}, not an object like "
                         '{"question": "...", "answer": "..."}')
