@@ -439,7 +439,7 @@ def repl_code(argv):
 
 
 def test_the_valid_folder_works_through_the_three_entry_points(hf, tmp_path):
-    """The fuzzed folder is sound: the REPL answers, evaluate scores, export writes (so refusals mean something)."""
+    """The fuzzed folder is sound: the REPL answers, evaluate scores, export writes (refusals mean faults)."""
     folder, _, text = hf
     refused_cleanly(*call(repl_code, ["--checkpoint", str(folder), "--prompt", "x", "--max-new-tokens", "2"]),
                     expect=0)
@@ -487,9 +487,10 @@ def test_qa_files_through_the_reader(tmp_path, suffix, line, data):
 
 HOSTILE_QA = {"deep.jsonl": b"[" * 100_000, "deep_object.jsonl": b'{"a":' * 100_000,
               "big_int.jsonl": b'{"question": ' + b"1" * 5000 + b', "answer": "a"}',
-              "empty.jsonl": b"", "empty.tsv": b"", "blank.tsv": b"\n\n\r\n",
-              "header_only.tsv": b"question\tanswer\n", "number.jsonl": b"3\n", "bom.jsonl": b"\xef\xbb\xbf[]",
-              "huge_line.tsv": b"q" * (4 << 20), "huge_line.jsonl": b'{"question": "' + b"q" * (4 << 20) + b'"}'}
+              "empty.jsonl": b"", "empty.tsv": b"", "blank.tsv": b"\n\n\r\n", "number.jsonl": b"3\n",
+              "header_only.tsv": b"question\tanswer\n", "bom.jsonl": b"\xef\xbb\xbf[]",
+              "huge_line.tsv": b"q" * (4 << 20),
+              "huge_line.jsonl": b'{"question": "' + b"q" * (4 << 20) + b'"}'}
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_QA))

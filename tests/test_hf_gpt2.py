@@ -3,6 +3,7 @@ the REPL, by --init-from and by python -m glassformer.export. The folders are ma
 tensor names and config keys, and a GPT-2 forward written out in NumPy checks what we compute."""
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,8 @@ BAD_CONFIGS = [
     (dict(vocab_size=300), "implies \\[300, 16\\]"),
     (dict(n_head=3), "not divisible"),
     (dict(n_head="drop"), "n_head = None"),
+    (dict(n_layer=10 ** 12), "n_layer = 1,000,000,000,000 needs 12 tensors a layer"),   # hung listing names
+    (dict(model_type="bert", architectures=7), "GPT-2 folders only"),   # found by fuzzing: a TypeError
     (dict(n_positions="drop", n_ctx=T), None),             # n_ctx alone is the context: loads
     (dict(layer_norm_epsilon="1e-5"), "layer_norm_epsilon"),
     (dict(tie_word_embeddings="yes"), "tie_word_embeddings"),
@@ -223,6 +226,25 @@ def test_missing_extra_misshapen_or_bad_tensors_are_refused(tmp_path, rng):
     save_safetensors(both / "model.safetensors", dict(tensors, **{"wte.weight": arrays["wte.weight"]}))
     with pytest.raises(UserError, match="twice"):
         load_checkpoint(both)
+
+
+def test_found_by_fuzzing_a_missing_size_deep_vocab_and_f64_overflow_are_one_clear_line(tmp_path, rng):
+    """tests/test_fuzz_interop.py's finds: the folder named twice, RecursionError/ValueError, a RuntimeWarning."""
+    folder = write_folder(tmp_path / "gpt2", gpt2_arrays(rng), n_layer="drop")
+    with pytest.raises(UserError, match="n_layer = None") as e:
+        load_checkpoint(folder)
+    assert str(e.value).count(str(folder)) == 1, e.value
+    for body in ("[" * 100_000, '{"a": ' + "1" * 5000 + "}"):
+        folder = write_folder(tmp_path / "vocab", gpt2_arrays(rng))
+        (folder / "vocab.json").write_text(body)
+        with pytest.raises(UserError, match="vocab.json cannot be read as JSON"):
+            load_checkpoint(folder)
+    arrays = gpt2_arrays(rng)
+    folder = write_folder(tmp_path / "f64", dict(arrays, **{"ln_f.bias": np.full(C, 1e300)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # the cast to float32 warned of overflow
+        with pytest.raises(UserError, match="beyond float32's range"):
+            load_checkpoint(folder)
 
 
 def test_a_folder_without_safetensors_or_json_is_one_clear_error(tmp_path, rng):

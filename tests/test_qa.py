@@ -62,6 +62,8 @@ def test_jsonl_and_tsv_pairs_are_read_with_where_they_came_from(tmp_path):
 @pytest.mark.parametrize("name, body, says", [
     ("a.jsonl", '{"question": "q", "answer": "a"}\n{"question": "q"\n', "a.jsonl:2: not valid JSON"),
     ("a.jsonl", '["q", "a"]\n', "a.jsonl:1: a JSON list, not an object"),
+    ("a.jsonl", "[" * 100_000, "a.jsonl:1: not valid JSON (nested too deeply)"),          # found by fuzzing
+    ("a.jsonl", '{"question": ' + "1" * 5000 + "}", "a.jsonl:1: not valid JSON (a number too long"),
     ("a.jsonl", '{"question": "q"}\n', "a.jsonl:1: no 'answer' field"),
     ("a.jsonl", '{"question": 3, "answer": "a"}\n', "a.jsonl:1: a int, not a string, as 'question'"),
     ("a.jsonl", '{"question": "q", "answer": "  "}\n', "a.jsonl:1: the answer is empty"),

@@ -108,6 +108,8 @@ BAD_HEADERS = {
     "a missing key": ({"x": {"dtype": "F32", "shape": [2]}}, bytes(8), "exactly the keys"),
     "an extra key": ({"x": dict(ENTRY, order="C")}, bytes(8), "exactly the keys"),
     "an unknown dtype": ({"x": dict(ENTRY, dtype="F8_E4M3")}, bytes(8), "does not read"),
+    "a dtype that is a list": ({"x": dict(ENTRY, dtype=["F32"])}, bytes(8), "does not read"),   # fuzz
+    "a dtype that is an object": ({"x": dict(ENTRY, dtype={"F32": 1})}, bytes(8), "does not read"),
     "a shape that is not a list": ({"x": dict(ENTRY, shape=2)}, bytes(8), "not a list of whole"),
     "a negative dimension": ({"x": dict(ENTRY, shape=[-2])}, bytes(8), "not a list of whole"),
     "a boolean dimension": ({"x": dict(ENTRY, shape=[True, 2])}, bytes(8), "not a list of whole"),
