@@ -1,6 +1,8 @@
 """Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
 import math
 
+import numpy as np
+
 from ..backend import accelerated, array_module, flat_offset
 
 
@@ -36,6 +38,18 @@ def adjacent_groups(params, keys):
             run.append(i)
             end = offset + params[i][0].size
     return groups
+
+
+CACHE_SIZED = 1 << 16                   # elements: 256 KB of float32 per array in one Adam call
+
+
+def cache_sized(a):
+    """A long flat NumPy run as views of at most CACHE_SIZED elements, so that each of an update's
+    passes over p, g, m, v stays in the CPU's cache (one pass over a 3 MB buffer streams it from memory:
+    measured 1.6x slower than pieces); other arrays as they are (CuPy: one kernel per array is best)."""
+    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.size <= CACHE_SIZED:
+        return [a]
+    return [a[i:i + CACHE_SIZED] for i in range(0, a.size, CACHE_SIZED)]
 
 
 def group_state(params, groups):
@@ -154,19 +168,24 @@ class Adam(Optimizer):
         self.eps, self.weight_decay = eps, weight_decay
         self.decay = decay if decay is not None else [True] * len(self.params)
         self.groups = adjacent_groups(self.params, [bool(d) for d in self.decay])
-        self.pairs = [(p, g) for p, g, _, _ in self.groups]     # one per flat run of parameters
         self._m, self.m = group_state(self.params, self.groups)  # m[i], v[i]: views, by parameter
         self._v, self.v = group_state(self.params, self.groups)
+        pieces = [(pc, gc, mc, vc, decay)                   # each group in cache-sized pieces
+                  for (p, g, decay, _), m, v in zip(self.groups, self._m, self._v)
+                  for pc, gc, mc, vc in zip(*map(cache_sized, (p, g, m, v)))]
+        self.pairs = [(p, g) for p, g, _, _, _ in pieces]
+        self._pieces = [(m, v, decay) for _, _, m, v, decay in pieces]
 
     def step(self, grad_scale=None, found_inf=None):
         """One update; grad_scale multiplies every gradient first (loss-scale unscaling and clipping in
         one), a true found_inf (0-d bool) skips the update: parameters, moments and t unchanged."""
-        self.t = adam_step(self.pairs, self._m, self._v, self.t, self.settings(), grad_scale, found_inf)
+        ms, vs = [m for m, _, _ in self._pieces], [v for _, v, _ in self._pieces]
+        self.t = adam_step(self.pairs, ms, vs, self.t, self.settings(), grad_scale, found_inf)
 
     def settings(self):
-        """(lr, beta1, beta2, eps, decoupled, [weight decay per group of pairs]) for adam_step."""
+        """(lr, beta1, beta2, eps, decoupled, [weight decay per (param, grad) pair]) for adam_step."""
         return (self.lr, self.beta1, self.beta2, self.eps, self.decoupled,
-                [self.weight_decay if decay else 0.0 for _, _, decay, _ in self.groups])
+                [self.weight_decay if decay else 0.0 for _, _, decay in self._pieces])
 
     def state_arrays(self):
         out = {f"m.{i}": m for i, m in enumerate(self.m)}
