@@ -53,11 +53,16 @@ def report(request):
         print(f"\n{line}", flush=True)
 
 
+class Hang(BaseException):
+    """A deadline passed. Not an Exception (TimeoutError is an OSError, which run_main would turn into
+    a clean `error:` exit 2): a hang inside the entry points' boundary must reach the test."""
+
+
 @contextlib.contextmanager
 def deadline(seconds=PER_INPUT_S):
-    """Raise TimeoutError in the main thread when the block runs longer than seconds."""
+    """Raise Hang in the main thread when the block runs longer than seconds."""
     def expired(signum, frame):
-        raise TimeoutError(f"no answer within {seconds} s: a hang")
+        raise Hang(f"no answer within {seconds} s: a hang")
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -76,11 +81,11 @@ def assert_clean(rc, out, err, expect=None):
         assert any(line.startswith("error: ") for line in err.splitlines()), f"no error line:\n{err}"
 
 
-def call(main, *args, stdin=""):
+def call(main, *args, stdin="", timeout=PER_INPUT_S):
     """(exit status, stdout, stderr) of main(*args) inside the entry points' boundary, in-process."""
     TRIED["inputs"] += 1
     out, err = io.StringIO(), io.StringIO()
-    with deadline(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with deadline(timeout), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = run_main(main, *args, stderr=err)
     return rc, out.getvalue(), err.getvalue()
 
@@ -155,8 +160,10 @@ def test_the_assertions_catch_a_traceback_a_bad_exit_and_a_hang(ckpts, monkeypat
         assert_clean(1, "", "")
     with pytest.raises(AssertionError, match="no error line"):
         assert_clean(2, "", "something went wrong\n")
-    with pytest.raises(TimeoutError, match="a hang"), deadline(0.2):
+    with pytest.raises(Hang, match="a hang"), deadline(0.2):
         time.sleep(5)
+    with pytest.raises(Hang, match="a hang"):                # through the boundary, as call() runs it
+        call(time.sleep, 5, timeout=0.2)
 
 
 # ---- Hypothesis: REPL lines, flags, headers, arrays ----------------------------------------------------

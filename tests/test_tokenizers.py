@@ -433,3 +433,12 @@ def test_gpt2_json_and_hf_format_give_same_ids(gpt2, tmp_path):
     (tmp_path / "merges.txt").write_text("#version: 0.2\nĠ t\nnot-a-pair\n", encoding="utf-8")
     with pytest.raises(UserError, match="merges.txt:3"):
         ByteLevelBPE.from_hf(tmp_path / "vocab.json", tmp_path / "merges.txt")
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a": ' + "9" * 5000 + "}"])
+def test_read_json_refuses_deep_nesting_and_huge_numbers_as_one_error(tmp_path, text):
+    from glassformer.tokenizers.base import read_json
+    path = tmp_path / "tok.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match="tok.json: JSON this reader refuses"):
+        read_json(path)

@@ -101,6 +101,9 @@ def read_json(path):
         return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e}); is it a tokenizer file?") from None
+    except (RecursionError, ValueError) as e:                # nested too deeply; a 5,000-digit number
+        raise UserError(f"{path}: JSON this reader refuses ({type(e).__name__}: nested too deeply or a "
+                        "number too long); is it a tokenizer file?") from None
 
 
 def rebuild(cls, d, where):
