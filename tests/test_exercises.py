@@ -413,3 +413,23 @@ def test_python_dash_m_from_elsewhere_finds_the_repository(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert str(SOLUTIONS / "16_char_model.py") in proc.stdout
     assert proc.stdout.splitlines()[-1] == f"{len(CHECKS['16'])} passed, 0 failed"
+
+
+def test_an_endless_loop_fails_its_exercise_and_grading_goes_on(course, monkeypatch):
+    """A student's `while True` (even inside `except Exception`) is stopped and reported; the rest is graded."""
+    from glassformer.lessons import runner
+    monkeypatch.setattr(runner, "CHECK_SECONDS", 0.5)
+    path = course / "lessons" / "exercises" / "06_softmax_cross_entropy.py"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("    raise NotImplementedError\n\n\ndef log_softmax(",
+                        "    while True:\n        try:\n            pass\n        except Exception:\n"
+                        "            pass\n\n\ndef log_softmax(", 1)
+    path.write_text(text, encoding="utf-8")
+    code, out, err = run_cli(["check", "06"], course, monkeypatch)
+    lines = out.splitlines()
+    assert code == 1 and err == "" and "Traceback" not in out
+    assert lines[1] == "  FAIL  logsumexp: no answer within 0.5 s: an endless loop?"
+    assert lines[2] == f"  FAIL  log_softmax: {NOT_WRITTEN}" and lines[-1] == "0 passed, 4 failed"
+    path.write_text("while True:\n    pass\n", encoding="utf-8")      # a file that never finishes loading
+    code, out, _ = run_cli(["check", "06"], course, monkeypatch)
+    assert code == 1 and "FAIL  logsumexp: the file does not load: no answer within 0.5 s" in out

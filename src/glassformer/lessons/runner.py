@@ -1,6 +1,9 @@
 """Grade one lesson's exercise file: load it on its own, run every check, explain each failure."""
+import contextlib
 import importlib.util
+import signal
 import sys
+import threading
 import traceback
 import zlib
 from pathlib import Path
@@ -22,6 +25,34 @@ LESSONS = {
     "17": "17_encoder_decoder", "18": "18_gpt2_finetuning", "19": "19_data_parallel",
 }
 NOT_WRITTEN = "not written yet (it still raises NotImplementedError)"
+CHECK_SECONDS = 20.0                    # a right answer's check takes well under a second
+
+
+class TooSlow(BaseException):
+    """The time limit passed inside student code (not an Exception: their `except Exception` lets it by)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Stop the block with TooSlow after `seconds` (an endless loop); no limit off POSIX's main thread."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TooSlow
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def too_slow(seconds):
+    """The reason a check or a file that ran out of time fails."""
+    return f"no answer within {seconds:g} s: an endless loop?"
 
 
 def lesson_number(text):
@@ -65,7 +96,10 @@ def load_file(path):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with time_limit(CHECK_SECONDS):
+            spec.loader.exec_module(module)
+    except TooSlow:
+        return None, f"the file does not load: {too_slow(CHECK_SECONDS)}"
     except Exception as e:                                  # noqa: BLE001  the student's file
         return None, f"the file does not load: {describe(e, path)}"
     finally:
@@ -87,10 +121,14 @@ def describe(error, source):
     return text
 
 
-def run_check(check, fn, source, seed):
-    """(passed, reason) of one check on one function."""
+def run_check(check, fn, source, seed, seconds=None):
+    """(passed, reason) of one check on one function, stopped after `seconds` (CHECK_SECONDS)."""
+    seconds = CHECK_SECONDS if seconds is None else seconds
     try:
-        check(fn, np.random.default_rng(seed))
+        with time_limit(seconds):
+            check(fn, np.random.default_rng(seed))
+    except TooSlow:
+        return False, too_slow(seconds)
     except Fail as e:
         return False, str(e)
     except NotImplementedError as e:
