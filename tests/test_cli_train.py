@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glassformer import evaluate
 from glassformer.checkpoint import load_checkpoint
-from glassformer.cli import common, config, lm, lm_data, train
+from glassformer.cli import common, config, lm, train
 from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
@@ -274,7 +275,7 @@ def test_score_tokens_counts_every_next_token_once():
     model = build_model(lm_config("tiny", 11, d_model=16, n_heads=2, n_layers=1, max_len=5),
                         np.random.default_rng(0))
     tokens = np.random.default_rng(1).integers(0, 11, 23)   # 22 targets: 4 windows of 5 and a tail of 2
-    total, n = lm_data.score_tokens(model, tokens, 5)
+    total, n = evaluate.score_tokens(model, tokens, 5)
     model.eval()
     want, loss = 0.0, CrossEntropyLoss()
     for i in range(1, len(tokens)):                         # each target from up to 5 tokens before it

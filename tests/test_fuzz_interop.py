@@ -5,15 +5,14 @@ load_checkpoint, the REPL, python -m glassformer.evaluate and python -m glassfor
 to its first training step. The rule is test_fuzz.py's: never a traceback, never a hang (a deadline on
 every input), bounded memory, and bad input is exit 2 with an `error:` line. The inputs are counted.
 
-The deadline raises Hang, a BaseException: a TimeoutError would be an OSError, which run_main turns
-into a quiet exit 2, so a hang inside the boundary would pass as a refusal.
+The deadline, Hang and call() are test_fuzz.py's (Hang is a BaseException: a TimeoutError would be
+an OSError, which run_main turns into a quiet exit 2, so a hang inside the boundary would pass).
 """
 import contextlib
 import io
 import json
 import os
 import shutil
-import signal
 import struct
 import sys
 import time
@@ -29,16 +28,11 @@ from glassformer import evaluate, export
 from glassformer.checkpoint import load_checkpoint
 from glassformer.checkpoint.safetensors import DTYPES, load_safetensors, save_safetensors
 from glassformer.cli import qa, repl, train
-from glassformer.errors import run_main
 from glassformer.tasks.qa import read_pairs
-from test_fuzz import FUZZ, PER_INPUT_S, TRIED, assert_clean, json_value
+from test_fuzz import FUZZ, TRIED, Hang, assert_clean, call, json_value
 from test_hf_gpt2 import gpt2_arrays, write_folder
 
 MEMORY_MIB = 100                                            # the most a block of inputs may allocate
-
-
-class Hang(BaseException):
-    """An input ran past its deadline (not an Exception: run_main must not turn it into exit 2)."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,20 +48,6 @@ def report(request):
 
 
 @contextlib.contextmanager
-def deadline(seconds=PER_INPUT_S):
-    """Raise Hang in the main thread when the block runs longer than seconds."""
-    def expired(signum, frame):
-        raise Hang(f"no answer within {seconds} s: a hang")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextlib.contextmanager
 def bounded_memory(mib=MEMORY_MIB):
     """Fail when the block's traced allocations (Python's and NumPy's) peak above mib."""
     tracemalloc.start()
@@ -77,15 +57,6 @@ def bounded_memory(mib=MEMORY_MIB):
     finally:
         tracemalloc.stop()
     assert peak < mib << 20, f"memory grew by {peak / 2 ** 20:.0f} MiB"
-
-
-def call(main, *args, seconds=PER_INPUT_S):
-    """(exit status, stdout, stderr) of main(*args) inside the entry points' boundary, in-process."""
-    TRIED["inputs"] += 1
-    out, err = io.StringIO(), io.StringIO()
-    with deadline(seconds), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = run_main(main, *args, stderr=err)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def loaded(load, *args):
@@ -117,7 +88,7 @@ def test_the_assertions_catch_a_traceback_and_a_hang_inside_the_boundary(tmp_pat
     with pytest.raises(AssertionError, match="a traceback"):
         refused_cleanly(rc, out, err)
     with pytest.raises(Hang, match="a hang"):
-        call(hangs, tmp_path, seconds=0.2)
+        call(hangs, tmp_path, timeout=0.2)
     with pytest.raises(AssertionError, match="out of memory"):
         refused_cleanly(*call(greedy, tmp_path))
     with pytest.raises(AssertionError, match="memory grew"), bounded_memory(mib=10):

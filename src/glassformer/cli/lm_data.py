@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..data import build_tokens, load_corpus, open_source, read_blocks, split_files
 from ..errors import UserError
-from ..evaluate import evaluate_tokens, score_tokens  # noqa: F401  (score_tokens: tests/test_cli_train.py)
+from ..evaluate import evaluate_tokens
 from ..generate import eos_id
 
 DATA_KEYS = ("data", "val_data", "test_data")

@@ -12,9 +12,10 @@ from .. import backend
 from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
+from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR
-from .handlers import CHAT_TEMPLATE, HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
+from .handlers import HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
 from .stages import terminal_width
 
 MAX_SAMPLES = 10_000                                        # --num-samples at most

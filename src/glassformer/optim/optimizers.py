@@ -17,27 +17,33 @@ def adjacent_groups(params, keys):
     (see Layer.flatten) and share a key, merged into one pair of flat slices; any other pair stays a
     group of its own. Whole-buffer work (an Adam step, zeroing, norms) then costs a few calls, not a
     few per parameter."""
-    runs, groups = {}, []
+    groups, runs = [], {}
     for i, ((p, g), key) in enumerate(zip(params, keys)):
         po, go = flat_offset(p), flat_offset(g)
         if po is None or go is None or po[1] != go[1]:
-            groups.append((p, g, key, [i]))
-            continue
-        runs.setdefault((id(po[0]), id(go[0])), (po[0], go[0], []))[2].append((po[1], i))
-    for flat_p, flat_g, members in runs.values():
-        members.sort()
-        start, end, key, run = None, None, None, []
-        for offset, i in members + [(None, None)]:
-            if run and (offset != end or keys[i] != key):   # the run ends: one group of slices
-                groups.append((flat_p[start:end], flat_g[start:end], key, run))
-                run = []
-            if i is None:
-                break
-            if not run:
-                start, key = offset, keys[i]
-            run.append(i)
-            end = offset + params[i][0].size
+            groups.append((p, g, key, [i]))                 # not laid flat: a group of its own
+        else:
+            runs.setdefault((id(po[0]), id(go[0])), []).append((po[1], i))
+    for members in runs.values():                           # one list per (param, grad) buffer pair
+        members.sort()                                      # by offset in the buffer
+        run = members[:1]
+        for offset, i in members[1:]:
+            last_offset, last = run[-1]
+            if offset == last_offset + params[last][0].size and keys[i] == keys[last]:
+                run.append((offset, i))                     # right after the last one, same key
+            else:
+                groups.append(merged(params, keys, run))
+                run = [(offset, i)]
+        groups.append(merged(params, keys, run))
     return groups
+
+
+def merged(params, keys, run):
+    """The group of a run [(offset, index)] of adjacent parameters: slices of their flat buffers."""
+    (start, first), (last_offset, last) = run[0], run[-1]
+    end = last_offset + params[last][0].size
+    flat_p, flat_g = params[first][0].base, params[first][1].base
+    return flat_p[start:end], flat_g[start:end], keys[first], [i for _, i in run]
 
 
 CACHE_SIZED = 1 << 16                   # elements: 256 KB of float32 per array in one Adam call
