@@ -290,3 +290,30 @@ def test_the_base_Layer_has_no_backward_of_its_own():
     from glassformer.layers import Layer
     with pytest.raises(NotImplementedError):
         Layer().backward(np.zeros(3))
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 64), (4, 0), (0, 6)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_blas_sums_equal_numpys(rng, shape, dtype):
+    """row_sum / row_mean / column_sum / axis_sum (x @ ones) give NumPy's sums, shapes included."""
+    from glassformer.layers.reduce import axis_sum, column_sum, row_mean, row_sum
+    x = rng.standard_normal(shape).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    want = x.sum(axis=-1, keepdims=True)
+    for got in (row_sum(x), axis_sum(x, -1), axis_sum(x, x.ndim - 1)):
+        assert got.shape == want.shape and got.dtype == x.dtype
+        np.testing.assert_allclose(got, want, **tol)
+    if x.shape[-1]:
+        np.testing.assert_allclose(row_mean(x), x.mean(axis=-1, keepdims=True), **tol)
+    np.testing.assert_allclose(axis_sum(x, 0), x.sum(axis=0, keepdims=True), **tol)
+    if x.ndim == 2:
+        assert column_sum(x).shape == (x.shape[1],)
+        np.testing.assert_allclose(column_sum(x), x.sum(axis=0), **tol)
+
+
+def test_column_sum_adds_in_the_dtype_asked_for():
+    """float16 rows summed in float32: 4096 ones give 4096, where a float16 sum would stall at 2048."""
+    from glassformer.layers.reduce import column_sum
+    x = np.ones((4096, 2), np.float16)
+    assert column_sum(x, np.float32).dtype == np.float32
+    np.testing.assert_array_equal(column_sum(x, np.float32), [4096.0, 4096.0])

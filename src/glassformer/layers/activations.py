@@ -3,6 +3,7 @@ import numpy as np
 
 from .base import Layer
 from ..backend import accelerated, array_module, upcast
+from .reduce import axis_sum
 
 
 def softmax(z, axis=-1):
@@ -11,13 +12,13 @@ def softmax(z, axis=-1):
     z = upcast(z)                                           # 16-bit in: exp and sum in float32
     e = z - z.max(axis=axis, keepdims=True)
     xp.exp(e, out=e)                                        # in place: no second temporary
-    e /= e.sum(axis=axis, keepdims=True)
+    e /= axis_sum(e, axis)                                  # the row sums, as e @ ones
     return e
 
 
 def softmax_backward(dprobs, probs, axis=-1):
     """dz = J^T dprobs = probs * (dprobs - <dprobs, probs>): the full Jacobian-vector product."""
-    dz = dprobs - (dprobs * probs).sum(axis=axis, keepdims=True)
+    dz = dprobs - axis_sum(dprobs * probs, axis)
     dz *= probs
     return dz
 
@@ -66,7 +67,7 @@ def gelu_forward(x):
     with np.errstate(over="ignore"):
         xp.exp(s, out=s)
     s += 1.0
-    xp.reciprocal(s, out=s)                                 # s = sigmoid(2u) = 0.5 (1 + tanh u)
+    xp.divide(1.0, s, out=s)                                # s = sigmoid(2u) = 0.5 (1 + tanh u)
     return x * s, (x, s)
 
 

@@ -3,6 +3,7 @@ import numpy as np
 
 from .base import Layer, new_param
 from ..backend import accelerated, array_module, upcast
+from .reduce import column_sum, row_mean
 
 
 @accelerated
@@ -10,9 +11,9 @@ def layer_norm_forward(x, gamma, beta, eps):
     """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis; returns (out, cache)."""
     xp = array_module(x)
     x = upcast(x)                                           # 16-bit in: statistics in float32
-    mu = x.mean(axis=-1, keepdims=True)                     # (..., 1)
+    mu = row_mean(x)                                        # (..., 1), as x @ ones / C
     x_hat = x - mu
-    var = (x_hat * x_hat).mean(axis=-1, keepdims=True)
+    var = row_mean(x_hat * x_hat)
     rstd = 1.0 / xp.sqrt(var + eps)                         # (..., 1)
     x_hat *= rstd                                           # (..., C), in place: x - mu is ours
     out = x_hat * gamma
@@ -27,12 +28,12 @@ def layer_norm_backward(dout, cache, gamma, dgamma, dbeta):
     dout = upcast(dout)                                     # 16-bit in: sums in float32
     C = dout.shape[-1]
     d2, xh2 = dout.reshape(-1, C), x_hat.reshape(-1, C)
-    dgamma += (d2 * xh2).sum(axis=0)                        # forward: out = x_hat * gamma + beta
-    dbeta += d2.sum(axis=0)
+    dgamma += column_sum(d2 * xh2)                          # forward: out = x_hat * gamma + beta
+    dbeta += column_sum(d2)
     dx_hat = dout * gamma
     # x_hat = (x - mean) * rstd: subtract the mean of dx_hat and its projection on x_hat
-    dx = dx_hat - dx_hat.mean(axis=-1, keepdims=True)
-    dx -= x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True)
+    dx = dx_hat - row_mean(dx_hat)
+    dx -= x_hat * row_mean(dx_hat * x_hat)
     dx *= rstd                                              # in place: dx is ours
     return dx
 
