@@ -1,7 +1,8 @@
 """Benchmark: nanoGPT's CPU Shakespeare recipe, character level, and print one JSON line.
 
 tinyshakespeare (first 90% train, last 10% validation), 65 characters, 4 layers, 4 heads, d_model 128,
-context 64, batch 12, dropout 0, AdamW lr 1e-3 (betas 0.9/0.99, decay 0.1, clip 1.0), 100 warm-up
+context 64, batch 12, dropout 0 (--no-bias: no biases in Linear and LayerNorm, nanoGPT's bias=False),
+AdamW lr 1e-3 (betas 0.9/0.99, decay 0.1, clip 1.0), 100 warm-up
 steps, cosine to 1e-4 over 2,000 iterations. Validation loss is the mean over 200 random batches of
 12 x 64, as nanoGPT's estimate_loss does (its figure for this recipe: about 1.88).
 Model FLOPs per iteration: (6 N + 12 L d T) per token (glassformer.cli.lm.flops_per_token, N from
@@ -27,6 +28,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads (sets OPENBLAS_NUM_THREADS before NumPy loads)")
+    parser.add_argument("--no-bias", dest="bias", action="store_false",
+                        help="no biases in Linear and LayerNorm, as nanoGPT's model (bias=False)")
     parser.add_argument("--save", default=None, help="write the trained model (+ tokenizer) here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser.parse_args(argv)
@@ -54,7 +57,8 @@ def main(argv=None):
     n_train = int(0.9 * len(ids))
     train, val = ids[:n_train], ids[n_train:]
     B, T = 12, 64
-    config = lm_config("tiny", tok.vocab_size, max_len=T, dropout=0.0)    # 128 / 4 heads / 4 layers
+    config = lm_config("tiny", tok.vocab_size, max_len=T, dropout=0.0,    # 128 / 4 heads / 4 layers
+                       bias=args.bias)
     model = build_model(config, np.random.default_rng(args.seed))
     tcfg = TrainConfig(steps=args.iters, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
                        beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=0,

@@ -49,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--eval-iters", type=int, default=200,
                         help="shakespeare: validation batches of each (default 200, as nanoGPT)")
     parser.add_argument("--epochs", type=int, default=20, help="digits: epochs (default 20)")
+    parser.add_argument("--no-bias", action="store_true",
+                        help="shakespeare: ours without biases too, as nanoGPT's model (bias=False)")
     parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", "/tmp/tv/bin/python"),
                         help="a Python with torch + numpy for the peer "
                              "($TORCH_PYTHON, else /tmp/tv/bin/python)")
@@ -141,7 +143,7 @@ def commands(args, work):
         return (ours, thread_env(), ROOT), (peer, thread_env({"PYTHONPATH": peer_path}), ROOT)
     n = args.iters
     ours = [sys.executable, str(ROOT / "bench" / "shakespeare_char.py"), "--threads", "1", "--quiet",
-            "--iters", str(n), "--eval-batches", str(args.eval_iters)]
+            "--iters", str(n), "--eval-batches", str(args.eval_iters)] + (["--no-bias"] if args.no_bias else [])
     peer = ["bash", str(Path(args.nanogpt) / "run_cpu.sh"), "--log_interval=1", f"--max_iters={n}",
             f"--lr_decay_iters={n}", f"--eval_interval={n}", f"--eval_iters={args.eval_iters}"]
     peer_env = thread_env({"PY": args.torch_python, "NANOGPT_WORK": str(Path(work) / "nanogpt")})
@@ -238,7 +240,8 @@ def main(argv=None):
     print(json.dumps({"pair": args.pair, "measure": key, "runs": runs, "median": summary,
                       "targets": TARGETS[args.pair], "meets_targets": verdict(args.pair, summary, full),
                       "settings": {"runs": args.runs, name: getattr(args, name),
-                                   "torch_python": args.torch_python, "threads_each": 1}}))
+                                   "no_bias": args.no_bias, "torch_python": args.torch_python,
+                                   "threads_each": 1}}))
     return 0
 
 

@@ -423,3 +423,23 @@ def test_init_from_a_gpt2_folder_fine_tunes_it_into_our_checkpoint(tmp_path, rng
     assert train.main(base + ["--init-from", str(bare), "--out", str(tmp_path / "x")]) == 2
     assert "holds no tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_bias_free_model_exports_as_gpt2_with_zero_biases_and_the_same_logits(tmp_path, rng, capsys):
+    """nanoGPT's bias=False: GPT-2 has biases, so the export writes zeros; the loaded model agrees."""
+    from glassformer import export
+    tok = CharTokenizer(sorted(set(TEXT)))
+    model = build_model(lm_config("tiny", tok.vocab_size, n_layers=2, max_len=T, d_model=C, n_heads=H,
+                                  bias=False), rng)
+    names = [n for n, _ in model.named_parameters()]
+    assert not [n for n in names if n.endswith((".b", ".beta"))]          # no bias anywhere
+    path = save_checkpoint(tmp_path / "nobias.npz", model, tokenizer=tok.to_dict(), task={"name": "lm"})
+    assert load_checkpoint(path).model.config.bias is False             # the flag survives a checkpoint
+    assert export.main([str(path), str(tmp_path / "out")]) == 0
+    st = SafeTensors(tmp_path / "out" / "model.safetensors")
+    assert "transformer.h.1.mlp.c_fc.bias" in st.entries and "transformer.ln_f.bias" in st.entries
+    back = load_checkpoint(tmp_path / "out").model
+    assert back.config.bias is True
+    assert not np.any(back.state_dict()["blocks.1.ffn.fc1.b"]) and not np.any(back.state_dict()["ln_f.beta"])
+    ids = rng.integers(0, tok.vocab_size, (2, T))
+    np.testing.assert_allclose(back.forward(ids), model.forward(ids), rtol=1e-6, atol=1e-6)

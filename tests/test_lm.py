@@ -382,3 +382,15 @@ def test_gpt2_tokenizer_is_found():
     tok = build_tokenizer("gpt2", None, None, io.StringIO())
     assert tok.vocab_size == 50257 and eos_id(tok) == 50256
     assert tok.encode("Hello world") == [15496, 995]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lm_parameters_counts_the_model_with_and_without_biases(bias):
+    """cli.lm.lm_parameters (the benches' FLOP count) is the built model's count, nanoGPT's bias=False too."""
+    from glassformer.cli.lm import lm_parameters
+    c = lm_config("tiny", 65, max_len=64, bias=bias)
+    model = build_model(c, np.random.default_rng(0))
+    assert lm_parameters(c) == model.n_parameters()
+    assert (lm_parameters(c) < lm_parameters(lm_config("tiny", 65, max_len=64))) == (not bias)
+    with pytest.raises(UserError, match="bias='no' must be true or false"):
+        lm_config("tiny", 65, bias="no")

@@ -142,6 +142,13 @@ def _layernorm(rng):
     return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
 
 
+@case("LayerNorm[no bias]")
+def _layernorm_no_bias(rng):
+    layer = layers.LayerNorm(6, bias=False)                 # nanoGPT's bias=False: gamma only
+    layer.gamma[...] = rng.standard_normal(6)
+    return layer, layer.forward, {"x": _x(rng, 2, 3, 6)}
+
+
 x_case("ReLU", lambda rng: layers.ReLU(), 3, 5)
 x_case("GELU", lambda rng: layers.GELU(), 3, 5, scale=2.0)
 
@@ -176,6 +183,8 @@ def _mha_masked(rng):
 x_case("TransformerBlock[post-LN]", lambda rng: layers.TransformerBlock(8, 2, 16, rng), 2, 4, 8)
 x_case("TransformerBlock[pre-LN,causal,gelu]", lambda rng: layers.TransformerBlock(
     8, 2, 16, rng, norm_first=True, causal=True, activation="gelu"), 2, 4, 8)
+x_case("TransformerBlock[pre-LN,causal,gelu,no bias]", lambda rng: layers.TransformerBlock(
+    8, 2, 16, rng, norm_first=True, causal=True, activation="gelu", bias=False), 2, 4, 8)
 
 
 @case("TiedLMHead")
@@ -227,6 +236,8 @@ _model_case("EncoderClassifier[mean,pre-LN,learned,padding]", models.EncoderClas
 _model_case("DecoderLM[tied]", models.DecoderLM, kind="decoder_lm", norm_first=True,
             activation="gelu", positional="learned")
 _model_case("DecoderLM[untied,post-LN]", models.DecoderLM, kind="decoder_lm", tie_weights=False)
+_model_case("DecoderLM[no bias]", models.DecoderLM, kind="decoder_lm", norm_first=True,
+            activation="gelu", positional="learned", bias=False)   # nanoGPT's bias=False
 
 
 # ---- research toys (glassformer.research) ------------------------------------------------------

@@ -253,9 +253,11 @@ def hf_state(model):
             for part in ("W", "b"):
                 params[f"blocks.{i}.attn.qkv.{part}"] = np.concatenate(
                     [params.pop(f"blocks.{i}.attn.{x}_proj.{part}") for x in "qkv"], axis=-1)
-    out = {}
+    out, shapes = {}, expected_shapes(model.config)
     for name, (ours, transposed) in hf_names(model.config).items():
-        a = params.pop(ours)
+        a = params.pop(ours, None)
+        if a is None and name.endswith(".bias"):            # bias=False: GPT-2's biases are zeros
+            a = np.zeros(shapes[name], np.float32)
         out[name if name == "lm_head.weight" else PREFIX + name] = a.T if transposed else a
     if params:
         raise UserError(f"parameters GPT-2 has no place for: {sorted(params)[:5]}")

@@ -95,8 +95,9 @@ HELP_VOCABS = (65, 50257)                                   # tinyshakespeare's 
 def lm_parameters(config):
     """Parameters of a preset DecoderLM: embeddings, positions, L blocks (qkv, proj, FFN, 2 LN), ln_f."""
     C, F, L = config.d_model, config.d_ff, config.n_layers
-    block = (3 * C * C + 3 * C) + (C * C + C) + (C * F + F) + (F * C + C) + 2 * 2 * C
-    return config.vocab_size * C + config.max_len * C + L * block + 2 * C
+    b = 1 if config.bias else 0                             # bias=False: no Linear or LayerNorm biases
+    block = (3 * C * C + b * 3 * C) + (C * C + b * C) + (C * F + b * F) + (F * C + b * C) + 2 * (1 + b) * C
+    return config.vocab_size * C + config.max_len * C + L * block + (1 + b) * C
 
 
 def flops_per_token(n_params, n_layers, d_model, context):

@@ -60,6 +60,7 @@ def layer_norm_forward_cuda(x, gamma, beta, eps):
     rows = x.size // C if C else 0
     y = cp.empty_like(x)
     mean, rstd = cp.empty(rows, acc), cp.empty(rows, acc)
+    beta = cp.zeros_like(gamma) if beta is None else beta   # no bias (bias=False): the kernel adds 0
     run_rows("layer_norm_forward", x.dtype, rows, C,
              (x, cp.ascontiguousarray(gamma, acc), cp.ascontiguousarray(beta, acc), acc(eps),
               y, mean, rstd, np.int64(C)))
@@ -81,7 +82,8 @@ def layer_norm_backward_cuda(dout, cache, gamma, dgamma, dbeta):
              (dout, x, mean, rstd, cp.ascontiguousarray(gamma, x.dtype), dx, np.int64(C)))
     d2, x2 = dout.reshape(rows, C), x.reshape(rows, C)
     dgamma += ln_dgamma()(d2, x2, mean[:, None], rstd[:, None], axis=0).astype(dgamma.dtype)
-    dbeta += d2.sum(axis=0, dtype=x.dtype).astype(dbeta.dtype)   # forward: out = x_hat*gamma + beta
+    if dbeta is not None:                                   # forward: out = x_hat*gamma + beta
+        dbeta += d2.sum(axis=0, dtype=x.dtype).astype(dbeta.dtype)
     return dx
 
 

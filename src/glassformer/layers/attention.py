@@ -101,17 +101,17 @@ class MultiHeadAttention(Layer):
     """
 
     def __init__(self, d_model, n_heads, rng, causal=False, fused_qkv=True, init="xavier",
-                 out_init=None, dtype="float32"):
+                 out_init=None, dtype="float32", bias=True):
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.n_heads, self.causal, self.fused_qkv = n_heads, causal, fused_qkv
         if fused_qkv:
-            self.qkv = Linear(d_model, 3 * d_model, rng, init=init, dtype=dtype)
+            self.qkv = Linear(d_model, 3 * d_model, rng, bias=bias, init=init, dtype=dtype)
         else:
-            self.q_proj = Linear(d_model, d_model, rng, init=init, dtype=dtype)
-            self.k_proj = Linear(d_model, d_model, rng, init=init, dtype=dtype)
-            self.v_proj = Linear(d_model, d_model, rng, init=init, dtype=dtype)
-        self.proj = Linear(d_model, d_model, rng, init=out_init or init, dtype=dtype)
+            self.q_proj = Linear(d_model, d_model, rng, bias=bias, init=init, dtype=dtype)
+            self.k_proj = Linear(d_model, d_model, rng, bias=bias, init=init, dtype=dtype)
+            self.v_proj = Linear(d_model, d_model, rng, bias=bias, init=init, dtype=dtype)
+        self.proj = Linear(d_model, d_model, rng, bias=bias, init=out_init or init, dtype=dtype)
         self.last_attention_weights = None                  # (B, H, T, S), the real weights
 
     def project_qkv(self, x):

@@ -10,15 +10,16 @@ class TransformerBlock(Layer):
     """Post-LN (x = LN(x + f(x)), the 2017 paper) or pre-LN (x = x + f(LN(x)), GPT-2)."""
 
     def __init__(self, d_model, n_heads, d_ff, rng, norm_first=False, causal=False, dropout=0.0,
-                 activation="relu", fused_qkv=True, init="xavier", out_init=None, dtype="float32"):
+                 activation="relu", fused_qkv=True, init="xavier", out_init=None, dtype="float32",
+                 bias=True):
         self.norm_first = norm_first
-        self.ln1 = LayerNorm(d_model, dtype=dtype)
+        self.ln1 = LayerNorm(d_model, dtype=dtype, bias=bias)
         self.attn = MultiHeadAttention(d_model, n_heads, rng, causal=causal, fused_qkv=fused_qkv,
-                                       init=init, out_init=out_init, dtype=dtype)
+                                       init=init, out_init=out_init, dtype=dtype, bias=bias)
         self.drop1 = Dropout(dropout, rng)
-        self.ln2 = LayerNorm(d_model, dtype=dtype)
+        self.ln2 = LayerNorm(d_model, dtype=dtype, bias=bias)
         self.ffn = FeedForward(d_model, d_ff, rng, activation=activation, init=init,
-                               out_init=out_init, dtype=dtype)
+                               out_init=out_init, dtype=dtype, bias=bias)
         self.drop2 = Dropout(dropout, rng)
 
     def forward(self, x, key_padding_mask=None, cache=None):   # (B, T, C) -> (B, T, C)

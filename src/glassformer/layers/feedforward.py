@@ -8,10 +8,10 @@ class FeedForward(Layer):
     """FFN(x) = act(x W1 + b1) W2 + b2, applied to every position alone."""
 
     def __init__(self, d_model, d_ff, rng, activation="relu", init="xavier", out_init=None,
-                 dtype="float32"):
-        self.fc1 = Linear(d_model, d_ff, rng, init=init, dtype=dtype)
+                 dtype="float32", bias=True):
+        self.fc1 = Linear(d_model, d_ff, rng, bias=bias, init=init, dtype=dtype)
         self.act = ACTIVATIONS[activation]()
-        self.fc2 = Linear(d_ff, d_model, rng, init=out_init or init, dtype=dtype)
+        self.fc2 = Linear(d_ff, d_model, rng, bias=bias, init=out_init or init, dtype=dtype)
 
     def forward(self, x):                                   # (B, T, C) -> (B, T, C)
         return self.fc2.forward(self.act.forward(self.fc1.forward(x)))

@@ -8,7 +8,7 @@ from .reduce import column_sum, row_mean
 
 @accelerated
 def layer_norm_forward(x, gamma, beta, eps):
-    """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis; returns (out, cache)."""
+    """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis (beta None: no bias); (out, cache)."""
     xp = array_module(x)
     x = upcast(x)                                           # 16-bit in: statistics in float32
     mu = row_mean(x)                                        # (..., 1), as x @ ones / C
@@ -17,19 +17,21 @@ def layer_norm_forward(x, gamma, beta, eps):
     rstd = 1.0 / xp.sqrt(var + eps)                         # (..., 1)
     x_hat *= rstd                                           # (..., C), in place: x - mu is ours
     out = x_hat * gamma
-    out += beta
+    if beta is not None:
+        out += beta
     return out, (x_hat, rstd)
 
 
 @accelerated
 def layer_norm_backward(dout, cache, gamma, dgamma, dbeta):
-    """dx of layer_norm_forward; adds the column sums into dgamma and dbeta."""
+    """dx of layer_norm_forward; adds the column sums into dgamma and dbeta (None: no bias)."""
     x_hat, rstd = cache
     dout = upcast(dout)                                     # 16-bit in: sums in float32
     C = dout.shape[-1]
     d2, xh2 = dout.reshape(-1, C), x_hat.reshape(-1, C)
     dgamma += column_sum(d2 * xh2)                          # forward: out = x_hat * gamma + beta
-    dbeta += column_sum(d2)
+    if dbeta is not None:
+        dbeta += column_sum(d2)
     dx_hat = dout * gamma
     # x_hat = (x - mean) * rstd: subtract the mean of dx_hat and its projection on x_hat
     dx = dx_hat - row_mean(dx_hat)
@@ -39,14 +41,16 @@ def layer_norm_backward(dout, cache, gamma, dgamma, dbeta):
 
 
 class LayerNorm(Layer):
-    """out = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis."""
+    """out = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis; bias=False: no beta."""
 
-    def __init__(self, d_model, eps=1e-5, dtype="float32"):
+    def __init__(self, d_model, eps=1e-5, dtype="float32", bias=True):
         self.eps = eps
         self.gamma = new_param(np.ones(d_model), dtype)
-        self.beta = new_param(np.zeros(d_model), dtype)
-        xp = array_module(self.gamma)
-        self.dgamma, self.dbeta = xp.zeros_like(self.gamma), xp.zeros_like(self.beta)
+        self.dgamma = array_module(self.gamma).zeros_like(self.gamma)
+        self.beta = self.dbeta = None
+        if bias:
+            self.beta = new_param(np.zeros(d_model), dtype)
+            self.dbeta = array_module(self.beta).zeros_like(self.beta)
 
     def forward(self, x):                                   # x: (..., C)
         y, self.cache = layer_norm_forward(x, self.gamma, self.beta, self.eps)
@@ -68,6 +72,8 @@ class LayerNorm(Layer):
         return rstd
 
     def own_parameters(self):
+        if self.beta is None:
+            return {"gamma": (self.gamma, self.dgamma)}
         return {"gamma": (self.gamma, self.dgamma), "beta": (self.beta, self.dbeta)}
 
 

@@ -16,7 +16,8 @@ def make_blocks(config, rng, causal):
     blocks = [TransformerBlock(config.d_model, config.n_heads, config.d_ff, rng,
                                norm_first=config.norm_first, causal=causal, dropout=config.dropout,
                                activation=config.activation, fused_qkv=config.fused_qkv,
-                               init=config.init, out_init=out_init, dtype=config.dtype)
+                               init=config.init, out_init=out_init, dtype=config.dtype,
+                               bias=getattr(config, "bias", True))
               for _ in range(config.n_layers)]
     for block in blocks:                                    # configs without norm_eps: the default
         block.ln1.eps = block.ln2.eps = getattr(config, "norm_eps", block.ln1.eps)

@@ -19,7 +19,8 @@ class DecoderLM(Layer):
         self.pos = make_positional(config, rng)
         self.drop = Dropout(config.dropout, rng)
         self.blocks = make_blocks(config, rng, causal=True)
-        self.ln_f = LayerNorm(C, eps=config.norm_eps, dtype=config.dtype) if config.norm_first else None
+        self.ln_f = (LayerNorm(C, eps=config.norm_eps, dtype=config.dtype, bias=config.bias)
+                     if config.norm_first else None)
         self.head = TiedLMHead(self.tok_emb) if config.tie_weights else \
             Linear(C, V, rng, bias=False, init=config.init, dtype=config.dtype)
 

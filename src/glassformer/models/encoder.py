@@ -18,7 +18,7 @@ class EncoderClassifier(Layer):
         self.pos = make_positional(config, rng)
         self.drop = Dropout(config.dropout, rng)
         self.blocks = make_blocks(config, rng, causal=False)
-        self.ln_f = LayerNorm(C, dtype=config.dtype) if config.norm_first else None
+        self.ln_f = LayerNorm(C, dtype=config.dtype, bias=config.bias) if config.norm_first else None
         self.pool = Pooling(config.pooling)
         self.head = Linear(C, config.n_classes, rng, init=config.init, dtype=config.dtype)
 
