@@ -143,7 +143,9 @@ def commands(args, work):
         return (ours, thread_env(), ROOT), (peer, thread_env({"PYTHONPATH": peer_path}), ROOT)
     n = args.iters
     ours = [sys.executable, str(ROOT / "bench" / "shakespeare_char.py"), "--threads", "1", "--quiet",
-            "--iters", str(n), "--eval-batches", str(args.eval_iters)] + (["--no-bias"] if args.no_bias else [])
+            "--iters", str(n), "--eval-batches", str(args.eval_iters)]
+    if args.no_bias:
+        ours.append("--no-bias")
     peer = ["bash", str(Path(args.nanogpt) / "run_cpu.sh"), "--log_interval=1", f"--max_iters={n}",
             f"--lr_decay_iters={n}", f"--eval_interval={n}", f"--eval_iters={args.eval_iters}"]
     peer_env = thread_env({"PY": args.torch_python, "NANOGPT_WORK": str(Path(work) / "nanogpt")})

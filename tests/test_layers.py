@@ -317,3 +317,13 @@ def test_column_sum_adds_in_the_dtype_asked_for():
     x = np.ones((4096, 2), np.float16)
     assert column_sum(x, np.float32).dtype == np.float32
     np.testing.assert_array_equal(column_sum(x, np.float32), [4096.0, 4096.0])
+
+
+def test_the_vectors_of_ones_are_built_once_and_cannot_be_written():
+    """reduce.ones caches NumPy's vectors (a hot path): the same read-only array for the same request."""
+    from glassformer.layers.reduce import ones
+    v = ones(np, 5, "float32")
+    assert v is ones(np, 5, np.float32) and v.dtype == np.float32 and v.tolist() == [1.0] * 5
+    assert ones(np, 5, np.float64) is not v
+    with pytest.raises(ValueError):
+        v[0] = 2.0                                          # a caller's write would corrupt every sum

@@ -12,7 +12,7 @@ def softmax(z, axis=-1):
     z = upcast(z)                                           # 16-bit in: exp and sum in float32
     e = z - z.max(axis=axis, keepdims=True)
     xp.exp(e, out=e)                                        # in place: no second temporary
-    e /= axis_sum(e, axis)                                  # the row sums, as e @ ones
+    e /= axis_sum(e, axis)                                  # over the last axis: e @ ones
     return e
 
 

@@ -4,7 +4,24 @@ NumPy's reduce over a short last axis (64 to 512 numbers per row, as in LayerNor
 its loop set-up once per row; x @ ones is one matrix-vector product over the whole array, several
 times faster for the same sum (the order of the additions differs: the last bits may too).
 """
+import functools
+
+import numpy as np
+
 from ..backend import array_module
+
+
+@functools.lru_cache(maxsize=64)
+def _numpy_ones(n, dtype):
+    """A read-only NumPy vector of n ones, built once: np.ones per call cost 0.7 ms a training step."""
+    v = np.ones(n, dtype)
+    v.flags.writeable = False
+    return v
+
+
+def ones(xp, n, dtype):
+    """n ones of dtype in module xp (cached on NumPy; CuPy builds them on the current device)."""
+    return _numpy_ones(n, np.dtype(dtype)) if xp is np else xp.ones(n, dtype)
 
 
 def row_sum(x):
@@ -13,7 +30,7 @@ def row_sum(x):
     C = x.shape[-1]
     if x.size == 0:                                         # nothing to multiply: NumPy's empty sum
         return x.sum(axis=-1, keepdims=True)
-    return (x.reshape(-1, C) @ xp.ones(C, x.dtype)).reshape(*x.shape[:-1], 1)     # (..., 1)
+    return (x.reshape(-1, C) @ ones(xp, C, x.dtype)).reshape(*x.shape[:-1], 1)    # (..., 1)
 
 
 def row_mean(x):
@@ -27,7 +44,7 @@ def column_sum(x2, dtype=None):
     """x2.sum(axis=0) of a 2-D x2 (N, C), as ones @ x2, summed in dtype (default x2's): (C,)."""
     xp = array_module(x2)
     dtype = dtype or x2.dtype
-    return xp.ones(x2.shape[0], dtype) @ x2.astype(dtype, copy=False)
+    return ones(xp, x2.shape[0], dtype) @ x2.astype(dtype, copy=False)
 
 
 def axis_sum(x, axis):

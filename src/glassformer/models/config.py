@@ -38,7 +38,7 @@ class ModelConfig:
     init: str = "xavier"               # "xavier", or "normal" (std 0.02, GPT-2 style)
     dtype: str = "float32"
     norm_eps: float = 1e-5             # LayerNorm's epsilon (GPT-2's layer_norm_epsilon)
-    bias: bool = True                  # biases in the blocks' Linear and LayerNorm (nanoGPT: False)
+    bias: bool = True                  # biases in the blocks' Linears and every LayerNorm (nanoGPT: False)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
