@@ -354,6 +354,28 @@ def quote_problem(code, repo=REPO):
     return f"nothing quoted comes from {', '.join(idle)}" if idle else None
 
 
+GLUED_FENCE = re.compile(r"\S.*```[\w-]*( [\w-]+)?\s*$")   # text, then a fence that opens a block
+
+
+def glued_fences(text):
+    """Line numbers where a fence ends a line of prose: markdown does not open a block there, so the
+    code after it is neither run nor checked, and every later fence pairs with the wrong one."""
+    return [n for n, line in enumerate(text.splitlines(), start=1) if GLUED_FENCE.match(line)]
+
+
+@pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
+def test_fences_open_on_their_own_line(path):
+    assert glued_fences(path.read_text(encoding="utf-8")) == [], f"{path.name}: a fence after text"
+
+
+def test_glued_fence_check_fails_on_lesson_3s_old_line():
+    """The line lesson 3 once had (its He-init block and LayerNorm quote went unchecked) must fail;
+    a fence named inside a sentence, as lessons/README.md does, must not."""
+    assert glued_fences("initialisation closely): ```python\nx = 1\n```") == [1]
+    assert glued_fences("paste its ```python blocks in order,") == []
+    assert glued_fences("```python quote\n```") == []
+
+
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
 def test_quotes_match_the_code(path):
     """Every ```python quote block quotes real, contiguous lines of the function or class it names."""
