@@ -327,3 +327,51 @@ def test_the_vectors_of_ones_are_built_once_and_cannot_be_written():
     assert ones(np, 5, np.float64) is not v
     with pytest.raises(ValueError):
         v[0] = 2.0                                          # a caller's write would corrupt every sum
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 64), (4, 0), (0, 6)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_dots_equal_the_sum_of_the_product(rng, shape, dtype, monkeypatch):
+    """row_dot / axis_dot give (a * b).sum(axis, keepdims=True), with vecdot and with einsum."""
+    from glassformer.layers import reduce
+    a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    want = (a * b).sum(axis=-1, keepdims=True)
+    for got in (reduce.row_dot(a, b), reduce.axis_dot(a, b, -1)):
+        assert got.shape == want.shape and got.dtype == a.dtype
+        np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(reduce.axis_dot(a, b, 0), (a * b).sum(axis=0, keepdims=True), **tol)
+    monkeypatch.delattr(np, "vecdot", raising=False)        # NumPy 1.x: the einsum route
+    np.testing.assert_allclose(reduce.row_dot(a, b), want, **tol)
+
+
+def test_flat_tiles_cover_the_array_in_order(monkeypatch):
+    from glassformer.layers import tiling
+    monkeypatch.setattr(tiling, "TILE", 4)
+    tiles = tiling.flat_tiles(np.zeros((3, 5)))
+    assert [(t.start, t.stop) for t in tiles] == [(0, 4), (4, 8), (8, 12), (12, 15)]
+    assert [(t.start, t.stop) for t in tiling.flat_tiles(np.zeros(4))] == [(0, 4)]
+    assert [(t.start, t.stop) for t in tiling.flat_tiles(np.zeros((0, 3)))] == [(0, 0)]
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float64", "float64"), ("float32", "float64")])
+def test_gelu_in_tiles_gives_the_numbers_of_one_pass(rng, dtypes, monkeypatch):
+    """gelu_forward/backward on tiles of 7 (shorter last tile, odd shape) equal the one-tile result
+    bit for bit, and the tiled backward is the derivative (a product of x and dout in mixed dtypes)."""
+    from glassformer.layers import activations, tiling
+    x = (4 * rng.standard_normal((5, 3, 11))).astype(dtypes[0])
+    dout = rng.standard_normal(x.shape).astype(dtypes[1])
+    monkeypatch.setattr(tiling, "TILE", 10 ** 9)
+    y1, c1 = activations.gelu_forward(x)
+    dx1 = activations.gelu_backward(dout, c1)
+    monkeypatch.setattr(tiling, "TILE", 7)
+    y7, c7 = activations.gelu_forward(x)
+    dx7 = activations.gelu_backward(dout, c7)
+    assert y7.shape == x.shape and dx7.shape == x.shape and dx7.dtype == np.result_type(x, dout)
+    np.testing.assert_array_equal(y7, y1)
+    np.testing.assert_array_equal(c7[1], c1[1])
+    np.testing.assert_array_equal(dx7, dx1)
+    x64 = x.astype(np.float64)
+    h = 1e-6
+    numeric = (activations.gelu_forward(x64 + h)[0] - activations.gelu_forward(x64 - h)[0]) / (2 * h)
+    np.testing.assert_allclose(dx7, dout * numeric, rtol=1e-4 if "float32" in dtypes else 1e-7, atol=1e-5)

@@ -3,7 +3,8 @@ import numpy as np
 
 from .base import Layer
 from ..backend import accelerated, array_module, upcast
-from .reduce import axis_sum
+from .reduce import axis_dot, axis_sum
+from .tiling import flat_tiles
 
 
 def softmax(z, axis=-1):
@@ -18,7 +19,7 @@ def softmax(z, axis=-1):
 
 def softmax_backward(dprobs, probs, axis=-1):
     """dz = J^T dprobs = probs * (dprobs - <dprobs, probs>): the full Jacobian-vector product."""
-    dz = dprobs - axis_sum(dprobs * probs, axis)
+    dz = dprobs - axis_dot(dprobs, probs, axis)             # <dprobs, probs> per row, no product array
     dz *= probs
     return dz
 
@@ -56,11 +57,21 @@ def gelu_forward(x):
     """0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3); returns (out, cache = (x, s)).
 
     Computed as x * s with s = sigmoid(2u) = 1 / (1 + exp(-2u)), the same number, since
-    0.5 (1 + tanh u) = sigmoid(2u): one exp is cheaper than a tanh. The steps run in place in one
-    buffer (no temporaries); exp(-2u) overflows to inf for very negative x, where s = 1/inf = 0.
+    0.5 (1 + tanh u) = sigmoid(2u): one exp is cheaper than a tanh. gelu_forward_tile does the
+    passes, one cache-sized tile at a time (layers/tiling.py).
     """
     xp = array_module(x)
-    s = x * x
+    x1 = x.reshape(-1)
+    out, s = xp.empty_like(x1), xp.empty_like(x1)
+    for tile in flat_tiles(x1):
+        gelu_forward_tile(x1[tile], out[tile], s[tile])
+    return out.reshape(x.shape), (x, s.reshape(x.shape))
+
+
+def gelu_forward_tile(x, out, s):
+    """out = x * s, s = sigmoid(2u), in place in s (no temporaries); exp(-2u) = inf gives s = 0."""
+    xp = array_module(x)
+    xp.multiply(x, x, out=s)
     s *= -2 * GELU_C * 0.044715
     s -= 2 * GELU_C
     s *= x                                                  # -2u = -2c (x + 0.044715 x^3)
@@ -68,24 +79,37 @@ def gelu_forward(x):
         xp.exp(s, out=s)
     s += 1.0
     xp.divide(1.0, s, out=s)                                # s = sigmoid(2u) = 0.5 (1 + tanh u)
-    return x * s, (x, s)
+    xp.multiply(x, s, out=out)
 
 
 @accelerated
 def gelu_backward(dout, cache):
-    """dx of gelu_forward: d/dx [x sigmoid(2u)] = s + x s (1 - s) 2 du/dx, s = sigmoid(2u)."""
+    """dx of gelu_forward: dout * g'(x), g' by gelu_backward_tile one cache-sized tile at a time."""
+    xp = array_module(dout)
     x, s = cache
-    g = x * x
+    d1, x1, s1 = dout.reshape(-1), x.reshape(-1), s.reshape(-1)
+    dx = xp.empty(x1.shape, xp.result_type(dout, x))       # mixed dtypes: NumPy's promotion
+    g = dx if dx.dtype == x.dtype else xp.empty_like(x1)   # g'(x) in x's dtype
+    tiles = flat_tiles(x1)
+    r = xp.empty_like(g[tiles[0]])                          # scratch for 1 - s, one tile long
+    for tile in tiles:
+        g_tile = g[tile]
+        gelu_backward_tile(x1[tile], s1[tile], g_tile, r[:g_tile.size])
+        xp.multiply(d1[tile], g_tile, out=dx[tile])
+    return dx.reshape(dout.shape)
+
+
+def gelu_backward_tile(x, s, g, r):
+    """g = d/dx [x sigmoid(2u)] = s + x s (1 - s) 2 du/dx, s = sigmoid(2u); r: scratch, in place."""
+    xp = array_module(x)
+    xp.multiply(x, x, out=g)
     g *= 2 * GELU_C * 3 * 0.044715
     g += 2 * GELU_C                                         # 2 du/dx = 2c (1 + 3 * 0.044715 x^2)
     g *= x
     g *= s
-    g *= 1.0 - s                                            # sigmoid' = s (1 - s)
-    g += s                                                  # dy/dx, in place in one buffer
-    if g.dtype == dout.dtype:
-        g *= dout
-        return g
-    return dout * g                                         # mixed dtypes: NumPy's promotion
+    xp.subtract(1.0, s, out=r)
+    g *= r                                                  # sigmoid' = s (1 - s)
+    g += s                                                  # dy/dx
 
 
 class GELU(Layer):

@@ -3,7 +3,7 @@ import numpy as np
 
 from .base import Layer, new_param
 from ..backend import accelerated, array_module, upcast
-from .reduce import column_sum, row_mean
+from .reduce import column_sum, row_dot, row_mean
 
 
 @accelerated
@@ -13,7 +13,7 @@ def layer_norm_forward(x, gamma, beta, eps):
     x = upcast(x)                                           # 16-bit in: statistics in float32
     mu = row_mean(x)                                        # (..., 1), as x @ ones / C
     x_hat = x - mu
-    var = row_mean(x_hat * x_hat)
+    var = row_dot(x_hat, x_hat) / x.shape[-1]               # mean (x - mu)^2, no squared copy
     rstd = 1.0 / xp.sqrt(var + eps)                         # (..., 1)
     x_hat *= rstd                                           # (..., C), in place: x - mu is ours
     out = x_hat * gamma
@@ -29,13 +29,17 @@ def layer_norm_backward(dout, cache, gamma, dgamma, dbeta):
     dout = upcast(dout)                                     # 16-bit in: sums in float32
     C = dout.shape[-1]
     d2, xh2 = dout.reshape(-1, C), x_hat.reshape(-1, C)
-    dgamma += column_sum(d2 * xh2)                          # forward: out = x_hat * gamma + beta
+    dout_xhat = d2 * xh2
+    dgamma += column_sum(dout_xhat)                         # forward: out = x_hat * gamma + beta
     if dbeta is not None:
         dbeta += column_sum(d2)
-    dx_hat = dout * gamma
-    # x_hat = (x - mean) * rstd: subtract the mean of dx_hat and its projection on x_hat
-    dx = dx_hat - row_mean(dx_hat)
-    dx -= x_hat * row_mean(dx_hat * x_hat)
+    # dx_hat = dout * gamma; x_hat = (x - mean) * rstd: subtract from dx_hat its row mean and its
+    # projection on x_hat, whose means are dout @ gamma / C and (dout * x_hat) @ gamma / C
+    mean_dx_hat = (d2 @ gamma).reshape(*dout.shape[:-1], 1) / C
+    mean_dx_hat_x_hat = (dout_xhat @ gamma).reshape(*dout.shape[:-1], 1) / C
+    dx = dout * gamma                                       # dx_hat
+    dx -= mean_dx_hat
+    dx -= x_hat * mean_dx_hat_x_hat
     dx *= rstd                                              # in place: dx is ours
     return dx
 

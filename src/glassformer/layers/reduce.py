@@ -1,4 +1,4 @@
-"""Sums over one axis of a 2-D view as BLAS matrix-vector products.
+"""Sums over one axis as BLAS matrix-vector products, and row-wise dot products.
 
 NumPy's reduce over a short last axis (64 to 512 numbers per row, as in LayerNorm and attention) pays
 its loop set-up once per row; x @ ones is one matrix-vector product over the whole array, several
@@ -40,11 +40,30 @@ def row_mean(x):
     return total
 
 
+def row_dot(a, b):
+    """(a * b).sum(axis=-1, keepdims=True) without the product array: one dot product per row.
+
+    NumPy 2's vecdot (else einsum) reads a and b once and writes only the (..., 1) result, where
+    row_sum(a * b) would first write and reread the whole product.
+    """
+    xp = array_module(a)
+    vecdot = getattr(xp, "vecdot", None)
+    dots = vecdot(a, b) if vecdot is not None else xp.einsum("...c,...c->...", a, b)
+    return dots[..., None]                                  # (..., 1)
+
+
 def column_sum(x2, dtype=None):
     """x2.sum(axis=0) of a 2-D x2 (N, C), as ones @ x2, summed in dtype (default x2's): (C,)."""
     xp = array_module(x2)
     dtype = dtype or x2.dtype
     return ones(xp, x2.shape[0], dtype) @ x2.astype(dtype, copy=False)
+
+
+def axis_dot(a, b, axis):
+    """(a * b).sum(axis=axis, keepdims=True): row_dot when axis is the last one, else NumPy's reduce."""
+    if axis in (-1, a.ndim - 1):
+        return row_dot(a, b)
+    return (a * b).sum(axis=axis, keepdims=True)
 
 
 def axis_sum(x, axis):
