@@ -161,6 +161,16 @@ def test_sum_squares_sums_float16_in_float32_and_keeps_float32_and_float64():
         assert s.dtype == want and float(s) == 6750.0
 
 
+@pytest.mark.parametrize("n", [1000, 1 << 16, 1 << 22])
+def test_sum_squares_of_float32_is_accurate_at_any_length(rng, n):
+    """Short gradients take the BLAS dot, long ones the pairwise sum: within 1e-6 of float64 either
+    way (one running float32 dot over 4M numbers is off by about 8e-6, and fails this)."""
+    g = rng.standard_normal(n).astype(np.float32) * 1e-3
+    exact = float(np.dot(g.astype(np.float64), g.astype(np.float64)))
+    s = sum_squares(g)
+    assert s.dtype == np.float32 and abs(float(s) / exact - 1) < 1e-6
+
+
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9),
                                   lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1)],
                          ids=["SGD-momentum", "AdamW"])
