@@ -361,6 +361,37 @@ def test_resume_reads_the_run_and_refuses_changes(tmp_path, text, capsys, monkey
     assert json.loads((out / "config.json").read_text())["steps"] == 4
 
 
+def test_no_bias_builds_nanogpts_bias_free_model_and_resume_and_config_json_keep_it(tmp_path, text, capsys,
+                                                                                     monkeypatch):
+    """--no-bias: no Linear or LayerNorm biases (nanoGPT's bias=False); left out on --resume, it is kept."""
+    monkeypatch.chdir(tmp_path)
+    out, last = tmp_path / "nb", str(tmp_path / "nb" / "last.npz")
+    assert train.main(["--task", "lm", "--data", str(text), *TINY, "--steps", "2", "--no-bias",
+                       "--out", str(out)]) == 0
+    assert "tiny preset without biases" in capsys.readouterr().out
+    c = load_checkpoint(last)
+    weights = c.model.state_dict()
+    assert c.config.bias is False and not [k for k in weights if k.endswith((".b", ".beta"))], list(weights)
+    assert c.model.n_parameters() == lm.lm_parameters(c.config) < lm.lm_parameters(
+        lm_config("tiny", c.config.vocab_size, max_len=8))
+    assert train.main(["--resume", last, "--steps", "3"]) == 0          # not "--no-bias differs"
+    assert train.main(["--resume", last, "--steps", "4", "--no-bias"]) == 0
+    assert load_checkpoint(last).step == 4 and load_checkpoint(last).config.bias is False
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["no_bias"] is True
+    code, _, err = script("--config", out / "config.json", "--steps", "2", "--out", tmp_path / "again",
+                          "--no-interactive", cwd=tmp_path)
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "again" / "last.npz").config.bias is False
+    with_bias = tmp_path / "b"
+    assert train.main(["--task", "lm", "--data", str(text), *TINY, "--steps", "2", "--out", str(with_bias)]) == 0
+    assert load_checkpoint(with_bias / "last.npz").config.bias is True
+    assert json.loads((with_bias / "config.json").read_text())["no_bias"] is False
+    capsys.readouterr()
+    assert train.main(["--resume", str(with_bias / "last.npz"), "--steps", "4", "--no-bias"]) == 2
+    assert "--no-bias was not given to the resumed run: drop --no-bias" in capsys.readouterr().err
+
+
 def test_a_named_pipe_as_data_is_refused_not_waited_on(tmp_path):
     """--data a FIFO: training reads its data more than once, so it is one clear error, never a hang."""
     fifo = tmp_path / "pipe"

@@ -414,6 +414,7 @@ def test_init_from_a_gpt2_folder_fine_tunes_it_into_our_checkpoint(tmp_path, rng
     assert load_checkpoint(tmp_path / "again" / "best.npz").config.dropout == 0.1
     capsys.readouterr()
     for extra, message in [(["--preset", "small"], "drop --preset"), (["--tokenizer", "char"], "drop --tokenizer"),
+                           (["--no-bias"], "drop --no-bias"),
                            (["--context", "17"], "longer than the 16 positions"),
                            ([], "no such checkpoint file")]:
         target = str(tmp_path / "missing.npz") if not extra else str(folder)

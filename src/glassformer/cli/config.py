@@ -68,8 +68,8 @@ def config_words(path, parser):
             unknown.append(key)
             continue
         flag = max(actions[dest].option_strings, key=len)
-        if actions[dest].nargs == 0:                        # a switch: true or false
-            if not isinstance(value, bool):
+        if actions[dest].nargs == 0:                        # a switch: true or false (null: left out)
+            if value is not None and not isinstance(value, bool):
                 raise UserError(f"--config {path}: {key} is a switch: give it true or false, not {value!r}")
             words += [flag] if value else []
         elif value is not None:

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..models import ModelConfig, build_model
 from ..tokenizers import tokenizer_from_dict
 
-CONFLICTS = ("preset", "tokenizer", "bpe_vocab")            # what DIR decides instead
+CONFLICTS = ("preset", "no_bias", "tokenizer", "bpe_vocab")            # what DIR decides instead
 Init = namedtuple("Init", "model tokenizer")
 
 
@@ -48,7 +48,7 @@ def init_settings(s, given):
         raise UserError(f"--context {s['context']} is longer than the {limit} positions the model of "
                         f"--init-from {path} has: give --context {limit} or less")
     return dict(s, init_from=str(path.resolve()), context=s["context"] or limit,
-                preset=None, tokenizer=None, bpe_vocab=None)
+                preset=None, no_bias=None, tokenizer=None, bpe_vocab=None)
 
 
 def load_init(s):

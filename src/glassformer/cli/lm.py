@@ -41,9 +41,9 @@ GPT2_DIRS = (Path("gpt2-tokenizer"),
              Path(__file__).resolve().parents[4] / "shared" / "data" / "gpt2-tokenizer")
 # a --task lm flag left out takes this value (None: derived, see complete_settings)
 FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer": "char", "bpe_vocab": 1024,
-                 "preset": "tiny", "context": None, "dropout": 0.0, "batch_size": 16, "grad_accum": 1,
-                 "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100, "weight_decay": 0.1,
-                 "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100, "eval_batches": 20,
+                 "preset": "tiny", "no_bias": False, "context": None, "dropout": 0.0, "batch_size": 16,
+                 "grad_accum": 1, "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100,
+                 "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100, "eval_batches": 20,
                  "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
                  "precision": "fp32", "init_from": None}
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
@@ -62,7 +62,9 @@ LM_FLAGS = (
     ("--preset", None, None, "model size (default tiny; table below)"),
     ("--init-from", Path, "DIR", "fine-tune this model instead of a new one: a Hugging Face GPT-2 folder "
      "(config.json + model.safetensors) or a --task lm checkpoint; its tokenizer and context (the "
-     "default and the longest --context); not with --preset, --tokenizer or --bpe-vocab"),
+     "default and the longest --context); not with --preset, --no-bias, --tokenizer or --bpe-vocab"),
+    ("--no-bias", bool, None, "no biases in the Linear and LayerNorm layers, as nanoGPT's bias=False (a bit "
+     "faster; default: biases, as GPT-2)"),
     ("--context", positive_int, "T", "tokens per training window (default: the preset's)"),
     ("--dropout", fraction, "P", "dropout probability (default 0)"),
     ("--steps", positive_int, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
@@ -129,6 +131,9 @@ def add_lm_arguments(parser):
         "6N + 12·L·d·T per token (N parameters, L layers, d = d_model, T = context: forward and "
         "backward), beside this machine's float32 GEMM rate measured at the start.", 78))
     for flag, kind, metavar, text in LM_FLAGS:
+        if kind is bool:                                    # a switch: None, not False, when left out,
+            g.add_argument(flag, action="store_true", default=None, help=text)   # as --resume checks
+            continue
         options = {"choices": sorted(PRESETS)} if flag == "--preset" else \
             {"choices": sorted(precision.POLICIES)} if flag == "--precision" else \
             {"type": kind, "metavar": metavar}
@@ -207,7 +212,9 @@ def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS,
     for key, value in given.items():
         if key not in MAY_CHANGE and value != saved[key]:
             flag = "--" + key.replace("_", "-")
-            raise UserError(f"{flag} {value} differs from the resumed run's {saved[key]}: drop {flag} "
+            what = "was not given to the resumed run" if isinstance(value, bool) else \
+                f"{value} differs from the resumed run's {saved[key]}"
+            raise UserError(f"{flag} {what}: drop {flag} "
                             f"(--resume reads the run's settings; it may change only "
                             f"{', '.join('--' + k.replace('_', '-') for k in MAY_CHANGE)})")
     s = complete_settings(dict(saved, **{k: v for k, v in given.items() if k in MAY_CHANGE}))
@@ -238,7 +245,8 @@ def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
         build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
     corpus, test = load_text(s, tok)
     if ckpt is None and init is None:
-        config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"])
+        config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"],
+                           bias=not s["no_bias"])
         model = build_model(config, np.random.default_rng(s["seed"]))
     else:
         model = (ckpt or init).model
@@ -274,8 +282,8 @@ def print_header(trainer, tok, s, out, resumed, stream):
     splits = f"{t['n_train_tokens']:,} training and {t['n_val_tokens']:,} validation" + \
         ("" if t["n_test_tokens"] is None else f" and {t['n_test_tokens']:,} test")
     print(f"task lm: {s['data']}, {splits} tokens; {tok.type} tokenizer of {tok.vocab_size:,} tokens; "
-          f"{s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}, "
-          f"{model.n_parameters():,} parameters, context {s['context']}; run directory {out}"
+          f"{s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}"
+          f"{'' if model.config.bias else ' without biases'}, {model.n_parameters():,} parameters, context {s['context']}; run directory {out}"
           + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
     print_speed(trainer, s["context"], stream)
 

@@ -186,7 +186,8 @@ def build_qa_trainer(s, out, stream, ckpt=None, peak_flops=None):
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         qa_tokenizer(s, train + val + (test or []), stream)
     if ckpt is None and init is None:
-        config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"])
+        config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"],
+                           bias=not s["no_bias"])
         model = build_model(config, np.random.default_rng(s["seed"]))
     else:
         model = (ckpt or init).model
