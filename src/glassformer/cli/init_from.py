@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..models import ModelConfig, build_model
 from ..tokenizers import tokenizer_from_dict
 
-CONFLICTS = ("preset", "no_bias", "tokenizer", "bpe_vocab")            # what DIR decides instead
+CONFLICTS = ("preset", "no_bias", "tokenizer", "bpe_vocab")  # what DIR decides instead
 Init = namedtuple("Init", "model tokenizer")
 
 

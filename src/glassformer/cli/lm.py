@@ -43,8 +43,8 @@ GPT2_DIRS = (Path("gpt2-tokenizer"),
 FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer": "char", "bpe_vocab": 1024,
                  "preset": "tiny", "no_bias": False, "context": None, "dropout": 0.0, "batch_size": 16,
                  "grad_accum": 1, "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100,
-                 "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100, "eval_batches": 20,
-                 "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
+                 "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100,
+                 "eval_batches": 20, "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
                  "precision": "fp32", "init_from": None}
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
 MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time") + DATA_KEYS
@@ -237,6 +237,13 @@ def train_config(s, out):
                        sample_every=s["sample_every"], out_dir=out and str(out), seed=s["seed"])
 
 
+def new_model(s, vocab_size):
+    """A new DecoderLM of the run's --preset, --context, --dropout and --no-bias, seeded by --seed."""
+    config = lm_config(s["preset"], vocab_size, max_len=s["context"], dropout=s["dropout"],
+                       bias=not s["no_bias"])
+    return build_model(config, np.random.default_rng(s["seed"]))
+
+
 def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint."""
     more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
@@ -244,12 +251,7 @@ def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
     corpus, test = load_text(s, tok)
-    if ckpt is None and init is None:
-        config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"],
-                           bias=not s["no_bias"])
-        model = build_model(config, np.random.default_rng(s["seed"]))
-    else:
-        model = (ckpt or init).model
+    model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
     T, B, c = s["context"], s["batch_size"], model.config
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "lm", "settings": s, "context": T, "n_train_tokens": len(corpus.train),
@@ -283,7 +285,8 @@ def print_header(trainer, tok, s, out, resumed, stream):
         ("" if t["n_test_tokens"] is None else f" and {t['n_test_tokens']:,} test")
     print(f"task lm: {s['data']}, {splits} tokens; {tok.type} tokenizer of {tok.vocab_size:,} tokens; "
           f"{s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}"
-          f"{'' if model.config.bias else ' without biases'}, {model.n_parameters():,} parameters, context {s['context']}; run directory {out}"
+          f"{'' if model.config.bias else ' without biases'}, {model.n_parameters():,} parameters, "
+          f"context {s['context']}; run directory {out}"
           + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
     print_speed(trainer, s["context"], stream)
 

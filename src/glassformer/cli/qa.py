@@ -21,8 +21,6 @@ from ..data import build_tokens, open_source, random_windows
 from ..errors import UserError
 from ..generate import TextStream, eos_id, special_ids, stream_tokens
 from ..layers.loss import CrossEntropyLoss
-from ..models import build_model
-from ..models.config import lm_config
 from ..tasks.base import IGNORE
 from ..tasks.qa import (answer_of, answer_text, masked_example, pad_rows, prompt_text, read_pairs,
                         split_pairs, ANSWER_END)
@@ -32,7 +30,7 @@ from ..train.trainer import Trainer
 from .common import fraction, make_run_dir, matmul_rate, positive_int, run_dir
 from .config import run_config
 from .init_from import load_init
-from .lm import (FLAG_DEFAULTS, build_tokenizer, flops_per_token, print_lm_summary, print_speed,
+from .lm import (FLAG_DEFAULTS, build_tokenizer, flops_per_token, new_model, print_lm_summary, print_speed,
                  resolve_lm_settings, run_exit, train_config, write_summary)
 from .lm_data import DATA_KEYS, check_text, refuse_special
 
@@ -185,12 +183,7 @@ def build_qa_trainer(s, out, stream, ckpt=None, peak_flops=None):
     init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         qa_tokenizer(s, train + val + (test or []), stream)
-    if ckpt is None and init is None:
-        config = lm_config(s["preset"], tok.vocab_size, max_len=s["context"], dropout=s["dropout"],
-                           bias=not s["no_bias"])
-        model = build_model(config, np.random.default_rng(s["seed"]))
-    else:
-        model = (ckpt or init).model
+    model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
     T, B, c, eos = s["context"], s["batch_size"], model.config, eos_id(tok)
     train_ex, val_ex = encode_pairs(train, tok, T), encode_pairs(val, tok, T)
     encode_pairs(test or [], tok, T)                        # its mistakes now, not after training
