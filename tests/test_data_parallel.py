@@ -1,6 +1,7 @@
 """Data-parallel training (train/parallel.py): rows split over ranks, the row-weighted all-reduce of
 one flat buffer, refusals; and under `mpiexec -n 2` (the mpi extra) the same run as one process."""
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -125,6 +126,28 @@ def test_stops_and_sync_checks_are_free_in_one_process():
     assert comm.allreduce_mean([], "loss") == "loss"
 
 
+class Exited(Exception):
+    """What os._exit raises in the test below, so pytest lives on."""
+
+
+@pytest.mark.parametrize("rank, said", [(0, "error: the data is bad\n"),
+                                        (1, "rank 1: error: the data is bad\n")])
+def test_an_error_on_a_rank_is_said_once_and_nothing_runs_after_abort(rank, said, monkeypatch):
+    """MPI_Abort may return before mpiexec kills the job: the rank must leave then and there, not run
+    on past the with-block (once it went on to refuse '--task digits' in the same breath)."""
+    aborts = []
+    mpi = FakeMPI(rank, 2)
+    mpi.Abort = aborts.append                               # returns, as MPICH's may
+    monkeypatch.setattr(parallel, "DRAIN_S", 0.0)
+    monkeypatch.setattr(parallel, "ROOT_FIRST_S", 0.0)
+    monkeypatch.setattr(parallel.os, "_exit", lambda code: (_ for _ in ()).throw(Exited(code)))
+    stream = io.StringIO()
+    with pytest.raises(Exited) as e:
+        with parallel.abort_on_error(parallel.Communicator(mpi), stream):
+            raise UserError("the data is bad")
+    assert e.value.args == (2,) and aborts == [2] and stream.getvalue() == said
+
+
 # ---- refusals -------------------------------------------------------------------------------------
 
 def test_launch_size_is_read_from_the_environment():
@@ -232,4 +255,5 @@ def test_mpiexec_refuses_a_batch_smaller_than_the_world_once(tmp_path):
     code, out, err = run_mpi(2, RUN + ["--data", str(tmp_path / "t.txt"), "--batch-size", "1",
                                        "--out", str(tmp_path / "r")], tmp_path)
     assert code == 2 and err.count("--batch-size 1 is smaller than the 2 processes") == 1, err
+    assert err.count("error:") == 1, err                   # and nothing more after it
     assert not (tmp_path / "r").exists()

@@ -29,6 +29,7 @@ from ..errors import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, REPORT, UserE
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
 ROOT_FIRST_S = 2.0                      # how long another rank lets rank 0 report a shared mistake
+DRAIN_S = 0.5                           # how long a rank lets mpiexec forward its last words before Abort
 INSTALL = 'pip install -e ".[mpi]" (mpi4py and an MPICH from the package index)'
 
 
@@ -151,7 +152,7 @@ class Communicator:
     def on_sigint(self, signum, frame):
         """First Ctrl-C: stop after the step all ranks agree on (see any). Second: abort every rank."""
         if self.interrupted:
-            self.mpi.Abort(130)
+            abort(self.mpi, EXIT_INTERRUPTED)
         self.interrupted = True
 
     def _mpi_sum(self, buf):
@@ -213,6 +214,13 @@ def train_only(trainer):
     return EXIT_USER_ERROR if summary["diverged"] else EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
+def abort(mpi, code):
+    """End every rank with exit status code. MPI_Abort may return before mpiexec's kill arrives: this
+    rank then leaves at once, and runs nothing more (no atexit, no MPI_Finalize waiting on the others)."""
+    mpi.Abort(code)
+    os._exit(code)
+
+
 @contextlib.contextmanager
 def abort_on_error(comm, stream=None):
     """With several ranks, an error on one must not leave the others waiting in an all-reduce forever:
@@ -232,4 +240,5 @@ def abort_on_error(comm, stream=None):
         if not comm.is_root and code != EXIT_BUG:
             time.sleep(ROOT_FIRST_S)                        # rank 0 met it too: it says it and aborts
         print(text if comm.is_root else f"rank {comm.rank}: {text}", file=stream or sys.stderr, flush=True)
-        comm.mpi.Abort(code)
+        time.sleep(DRAIN_S)                                 # Abort kills the job, unforwarded output too
+        abort(comm.mpi, code)
