@@ -6,18 +6,22 @@ global batch for every N (each of N ranks takes B/N rows), one BLAS thread per r
 steps left out of the timing. Per run: global tokens/s, ms per step, and the time rank 0 spends in
 the gradient all-reduce per step (on the CPU: MPI over shared memory, blocking, so it includes
 waiting for the slower rank), and the same all-reduce alone (after a barrier: the transfer itself).
-N = 1 runs without MPI; N = 2 under mpiexec (the mpi extra).
-  python bench/data_parallel.py [--steps 8] [--presets tiny,small] [--ranks 1,2]
+N = 1 runs without MPI; N = 2 under mpiexec (the mpi extra), once plainly and once with ZeRO-1
+(--zero-stage 1: each rank keeps the AdamW moments of its 1/N of the parameters); per rank, the bytes
+of moments it keeps and its peak resident memory (ru_maxrss).
+  python bench/data_parallel.py [--steps 8] [--presets tiny,small] [--ranks 1,2] [--zero-stages 0,1]
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-SHAPES = {"tiny": {"context": 64, "batch": 16}, "small": {"context": 128, "batch": 8}}
+SHAPES = {"tiny": {"context": 64, "batch": 16}, "small": {"context": 128, "batch": 8},
+          "medium": {"context": 128, "batch": 4}}
 WARMUP = 2
 
 
@@ -26,12 +30,18 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=8, help="timed steps per run (after %d warm-up)" % WARMUP)
     p.add_argument("--presets", default="tiny,small")
     p.add_argument("--ranks", default="1,2", help="process counts to compare")
+    p.add_argument("--zero-stages", default="0,1", help="ZeRO stages to run with more than one rank")
     p.add_argument("--timeout", type=int, default=600, help="seconds per run")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)   # PRESET: one run, in a rank
-    return p.parse_args(argv)
+    p.add_argument("--zero", type=int, default=0, help=argparse.SUPPRESS)  # the worker's ZeRO stage
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.presets.split(",")) - set(SHAPES))
+    if unknown:
+        p.error(f"--presets: no shape for {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+    return args
 
 
-def worker(preset, steps):
+def worker(preset, steps, zero_stage=0):
     """One run inside a rank: time `steps` Trainer steps; rank 0 prints its figures as JSON."""
     import time
 
@@ -47,7 +57,8 @@ def worker(preset, steps):
     tokens = np.random.default_rng(0).integers(0, 256, 200_000).astype(np.uint16)
     model = build_model(lm_config(preset, 256, max_len=T), np.random.default_rng(0))
     trainer = Trainer(model, CrossEntropyLoss(), lm_batches(tokens, B, T),
-                      TrainConfig(steps=steps + WARMUP, warmup_steps=0, eval_interval=0),
+                      TrainConfig(steps=steps + WARMUP, warmup_steps=0, eval_interval=0,
+                                  zero_stage=zero_stage),
                       log=open(os.devnull, "w"))
     for _ in range(WARMUP):
         trainer.train_step()
@@ -67,45 +78,55 @@ def worker(preset, steps):
             comm.allreduce_sum(comm.buffer)
             times.append(time.perf_counter() - t)
         alone = round(1e3 * min(times), 3)
+    mine = {"moment_bytes": trainer.optimizer.moment_bytes(),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    per_rank = comm.mpi.allgather(mine) if comm.size > 1 else [mine]
     if comm.is_root:
-        print(json.dumps({"preset": preset, "ranks": comm.size, "batch": B, "context": T,
+        print(json.dumps({"preset": preset, "ranks": comm.size, "zero_stage": zero_stage,
+                          "batch": B, "context": T,
                           "parameters": model.n_parameters(),
                           "tokens_per_s": round(B * T * steps / seconds, 1),
                           "ms_per_step": round(1e3 * seconds / steps, 2),
                           "allreduce_ms_per_step": round(1e3 * comm.reduce_s / steps, 3),
                           "allreduce_alone_ms": alone,
-                          "allreduce_numbers": None if comm.buffer is None else int(comm.buffer.size)}))
+                          "allreduce_numbers": None if comm.buffer is None else int(comm.buffer.size),
+                          "moment_bytes_per_rank": [r["moment_bytes"] for r in per_rank],
+                          "peak_rss_mb_per_rank": [r["peak_rss_mb"] for r in per_rank]}))
 
 
-def launch(preset, n, steps, timeout):
+def launch(preset, n, steps, timeout, zero_stage=0):
     """The figures of one run with n processes (a dict), or {"error": ...}."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [sys.executable, __file__, "--worker", preset, "--steps", str(steps)]
+    cmd = [sys.executable, __file__, "--worker", preset, "--steps", str(steps),
+           "--zero", str(zero_stage)]
+    failed = {"preset": preset, "ranks": n, "zero_stage": zero_stage}
     if n > 1:
         mpiexec = Path(sys.executable).parent / "mpiexec"
         mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
         if mpiexec is None:
-            return {"preset": preset, "ranks": n, "error": 'no mpiexec: pip install -e ".[mpi]"'}
+            return {**failed, "error": 'no mpiexec: pip install -e ".[mpi]"'}
         cmd = [mpiexec, "-n", str(n)] + cmd
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"preset": preset, "ranks": n, "error": f"timed out after {timeout} s"}
+        return {**failed, "error": f"timed out after {timeout} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
-        return {"preset": preset, "ranks": n, "error": (done.stderr or done.stdout)[-500:]}
+        return {**failed, "error": (done.stderr or done.stdout)[-500:]}
     return json.loads(lines[-1])
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        return worker(args.worker, args.steps)
-    runs = [launch(p, int(n), args.steps, args.timeout) for p in args.presets.split(",")
-            for n in args.ranks.split(",")]
+        return worker(args.worker, args.steps, args.zero)
+    runs = [launch(p, int(n), args.steps, args.timeout, int(z)) for p in args.presets.split(",")
+            for n in args.ranks.split(",") for z in args.zero_stages.split(",")
+            if int(n) > 1 or z == args.zero_stages.split(",")[0]]
     speedup = {}
     for p in args.presets.split(","):
-        rate = {r["ranks"]: r.get("tokens_per_s") for r in runs if r["preset"] == p}
+        rate = {r["ranks"]: r.get("tokens_per_s") for r in runs
+                if r["preset"] == p and not r.get("zero_stage")}
         if rate.get(1) and rate.get(2):
             speedup[p] = round(rate[2] / rate[1], 3)
     print(json.dumps({"bench": "data_parallel", "blas_threads_per_rank": 1, "cpus": os.cpu_count(),

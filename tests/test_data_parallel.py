@@ -257,3 +257,45 @@ def test_mpiexec_refuses_a_batch_smaller_than_the_world_once(tmp_path):
     assert code == 2 and err.count("--batch-size 1 is smaller than the 2 processes") == 1, err
     assert err.count("error:") == 1, err                   # and nothing more after it
     assert not (tmp_path / "r").exists()
+
+
+def arrays(path):
+    """Every array of a checkpoint but its header: parameters and AdamW moments."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files if k != "__meta__"}
+
+
+@needs_mpi
+@pytest.mark.slow                                           # three short runs: ~6 s on 2 idle cores
+def test_zero1_keeps_half_the_moments_per_rank_and_trains_bit_for_bit_alike(tmp_path, monkeypatch):
+    """--zero-stage 1 under mpiexec -n 2: the same parameters and saved moments as without it, to the
+    bit (Adam is element-wise); half of AdamW's moments per rank; its checkpoint is AdamW's, resumed
+    with ZeRO under mpiexec to the straight run, and in one process without it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(TEXT)
+    run = RUN + ["--data", str(tmp_path / "t.txt")]
+    code, _, err = run_mpi(2, run + ["--steps", "20", "--out", str(tmp_path / "plain")], tmp_path)
+    assert code == 0, err[-3000:]
+    code, out, err = run_mpi(2, run + ["--steps", "10", "--zero-stage", "1", "--out",
+                                       str(tmp_path / "zero")], tmp_path)
+    assert code == 0, err[-3000:]
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    zero = json.loads((tmp_path / "zero" / "summary.json").read_text())
+    assert zero["zero_stage"] == 1 and 2 * zero["moment_bytes"] == plain["moment_bytes"]
+    mib = plain["moment_bytes"] / 2 ** 20
+    assert "its 1/2 of the" in out and f"{mib / 2:.2f} MiB in rank 0, not {mib:.2f} MiB" in out
+
+    code, _, err = run_mpi(2, ["--resume", str(tmp_path / "zero" / "last.npz"), "--steps", "20",
+                               "--no-interactive"], tmp_path)          # the run's --zero-stage 1 kept
+    assert code == 0, err[-3000:]
+    want, got = arrays(tmp_path / "plain" / "last.npz"), arrays(tmp_path / "zero" / "last.npz")
+    assert got.keys() == want.keys() and any(k.startswith("optim/") for k in got)
+    assert all(np.array_equal(got[k], want[k]) for k in want), \
+        [k for k in want if not np.array_equal(got[k], want[k])]
+
+    code, _, err = run_mpi(2, run + ["--steps", "10", "--zero-stage", "1", "--out",
+                                     str(tmp_path / "again")], tmp_path)
+    assert code == 0, err[-3000:]
+    assert train.main(["--resume", str(tmp_path / "again" / "last.npz"), "--steps", "20",
+                       "--zero-stage", "0", "--no-interactive"]) == 0     # one process, plain AdamW
+    assert max_weight_diff(tmp_path / "again" / "last.npz", tmp_path / "plain" / "last.npz") < WEIGHT_ATOL

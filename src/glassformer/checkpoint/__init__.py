@@ -90,7 +90,7 @@ def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step
     arrays = {f"param/{name}": to_numpy(p) for name, (p, _) in model.named_parameters()}
     if optimizer is not None:
         state = optimizer.state_dict()
-        meta["optimizer"] = {"class": type(optimizer).__name__, "t": state["t"], "lr": state["lr"]}
+        meta["optimizer"] = {"class": optimizer_name(optimizer), "t": state["t"], "lr": state["lr"]}
         arrays.update({f"optim/{k}": to_numpy(v) for k, v in state["arrays"].items()})
     meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     try:
@@ -273,14 +273,20 @@ def read_finite(archive, key, dtype=None):
     return a
 
 
+def optimizer_name(optimizer):
+    """The optimizer class a checkpoint names: its own, or the one whose state it saves (ZeRO's
+    ShardedAdamW saves AdamW's)."""
+    return getattr(optimizer, "checkpoint_name", type(optimizer).__name__)
+
+
 def restore_optimizer(optimizer, checkpoint):
     """Load a checkpoint's optimizer state into a freshly built optimizer of the same class."""
     state = checkpoint.optimizer_state
     if not state:
         raise UserError("the checkpoint holds no optimizer state: it cannot resume training")
-    if state["class"] != type(optimizer).__name__:
+    if state["class"] != optimizer_name(optimizer):
         raise UserError(f"the checkpoint was trained with {state['class']}, not "
-                        f"{type(optimizer).__name__}")
+                        f"{optimizer_name(optimizer)}")
     try:
         optimizer.load_state_dict(state)
     except (KeyError, ValueError, TypeError) as e:

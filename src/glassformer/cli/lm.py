@@ -23,7 +23,7 @@ from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
-from ..train import parallel
+from ..train import parallel, zero
 from ..train.records import write_json
 from ..train.step import Diverged
 from ..train.trainer import TrainConfig, Trainer, perplexity, si
@@ -45,9 +45,9 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
                  "grad_accum": 1, "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100,
                  "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100,
                  "eval_batches": 20, "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
-                 "precision": "fp32", "init_from": None}
+                 "precision": "fp32", "init_from": None, "zero_stage": 0}
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
-MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time") + DATA_KEYS
+MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time", "zero_stage") + DATA_KEYS
 # (flag, type, metavar, help) of the flags only --task lm reads
 LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
@@ -87,6 +87,8 @@ LM_FLAGS = (
      "NumPy float16, slow: for checking, not speed)"),
     ("--max-time", positive_float, "SECONDS", "stop cleanly after this much training time in this session: "
      "checkpoints saved, the summary says so; --resume goes on"),
+    ("--zero-stage", int, "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
+     "of the parameters only, and the same numbers come out; 0: every process keeps all (default 0)"),
 )
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
 HELP_VOCABS = (65, 50257)                                   # tinyshakespeare's characters, GPT-2's tokens
@@ -136,6 +138,7 @@ def add_lm_arguments(parser):
             continue
         options = {"choices": sorted(PRESETS)} if flag == "--preset" else \
             {"choices": sorted(precision.POLICIES)} if flag == "--precision" else \
+            {"choices": (0, 1), "type": int, "metavar": metavar} if flag == "--zero-stage" else \
             {"type": kind, "metavar": metavar}
         g.add_argument(flag, help=text, **{k: v for k, v in options.items() if v is not None})
     return [a.dest for a in g._group_actions]
@@ -234,7 +237,8 @@ def train_config(s, out):
                        accum_steps=s["grad_accum"], eval_interval=s["eval_interval"],
                        eval_batches=s["eval_batches"], log_interval=s["log_interval"],
                        checkpoint_interval=s["eval_interval"], max_time=s["max_time"] or 0.0,
-                       sample_every=s["sample_every"], out_dir=out and str(out), seed=s["seed"])
+                       sample_every=s["sample_every"], out_dir=out and str(out), seed=s["seed"],
+                       zero_stage=s["zero_stage"])
 
 
 def new_model(s, vocab_size):
@@ -314,6 +318,8 @@ def run_lm(args, argv, stream, interactive, ask=input):
     print_header(trainer, tok, s, out, ckpt is not None, stream)
     if comm.size > 1:
         print(parallel.describe(comm, s["batch_size"], trainer.params), file=stream)
+        if s["zero_stage"]:
+            print(zero.describe(trainer.optimizer), file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     make_run_dir(out)

@@ -193,6 +193,10 @@ class Adam(Optimizer):
         return (self.lr, self.beta1, self.beta2, self.eps, self.decoupled,
                 [self.weight_decay if decay else 0.0 for _, _, decay in self._pieces])
 
+    def moment_bytes(self):
+        """Bytes of the moments m and v (2 numbers per parameter)."""
+        return sum(m.nbytes + v.nbytes for m, v in zip(self._m, self._v))
+
     def state_arrays(self):
         out = {f"m.{i}": m for i, m in enumerate(self.m)}
         out.update({f"v.{i}": v for i, v in enumerate(self.v)})

@@ -75,6 +75,7 @@ class Communicator:
         self.mpi = mpi
         self.rank, self.size = (mpi.Get_rank(), mpi.Get_size()) if mpi is not None else (0, 1)
         self.allreduce_sum = allreduce_sum or self._mpi_sum
+        self.through_mpi = allreduce_sum is None            # False: NCCL (or a stand-in) sums
         self.buffer = None                                  # (n_grads + 1,): every gradient, then the loss
         self.weight = 1.0 / self.size                       # this rank's share of the rows (see shard)
         self.reduce_s, self.reduces = 0.0, 0                # time spent in the gradient all-reduce
@@ -138,6 +139,30 @@ class Communicator:
         votes = np.array(flags, dtype=np.int32)
         self.mpi.Allreduce(MPI.IN_PLACE, votes, op=MPI.MAX)
         return tuple(bool(v) for v in votes)
+
+    def allgather(self, buf, bounds):
+        """Rank r's numbers buf[bounds[r]:bounds[r + 1]] onto every rank, in place (ZeRO-1's updated
+        weights). Through MPI: MPI_Allgatherv. Through NCCL (or a stand-in sum): an all-reduce where each
+        rank gives its own numbers and zeros elsewhere; x + 0 = x exactly, at twice the traffic."""
+        if self.size == 1:
+            return
+        if self.through_mpi:
+            from mpi4py import MPI
+            self.mpi.Allgatherv(MPI.IN_PLACE, (buf, np.diff(bounds).tolist()))
+            return
+        lo, hi = bounds[self.rank], bounds[self.rank + 1]
+        buf[:lo] = 0
+        buf[hi:] = 0
+        self.allreduce_sum(buf)
+
+    def gather_root(self, shard, counts):
+        """The ranks' host arrays shard (rank r's of size counts[r]) end to end on rank 0, None on the
+        others (MPI_Gatherv: for checkpoints, not per step)."""
+        if self.size == 1:
+            return shard
+        recv = np.empty(sum(counts), dtype=shard.dtype) if self.is_root else None
+        self.mpi.Gatherv(np.ascontiguousarray(shard), (recv, counts) if self.is_root else None, root=0)
+        return recv
 
     def check_sync(self, params):
         """Raise RuntimeError unless every rank holds bit-identical parameters (hashes compared)."""

@@ -22,7 +22,7 @@ from ..checkpoint import Checkpoint, load_checkpoint, read_meta, restore_optimiz
 from ..errors import UserError
 from ..generate import eos_id, generate_tokens
 from ..layers.dropout import Dropout
-from ..optim.optimizers import AdamW, decay_mask
+from ..optim.optimizers import decay_mask
 from ..optim.schedules import warmup_cosine
 from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
@@ -31,6 +31,7 @@ from .parallel import world
 from .records import read_metrics, write_metrics
 from .resume import keep_schedule, saved_state
 from .step import Diverged, DivergenceGuard, check_finite, train_step
+from .zero import adamw
 
 CSV_FIELDS = ("step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s",
               "ms_per_iter", "val_loss", "val_ppl")
@@ -59,6 +60,7 @@ class TrainConfig:
     sample_every: int = 0             # steps between short samples printed to the log; 0: never
     out_dir: str = None               # best.npz, last.npz, metrics.csv, loss.png; None: write nothing
     seed: int = 0                     # the batches and dropout generator
+    zero_stage: int = 0               # 1: under mpiexec each rank keeps the moments of 1/N (train/zero.py)
 
     def __post_init__(self):
         for name in ("steps", "accum_steps", "eval_batches", "log_interval"):
@@ -68,6 +70,8 @@ class TrainConfig:
                      "weight_decay", "min_lr", "max_time", "sample_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.zero_stage not in (0, 1):
+            raise UserError(f"zero_stage={self.zero_stage} must be 0 (off) or 1 (sharded AdamW moments)")
         if not self.lr > 0:
             raise UserError(f"lr={self.lr} must be positive")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
@@ -149,8 +153,9 @@ class Trainer:
         share_rng(model, self.rng if self.comm.size == 1 else self.comm.dropout_rng)   # ranks: own masks
         named = model.named_parameters()
         self.params = [pg for _, pg in named]
-        self.optimizer = AdamW(self.params, lr=config.lr, betas=(config.beta1, config.beta2),
-                               weight_decay=config.weight_decay, decay=decay_mask(named))
+        self.optimizer = adamw(self.params, self.comm, config.zero_stage, lr=config.lr,
+                               betas=(config.beta1, config.beta2), weight_decay=config.weight_decay,
+                               decay=decay_mask(named))
         # fp16 policy: dynamic loss scaling (the float32 master weights are the model's own parameters)
         self.scaler = LossScaler() if precision.current().loss_scaling else None
         if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
@@ -211,6 +216,8 @@ class Trainer:
         t0, elapsed0 = time.perf_counter(), self.elapsed
         window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0}
         self.width = max(80, shutil.get_terminal_size((80, 24)).columns)   # the terminal's, if wider
+        if c.zero_stage:
+            self.optimizer.gather_state()                   # a run with no step left still saves
         try:
             with self._stop_on_sigint():
                 while self.step < c.steps and not self.stop_requested and not out_of_time:
@@ -223,6 +230,9 @@ class Trainer:
                         self.stop_requested, out_of_time = self.comm.any(self.comm.interrupted,
                                                                          out_of_time)
                     done = self.step == c.steps or out_of_time
+                    if c.zero_stage and (done or self.stop_requested or any(   # rank 0 may save next:
+                            i and self.step % i == 0 for i in (c.eval_interval, c.checkpoint_interval))):
+                        self.optimizer.gather_state()       # every rank sends it its moments
                     if self.step % c.log_interval == 0 or self.step == 1 or done or self.stop_requested:
                         self._log_progress(window)
                     evaluate = self.val_batches is not None and (done or c.eval_interval
@@ -270,6 +280,7 @@ class Trainer:
                 "val_loss": last.get("val_loss"), "val_ppl": last.get("val_ppl"),
                 **self.best_saved(), "tokens": self.tokens_seen, "diverged": self.diverged,
                 "precision": precision.current().name, "world_size": self.comm.size,
+                "zero_stage": self.config.zero_stage, "moment_bytes": self.optimizer.moment_bytes(),
                 "loss_scale": None if self.scaler is None else self.scaler.scale,
                 "skipped_steps": None if self.scaler is None else self.scaler.skipped_steps,
                 "elapsed_s": round(self.elapsed, 3),

@@ -1,0 +1,150 @@
+"""ZeRO stage 1 (Rajbhandari et al. 2019): under data parallelism, each rank keeps the AdamW moments of
+its 1/N of the parameters only.
+
+Plain data parallelism stores AdamW's two moments, m and v, for every parameter on every rank: N equal
+copies. Stage 1 partitions them. Lay the parameters end to end (the shard space, n numbers); rank r owns
+numbers lo_r..lo_{r+1}. After the gradient all-reduce every rank still holds the whole gradient (so the
+clip norm is the global one), but it updates only the parameters it owns, with the moments it owns; one
+all-gather then hands every rank the others' updated parameters. Adam is element-wise, so the updates
+are the same numbers as without sharding: the run is bit for bit the unsharded one, with 2n/N moments
+per rank instead of 2n.
+
+  mpiexec -n 2 python train_step_by_step.py --task lm --data input.txt --zero-stage 1
+
+Checkpoints stay AdamW's: at a step where rank 0 may save, the moments are gathered whole onto rank 0
+(a host MPI_Gatherv; the other ranks send theirs and keep nothing more).
+"""
+import numpy as np
+
+from ..backend import array_module, to_numpy
+from ..optim.optimizers import AdamW, Optimizer, adam_step, adjacent_groups, cache_sized
+
+
+def flat(a):
+    """a as a 1-D view (a parameter or gradient is contiguous: writes through it update a)."""
+    out = a.reshape(-1)
+    if not array_module(a).shares_memory(out, a):
+        raise RuntimeError("a parameter is not contiguous: ZeRO needs views of it (a bug)")
+    return out
+
+
+def adamw(params, comm, zero_stage=0, **settings):
+    """AdamW(params, **settings); with zero_stage 1 and several ranks, ShardedAdamW over them (one
+    rank would own every moment: plain AdamW is the same, and its moments stay readable by name)."""
+    if zero_stage and comm.size > 1:
+        return ShardedAdamW(params, comm, **settings)
+    return AdamW(params, **settings)
+
+
+class ShardedAdamW(AdamW):
+    """AdamW whose moments exist only for this rank's shard of the parameters (ZeRO-1; see above).
+
+    comm: the Communicator of the run (rank, size, buffer, allgather, gather_root). With one rank it
+    owns everything and is AdamW.
+    """
+
+    checkpoint_name = "AdamW"           # its checkpoints are AdamW's: the moments gathered whole
+
+    def __init__(self, params, comm, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 decay=None):
+        Optimizer.__init__(self, params, lr)
+        self.comm = comm
+        self.beta1, self.beta2 = betas
+        self.eps, self.weight_decay = eps, weight_decay
+        self.decay = decay if decay is not None else [True] * len(self.params)
+        self.groups = adjacent_groups(self.params, [bool(d) for d in self.decay])
+        self.flats = [(flat(p), flat(g)) for p, g, _, _ in self.groups]   # the shard space, in order
+        self.offsets = np.cumsum([0] + [p.size for p, _ in self.flats]).tolist()
+        n = self.offsets[-1]
+        self.bounds = [r * n // comm.size for r in range(comm.size + 1)]   # rank r: [lo_r, lo_{r+1})
+        self.dtype = np.result_type(*(p.dtype for p, _ in self.flats))
+        self.pairs = [pg for p, g in self.flats for pg in zip(cache_sized(p), cache_sized(g))]
+        self.owned = list(self._owned_pieces())             # [(p, g, m, v, decay, start)]
+        self._pieces = [(m, v, decay) for _, _, m, v, decay, _ in self.owned]   # for settings()
+        self.whole = None                                   # (m, v) over the shard space, rank 0's
+
+    def _owned_pieces(self):
+        """This rank's slices of each group, cache-sized, with new zero moments and their start in the
+        shard space."""
+        lo, hi = self.bounds[self.comm.rank], self.bounds[self.comm.rank + 1]
+        for (p, g), (_, _, decay, _), start in zip(self.flats, self.groups, self.offsets):
+            a, b = max(lo, start) - start, min(hi, start + p.size) - start   # owned: p[a:b]
+            if a >= b:
+                continue
+            xp = array_module(p)
+            m, v = xp.zeros(b - a, dtype=p.dtype), xp.zeros(b - a, dtype=p.dtype)
+            o = start + a
+            for pc, gc, mc, vc in zip(*map(cache_sized, (p[a:b], g[a:b], m, v))):
+                yield pc, gc, mc, vc, decay, o
+                o += pc.size
+
+    def moment_bytes(self):
+        """Bytes of m and v this rank holds (the ZeRO-1 saving: about 1/N of AdamW's)."""
+        return sum(m.nbytes + v.nbytes for _, _, m, v, _, _ in self.owned)
+
+    def step(self, grad_scale=None, found_inf=None):
+        """Update this rank's parameters with its moments, then all-gather everyone's."""
+        pairs = [(p, g) for p, g, _, _, _, _ in self.owned]
+        ms, vs = [m for _, _, m, _, _, _ in self.owned], [v for _, _, _, v, _, _ in self.owned]
+        self.t = adam_step(pairs, ms, vs, self.t, self.settings(), grad_scale, found_inf)
+        self.whole = None                                   # gathered moments are stale now
+        if self.comm.size > 1:
+            self._all_gather_parameters()
+
+    def _all_gather_parameters(self):
+        """Every rank's updated shard onto every rank (Communicator.allgather). The shard space travels
+        in the gradient all-reduce's buffer, free after that call, so it costs no memory."""
+        n = self.offsets[-1]
+        buf = self.comm.buffer[:n]                          # (n,): (n + 1,) holds the grads and the loss
+        for p, _, _, _, _, start in self.owned:
+            buf[start:start + p.size] = p
+        self.comm.allgather(buf, self.bounds)
+        for (p, _), start in zip(self.flats, self.offsets):
+            p[...] = buf[start:start + p.size]              # the owner writes its own numbers back too
+
+    def gather_state(self):
+        """Collective: rank 0 gets the whole m and v (for a checkpoint); the others send theirs."""
+        shards = []
+        for moment in (2, 3):                               # m, v of each owned piece, end to end
+            mine = [to_numpy(piece[moment]).astype(self.dtype, copy=False) for piece in self.owned]
+            shard = np.concatenate(mine) if mine else np.zeros(0, dtype=self.dtype)
+            shards.append(self.comm.gather_root(shard, np.diff(self.bounds).tolist()))
+        self.whole = tuple(shards) if self.comm.is_root else None
+
+    def state_arrays(self):
+        """{"m.i", "v.i"}: parameter i's moments, whole (gather_state() first when several ranks)."""
+        if self.whole is None:
+            if self.comm.size > 1:
+                raise RuntimeError("ShardedAdamW.state_arrays() before gather_state(), or on a rank "
+                                   "other than 0 (a bug)")
+            self.gather_state()
+        m, v = self.whole
+        out = {}
+        for (_, _, _, members), start in zip(self.groups, self.offsets):
+            for i in members:                               # a group: its members end to end
+                shape, size = self.params[i][0].shape, self.params[i][0].size
+                out[f"m.{i}"] = m[start:start + size].reshape(shape)
+                out[f"v.{i}"] = v[start:start + size].reshape(shape)
+                start += size
+        return dict(sorted(out.items(), key=lambda kv: (kv[0][0], int(kv[0][2:]))))
+
+    def load_state_dict(self, state):
+        """AdamW's state (whole moments, by parameter): keep this rank's shard of them."""
+        n = self.offsets[-1]
+        self.whole = (np.zeros(n, dtype=self.dtype), np.zeros(n, dtype=self.dtype))
+        super().load_state_dict(state)                      # fills whole through state_arrays' views
+        for p, _, m, v, _, start in self.owned:
+            xp = array_module(m)
+            m[...] = xp.asarray(self.whole[0][start:start + p.size])
+            v[...] = xp.asarray(self.whole[1][start:start + p.size])
+        self.whole = None
+
+
+def describe(optimizer):
+    """One line for the run's header: the moments this rank keeps, against AdamW's."""
+    n, rank, size = optimizer.offsets[-1], optimizer.comm.rank, optimizer.comm.size
+    whole = 2 * n * optimizer.dtype.itemsize
+    mib = 2 ** 20
+    return (f"ZeRO-1: each of the {size} processes keeps AdamW's moments (m, v) of its 1/{size} of the "
+            f"{n:,} parameters: {optimizer.moment_bytes() / mib:.2f} MiB in rank {rank}, not "
+            f"{whole / mib:.2f} MiB; rank 0 gathers them whole when it saves a checkpoint")
