@@ -179,10 +179,10 @@ def test_mpiexec_without_mpi4py_says_how_to_install_it(tmp_path, monkeypatch, ca
 
 # ---- the real thing: mpiexec -n 2 against one process ---------------------------------------------
 
-def run_mpi(n, argv, cwd):
-    """mpiexec -n n python train_step_by_step.py argv; killed with its ranks after TIMEOUT_S."""
+def run_mpi(n, argv, cwd, script=REPO / "train_step_by_step.py"):
+    """mpiexec -n n python script argv; killed with its ranks after TIMEOUT_S."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    cmd = [mpiexec(), "-n", str(n), sys.executable, str(REPO / "train_step_by_step.py"), *argv]
+    cmd = [mpiexec(), "-n", str(n), sys.executable, str(script), *argv]
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, start_new_session=True)
     try:
@@ -257,6 +257,25 @@ def test_mpiexec_refuses_a_batch_smaller_than_the_world_once(tmp_path):
     assert code == 2 and err.count("--batch-size 1 is smaller than the 2 processes") == 1, err
     assert err.count("error:") == 1, err                   # and nothing more after it
     assert not (tmp_path / "r").exists()
+
+
+@needs_mpi
+def test_a_nan_validation_loss_on_rank_0_stops_every_rank(tmp_path):
+    """Rank 0 alone evaluates: when its validation loss is NaN it must stop the others, which wait
+    for it in the next all-reduce (once they waited there until killed)."""
+    (tmp_path / "t.txt").write_text(TEXT)
+    script = tmp_path / "nan_val.py"
+    script.write_text(
+        "import sys\n"
+        "from glassformer.train import trainer\n"
+        "trainer.Trainer.evaluate = lambda self: {'val_loss': float('nan'), 'val_ppl': float('nan')}\n"
+        f"sys.argv[0] = {str(REPO / 'train_step_by_step.py')!r}\n"
+        f"exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))\n")
+    code, out, err = run_mpi(2, RUN + ["--data", str(tmp_path / "t.txt"), "--steps", "20",
+                                       "--out", str(tmp_path / "r")], tmp_path, script)
+    assert code == 2, err[-3000:]
+    assert err.count("training diverged at step 10: the validation loss is nan") == 1, err[-3000:]
+    assert not (tmp_path / "r" / "best.npz").exists() and not (tmp_path / "r" / "last.npz").exists()
 
 
 def arrays(path):

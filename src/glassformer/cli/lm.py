@@ -26,7 +26,8 @@ from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_
 from ..train import parallel, zero
 from ..train.records import write_json
 from ..train.step import Diverged
-from ..train.trainer import TrainConfig, Trainer, perplexity, si
+from ..train.progress import si
+from ..train.trainer import TrainConfig, Trainer, perplexity
 from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, TokenNames, fraction, make_run_dir, matmul_rate,
                      nonnegative_float, positive_float, positive_int, run_dir, unicode_ok, whole_number)
 from .config import run_config

@@ -28,6 +28,7 @@ from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
 from .parallel import world
+from .progress import format_seconds, progress_line, si
 from .records import read_metrics, write_metrics
 from .resume import keep_schedule, saved_state
 from .step import Diverged, DivergenceGuard, check_finite, train_step
@@ -111,28 +112,6 @@ def share_rng(model, rng):
         if isinstance(layer, Dropout):
             layer.rng = rng
         stack.extend(layer.children().values())
-
-
-def format_seconds(s):
-    s = int(max(s, 0))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def si(x, unit=""):
-    """9.41e9, "FLOP/s" -> "9.41 GFLOP/s" (no unit: "9.41G"): three significant digits, a prefix up to P."""
-    x = float(f"{x:.3g}")                                   # 999.9 -> 1000: "1 k", not "1e+03"
-    prefixes = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
-    scale, prefix = next(((f, p) for f, p in prefixes if abs(x) >= f), (1, ""))
-    return f"{x / scale:.3g}{' ' if unit else ''}{prefix}{unit}"
-
-
-def progress_line(parts, width):
-    """(long, short) parts as one line of at most width columns: the long forms joined by ' | ' when they
-    fit, else the short ones (None: left out) joined by spaces."""
-    line = " | ".join(long for long, _ in parts)
-    if len(line) > width:
-        line = " ".join(short for _, short in parts if short)
-    return line[:width]
 
 
 class Trainer:
@@ -241,7 +220,7 @@ class Trainer:
                         and self.step % c.checkpoint_interval == 0
                     sample = c.sample_every and self.step % c.sample_every == 0
                     if evaluate or save or sample:
-                        with self._paused(window):          # not training time: ms/it and tok/s leave it out
+                        with self._paused(window), self._alone():   # not training time, rank 0's
                             if evaluate:
                                 self._evaluate_and_keep_best(out)
                             if save:
@@ -387,6 +366,18 @@ class Trainer:
             yield
         finally:
             window["t"] += time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def _alone(self):
+        """Work rank 0 does alone (evaluate, save, sample): with several ranks, a Diverged there (a NaN
+        validation loss, or a NaN the guard sees only now) must stop them all, not rank 0 alone while
+        the others wait for it in the next all-reduce: it leaves fit as an error (abort_on_error)."""
+        try:
+            yield
+        except Diverged as e:
+            if self.comm.size > 1:
+                raise UserError(str(e)) from None
+            raise
 
     @contextlib.contextmanager
     def _stop_on_sigint(self):
