@@ -6,6 +6,8 @@ import threading
 import numpy as np
 import pytest
 
+from glassformer import backend
+from glassformer.backend import array_module, to_numpy
 from glassformer.checkpoint import optimizer_name
 from glassformer.models import build_model, lm_config
 from glassformer.optim.optimizers import AdamW, decay_mask
@@ -16,8 +18,9 @@ SETTINGS = {"lr": 1e-2, "betas": (0.9, 0.99), "weight_decay": 0.1}
 STEPS = 3
 
 
-def model():
-    return build_model(lm_config("tiny", 50, max_len=16), np.random.default_rng(0))
+def model(device="cpu"):
+    m = build_model(lm_config("tiny", 50, max_len=16), np.random.default_rng(0))
+    return m.to("cuda") if device == "cuda" else m
 
 
 def params_and_decay(m):
@@ -29,7 +32,7 @@ def set_grads(m, step):
     """The same made-up gradients on every rank at a step (as after the gradient all-reduce)."""
     r = np.random.default_rng(step)
     for _, (_, g) in m.named_parameters():
-        g[...] = r.standard_normal(g.shape).astype(g.dtype)
+        g[...] = array_module(g).asarray(r.standard_normal(g.shape).astype(g.dtype))
 
 
 class ThreadComm:
@@ -51,7 +54,7 @@ class ThreadComm:
         lo, hi = bounds[self.rank], bounds[self.rank + 1]
         shards = self._meet(buf[lo:hi].copy())
         assert [s.size for s in shards] == np.diff(bounds).tolist()
-        buf[...] = np.concatenate(shards)
+        buf[...] = array_module(buf).concatenate(shards)
 
     def gather_root(self, shard, counts):
         shards = self._meet(shard)
@@ -59,9 +62,9 @@ class ThreadComm:
         return np.concatenate(shards) if self.is_root else None
 
 
-def reference():
+def reference(device="cpu"):
     """A straight AdamW run: the parameters and the state it ends with."""
-    m = model()
+    m = model(device)
     params, decay = params_and_decay(m)
     opt = AdamW(params, decay=decay, **SETTINGS)
     for step in range(STEPS):
@@ -70,7 +73,7 @@ def reference():
     return m, opt
 
 
-def sharded_run(n_ranks, load=None):
+def sharded_run(n_ranks, load=None, device="cpu"):
     """STEPS updates on n_ranks threads, each with its own model and ShardedAdamW; per rank
     (model, optimizer, state_dict on rank 0 else None). load: an AdamW state_dict to start from."""
     shared = {"slots": [None] * n_ranks, "barrier": threading.Barrier(n_ranks, timeout=60)}
@@ -78,11 +81,12 @@ def sharded_run(n_ranks, load=None):
 
     def rank(r):
         try:
-            m = model()
+            m = model(device)
             params, decay = params_and_decay(m)
             comm = ThreadComm(r, shared)
             opt = ShardedAdamW(params, comm, decay=decay, **SETTINGS)
-            comm.buffer = np.empty(sum(p.size for p, _ in opt.pairs) + 1, dtype=np.float32)
+            comm.buffer = array_module(params[0][0]).empty(sum(p.size for p, _ in opt.pairs) + 1,
+                                                           dtype=np.float32)
             if load is not None:
                 opt.load_state_dict(load)
             for step in range(STEPS):
@@ -105,7 +109,7 @@ def sharded_run(n_ranks, load=None):
 
 
 def max_param_diff(a, b):
-    return max(float(np.abs(p - q).max())
+    return max(float(np.abs(to_numpy(p) - to_numpy(q)).max())
                for (_, (p, _)), (_, (q, _)) in zip(a.named_parameters(), b.named_parameters()))
 
 
@@ -165,3 +169,16 @@ def test_zero_stage_1_shards_only_with_several_ranks():
     assert type(adamw(params, two, 1, decay=decay)) is ShardedAdamW
     assert type(adamw(params, two, 0, decay=decay)) is AdamW
     assert type(adamw(params, Communicator(), 1, decay=decay)) is AdamW   # one rank: its moments by name
+
+
+@pytest.mark.gpu
+def test_sharded_updates_on_the_gpu_are_adamws_bit_for_bit():
+    """CuPy parameters: the fused Adam kernel on slices, the gather in device buffers."""
+    pytest.importorskip("cupy")
+    if not backend.gpu_available():
+        pytest.skip("no CUDA device")
+    ref_model, ref_opt = reference("cuda")
+    ranks = sharded_run(2, device="cuda")
+    assert all(max_param_diff(m, ref_model) == 0.0 for m, _, _ in ranks)
+    for k, a in ref_opt.state_arrays().items():
+        assert np.array_equal(ranks[0][2]["arrays"][k], to_numpy(a)), k
