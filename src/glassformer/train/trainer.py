@@ -135,6 +135,7 @@ class Trainer:
         self.optimizer = adamw(self.params, self.comm, config.zero_stage, lr=config.lr,
                                betas=(config.beta1, config.beta2), weight_decay=config.weight_decay,
                                decay=decay_mask(named))
+        self.zero = hasattr(self.optimizer, "gather_state")  # ZeRO-1 over several ranks (train/zero.py)
         # fp16 policy: dynamic loss scaling (the float32 master weights are the model's own parameters)
         self.scaler = LossScaler() if precision.current().loss_scaling else None
         if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
@@ -192,11 +193,9 @@ class Trainer:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
         hard_stop, self.stop_requested, out_of_time = False, False, False
-        t0, elapsed0 = time.perf_counter(), self.elapsed
+        t0, elapsed0, first = time.perf_counter(), self.elapsed, self.step
         window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0}
         self.width = max(80, shutil.get_terminal_size((80, 24)).columns)   # the terminal's, if wider
-        if c.zero_stage:
-            self.optimizer.gather_state()                   # a run with no step left still saves
         try:
             with self._stop_on_sigint():
                 while self.step < c.steps and not self.stop_requested and not out_of_time:
@@ -209,7 +208,7 @@ class Trainer:
                         self.stop_requested, out_of_time = self.comm.any(self.comm.interrupted,
                                                                          out_of_time)
                     done = self.step == c.steps or out_of_time
-                    if c.zero_stage and (done or self.stop_requested or any(   # rank 0 may save next:
+                    if self.zero and (done or self.stop_requested or any(   # rank 0 may save next:
                             i and self.step % i == 0 for i in (c.eval_interval, c.checkpoint_interval))):
                         self.optimizer.gather_state()       # every rank sends it its moments
                     if self.step % c.log_interval == 0 or self.step == 1 or done or self.stop_requested:
@@ -234,6 +233,8 @@ class Trainer:
         except Diverged as e:                               # stop; nothing non-finite is saved
             self.diverged = e.record()
             print(f"\n{e}", file=self.log)
+        if self.zero and self.step == first and not hard_stop:
+            self.optimizer.gather_state()                   # no step ran, so no gather yet: rank 0 saves
         if not hard_stop:
             self.comm.check_sync(self.params)               # every rank applied the same updates
         interrupted = hard_stop or self.stop_requested
@@ -250,6 +251,8 @@ class Trainer:
                 plot_curves(self.history, out / "loss.png", x="step", panels=LOSS_PANELS)
             if interrupted and (out / "best.npz").exists():
                 print(f"best checkpoint kept: {out / 'best.npz'}", file=self.log)
+        if self.zero:
+            self.optimizer.release_state()                  # rank 0: the whole moments, saved now
         return self.summary(interrupted)
 
     def summary(self, interrupted=False):

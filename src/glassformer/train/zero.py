@@ -57,22 +57,27 @@ class ShardedAdamW(AdamW):
         self.offsets = np.cumsum([0] + [p.size for p, _ in self.flats]).tolist()
         n = self.offsets[-1]
         self.bounds = [r * n // comm.size for r in range(comm.size + 1)]   # rank r: [lo_r, lo_{r+1})
-        self.dtype = np.result_type(*(p.dtype for p, _ in self.flats))
+        dtypes = {p.dtype for p, _ in self.flats}
+        if len(dtypes) != 1:
+            raise ValueError(f"ZeRO-1 needs parameters of one dtype, not {sorted(map(str, dtypes))}")
+        self.dtype = dtypes.pop()
         self.pairs = [pg for p, g in self.flats for pg in zip(cache_sized(p), cache_sized(g))]
-        self.owned = list(self._owned_pieces())             # [(p, g, m, v, decay, start)]
+        xp, size = array_module(self.flats[0][0]), self.bounds[comm.rank + 1] - self.bounds[comm.rank]
+        self.m_shard = xp.zeros(size, dtype=self.dtype)     # (n/N,): this rank's moments, end to end
+        self.v_shard = xp.zeros(size, dtype=self.dtype)
+        self.owned = list(self._owned_pieces())             # [(p, g, m, v, decay, start)]: views
         self._pieces = [(m, v, decay) for _, _, m, v, decay, _ in self.owned]   # for settings()
         self.whole = None                                   # (m, v) over the shard space, rank 0's
 
     def _owned_pieces(self):
-        """This rank's slices of each group, cache-sized, with new zero moments and their start in the
-        shard space."""
+        """This rank's slices of each group, cache-sized, with their moments (views of the shards) and
+        their start in the shard space."""
         lo, hi = self.bounds[self.comm.rank], self.bounds[self.comm.rank + 1]
         for (p, g), (_, _, decay, _), start in zip(self.flats, self.groups, self.offsets):
             a, b = max(lo, start) - start, min(hi, start + p.size) - start   # owned: p[a:b]
             if a >= b:
                 continue
-            xp = array_module(p)
-            m, v = xp.zeros(b - a, dtype=p.dtype), xp.zeros(b - a, dtype=p.dtype)
+            m, v = (shard[start + a - lo:start + b - lo] for shard in (self.m_shard, self.v_shard))
             o = start + a
             for pc, gc, mc, vc in zip(*map(cache_sized, (p[a:b], g[a:b], m, v))):
                 yield pc, gc, mc, vc, decay, o
@@ -80,7 +85,7 @@ class ShardedAdamW(AdamW):
 
     def moment_bytes(self):
         """Bytes of m and v this rank holds (the ZeRO-1 saving: about 1/N of AdamW's)."""
-        return sum(m.nbytes + v.nbytes for _, _, m, v, _, _ in self.owned)
+        return self.m_shard.nbytes + self.v_shard.nbytes
 
     def step(self, grad_scale=None, found_inf=None):
         """Update this rank's parameters with its moments, then all-gather everyone's."""
@@ -104,12 +109,14 @@ class ShardedAdamW(AdamW):
 
     def gather_state(self):
         """Collective: rank 0 gets the whole m and v (for a checkpoint); the others send theirs."""
-        shards = []
-        for moment in (2, 3):                               # m, v of each owned piece, end to end
-            mine = [to_numpy(piece[moment]).astype(self.dtype, copy=False) for piece in self.owned]
-            shard = np.concatenate(mine) if mine else np.zeros(0, dtype=self.dtype)
-            shards.append(self.comm.gather_root(shard, np.diff(self.bounds).tolist()))
-        self.whole = tuple(shards) if self.comm.is_root else None
+        counts = np.diff(self.bounds).tolist()
+        whole = tuple(self.comm.gather_root(to_numpy(shard), counts)
+                      for shard in (self.m_shard, self.v_shard))
+        self.whole = whole if self.comm.is_root else None   # held until the next step or release_state
+
+    def release_state(self):
+        """Drop the gathered moments (after the last save: rank 0 holds 2n numbers for them)."""
+        self.whole = None
 
     def state_arrays(self):
         """{"m.i", "v.i"}: parameter i's moments, whole (gather_state() first when several ranks)."""
@@ -133,10 +140,10 @@ class ShardedAdamW(AdamW):
         n = self.offsets[-1]
         self.whole = (np.zeros(n, dtype=self.dtype), np.zeros(n, dtype=self.dtype))
         super().load_state_dict(state)                      # fills whole through state_arrays' views
-        for p, _, m, v, _, start in self.owned:
-            xp = array_module(m)
-            m[...] = xp.asarray(self.whole[0][start:start + p.size])
-            v[...] = xp.asarray(self.whole[1][start:start + p.size])
+        lo, hi = self.bounds[self.comm.rank], self.bounds[self.comm.rank + 1]
+        xp = array_module(self.m_shard)
+        self.m_shard[...] = xp.asarray(self.whole[0][lo:hi])
+        self.v_shard[...] = xp.asarray(self.whole[1][lo:hi])
         self.whole = None
 
 
