@@ -282,12 +282,20 @@ def test_a_real_checkpoint_loads_and_round_trips(real):
     assert archive["param/tok_emb.W"].shape == (len(VOCAB), 8)
 
 
+def test_the_model_alone_loads_without_the_optimizer_state(real):
+    """optimizer=False (chat, sampling, export): the same model, no moments kept."""
+    ckpt, full = load_checkpoint(real, optimizer=False), load_checkpoint(real)
+    assert ckpt.optimizer_state == {} and full.optimizer_state["arrays"]
+    assert all(np.array_equal(ckpt.model.state_dict()[n], p) for n, p in full.model.state_dict().items())
+
+
+@pytest.mark.parametrize("optimizer", [True, False])          # False: the model alone, still checked
 @pytest.mark.parametrize("name", list(HOSTILE) + ["dev_zero", "fifo"])
-def test_every_hostile_file_is_one_user_error_naming_it(hostile, name, alarm, capfd):
+def test_every_hostile_file_is_one_user_error_naming_it(hostile, name, optimizer, alarm, capfd):
     if name not in hostile:
         pytest.skip(f"no {name} on this system")
     with pytest.raises(UserError) as e:
-        load_checkpoint(hostile[name])
+        load_checkpoint(hostile[name], optimizer=optimizer)
     message = str(e.value)
     assert str(hostile[name]) in message and "\n" not in message and "Traceback" not in message
     assert "PWNED" not in capfd.readouterr().out            # nothing was unpickled

@@ -139,7 +139,7 @@ def build_parser():
 
 def load_lm(path, device):
     """(model, tokenizer) of a language-model checkpoint; UserError for any other."""
-    ckpt = load_checkpoint(path, device=device)
+    ckpt = load_checkpoint(path, device=device, optimizer=False)
     if getattr(ckpt.config, "kind", None) != "decoder_lm":
         kind = getattr(ckpt.config, "kind", type(ckpt.model).__name__)
         raise UserError(f"{path}: its model is of kind {kind!r}, not a language model (decoder_lm): "

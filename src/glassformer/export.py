@@ -42,7 +42,7 @@ def export(checkpoint, out_dir, dtype="float32", stdout=None):
     """Load `checkpoint`, refuse what GPT-2 cannot compute, write out_dir; returns the file names."""
     stdout = sys.stdout if stdout is None else stdout
     check_destination(out_dir)
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, optimizer=False)
     why = exportable(ckpt.config)
     if why:
         raise UserError(f"{checkpoint}: cannot export as GPT-2: {why} (GPT-2 is a pre-LN decoder with "

@@ -189,7 +189,7 @@ def per_token_loss(model, ids):
 
 def load_run(run_dir):
     """(model, task, experiment dict) of a run directory written by glassformer.experiments."""
-    ckpt = load_checkpoint(run_dir)
+    ckpt = load_checkpoint(run_dir, optimizer=False)
     exp = ckpt.experiment
     if exp is None:
         raise UserError(f"{run_dir}: not a run of python -m glassformer.experiments (its checkpoint "
@@ -204,7 +204,7 @@ Subject = namedtuple("Subject", "name vocab encode examples sep kind")
 
 def load_subject(path):
     """(model, Subject) of an experiments run or a train_step_by_step.py one (digits, sentences, lm)."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, optimizer=False)
     if ckpt.experiment is not None:
         exp = ckpt.experiment
         task = make_task(exp["task"], **exp["task_params"])

@@ -136,9 +136,11 @@ def read_meta(path):
     return meta, archive
 
 
-def load_checkpoint(path, device=None):
+def load_checkpoint(path, device=None, optimizer=True):
     """Rebuild the model saved in `path` (a file or run folder; optionally on "cpu"/"cuda"), of any
-    family, checking the file, the header, the sizes, names, shapes and values first."""
+    family, checking the file, the header, the sizes, names, shapes and values first. optimizer=False
+    checks the optimizer's state (AdamW: 2 numbers per parameter) one array at a time and keeps none
+    (optimizer_state stays empty): for using the model only, in the memory of the model alone."""
     if is_hf_folder(path):                                  # a Hugging Face GPT-2 folder: hf_gpt2.py
         model, config, meta = load_hf_gpt2(path)
         return Checkpoint(model=model if device is None else model.to(device), config=config, meta=meta)
@@ -168,8 +170,12 @@ def load_checkpoint(path, device=None):
                 if math.prod(archive.headers[k].shape) > largest:
                     raise archive_error(path, f"optimizer state {k!r} of shape {archive.headers[k].shape}"
                                         " is larger than any parameter")
-            optim = {k[len("optim/"):]: read_finite(archive, k) for k in names}
-            optimizer_state = {**meta["optimizer"], "arrays": optim}
+            if optimizer:
+                optim = {k[len("optim/"):]: read_finite(archive, k) for k in names}
+                optimizer_state = {**meta["optimizer"], "arrays": optim}
+            else:
+                for k in names:
+                    read_finite(archive, k)                 # checked, then dropped: the model alone
     if device is not None:
         model.to(device)
     return Checkpoint(model=model, config=config, meta=meta, optimizer_state=optimizer_state)

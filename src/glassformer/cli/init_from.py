@@ -53,7 +53,7 @@ def init_settings(s, given):
 
 def load_init(s):
     """(model, tokenizer) of --init-from, with the run's --dropout (rebuilt when it differs)."""
-    ckpt = load_checkpoint(s["init_from"])
+    ckpt = load_checkpoint(s["init_from"], optimizer=False)
     if not ckpt.tokenizer:
         raise UserError(f"--init-from {s['init_from']}: it holds no tokenizer (no vocab.json + merges.txt "
                         "or tokenizer.glassformer.json), so the text cannot be turned into its ids")

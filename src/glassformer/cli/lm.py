@@ -328,7 +328,7 @@ def run_lm(args, argv, stream, interactive, ask=input):
     summary = trainer.fit()
     sample, report = None, {}
     if (out / "best.npz").exists():
-        best = load_checkpoint(out / "best.npz").model
+        best = load_checkpoint(out / "best.npz", optimizer=False).model
         prompt = "" if eos_id(tok) is not None else tok.decode([trainer.task["first_val_token"]])
         sample = prompt + generate_text(best, tok, prompt, 200, temperature=0.8, seed=s["seed"])
         if test is not None and not summary["interrupted"]:

@@ -242,7 +242,8 @@ def run_qa(args, argv, stream):
     report = {"val_exact_match": next((r["val_exact_match"] for r in reversed(trainer.history)
                                        if r.get("val_exact_match") is not None), None)}   # the last pass
     if (out / "best.npz").exists() and not summary["interrupted"]:
-        report = final_report(load_checkpoint(out / "best.npz").model, tok, train, val, test, s["eval_pairs"])
+        best = load_checkpoint(out / "best.npz", optimizer=False).model
+        report = final_report(best, tok, train, val, test, s["eval_pairs"])
     write_summary(summary, trainer, s, args, argv, out, "qa", sample=None, **report)
     print_qa_summary(summary, stream)
     print_lm_summary(summary, out, stream)

@@ -139,7 +139,7 @@ def load(path, args):
                         "Or train a model: python train_step_by_step.py --task digits --out "
                         "runs/digits, then pass --checkpoint runs/digits/best.npz")
     try:
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, optimizer=False)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: could not read the checkpoint ({type(e).__name__}: {e}); "
                         "the file may be truncated or corrupt") from None

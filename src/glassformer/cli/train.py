@@ -270,7 +270,7 @@ def finish(run, out, interrupted, command):
     report, best_of = {}, {}
     last = read_meta(out / "last.npz")[0]["extra"] if (out / "last.npz").exists() else {}
     if best.exists():
-        saved = load_checkpoint(best)                       # the summary names what the files hold
+        saved = load_checkpoint(best, optimizer=False)      # the summary names what the files hold
         model, best_of = saved.model, saved.meta["extra"]
         report = run.task.report(model, run.loss_fn)
         plot_run(run, out, model)
