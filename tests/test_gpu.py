@@ -231,6 +231,29 @@ def test_checkpoint_round_trip_gpu_cpu_gpu(cp, tmp_path):
 
 
 @gpu
+def test_nccl_sums_a_device_buffer_and_the_communicator_round_trips_grads(cp):
+    """The NCCL path on the one GPU there is: a one-rank communicator (the unique id broadcast over
+    MPI_COMM_SELF), its in-place sum, and Communicator.allreduce_mean packing CuPy gradients into one
+    device buffer, through NCCL and back (weight 1: one rank's sum is its own numbers)."""
+    mpi = pytest.importorskip("mpi4py.MPI")
+    from types import SimpleNamespace
+    from glassformer.train.parallel import Communicator
+    nccl = backend.nccl_communicator(mpi.COMM_SELF, 0)
+    buf = cp.arange(10, dtype=cp.float32)
+    backend.nccl_allreduce(nccl, buf)
+    assert cp.array_equal(buf, cp.arange(10, dtype=cp.float32))
+    two = SimpleNamespace(Get_rank=lambda: 0, Get_size=lambda: 2)  # packs as rank 0 of 2 would
+    comm = Communicator(two, allreduce_sum=lambda b: backend.nccl_allreduce(nccl, b))
+    comm.weight = 1.0
+    grads = [cp.full((3, 4), 2.0, dtype=cp.float32), cp.arange(5, dtype=cp.float32)]
+    want = [g.copy() for g in grads]
+    loss = comm.allreduce_mean([(None, g) for g in grads], cp.asarray(1.5, dtype=cp.float32))
+    assert float(loss) == 1.5 and all(cp.array_equal(g, w) for g, w in zip(grads, want))
+    comm.allgather(buf, [0, 4, 10])                         # ZeRO-1's route: zeros beyond rank 0's 4
+    assert cp.array_equal(buf, cp.asarray([0, 1, 2, 3] + [0] * 6, dtype=cp.float32))
+
+
+@gpu
 def test_greedy_generation_matches_between_cpu_and_gpu(cp):
     from glassformer.models import lm_config
     from glassformer.models import build_model
