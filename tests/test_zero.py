@@ -182,3 +182,12 @@ def test_sharded_updates_on_the_gpu_are_adamws_bit_for_bit():
     assert all(max_param_diff(m, ref_model) == 0.0 for m, _, _ in ranks)
     for k, a in ref_opt.state_arrays().items():
         assert np.array_equal(ranks[0][2]["arrays"][k], to_numpy(a)), k
+
+
+def test_zero_stage_1_in_one_process_says_it_changes_nothing(tmp_path, capsys):
+    from glassformer.cli import train
+    (tmp_path / "t.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    assert train.main(["--task", "lm", "--data", str(tmp_path / "t.txt"), "--preset", "tiny", "--context",
+                       "16", "--steps", "2", "--eval-batches", "1", "--zero-stage", "1",
+                       "--no-interactive", "--out", str(tmp_path / "r")]) == 0
+    assert "--zero-stage 1 in one process: it keeps every moment" in capsys.readouterr().out

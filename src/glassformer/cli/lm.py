@@ -321,6 +321,9 @@ def run_lm(args, argv, stream, interactive, ask=input):
         print(parallel.describe(comm, s["batch_size"], trainer.params), file=stream)
         if s["zero_stage"]:
             print(zero.describe(trainer.optimizer), file=stream)
+    elif s["zero_stage"]:
+        print("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
+              "over the processes of mpiexec -n N)", file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     make_run_dir(out)
