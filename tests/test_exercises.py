@@ -240,6 +240,31 @@ def combine_uneven_plain_mean(grads_per_rank, counts):
     return [np.mean(np.stack(parts), axis=0) for parts in zip(*grads_per_rank)]
 
 
+def zero1_even_slices(p, g, m_shards, v_shards, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """Slices of n // n_ranks each: the last rank's remainder is never updated."""
+    n, k = len(p), len(p) // len(m_shards)
+    new = p.copy()
+    for r, (m, v) in enumerate(zip(m_shards, v_shards)):
+        lo, hi = r * k, (r + 1) * k
+        got = solution("19").zero1_adam_step(p[lo:hi], g[lo:hi], [m[:hi - lo]], [v[:hi - lo]], t, lr,
+                                             betas, eps)
+        new[lo:hi] = got
+    return new
+
+
+def zero1_without_bias_correction(p, g, m_shards, v_shards, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """The moments right, the update with m / (sqrt(v) + eps): too small in the first steps."""
+    n, n_ranks = len(p), len(m_shards)
+    b1, b2 = betas
+    new = p.copy()
+    for r, (m, v) in enumerate(zip(m_shards, v_shards)):
+        lo, hi = r * n // n_ranks, (r + 1) * n // n_ranks
+        m[...] = b1 * m + (1 - b1) * g[lo:hi]
+        v[...] = b2 * v + (1 - b2) * g[lo:hi] ** 2
+        new[lo:hi] = p[lo:hi] - lr * m / (np.sqrt(v) + eps)
+    return new
+
+
 def answer_targets_with_question(ids, answer_start, lengths, ignore_index=-100):
     """Grades the question too (ignores only the padding)."""
     targets = ids[:, 1:].copy()
@@ -276,6 +301,8 @@ WRONG = [
     ("02", "split_heads", split_heads_plain_reshape, "split_heads"),
     ("19", "all_reduce_mean", all_reduce_sum, "gradient"),
     ("19", "combine_uneven", combine_uneven_plain_mean, "big batch"),
+    ("19", "zero1_adam_step", zero1_even_slices, "parameters after step 1"),
+    ("19", "zero1_adam_step", zero1_without_bias_correction, "after step 1"),
     ("18", "answer_only_targets", answer_targets_with_question, "targets"),
     ("04", "pre_ln_block", post_ln_instead, "pre-LN"),
     ("17", "cross_attention_backward", cross_attention_backward_key_path_only, "dmemory"),

@@ -1,4 +1,4 @@
-"""Lesson 19 exercises: data parallelism simulated in one process (shards, all-reduce).
+"""Lesson 19 exercises: data parallelism simulated in one process (shards, all-reduce, ZeRO-1).
 
 Write the body of each function below (each one still raises NotImplementedError), then run
     python -m glassformer.lessons check 19
@@ -44,5 +44,19 @@ def combine_uneven(grads_per_rank, counts):
     counts[r] tokens (e.g. answer tokens only, lesson 18). A plain average would weight each rank
     equally; the big batch weights each token equally. Return one list of arrays:
     sum_r counts[r] * g_r / sum_r counts[r].
+    """
+    raise NotImplementedError
+
+
+def zero1_adam_step(p, g, m_shards, v_shards, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """One ZeRO-1 Adam step, every rank in turn (lesson 19, section 7).
+
+    p, g: flat (n,) parameters and the all-reduced gradient, alike on every rank. m_shards, v_shards:
+    one array per rank (n_ranks = len(m_shards)): rank r's Adam moments of its slice p[lo_r:lo_{r+1}],
+    lo_r = r * n // n_ranks (the last rank takes what is left). For each rank, update its moments in
+    place and its slice of the parameters with Adam (bias-corrected; t >= 1 is this step's number):
+        m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,  p -= lr m_hat / (sqrt(v_hat) + eps)
+    with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t); then all-gather. Return the new (n,)
+    parameters that every rank holds after the all-gather.
     """
     raise NotImplementedError

@@ -4,7 +4,7 @@
 #     python -m glassformer.lessons check 19
 # Read this file after, to compare.
 # ==================================================================================================
-"""Lesson 19 exercises: data parallelism simulated in one process (shards, all-reduce)."""
+"""Lesson 19 exercises: data parallelism simulated in one process (shards, all-reduce, ZeRO-1)."""
 import numpy as np
 
 
@@ -50,3 +50,27 @@ def combine_uneven(grads_per_rank, counts):
     """
     total = float(sum(counts))
     return [sum(n * g for n, g in zip(counts, parts)) / total for parts in zip(*grads_per_rank)]
+
+
+def zero1_adam_step(p, g, m_shards, v_shards, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """One ZeRO-1 Adam step, every rank in turn (lesson 19, section 7).
+
+    p, g: flat (n,) parameters and the all-reduced gradient, alike on every rank. m_shards, v_shards:
+    one array per rank (n_ranks = len(m_shards)): rank r's Adam moments of its slice p[lo_r:lo_{r+1}],
+    lo_r = r * n // n_ranks (the last rank takes what is left). For each rank, update its moments in
+    place and its slice of the parameters with Adam (bias-corrected; t >= 1 is this step's number):
+        m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,  p -= lr m_hat / (sqrt(v_hat) + eps)
+    with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t); then all-gather. Return the new (n,)
+    parameters that every rank holds after the all-gather.
+    """
+    n, n_ranks = len(p), len(m_shards)
+    b1, b2 = betas
+    new = p.copy()
+    for r in range(n_ranks):                                # each rank: its slice, its moments only
+        lo, hi = r * n // n_ranks, (r + 1) * n // n_ranks
+        m, v, g_r = m_shards[r], v_shards[r], g[lo:hi]
+        m[...] = b1 * m + (1 - b1) * g_r
+        v[...] = b2 * v + (1 - b2) * g_r ** 2
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        new[lo:hi] = p[lo:hi] - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return new                                              # the all-gather: every slice, end to end

@@ -59,3 +59,28 @@ def combine_uneven(fn, rng):
     got = fn(grads, [2, 5, 3])
     expect(got is not None and len(got) == 1, "should return a list of 1 gradient")
     close(got[0], grad_fn(x, y)[0], "the combined gradient of shards of 2, 5 and 3 (= the big batch's)")
+
+
+def adam_reference(p, g, m, v, t, lr, b1, b2, eps):
+    """Textbook Adam on the whole vector: (new p, new m, new v)."""
+    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+    return p - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps), m, v
+
+
+@exercise("19")
+def zero1_adam_step(fn, rng):
+    n, n_ranks, lr, (b1, b2), eps = 10, 3, 1e-2, (0.9, 0.999), 1e-8
+    bounds = [r * n // n_ranks for r in range(n_ranks + 1)]          # [0, 3, 6, 10]: uneven
+    p, m, v = randn(rng, n), np.zeros(n), np.zeros(n)
+    m_shards = [np.zeros(hi - lo) for lo, hi in zip(bounds, bounds[1:])]
+    v_shards = [np.zeros(hi - lo) for lo, hi in zip(bounds, bounds[1:])]
+    got = p.copy()
+    for t in (1, 2, 3):
+        g = randn(rng, n)
+        p, m, v = adam_reference(p, g, m, v, t, lr, b1, b2, eps)
+        got = fn(got.copy(), g.copy(), m_shards, v_shards, t, lr, (b1, b2), eps)
+        expect(got is not None and np.shape(got) == (n,), f"step {t}: should return the ({n},) parameters")
+        close(np.asarray(got), p, f"the parameters after step {t} (every rank's slice, gathered)")
+        for r, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            close(m_shards[r], m[lo:hi], f"rank {r}'s m after step {t} (its slice {lo}:{hi} only)")
+            close(v_shards[r], v[lo:hi], f"rank {r}'s v after step {t}")
