@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,47 @@ def test_an_error_on_a_rank_is_said_once_and_nothing_runs_after_abort(rank, said
     assert e.value.args == (2,) and aborts == [2] and stream.getvalue() == said
 
 
+class Barrier:
+    """errors.Ibarrier() of a Communicator: a request that completes when `everyone_came`."""
+
+    def __init__(self, everyone_came):
+        self.everyone_came = everyone_came
+
+    def Ibarrier(self):
+        return types.SimpleNamespace(Test=lambda: self.everyone_came)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_mistake_every_rank_met_is_said_once_and_all_leave_without_abort(rank):
+    aborts = []
+    mpi = FakeMPI(rank, 2)
+    mpi.Abort = aborts.append
+    comm = parallel.Communicator(mpi)
+    comm.errors = Barrier(everyone_came=True)
+    stream = io.StringIO()
+    with pytest.raises(SystemExit) as e:
+        with parallel.abort_on_error(comm, stream):
+            raise UserError("the data is bad")
+    assert e.value.code == 2 and aborts == []
+    assert stream.getvalue() == ("error: the data is bad\n" if rank == 0 else "")   # rank 0 says it
+
+
+def test_a_mistake_one_rank_met_alone_aborts_them_all_after_waiting(monkeypatch):
+    aborts = []
+    mpi = FakeMPI(1, 2)
+    mpi.Abort = aborts.append
+    comm = parallel.Communicator(mpi)
+    comm.errors = Barrier(everyone_came=False)              # rank 0 is busy elsewhere
+    monkeypatch.setattr(parallel, "ROOT_FIRST_S", 0.05)
+    monkeypatch.setattr(parallel, "DRAIN_S", 0.0)
+    monkeypatch.setattr(parallel.os, "_exit", lambda code: (_ for _ in ()).throw(Exited(code)))
+    stream = io.StringIO()
+    with pytest.raises(Exited):
+        with parallel.abort_on_error(comm, stream):
+            raise UserError("disk full")
+    assert aborts == [2] and stream.getvalue() == "rank 1: error: disk full\n"
+
+
 # ---- refusals -------------------------------------------------------------------------------------
 
 def test_launch_size_is_read_from_the_environment():
@@ -256,6 +298,7 @@ def test_mpiexec_refuses_a_batch_smaller_than_the_world_once(tmp_path):
                                        "--out", str(tmp_path / "r")], tmp_path)
     assert code == 2 and err.count("--batch-size 1 is smaller than the 2 processes") == 1, err
     assert err.count("error:") == 1, err                   # and nothing more after it
+    assert "MPI_Abort" not in err, err                      # every rank met it: they leave, no abort
     assert not (tmp_path / "r").exists()
 
 

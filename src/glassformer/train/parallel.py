@@ -28,7 +28,7 @@ from ..errors import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, REPORT, UserE
 # what launchers put in each process's environment: Open MPI, MPICH / Intel MPI (PMI), MVAPICH
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
-ROOT_FIRST_S = 2.0                      # how long another rank lets rank 0 report a shared mistake
+ROOT_FIRST_S = 2.0                      # how long a rank waits to learn whether all met its error
 DRAIN_S = 0.5                           # how long a rank lets mpiexec forward its last words before Abort
 INSTALL = 'pip install -e ".[mpi]" (mpi4py and an MPICH from the package index)'
 
@@ -76,6 +76,7 @@ class Communicator:
         self.rank, self.size = (mpi.Get_rank(), mpi.Get_size()) if mpi is not None else (0, 1)
         self.allreduce_sum = allreduce_sum or self._mpi_sum
         self.through_mpi = allreduce_sum is None            # False: NCCL (or a stand-in) sums
+        self.errors = None                                  # a duplicate of mpi for all_here (connect)
         self.buffer = None                                  # (n_grads + 1,): every gradient, then the loss
         self.weight = 1.0 / self.size                       # this rank's share of the rows (see shard)
         self.reduce_s, self.reduces = 0.0, 0                # time spent in the gradient all-reduce
@@ -155,6 +156,18 @@ class Communicator:
         buf[hi:] = 0
         self.allreduce_sum(buf)
 
+    def all_here(self, seconds):
+        """True when every rank calls this within `seconds` (a non-blocking barrier on a communicator of
+        its own, so it never meets training's collectives); False when some rank is elsewhere."""
+        if self.errors is None:
+            return False
+        request, deadline = self.errors.Ibarrier(), time.monotonic() + seconds
+        while not request.Test():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
     def gather_root(self, shard, counts):
         """The ranks' host arrays shard (rank r's of size counts[r]) end to end on rank 0, None on the
         others (MPI_Gatherv: for checkpoints, not per step)."""
@@ -216,6 +229,7 @@ def connect():
         local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()   # this rank's index on its node
         nccl = backend.nccl_communicator(comm, local)
         out = Communicator(comm, lambda buf: backend.nccl_allreduce(nccl, buf))
+    out.errors = comm.Dup()                                 # every rank makes it here, together
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, out.on_sigint)         # the Trainer's own handler stays off
     return out
@@ -248,9 +262,10 @@ def abort(mpi, code):
 
 @contextlib.contextmanager
 def abort_on_error(comm, stream=None):
-    """With several ranks, an error on one must not leave the others waiting in an all-reduce forever:
-    say it and abort all. A user's mistake meets every rank alike: rank 0 says it (the others wait
-    ROOT_FIRST_S for it to, so it is said once); a bug is said by the rank that met it."""
+    """With several ranks, an error on one must not leave the others waiting in an all-reduce forever.
+    A user's mistake usually meets every rank alike (a bad flag, a missing file): when all reach here
+    within ROOT_FIRST_S (comm.all_here), rank 0 says it and every rank leaves with the exit status, no
+    abort. Otherwise the rank that met it says it and aborts them all; a bug always does."""
     if comm.size == 1:
         yield
         return
@@ -262,8 +277,11 @@ def abort_on_error(comm, stream=None):
             else EXIT_BUG
         text = (f"error: {os_error_message(e) if isinstance(e, OSError) else e}" if mistake else
                 "".join(traceback.format_exception(type(e), e, e.__traceback__)) + REPORT)
-        if not comm.is_root and code != EXIT_BUG:
-            time.sleep(ROOT_FIRST_S)                        # rank 0 met it too: it says it and aborts
-        print(text if comm.is_root else f"rank {comm.rank}: {text}", file=stream or sys.stderr, flush=True)
+        if comm.is_root:
+            print(text, file=stream or sys.stderr, flush=True)
+        if code != EXIT_BUG and comm.all_here(ROOT_FIRST_S):
+            raise SystemExit(code) from None                # all met it: rank 0 said it; leave together
+        if not comm.is_root:
+            print(f"rank {comm.rank}: {text}", file=stream or sys.stderr, flush=True)
         time.sleep(DRAIN_S)                                 # Abort kills the job, unforwarded output too
         abort(comm.mpi, code)
