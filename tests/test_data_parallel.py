@@ -174,6 +174,16 @@ def test_a_mistake_every_rank_met_is_said_once_and_all_leave_without_abort(rank)
     assert stream.getvalue() == ("error: the data is bad\n" if rank == 0 else "")   # rank 0 says it
 
 
+def test_ctrl_c_while_the_ranks_start_is_one_line_not_a_traceback():
+    comm = parallel.Communicator(FakeMPI(0, 2))
+    comm.errors = Barrier(everyone_came=True)               # mpiexec sends SIGINT to every rank
+    stream = io.StringIO()
+    with pytest.raises(SystemExit) as e:
+        with parallel.abort_on_error(comm, stream):
+            raise KeyboardInterrupt
+    assert e.value.code == 130 and stream.getvalue() == "interrupted (Ctrl-C).\n"
+
+
 def test_a_mistake_one_rank_met_alone_aborts_them_all_after_waiting(monkeypatch):
     aborts = []
     mpi = FakeMPI(1, 2)

@@ -276,6 +276,7 @@ def abort_on_error(comm, stream=None):
         code = EXIT_USER_ERROR if mistake else EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) \
             else EXIT_BUG
         text = (f"error: {os_error_message(e) if isinstance(e, OSError) else e}" if mistake else
+                "interrupted (Ctrl-C)." if code == EXIT_INTERRUPTED else
                 "".join(traceback.format_exception(type(e), e, e.__traceback__)) + REPORT)
         if comm.is_root:
             print(text, file=stream or sys.stderr, flush=True)
