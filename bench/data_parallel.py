@@ -8,7 +8,7 @@ the gradient all-reduce per step (on the CPU: MPI over shared memory, blocking, 
 waiting for the slower rank), and the same all-reduce alone (after a barrier: the transfer itself).
 N = 1 runs without MPI; N = 2 under mpiexec (the mpi extra), once plainly and once with ZeRO-1
 (--zero-stage 1: each rank keeps the AdamW moments of its 1/N of the parameters); per rank, the bytes
-of moments it keeps and its peak resident memory (ru_maxrss).
+of moments it keeps and its peak resident memory (ru_maxrss), and ZeRO-1's parameter all-gather per step.
   python bench/data_parallel.py [--steps 8] [--presets tiny,small] [--ranks 1,2] [--zero-stages 0,1]
 """
 import argparse
@@ -63,6 +63,7 @@ def worker(preset, steps, zero_stage=0):
     for _ in range(WARMUP):
         trainer.train_step()
     comm.reduce_s, comm.reduces = 0.0, 0
+    trainer.optimizer.gather_s = 0.0                        # ZeRO-1's parameter all-gather (if any)
     start = time.perf_counter()
     loss = 0.0
     for _ in range(steps):
@@ -89,6 +90,7 @@ def worker(preset, steps, zero_stage=0):
                           "ms_per_step": round(1e3 * seconds / steps, 2),
                           "allreduce_ms_per_step": round(1e3 * comm.reduce_s / steps, 3),
                           "allreduce_alone_ms": alone,
+                          "allgather_ms_per_step": round(1e3 * trainer.optimizer.gather_s / steps, 3),
                           "allreduce_numbers": None if comm.buffer is None else int(comm.buffer.size),
                           "moment_bytes_per_rank": [r["moment_bytes"] for r in per_rank],
                           "peak_rss_mb_per_rank": [r["peak_rss_mb"] for r in per_rank]}))

@@ -38,3 +38,4 @@ def test_one_json_line_and_zero1_halves_the_moments_per_rank():
     assert plain["moment_bytes_per_rank"] == one["moment_bytes_per_rank"] * 2   # [b, b]: each all
     assert [2 * b for b in zero["moment_bytes_per_rank"]] == plain["moment_bytes_per_rank"]
     assert all(mb > 0 for mb in zero["peak_rss_mb_per_rank"]) and "tiny" in line["speedup_2_over_1"]
+    assert zero["allgather_ms_per_step"] > 0 and plain["allgather_ms_per_step"] == 0

@@ -14,6 +14,8 @@ per rank instead of 2n.
 Checkpoints stay AdamW's: at a step where rank 0 may save, the moments are gathered whole onto rank 0
 (a host MPI_Gatherv; the other ranks send theirs and keep nothing more).
 """
+import time
+
 import numpy as np
 
 from ..backend import array_module, to_numpy
@@ -68,6 +70,7 @@ class ShardedAdamW(AdamW):
         self.owned = list(self._owned_pieces())             # [(p, g, m, v, decay, start)]: views
         self._pieces = [(m, v, decay) for _, _, m, v, decay, _ in self.owned]   # for settings()
         self.whole = None                                   # (m, v) over the shard space, rank 0's
+        self.gather_s = 0.0                                 # time spent in the parameter all-gather
 
     def _owned_pieces(self):
         """This rank's slices of each group, cache-sized, with their moments (views of the shards) and
@@ -103,7 +106,9 @@ class ShardedAdamW(AdamW):
         buf = self.comm.buffer[:n]                          # (n,): (n + 1,) holds the grads and the loss
         for p, _, _, _, _, start in self.owned:
             buf[start:start + p.size] = p
+        start_s = time.perf_counter()
         self.comm.allgather(buf, self.bounds)
+        self.gather_s += time.perf_counter() - start_s
         for (p, _), start in zip(self.flats, self.offsets):
             p[...] = buf[start:start + p.size]              # the owner writes its own numbers back too
 
