@@ -1,12 +1,14 @@
-"""Held-out scores as papers report them: token loss and perplexity over a sliding window, and
-WikiText's word-level perplexity.
+"""Held-out scores as papers report them: token loss and perplexity over a
+sliding window, and WikiText's word-level perplexity.
 
-  python -m glassformer.evaluate checkpoints/shakespeare_char.npz --data input.txt [--json]
-Windows of T = context tokens start every `stride` tokens (default T/2). Each window scores only the
-targets no earlier window scored (the first scores all of its own) and a last window ends at the
-text's end, so every token after the first is scored once, with up to T tokens before it (at least
-T - stride + 1 once past the first window). Word-level perplexity is exp(total NLL / words), the words
-counted with one <eos> per line, as WikiText's published figures are.
+  python -m glassformer.evaluate checkpoints/shakespeare_char.npz \\
+      --data input.txt [--json]
+Windows of T = context tokens start every `stride` tokens (default T/2). Each
+window scores only the targets no earlier window scored (the first scores all
+of its own) and a last window ends at the text's end, so every token after the
+first is scored once, with up to T tokens before it (at least T - stride + 1
+once past the first window). Word-level perplexity is exp(total NLL / words),
+the words counted with one <eos> per line, as WikiText's published figures are.
 """
 import argparse
 import json

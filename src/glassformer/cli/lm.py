@@ -132,7 +132,7 @@ def add_lm_arguments(parser):
         "--batch-size counts windows of --context tokens (default 16), --lr is the peak (1e-3). "
         "Progress lines show ms per update, tokens/s and the model's FLOP/s, counted as "
         "6N + 12·L·d·T per token (N parameters, L layers, d = d_model, T = context: forward and "
-        "backward), beside this machine's float32 GEMM rate measured at the start.", 78))
+        "backward), beside this machine's float32 GEMM rate measured at the start.", 76))
     for flag, kind, metavar, text in LM_FLAGS:
         if kind is bool:                                    # a switch: None, not False, when left out,
             g.add_argument(flag, action="store_true", default=None, help=text)   # as --resume checks

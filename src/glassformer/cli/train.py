@@ -1,15 +1,21 @@
-"""train_step_by_step.py: walk one real example through a transformer stage by stage, then train it.
+"""train_step_by_step.py: walk one real example through a transformer stage by
+stage, then train it.
 
-Interactive (stdin is a terminal): every stage of one forward pass, the loss, the backward pass and
-one optimizer update is printed with real numbers, pausing for Enter. Then training runs with a live
-progress line and writes into --out: best.npz (highest validation accuracy, ties broken by lower
-validation loss), last.npz (every epoch; --resume continues from either), metrics.csv, summary.json,
-config.json (the run's resolved flags: --config it to run it again), curves.png, attention_layer{i}.png.
+Interactive (stdin is a terminal): every stage of one forward pass, the loss,
+the backward pass and one optimizer update is printed with real numbers,
+pausing for Enter. Then training runs with a live progress line and writes into
+--out: best.npz (highest validation accuracy, ties broken by lower validation
+loss), last.npz (every epoch; --resume continues from either), metrics.csv,
+summary.json, config.json (the run's resolved flags: --config it to run it
+again), curves.png, attention_layer{i}.png.
 
-  python train_step_by_step.py --config configs/shakespeare_char.json --steps 500
-A --config file (.json, or .toml on Python 3.11+) holds flags as keys ("batch_size" or "batch-size");
-flags typed after it win. Paths in it are relative to the config file's folder; keys starting with
-"_" are comments. --resume needs no flags repeated: it reads the run's settings from the checkpoint.
+  python train_step_by_step.py --config configs/shakespeare_char.json \\
+      --steps 500
+A --config file (.json, or .toml on Python 3.11+) holds flags as keys
+("batch_size" or "batch-size"); flags typed after it win. Paths in it are
+relative to the config file's folder; keys starting with "_" are comments.
+--resume needs no flags repeated: it reads the run's settings from the
+checkpoint.
 """
 import argparse
 import math
