@@ -60,16 +60,19 @@ def cache_sized(a):
 
 def group_state(params, groups):
     """Zeroed state (momentum...) for each group, one array each, and every parameter's view of it."""
-    flats, views = [], [None] * len(params)
-    for p, _, _, members in groups:
-        flat = array_module(p).zeros_like(p)
+    flats = [array_module(p).zeros_like(p) for p, _, _, _ in groups]
+    return flats, member_views(params, groups, flats)
+
+
+def member_views(params, groups, flats):
+    """Every parameter's view of flats[k], the flat state of its group k (members end to end)."""
+    views = [None] * len(params)
+    for (_, _, _, members), flat in zip(groups, flats):
         start = 0
         for i in members:
-            shape = params[i][0].shape
-            views[i] = flat.reshape(-1)[start:start + params[i][0].size].reshape(shape)
+            views[i] = flat.reshape(-1)[start:start + params[i][0].size].reshape(params[i][0].shape)
             start += params[i][0].size
-        flats.append(flat)
-    return flats, views
+    return views
 
 
 class Optimizer:
@@ -174,9 +177,13 @@ class Adam(Optimizer):
         self.eps, self.weight_decay = eps, weight_decay
         self.decay = decay if decay is not None else [True] * len(self.params)
         self.groups = adjacent_groups(self.params, [bool(d) for d in self.decay])
+        self.init_moments()
+
+    def init_moments(self):
+        """Zero moments for every parameter; pairs and _pieces: each group in cache-sized pieces."""
         self._m, self.m = group_state(self.params, self.groups)  # m[i], v[i]: views, by parameter
         self._v, self.v = group_state(self.params, self.groups)
-        pieces = [(pc, gc, mc, vc, decay)                   # each group in cache-sized pieces
+        pieces = [(pc, gc, mc, vc, decay)
                   for (p, g, decay, _), m, v in zip(self.groups, self._m, self._v)
                   for pc, gc, mc, vc in zip(*map(cache_sized, (p, g, m, v)))]
         self.pairs = [(p, g) for p, g, _, _, _ in pieces]

@@ -54,14 +54,19 @@ def refuse_parallel(what):
                         "(data-parallel training over MPI is --task lm only)")
 
 
+def even_bounds(n, size):
+    """[lo_0, lo_1, ..., n]: rank r takes items lo_r..lo_{r+1}, as even as possible (sizes differ by at
+    most one): the rows of a batch, or ZeRO-1's shares of the parameters."""
+    return [r * n // size for r in range(size + 1)]
+
+
 def row_bounds(n_rows, size):
-    """[lo_0, lo_1, ..., n_rows]: rank r takes rows lo_r..lo_{r+1}; as even as possible (sizes differ
-    by at most one row)."""
+    """even_bounds of a global batch's rows; a UserError when some rank would get none."""
     if n_rows < size:
         raise UserError(f"--batch-size {n_rows} is smaller than the {size} processes mpiexec started: "
                         f"each needs at least one row; use --batch-size {size} or more (it is the global "
                         "batch, split over the processes)")
-    return [r * n_rows // size for r in range(size + 1)]
+    return even_bounds(n_rows, size)
 
 
 class Communicator:

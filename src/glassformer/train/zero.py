@@ -19,15 +19,15 @@ import time
 import numpy as np
 
 from ..backend import array_module, to_numpy
-from ..optim.optimizers import AdamW, Optimizer, adam_step, adjacent_groups, cache_sized
+from ..optim.optimizers import AdamW, adam_step, cache_sized, member_views
+from .parallel import even_bounds
 
 
 def flat(a):
     """a as a 1-D view (a parameter or gradient is contiguous: writes through it update a)."""
-    out = a.reshape(-1)
-    if not array_module(a).shares_memory(out, a):
+    if not a.flags.c_contiguous:
         raise RuntimeError("a parameter is not contiguous: ZeRO needs views of it (a bug)")
-    return out
+    return a.reshape(-1)
 
 
 def adamw(params, comm, zero_stage=0, **settings):
@@ -49,28 +49,28 @@ class ShardedAdamW(AdamW):
 
     def __init__(self, params, comm, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
                  decay=None):
-        Optimizer.__init__(self, params, lr)
-        self.comm = comm
-        self.beta1, self.beta2 = betas
-        self.eps, self.weight_decay = eps, weight_decay
-        self.decay = decay if decay is not None else [True] * len(self.params)
-        self.groups = adjacent_groups(self.params, [bool(d) for d in self.decay])
+        self.comm = comm                                    # init_moments (called by Adam) needs it
+        super().__init__(params, lr, betas, eps, weight_decay, decay)
+        self.whole = None                                   # (m, v) over the shard space, rank 0's
+        self.gather_s = 0.0                                 # time spent in the parameter all-gather
+
+    def init_moments(self):
+        """The shard space (the groups' flat parameters end to end), this rank's share of it and
+        moments for that share only; pairs still covers every parameter (zero_grad, norms, reduce)."""
         self.flats = [(flat(p), flat(g)) for p, g, _, _ in self.groups]   # the shard space, in order
         self.offsets = np.cumsum([0] + [p.size for p, _ in self.flats]).tolist()
-        n = self.offsets[-1]
-        self.bounds = [r * n // comm.size for r in range(comm.size + 1)]   # rank r: [lo_r, lo_{r+1})
+        self.bounds = even_bounds(self.offsets[-1], self.comm.size)   # rank r: [lo_r, lo_{r+1})
         dtypes = {p.dtype for p, _ in self.flats}
         if len(dtypes) != 1:
             raise ValueError(f"ZeRO-1 needs parameters of one dtype, not {sorted(map(str, dtypes))}")
         self.dtype = dtypes.pop()
         self.pairs = [pg for p, g in self.flats for pg in zip(cache_sized(p), cache_sized(g))]
-        xp, size = array_module(self.flats[0][0]), self.bounds[comm.rank + 1] - self.bounds[comm.rank]
-        self.m_shard = xp.zeros(size, dtype=self.dtype)     # (n/N,): this rank's moments, end to end
-        self.v_shard = xp.zeros(size, dtype=self.dtype)
+        lo, hi = self.bounds[self.comm.rank], self.bounds[self.comm.rank + 1]
+        xp = array_module(self.flats[0][0])
+        self.m_shard = xp.zeros(hi - lo, dtype=self.dtype)  # (n/N,): this rank's moments, end to end
+        self.v_shard = xp.zeros(hi - lo, dtype=self.dtype)
         self.owned = list(self._owned_pieces())             # [(p, g, m, v, decay, start)]: views
         self._pieces = [(m, v, decay) for _, _, m, v, decay, _ in self.owned]   # for settings()
-        self.whole = None                                   # (m, v) over the shard space, rank 0's
-        self.gather_s = 0.0                                 # time spent in the parameter all-gather
 
     def _owned_pieces(self):
         """This rank's slices of each group, cache-sized, with their moments (views of the shards) and
@@ -130,15 +130,12 @@ class ShardedAdamW(AdamW):
                 raise RuntimeError("ShardedAdamW.state_arrays() before gather_state(), or on a rank "
                                    "other than 0 (a bug)")
             self.gather_state()
-        m, v = self.whole
         out = {}
-        for (_, _, _, members), start in zip(self.groups, self.offsets):
-            for i in members:                               # a group: its members end to end
-                shape, size = self.params[i][0].shape, self.params[i][0].size
-                out[f"m.{i}"] = m[start:start + size].reshape(shape)
-                out[f"v.{i}"] = v[start:start + size].reshape(shape)
-                start += size
-        return dict(sorted(out.items(), key=lambda kv: (kv[0][0], int(kv[0][2:]))))
+        for name, whole in zip("mv", self.whole):           # the groups' flat moments, then by parameter
+            groups = [whole[a:b] for a, b in zip(self.offsets, self.offsets[1:])]
+            out.update({f"{name}.{i}": view
+                        for i, view in enumerate(member_views(self.params, self.groups, groups))})
+        return out
 
     def load_state_dict(self, state):
         """AdamW's state (whole moments, by parameter): keep this rank's shard of them."""
