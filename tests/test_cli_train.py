@@ -20,10 +20,11 @@ from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
 from glassformer.tasks import digits
+from datapaths import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "train_step_by_step.py"
-WIKITEXT2 = ROOT.parent / "shared" / "data" / "wikitext-2"
+WIKITEXT2 = DATA / "wikitext-2"
 WORDS = "the quick brown fox jumps over the lazy dog while a cat sat on the mat".split()
 TINY = ["--context", "8", "--batch-size", "2", "--eval-interval", "2", "--eval-batches", "2",
         "--no-interactive"]

@@ -13,9 +13,10 @@ from glassformer.data import count_words
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
 from glassformer.tokenizers import CharTokenizer
+from datapaths import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = DATA / "tinyshakespeare" / "input.txt"
 TEXT = "the cat sat on the mat. a dog ran to the cat.\n" * 6
 
 
