@@ -17,7 +17,7 @@ from glassformer.kernels import common
 
 ARCHS = ("80", "90")
 DTYPES = (np.float16, np.float32, np.float64)
-TIMES = {}                                  # compile key -> seconds, for the summary test
+TIMES = {}                                  # (case, arch) -> seconds NVRTC took, for the summary line
 
 
 def needs_nvrtc():
@@ -55,41 +55,48 @@ def data(rng, dtype, *shape):
 
 
 def drive_attention(kernel, dtype, rng):
-    """attend and attend_backward (masked and unmasked) on (B, H, T, D) = (1, 2, 3, 4)."""
+    """attend, unmasked and causal, on (B, H, T, D) = (1, 2, 3, 4)."""
     q, k, v = (data(rng, dtype, 1, 2, 3, 4) for _ in range(3))
     kernel(q, k, v, None)
-    backend._kernels["attend"](q, k, v, np.tril(np.ones((3, 3), bool)))
+    kernel(q, k, v, np.tril(np.ones((3, 3), bool)))
 
 
 def drive_attention_backward(kernel, dtype, rng):
+    """attend_backward on (1, 2, 3, 4) with a (1, 2, 3, 3) attention matrix."""
     q, k, v, dy = (data(rng, dtype, 1, 2, 3, 4) for _ in range(4))
     kernel(dy, q, k, v, data(rng, dtype, 1, 2, 3, 3))
 
 
 def drive_gelu(kernel, dtype, rng):
+    """gelu_forward on a (2, 3) array."""
     kernel(data(rng, dtype, 2, 3))
 
 
 def drive_gelu_backward(kernel, dtype, rng):
+    """gelu_backward: dout and x of one dtype."""
     x = data(rng, dtype, 2, 3)
     kernel(data(rng, dtype, 2, 3), (x, None))
 
 
 def drive_cross_entropy(kernel, dtype, rng):
+    """cross_entropy_forward without and with an ignored target."""
     kernel(data(rng, dtype, 2, 5), np.array([1, 4]), ignore_index=None)
     kernel(data(rng, dtype, 2, 5), np.array([1, -1]), ignore_index=-1)
 
 
 def drive_cross_entropy_backward(kernel, dtype, rng):
+    """cross_entropy_backward from the forward kernel's cache."""
     _, cache = backend._kernels["cross_entropy_forward"](data(rng, dtype, 2, 5), np.array([1, 4]))
     kernel(np.float32(1.0), cache)
 
 
 def drive_layer_norm(kernel, dtype, rng):
+    """layer_norm_forward on (2, 8) rows."""
     kernel(data(rng, dtype, 2, 8), np.ones(8, dtype), np.zeros(8, dtype), 1e-5)
 
 
 def drive_layer_norm_backward(kernel, dtype, rng):
+    """layer_norm_backward (and its dgamma reduction) from the forward kernel's cache."""
     gamma = np.ones(8, dtype)
     _, cache = backend._kernels["layer_norm_forward"](data(rng, dtype, 2, 8), gamma, None, 1e-5)
     kernel(data(rng, dtype, 2, 8), cache, gamma, np.zeros(8, dtype), np.zeros(8, dtype))
@@ -106,6 +113,7 @@ def drive_adam(kernel, dtype, rng):
 
 
 def drive_sum_squares(kernel, dtype, rng):
+    """sum_squares of a (2, 3) gradient."""
     kernel(data(rng, dtype, 2, 3))
 
 
@@ -225,7 +233,8 @@ def launch_cases():
             if kind == "raw" or key in seen:
                 continue
             seen.add(key)
-            base = f"{kernel.args[3] if kind == 'elementwise' else kernel.args[6]}-{np.dtype(dtype).name}"
+            name = kernel.args[3] if kind == "elementwise" else kernel.args[6]
+            base = f"{name}-{np.dtype(dtype).name}"
             n = sum(1 for c in cases if c.split("#")[0] == base)
             cases[base + (f"#{n + 1}" if n else "")] = (kind, kernel, infos, axis)
     return cases
@@ -299,19 +308,19 @@ def test_every_kernel_family_is_gathered():
                                                    "glassformer_adam_double", "glassformer_ln_dgamma"}
 
 
-TYPOS = {"row kernel": ("layer_norm_forward", "block_sum(s, shared)", "block_sum(s, shraed)"),
-         "elementwise body": ("glassformer_gelu_forward_float-float32", "tanh(", "tanhh(")}
+TYPOS = {"row kernel": ("layer_norm_forward", "block_sum(s, shared)", "block_sum(s, shraed)", "shraed"),
+         "elementwise body": ("glassformer_gelu_forward_float-float32", "tanh(", "tanhh(", "tanhh")}
 
 
 @pytest.mark.parametrize("where", list(TYPOS))
 def test_a_planted_typo_fails_to_compile(nvrtc_env, where):
-    """The harness catches errors: one real source with a typo fails, and the log names it."""
+    """The harness catches errors: one real source with a typo fails, and NVRTC's log names it."""
     cupy, nvrtc = nvrtc_env
-    target, good, bad = TYPOS[where]
+    target, good, bad, word = TYPOS[where]
     if where == "row kernel":
         name, source, options = target, common.row_source(target, "f"), ()
     else:
         name, source, options = cupy_source(cupy, *LAUNCHES[target])
     assert good in source
     ok, log, _ = nvrtc_compile(cupy, nvrtc, name, source.replace(good, bad, 1), options, ARCHS[0])
-    assert not ok and "error" in log and bad.rstrip("(").split("(")[-1].split(",")[-1].strip() in log
+    assert not ok and "error" in log and f'"{word}"' in log, log
