@@ -324,3 +324,20 @@ def test_a_planted_typo_fails_to_compile(nvrtc_env, where):
     assert good in source
     ok, log, _ = nvrtc_compile(cupy, nvrtc, name, source.replace(good, bad, 1), options, ARCHS[0])
     assert not ok and "error" in log and f'"{word}"' in log, log
+
+
+def test_sum_squares_returns_the_documented_dtype_under_cupys_parameter_parsing(monkeypatch):
+    """CuPy reads a kernel's parameter types as NumPy names, where "float" is float64: the clip norm's
+    sum of squares must come back float32 for float16/float32 gradients and float64 for float64."""
+    cupy = pytest.importorskip("cupy", reason="needs the gpu-compile extra (CuPy parses the kernel)")
+    from glassformer.kernels import optim as kernels_optim
+    built = {}
+
+    def build_only(key, factory):
+        built["kernel"] = factory(cupy)                     # construction needs no device
+        return lambda g: None
+
+    monkeypatch.setattr(kernels_optim, "compiled", build_only)
+    for dtype, want in ((np.float16, np.float32), (np.float32, np.float32), (np.float64, np.float64)):
+        kernels_optim.sum_squares_cuda(np.ones(3, dtype))
+        assert built["kernel"].out_params[0].dtype == want, dtype
