@@ -3,6 +3,8 @@
 Standard library only (the bottom floor), so a wrapper script can install the boundary before it
 imports NumPy or the rest of glassformer.
 """
+import argparse
+import difflib
 import errno
 import os
 import sys
@@ -25,6 +27,47 @@ OS_ADVICE = {errno.ENOSPC: "free some disk space (or write elsewhere, e.g. anoth
 
 class UserError(Exception):
     """Bad input from a user (a file, a flag, a typed expression); CLIs print it without a traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    """The argparse of every command: a mistake is one UserError line (exit 2), not usage and a
+    SystemExit, and an unknown flag names the closest one (--stpes: did you mean --steps?)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, keeping what it did not recognise for error() (parse_args refuses it there)."""
+        self.unrecognized = []
+        namespace, self.unrecognized = super().parse_known_args(args, namespace)
+        return namespace, self.unrecognized
+
+    def error(self, message):
+        unknown = [a for a in getattr(self, "unrecognized", ()) if a.startswith("--") and a != "--"]
+        run = "python " if self.prog.endswith(".py") else ""     # a script; a module's prog has it
+        raise UserError(f"{message}{closest_flags(unknown, self)} (see {run}{self.prog} --help)")
+
+
+def closest_flags(unknown, parser):
+    """'; did you mean --steps?' for each unknown flag with a close spelling among parser's (and its
+    sub-commands') flags; '' when none is close."""
+    known = option_strings(parser)
+    hints = []
+    for flag in unknown:
+        name = flag.split("=", 1)[0]
+        match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if match:
+            hints.append(f"did you mean {match[0]} (not {name})?" if len(unknown) > 1 else
+                         f"did you mean {match[0]}?")
+    return "; " + "; ".join(hints) if hints else ""
+
+
+def option_strings(parser):
+    """Every --flag the parser and its sub-commands' parsers accept."""
+    flags = []
+    for action in parser._actions:
+        flags += [s for s in action.option_strings if s.startswith("--")]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags += option_strings(sub)
+    return flags
 
 
 def os_error_message(e):

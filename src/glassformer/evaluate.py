@@ -23,7 +23,7 @@ from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint
 from .data import build_tokens, count_words, detect_kind, open_source
-from .errors import UserError, main_boundary
+from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
 from .layers.loss import CrossEntropyLoss
 from .tokenizers import tokenizer_from_dict
@@ -106,13 +106,6 @@ class Meter:
         line = f"scored {scored:,}/{n:,} tokens ({scored / n:.0%}), {seconds:.0f} s, ETA {eta:.0f} s"
         end = "\n" if not self.live else "\n" if scored == n else ""
         print(("\r" if self.live else "") + line, end=end, file=self.stream, flush=True)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are one UserError line (exit 2), not usage and a SystemExit."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see python -m glassformer.evaluate --help)")
 
 
 def count(text):

@@ -9,7 +9,6 @@ summary.json and, for models with self-attention, heads.json and attention-*.png
 qk-/ov-circuit PNGs). A sweep runs the grid one run after another inside runs/<time>-<name>-sweep/
 and writes summary.csv and summary.png there.
 """
-import argparse
 import itertools
 import json
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 
 from . import interp
 from .checkpoint import FAMILIES, save_checkpoint
-from .errors import UserError
+from .errors import Parser, UserError
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
 from .optim.optimizers import SGD, AdamW
@@ -404,7 +403,7 @@ def sweep(exp, grid, root="runs", log=print, cache=None):
 # ---- command line --------------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m glassformer.experiments",
         description="Train a research toy on a synthetic task (one run, or a sweep over a grid).")
     parser.add_argument("experiment", nargs="?", help=f"one of {', '.join(EXPERIMENTS)}")

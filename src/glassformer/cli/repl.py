@@ -1,5 +1,4 @@
 """test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences, lm: a prefix)."""
-import argparse
 import json
 import math
 import os
@@ -14,7 +13,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import UserError
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
-from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser
 from .handlers import HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
 from .stages import terminal_width
 
@@ -37,8 +36,7 @@ SET_COMMANDS = f"""  set                   show the sampling settings
 
 def parse_args(argv):
     """The command line as a Namespace; UserError for values argparse cannot check."""
-    p = argparse.ArgumentParser(prog="test_model_manually.py",
-                                description="Query a trained glassformer checkpoint by hand.")
+    p = Parser(prog="test_model_manually.py", description="Query a trained glassformer checkpoint by hand.")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help=f"checkpoint .npz to load (default: {DEFAULT_CHECKPOINT})")
     given = p.add_mutually_exclusive_group()
