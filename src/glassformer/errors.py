@@ -6,9 +6,11 @@ imports NumPy or the rest of glassformer.
 import argparse
 import difflib
 import errno
+import math
 import os
 import sys
 import traceback
+from dataclasses import fields
 
 EXIT_USER_ERROR = 2                     # a user's mistake (or the machine's: disk, memory): one line
 EXIT_BUG = 1                            # a bug in glassformer: the traceback, and where to report it
@@ -68,6 +70,46 @@ def option_strings(parser):
             for sub in action.choices.values():
                 flags += option_strings(sub)
     return flags
+
+
+# ---- KEY=VALUE settings (python -m glassformer.experiments NAME steps=600 lr=3e-3)
+
+KINDS = {int: "a whole number, e.g. 3", float: "a number, e.g. 1e-3", bool: "true or false", str: "text"}
+
+
+def parse_value(text):
+    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, anything else stays a string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def field_kind(cls, name):
+    """int, float, bool or str: the declared type of the dataclass cls's field `name`; None if unknown."""
+    for f in fields(cls):
+        if f.name == name:
+            kind = {k.__name__: k for k in KINDS}.get(f.type) if isinstance(f.type, str) else f.type
+            return kind if kind in KINDS else None
+    return None
+
+
+def typed_setting(key, text, cls=None, kind=None):
+    """The value of KEY=TEXT, of the type of cls's field (or `kind`); a text that is not of it is one
+    UserError naming the key, the value and the type. No known type: parse_value's guess."""
+    kind = kind or (field_kind(cls, key.rpartition(".")[2]) if cls is not None else None)
+    if kind is None or kind is str:
+        return parse_value(text) if kind is None else text
+    value = parse_value(text)
+    value = float(value) if kind is float and type(value) is int else value
+    if type(value) is not kind or (kind is float and not math.isfinite(value)):
+        raise UserError(f"{key}={text}: {key} must be {KINDS[kind]}, not {text!r}")
+    return value
 
 
 def os_error_message(e):

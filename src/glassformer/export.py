@@ -8,7 +8,7 @@ import sys
 
 from pathlib import Path
 
-from .checkpoint import RUN_FILES, load_checkpoint
+from .checkpoint import RUN_FILES, load_checkpoint, needs_task
 from .checkpoint.hf_gpt2 import CONFIG, OUR_TOKENIZER, exportable, is_hf_folder, save_hf_gpt2
 from .errors import Parser, UserError, run_main
 from .tokenizers import tokenizer_from_dict
@@ -41,7 +41,8 @@ def export(checkpoint, out_dir, dtype="float32", stdout=None):
     """Load `checkpoint`, refuse what GPT-2 cannot compute, write out_dir; returns the file names."""
     stdout = sys.stdout if stdout is None else stdout
     check_destination(out_dir)
-    ckpt = load_checkpoint(checkpoint, optimizer=False)
+    with needs_task("lm"):
+        ckpt = load_checkpoint(checkpoint, optimizer=False)
     why = exportable(ckpt.config)
     if why:
         raise UserError(f"{checkpoint}: cannot export as GPT-2: {why} (GPT-2 is a pre-LN decoder with "
