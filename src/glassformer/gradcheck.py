@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from . import layers, models, research
+from .errors import Parser
 
 TOLERANCE = 1e-6
 
@@ -376,9 +377,8 @@ def positive_tolerance(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m glassformer.gradcheck",
-                                     description="Check every backward() against central "
-                                                 "differences in float64.")
+    parser = Parser(prog="python -m glassformer.gradcheck",
+                    description="Check every backward() against central differences in float64.")
     parser.add_argument("--layer", help="check one case (see --list); default: all")
     parser.add_argument("--list", action="store_true", help="list the case names and exit")
     parser.add_argument("--json", action="store_true", help="print a JSON list of records")

@@ -9,7 +9,6 @@ t - 1, first-token = attention to position 0, induction = attention to the token
 occurrence of the current token (t - L + 1 in a sequence repeated with period L).
 Pictures of these numbers are in glassformer.visualization.
 """
-import argparse
 import sys
 from collections import namedtuple
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .checkpoint import load_checkpoint
-from .errors import UserError
+from .errors import Parser, UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
 from .tasks import digits, load_dataset, make_task, sentences
@@ -251,7 +250,7 @@ def token_label(text):
 def main(argv=None):
     """python -m glassformer.interp RUN: attention maps, head classes and the loss page of a run
     (of glassformer.experiments, or a train_step_by_step.py --out folder)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m glassformer.interp",
         description="Attention maps (ASCII), head classes and per-token loss (HTML) of a trained run.")
     parser.add_argument("run_dir", help="a run directory (runs/<time>-<name> of experiments, or the "

@@ -9,16 +9,10 @@ import numpy as np
 
 from .. import backend, precision
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
+from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
 
 
 # ---------------------------------------------------------------- flags
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises UserError instead of printing usage and exiting."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see python {self.prog} --help)")
-
 
 def whole_number(minimum):
     """An argparse type: a whole number >= minimum, or a one-line error saying what is wrong."""

@@ -3,7 +3,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..data import build_tokens, load_corpus, open_source, read_blocks, split_files
+from ..data import VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, split_files
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
 from ..generate import eos_id
@@ -54,7 +54,8 @@ def check_text(data):
 def load_text(s, tok):
     """(corpus, test tokens or None): validation is --val-data when given, else the last 10% of --data."""
     eot = eos_id(tok)
-    corpus = load_corpus(s["data"], tok, val_fraction=0.1, eot_id=eot, val_path=s["val_data"], progress=True)
+    corpus = load_corpus(s["data"], tok, val_fraction=VAL_FRACTION, eot_id=eot, val_path=s["val_data"],
+                         progress=True)
     test = None
     if s["test_data"] is not None:
         test, _ = build_tokens([open_source(s["test_data"])], tok, eot_id=eot, progress=True)

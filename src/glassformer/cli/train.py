@@ -31,8 +31,8 @@ import numpy as np
 from .. import backend
 from .. import visualization as viz
 from ..backend import to_numpy
-from ..checkpoint import (NAT, NUMBER, POSITIVE, check_schema, load_checkpoint, parsed_by, read_meta,
-                          restore_optimizer, save_checkpoint)
+from ..checkpoint import (NAT, NUMBER, POSITIVE, check_schema, load_checkpoint, needs_task, parsed_by,
+                          read_meta, restore_optimizer, save_checkpoint)
 from ..errors import UserError
 from ..files import atomic_path
 from ..models import build_model
@@ -322,11 +322,26 @@ def print_summary(summary, out, stream):
         print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
 
 
+def check_resume_task(path, task):
+    """UserError when --resume names a run of another task than --task, saying how to resume it."""
+    if path is None or task is None:
+        return
+    with needs_task(task):                                  # missing: the hint names --task
+        meta, archive = read_meta(path)
+    archive.close()
+    saved = meta["task"].get("name") if isinstance(meta.get("task"), dict) else None
+    if saved is not None and saved != task:
+        raise UserError(f"--task {task} differs from the resumed run's {saved}: {path} is a --task "
+                        f"{saved} run; resume it with its own task: python train_step_by_step.py "
+                        f"--resume {path} (drop --task {task})")
+
+
 def run_cli(args, argv, stream, only):
     """One run from parsed flags: --task lm goes to cli.lm; the exit code."""
     backend.use(args.device or "cpu")
     interactive = not args.no_interactive and sys.stdin.isatty()
     args.resume = resume_path(args.resume)
+    check_resume_task(args.resume, args.task)
     given = given_flags(args, only)
     if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
         check_task_flags(given, "lm", only)
