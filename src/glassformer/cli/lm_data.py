@@ -7,6 +7,7 @@ from ..data import build_tokens, load_corpus, open_source, read_blocks, split_fi
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
 from ..generate import eos_id
+from ..train.progress import wrap
 
 DATA_KEYS = ("data", "val_data", "test_data")
 
@@ -65,7 +66,7 @@ def evaluate_test(model, tokens, path, context, stream):
     """Test loss and perplexity over all of the test text, windows every context/2 tokens (as
     glassformer.evaluate scores); WikiText's word-level perplexity too."""
     stride = max(1, context // 2)
-    print(f"test: scoring the {len(tokens):,} tokens of {path} ...", file=stream, flush=True)
+    print(wrap(f"test: scoring the {len(tokens):,} tokens of {path} ..."), file=stream, flush=True)
     report = evaluate_tokens(model, tokens, context, stride, words_of=path)
     return {"test_data": str(path), "test_stride": stride, **{f"test_{k}": v for k, v in report.items()}}
 
