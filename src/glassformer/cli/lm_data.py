@@ -72,10 +72,10 @@ def evaluate_test(model, tokens, path, context, stream):
 
 
 def format_test(report):
-    """The test results as one line."""
+    """The test results: loss and perplexity, then (WikiText) the word-level perplexity on its own line."""
     line = (f"test loss {report['test_loss']:.4f} (perplexity {report['test_ppl']:.2f}) over "
             f"{report['test_tokens']:,} tokens of {Path(report['test_data']).name}")
     if "test_word_ppl" in report:
-        line += (f"; word-level perplexity {report['test_word_ppl']:.2f} "
+        line += (f"\n  word-level perplexity {report['test_word_ppl']:.2f} "
                  f"({report['test_words']:,} words with one <eos> per line)")
     return line
