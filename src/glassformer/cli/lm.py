@@ -318,12 +318,12 @@ def run_lm(args, argv, stream, interactive, ask=input):
     trainer, tok, test = build_trainer(s, out, stream, ckpt, peak_flops=matmul_rate())
     print_header(trainer, tok, s, out, ckpt is not None, stream)
     if comm.size > 1:
-        print(parallel.describe(comm, s["batch_size"], trainer.params), file=stream)
+        print(wrap(parallel.describe(comm, s["batch_size"], trainer.params)), file=stream)
         if s["zero_stage"]:
-            print(zero.describe(trainer.optimizer), file=stream)
+            print(wrap(zero.describe(trainer.optimizer)), file=stream)
     elif s["zero_stage"]:
-        print("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
-              "over the processes of mpiexec -n N)", file=stream)
+        print(wrap("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
+                   "over the processes of mpiexec -n N)"), file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     make_run_dir(out)

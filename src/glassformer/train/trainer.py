@@ -27,7 +27,7 @@ from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
 from .parallel import world
-from .progress import format_seconds, progress_line, si, terminal_width
+from .progress import fold, format_seconds, progress_line, si, terminal_width
 from .records import read_metrics, write_metrics
 from .resume import keep_schedule, saved_state
 from .step import Diverged, DivergenceGuard, check_finite, train_step
@@ -224,7 +224,7 @@ class Trainer:
                             if save:
                                 self.save(out / "last.npz")
                             if sample:
-                                print(f"--- sample at step {self.step} ---\n{self.sample()}\n---",
+                                print(f"--- sample at step {self.step} ---\n{fold(self.sample())}\n---",
                                       file=self.log, flush=True)
         except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
             hard_stop = True
