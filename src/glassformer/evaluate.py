@@ -30,6 +30,7 @@ from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
 from .layers.loss import CrossEntropyLoss
 from .tokenizers import tokenizer_from_dict
+from .train.progress import terminal_width, wrap
 from .train.trainer import perplexity
 
 LOGIT_FLOATS = 1 << 22                                      # a batch's logits (B, T, V): ~16 MB of float32
@@ -108,7 +109,8 @@ class Meter:
         eta = seconds * (n - scored) / max(scored, 1)
         line = f"scored {scored:,}/{n:,} tokens ({scored / n:.0%}), {seconds:.0f} s, ETA {eta:.0f} s"
         end = "\n" if not self.live else "\n" if scored == n else ""
-        print(("\r" if self.live else "") + line, end=end, file=self.stream, flush=True)
+        line = "\r" + line[:terminal_width() - 1] if self.live else line   # a wrapped \r line garbles
+        print(line, end=end, file=self.stream, flush=True)
 
 
 def count(text):
@@ -226,15 +228,15 @@ def main(argv=None):
 
 
 def format_report(r):
-    """The figures as two or three lines."""
+    """The figures as three or four lines, wrapped to the terminal."""
     part = f" from token {r['first_token']:,} of {r['text_tokens']:,}" if r["first_token"] else ""
-    lines = [f"{r['checkpoint']} on {r['data']}{part}: {r['tokens']:,} tokens scored, windows of "
+    lines = [f"{r['checkpoint']} on {r['data']}{part}:\n  {r['tokens']:,} tokens scored, windows of "
              f"{r['context']} every {r['stride']} ({r['seconds']:.1f} s)",
              f"loss {r['loss']:.4f} nats/token, perplexity {r['ppl']:.3f}"]
     if "word_ppl" in r:
         lines.append(f"word-level perplexity {r['word_ppl']:.2f} over {r['words']:,} words (one <eos> "
                      "per line)")
-    return "\n".join(lines)
+    return wrap("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from .optim.optimizers import SGD, AdamW
 from .optim.schedules import warmup_cosine
 from .research import EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model
 from .tasks import BOS, EOS, IGNORE, PAD, load_dataset, make_task, task_class
-from .train import new_run_dir, read_metrics, train_step, write_json, write_metrics
+from .train import key_values, new_run_dir, read_metrics, train_step, wrap, write_json, write_metrics
 from .visualization import (OV_AXES, Panel, loss_html, plot_circuit, plot_curves, plot_sweep,
                             save_attention_heatmaps)
 
@@ -420,9 +420,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.list or not args.experiment:
-        for name, exp in EXPERIMENTS.items():
-            print(f"{name:<12} task={exp.task} {exp.task_params}  model={exp.model} "
-                  f"{exp.model_params}  steps={exp.steps} lr={exp.lr}")
+        for name, exp in EXPERIMENTS.items():           # settings as KEY=VALUE overrides write them
+            print(wrap(f"{name}: steps={exp.steps} lr={exp.lr}\n  task {exp.task}: {key_values(exp.task_params)}"
+                       f"\n  model {exp.model}: {key_values(exp.model_params)}", indent="    "))
         print(f"run one: python -m glassformer.experiments NAME [KEY=VALUE ...], e.g.\n  {EXAMPLE}\n"
               "(--sweep KEY=V1,V2 runs a grid; --help says more)")
         return 0

@@ -26,7 +26,7 @@ from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_
 from ..train import parallel, zero
 from ..train.records import write_json
 from ..train.step import Diverged
-from ..train.progress import si
+from ..train.progress import fold, shell_wrap, si, wrap
 from ..train.trainer import TrainConfig, Trainer, perplexity
 from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, TokenNames, fraction, make_run_dir, matmul_rate,
                      nonnegative_float, positive_float, positive_int, run_dir, unicode_ok, whole_number)
@@ -172,7 +172,7 @@ def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
         if not chars:
             raise UserError(f"{data}: no text found to build a character vocabulary from")
         return CharTokenizer(sorted(chars))
-    print(f"training a byte-level BPE of {bpe_vocab} tokens on {data} ...", file=stream, flush=True)
+    print(wrap(f"training a byte-level BPE of {bpe_vocab} tokens on {data} ..."), file=stream, flush=True)
     return ByteLevelBPE.train("\n".join(open_source(data)), bpe_vocab, progress=True)   # meter on stderr
 
 
@@ -288,20 +288,20 @@ def print_header(trainer, tok, s, out, resumed, stream):
     t, model = trainer.task, trainer.model
     splits = f"{t['n_train_tokens']:,} training and {t['n_val_tokens']:,} validation" + \
         ("" if t["n_test_tokens"] is None else f" and {t['n_test_tokens']:,} test")
-    print(f"task lm: {s['data']}, {splits} tokens; {tok.type} tokenizer of {tok.vocab_size:,} tokens; "
-          f"{s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}"
-          f"{'' if model.config.bias else ' without biases'}, {model.n_parameters():,} parameters, "
-          f"context {s['context']}; run directory {out}"
-          + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
+    print(wrap(f"task lm: {s['data']}\n  {splits} tokens\n  {tok.type} tokenizer of {tok.vocab_size:,} "
+               f"tokens; {s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}"
+               f"{'' if model.config.bias else ' without biases'}, {model.n_parameters():,} parameters, "
+               f"context {s['context']}\nrun directory {out}"
+               + (f"; resuming after step {trainer.step}" if resumed else ""), indent="    "), file=stream)
     print_speed(trainer, s["context"], stream)
 
 
 def print_speed(trainer, context, stream):
     """The FLOP count per token the progress lines use, and the machine's measured GEMM rate."""
     model, c = trainer.model, trainer.model.config
-    print(f"speed: 6N + 12·L·d·T = {si(trainer.flops_per_token, 'FLOP')} per token (N "
-          f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {context}); this machine's "
-          f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", file=stream)
+    print(wrap(f"speed: 6N + 12·L·d·T = {si(trainer.flops_per_token, 'FLOP')} per token (N "
+               f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {context})\n  this machine's "
+               f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", indent="    "), file=stream)
 
 
 def run_lm(args, argv, stream, interactive, ask=input):
@@ -318,12 +318,12 @@ def run_lm(args, argv, stream, interactive, ask=input):
     trainer, tok, test = build_trainer(s, out, stream, ckpt, peak_flops=matmul_rate())
     print_header(trainer, tok, s, out, ckpt is not None, stream)
     if comm.size > 1:
-        print(parallel.describe(comm, s["batch_size"], trainer.params), file=stream)
+        print(wrap(parallel.describe(comm, s["batch_size"], trainer.params)), file=stream)
         if s["zero_stage"]:
-            print(zero.describe(trainer.optimizer), file=stream)
+            print(wrap(zero.describe(trainer.optimizer)), file=stream)
     elif s["zero_stage"]:
-        print("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
-              "over the processes of mpiexec -n N)", file=stream)
+        print(wrap("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
+                   "over the processes of mpiexec -n N)"), file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     make_run_dir(out)
@@ -364,23 +364,26 @@ def run_exit(summary):
 def print_lm_summary(summary, out, stream):
     """The results, the speed against the machine, why it stopped and where the files are."""
     if summary["best_val_loss"] is not None:
-        print(f"best validation loss {summary['best_val_loss']:.4f} (perplexity "
-              f"{perplexity(summary['best_val_loss']):.2f}) after {summary['step']} steps, "
-              f"{summary['elapsed_s']:.1f} s", file=stream)
+        print(wrap(f"best validation loss {summary['best_val_loss']:.4f} (perplexity "
+                   f"{perplexity(summary['best_val_loss']):.2f}) after {summary['step']} steps, "
+                   f"{summary['elapsed_s']:.1f} s"), file=stream)
     if summary.get("ms_per_iter") is not None:
         ratio = summary.get("flops_ratio")
-        print(f"speed: {summary['ms_per_iter']:.1f} ms/iter, {summary['train_tokens_per_s']:,.0f} tokens/s, "
-              f"{si(summary['model_flops_per_s'], 'FLOP/s')}" + ("" if ratio is None else
-              f" = {ratio:.1%} of the measured {si(summary['peak_flops_per_s'], 'FLOP/s')}"), file=stream)
+        print(wrap(f"speed: {summary['ms_per_iter']:.1f} ms/iter, {summary['train_tokens_per_s']:,.0f} "
+                   f"tokens/s, {si(summary['model_flops_per_s'], 'FLOP/s')}" + ("" if ratio is None else
+                   f"\n  = {ratio:.1%} of the measured {si(summary['peak_flops_per_s'], 'FLOP/s')}")),
+              file=stream)
     if summary.get("test_loss") is not None:
-        print(format_test(summary), file=stream)
+        print(wrap(format_test(summary)), file=stream)
     if summary["sample"] is not None:
-        print("sample from best.npz (temperature 0.8):\n" + summary["sample"], file=stream)
-    print(f"files in {out}: {', '.join(summary['files'])}", file=stream)
+        print("sample from best.npz (temperature 0.8):\n" + fold(summary["sample"]), file=stream)
+    print(wrap(f"files in {out}:\n  {', '.join(summary['files'])}"), file=stream)
     if summary["stop_reason"] == "max_time":
         print(f"stopped after the --max-time budget, at step {summary['step']}", file=stream)
     if summary["stop_reason"] in ("interrupted", "max_time"):
-        print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
+        print(shell_wrap(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}"),
+              file=stream)
     if (out / "best.npz").exists():                        # a run that diverged at once has none
         chat = " --chat" if summary["task"] == "qa" else ""    # qa: asked as it was taught
-        print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}{chat}", file=stream)
+        print(shell_wrap(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}{chat}"),
+              file=stream)

@@ -7,6 +7,7 @@ from ..data import VAL_FRACTION, build_tokens, load_corpus, open_source, read_bl
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
 from ..generate import eos_id
+from ..train.progress import wrap
 
 DATA_KEYS = ("data", "val_data", "test_data")
 
@@ -66,16 +67,16 @@ def evaluate_test(model, tokens, path, context, stream):
     """Test loss and perplexity over all of the test text, windows every context/2 tokens (as
     glassformer.evaluate scores); WikiText's word-level perplexity too."""
     stride = max(1, context // 2)
-    print(f"test: scoring the {len(tokens):,} tokens of {path} ...", file=stream, flush=True)
+    print(wrap(f"test: scoring the {len(tokens):,} tokens of {path} ..."), file=stream, flush=True)
     report = evaluate_tokens(model, tokens, context, stride, words_of=path)
     return {"test_data": str(path), "test_stride": stride, **{f"test_{k}": v for k, v in report.items()}}
 
 
 def format_test(report):
-    """The test results as one line."""
+    """The test results: loss and perplexity, then (WikiText) the word-level perplexity on its own line."""
     line = (f"test loss {report['test_loss']:.4f} (perplexity {report['test_ppl']:.2f}) over "
             f"{report['test_tokens']:,} tokens of {Path(report['test_data']).name}")
     if "test_word_ppl" in report:
-        line += (f"; word-level perplexity {report['test_word_ppl']:.2f} "
+        line += (f"\n  word-level perplexity {report['test_word_ppl']:.2f} "
                  f"({report['test_words']:,} words with one <eos> per line)")
     return line
