@@ -2,7 +2,7 @@
 sliding window, and WikiText's word-level perplexity.
 
   python -m glassformer.evaluate checkpoints/shakespeare_char.npz \\
-      --data input.txt [--json]
+      --data tinyshakespeare [--json]
 Windows of T = context tokens start every `stride` tokens (default T/2). Each
 window scores only the targets no earlier window scored (the first scores all
 of its own) and a last window ends at the text's end, so every token after the
@@ -23,6 +23,7 @@ from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint
 from .data import build_tokens, count_words, detect_kind, open_source
+from .data.fetch import resolve_dataset
 from .errors import UserError, main_boundary
 from .generate import eos_id
 from .layers.loss import CrossEntropyLoss
@@ -128,7 +129,8 @@ def build_parser():
     p.add_argument("checkpoint", type=Path, help="a language-model checkpoint (.npz), a run folder "
                    "(its best.npz) or a Hugging Face GPT-2 folder")
     p.add_argument("--data", type=Path, required=True, help="the text to score (.txt, WikiText, .jsonl, "
-                   "a Wikipedia dump...), tokenised with the checkpoint's tokenizer")
+                   "a Wikipedia dump..., or a fetched data set's name: tinyshakespeare), tokenised with "
+                   "the checkpoint's tokenizer")
     p.add_argument("--context", type=count, help="tokens per window (default: the model's context)")
     p.add_argument("--stride", type=count, help="tokens between window starts (default context/2; "
                    "= context: non-overlapping windows)")
@@ -165,6 +167,7 @@ def text_tokens(path, tok):
 def main(argv=None):
     """Score --data with a checkpoint; print loss, perplexity (and word-level perplexity); exit 0/2."""
     args = build_parser().parse_args(argv)
+    args.data = resolve_dataset(args.data)                  # tinyshakespeare: the data cache's copy
     backend.use(args.device)
     model, tok = load_lm(args.checkpoint, args.device)
     max_len = model.config.max_len
