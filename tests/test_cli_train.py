@@ -137,8 +137,9 @@ def test_shipped_configs_parse_and_quote_the_recipes(monkeypatch):
         if args.task == "lm":                               # what a user's clone has after one fetch:
             # a data set of the data cache, or a file shipped in the repository (never ../shared)
             assert str(args.data) in fetch.DATA_TARGETS or ROOT in args.data.resolve().parents, name
-            if (ROOT.parent / "shared" / "data").is_dir():  # the cache laid out as shared/data: it resolves
-                monkeypatch.setenv("GLASSFORMER_DATA", str(ROOT.parent / "shared" / "data"))
+            cache = Path(os.environ.get("GLASSFORMER_DATA") or ROOT.parent / "shared" / "data")
+            if cache.is_dir():                              # the cache, laid out as shared/data: it resolves
+                monkeypatch.setenv("GLASSFORMER_DATA", str(cache))
                 assert Path(fetch.resolve_dataset(args.data)).exists(), name
         if name.startswith("wikipedia_"):
             assert args.preset == name[len("wikipedia_"):-len(".json")] and args.tokenizer == "gpt2"
