@@ -24,8 +24,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import UserError, run_main
 from ..files import atomic_path
 
@@ -135,6 +133,7 @@ def sha256_of(path):
 
 def copy_checked(response, tmp, remote, url, stream):
     """Write the response's body to tmp with a progress bar; UserError when its length or SHA-256 is wrong."""
+    from tqdm import tqdm                                   # here: --data NAME works without it
     digest, got = hashlib.sha256(), 0
     with open(tmp, "wb") as f, tqdm(total=remote.bytes, unit="B", unit_scale=True, unit_divisor=1024,
                                     desc=f"{remote.name}/{remote.file}", file=stream, leave=False) as bar:
