@@ -142,6 +142,13 @@ def test_a_connection_lost_midway_keeps_nothing(server, small_table, tmp_path):
     assert cache_files(tmp_path) == []
 
 
+def test_a_download_longer_than_the_pinned_size_is_cut_short_and_not_kept(server, small_table, tmp_path):
+    server.routes = {"/tinyshakespeare/input.txt": (TEXT * 3, "ok")}   # e.g. an HTML page of the same name
+    with pytest.raises(UserError, match=f"is longer than the expected {len(TEXT):,} bytes"):
+        fetch.fetch("tinyshakespeare", stream=io.StringIO())
+    assert cache_files(tmp_path) == []
+
+
 def test_a_404_is_one_line_naming_the_address_and_the_place(server, small_table, tmp_path, capsys):
     assert fetch.main(["fetch", "tinyshakespeare"]) == 2
     err = capsys.readouterr().err.strip()
