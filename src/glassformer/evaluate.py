@@ -2,7 +2,7 @@
 sliding window, and WikiText's word-level perplexity.
 
   python -m glassformer.evaluate checkpoints/shakespeare_char.npz \\
-      --data input.txt --split val [--json]
+      --data tinyshakespeare --split val [--json]
 --split val scores the split --task lm validated on: the last 10% of the
 tokens (a WikiText folder: its valid file); --from-fraction F scores the
 tokens from that fraction of them on (0.9: the same last 10%).
@@ -26,6 +26,7 @@ from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint, needs_task
 from .data import VAL_FRACTION, build_tokens, count_words, detect_kind, open_source, split_files, split_tokens
+from .data.fetch import resolve_dataset
 from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
 from .layers.loss import CrossEntropyLoss
@@ -138,7 +139,8 @@ def build_parser():
     p.add_argument("checkpoint", type=Path, help="a language-model checkpoint (.npz), a run folder "
                    "(its best.npz) or a Hugging Face GPT-2 folder")
     p.add_argument("--data", type=Path, required=True, help="the text to score (.txt, WikiText, .jsonl, "
-                   "a Wikipedia dump...), tokenised with the checkpoint's tokenizer")
+                   "a Wikipedia dump..., or a fetched data set's name: tinyshakespeare), tokenised with "
+                   "the checkpoint's tokenizer")
     p.add_argument("--context", type=count, help="tokens per window (default: the model's context)")
     p.add_argument("--stride", type=count, help="tokens between window starts (default context/2; "
                    "= context: non-overlapping windows)")
@@ -208,6 +210,7 @@ def text_tokens(path, tok):
 def main(argv=None):
     """Score --data with a checkpoint; print loss, perplexity (and word-level perplexity); exit 0/2."""
     args = build_parser().parse_args(argv)
+    args.data = resolve_dataset(args.data)                  # tinyshakespeare: the data cache's copy
     backend.use(args.device)
     model, tok = load_lm(args.checkpoint, args.device)
     max_len = model.config.max_len

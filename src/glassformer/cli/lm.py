@@ -1,7 +1,8 @@
 """--task lm of train_step_by_step.py: a decoder LM on your text, trained, walked through, summarised.
 
   python train_step_by_step.py --config configs/shakespeare_char.json
-  python train_step_by_step.py --task lm --data ../shared/data/tinyshakespeare/input.txt \\
+  python -m glassformer.data fetch tinyshakespeare      # once: into the data cache
+  python train_step_by_step.py --task lm --data tinyshakespeare \\
       --tokenizer char --preset tiny --context 64 --steps 2000
 """
 import os
@@ -17,6 +18,7 @@ import numpy as np
 from .. import precision
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
+from ..data.fetch import fetch_command, gpt2_folder
 from ..errors import UserError
 from ..generate import eos_id, generate_text
 from ..layers.loss import CrossEntropyLoss
@@ -37,9 +39,6 @@ from .walkthrough import walk
 
 TOKENIZERS = ("char", "bpe", "gpt2")
 GPT2_FILES = ("encoder.json", "vocab.bpe")
-# where GPT-2's files are looked for: ./gpt2-tokenizer, then shared/data beside the repository
-GPT2_DIRS = (Path("gpt2-tokenizer"),
-             Path(__file__).resolve().parents[4] / "shared" / "data" / "gpt2-tokenizer")
 # a --task lm flag left out takes this value (None: derived, see complete_settings)
 FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer": "char", "bpe_vocab": 1024,
                  "preset": "tiny", "no_bias": False, "context": None, "dropout": 0.0, "batch_size": 16,
@@ -53,7 +52,8 @@ MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_tim
 LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
      "dump, .jsonl, TinyStories; the last 10%% is validation unless --val-data is given. A folder holding "
-     "train/valid(/test) files (WikiText) uses them as the three splits"),
+     "train/valid(/test) files (WikiText) uses them as the three splits. A data set's name (tinyshakespeare, "
+     "wikitext-2, wikipedia-sample) reads it from the data cache: python -m glassformer.data fetch NAME"),
     ("--val-data", Path, "FILE", "validation text (instead of the last 10%% of --data)"),
     ("--test-data", Path, "FILE", "test text, scored in full with best.npz at the end (loss, perplexity; "
      "word-level perplexity for WikiText)"),
@@ -147,13 +147,19 @@ def add_lm_arguments(parser):
 
 # ---- tokenizers ----------------------------------------------------------------------------
 
+def gpt2_dirs():
+    """Where GPT-2's files are looked for: ./gpt2-tokenizer, then the data cache's gpt2-tokenizer/."""
+    return (Path("gpt2-tokenizer"), gpt2_folder())
+
+
 def gpt2_tokenizer():
-    """GPT-2's tokenizer from encoder.json + vocab.bpe, looked for in GPT2_DIRS."""
-    for d in GPT2_DIRS:
+    """GPT-2's tokenizer from encoder.json + vocab.bpe, looked for in gpt2_dirs()."""
+    for d in gpt2_dirs():
         if all((d / f).exists() for f in GPT2_FILES):
             return ByteLevelBPE.from_gpt2(d / GPT2_FILES[0], d / GPT2_FILES[1])
     raise UserError("--tokenizer gpt2: GPT-2's encoder.json and vocab.bpe were not found in "
-                    f"{' or '.join(str(d) for d in GPT2_DIRS)}; copy them to ./gpt2-tokenizer/")
+                    f"{' or '.join(str(d) for d in gpt2_dirs())}: fetch them with "
+                    f"`{fetch_command('gpt2-tokenizer')}`")
 
 
 def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
@@ -197,8 +203,8 @@ def complete_settings(s):
     return s
 
 
-def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS,
-                        example="../shared/data/tinyshakespeare/input.txt"):
+def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS, example="tinyshakespeare (a data set "
+                        "fetched once with python -m glassformer.data fetch tinyshakespeare) or your own text"):
     """(settings dict, checkpoint or None) of --task lm (or `name`, whose flags are `defaults`); flags
     that would change a resumed run are UserErrors."""
     given = {k: getattr(args, k) for k in defaults if getattr(args, k, None) is not None}

@@ -4,6 +4,7 @@ import stat
 from pathlib import Path
 
 from ..data import VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, split_files
+from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
 from ..generate import eos_id
@@ -13,8 +14,11 @@ DATA_KEYS = ("data", "val_data", "test_data")
 
 
 def resolve_data(s):
-    """s with absolute data paths; a folder holding train/valid(/test) files stands for those files."""
+    """s with absolute data paths; a data set's name stands for its files in the data cache, and a folder
+    holding train/valid(/test) files for those files."""
     s = dict(s)
+    for key in DATA_KEYS:
+        s[key] = resolve_dataset(s[key], "--" + key.replace("_", "-"))
     splits = split_files(s["data"])
     if splits is not None:                                  # WikiText: its own splits, never a cut
         s["data"] = splits["train"]

@@ -18,6 +18,7 @@ import numpy as np
 from .. import precision
 from ..checkpoint import load_checkpoint
 from ..data import build_tokens, open_source, random_windows
+from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..generate import TextStream, eos_id, special_ids, stream_tokens
 from ..layers.loss import CrossEntropyLoss
@@ -67,7 +68,7 @@ def resolve_qa_settings(args):
         if s["mix_ratio"] is not None:
             raise UserError("--mix-ratio needs --mix-data FILE: the text its rows are windows of")
     else:
-        s["mix_data"] = str(Path(s["mix_data"]).resolve())
+        s["mix_data"] = str(Path(resolve_dataset(s["mix_data"], "--mix-data")).resolve())
         s["mix_ratio"] = 0.25 if s["mix_ratio"] is None else s["mix_ratio"]
     return s, ckpt
 
