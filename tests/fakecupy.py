@@ -4,7 +4,11 @@ NumPy arrays play device arrays. RawKernel sources compile with g++ and run one 
 thread (std::barrier for __syncthreads, a per-warp exchange for __shfl_xor_sync, _Float16 for the
 PTX float16 conversions). ElementwiseKernel operations compile as C++ loops over the broadcast
 elements. The two ReductionKernels are evaluated with NumPy. This checks the kernels' logic and the
-Python around them; CUDA compilation, cuBLAS and real GPU timing are left to tests/test_gpu.py.
+Python around them; cuBLAS and real GPU timing are left to tests/test_gpu.py.
+
+recording_module() is the same stand-in with every compilation skipped: it collects the CUDA each
+kernel family asks CuPy for (and the argument types CuPy specialises it on), which
+tests/gpu/test_nvrtc_compile.py compiles with NVRTC.
 """
 import ctypes
 import hashlib
@@ -235,9 +239,54 @@ class ReductionKernel:
         raise NotImplementedError(self.name)
 
 
-def module():
+def module(raw=RawKernel, elementwise=ElementwiseKernel, reduction=ReductionKernel):
     """A `cp` stand-in: numpy plus the kernel classes above."""
     cp = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("_")})
-    cp.RawKernel, cp.ElementwiseKernel, cp.ReductionKernel = RawKernel, ElementwiseKernel, ReductionKernel
+    cp.RawKernel, cp.ElementwiseKernel, cp.ReductionKernel = raw, elementwise, reduction
     cp.ndarray = np.ndarray
     return cp
+
+
+def arg_info(a):
+    """What CuPy specialises a kernel argument on: (dtype, shape, C-contiguous); shape None: a scalar."""
+    if isinstance(a, np.ndarray):
+        return str(a.dtype), a.shape, a.flags.c_contiguous
+    return str(np.asarray(a).dtype), None, True
+
+
+def recording_module():
+    """(cp, calls): a stand-in that compiles nothing and appends to `calls`, for each kernel launch,
+    (kind "raw"/"elementwise"/"reduction", the kernel object, [arg_info of each argument], axis)."""
+    calls = []
+
+    class RecordedRaw:
+        def __init__(self, code, name, **kw):
+            self.args, self.kw = (code, name), kw
+
+        def __call__(self, grid, block, args):
+            calls.append(("raw", self, [arg_info(a) for a in args], None))
+
+    class RecordedElementwise(ElementwiseKernel):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.args, self.kw = args, kw                   # to build the same cupy.ElementwiseKernel
+
+        def __call__(self, *args):
+            calls.append(("elementwise", self, [arg_info(a) for a in args], None))
+            return super().__call__(*args)
+
+        def _build(self, types, ins):
+            return lambda *a: None                          # outputs allocated, left unwritten
+
+    class RecordedReduction(ReductionKernel):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.args, self.kw = args, kw                   # to build the same cupy.ReductionKernel
+
+        def __call__(self, *args, axis=None):
+            calls.append(("reduction", self, [arg_info(a) for a in args], axis))
+            return super().__call__(*args, axis=axis)
+
+    cp = module(RecordedRaw, RecordedElementwise, RecordedReduction)
+    cp.empty, cp.empty_like = np.zeros, np.zeros_like      # unwritten outputs: zeros, not garbage
+    return cp, calls

@@ -13,7 +13,7 @@ from glassformer.data import (Continuation, build_tokens, clean_wikitext, detect
                               read_wikitext, sequential_windows, split_tokens, token_dtype)
 from glassformer.data import sources
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from datapaths import DATA  # noqa: E402
 
 
 class ByteTokenizer:

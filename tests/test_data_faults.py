@@ -19,7 +19,7 @@ from glassformer.data import (build_tokens, clean_wikitext, corpus, detect_kind,
                               read_wikitext)
 from glassformer.errors import UserError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from datapaths import DATA  # noqa: E402
 
 
 class ByteTokenizer:

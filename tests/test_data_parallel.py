@@ -4,7 +4,6 @@ import importlib.util
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from glassformer.errors import UserError
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
 from glassformer.train import parallel, read_metrics
+from tools import tool
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "".join(f"the {w} fox jumps over the lazy dog number {i}. "
@@ -39,8 +39,7 @@ TIMEOUT_S = 180
 
 def mpiexec():
     """The mpiexec beside this Python (the mpich wheel puts it there), else the one on PATH."""
-    here = Path(sys.executable).parent / "mpiexec"
-    return str(here) if here.exists() else shutil.which("mpiexec")
+    return tool("mpiexec")
 
 
 needs_mpi = pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None or mpiexec() is None,

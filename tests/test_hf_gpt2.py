@@ -17,6 +17,7 @@ from glassformer.errors import UserError
 from glassformer.models import ModelConfig, build_model, lm_config
 from glassformer.tokenizers import ByteLevelBPE, CharTokenizer
 from glassformer.tokenizers.bpe import bytes_to_unicode
+from datapaths import DATA
 
 L, C, H, T = 2, 16, 2, 16
 U = bytes_to_unicode()
@@ -62,7 +63,7 @@ def write_folder(folder, arrays, prefix="transformer.", masks=False, dtype=None,
             tensors[f"{prefix}h.{i}.attn.masked_bias"] = np.array(-1e4, np.float32)
     save_safetensors(folder / "model.safetensors", tensors, metadata={"format": "pt"}, dtype=dtype)
     hf = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": C, "n_head": H,
-          "n_layer": L, "n_positions": T, "n_ctx": T, "vocab_size": arrays["wte.weight"].shape[0],
+          "n_layer": L, "n_positions": T, "n_ctx": T, "vocab_size": vocab_rows(arrays),
           "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new", "n_inner": None,
           "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1, "scale_attn_weights": True,
           "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
@@ -73,6 +74,12 @@ def write_folder(folder, arrays, prefix="transformer.", masks=False, dtype=None,
     if tokenizer:
         write_tokenizer(folder)
     return folder
+
+
+def vocab_rows(arrays):
+    """The vocabulary size config.json states: wte's rows, or V when a fuzz case dropped or reshaped wte."""
+    wte = arrays.get("wte.weight")
+    return int(wte.shape[0]) if wte is not None and wte.ndim == 2 else V
 
 
 def reference_logits(a, ids, eps=1e-5):
@@ -271,7 +278,7 @@ def test_the_folder_s_tokenizer_gives_its_ids_under_either_pair_of_names(tmp_pat
     assert load_checkpoint(write_folder(tmp_path / "none", gpt2_arrays(rng), tokenizer=False)).tokenizer is None
 
 
-GPT2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpt2-tokenizer"
+GPT2_DIR = DATA / "gpt2-tokenizer"
 
 
 def test_gpt2_s_own_tokenizer_reads_from_hf_names_and_is_written_back_unchanged(tmp_path):
@@ -444,3 +451,17 @@ def test_a_bias_free_model_exports_as_gpt2_with_zero_biases_and_the_same_logits(
     assert not np.any(back.state_dict()["blocks.1.ffn.fc1.b"]) and not np.any(back.state_dict()["ln_f.beta"])
     ids = rng.integers(0, tok.vocab_size, (2, T))
     np.testing.assert_allclose(back.forward(ids), model.forward(ids), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["drop", "scalar"])
+def test_a_folder_without_a_usable_wte_is_written_and_refused_cleanly(tmp_path, rng, how):
+    """The fixture copes with every case the fuzz test draws (it once raised KeyError itself)."""
+    arrays = gpt2_arrays(rng)
+    if how == "drop":
+        del arrays["wte.weight"]
+    else:
+        arrays["wte.weight"] = np.ones((), np.float32)
+    folder = write_folder(tmp_path / "gpt2", arrays, tokenizer=False)
+    assert json.loads((folder / "config.json").read_text())["vocab_size"] == V
+    with pytest.raises(UserError, match="wte"):
+        load_checkpoint(folder)

@@ -220,9 +220,10 @@ def test_nothing_outside_cli_imports_cli(graph):
 
 def test_the_import_contracts_hold():
     """lint-imports (import-linter, in the test extra) keeps every contract of setup.cfg: the floors hold."""
-    import shutil
     import subprocess
-    exe = shutil.which("lint-imports")
+
+    from tools import tool
+    exe = tool("lint-imports")
     assert exe, "lint-imports is missing: install the test extra with pip install -e \".[test]\""
     done = subprocess.run([exe, "--no-cache"], cwd=SRC.parent, capture_output=True, text=True,
                           timeout=120)

@@ -10,7 +10,9 @@ Block kinds, by the fence's info string:
   ```output [atol=A] [rtol=R]  what the run block just above it prints, compared with what it prints now
 A lesson that needs public data it cannot ship (tinyshakespeare) says so in a line
 `<!-- needs-data: tinyshakespeare/input.txt -->`; its run is skipped, with that message, when the
-file is not in ../shared/data/.
+file is not in the data folder ($GLASSFORMER_DATA, or ../shared/data). The same line just before one
+```python block marks that block alone: without the file, it and its ```output block are not run,
+the rest of the lesson is, and the test then skips, naming the blocks it left out.
 Other languages (```bash, ```text) are shown, not run; a ```text block may not follow a run block
 (a printed result goes in an ```output block, so that it is checked).
 
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datapaths import DATA
 
 REPO = Path(__file__).resolve().parents[1]
 LESSONS = REPO / "lessons"
@@ -43,7 +46,8 @@ QUOTE_HEADER = re.compile(r"#\s*(src/\S+\.py):\s*(.+?)\s*$")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FIGURE_LINK = re.compile(r"\]\(figures/([\w.-]+\.png)\)")
 NEEDS_DATA = re.compile(r"^<!-- needs-data: (\S+) -->$", re.M)
-SHARED_DATA = REPO.parent / "shared" / "data"              # where a development checkout keeps it
+SHARED_DATA = DATA                                    # $GLASSFORMER_DATA, or ../shared/data
+LEFT_OUT = object()                                   # what a block left out "printed"
 PRINT_DEFAULTS = np.get_printoptions()                # NumPy's own, before any lesson runs
 
 
@@ -59,8 +63,10 @@ def parse_text(text, name):
         if block is None:
             if line.startswith("```"):
                 lang, _, info = line[3:].strip().partition(" ")
+                needs = NEEDS_DATA.match(previous.strip())
                 block = {"lang": lang, "info": info.strip(), "line": n, "lines": [],
-                         "marked": previous.strip() == NO_RUN_COMMENT}
+                         "marked": previous.strip() == NO_RUN_COMMENT,
+                         "needs": needs.group(1) if needs else None}
             elif line.strip():
                 previous = line
         elif line.rstrip() == "```":
@@ -85,7 +91,7 @@ def finish(block):
     elif block["lang"] == "output":
         kind = "output"
     return {"kind": kind, "code": "\n".join(block["lines"]) + "\n", "line": block["line"],
-            "info": block["info"], "lang": block["lang"]}
+            "info": block["info"], "lang": block["lang"], "needs": block["needs"]}
 
 
 def lesson_id(path):
@@ -156,20 +162,27 @@ def _match_lines(want, got, atol, rtol):
     return _match_lines(want[1:], got[1:], atol, rtol)
 
 
-def run_lesson(path):
+def run_lesson(path, left_out=None):
     """Run every block of a lesson in order; return [(where, error)] for blocks that failed.
+
+    A block that needs data which is not here is not run (nor its output compared): its
+    "line N needs FILE" is appended to `left_out`.
 
     NumPy's print options start at their defaults, as in a fresh Python: a lesson's output must
     not depend on another lesson's np.set_printoptions.
     """
     with np.printoptions(**PRINT_DEFAULTS):
-        return _run_blocks(path)
+        return _run_blocks(path, [] if left_out is None else left_out)
 
 
-def _run_blocks(path):
+def _run_blocks(path, left_out):
     namespace = {"__name__": f"lesson_{path.stem.replace('-', '_')}"}
     blocks, failures, printed, n_run = parse_blocks(path), [], None, 0
     for block in blocks:
+        if block["kind"] == "run" and block["needs"] and not (SHARED_DATA / block["needs"]).is_file():
+            left_out.append(f"line {block['line']} needs {block['needs']}")
+            printed = LEFT_OUT                              # its output block is not compared
+            continue
         if block["kind"] == "run":
             n_run += 1
             where = f"{path.name}, python block {n_run} (line {block['line']})"
@@ -182,6 +195,9 @@ def _run_blocks(path):
             printed = buffer.getvalue()
         elif block["kind"] == "output":
             where = f"{path.name}, output block at line {block['line']}"
+            if printed is LEFT_OUT:
+                printed = None
+                continue
             if printed is None:
                 failures.append((where, "an ```output block must follow a ```python block it checks"))
                 continue
@@ -199,12 +215,14 @@ def test_lesson_runs(path, tmp_path, monkeypatch):
     """Execute the lesson's python blocks in order and check every ```output block they print."""
     monkeypatch.chdir(tmp_path)                             # lessons may write checkpoints or plots
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    for needed in NEEDS_DATA.findall(path.read_text(encoding="utf-8")):
+    blocks = parse_blocks(path)
+    for needed in lesson_needs(path, blocks):
         if not (SHARED_DATA / needed).is_file():            # big public data is never committed
-            pytest.skip(f"{path.name} needs {needed}: put it in {SHARED_DATA} (see the lesson)")
-    assert any(b["kind"] == "run" for b in parse_blocks(path)), \
-        f"{path.name} has no runnable ```python block"
-    failures = run_lesson(path)
+            pytest.skip(f"{path.name} needs {needed}: put it in {SHARED_DATA} with python -m "
+                        "glassformer.data fetch (see the lesson)")
+    assert any(b["kind"] == "run" for b in blocks), f"{path.name} has no runnable ```python block"
+    left_out = []
+    failures = run_lesson(path, left_out)
     if failures:
         pytest.fail("\n".join(f"{where}: {why}" for where, why in failures), pytrace=False)
     text = path.read_text(encoding="utf-8")
@@ -212,6 +230,28 @@ def test_lesson_runs(path, tmp_path, monkeypatch):
         figure = tmp_path / "figures" / name
         assert figure.is_file() and figure.read_bytes()[:4] == b"\x89PNG", \
             f"{path.name} shows figures/{name}, but running it did not write that PNG"
+    if left_out:
+        pytest.skip(f"{path.name}: every other block passed; not run without the data: "
+                    f"{'; '.join(left_out)} (python -m glassformer.data fetch)")
+
+
+def lesson_needs(path, blocks):
+    """The data files a whole lesson needs: its needs-data lines that mark no single block."""
+    per_block = {b["needs"] for b in blocks if b["needs"]}
+    return [n for n in NEEDS_DATA.findall(path.read_text(encoding="utf-8")) if n not in per_block]
+
+
+def test_a_block_that_needs_absent_data_is_left_out_with_its_output(tmp_path):
+    """Only the marked block and its output are left out; a failing block elsewhere still fails."""
+    lesson = tmp_path / "99-x.md"
+    lesson.write_text("```python\nx = 1\nprint(x)\n```\n\n```output\n1\n```\n\n"
+                      "<!-- needs-data: no-such-folder/file.txt -->\n```python\nprint(open('nope').read())\n```\n\n"
+                      "```output\nwhatever\n```\n\n```python\nprint(x + 1)\n```\n\n```output\n3\n```\n")
+    left_out = []
+    failures = run_lesson(lesson, left_out)
+    assert left_out == ["line 11 needs no-such-folder/file.txt"]
+    assert [where for where, _ in failures] == ["99-x.md, output block at line 23"]   # 2 is not 3
+    assert lesson_needs(lesson, parse_blocks(lesson)) == []
 
 
 def test_the_course_has_lessons():

@@ -9,7 +9,6 @@ summary.json and, for models with self-attention, heads.json and attention-*.png
 qk-/ov-circuit PNGs). A sweep runs the grid one run after another inside runs/<time>-<name>-sweep/
 and writes summary.csv and summary.png there.
 """
-import argparse
 import itertools
 import json
 import sys
@@ -21,18 +20,19 @@ import numpy as np
 
 from . import interp
 from .checkpoint import FAMILIES, save_checkpoint
-from .errors import UserError
+from .errors import Parser, UserError, parse_value, typed_setting  # noqa: F401  (parse_value: tests)
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
 from .optim.optimizers import SGD, AdamW
 from .optim.schedules import warmup_cosine
 from .research import EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model
 from .tasks import BOS, EOS, IGNORE, PAD, load_dataset, make_task, task_class
-from .train import new_run_dir, read_metrics, train_step, write_json, write_metrics
+from .train import key_values, new_run_dir, read_metrics, train_step, wrap, write_json, write_metrics
 from .visualization import (OV_AXES, Panel, loss_html, plot_circuit, plot_curves, plot_sweep,
                             save_attention_heatmaps)
 
 OPTIMIZERS = ("adamw", "muon", "sgd")
+EXAMPLE = "python -m glassformer.experiments induction steps=600 lr=3e-3"
 METRIC_COLUMNS = ("step", "lr", "train_loss", "test_loss", "test_token_acc", "test_exact",
                   "test_answer_acc", "seconds")
 CURVE_PANELS = (Panel("loss", "cross-entropy loss", (("train_loss", "train"), ("test_loss", "test"))),
@@ -71,8 +71,11 @@ class Experiment:
         for name in ("batch_size", "steps", "eval_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
-        if self.lr <= 0:
-            raise UserError(f"lr={self.lr} must be positive")
+        for name in ("seed", "warmup", "curriculum_steps", "weight_decay", "grad_clip", "min_lr_ratio"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name}={getattr(self, name)} must be at least 0")
+        if self.lr <= 0 or self.adamw_lr <= 0:
+            raise UserError(f"lr={self.lr} and adamw_lr={self.adamw_lr} must be positive")
 
 
 EXPERIMENTS = {
@@ -115,36 +118,26 @@ EXPERIMENTS = {
 
 # ---- overrides: key=value strings ----------------------------------------------------------------
 
-def parse_value(text):
-    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, anything else stays a string."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def task_fields(exp):
     return {f.name for f in fields(task_class(exp.task).config_class)}
 
 
-def apply_override(exp, key, value):
-    """A new Experiment with one key set: an Experiment field, task.KEY, model.KEY, or a bare KEY
-    found in exactly one of the task and model configs (n_layers on a toy model sets model_type)."""
+def apply_override(exp, key, text):
+    """A new Experiment with one key set from its text, typed as its field (errors.typed_setting): an
+    Experiment field, task.KEY, model.KEY, or a bare KEY found in exactly one of the task and model
+    configs (n_layers on a toy model sets model_type)."""
     run_keys = {f.name for f in fields(Experiment)} - {"task_params", "model_params",
                                                        "curriculum_params"}
     scope, _, bare = key.rpartition(".")
     if not scope and key in run_keys:
-        return replace(exp, **{key: value})
-    model_keys = {f.name for f in fields(FAMILIES[exp.model][0])} - {"vocab_size"}
+        return replace(exp, **{key: typed_setting(key, text, Experiment)})
+    task_config, model_config = task_class(exp.task).config_class, FAMILIES[exp.model][0]
+    model_keys = {f.name for f in fields(model_config)} - {"vocab_size"}
     if exp.model == "toy":
         model_keys.add("n_layers")
     in_task, in_model = bare in task_fields(exp), bare in model_keys
     if scope == "curriculum" and in_task:
+        value = typed_setting(key, text, task_config)
         return replace(exp, curriculum_params={**exp.curriculum_params, bare: value})
     if scope not in ("", "task", "model") or (scope == "task" and not in_task) or \
             (scope == "model" and not in_model) or not (in_task or in_model):
@@ -154,7 +147,8 @@ def apply_override(exp, key, value):
     if not scope and in_task and in_model:
         raise UserError(f"{key!r} is both a task and a model setting: write task.{key} or model.{key}")
     if scope == "task" or (not scope and in_task):
-        return replace(exp, task_params={**exp.task_params, bare: value})
+        return replace(exp, task_params={**exp.task_params, bare: typed_setting(key, text, task_config)})
+    value = typed_setting(key, text, model_config, int if bare == "n_layers" else None)
     if exp.model == "toy" and bare == "n_layers":              # model_type's 1L / 2L, or n_blocks
         kind = exp.model_params.get("model_type", "attention_only_1L").rsplit("_", 1)[0]
         if value in (1, 2):
@@ -175,7 +169,7 @@ def with_overrides(exp, assignments):
     """Apply "key=value" strings in order."""
     for text in assignments:
         key, value = split_assignment(text)
-        exp = apply_override(exp, key, parse_value(value))
+        exp = apply_override(exp, key, value)
     return exp
 
 
@@ -404,7 +398,7 @@ def sweep(exp, grid, root="runs", log=print, cache=None):
 # ---- command line --------------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m glassformer.experiments",
         description="Train a research toy on a synthetic task (one run, or a sweep over a grid).")
     parser.add_argument("experiment", nargs="?", help=f"one of {', '.join(EXPERIMENTS)}")
@@ -426,9 +420,11 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.list or not args.experiment:
-        for name, exp in EXPERIMENTS.items():
-            print(f"{name:<12} task={exp.task} {exp.task_params}  model={exp.model} "
-                  f"{exp.model_params}  steps={exp.steps} lr={exp.lr}")
+        for name, exp in EXPERIMENTS.items():           # settings as KEY=VALUE overrides write them
+            print(wrap(f"{name}: steps={exp.steps} lr={exp.lr}\n  task {exp.task}: {key_values(exp.task_params)}"
+                       f"\n  model {exp.model}: {key_values(exp.model_params)}", indent="    "))
+        print(f"run one: python -m glassformer.experiments NAME [KEY=VALUE ...], e.g.\n  {EXAMPLE}\n"
+              "(--sweep KEY=V1,V2 runs a grid; --help says more)")
         return 0
     try:
         if args.experiment not in EXPERIMENTS:

@@ -4,14 +4,13 @@ The folder (config.json, model.safetensors, and vocab.json + merges.txt for a by
 with transformers' GPT2LMHeadModel.from_pretrained(OUT_DIR) and with glassformer's load_checkpoint.
 A char or word tokenizer, which GPT-2's files cannot hold, is written as tokenizer.glassformer.json.
 """
-import argparse
 import sys
 
 from pathlib import Path
 
-from .checkpoint import RUN_FILES, load_checkpoint
+from .checkpoint import RUN_FILES, load_checkpoint, needs_task
 from .checkpoint.hf_gpt2 import CONFIG, OUR_TOKENIZER, exportable, is_hf_folder, save_hf_gpt2
-from .errors import UserError, run_main
+from .errors import Parser, UserError, run_main
 from .tokenizers import tokenizer_from_dict
 from .tokenizers.registry import KINDS
 
@@ -19,9 +18,9 @@ DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m glassformer.export",
-                                description="Write a glassformer decoder LM checkpoint as a Hugging "
-                                            "Face GPT-2 folder (config.json + model.safetensors).")
+    p = Parser(prog="python -m glassformer.export",
+               description="Write a glassformer decoder LM checkpoint as a Hugging Face GPT-2 folder "
+                           "(config.json + model.safetensors).")
     p.add_argument("checkpoint", help="a .npz checkpoint, a run folder (best.npz) or a GPT-2 folder")
     p.add_argument("out_dir", help="the folder to write (created if missing; its files are replaced)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
@@ -42,7 +41,8 @@ def export(checkpoint, out_dir, dtype="float32", stdout=None):
     """Load `checkpoint`, refuse what GPT-2 cannot compute, write out_dir; returns the file names."""
     stdout = sys.stdout if stdout is None else stdout
     check_destination(out_dir)
-    ckpt = load_checkpoint(checkpoint, optimizer=False)
+    with needs_task("lm"):
+        ckpt = load_checkpoint(checkpoint, optimizer=False)
     why = exportable(ckpt.config)
     if why:
         raise UserError(f"{checkpoint}: cannot export as GPT-2: {why} (GPT-2 is a pre-LN decoder with "

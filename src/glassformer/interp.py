@@ -9,7 +9,6 @@ t - 1, first-token = attention to position 0, induction = attention to the token
 occurrence of the current token (t - L + 1 in a sequence repeated with period L).
 Pictures of these numbers are in glassformer.visualization.
 """
-import argparse
 import sys
 from collections import namedtuple
 
@@ -17,11 +16,12 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .checkpoint import load_checkpoint
-from .errors import UserError
+from .errors import Parser, UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
 from .tasks import digits, load_dataset, make_task, sentences
 from .tokenizers import tokenizer_from_dict
+from .train.progress import terminal_width
 from .visualization import ascii_attention, loss_html
 
 LABELS = ("previous-token", "first-token", "induction", "diffuse", "other")
@@ -243,6 +243,15 @@ def step_subject(name, meta, tok, path):
     return Subject("lm", vocab, tok.encode, no_examples, "", "decoder")
 
 
+def head_table(rows):
+    """classify_heads' rows as a table: layer, head, class and the four scores (78 columns)."""
+    lw = max([len("layer")] + [len(r["layer"]) for r in rows])
+    lines = [f"{'layer':<{lw}} head {'class':<14} previous-token first-token induction entropy"]
+    lines += [f"{r['layer']:<{lw}} {r['head']:>4} {r['label']:<14} {r['previous_token']:>14.2f} "
+              f"{r['first_token']:>11.2f} {r['induction']:>9.2f} {r['entropy']:>7.2f}" for r in rows]
+    return "\n".join(lines)
+
+
 def token_label(text):
     """A token as a visible label: spaces and newlines shown, never empty."""
     return text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u2423") or "''"
@@ -251,7 +260,7 @@ def token_label(text):
 def main(argv=None):
     """python -m glassformer.interp RUN: attention maps, head classes and the loss page of a run
     (of glassformer.experiments, or a train_step_by_step.py --out folder)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m glassformer.interp",
         description="Attention maps (ASCII), head classes and per-token loss (HTML) of a trained run.")
     parser.add_argument("run_dir", help="a run directory (runs/<time>-<name> of experiments, or the "
@@ -279,11 +288,9 @@ def main(argv=None):
         maps = attention_maps(model, ids)
         for name, att in maps.items():
             which = "average over heads" if args.head is None else f"head {args.head}"
-            print(f"{name} ({which}):\n{ascii_attention(att[0], tokens, head=args.head)}\n")
-        for row in classify_heads(maps, ids):
-            print(f"{row['layer']} head {row['head']}: {row['label']:<14} previous-token "
-                  f"{row['previous_token']:.2f} first-token {row['first_token']:.2f} induction "
-                  f"{row['induction']:.2f} entropy {row['entropy']:.2f}")
+            print(f"{name} ({which}):\n"
+                  f"{ascii_attention(att[0], tokens, head=args.head, width=terminal_width())}\n")
+        print(head_table(classify_heads(maps, ids)))
         if args.html:
             if run.kind != "decoder":
                 raise UserError(f"--html: a {run.name} model predicts one answer, not each next "

@@ -5,12 +5,11 @@ reloads with the same greedy ids.
 
 GPT-2's tokenizer is 1.7 MB of JSON; the small tokenizers of the other tests never reached the bound
 on the checkpoint header, so every GPT-2 run used to end with "the __meta__ entry is not a JSON
-header" and no summary.json. Needs the real data in $GLASSFORMER_DATA (default shared/data beside the
-repository): gpt2-tokenizer/ and tinyshakespeare/; skipped where it is absent.
+header" and no summary.json. Needs the real data where tests/datapaths.py finds it ($GLASSFORMER_DATA,
+else shared/data beside the repository): gpt2-tokenizer/ and tinyshakespeare/; skipped where absent.
 """
 import io
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datapaths import DATA
 
 from glassformer import export
 from glassformer.checkpoint import MAX_HEADER_BYTES, load_checkpoint
@@ -27,11 +27,11 @@ from glassformer.models import build_model
 from glassformer.tokenizers import ByteLevelBPE, tokenizer_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("GLASSFORMER_DATA") or ROOT.parent / "shared" / "data")
 GPT2, SHAKESPEARE = DATA / "gpt2-tokenizer", DATA / "tinyshakespeare" / "input.txt"
 pytestmark = pytest.mark.skipif(
     not ((GPT2 / "encoder.json").is_file() and (GPT2 / "vocab.bpe").is_file() and SHAKESPEARE.is_file()),
-    reason=f"needs the real data: {GPT2}/encoder.json + vocab.bpe and {SHAKESPEARE} (set GLASSFORMER_DATA)")
+    reason=f"needs the real data: {GPT2}/encoder.json + vocab.bpe and {SHAKESPEARE}: fetch them with "
+           "python -m glassformer.data fetch, or set GLASSFORMER_DATA")
 
 TEXT_BYTES = 4000                                           # a few KB of tinyshakespeare
 PROMPT = "the"

@@ -30,7 +30,8 @@ from ..research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_to
 from ..tokenizers import tokenizer_from_dict
 from ..tokenizers.registry import KINDS
 from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, MAX_TOKENIZER_BYTES, NAT, NUMBER,  # noqa: F401
-                      POSITIVE, Archive, Check, archive_error, check_schema, parse_header, parsed_by)
+                      POSITIVE, Archive, Check, archive_error, check_schema, needs_task, parse_header,
+                      parsed_by)
 from .hf_gpt2 import is_hf_folder, load_hf_gpt2
 
 FORMAT, VERSION = "glassformer", 2

@@ -13,13 +13,32 @@ import reprlib
 import stat
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import UserError
 
-HINT = "train one with: python train_step_by_step.py --task digits"
+HINT = "train one with: python train_step_by_step.py --task digits"   # needs_task names another task
+
+
+def train_hint(task):
+    """How to train a checkpoint of `task` (lm and qa read a text)."""
+    return f"train one with: python train_step_by_step.py --task {task}" + \
+        (" --data FILE" if task in ("lm", "qa") else "")
+
+
+@contextmanager
+def needs_task(task):
+    """Inside it, a missing or unreadable checkpoint's hint names the task the command needs, not HINT's
+    digits (evaluate, export, --chat and --init-from need an lm): one rephrasing, at the caller."""
+    try:
+        yield
+    except UserError as e:
+        if HINT not in str(e):
+            raise
+        raise UserError(str(e).replace(HINT, train_hint(task))) from None
 MAX_HEADER_BYTES = 1 << 20              # the JSON header
 MAX_TOKENIZER_BYTES = 128 << 20         # the tokenizer's own JSON member (GPT-2's: 1.7 MB; big ones: tens)
 MAX_DEPTH = 64                          # its nesting

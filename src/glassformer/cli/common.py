@@ -9,16 +9,11 @@ import numpy as np
 
 from .. import backend, precision
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
+from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
+from ..train.progress import first_fit, terminal_width
 
 
 # ---------------------------------------------------------------- flags
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises UserError instead of printing usage and exiting."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see python {self.prog} --help)")
-
 
 def whole_number(minimum):
     """An argparse type: a whole number >= minimum, or a one-line error saying what is wrong."""
@@ -150,7 +145,7 @@ class Progress:
         self.out, self.live, self.epochs, self.n_batches = out, live, epochs, n_batches
         self.first_epoch, self.epoch, self.start = first_epoch, first_epoch, time.perf_counter()
         self.last_draw, self.last_acc, self.width = 0.0, None, 0
-        self.batch = 0
+        self.batch, self.columns = 0, terminal_width() - 1  # a live line that wraps is half rewritten
         self.every = max(1, epochs // 25)                   # terminal: keep ~25 epoch lines
 
     def eta(self, batches_left):
@@ -173,16 +168,21 @@ class Progress:
                    f"{float(loss):.4f}{acc}  ETA {self.eta(left)}")
 
     def _draw(self, text):
+        text = text[:self.columns]
         print("\r" + text.ljust(self.width), end="", file=self.out, flush=True)
         self.width = len(text)
 
     def end_epoch(self, row, is_best):
         self.last_acc = row["val_acc"]
         left = (self.epochs - self.epoch) * self.n_batches
-        text = (f"epoch {row['epoch']}/{self.epochs}  batch {self.n_batches}/{self.n_batches}  "
-                f"loss {row['train_loss']:.4f}  acc {row['train_acc']:.3f}  |  val loss "
-                f"{row['val_loss']:.4f}  acc {row['val_acc']:.3f}  |  {row['seconds']:.1f} s  "
-                f"ETA {self.eta(left)}" + ("  *best" if is_best else ""))
+        epoch, best, eta = f"epoch {row['epoch']}/{self.epochs}", "  *best" if is_best else "", self.eta(left)
+        train, val = (f"{row['train_loss']:.4f}", f"{row['train_acc']:.3f}"), \
+            (f"{row['val_loss']:.4f}", f"{row['val_acc']:.3f}")
+        text = first_fit([f"{epoch}  batch {self.n_batches}/{self.n_batches}  loss {train[0]}  acc "
+                          f"{train[1]}  |  val loss {val[0]}  acc {val[1]}  |  {row['seconds']:.1f} s  "
+                          f"ETA {eta}{best}",                 # a narrow terminal: the short form
+                          f"{epoch} loss {train[0]} acc {train[1]} val {val[0]} acc {val[1]} "
+                          f"{row['seconds']:.1f}s ETA {eta}{best[1:]}"], self.columns + (not self.live))
         keep = not self.live or is_best or self.epoch % self.every == 0 or self.epoch == self.epochs
         if self.live:
             self._draw(text)

@@ -31,14 +31,15 @@ import numpy as np
 from .. import backend
 from .. import visualization as viz
 from ..backend import to_numpy
-from ..checkpoint import (NAT, NUMBER, POSITIVE, check_schema, load_checkpoint, parsed_by, read_meta,
-                          restore_optimizer, save_checkpoint)
+from ..checkpoint import (NAT, NUMBER, POSITIVE, check_schema, load_checkpoint, needs_task, parsed_by,
+                          read_meta, restore_optimizer, save_checkpoint)
 from ..errors import UserError
 from ..files import atomic_path
 from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
 from ..train import parallel
+from ..train.progress import shell_wrap, wrap
 from ..train.records import write_json, write_metrics
 from ..train.step import Diverged
 from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir, positive_float,
@@ -309,17 +310,32 @@ def print_summary(summary, out, stream):
         print("no epoch finished: nothing to evaluate.", file=stream)
     elif summary["task"] == "digits":
         per_op = "  ".join(f"{k} {v:.3f}" for k, v in summary["per_operation_accuracy"].items())
-        print(f"test accuracy {acc:.4f} (best.npz, epoch {summary['best_epoch']}); per operation: "
-              f"{per_op}", file=stream)
+        print(wrap(f"test accuracy {acc:.4f} (best.npz, epoch {summary['best_epoch']})\n"
+                   f"per operation: {per_op}"), file=stream)
     else:
         print(f"next-word accuracy {acc:.4f} (best possible {summary['best_possible_accuracy']:.4f}; "
               f"best.npz, epoch {summary['best_epoch']})", file=stream)
         for prompt, text in summary["samples"].items():
-            print(f"  {prompt:>9} -> {text}", file=stream)
-    print(f"train time {summary['train_seconds']:.1f} s; files in {out}: "
-          f"{', '.join(summary['files'])}", file=stream)
+            print(wrap(f"  {prompt:>9} -> {text}", indent=" " * 16), file=stream)
+    print(wrap(f"train time {summary['train_seconds']:.1f} s; files in {out}:\n"
+               f"  {', '.join(summary['files'])}"), file=stream)
     if summary["epochs_completed"] and summary["epochs_completed"] < summary["epochs_requested"]:
-        print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
+        print(shell_wrap(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}"),
+              file=stream)
+
+
+def check_resume_task(path, task):
+    """UserError when --resume names a run of another task than --task, saying how to resume it."""
+    if path is None or task is None:
+        return
+    with needs_task(task):                                  # missing: the hint names --task
+        meta, archive = read_meta(path)
+    archive.close()
+    saved = meta["task"].get("name") if isinstance(meta.get("task"), dict) else None
+    if saved is not None and saved != task:
+        raise UserError(f"--task {task} differs from the resumed run's {saved}: {path} is a --task "
+                        f"{saved} run; resume it with its own task: python train_step_by_step.py "
+                        f"--resume {path} (drop --task {task})")
 
 
 def run_cli(args, argv, stream, only):
@@ -327,6 +343,7 @@ def run_cli(args, argv, stream, only):
     backend.use(args.device or "cpu")
     interactive = not args.no_interactive and sys.stdin.isatty()
     args.resume = resume_path(args.resume)
+    check_resume_task(args.resume, args.task)
     given = given_flags(args, only)
     if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
         check_task_flags(given, "lm", only)
@@ -342,9 +359,9 @@ def run_cli(args, argv, stream, only):
     check_task_flags(given, settings["task"], only)
     out = run_dir(args, settings["task"])
     run = Run(settings, ckpt, args.resume)
-    print(f"task {run.task.name}: {run.task.n_train()} training examples; "
-          f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters; run directory {out}"
-          + (f"; resuming after epoch {run.epoch}" if ckpt else ""), file=stream)
+    print(wrap(f"task {run.task.name}: {run.task.n_train()} training examples; "
+               f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters\n"
+               f"run directory {out}" + (f"; resuming after epoch {run.epoch}" if ckpt else "")), file=stream)
     if interactive and ckpt is None:                    # a resumed run has had its walk
         ids, targets = run.task.walk_example()
         walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)

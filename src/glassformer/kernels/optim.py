@@ -60,7 +60,8 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, t, g
 def sum_squares_cuda(g):
     """sum(g^2) as a 0-d array without a squared copy of g: float64 for float64 g, else float32."""
     accum = accum_name(g.dtype)
+    out = "float64" if accum == "double" else "float32"    # CuPy reads parameter types as NumPy's names
     kernel = compiled(("sum_squares", accum), lambda cp: cp.ReductionKernel(
-        "T x", f"{accum} y", f"({accum})x * ({accum})x", "a + b", "y = a", "0",
+        "T x", f"{out} y", f"({accum})x * ({accum})x", "a + b", "y = a", "0",
         f"glassformer_sum_squares_{accum}"))
     return kernel(g)

@@ -2,18 +2,17 @@
 
 Exit status 0 when every check passes, 1 when one fails, 2 on bad usage (unknown lesson, missing file).
 """
-import argparse
 import sys
 from pathlib import Path
 
-from ..errors import run_main
+from ..errors import Parser, run_main
 from .grading import CHECKS
 from .runner import LESSONS, exercise_file, exercise_folder, grade_file, lesson_number
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m glassformer.lessons",
-                                     description="Grade the course's exercises with behaviour tests.")
+    parser = Parser(prog="python -m glassformer.lessons",
+                    description="Grade the course's exercises with behaviour tests.")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="grade one lesson's exercise file (or --all)")
     check.add_argument("lesson", nargs="?", help="lesson number, e.g. 07")

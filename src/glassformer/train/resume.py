@@ -34,5 +34,14 @@ def keep_schedule(config, saved, extend=False):
                         "run's settings, or extend the run to re-plan the cosine to a new total "
                         "(Trainer.resume(extend=True); on the command line --resume with --steps N)")
     kept = replace(config, **{k: v for k, v in plan.items() if k != "steps"})
-    return kept, (f"extending the run: its cosine now ends at step {kept.steps} instead of "
-                  f"{plan.get('steps')}; warm-up and learning rates as planned")
+    return kept, schedule_note(plan.get("steps"), kept.steps)
+
+
+def schedule_note(planned, steps):
+    """What resuming with `steps` instead of the `planned` total does to the run, or None if nothing."""
+    if planned is None or steps == planned:
+        return None
+    how = "extending" if steps > planned else "shortening"
+    return (f"{how} the run: its cosine now ends at step {steps} instead of {planned}"
+            + ("" if steps > planned else ", so the learning rate falls faster from here")
+            + "; warm-up and learning rates as planned")

@@ -6,7 +6,6 @@ saved state, the parameters and AdamW's moments make a resumed run repeat the st
 """
 import contextlib
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -28,7 +27,7 @@ from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
 from .parallel import world
-from .progress import format_seconds, progress_line, si
+from .progress import fold, format_seconds, progress_line, si, terminal_width
 from .records import read_metrics, write_metrics
 from .resume import keep_schedule, saved_state
 from .step import Diverged, DivergenceGuard, check_finite, train_step
@@ -195,7 +194,7 @@ class Trainer:
         hard_stop, self.stop_requested, out_of_time = False, False, False
         t0, elapsed0, first = time.perf_counter(), self.elapsed, self.step
         window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0}
-        self.width = max(80, shutil.get_terminal_size((80, 24)).columns)   # the terminal's, if wider
+        self.width = terminal_width()                      # the terminal's ($COLUMNS), 80 in a pipe
         try:
             with self._stop_on_sigint():
                 while self.step < c.steps and not self.stop_requested and not out_of_time:
@@ -225,7 +224,7 @@ class Trainer:
                             if save:
                                 self.save(out / "last.npz")
                             if sample:
-                                print(f"--- sample at step {self.step} ---\n{self.sample()}\n---",
+                                print(f"--- sample at step {self.step} ---\n{fold(self.sample())}\n---",
                                       file=self.log, flush=True)
         except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
             hard_stop = True

@@ -1,0 +1,53 @@
+"""The hostile suite's one judge: how a command met a hostile input, and the tally CI prints.
+
+Every generated hostile case ends in one outcome. Two are right: "refused" (exit 2, one `error:`
+line, no traceback) and "ok" (the input was legitimate and the command did its job). The others are
+the failures the suite exists to find: a "traceback" (or any crash), a "hang" (killed at its time
+bound), a "silent" acceptance (exit 0 where the input must be refused), a "data loss" (a file that
+existed, or was written, no longer loads), "unbounded" memory. conftest.py prints the tally by cause.
+"""
+import re
+from collections import Counter
+
+GOOD = ("refused", "ok")
+BAD = ("traceback", "hang", "silent", "data loss", "unbounded")
+TALLY = Counter()                                  # (cause, outcome) -> cases
+EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
+ERROR_LINE = re.compile(r"^error: \S", re.M)
+
+
+def outcome(rc, stderr="", *, must_refuse, hung=False, lost=False, unbounded=False,
+            exits_ok=(0,), exits_refused=(EXIT_USER_ERROR,)):
+    """The one outcome of a case: rc and stderr of the command, and what the test saw around it."""
+    if hung:
+        return "hang"
+    if unbounded:
+        return "unbounded"
+    if lost:
+        return "data loss"
+    if "Traceback (most recent call last)" in stderr or rc not in (*exits_ok, *exits_refused):
+        return "traceback"
+    if rc in exits_refused:
+        return "refused" if len(ERROR_LINE.findall(stderr)) == 1 else "traceback"
+    return "silent" if must_refuse else "ok"
+
+
+def judge(cause, rc, stderr="", **how):
+    """Record the case's outcome under its root cause and assert it is a good one."""
+    result = outcome(rc, stderr, **how)
+    TALLY[cause, result] += 1
+    assert result in GOOD, f"{cause}: {result} (exit {rc})\n{stderr[-2000:]}"
+    return result
+
+
+def summary():
+    """One line for the end of the run: inputs in all, by cause, and each bad outcome's count."""
+    if not TALLY:
+        return None
+    causes = Counter()
+    for (cause, _), n in TALLY.items():
+        causes[cause] += n
+    bad = {b: sum(n for (_, r), n in TALLY.items() if r == b) for b in BAD}
+    return (f"hostile suite: {sum(causes.values()):,} generated inputs "
+            f"({', '.join(f'{c} {n}' for c, n in sorted(causes.items()))}); "
+            + ", ".join(f"{b} {n}" for b, n in bad.items()))
