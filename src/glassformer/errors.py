@@ -42,8 +42,9 @@ def run_main(main, *args, stderr=None):
     """Exit status of main(*args), every failure turned into one line (a bug: the traceback too).
 
     UserError, OSError (disk full, permissions, a missing file), MemoryError: `error: ...`, exit 2;
-    Ctrl-C or SIGTERM: exit 130 quietly (temp files removed on the way out); a closed pipe (`... | head`): exit 0 quietly; anything else: the
-    traceback and one line asking to report it, exit 1. SystemExit (--help) passes through.
+    Ctrl-C or SIGTERM: exit 130 quietly (temp files removed on the way out); a closed pipe
+    (`... | head`): exit 0 quietly; anything else: the traceback and one line asking to report it,
+    exit 1. SystemExit (--help) passes through.
     """
     err = sys.stderr if stderr is None else stderr
     try:
@@ -74,9 +75,13 @@ def run_main(main, *args, stderr=None):
         return EXIT_BUG
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C is (so the same clean-up runs); a REPL stops for it, not just a reply."""
+
+
 def interrupt(signum, frame):
-    """A signal handler that stops the program as Ctrl-C does: KeyboardInterrupt where it runs."""
-    raise KeyboardInterrupt
+    """A SIGTERM handler that stops the program as Ctrl-C does: Terminated where it runs."""
+    raise Terminated
 
 
 @contextlib.contextmanager

@@ -312,3 +312,56 @@ def test_save_checkpoint_itself_refuses_non_finite_state_and_keeps_the_old_file(
     with pytest.raises(NonFinite, match="not saved.*--lr"):
         save_checkpoint(path, model, optimizer=opt, extra=extra)
     assert path.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+# ---- folder replacement without renameat2, and its recovery -------------------------------------
+
+def dead_pid():
+    """A process id that no process has now."""
+    pid = 2 ** 22 - 1
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        pid -= 1
+
+
+def test_the_two_rename_fallback_replaces_a_folder_whole(tmp_path, monkeypatch):
+    from glassformer import files
+    monkeypatch.setattr(files, "exchange", lambda a, b: False)     # as where renameat2 is missing
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("old")
+    (out / "mine.txt").write_text("kept")
+    with files.folder_swap(out, drop=("a.txt",)) as new:
+        (new / "a.txt").write_text("new")
+        assert (out / "a.txt").read_text() == "old"         # nothing changes until the end
+    assert (out / "a.txt").read_text() == "new" and (out / "mine.txt").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("folder_there", [False, True])
+def test_a_fallback_stopped_between_its_renames_is_recovered_at_the_next_start(folder_there, tmp_path):
+    from glassformer import files
+    out = tmp_path / "out"
+    old = tmp_path / f".out.{dead_pid()}.0badcafe.old"      # the old version, renamed away
+    old.mkdir()
+    (old / "a.txt").write_text("old")
+    if folder_there:
+        out.mkdir()
+        (out / "a.txt").write_text("new")
+    files.remove_stale_temps(tmp_path)
+    assert (out / "a.txt").read_text() == ("new" if folder_there else "old")
+    assert not old.exists()
+
+
+def test_stale_temp_files_of_dead_processes_go_at_the_start_of_a_run(tmp_path):
+    from glassformer import files
+    dead = tmp_path / f".best.npz.{dead_pid()}.00ff.tmp"
+    alive = tmp_path / f".best.npz.{os.getppid()}.00ff.tmp"
+    for p in (dead, alive):
+        p.write_bytes(b"x" * 100)
+    with files.run_lock(tmp_path):
+        assert not dead.exists() and alive.exists()         # a live writer's temp file stays
+        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())

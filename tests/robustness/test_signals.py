@@ -74,8 +74,8 @@ def digest(folder):
 
 
 def hammer(name, tmp_path, action, check, longest):
-    """TRIES interrupts of action(try number) (half SIGINT, half SIGTERM, delays up to `longest` s); each followed
-    by check(); asserts at the end, naming how many tries went wrong and how."""
+    """TRIES interrupts of action(try number) (half SIGINT, half SIGTERM, delays up to `longest` s),
+    each followed by check(); asserts at the end, naming how many tries went wrong and how."""
     rng, failures = random.Random(f"{name}-{TRIES}"), []
     start = time.perf_counter()
     for i in range(TRIES):

@@ -327,7 +327,8 @@ def run_lm(args, argv, stream, interactive, ask=input):
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     trainer.run_id = make_run_dir(out, ckpt, args.resume)
-    write_json(out / "config.json", with_run_id(run_config(s, "lm", args.device or "cpu", {}), trainer.run_id))
+    config = run_config(s, "lm", args.device or "cpu", {})
+    write_json(out / "config.json", with_run_id(config, trainer.run_id))
     summary = trainer.fit()
     sample, report = None, {}
     if (out / "best.npz").exists():

@@ -237,7 +237,8 @@ def run_qa(args, argv, stream):
           + (f"; resuming after step {trainer.step}" if ckpt else ""), file=stream)
     print_speed(trainer, s["context"], stream)
     trainer.run_id = make_run_dir(out, ckpt, args.resume)
-    write_json(out / "config.json", with_run_id(run_config(s, "qa", args.device or "cpu", {}), trainer.run_id))
+    config = run_config(s, "qa", args.device or "cpu", {})
+    write_json(out / "config.json", with_run_id(config, trainer.run_id))
     summary = trainer.fit()
     report = {"val_exact_match": next((r["val_exact_match"] for r in reversed(trainer.history)
                                        if r.get("val_exact_match") is not None), None)}   # the last pass
