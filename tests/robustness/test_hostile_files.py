@@ -213,16 +213,26 @@ def digits_run(folder, monkeypatch):
     return folder
 
 
+def qa_run(folder):
+    pairs = "".join(json.dumps({"question": f"colour of item {c}?", "answer": "red"}) + "\n" for c in "abcdefgh")
+    (folder.parent / "facts.jsonl").write_text(pairs, encoding="utf-8")
+    assert train.main(["--task", "qa", "--data", str(folder.parent / "facts.jsonl"), "--context", "48",
+                       "--batch-size", "2", "--eval-interval", "2", "--eval-batches", "1", "--steps", "2",
+                       "--eval-pairs", "2", "--no-interactive", "--out", str(folder)]) == 0
+    return folder
+
+
 def files_of(folder):
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".lock"}
 
 
-@pytest.mark.parametrize("foreign", ["digits", "lm2", "lm2_best"])
+@pytest.mark.parametrize("foreign", ["digits", "qa", "lm2", "lm2_best"])
 def test_a_checkpoint_of_another_run_is_not_resumed_into_a_run_folder(foreign, runs, tmp_path,
                                                                     monkeypatch, capsys):
     folder = tmp_path / "lm"
     shutil.copytree(runs["lm"], folder)
     source = digits_run(tmp_path / "digits", monkeypatch) / "last.npz" if foreign == "digits" else \
+        qa_run(tmp_path / "qa") / "last.npz" if foreign == "qa" else \
         runs["lm2"] / ("best.npz" if foreign == "lm2_best" else "last.npz")
     shutil.copyfile(source, folder / "last.npz")
     before = files_of(folder)
