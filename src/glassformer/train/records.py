@@ -79,11 +79,14 @@ def new_run_dir(root, name):
 def folder_run_ids(out):
     """{file name: run id} of what a run folder says it belongs to: config.json, best.npz, last.npz."""
     out, ids = Path(out), {}
-    try:
-        ids["config.json"] = json.loads((out / "config.json").read_text(encoding="utf-8")).get(RUN_ID)
+    try:                                                    # a FIFO or device there is not read
+        if (out / "config.json").is_file():
+            ids["config.json"] = json.loads((out / "config.json").read_text(encoding="utf-8")).get(RUN_ID)
     except (OSError, ValueError, AttributeError):
         pass
     for name in ("best.npz", "last.npz"):
+        if not (out / name).is_file():
+            continue
         try:
             meta, archive = read_meta(out / name)
             archive.close()
