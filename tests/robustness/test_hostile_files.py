@@ -375,3 +375,26 @@ def test_stale_temp_files_of_dead_processes_go_at_the_start_of_a_run(tmp_path):
     with files.run_lock(tmp_path):
         assert not dead.exists() and alive.exists()         # a live writer's temp file stays
         assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_the_cli_stops_a_run_whose_moments_overflow_with_one_error_and_loadable_files(runs, tmp_path,
+                                                                                     monkeypatch, capsys):
+    from glassformer.optim.optimizers import Adam
+    real = Adam.step
+
+    def overflowing(self, *args, **kwargs):                 # what --lr 100 --grad-clip 0 does to v
+        out = real(self, *args, **kwargs)
+        if self.t >= 3:
+            for v in self.v:
+                v[...] = np.inf
+        return out
+    monkeypatch.setattr(Adam, "step", overflowing)
+    out = tmp_path / "run"
+    code = train.main([*LM, "--data", str(runs["data"]), "--steps", "6", "--grad-clip", "0",
+                       "--weight-decay", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("error: ") == 1 and "--grad-clip" in err, err
+    assert "diverged" in err
+    for f in out.glob("*.npz"):
+        load_checkpoint(f)                                  # both resume and the REPL can read them
+    assert load_checkpoint(out / "last.npz").step == 2      # the last finite state
