@@ -4,17 +4,20 @@ Standard library only (the bottom floor), so a wrapper script can install the bo
 imports NumPy or the rest of glassformer.
 """
 import argparse
+import contextlib
 import difflib
 import errno
 import math
 import os
+import signal
 import sys
+import threading
 import traceback
 from dataclasses import fields
 
 EXIT_USER_ERROR = 2                     # a user's mistake (or the machine's: disk, memory): one line
 EXIT_BUG = 1                            # a bug in glassformer: the traceback, and where to report it
-EXIT_INTERRUPTED = 130                  # Ctrl-C, as a shell reports SIGINT
+EXIT_INTERRUPTED = 130                  # Ctrl-C, as a shell reports SIGINT; SIGTERM too (handled alike)
 REPORT = "this is a bug in glassformer: please report it with the command you ran and the traceback above"
 # what to do about an OSError, by errno
 OS_ADVICE = {errno.ENOSPC: "free some disk space (or write elsewhere, e.g. another --out) and run again",
@@ -124,12 +127,14 @@ def run_main(main, *args, stderr=None):
     """Exit status of main(*args), every failure turned into one line (a bug: the traceback too).
 
     UserError, OSError (disk full, permissions, a missing file), MemoryError: `error: ...`, exit 2;
-    Ctrl-C: exit 130 quietly; a closed pipe (`... | head`): exit 0 quietly; anything else: the
-    traceback and one line asking to report it, exit 1. SystemExit (--help) passes through.
+    Ctrl-C or SIGTERM: exit 130 quietly (temp files removed on the way out); a closed pipe
+    (`... | head`): exit 0 quietly; anything else: the traceback and one line asking to report it,
+    exit 1. SystemExit (--help) passes through.
     """
     err = sys.stderr if stderr is None else stderr
     try:
-        code = main(*args)
+        with term_as_interrupt():
+            code = main(*args)
         if err is sys.stderr:
             sys.stdout.flush()                              # a closed pipe shows here, still inside
         return code
@@ -153,6 +158,53 @@ def run_main(main, *args, stderr=None):
         traceback.print_exc(file=err)
         print(REPORT, file=err)
         return EXIT_BUG
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C is (so the same clean-up runs); a REPL stops for it, not just a reply."""
+
+
+def interrupt(signum, frame):
+    """A SIGTERM handler that stops the program as Ctrl-C does: Terminated where it runs."""
+    raise Terminated
+
+
+@contextlib.contextmanager
+def term_as_interrupt():
+    """SIGTERM inside is handled like Ctrl-C (KeyboardInterrupt), so `finally` and `except` blocks run
+    and no temp file is left; only where SIGTERM still has its default action, in the main thread."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def stop_softly(first):
+    """Inside, the first Ctrl-C or SIGTERM calls first() (finish the step, save, stop); a second one
+    raises KeyboardInterrupt (stop at once). Outside the main thread signals cannot be caught: a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = []
+
+    def handler(signum, frame):
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(signum)
+        first()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, handler) for s in signals]
+    try:
+        yield
+    finally:
+        for s, p in zip(signals, previous):
+            signal.signal(s, p)
 
 
 def main_boundary(main):

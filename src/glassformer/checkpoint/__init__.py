@@ -89,9 +89,42 @@ class Checkpoint:
         return rng
 
 
+class NonFinite(UserError):
+    """A checkpoint was not written because an array or number it would hold is NaN or inf."""
+
+    def __init__(self, path, key, bad):
+        self.path, self.key, self.bad = path, key, bad
+        super().__init__(f"{path}: not saved: {key} holds {bad:,} non-finite values (NaN or inf), so "
+                         "the run diverged; the file there (if any) is unchanged: lower --lr or bound "
+                         "the steps with --grad-clip, and run again")
+
+
+def check_savable(path, arrays, numbers):
+    """NonFinite unless every array (parameters, optimizer moments) and number (lr, loss scale) is
+    finite: a checkpoint that load_checkpoint would refuse is never written."""
+    for key, a in arrays.items():
+        if a.dtype.kind in "fc":
+            bad = a.size - int(np.isfinite(a).sum())
+            if bad:
+                raise NonFinite(path, repr(key), bad)
+    for key, value in numbers:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NonFinite(path, key, 1)
+
+
+def _numbers(tree, where=""):
+    """(dotted key, value) of every number in nested dicts and lists."""
+    if isinstance(tree, dict):
+        return [kv for k, v in tree.items() for kv in _numbers(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(tree, (list, tuple)):
+        return [kv for i, v in enumerate(tree) for kv in _numbers(v, f"{where}[{i}]")]
+    return [(where, tree)] if isinstance(tree, (int, float)) else []
+
+
 def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step=0, rng=None,
                     metrics=None, extra=None):
-    """Write model + metadata to `path` atomically; a full disk is a UserError, the old file intact."""
+    """Write model + metadata to `path` atomically; a full disk is a UserError, the old file intact;
+    state with a NaN or inf anywhere (parameters, moments, loss scale) is NonFinite, nothing written."""
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
             "tokenizer": tokenizer, "task": task, "step": int(step), "metrics": metrics or {},
@@ -101,6 +134,8 @@ def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step
         state = optimizer.state_dict()
         meta["optimizer"] = {"class": optimizer_name(optimizer), "t": state["t"], "lr": state["lr"]}
         arrays.update({f"optim/{k}": to_numpy(v) for k, v in state["arrays"].items()})
+    scaler = ((extra or {}).get("trainer") or {}).get("loss_scaler")       # the Trainer's fp16 state
+    check_savable(path, arrays, _numbers({"optimizer": meta.get("optimizer"), "loss_scaler": scaler}))
     entries = {member: json_bytes(path, meta.pop(key), limit, key) for key, (member, limit, _)
                in PARTS.items() if meta.get(key) is not None}
     entries["__meta__"] = json_bytes(path, meta, MAX_HEADER_BYTES, "header")

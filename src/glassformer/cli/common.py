@@ -11,6 +11,8 @@ from .. import backend, precision
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
 from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
 from ..train.progress import first_fit, terminal_width
+from ..files import run_lock
+from ..train.records import claim_run
 
 
 # ---------------------------------------------------------------- flags
@@ -68,13 +70,16 @@ def run_dir(args, task):
     return out
 
 
-def make_run_dir(out):
-    """Create the run directory just before the first file goes in (Ctrl-C before leaves none)."""
+def make_run_dir(out, ckpt=None, resume=None):
+    """Create and lock the run directory just before the first file goes in (Ctrl-C before leaves
+    none); a second run on it is refused (files.run_lock), and so is resuming a checkpoint of another
+    run (ckpt: the Checkpoint read from --resume); dead writers' temp files go. Returns the run id."""
+    run_id = claim_run(out, resume, ckpt.meta) if ckpt is not None else claim_run(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        run_lock(out)                                       # held until the command ends
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the run directory ({e.strerror or e})") from None
-    return out
+    return run_id
 
 
 def resume_path(path):

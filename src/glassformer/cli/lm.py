@@ -26,7 +26,7 @@ from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from ..train import parallel, zero
-from ..train.records import write_json
+from ..train.records import with_run_id, write_json
 from ..train.step import Diverged
 from ..train.progress import fold, shell_wrap, si, wrap
 from ..train.trainer import TrainConfig, Trainer, perplexity
@@ -332,8 +332,9 @@ def run_lm(args, argv, stream, interactive, ask=input):
                    "over the processes of mpiexec -n N)"), file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
-    make_run_dir(out)
-    write_json(out / "config.json", run_config(s, "lm", args.device or "cpu", {}))
+    trainer.run_id = make_run_dir(out, ckpt, args.resume)
+    config = run_config(s, "lm", args.device or "cpu", {})
+    write_json(out / "config.json", with_run_id(config, trainer.run_id))
     summary = trainer.fit()
     sample, report = None, {}
     if (out / "best.npz").exists():

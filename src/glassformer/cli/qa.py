@@ -27,7 +27,7 @@ from ..tasks.qa import (answer_of, answer_text, masked_example, pad_rows, prompt
                         split_pairs, ANSWER_END)
 from ..tokenizers import ByteLevelBPE, CharTokenizer, tokenizer_from_dict
 from ..train.progress import wrap
-from ..train.records import write_json
+from ..train.records import with_run_id, write_json
 from ..train.trainer import Trainer
 from .common import fraction, make_run_dir, matmul_rate, positive_int, run_dir
 from .config import run_config
@@ -238,8 +238,9 @@ def run_qa(args, argv, stream):
                f"{trainer.model.n_parameters():,} parameters, context {s['context']}\nrun directory {out}"
                + (f"; resuming after step {trainer.step}" if ckpt else ""), indent="    "), file=stream)
     print_speed(trainer, s["context"], stream)
-    make_run_dir(out)
-    write_json(out / "config.json", run_config(s, "qa", args.device or "cpu", {}))
+    trainer.run_id = make_run_dir(out, ckpt, args.resume)
+    config = run_config(s, "qa", args.device or "cpu", {})
+    write_json(out / "config.json", with_run_id(config, trainer.run_id))
     summary = trainer.fit()
     report = {"val_exact_match": next((r["val_exact_match"] for r in reversed(trainer.history)
                                        if r.get("val_exact_match") is not None), None)}   # the last pass

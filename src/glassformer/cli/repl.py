@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import backend
 from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint, needs_task
-from ..errors import UserError
+from ..errors import Terminated, UserError
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser
@@ -197,7 +197,9 @@ class Session:
             reply = Reply(self.stdout)
             try:
                 ids, labels = self.handler.answer(text, reply)
-            except KeyboardInterrupt:                       # Ctrl-C: keep what was printed
+            except KeyboardInterrupt as e:                  # Ctrl-C: keep what was printed
+                if isinstance(e, Terminated):               # SIGTERM: the session ends
+                    raise
                 self.say(*([""] if reply.open else []), "(stopped)")
                 return False
             if self.attention != "off":
@@ -294,7 +296,9 @@ def repl(session, stdin, interactive):
                     break
             except UserError as e:
                 print(f"error: {e}", file=session.stderr)
-            except KeyboardInterrupt:                       # Ctrl-C outside a reply (a command)
+            except KeyboardInterrupt as e:                  # Ctrl-C outside a reply (a command)
+                if isinstance(e, Terminated):
+                    raise
                 session.say("(stopped)")
     except KeyboardInterrupt:                               # Ctrl-C at the prompt: 130, as elsewhere
         code = EXIT_INTERRUPTED

@@ -31,16 +31,16 @@ import numpy as np
 from .. import backend
 from .. import visualization as viz
 from ..backend import to_numpy
-from ..checkpoint import (NAT, NUMBER, POSITIVE, check_schema, load_checkpoint, needs_task, parsed_by,
-                          read_meta, restore_optimizer, save_checkpoint)
+from ..checkpoint import (NAT, NUMBER, POSITIVE, NonFinite, check_schema, load_checkpoint, needs_task,
+                          parsed_by, read_meta, restore_optimizer, save_checkpoint)
 from ..errors import UserError
-from ..files import atomic_path
+from ..files import atomic_path, release_run_locks
 from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
 from ..train import parallel
 from ..train.progress import shell_wrap, wrap
-from ..train.records import write_json, write_metrics
+from ..train.records import with_run_id, write_json, write_metrics
 from ..train.step import Diverged
 from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir, positive_float,
                      positive_int, resume_path, run_dir, seed_int)
@@ -176,6 +176,7 @@ class Run:
         self.epoch, self.history = 0, []
         self.best_acc, self.best_loss, self.best_epoch = -1.0, math.inf, 0
         self.resumed_from, self.diverged = None, None       # diverged: the Diverged that stopped it
+        self.run_id = None                                  # make_run_dir's: saved in every checkpoint
         if checkpoint is not None:
             self._resume(checkpoint, resume_path)
 
@@ -193,10 +194,13 @@ class Run:
         """A checkpoint of the run as it stands at the end of self.epoch."""
         extra = {"epoch": self.epoch, "run": self.settings, "history": self.history,
                  "best_val_acc": self.best_acc, "best_val_loss": self.best_loss,
-                 "best_epoch": self.best_epoch}
-        save_checkpoint(path, self.model, tokenizer=self.task.tokenizer(), task=self.task.meta(),
-                        optimizer=self.optimizer, step=self.optimizer.t, rng=self.rng,
-                        metrics=row, extra=extra)
+                 "best_epoch": self.best_epoch, **({"run_id": self.run_id} if self.run_id else {})}
+        try:
+            save_checkpoint(path, self.model, tokenizer=self.task.tokenizer(), task=self.task.meta(),
+                            optimizer=self.optimizer, step=self.optimizer.t, rng=self.rng,
+                            metrics=row, extra=extra)
+        except NonFinite as e:                              # nothing written: the files keep the last
+            raise Diverged(None, f"{e.key} in the state to save became NaN or inf") from None
 
 
 # ---------------------------------------------------------------- training and the end of a run
@@ -365,10 +369,11 @@ def run_cli(args, argv, stream, only):
     if interactive and ckpt is None:                    # a resumed run has had its walk
         ids, targets = run.task.walk_example()
         walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)
-    make_run_dir(out)                                   # only now: Ctrl-C in the walk leaves no folder
+    run.run_id = make_run_dir(out, ckpt, args.resume)   # only now: Ctrl-C in the walk leaves no folder
     if ckpt is not None:
         carry_best(run, args.resume, out)
-    write_json(out / "config.json", run_config(settings, settings["task"], args.device or "cpu", only))
+    write_json(out / "config.json", with_run_id(run_config(settings, settings["task"], args.device or "cpu",
+                                                           only), run.run_id))
     interrupted = fit(run, out, stream, live=stream.isatty())
     command = "python train_step_by_step.py " + shlex.join(argv)
     print_summary(finish(run, out, interrupted, command), out, stream)
@@ -393,3 +398,5 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ninterrupted (Ctrl-C).", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        release_run_locks()                                 # the run folder is free for the next command

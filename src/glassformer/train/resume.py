@@ -15,8 +15,8 @@ TRAINER_STATE = {"best_val?": (FLOAT, None), "tokens_seen?": NAT, "elapsed?": FL
 
 def saved_state(where, ckpt):
     """The checkpoint's extra dict, its "trainer" and "train_config" entries checked (UserError if bad)."""
-    return check_schema(where, ckpt.meta.get("extra", {}),
-                        {"trainer?": TRAINER_STATE, "train_config?": dict}, "header extra")
+    return check_schema(where, ckpt.meta.get("extra", {}), {"trainer?": TRAINER_STATE, "train_config?": dict,
+                                                            "run_id?": (str, None)}, "header extra")
 
 
 def keep_schedule(config, saved, extend=False):
