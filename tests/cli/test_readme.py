@@ -8,8 +8,6 @@ every file the command wrote loads back. A README row without a recipe fails the
 does a recipe whose row left the README.
 """
 import csv
-import functools
-import http.server
 import importlib.util
 import json
 import os
@@ -17,13 +15,12 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from datapaths import DATA
+from datapaths import DATA, serve
 from glassformer.checkpoint import load_checkpoint
 from tools import tool
 
@@ -192,10 +189,7 @@ def made(tmp_path_factory):
             must(run(["-m", "glassformer.export", str(base / "gpt2-run" / "best.npz"), "gpt2"], base))
             cache[name] = base / "gpt2"
         elif name == "mirror":                          # the data sets' addresses, served on loopback
-            handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(DATA))
-            httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            threading.Thread(target=httpd.serve_forever, daemon=True).start()
-            cache[name] = f"http://127.0.0.1:{httpd.server_address[1]}"
+            cache[name] = serve(DATA)
         elif name == "qa_file":
             path = base / "qa.jsonl"
             path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QA_PAIRS),
