@@ -10,6 +10,7 @@ line that says what happened. POSIX only (fork, process groups, resource limits)
 import atexit
 import contextlib
 import faulthandler
+import fcntl
 import io
 import json
 import os
@@ -29,7 +30,8 @@ REASON_CHARS = 1000                 # a longer reason is cut
 ANSWER_LIMIT = 64 * 1024            # a longer answer is garbled (the code wrote into the checker's pipe)
 HINTS = {signal.SIGSEGV: " (a crash: a recursion too deep for the C stack?)",
          signal.SIGKILL: " (os.kill, or the system out of memory)",
-         signal.SIGABRT: " (a C library aborted)"}
+         signal.SIGABRT: " (a C library aborted)",
+         signal.SIGXCPU: " (it used up its CPU time: threads spinning?)"}
 
 
 def run_isolated(task, seconds, source=None):
@@ -41,6 +43,9 @@ def run_isolated(task, seconds, source=None):
         stream.flush()
     out_r, out_w = os.pipe()
     answer_r, answer_w = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):                      # Linux: 1 MiB of print in one read, not 16
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(out_r, fcntl.F_SETPIPE_SZ, OUTPUT_LIMIT)
     pid = os.fork()
     if pid == 0:
         os.close(out_r), os.close(answer_r)
@@ -79,7 +84,7 @@ class Watched:
 
 def watch(pid, out_r, answer_r, seconds, seen):
     """Read the child's pipes into seen until it exits, prints too much, or the deadline passes."""
-    deadline, pipes, exited = time.monotonic() + seconds, (out_r, answer_r), False
+    deadline, pipes, exited = time.monotonic() + seconds, {out_r, answer_r}, False
     for fd in pipes:
         os.set_blocking(fd, False)
     pidfd = None
@@ -92,12 +97,12 @@ def watch(pid, out_r, answer_r, seconds, seen):
             if left <= 0:
                 seen.stopped = too_slow(seconds)
                 break
-            waits = pipes + ((pidfd,) if pidfd is not None else ())
+            waits = sorted(pipes) + ([pidfd] if pidfd is not None else [])
             ready = select.select(waits, [], [], left if pidfd is not None else min(left, 0.01))[0]
-            drain(ready, pipes, seen, out_r)
+            pipes -= drain(pipes.intersection(ready), seen, out_r)
             exited = pidfd in ready if pidfd is not None else reaped(pid, seen)
         if exited and not seen.stopped:
-            drain(pipes, pipes, seen, out_r)                # what is still in the pipes
+            drain(pipes, seen, out_r)                       # what is still in the pipes
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -111,17 +116,20 @@ def reaped(pid, seen):
     return done == pid
 
 
-def drain(ready, pipes, seen, out_r):
-    """Read what is there on the ready pipes (they are non-blocking: a grandchild may hold them)."""
-    for fd in pipes:
-        while fd in ready and not seen.stopped:
+def drain(ready, seen, out_r):
+    """Read what is there on the ready pipes (non-blocking: a grandchild may hold them); those at their end."""
+    ended = set()
+    for fd in ready:
+        while not seen.stopped:
             try:
-                data = os.read(fd, 65536)
+                data = os.read(fd, OUTPUT_LIMIT)
             except BlockingIOError:
                 break
             if not data:
+                ended.add(fd)
                 break
             seen.take(fd, data, out_r)
+    return ended
 
 
 def bury(pid, seen):
@@ -198,7 +206,7 @@ def child(task, seconds, source, out_w, answer_w):
     try:
         os.setpgid(0, 0)
         deadline = time.monotonic() + seconds
-        confine(out_w)
+        confine(out_w, seconds)
         thread_errors = catch_thread_errors()
         answer = task()
         if answer["passed"]:
@@ -213,12 +221,13 @@ def child(task, seconds, source, out_w, answer_w):
     os._exit(status)
 
 
-def confine(out_w):
-    """The child's limits: memory, no core file, no stdin, stdout and stderr into the pipe."""
+def confine(out_w, seconds):
+    """The child's limits: memory, CPU time, no core file, no stdin, stdout and stderr into the pipe."""
     atexit._clear()                                         # the checker's own handlers are not ours to run
     if faulthandler.is_enabled():                           # a crash is reported by its signal
         faulthandler.disable()
     limit(resource.RLIMIT_CORE, 0)
+    limit(resource.RLIMIT_CPU, int(2 * seconds) + 2)        # a busy child outlives no dead checker for long
     if hasattr(resource, "RLIMIT_AS"):
         limit(resource.RLIMIT_AS, address_space() + MEMORY_BYTES)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -273,7 +282,7 @@ def at_exit(until, source, thread_errors):
     """After a passed check, what a program's end would reveal, by `until`: {"passed", "reason"} or None."""
     failure = lingering(until) or run_atexit(source) or lingering(until)
     if not failure and thread_errors:
-        failure = f"a thread it started ended with {describe(thread_errors[0], source)}"
+        failure = f"a thread it started died: {describe(thread_errors[0], source)}"
     return {"passed": False, "reason": failure} if failure else None
 
 
@@ -295,7 +304,7 @@ def run_atexit(source):
     sys.unraisablehook = lambda info: raised.append(info.exc_value or info.exc_type())
     atexit._run_exitfuncs()
     atexit._clear()
-    return raised and f"an atexit handler ended with {describe(raised[-1], source)}"
+    return raised and f"an atexit handler failed: {describe(raised[-1], source)}"
 
 
 # ---- an exception as one line --------------------------------------------------------------------------------
@@ -304,7 +313,7 @@ def describe(error, source):
     """An exception from student code as one line: its type, message, and the line of their file."""
     text = f"{name_of(error)}: {message(error)}" if message(error) else name_of(error)
     if isinstance(error, SystemExit):
-        text = f"it called sys.exit({message_of_exit(error)})"
+        text = f"sys.exit({message_of_exit(error)}) was called"
     elif isinstance(error, MemoryError):
         text = f"{text} (out of memory: a check may use {MEMORY_BYTES // 1024 ** 3} GiB more)"
     if isinstance(error, SyntaxError):
