@@ -45,7 +45,8 @@ def stat_input(path, kind="json", allow_dir=False, allow_stream=False):
         raise UserError(f"{_shown(path)}: the path holds a NUL character: no file has such a name; "
                         "check the path") from None
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file; check the path (relative paths start at {os.getcwd()})") from None
+        raise UserError(f"{path}: cannot read it: no such file; check the path (relative paths start at "
+                        f"{os.getcwd()})") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read it ({e.strerror or e}); check the path and its permissions") from None
     what = file_kind(st.st_mode)
@@ -53,7 +54,7 @@ def stat_input(path, kind="json", allow_dir=False, allow_stream=False):
             (allow_stream and any(t(st.st_mode) for t in STREAMS)):
         return st
     link = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
-    raise UserError(f"{path}: cannot open it: it is {what}{link}, not a regular file; give a {kind} file"
+    raise UserError(f"{path}: cannot open it (cannot read {what}{link}: not a regular file); give a {kind} file"
                     + (" or folder" if allow_dir else ""))
 
 
@@ -162,7 +163,7 @@ def _number_hooks(where, allow_nan, fmt="JSON"):
     def bounded(text, kind):
         if len(text) > MAX_NUMBER_CHARS:
             raise UserError(f"{where}: not valid {fmt} (a number too long to read: {len(text):,} characters, "
-                            f"at most {MAX_NUMBER_CHARS}); is it the right file?")
+                            f"at most {MAX_NUMBER_CHARS})")
         value = kind(text)
         if not (allow_nan or isinstance(value, int) or math.isfinite(value)):
             raise UserError(f"{where}: {text[:20]} is not a finite number: give a finite one")
@@ -179,12 +180,15 @@ def _number_hooks(where, allow_nan, fmt="JSON"):
 def parse_json(text, where, max_depth=MAX_DEPTH, max_bytes=None, allow_nan=False, object_pairs_hook=None):
     """A JSON document from text (str or bytes) with bounded depth, size and numbers; where names it."""
     if isinstance(text, (bytes, bytearray)):
-        text = decode_text(bytes(text), where)
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{where}: not valid JSON (not UTF-8 text at byte {e.start}: {e.reason})") from None
     if max_bytes is not None and len(text) > max_bytes:
         raise UserError(f"{where}: {len(text):,} characters of JSON, over the {max_bytes:,} read here")
     if nesting_depth(text) > max_depth:
-        raise UserError(f"{where}: not valid JSON (nested too deeply), over {max_depth} levels; is it the "
-                        "right file?")
+        raise UserError(f"{where}: not valid JSON (nested too deeply), deeper than {max_depth} "
+                        "levels")
     try:
         return json.loads(text, object_pairs_hook=object_pairs_hook, **_number_hooks(where, allow_nan))
     except json.JSONDecodeError as e:
@@ -219,8 +223,8 @@ def parse_toml(text, where, max_depth=MAX_DEPTH, allow_nan=False):
     if "\0" in text:
         raise UserError(f"{where}: holds a NUL character: not a TOML text file")
     if nesting_depth(text, _TOML_SKIP) > max_depth:
-        raise UserError(f"{where}: not valid TOML (nested too deeply), over {max_depth} levels; is it the "
-                        "right file?")
+        raise UserError(f"{where}: not valid TOML (nested too deeply), deeper than {max_depth} "
+                        "levels")
     hooks = _number_hooks(where, allow_nan, "TOML")
     try:
         data = tomllib.loads(text, parse_float=hooks["parse_float"])

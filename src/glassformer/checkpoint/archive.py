@@ -5,7 +5,6 @@ Refused with a UserError naming the file: special files (FIFOs, devices), damage
 compressed members, members that are not .npy, objects, records, pickles, big-endian data, shapes whose
 bytes the file does not hold, JSON headers over 1 MiB, nested over 64 deep, or of the wrong types.
 """
-import json
 import math
 import os
 import reprlib
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..inputs import parse_json
 
 HINT = "train one with: python train_step_by_step.py --task digits"
 MAX_HEADER_BYTES = 1 << 20              # the JSON header
@@ -190,10 +190,10 @@ class Archive:
 
 def parse_header(path, raw):
     """The JSON header from its bytes: UTF-8, a JSON object, at most MAX_DEPTH deep."""
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:    # JSONDecodeError is a ValueError
-        raise archive_error(path, f"the checkpoint header is not valid JSON ({short(e)})") from None
+    try:                                                    # inputs' bounded reader: depth, numbers
+        meta = parse_json(raw, "the checkpoint header", max_depth=MAX_DEPTH, allow_nan=True)
+    except UserError as e:
+        raise archive_error(path, f"{e}: not a glassformer checkpoint, or damaged") from None
     if not isinstance(meta, dict):
         raise archive_error(path, f"the checkpoint header is a JSON {type(meta).__name__}, not an "
                             "object: not a glassformer checkpoint")
