@@ -25,6 +25,7 @@ from .checkpoint import load_checkpoint
 from .data import build_tokens, count_words, detect_kind, open_source
 from .errors import UserError, main_boundary
 from .generate import eos_id
+from .inputs import stat_input
 from .layers.loss import CrossEntropyLoss
 from .tokenizers import tokenizer_from_dict
 from .train.trainer import perplexity
@@ -153,6 +154,7 @@ def load_lm(path, device):
 
 def text_tokens(path, tok):
     """The token ids of the file, documents joined by the end-of-text token (when the tokenizer has one)."""
+    stat_input(path, "text", allow_dir=True)               # a FIFO would wait for a writer: refused
     try:
         tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True)
     except UserError as e:

@@ -1,6 +1,7 @@
 """Grade one lesson's exercise file: load it on its own, run every check, explain each failure."""
 import contextlib
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ import numpy as np
 
 from .. import __file__ as PACKAGE_FILE
 from ..errors import UserError
+from ..inputs import check_size, stat_input
 from . import checks  # noqa: F401  registers every lesson's checks
 from .grading import CHECKS, Fail
 
@@ -84,9 +86,10 @@ def exercise_folder(directory=None, solutions=False, cwd=None):
 def exercise_file(folder, lesson):
     """The path of lesson NN's file in folder; UserError if it is not there."""
     path = Path(folder) / f"{LESSONS[lesson]}.py"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{path}: not found; lesson {lesson}'s exercises live in a file of that name "
                         "(copy it from the repository's lessons/exercises/)")
+    check_size(path, stat_input(path, "source").st_size, "source")   # a FIFO or folder: refused
     return path
 
 
