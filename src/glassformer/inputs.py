@@ -202,12 +202,12 @@ def read_json(path, kind="json", max_bytes=None, allow_stdin=False, **options):
     return parse_json(read_bytes(path, kind, max_bytes, allow_stdin), str(path), **options)
 
 
-def iter_jsonl(path, kind="json", max_bytes=None, **options):
-    """(line number, value) of each non-blank line of a JSON Lines file; errors name file:line."""
-    text = decode_text(read_bytes(path, kind, max_bytes), str(path))
-    for number, line in enumerate(text.split("\n"), 1):
+def iter_jsonl(lines, path, where="{path}:{line}", **options):
+    """(line number, value) of each non-blank (number, text) of lines, streamed (data.io.read_lines gives
+    them for a file of any size); each line is parse_json'ed, its errors named by `where`."""
+    for number, line in lines:
         if line.strip():
-            yield number, parse_json(line, f"{path}:{number}", **options)
+            yield number, parse_json(line, where.format(path=path, line=number), **options)
 
 
 # ---- TOML --------------------------------------------------------------------------------------

@@ -185,7 +185,7 @@ def load_hf_gpt2(folder):
     folder = Path(folder)
     d = read_hf_config(folder)
     config = config_from_hf(folder, d)
-    if not (folder / WEIGHTS).is_file():
+    if not os.path.lexists(folder / WEIGHTS):                # a FIFO: SafeTensors refuses it by name
         other = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.index.json")]
         raise hf_error(folder, f"no {WEIGHTS}" + (f" (found {', '.join(sorted(other))}: glassformer "
                        "reads one unsharded safetensors file, never a pickle; write one with "

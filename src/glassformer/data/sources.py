@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from ..inputs import parse_json, stat_input
+from ..inputs import iter_jsonl, stat_input
 from .io import BLOCK_BYTES, Peeked, must_exist, read_blocks, read_lines
 
 EOT_TEXT = "<|endoftext|>"
@@ -83,10 +83,7 @@ def count_words(path):
 
 def read_jsonl(path, field="text"):
     """JSON Lines with a `text` field (TinyStories/SimpleStories exports): one document per line."""
-    for number, line in read_lines(path):
-        if not line.strip():
-            continue
-        record = parse_json(line, f"{path}: line {number}")   # bounded: depth, number length, no NaN
+    for number, record in iter_jsonl(read_lines(path), path, "{path}: line {line}"):   # bounded, no NaN
         if not isinstance(record, dict) or not isinstance(record.get(field), str):
             raise UserError(f"{path}: line {number}: no string field {field!r}; each line must be one object "
                             f'like {{"{field}": "..."}} (or pass field=... to name the text field)')
