@@ -7,6 +7,7 @@ or a folder where a file belongs is refused before it is opened (nothing waits o
 in a path or bytes that are not UTF-8 are one line naming file:line. RecursionError, ValueError and
 OverflowError never escape a reader. Standard library only (the floor just above errors and files).
 """
+import contextlib
 import csv
 import io
 import json
@@ -76,8 +77,7 @@ def open_input(path, kind="json", max_bytes=None, binary=False, allow_stdin=Fals
     if str(path) == "-":
         if not allow_stdin:
             raise UserError(f"-: stdin is not read here; give the path of a {kind} file")
-        stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
-        return stream if binary else io.TextIOWrapper(stream, "utf-8", newline="")
+        return getattr(sys.stdin, "buffer", sys.stdin) if binary else sys.stdin   # the caller leaves it open
     st = stat_input(path, kind, allow_stream=allow_stream)
     special = not stat.S_ISREG(st.st_mode)
     if not special:
@@ -102,8 +102,11 @@ def open_input(path, kind="json", max_bytes=None, binary=False, allow_stdin=Fals
 def read_bytes(path, kind="json", max_bytes=None, allow_stdin=False):
     """The bytes of a checked file, never more than its kind's bound (a file that grows is cut off)."""
     limit = LIMITS.get(kind) if max_bytes is None else max_bytes
-    with open_input(path, kind, max_bytes, binary=True, allow_stdin=allow_stdin) as f:
+    f = open_input(path, kind, max_bytes, binary=True, allow_stdin=allow_stdin)
+    with contextlib.nullcontext(f) if str(path) == "-" else f:           # stdin stays open
         data = f.read() if limit is None else f.read(limit + 1)
+    if isinstance(data, str):                                           # a text-only stdin (a test's)
+        data = data.encode("utf-8")
     if limit is not None and len(data) > limit:
         raise UserError(f"{path}: over {limit:,} bytes: far too large for a {kind} file; is it the right file?")
     return data

@@ -31,7 +31,7 @@ def read_text(path, max_chars=0):
     p = Path(path)
     if not p.exists():
         raise UserError(f"{path}: no such text file; give charlm a UTF-8 file with path=FILE")
-    text = read_input_text(p, "text")                       # a pipe or device refused; UTF-8 checked
+    text = read_input_text(p, "text", max_bytes=1 << 30)    # a pipe or device refused; UTF-8 checked
     return text[:max_chars] if max_chars else text
 
 
