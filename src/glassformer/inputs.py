@@ -164,16 +164,23 @@ def _shown(text, n=60):
 # character, hundreds of MB on a 4 MB string; these cost it per escape
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _TOML_SKIP = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\n]*\'|#[^\n]*')
-_BRACKETS = re.compile(r"[\[\]{}]")
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
 
 
-def nesting_depth(text, strings=_JSON_STRING):
-    """The deepest nesting of [ and { outside strings: known before a recursive parser runs."""
-    depth = deepest = 0
-    for m in _BRACKETS.finditer(strings.sub("", text)):
-        depth = depth + 1 if m.group() in "[{" else max(0, depth - 1)
-        deepest = max(deepest, depth)
-    return deepest
+def nesting_depth(text, strings=_JSON_STRING, limit=MAX_DEPTH):
+    """The deepest nesting of [ and { outside strings (limit + 1 at most: it stops there), known before a
+    recursive parser runs. Each pass removes the innermost pairs (one level); openers left unclosed
+    count as levels too."""
+    brackets, depth = _NOT_BRACKETS.sub("", strings.sub("", text)), 0
+    if re.search(r"[\[{]{%d}" % (limit + 1), brackets):    # limit + 1 openers in a row: nested that deep
+        return limit + 1
+    while depth <= limit:
+        inner = _INNERMOST.sub("", brackets)
+        if len(inner) == len(brackets):
+            return depth + brackets.count("[") + brackets.count("{")
+        brackets, depth = inner, depth + 1
+    return depth
 
 
 def _number_hooks(where, allow_nan, fmt="JSON"):
@@ -204,7 +211,7 @@ def parse_json(text, where, max_depth=MAX_DEPTH, max_bytes=None, allow_nan=False
             raise UserError(f"{where}: not valid JSON (not UTF-8 text at byte {e.start}: {e.reason})") from None
     if max_bytes is not None and len(text) > max_bytes:
         raise UserError(f"{where}: {len(text):,} characters of JSON, over the {max_bytes:,} read here")
-    if nesting_depth(text) > max_depth:
+    if nesting_depth(text, limit=max_depth) > max_depth:
         raise UserError(f"{where}: not valid JSON (nested too deeply), deeper than {max_depth} "
                         "levels")
     try:
@@ -240,7 +247,7 @@ def parse_toml(text, where, max_depth=MAX_DEPTH, allow_nan=False):
                         f"{version}: use a .json file") from None
     if "\0" in text:
         raise UserError(f"{where}: holds a NUL character: not a TOML text file")
-    if nesting_depth(text, _TOML_SKIP) > max_depth:
+    if nesting_depth(text, _TOML_SKIP, max_depth) > max_depth:
         raise UserError(f"{where}: not valid TOML (nested too deeply), deeper than {max_depth} "
                         "levels")
     hooks = _number_hooks(where, allow_nan, "TOML")
