@@ -3,7 +3,8 @@ import os
 import stat
 from pathlib import Path
 
-from ..data import VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, split_files
+from ..data import (VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, require_tokens,
+                    require_visible, split_files, window_minimum)
 from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
@@ -43,9 +44,11 @@ def refuse_special(data):
 
 
 def check_text(data):
-    """UserError for --data that is missing, not UTF-8, binary (NUL bytes in its first 64 KB) or a pipe."""
+    """UserError for --data that is missing, not UTF-8, binary (NUL bytes in its first 64 KB), a pipe,
+    empty or only whitespace."""
     refuse_special(data)
-    for path in open_source(data).files():
+    source = open_source(data)
+    for path in source.files():
         blocks = read_blocks(path, 1 << 16)
         try:
             head = next(blocks, "")
@@ -54,6 +57,7 @@ def check_text(data):
         if "\x00" in head:
             raise UserError(f"{path}: looks like a binary file (it holds NUL bytes), not text: give "
                             "--data a UTF-8 .txt file or folder, WikiText, .jsonl or a Wikipedia .xml(.bz2)")
+    require_visible(source)
 
 
 def load_text(s, tok):
@@ -65,6 +69,17 @@ def load_text(s, tok):
     if s["test_data"] is not None:
         test, _ = build_tokens([open_source(s["test_data"])], tok, eot_id=eot, progress=True)
     return corpus, test
+
+
+def require_splits(s, corpus, test, tok):
+    """UserError unless every split holds context + 1 tokens (data/minimum.py), naming the file."""
+    need, cut = window_minimum(s["context"]), s["val_data"] is None
+    require_tokens(len(corpus.train), need, s["data"], f"the training split (the first "
+                   f"{1 - VAL_FRACTION:.0%} of the tokens)" if cut else "the training split", tok)
+    require_tokens(len(corpus.val), need, s["val_data"] or s["data"], f"the validation split (the last "
+                   f"{VAL_FRACTION:.0%} of the tokens)" if cut else "the validation split", tok)
+    if test is not None:
+        require_tokens(len(test), need, s["test_data"], "the test split", tok)
 
 
 def evaluate_test(model, tokens, path, context, stream):

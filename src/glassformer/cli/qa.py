@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import precision
 from ..checkpoint import load_checkpoint
-from ..data import build_tokens, open_source, random_windows
+from ..data import build_tokens, open_source, random_windows, require_tokens, window_minimum
 from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..generate import TextStream, eos_id, special_ids, stream_tokens
@@ -191,8 +191,8 @@ def build_qa_trainer(s, out, stream, ckpt=None, peak_flops=None):
     encode_pairs(test or [], tok, T)                        # its mistakes now, not after training
     mix = None if s["mix_data"] is None else \
         build_tokens([open_source(s["mix_data"])], tok, eot_id=eos, progress=True)[0]
-    if mix is not None and len(mix) < T + 1:
-        raise UserError(f"--mix-data {s['mix_data']}: {len(mix)} tokens, fewer than --context {T} + 1")
+    if mix is not None:                                     # windows of it: context + 1 tokens at least
+        require_tokens(len(mix), window_minimum(T), f"--mix-data {s['mix_data']}", "the text", tok)
     pad = 0 if eos is None else eos                         # ignored in y: any id would do
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "qa", "settings": s, "context": T, "n_train_pairs": len(train), "n_val_pairs": len(val),
