@@ -38,6 +38,7 @@ def needs_task(task):
         if HINT not in str(e):
             raise
         raise UserError(str(e).replace(HINT, train_hint(task))) from None
+MAX_MODEL_BYTES = 4 << 30               # the largest model a file may make us build: .npz or safetensors
 MAX_HEADER_BYTES = 1 << 20              # the JSON header
 MAX_DEPTH = 64                          # its nesting
 MAX_MEMBERS = 100_000                   # arrays in one archive

@@ -5,7 +5,9 @@ stores its weight (in, out), as our Linear does, and c_attn's output is [q | k |
 in each, as our fused qkv; only the untied lm_head (V, C) is the transpose of our head's W (C, V).
 """
 import json
+import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from ..files import write_text
 from ..models import ModelConfig, build_model
 from ..tokenizers import ByteLevelBPE, load_tokenizer
 from ..tokenizers.bpe import bytes_to_unicode
+from .archive import MAX_MODEL_BYTES
 from .safetensors import SafeTensors, save_safetensors
 
 CONFIG, WEIGHTS, OUR_TOKENIZER = "config.json", "model.safetensors", "tokenizer.glassformer.json"
@@ -42,6 +45,14 @@ class Undrawn:
 
 def hf_error(folder, what):
     return UserError(f"{folder}: {what}")
+
+
+def note_padding(where, n_tokens, rows):
+    """One stderr line when the embedding has rows beyond the tokenizer (nanoGPT pads GPT-2's 50,257
+    tokens to 50,304): generate.py never samples them; a larger tokenizer is refused by the caller."""
+    if n_tokens < rows:
+        print(f"note: {where}: its tokenizer has {n_tokens:,} tokens and its embedding {rows:,} rows; "
+              f"generation never samples the {rows - n_tokens:,} ids beyond the tokenizer", file=sys.stderr)
 
 
 def read_hf_config(folder):
@@ -141,6 +152,15 @@ def expected_shapes(config):
     return {k: shapes[k] for k in hf_names(config)}
 
 
+def check_model_bytes(folder, config):
+    """The float32 model config.json describes must fit MAX_MODEL_BYTES (the .npz loader's cap), checked
+    before the weights' header is read or anything is built."""
+    need = 4 * sum(math.prod(shape) for shape in expected_shapes(config).values())
+    if need > MAX_MODEL_BYTES:
+        raise hf_error(folder, f"{CONFIG} describes a model of {need:,} bytes in float32, over the "
+                       f"{MAX_MODEL_BYTES:,} bytes (4 GiB) glassformer loads: a model this large is refused")
+
+
 def file_names(folder, st, config):
     """{HF name (no prefix): the file's key}, mask buffers dropped; refuses missing or extra tensors."""
     if config.n_layers > len(st.entries):                  # before listing n_layer's names: 10**12 hangs
@@ -191,6 +211,7 @@ def load_hf_gpt2(folder):
     folder = Path(folder)
     d = read_hf_config(folder)
     config = config_from_hf(folder, d)
+    check_model_bytes(folder, config)
     if not (folder / WEIGHTS).is_file():
         other = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.index.json")]
         raise hf_error(folder, f"no {WEIGHTS}" + (f" (found {', '.join(sorted(other))}: glassformer "
@@ -204,6 +225,8 @@ def load_hf_gpt2(folder):
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise hf_error(folder, f"its tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
                        f"{config.vocab_size:,} embedding rows")
+    if tokenizer is not None:
+        note_padding(folder, tokenizer.vocab_size, config.vocab_size)
     model = build_model(config, Undrawn())
     params = dict(model.named_parameters())
     for name, (ours, transposed) in hf_names(config).items():
