@@ -26,7 +26,7 @@ from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint, needs_task
 from .data import (MIN_SCORED_TOKENS, VAL_FRACTION, build_tokens, count_words, detect_kind, open_source,
-                   require_tokens, require_visible, split_files, split_tokens)
+                   require_known, require_tokens, require_visible, split_files, split_tokens)
 from .data.fetch import resolve_dataset
 from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
@@ -193,6 +193,7 @@ def scored_tokens(args, tok):
     tokens = tokens if whole else tokens[:args.max_tokens + 1]
     require_tokens(len(tokens), MIN_SCORED_TOKENS, data, f"the part scored (from token {first:,} on)"
                    if first else "the text scored", tok)
+    require_known(tokens, tok, data, "the text scored")
     return data, tokens, first, n_text, data if whole and first == 0 else None
 
 

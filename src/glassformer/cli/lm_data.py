@@ -3,8 +3,8 @@ import os
 import stat
 from pathlib import Path
 
-from ..data import (VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, require_tokens,
-                    require_visible, split_files, window_minimum)
+from ..data import (VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, require_known,
+                    require_tokens, require_visible, split_files, window_minimum)
 from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
@@ -72,14 +72,17 @@ def load_text(s, tok):
 
 
 def require_splits(s, corpus, test, tok):
-    """UserError unless every split holds context + 1 tokens (data/minimum.py), naming the file."""
+    """UserError unless every split holds context + 1 tokens, not all <unk> (data/minimum.py)."""
     need, cut = window_minimum(s["context"]), s["val_data"] is None
-    require_tokens(len(corpus.train), need, s["data"], f"the training split (the first "
-                   f"{1 - VAL_FRACTION:.0%} of the tokens)" if cut else "the training split", tok)
-    require_tokens(len(corpus.val), need, s["val_data"] or s["data"], f"the validation split (the last "
-                   f"{VAL_FRACTION:.0%} of the tokens)" if cut else "the validation split", tok)
+    splits = [(corpus.train, s["data"], f"the training split (the first {1 - VAL_FRACTION:.0%} of the "
+               "tokens)" if cut else "the training split"),
+              (corpus.val, s["val_data"] or s["data"], f"the validation split (the last {VAL_FRACTION:.0%} "
+               "of the tokens)" if cut else "the validation split")]
     if test is not None:
-        require_tokens(len(test), need, s["test_data"], "the test split", tok)
+        splits.append((test, s["test_data"], "the test split"))
+    for tokens, where, what in splits:
+        require_tokens(len(tokens), need, where, what, tok)
+        require_known(tokens, tok, where, what)
 
 
 def evaluate_test(model, tokens, path, context, stream):

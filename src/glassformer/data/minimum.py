@@ -4,13 +4,17 @@ Training (--task lm, qa's --mix-data) cuts windows of `context` tokens, each wit
 it as its last target, so every split (train, validation, test) must hold at least context + 1
 tokens after tokenising. Scoring a text (glassformer.evaluate) needs one target: 2 tokens, the
 windows shrinking to the text. Text that is empty or holds only whitespace is refused whatever
-the tokenizer: its tokens would teach (or score) nothing but spaces and line breaks.
+the tokenizer: its tokens would teach (or score) nothing but spaces and line breaks; so is text
+the tokenizer knows none of (every token its <unk>).
 """
 from contextlib import closing
+
+import numpy as np
 
 from ..errors import UserError
 from .io import is_stream
 
+CHUNK_TOKENS = 1 << 22                  # ids compared at a time by require_known
 MIN_SCORED_TOKENS = 2                   # a text scored by evaluate: one token, and one predicted from it
 
 
@@ -46,3 +50,17 @@ def require_tokens(n_tokens, need, where, what, tokenizer=None):
         "smaller --context"
     raise UserError(f"{where}: {what} holds {n_tokens:,} token{'s' * (n_tokens != 1)} after tokenising"
                     f"{kind}, fewer than the minimum of {need:,} ({why})")
+
+
+def require_known(tokens, tokenizer, where, what):
+    """UserError when every token is the tokenizer's unknown token: its vocabulary holds nothing of
+    the text, so a model would learn (or be scored on) one symbol. Read in chunks: bounded memory."""
+    unk = getattr(tokenizer, "unk_id", None)
+    if unk is None or len(tokens) == 0:
+        return
+    for start in range(0, len(tokens), CHUNK_TOKENS):
+        if (np.asarray(tokens[start:start + CHUNK_TOKENS]) != unk).any():
+            return
+    raise UserError(f"{where}: {what} is only unknown tokens ({len(tokens):,} x {tokenizer.unk!r}): the "
+                    "tokenizer knows none of it; give text in its vocabulary, or build a tokenizer from "
+                    "this text")
