@@ -392,3 +392,17 @@ def test_gpt2_folders_get_the_npz_loaders_4_gib_cap(env):
     rc, err = bounded([small, "--data", text, "--json"])
     judge(CAUSE, rc, err, must_refuse=False, unbounded="out of memory" in err or "MemoryError" in err)
     assert rc == 0 and err.count("note:") == 1, err          # 64 rows, 8 tokens: said once
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\n", "\t \r\n", "\u3000", [], ["", " "]])
+def test_bpe_training_refuses_text_with_nothing_to_learn(text):
+    from glassformer.errors import UserError
+    from glassformer.tokenizers import ByteLevelBPE
+    try:
+        ByteLevelBPE.train(text, 260, progress=False)
+        rc, err = 0, ""
+    except UserError as e:
+        rc, err = 2, f"error: {e}\n"
+    except Exception:                                       # noqa: BLE001 - a crash is what we look for
+        rc, err = 1, traceback.format_exc()
+    judge(CAUSE, rc, err, must_refuse=True)
