@@ -365,7 +365,9 @@ def bounded(argv, limit=3 << 30):
     """(rc, stderr) of `python -m glassformer.evaluate argv` in a process allowed `limit` bytes of address
     space: a loader that allocates what a file claims dies of MemoryError instead of taking the machine."""
     def cap():
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        bound = limit if hard == resource.RLIM_INFINITY else min(limit, hard)   # never above a caller's
+        resource.setrlimit(resource.RLIMIT_AS, (bound, bound))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.run([sys.executable, "-m", "glassformer.evaluate", *map(str, argv)], capture_output=True,
                        text=True, timeout=120, preexec_fn=cap, env=env)

@@ -5,7 +5,6 @@ stores its weight (in, out), as our Linear does, and c_attn's output is [q | k |
 in each, as our fused qkv; only the untied lm_head (V, C) is the transpose of our head's W (C, V).
 """
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -154,8 +153,10 @@ def expected_shapes(config):
 
 def check_model_bytes(folder, config):
     """The float32 model config.json describes must fit MAX_MODEL_BYTES (the .npz loader's cap), checked
-    before the weights' header is read or anything is built."""
-    need = 4 * sum(math.prod(shape) for shape in expected_shapes(config).values())
+    from the config and the weights' header, before any tensor is read or anything is built."""
+    C, F, V, T, L = config.d_model, config.d_ff, config.vocab_size, config.max_len, config.n_layers
+    block = 3 * C * C + 3 * C + C * C + C + C * F + F + F * C + C + 4 * C       # qkv, proj, FFN, 2 LN
+    need = 4 * ((V + T + 2) * C + L * block + (0 if config.tie_weights else V * C))   # counted, not listed
     if need > MAX_MODEL_BYTES:
         raise hf_error(folder, f"{CONFIG} describes a model of {need:,} bytes in float32, over the "
                        f"{MAX_MODEL_BYTES:,} bytes (4 GiB) glassformer loads: a model this large is refused")
@@ -211,7 +212,6 @@ def load_hf_gpt2(folder):
     folder = Path(folder)
     d = read_hf_config(folder)
     config = config_from_hf(folder, d)
-    check_model_bytes(folder, config)
     if not (folder / WEIGHTS).is_file():
         other = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.index.json")]
         raise hf_error(folder, f"no {WEIGHTS}" + (f" (found {', '.join(sorted(other))}: glassformer "
@@ -220,6 +220,7 @@ def load_hf_gpt2(folder):
                        if other else ""))
     st = SafeTensors(folder / WEIGHTS)
     found = file_names(folder, st, config)
+    check_model_bytes(folder, config)                       # before anything is built: the 4 GiB cap
     check_tensors(folder, st, found, config)
     tokenizer = folder_tokenizer(folder)
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
