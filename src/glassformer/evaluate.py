@@ -25,7 +25,8 @@ import numpy as np
 from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint, needs_task
-from .data import VAL_FRACTION, build_tokens, count_words, detect_kind, open_source, split_files, split_tokens
+from .data import (MIN_SCORED_TOKENS, VAL_FRACTION, build_tokens, count_words, detect_kind, open_source,
+                   require_known, require_tokens, require_visible, split_files, split_tokens)
 from .data.fetch import resolve_dataset
 from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
@@ -191,9 +192,9 @@ def scored_tokens(args, tok):
     n_text = first + len(tokens)
     whole = args.max_tokens is None or args.max_tokens >= len(tokens) - 1
     tokens = tokens if whole else tokens[:args.max_tokens + 1]
-    if len(tokens) < 2:
-        raise UserError(f"{data}: {len(tokens)} token(s) from token {first:,} on: nothing to score (a "
-                        "token is scored from those before it)")
+    require_tokens(len(tokens), MIN_SCORED_TOKENS, data, f"the part scored (from token {first:,} on)"
+                   if first else "the text scored", tok)
+    require_known(tokens, tok, data, "the text scored")
     return data, tokens, first, n_text, data if whole and first == 0 else None
 
 
@@ -201,7 +202,9 @@ def text_tokens(path, tok):
     """The token ids of the file, documents joined by the end-of-text token (when the tokenizer has one)."""
     stat_input(path, "text", allow_dir=True)               # a FIFO would wait for a writer: refused
     try:
-        tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True)
+        source = open_source(path)
+        require_visible(source)                             # empty or whitespace: nothing to score
+        tokens, _ = build_tokens([source], tok, eot_id=eos_id(tok), progress=True)
     except UserError as e:
         message = str(e)
         raise UserError(message if str(path) in message else f"{path}: {message}") from None

@@ -136,8 +136,9 @@ class DigitsHandler:
 class Sampler:
     """The sampling part of the sentences and lm handlers: settings, one seeded RNG, banned ids."""
 
-    def __init__(self, model, args, max_tokens, temperature, eos, banned):
+    def __init__(self, model, args, max_tokens, temperature, eos, banned, vocab_size=None):
         self.model, self.eos, self.banned, self.seed = model, eos, banned, args.seed
+        self.vocab_size = vocab_size                        # the tokenizer's: ids beyond never come
         self.settings = sampling_settings(args, max_tokens=max_tokens, temperature=temperature)
         self.rng = np.random.default_rng(args.seed)         # one stream for every reply and sample
 
@@ -146,7 +147,7 @@ class Sampler:
         s = self.settings
         return stream_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"],
                              top_k=s["top_k"], top_p=s["top_p"], eos_id=self.eos, rng=self.rng,
-                             banned=self.banned)
+                             banned=self.banned, vocab_size=self.vocab_size)
 
     def used(self):
         """The settings of a reply, for --json."""
@@ -262,7 +263,7 @@ class LMHandler(Sampler):
         self.prompt = "question> " if self.chat else self.prompt
         eos = eos_id(self.tok)
         super().__init__(ckpt.model, args, max_tokens=200, temperature=0.8, eos=eos,
-                         banned=special_ids(self.tok, keep=eos))
+                         banned=special_ids(self.tok, keep=eos), vocab_size=self.tok.vocab_size)
 
     def describe(self):
         c = self.model.config

@@ -34,7 +34,8 @@ from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, TokenNames, fraction, ma
                      nonnegative_float, positive_float, positive_int, run_dir, unicode_ok, whole_number)
 from .config import run_config
 from .init_from import init_settings, load_init
-from .lm_data import DATA_KEYS, check_text, evaluate_test, format_test, load_text, resolve_data
+from .lm_data import (DATA_KEYS, check_text, evaluate_test, format_test, load_text, require_splits,
+                      resolve_data)
 from .walkthrough import walk
 
 TOKENIZERS = ("char", "bpe", "gpt2")
@@ -262,6 +263,7 @@ def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
     corpus, test = load_text(s, tok)
+    require_splits(s, corpus, test, tok)                    # context + 1 tokens in each split
     model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
     T, B, c = s["context"], s["batch_size"], model.config
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import precision
 from ..checkpoint import load_checkpoint
-from ..data import build_tokens, open_source, random_windows
+from ..data import build_tokens, open_source, random_windows, require_known, require_tokens, window_minimum
 from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..generate import TextStream, eos_id, special_ids, stream_tokens
@@ -128,7 +128,7 @@ def greedy_answer(model, tok, question, max_tokens):
     """(the model's greedy answer, whether it ended within max_tokens: the end marker or end of text)."""
     eos, text, reply = eos_id(tok), TextStream(tok), ""
     new = stream_tokens(model, tok.encode(prompt_text(question)), max_tokens, temperature=0, eos_id=eos,
-                        banned=special_ids(tok, keep=eos))
+                        banned=special_ids(tok, keep=eos), vocab_size=tok.vocab_size)
     with contextlib.closing(new):
         for i in new:
             if i == eos:
@@ -191,8 +191,9 @@ def build_qa_trainer(s, out, stream, ckpt=None, peak_flops=None):
     encode_pairs(test or [], tok, T)                        # its mistakes now, not after training
     mix = None if s["mix_data"] is None else \
         build_tokens([open_source(s["mix_data"])], tok, eot_id=eos, progress=True)[0]
-    if mix is not None and len(mix) < T + 1:
-        raise UserError(f"--mix-data {s['mix_data']}: {len(mix)} tokens, fewer than --context {T} + 1")
+    if mix is not None:                                     # windows of it: context + 1 tokens at least
+        require_tokens(len(mix), window_minimum(T), f"--mix-data {s['mix_data']}", "the text", tok)
+        require_known(mix, tok, f"--mix-data {s['mix_data']}", "the text")
     pad = 0 if eos is None else eos                         # ignored in y: any id would do
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "qa", "settings": s, "context": T, "n_train_pairs": len(train), "n_val_pairs": len(val),

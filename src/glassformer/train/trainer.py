@@ -310,7 +310,7 @@ class Trainer:
             draw = self.val_batches or self.batches
             ids = [int(np.asarray(draw(np.random.default_rng(self.config.eval_seed))[0])[0, 0])]
         new = generate_tokens(self.model, ids, n_tokens, temperature=temperature, seed=self.step,
-                              eos_id=eos)
+                              eos_id=eos, vocab_size=tok.vocab_size)
         return tok.decode((ids if eos is None else []) + [i for i in new if i != eos])
 
     def _row(self):
