@@ -321,13 +321,22 @@ class Agreed(list):
     def add(self, name, value):
         """Append (name, value), value() when it is callable; nothing in one process."""
         if self.active:
-            self.append((name, show(value() if callable(value) else value)))
+            self.append((name, one_line(value() if callable(value) else value)))
 
 
-def show(value, limit=SHOWN):
-    """A value as a disagreement shows it: text of at most `limit` characters, on one line."""
-    text = "none" if value is None else " ".join(str(value).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+def one_line(value):
+    """A value as the ranks compare it: its text on one line ("none" for None), in full."""
+    return "none" if value is None else " ".join(str(value).split())
+
+
+def show(text, other="", limit=SHOWN):
+    """text cut to about `limit` characters around where it first differs from `other` (two long
+    paths differ at their ends): what a disagreement prints."""
+    if len(text) <= limit:
+        return text
+    start = next((i for i, (a, b) in enumerate(zip(text, other)) if a != b), min(len(text), len(other)))
+    start = max(0, min(start - limit // 3, len(text) - limit))
+    return ("..." if start else "") + text[start:start + limit] + ("..." if start + limit < len(text) else "")
 
 
 def digest(*parts):
@@ -350,7 +359,8 @@ def stop_text(e):
         return "Ctrl-C" if isinstance(e, KeyboardInterrupt) else "--help" if e.code in (0, None) else \
             f"exit {e.code}"
     text = os_error_message(e) if isinstance(e, OSError) else str(e)
-    return show(text if isinstance(e, (UserError, OSError)) else f"{type(e).__name__}: {text}", 4 * SHOWN)
+    return show(one_line(text if isinstance(e, (UserError, OSError)) else f"{type(e).__name__}: {text}"),
+                limit=4 * SHOWN)
 
 
 def disagreement(ranks, fix):
@@ -368,7 +378,8 @@ def disagreement(ranks, fix):
             said = "; ".join(f"rank {q} stopped: {tables[q]['stop']}" for q in stopped)
             rest = "" if len(stopped) == 2 else f" (rank {r if stopped == [0] else 0} did not)"
             return f"ranks disagree before the first step: {said}{rest}: {fix}"
-        return (f"ranks disagree on {name}: rank 0 has {values[0]}, rank {r} has {values[r]}"
+        a, b = (show(values[q], values[0 if q else r]) for q in (0, r))
+        return (f"ranks disagree on {name}: rank 0 has {a}, rank {r} has {b}"
                 f"{others(values, r)}: {fix}")
     return None
 
