@@ -423,3 +423,24 @@ def test_mpiexec_flags_only_rank_0_reads_may_differ(flags, mpi_dir):
     rc, err, hung = run_ranks(mpi_dir, RUN + ["--data", "t.txt", "--out", str(mpi_dir / "r")], flags)
     assert judged_mpi(rc, err, hung, must_refuse=False) == "ok"
     assert (mpi_dir / "r" / "last.npz").exists() and not (mpi_dir / "elsewhere").exists()
+
+
+def test_under_mpiexec_a_resumed_model_is_read_to_the_host_before_a_gpu_is_bound(tmp_path, monkeypatch):
+    """Each rank binds its GPU in parallel.world(), after the first exchange: a checkpoint resumed
+    before it must not be built on the default GPU (every rank's copy on GPU 0)."""
+    from glassformer import backend
+    from glassformer.cli import lm
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(TEXT)
+    with redirect_stderr(io.StringIO()):
+        assert train.main(RUN + ["--data", "t.txt", "--steps", "2", "--out", "resumed"]) == 0
+    seen = []
+    load = lm.load_checkpoint
+    monkeypatch.setattr(lm, "load_checkpoint", lambda *a, **k: seen.append(backend.current()) or load(*a, **k))
+    monkeypatch.setattr(backend, "use", lambda name: setattr(backend, "_device", backend.backend_name(name)))
+    monkeypatch.setattr(backend, "_device", "cupy")         # as --device cuda leaves it
+    monkeypatch.setenv("PMI_SIZE", "2")
+    args = train.build_parser().parse_args(["--resume", "resumed/last.npz", "--steps", "4"])
+    args.resume = Path(args.resume)
+    s, ckpt = lm.prepare_lm(args, parallel.Agreed(True))
+    assert seen == ["numpy"] and backend.current() == "cupy" and ckpt.step == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import precision
+from .. import backend, precision
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
 from ..data.fetch import fetch_command, gpt2_folder
@@ -293,6 +293,8 @@ def build_inputs(s, ckpt, stream, agreed):
     agreed.add("the validation tokens", lambda: parallel.digest(corpus.val))
     agreed.add("the test tokens", lambda: None if test is None else parallel.digest(test))
     model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
+    if ckpt is not None and parallel.launched_size() > 1:   # prepare_lm read it to the host: to this
+        model.to(backend.current())                         # rank's device (its GPU: parallel.world)
     for key, value in model.config.to_dict().items():
         agreed.add(f"the model's {key}", value)
     agreed.add("the model's starting weights",
@@ -337,7 +339,13 @@ def print_speed(trainer, context, stream):
 def prepare_lm(args, agreed):
     """(settings, checkpoint) of --task lm, checked before anything is made; each setting the ranks of
     mpiexec must share is added to `agreed` (all but RANK_LOCAL) before the checks that may refuse it."""
-    s, ckpt = resolve_lm_settings(args)
+    device = backend.current()
+    if parallel.launched_size() > 1:                        # no GPU is bound yet (parallel.world): a
+        backend.use("cpu")                                  # resumed model is read to the host
+    try:
+        s, ckpt = resolve_lm_settings(args)
+    finally:
+        backend.use(device)
     for key, value in s.items():
         if key not in RANK_LOCAL:
             agreed.add("--" + key.replace("_", "-"), value)
