@@ -191,7 +191,7 @@ def test_ranks_refused_for_different_reasons_say_both():
     assert "rank 0 stopped: rank 0's reason; rank 1 stopped: rank 1's reason" in outcomes[0]
 
 
-@pytest.mark.parametrize("prefix", ["", "x\n" * 200, "/tmp/" + "deep/" * 40])
+@pytest.mark.parametrize("prefix", ["", "x\n" * 200, "/tmp/" + "deep/" * 40, "/tmp/\udcff\u00e9/"])
 def test_long_values_differing_anywhere_are_told_apart_on_one_short_line(prefix):
     """Values are compared in full (two long paths once looked alike, cut to their first characters),
     and shown cut around where they differ."""

@@ -395,7 +395,7 @@ def exchange(mpi, items):
     """Every rank's items, or None when their digests are all alike. The first collective is one
     MPI_Allgather of 32 bytes per rank (a fixed size: it cannot truncate); only when the digests
     differ do the ranks send their lengths, then the items (MPI_Allgatherv of the sizes just shared)."""
-    payload = np.frombuffer(json.dumps(items, ensure_ascii=False).encode(), dtype=np.uint8)
+    payload = np.frombuffer(json.dumps(items).encode(), dtype=np.uint8)   # ASCII: surrogates too
     mine = np.frombuffer(hashlib.sha256(payload.tobytes()).digest(), dtype=np.uint8)
     everyone = np.empty((mpi.Get_size(), mine.size), dtype=np.uint8)
     mpi.Allgather(mine, everyone)
