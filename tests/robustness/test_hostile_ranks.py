@@ -153,6 +153,15 @@ def test_two_differences_name_the_first_in_rank_0s_order(first, second):
     assert outcomes[0].startswith(f"ranks disagree on {first}: ")
 
 
+@pytest.mark.parametrize("odd, said", [((1, 3), "; rank 3 differs too"), ((2, 3, 4), "; ranks 3, 4 differ too"),
+                                       ((4,), ": start")])
+def test_the_line_counts_the_other_ranks_that_differ(odd, said):
+    ranks = [(items_with(**({"--seed": 7} if r in odd else {})), None) for r in range(5)]
+    outcomes, hung = agree_in_threads(ranks)
+    assert judged(outcomes, hung, must_refuse=True) == "refused"
+    assert outcomes[0].startswith(f"ranks disagree on --seed: rank 0 has 0, rank {odd[0]} has 7{said}"), outcomes[0]
+
+
 @pytest.mark.parametrize("n_ranks", [1, 2, 3, 5])
 def test_ranks_that_agree_go_on(n_ranks):
     outcomes, hung = agree_in_threads([(items_with(), None)] * n_ranks)

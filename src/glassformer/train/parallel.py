@@ -385,10 +385,11 @@ def disagreement(ranks, fix):
 
 
 def others(values, r):
-    """'; ranks 2, 3 differ too' when more ranks than r differ from rank 0."""
+    """'; rank 3 differs too' (or 'ranks 2, 3 differ too') for the ranks after r that differ from rank 0."""
     more = [str(q) for q, v in enumerate(values) if q > r and v != values[0]]
-    return f"; rank{'s' if len(more) > 1 else ''} {', '.join(more)} differ{'' if len(more) > 1 else 's'} " \
-        "too" if more else ""
+    if not more:
+        return ""
+    return f"; rank {more[0]} differs too" if len(more) == 1 else f"; ranks {', '.join(more)} differ too"
 
 
 def exchange(mpi, items):
