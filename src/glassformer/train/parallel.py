@@ -7,6 +7,8 @@ and backward on them. One all-reduce per step then sums, over the ranks, each ra
 by its share of the rows (all packed into one flat buffer: one call, not one per tensor), so every rank
 holds the gradient of the global batch's mean loss and applies the same update. On NumPy arrays the sum
 goes through MPI (mpi4py); on CuPy arrays through NCCL, on the GPU (backend.nccl_allreduce).
+Before any of that the ranks agree (agreement): their flags, tokenizer, tokens and model, compared
+by digest, or one error naming the first difference on every rank.
 """
 import contextlib
 import hashlib
