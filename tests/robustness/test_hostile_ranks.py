@@ -366,8 +366,11 @@ MPI_CASES = [(flag, value, f"ranks disagree on {flag}: rank 0 has ") for flag, v
     ("--steps", "6"), ("--zero-stage", "1"), ("--task", "digits"), ("--seed", "1"), ("--lr", "2e-3"),
     ("--eval-interval", "2"), ("--batch-size", "6"), ("--context", "8"), ("--tokenizer", "bpe"),
     ("--data", "u.txt"), ("--preset", "small"), ("--grad-accum", "2"), ("--precision", "fp16"),
-    ("--dropout", "0.1"), ("--warmup", "2"), ("--no-bias", None), ("--batch-size", "1"))] + [
-    ("--steps", "0", "rank 1 stopped: argument --steps: 0 must be at least 1")]
+    ("--dropout", "0.1"), ("--warmup", "2"), ("--no-bias", None), ("--batch-size", "1"),
+    ("--max-time", "5"))] + [
+    ("--steps", "0", "rank 1 stopped: argument --steps: 0 must be at least 1"),
+    ("--help", None, "rank 1 stopped: --help (rank 0 did not)"),
+    ("--resume", "missing.npz", "rank 1 stopped: missing.npz: no such checkpoint file")]
 
 
 @pytest.fixture
