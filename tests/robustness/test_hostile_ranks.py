@@ -1,5 +1,5 @@
 """Hostile ranks: under mpiexec, one rank started with another flag, file or tokenizer. Before step 1
-the ranks compare a digest of their settings, tokenizer, tokens and model (train/parallel.py
+the ranks compare a digest of their settings, tokenizer, tokens and model (train/agree.py
 agreement) and stop together: one `error:` line naming the first difference, exit 2, no MPI_Abort,
 no hang, no "Message truncated". Generated cases, each judged by the shared judge (cause "ranks"):
 many in-process (threads stand in for ranks; real parsed flags), a few under `mpiexec -n 2`."""
@@ -20,7 +20,7 @@ import pytest
 
 from glassformer.cli import train
 from glassformer.errors import UserError
-from glassformer.train import parallel
+from glassformer.train import agree
 from hostile import judge
 from tools import tool
 
@@ -80,7 +80,7 @@ def agree_in_threads(ranks, fix=FIX):
     def rank(r):
         items, stop = ranks[r]
         try:
-            with parallel.agreement(ThreadWorld(r, shared), fix) as agreed:
+            with agree.agreement(ThreadWorld(r, shared), fix) as agreed:
                 for name, value in items:
                     agreed.add(name, value)
                 if stop is not None:
@@ -141,7 +141,7 @@ def test_one_rank_with_another_setting_stops_every_rank_naming_it(name, value, n
     ranks = [(items_with(**{name: value}) if r == odd else items_with(), None) for r in range(n_ranks)]
     outcomes, hung = agree_in_threads(ranks)
     assert judged(outcomes, hung, must_refuse=True) == "refused"
-    shown = [parallel.one_line(v) for v in (SETTINGS[name], value)]
+    shown = [agree.one_line(v) for v in (SETTINGS[name], value)]
     assert outcomes[0] == (f"ranks disagree on {name}: rank 0 has {shown[0]}, rank {odd} has {shown[1]}: {FIX}")
 
 
@@ -214,7 +214,7 @@ def test_long_values_differing_anywhere_are_told_apart_on_one_short_line(prefix)
 
 def test_one_process_exchanges_nothing_and_computes_no_digest():
     called = []
-    with parallel.agreement(None, FIX) as agreed:
+    with agree.agreement(None, FIX) as agreed:
         agreed.add("the training tokens", lambda: called.append(1))
     assert called == [] and list(agreed) == []
 
@@ -225,9 +225,9 @@ def test_digests_tell_token_arrays_and_tokenizers_apart(change):
     other = {"one token": np.where(np.arange(100) == 50, 6 - tokens, tokens).astype(np.int32),
              "dtype": tokens.astype(np.int64), "shape": tokens.reshape(10, 10)}.get(change)
     if change == "dict":
-        assert parallel.digest({"chars": ["a", "b"]}) != parallel.digest({"chars": ["a", "c"]})
+        assert agree.digest({"chars": ["a", "b"]}) != agree.digest({"chars": ["a", "c"]})
         return
-    assert parallel.digest(tokens) == parallel.digest(tokens.copy()) != parallel.digest(other)
+    assert agree.digest(tokens) == agree.digest(tokens.copy()) != agree.digest(other)
 
 
 # ---- real flags, parsed and resolved as each rank does (no MPI) ------------------------------------
@@ -242,7 +242,7 @@ def texts(tmp_path_factory):
 
 def rank_items(argv):
     """What a rank with argv adds to the first exchange, as main runs it; (items, error or None)."""
-    agreed = parallel.Agreed(True)
+    agreed = agree.Agreed(True)
     try:
         train.choose(train.build_parser().parse_args(argv), train.build_parser().only, agreed)
     except UserError as e:
@@ -287,7 +287,7 @@ def test_each_flag_rank_1_changes_is_named(flag, value, named, texts, monkeypatc
     assert rank0[1] is None, rank0[1]
     ranks = [rank0[0] + ([("stop", rank0[1])] if rank0[1] else []),
              rank1[0] + ([("stop", rank1[1])] if rank1[1] else [])]
-    message = parallel.disagreement(ranks, FIX)                 # None: both would go on
+    message = agree.disagreement(ranks, FIX)                 # None: both would go on
     assert judge(CAUSE, 0 if message is None else 2, f"error: {message}\n", must_refuse=True) == "refused"
     assert message.startswith(f"ranks disagree on {named}: rank 0 has "), message
 
@@ -298,7 +298,7 @@ def test_flags_only_rank_0_reads_may_differ(flag, value, texts, monkeypatch):
     base = RUN + ["--data", "t.txt", "--out", "r0"]
     rank0, rank1 = rank_items(base), rank_items(with_flag(base, flag, value))
     assert rank0[1] is None and rank1[1] is None
-    assert parallel.disagreement([rank0[0], rank1[0]], FIX) is None
+    assert agree.disagreement([rank0[0], rank1[0]], FIX) is None
     assert judge(CAUSE, 0, "", must_refuse=False) == "ok"
 
 
@@ -454,5 +454,5 @@ def test_under_mpiexec_a_resumed_model_is_read_to_the_host_before_a_gpu_is_bound
     monkeypatch.setenv("PMI_SIZE", "2")
     args = train.build_parser().parse_args(["--resume", "resumed/last.npz", "--steps", "4"])
     args.resume = Path(args.resume)
-    s, ckpt = lm.prepare_lm(args, parallel.Agreed(True))
+    s, ckpt = lm.prepare_lm(args, agree.Agreed(True))
     assert seen == ["numpy"] and backend.current() == "cupy" and ckpt.step == 2

@@ -25,7 +25,7 @@ from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
-from ..train import parallel, zero
+from ..train import agree, parallel, zero
 from ..train.records import write_json
 from ..train.step import Diverged
 from ..train.progress import fold, shell_wrap, si, wrap
@@ -48,7 +48,7 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
                  "precision": "fp32", "init_from": None, "zero_stage": 0}
 # settings only rank 0 reads (its progress lines, samples and validation): ranks need not agree on them
 RANK_LOCAL = ("log_interval", "sample_every", "eval_batches")
-# what a rank says when the ranks' files differ (parallel.agreement in build_trainer)
+# what a rank says when the ranks' files differ (agree.agreement in build_trainer)
 SAME_FILES = ("give every rank the same files (--data, --resume, --init-from, the tokenizer's): the same "
               "path may hold other bytes on another machine")
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
@@ -262,9 +262,9 @@ def new_model(s, vocab_size):
 
 def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint. Under
-    mpiexec the ranks first agree on the tokenizer, the tokens and the model (parallel.agreement):
+    mpiexec the ranks first agree on the tokenizer, the tokens and the model (agree.agreement):
     the gradient buffer's size follows the vocabulary, so a difference would truncate or hang."""
-    with parallel.agreement(parallel.world().mpi, SAME_FILES) as agreed:
+    with agree.agreement(parallel.world().mpi, SAME_FILES) as agreed:
         tok, corpus, test, model = build_inputs(s, ckpt, stream, agreed)
     T, B, c = s["context"], s["batch_size"], model.config
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
@@ -287,18 +287,18 @@ def build_inputs(s, ckpt, stream, agreed):
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
     agreed.add("the vocabulary size", tok.vocab_size)
-    agreed.add("the tokenizer", lambda: parallel.digest(tok.to_dict()))
+    agreed.add("the tokenizer", lambda: agree.digest(tok.to_dict()))
     corpus, test = load_text(s, tok)
-    agreed.add("the training tokens", lambda: parallel.digest(corpus.train))
-    agreed.add("the validation tokens", lambda: parallel.digest(corpus.val))
-    agreed.add("the test tokens", lambda: None if test is None else parallel.digest(test))
+    agreed.add("the training tokens", lambda: agree.digest(corpus.train))
+    agreed.add("the validation tokens", lambda: agree.digest(corpus.val))
+    agreed.add("the test tokens", lambda: None if test is None else agree.digest(test))
     model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
     if ckpt is not None and parallel.launched_size() > 1:   # prepare_lm read it to the host: to this
         model.to(backend.current())                         # rank's device (its GPU: parallel.world)
     for key, value in model.config.to_dict().items():
         agreed.add(f"the model's {key}", value)
     agreed.add("the model's starting weights",
-               lambda: parallel.digest(*(p for p, _ in model.get_parameters())))
+               lambda: agree.digest(*(p for p, _ in model.get_parameters())))
     agreed.add("the resumed step", ckpt and ckpt.step)
     return tok, corpus, test, model
 
@@ -359,7 +359,7 @@ def prepare_lm(args, agreed):
 def run_lm(args, argv, stream, interactive, ask=input, prepared=None):
     """Train a language model from the flags (walk the first batch when interactive); exit code.
     prepared: prepare_lm's (settings, checkpoint), when the caller has them."""
-    s, ckpt = prepared or prepare_lm(args, parallel.Agreed(False))
+    s, ckpt = prepared or prepare_lm(args, agree.Agreed(False))
     comm = parallel.world()                                 # mpiexec -n N: N ranks, one global batch
     if not comm.is_root:                                    # rank 0 alone prints, evaluates and writes
         return parallel.train_only(build_trainer(s, None, open(os.devnull, "w"), ckpt)[0])

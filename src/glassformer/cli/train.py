@@ -38,7 +38,7 @@ from ..files import atomic_path
 from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
-from ..train import parallel
+from ..train import agree, parallel
 from ..train.progress import shell_wrap, wrap
 from ..train.records import write_json, write_metrics
 from ..train.step import Diverged
@@ -56,7 +56,7 @@ METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "sec
 DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0,
             "n_args": 3, "digits": "0-9"}
 # flags only some tasks read (the --task lm ones are added by build_parser); the rest apply to all
-# what a rank says when the ranks' flags differ (parallel.agreement)
+# what a rank says when the ranks' flags differ (agree.agreement)
 SAME_FLAGS = "start every rank with the same flags"
 ONLY = {"size": ("digits",), "n_args": ("digits",), "digits": ("digits",), "epochs": ("digits", "sentences")}
 
@@ -343,7 +343,7 @@ def check_resume_task(path, task):
 def choose(args, only, agreed):
     """(task, what it runs on), every flag checked: ("lm", (settings, checkpoint)), ("qa", None) or
     (digits/sentences, (settings, checkpoint)). Under mpiexec `agreed` collects what the ranks compare
-    before any collective (parallel.agreement): the task first, then --task lm's settings."""
+    before any collective (agree.agreement): the task first, then --task lm's settings."""
     backend.use(args.device or "cpu")
     args.resume = resume_path(args.resume)
     check_resume_task(args.resume, args.task)
@@ -402,7 +402,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser()
-        with parallel.agreement(parallel.start_comm(), SAME_FLAGS) as agreed:   # mpiexec: every rank
+        with agree.agreement(agree.start_comm(), SAME_FLAGS) as agreed:   # mpiexec: every rank
             args = parse_with_config(parser, argv)          # gets to the exchange, refused or not
             plan = choose(args, parser.only, agreed)
         return run_cli(args, plan, argv, sys.stdout, parser.only)
