@@ -292,4 +292,3 @@ def abort_on_error(comm, stream=None):
             print(f"rank {comm.rank}: {text}", file=stream or sys.stderr, flush=True)
         time.sleep(DRAIN_S)                                 # Abort kills the job, unforwarded output too
         abort(comm.mpi, code)
-
