@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import precision
+from .. import backend, precision
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
 from ..data.fetch import fetch_command, gpt2_folder
@@ -25,7 +25,7 @@ from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
-from ..train import parallel, zero
+from ..train import agree, parallel, zero
 from ..train.records import with_run_id, write_json
 from ..train.step import Diverged
 from ..train.progress import fold, shell_wrap, si, wrap
@@ -47,6 +47,11 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
                  "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100,
                  "eval_batches": 20, "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
                  "precision": "fp32", "init_from": None, "zero_stage": 0}
+# settings only rank 0 reads (its progress lines, samples and validation): ranks need not agree on them
+RANK_LOCAL = ("log_interval", "sample_every", "eval_batches")
+# what a rank says when the ranks' files differ (agree.agreement in build_trainer)
+SAME_FILES = ("give every rank the same files (--data, --resume, --init-from, the tokenizer's): the same "
+              "path may hold other bytes on another machine")
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
 MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time", "zero_stage") + DATA_KEYS
 # (flag, type, metavar, help) of the flags only --task lm reads
@@ -257,14 +262,11 @@ def new_model(s, vocab_size):
 
 
 def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
-    """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint."""
-    more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
-    init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
-    tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
-        build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
-    corpus, test = load_text(s, tok)
-    require_splits(s, corpus, test, tok)                    # context + 1 tokens in each split
-    model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
+    """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint. Under
+    mpiexec the ranks first agree on the tokenizer, the tokens and the model (agree.agreement):
+    the gradient buffer's size follows the vocabulary, so a difference would truncate or hang."""
+    with agree.agreement(parallel.world().mpi, SAME_FILES) as agreed:
+        tok, corpus, test, model = build_inputs(s, ckpt, stream, agreed)
     T, B, c = s["context"], s["batch_size"], model.config
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "lm", "settings": s, "context": T, "n_train_tokens": len(corpus.train),
@@ -277,6 +279,30 @@ def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     if ckpt is not None:                                    # --steps N extends: the cosine then ends at N
         trainer.resume(ckpt, extend=True)
     return trainer, tok, test
+
+
+def build_inputs(s, ckpt, stream, agreed):
+    """(tokenizer, corpus, test tokens, model) of settings s; each added to `agreed` as it is made."""
+    more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
+    init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
+    tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
+        build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
+    agreed.add("the vocabulary size", tok.vocab_size)
+    agreed.add("the tokenizer", lambda: agree.digest(tok.to_dict()))
+    corpus, test = load_text(s, tok)
+    require_splits(s, corpus, test, tok)                    # context + 1 tokens in each split
+    agreed.add("the training tokens", lambda: agree.digest(corpus.train))
+    agreed.add("the validation tokens", lambda: agree.digest(corpus.val))
+    agreed.add("the test tokens", lambda: None if test is None else agree.digest(test))
+    model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
+    if ckpt is not None and parallel.launched_size() > 1:   # prepare_lm read it to the host: to this
+        model.to(backend.current())                         # rank's device (its GPU: parallel.world)
+    for key, value in model.config.to_dict().items():
+        agreed.add(f"the model's {key}", value)
+    agreed.add("the model's starting weights",
+               lambda: agree.digest(*(p for p, _ in model.get_parameters())))
+    agreed.add("the resumed step", ckpt and ckpt.step)
+    return tok, corpus, test, model
 
 
 def walk_first_batch(trainer, tok, ask, stream):
@@ -312,14 +338,31 @@ def print_speed(trainer, context, stream):
                f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", indent="    "), file=stream)
 
 
-def run_lm(args, argv, stream, interactive, ask=input):
-    """Train a language model from the flags (walk the first batch when interactive); exit code."""
-    s, ckpt = resolve_lm_settings(args)
+def prepare_lm(args, agreed):
+    """(settings, checkpoint) of --task lm, checked before anything is made; each setting the ranks of
+    mpiexec must share is added to `agreed` (all but RANK_LOCAL) before the checks that may refuse it."""
+    device = backend.current()
+    if parallel.launched_size() > 1:                        # no GPU is bound yet (parallel.world): a
+        backend.use("cpu")                                  # resumed model is read to the host
+    try:
+        s, ckpt = resolve_lm_settings(args)
+    finally:
+        backend.use(device)
+    for key, value in s.items():
+        if key not in RANK_LOCAL:
+            agreed.add("--" + key.replace("_", "-"), value)
     for key in DATA_KEYS:
         if s[key] is not None:
             check_text(s[key])                              # before the run directory is made
+    parallel.row_bounds(s["batch_size"], parallel.launched_size())   # every rank needs a row
+    return s, ckpt
+
+
+def run_lm(args, argv, stream, interactive, ask=input, prepared=None):
+    """Train a language model from the flags (walk the first batch when interactive); exit code.
+    prepared: prepare_lm's (settings, checkpoint), when the caller has them."""
+    s, ckpt = prepared or prepare_lm(args, agree.Agreed(False))
     comm = parallel.world()                                 # mpiexec -n N: N ranks, one global batch
-    parallel.row_bounds(s["batch_size"], comm.size)         # every rank needs a row
     if not comm.is_root:                                    # rank 0 alone prints, evaluates and writes
         return parallel.train_only(build_trainer(s, None, open(os.devnull, "w"), ckpt)[0])
     out = run_dir(args, "lm")
