@@ -296,7 +296,7 @@ class Trainer:
             speed["model_flops_per_s"] = rate * self.flops_per_token
             if self.peak_flops:
                 speed.update(peak_flops_per_s=self.peak_flops,
-                             flops_ratio=round(speed["model_flops_per_s"] / self.peak_flops, 4))
+                             flops_ratio=float(f'{speed["model_flops_per_s"] / self.peak_flops:.4g}'))
         return speed
 
     def sample(self, n_tokens=64, temperature=0.8):
