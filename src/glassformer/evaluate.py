@@ -22,6 +22,7 @@ import numpy as np
 from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint
+from .domains import Domain, Parser
 from .data import build_tokens, count_words, detect_kind, open_source
 from .errors import UserError, main_boundary
 from .generate import eos_id
@@ -108,18 +109,8 @@ class Meter:
         print(("\r" if self.live else "") + line, end=end, file=self.stream, flush=True)
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are one UserError line (exit 2), not usage and a SystemExit."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see python -m glassformer.evaluate --help)")
-
-
-def count(text):
-    """A whole number >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
+CONTEXT = Domain(int, 1, 2**20)                             # and at most the model's positions
+MAX_TOKENS = Domain(int, 1, 2**40)
 
 
 def build_parser():
@@ -129,10 +120,10 @@ def build_parser():
                    "(its best.npz) or a Hugging Face GPT-2 folder")
     p.add_argument("--data", type=Path, required=True, help="the text to score (.txt, WikiText, .jsonl, "
                    "a Wikipedia dump...), tokenised with the checkpoint's tokenizer")
-    p.add_argument("--context", type=count, help="tokens per window (default: the model's context)")
-    p.add_argument("--stride", type=count, help="tokens between window starts (default context/2; "
+    p.add_argument("--context", type=CONTEXT, help="tokens per window (default: the model's context)")
+    p.add_argument("--stride", type=CONTEXT, help="tokens between window starts (default context/2; "
                    "= context: non-overlapping windows)")
-    p.add_argument("--max-tokens", type=count, metavar="N", help="score only the first N targets "
+    p.add_argument("--max-tokens", type=MAX_TOKENS, metavar="N", help="score only the first N targets "
                    "(no word-level perplexity then: it needs the whole file)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")

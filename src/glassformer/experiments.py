@@ -9,7 +9,6 @@ summary.json and, for models with self-attention, heads.json and attention-*.png
 qk-/ov-circuit PNGs). A sweep runs the grid one run after another inside runs/<time>-<name>-sweep/
 and writes summary.csv and summary.png there.
 """
-import argparse
 import itertools
 import json
 import sys
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import interp
 from .checkpoint import FAMILIES, save_checkpoint
+from .domains import REAL, SEED, WHOLE, Domain, Parser
 from .errors import UserError
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
@@ -38,6 +38,15 @@ METRIC_COLUMNS = ("step", "lr", "train_loss", "test_loss", "test_token_acc", "te
 CURVE_PANELS = (Panel("loss", "cross-entropy loss", (("train_loss", "train"), ("test_loss", "test"))),
                 Panel("accuracy", "accuracy", (("test_token_acc", "test token acc"),
                                                ("test_exact", "test exact match")), True))
+
+
+# every numeric run field's domain; any other number (task.KEY, model.KEY) is within SETTING
+STEPS, LR, SETTING = Domain(int, 1, 10**9), Domain(float, 1e-12, 10.0), Domain(float, -1e9, 1e9)
+WHOLE_SETTING = Domain(int, -10**9, 10**9)
+RUN_DOMAINS = {"curriculum_steps": Domain(int, 0, STEPS.high), "lr": LR, "adamw_lr": LR, "steps": STEPS,
+               "weight_decay": Domain(float, 0.0, 10.0), "batch_size": Domain(int, 1, 2**20), "seed": SEED,
+               "warmup": Domain(int, 0, STEPS.high), "min_lr_ratio": Domain(float, 0.0, 1.0),
+               "grad_clip": Domain(float, 0.0, 1e6), "eval_every": STEPS}
 
 
 @dataclass
@@ -68,11 +77,8 @@ class Experiment:
             raise UserError(f"model={self.model!r}: use one of {sorted(FAMILIES)}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer={self.optimizer!r}: use one of {OPTIMIZERS}")
-        for name in ("batch_size", "steps", "eval_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
-        if self.lr <= 0:
-            raise UserError(f"lr={self.lr} must be positive")
+        for name, domain in RUN_DOMAINS.items():
+            domain.check(getattr(self, name), name)         # DomainError: one line, what to give
 
 
 EXPERIMENTS = {
@@ -115,21 +121,15 @@ EXPERIMENTS = {
 
 # ---- overrides: key=value strings ----------------------------------------------------------------
 
-def parse_value(text):
-    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, anything else stays a string."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
+def parse_value(text, key="setting"):
+    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, else a string; a number is read by its domain: the
+    run field's (RUN_DOMAINS), else a whole number or SETTING (finite, within +-1e9)."""
+    word = text.strip().lower()
+    if word in ("true", "false"):
+        return word == "true"
+    if key in RUN_DOMAINS or REAL.match(word) or word.lstrip("+-") in ("inf", "infinity", "nan"):
+        return (RUN_DOMAINS.get(key) or (WHOLE_SETTING if WHOLE.match(word) else SETTING)).read(text, key)
     return text
-
-
-def task_fields(exp):
-    return {f.name for f in fields(task_class(exp.task).config_class)}
 
 
 def apply_override(exp, key, value):
@@ -140,10 +140,9 @@ def apply_override(exp, key, value):
     scope, _, bare = key.rpartition(".")
     if not scope and key in run_keys:
         return replace(exp, **{key: value})
-    model_keys = {f.name for f in fields(FAMILIES[exp.model][0])} - {"vocab_size"}
-    if exp.model == "toy":
-        model_keys.add("n_layers")
-    in_task, in_model = bare in task_fields(exp), bare in model_keys
+    model_keys = {f.name for f in fields(FAMILIES[exp.model][0])} - {"vocab_size"} | \
+        ({"n_layers"} if exp.model == "toy" else set())
+    in_task, in_model = bare in {f.name for f in fields(task_class(exp.task).config_class)}, bare in model_keys
     if scope == "curriculum" and in_task:
         return replace(exp, curriculum_params={**exp.curriculum_params, bare: value})
     if scope not in ("", "task", "model") or (scope == "task" and not in_task) or \
@@ -175,7 +174,7 @@ def with_overrides(exp, assignments):
     """Apply "key=value" strings in order."""
     for text in assignments:
         key, value = split_assignment(text)
-        exp = apply_override(exp, key, parse_value(value))
+        exp = apply_override(exp, key, parse_value(value, key))
     return exp
 
 
@@ -404,7 +403,7 @@ def sweep(exp, grid, root="runs", log=print, cache=None):
 # ---- command line --------------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m glassformer.experiments",
         description="Train a research toy on a synthetic task (one run, or a sweep over a grid).")
     parser.add_argument("experiment", nargs="?", help=f"one of {', '.join(EXPERIMENTS)}")
@@ -424,13 +423,13 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    if args.list or not args.experiment:
-        for name, exp in EXPERIMENTS.items():
-            print(f"{name:<12} task={exp.task} {exp.task_params}  model={exp.model} "
-                  f"{exp.model_params}  steps={exp.steps} lr={exp.lr}")
-        return 0
     try:
+        args = parse_args(argv)
+        if args.list or not args.experiment:
+            for name, exp in EXPERIMENTS.items():
+                print(f"{name:<12} task={exp.task} {exp.task_params}  model={exp.model} "
+                      f"{exp.model_params}  steps={exp.steps} lr={exp.lr}")
+            return 0
         if args.experiment not in EXPERIMENTS:
             raise UserError(f"unknown experiment {args.experiment!r}: use one of {', '.join(EXPERIMENTS)}")
         exp = with_overrides(EXPERIMENTS[args.experiment], args.settings)

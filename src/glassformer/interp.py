@@ -9,7 +9,6 @@ t - 1, first-token = attention to position 0, induction = attention to the token
 occurrence of the current token (t - L + 1 in a sequence repeated with period L).
 Pictures of these numbers are in glassformer.visualization.
 """
-import argparse
 import sys
 from collections import namedtuple
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .checkpoint import load_checkpoint
+from .domains import Domain, Parser
 from .errors import UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
@@ -251,17 +251,19 @@ def token_label(text):
 def main(argv=None):
     """python -m glassformer.interp RUN: attention maps, head classes and the loss page of a run
     (of glassformer.experiments, or a train_step_by_step.py --out folder)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m glassformer.interp",
         description="Attention maps (ASCII), head classes and per-token loss (HTML) of a trained run.")
     parser.add_argument("run_dir", help="a run directory (runs/<time>-<name> of experiments, or the "
                         "--out of train_step_by_step.py) or its checkpoint .npz")
     parser.add_argument("--text", help="input in the task's own notation (default: a test example)")
-    parser.add_argument("--example", type=int, default=0, help="which test example (default 0)")
-    parser.add_argument("--head", type=int, default=None, help="one head (default: the average)")
+    parser.add_argument("--example", type=Domain(int, 0, 10**9), default=0,
+                        help="which test example (default 0)")
+    parser.add_argument("--head", type=Domain(int, 0, 4095), default=None,
+                        help="one head (default: the average)")
     parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         model, run = load_subject(args.run_dir)
         if run.kind == "seq2seq":
             raise UserError("the interp CLI reads decoder runs; for an encoder-decoder use "
@@ -278,6 +280,8 @@ def main(argv=None):
         tokens = [run.vocab[i] for i in ids[0]]
         maps = attention_maps(model, ids)
         for name, att in maps.items():
+            if args.head is not None and att.ndim == 4 and args.head >= att.shape[1]:
+                raise UserError(f"--head {args.head}: {name} has heads 0 to {att.shape[1] - 1}")
             which = "average over heads" if args.head is None else f"head {args.head}"
             print(f"{name} ({which}):\n{ascii_attention(att[0], tokens, head=args.head)}\n")
         for row in classify_heads(maps, ids):

@@ -17,6 +17,7 @@ import numpy as np
 from .. import precision
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
+from ..domains import check_memory
 from ..errors import UserError
 from ..generate import eos_id, generate_text
 from ..layers.loss import CrossEntropyLoss
@@ -28,8 +29,8 @@ from ..train.records import write_json
 from ..train.step import Diverged
 from ..train.progress import si
 from ..train.trainer import TrainConfig, Trainer, perplexity
-from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, TokenNames, fraction, make_run_dir, matmul_rate,
-                     nonnegative_float, positive_float, positive_int, run_dir, unicode_ok, whole_number)
+from .common import (CONTEXT, EXIT_INTERRUPTED, EXIT_USER_ERROR, FRACTION, LEARNING_RATE, Domain,
+                     TokenNames, make_run_dir, matmul_rate, run_dir, unicode_ok)
 from .config import run_config
 from .init_from import init_settings, load_init
 from .lm_data import DATA_KEYS, check_text, evaluate_test, format_test, load_text, resolve_data
@@ -49,7 +50,8 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
                  "precision": "fp32", "init_from": None, "zero_stage": 0}
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
 MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time", "zero_stage") + DATA_KEYS
-# (flag, type, metavar, help) of the flags only --task lm reads
+STEPS = Domain(int, 1, 10**9)                               # updates; warm-up and intervals as far
+# (flag, type, metavar, help) of the flags only --task lm reads; a number's type is its domain
 LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
      "dump, .jsonl, TinyStories; the last 10%% is validation unless --val-data is given. A folder holding "
@@ -59,36 +61,36 @@ LM_FLAGS = (
      "word-level perplexity for WikiText)"),
     ("--tokenizer", None, "KIND", "char (default), bpe (trained on --data, --bpe-vocab tokens), gpt2 "
      "(GPT-2's 50,257 tokens) or a tokenizer .json saved by glassformer"),
-    ("--bpe-vocab", whole_number(257), "V", "vocabulary size of --tokenizer bpe (default 1024)"),
+    ("--bpe-vocab", Domain(int, 257, 2**20), "V", "vocabulary size of --tokenizer bpe (default 1024)"),
     ("--preset", None, None, "model size (default tiny; table below)"),
     ("--init-from", Path, "DIR", "fine-tune this model instead of a new one: a Hugging Face GPT-2 folder "
      "(config.json + model.safetensors) or a --task lm checkpoint; its tokenizer and context (the "
      "default and the longest --context); not with --preset, --no-bias, --tokenizer or --bpe-vocab"),
     ("--no-bias", bool, None, "no biases in the Linear and LayerNorm layers, as nanoGPT's bias=False (a bit "
      "faster; default: biases, as GPT-2)"),
-    ("--context", positive_int, "T", "tokens per training window (default: the preset's)"),
-    ("--dropout", fraction, "P", "dropout probability (default 0)"),
-    ("--steps", positive_int, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
-    ("--grad-accum", positive_int, "N", "micro-batches of --batch-size per update, their gradients summed "
+    ("--context", CONTEXT, "T", "tokens per training window (default: the preset's)"),
+    ("--dropout", FRACTION, "P", "dropout probability (default 0)"),
+    ("--steps", STEPS, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
+    ("--grad-accum", Domain(int, 1, 2**16), "N", "micro-batches of --batch-size per update, their gradients summed "
      "(default 1)"),
-    ("--min-lr", nonnegative_float, "LR", "where the cosine ends (default --lr / 10)"),
-    ("--warmup", whole_number(0), "N", "linear warm-up steps before the cosine (default 100)"),
-    ("--weight-decay", nonnegative_float, "WD", "AdamW's decoupled decay, matrices only (default 0.1)"),
-    ("--beta1", fraction, "B1", "AdamW's first-moment decay (default 0.9)"),
-    ("--beta2", fraction, "B2", "AdamW's second-moment decay (default 0.99)"),
-    ("--grad-clip", nonnegative_float, "NORM", "bound on the global gradient L2 norm; 0: off (default 1.0)"),
-    ("--eval-interval", whole_number(0), "N", "steps between validation passes (and last.npz saves); 0: only "
+    ("--min-lr", Domain(float, 0.0, LEARNING_RATE.high), "LR", "where the cosine ends (default --lr / 10)"),
+    ("--warmup", Domain(int, 0, STEPS.high), "N", "linear warm-up steps before the cosine (default 100)"),
+    ("--weight-decay", Domain(float, 0.0, 10.0), "WD", "AdamW's decoupled decay, matrices only (default 0.1)"),
+    ("--beta1", FRACTION, "B1", "AdamW's first-moment decay (default 0.9)"),
+    ("--beta2", FRACTION, "B2", "AdamW's second-moment decay (default 0.99)"),
+    ("--grad-clip", Domain(float, 0.0, 1e6), "NORM", "bound on the global gradient L2 norm; 0: off (default 1.0)"),
+    ("--eval-interval", Domain(int, 0, STEPS.high), "N", "steps between validation passes (and last.npz saves); 0: only "
      "at the end (default 100)"),
-    ("--eval-batches", positive_int, "N", "random validation batches per pass (default 20)"),
-    ("--log-interval", positive_int, "N", "steps between progress lines (default steps/20, at most 50)"),
-    ("--sample-every", whole_number(0), "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
+    ("--eval-batches", Domain(int, 1, 10**6), "N", "random validation batches per pass (default 20)"),
+    ("--log-interval", Domain(int, 1, STEPS.high), "N", "steps between progress lines (default steps/20, at most 50)"),
+    ("--sample-every", Domain(int, 0, STEPS.high), "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
      "(default)"),
     ("--precision", None, None, "fp32 (default), tf32 (cuBLAS may round float32 matmul inputs to TF32 on a "
      "GPU) or fp16 (float16 matmuls, float32 master weights, dynamic loss scaling; on the CPU through "
      "NumPy float16, slow: for checking, not speed)"),
-    ("--max-time", positive_float, "SECONDS", "stop cleanly after this much training time in this session: "
+    ("--max-time", Domain(float, 1e-3, 1e7), "SECONDS", "stop cleanly after this much training time in this session: "
      "checkpoints saved, the summary says so; --resume goes on"),
-    ("--zero-stage", int, "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
+    ("--zero-stage", Domain(int, 0, 1), "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
      "of the parameters only, and the same numbers come out; 0: every process keeps all (default 0)"),
 )
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
@@ -108,6 +110,23 @@ def lm_parameters(config):
 def flops_per_token(n_params, n_layers, d_model, context):
     """6 N (forward + backward of every weight) + 12 L d T (attention scores and weighted sums)."""
     return 6 * n_params + 12 * n_layers * d_model * context
+
+
+def activation_bytes(config, batch, context):
+    """Rough bytes of one micro-batch: what the forward keeps for the backward (per token and layer about
+    12 d + 2 d_ff floats and 2 H T attention weights; the logits and their gradient, 2 V), doubled for
+    the backward's gradients of the same shapes; 4 bytes a float."""
+    C, F, L, H = config.d_model, config.d_ff, config.n_layers, config.n_heads
+    per_token = L * (12 * C + 2 * F + 2 * H * context) + 2 * config.vocab_size + 4 * C
+    return 2 * 4 * batch * context * per_token
+
+
+def check_batch_memory(config, batch, context):
+    """UserError before anything is allocated when one micro-batch would not fit in free memory."""
+    check_memory(activation_bytes(config, batch, context), f"one micro-batch of --batch-size {batch} x "
+                 f"--context {context} (activations, {config.n_layers} layers, d_model {config.d_model}, "
+                 f"{config.n_heads} heads, vocabulary {config.vocab_size:,})",
+                 "--batch-size (--grad-accum N keeps the batch per update) or --context")
 
 
 def presets_table():
@@ -139,7 +158,6 @@ def add_lm_arguments(parser):
             continue
         options = {"choices": sorted(PRESETS)} if flag == "--preset" else \
             {"choices": sorted(precision.POLICIES)} if flag == "--precision" else \
-            {"choices": (0, 1), "type": int, "metavar": metavar} if flag == "--zero-stage" else \
             {"type": kind, "metavar": metavar}
         g.add_argument(flag, help=text, **{k: v for k, v in options.items() if v is not None})
     return [a.dest for a in g._group_actions]
@@ -242,22 +260,30 @@ def train_config(s, out):
                        zero_stage=s["zero_stage"])
 
 
+def model_config_of(s, vocab_size):
+    """The ModelConfig of a new DecoderLM: the run's --preset, --context, --dropout and --no-bias."""
+    return lm_config(s["preset"], vocab_size, max_len=s["context"], dropout=s["dropout"], bias=not s["no_bias"])
+
+
 def new_model(s, vocab_size):
-    """A new DecoderLM of the run's --preset, --context, --dropout and --no-bias, seeded by --seed."""
-    config = lm_config(s["preset"], vocab_size, max_len=s["context"], dropout=s["dropout"],
-                       bias=not s["no_bias"])
-    return build_model(config, np.random.default_rng(s["seed"]))
+    """A new DecoderLM of the run's settings (model_config_of), seeded by --seed."""
+    return build_model(model_config_of(s, vocab_size), np.random.default_rng(s["seed"]))
 
 
 def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint."""
     more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
+    if ckpt is None and not s.get("init_from"):             # before the data is read: a vocabulary of 1
+        check_batch_memory(model_config_of(s, 1), s["batch_size"], s["context"])
     init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
     corpus, test = load_text(s, tok)
+    T, B = s["context"], s["batch_size"]
+    check_batch_memory(model_config_of(s, tok.vocab_size) if ckpt is None and init is None else
+                       (ckpt or init).model.config, B, T)
     model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
-    T, B, c = s["context"], s["batch_size"], model.config
+    c = model.config
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "lm", "settings": s, "context": T, "n_train_tokens": len(corpus.train),
             "n_val_tokens": len(corpus.val), "n_test_tokens": None if test is None else len(test),
