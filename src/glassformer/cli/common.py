@@ -1,5 +1,4 @@
 """What every command shares: flag types, exit codes, the run folder, the progress line, token labels."""
-import argparse
 import math
 import time
 from datetime import datetime
