@@ -153,7 +153,7 @@ def test_a_hugging_face_folder_scores_as_the_checkpoint_it_was_exported_from(lm_
 @pytest.mark.parametrize("extra, says", [
     (["--stride", "20"], "--stride 20 is above --context 16"),
     (["--context", "40"], "--context 40 is longer than the model's 16 positions"),
-    (["--context", "0"], "--context: 0 is outside the domain: give a whole number from 1 to 1,048,576"),
+    (["--context", "0"], "--context: 0 is not a whole number from 1 to 1,048,576"),
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_flags_exit_2_with_one_line(lm_checkpoint, capsys, extra, says):

@@ -25,9 +25,9 @@ class DomainError(UserError, ValueError):
 
 
 def shown(value):
-    """A bound as --help shows it: 1,000,000,000 rather than 1e9; reals as %g."""
-    if isinstance(value, int):
-        return f"{value:,}"
+    """A bound as --help shows it: 1,000,000,000 rather than 1e9; other reals as %g (0.0001, 1e-12)."""
+    if isinstance(value, int) or (value.is_integer() and abs(value) >= 1e4):
+        return f"{value:,.0f}"
     return f"{value:g}"
 
 
@@ -81,7 +81,7 @@ class Domain:
         if self.kind is float and value == 0 and re.search(r"[1-9]", text.split("e")[0].split("E")[0]):
             raise ValueError(f"{text} is too small to be a number here: give {self.text}")
         if not self.inside(value):
-            raise ValueError(f"{text} is outside the domain: give {self.text}")
+            raise ValueError(f"{text} is not {self.text}")
         return value
 
     def __call__(self, text):

@@ -51,6 +51,9 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
 MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time", "zero_stage") + DATA_KEYS
 STEPS = Domain(int, 1, 10**9)                               # updates; warm-up and intervals as far
+SECONDS = Domain(float, 1e-3, 1e7)                          # --max-time: a millisecond to 115 days
+ZERO = Domain(int, 0, 1)                                    # --zero-stage
+EVERY = Domain(int, 0, STEPS.high)                          # steps between two things; 0: never (or at the end)
 # (flag, type, metavar, help) of the flags only --task lm reads; a number's type is its domain
 LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
@@ -74,23 +77,25 @@ LM_FLAGS = (
     ("--grad-accum", Domain(int, 1, 2**16), "N", "micro-batches of --batch-size per update, their gradients summed "
      "(default 1)"),
     ("--min-lr", Domain(float, 0.0, LEARNING_RATE.high), "LR", "where the cosine ends (default --lr / 10)"),
-    ("--warmup", Domain(int, 0, STEPS.high), "N", "linear warm-up steps before the cosine (default 100)"),
+    ("--warmup", EVERY, "N", "linear warm-up steps before the cosine (default 100)"),
     ("--weight-decay", Domain(float, 0.0, 10.0), "WD", "AdamW's decoupled decay, matrices only (default 0.1)"),
     ("--beta1", FRACTION, "B1", "AdamW's first-moment decay (default 0.9)"),
     ("--beta2", FRACTION, "B2", "AdamW's second-moment decay (default 0.99)"),
-    ("--grad-clip", Domain(float, 0.0, 1e6), "NORM", "bound on the global gradient L2 norm; 0: off (default 1.0)"),
-    ("--eval-interval", Domain(int, 0, STEPS.high), "N", "steps between validation passes (and last.npz saves); 0: only "
+    ("--grad-clip", Domain(float, 0.0, 1e6), "NORM", "bound on the global gradient L2 norm; 0: off (default "
+     "1.0)"),
+    ("--eval-interval", EVERY, "N", "steps between validation passes (and last.npz saves); 0: only "
      "at the end (default 100)"),
     ("--eval-batches", Domain(int, 1, 10**6), "N", "random validation batches per pass (default 20)"),
-    ("--log-interval", Domain(int, 1, STEPS.high), "N", "steps between progress lines (default steps/20, at most 50)"),
-    ("--sample-every", Domain(int, 0, STEPS.high), "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
+    ("--log-interval", Domain(int, 1, STEPS.high), "N", "steps between progress lines (default steps/20, at most "
+     "50)"),
+    ("--sample-every", EVERY, "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
      "(default)"),
     ("--precision", None, None, "fp32 (default), tf32 (cuBLAS may round float32 matmul inputs to TF32 on a "
      "GPU) or fp16 (float16 matmuls, float32 master weights, dynamic loss scaling; on the CPU through "
      "NumPy float16, slow: for checking, not speed)"),
-    ("--max-time", Domain(float, 1e-3, 1e7), "SECONDS", "stop cleanly after this much training time in this session: "
+    ("--max-time", SECONDS, "SECONDS", "stop cleanly after this much training time in this session: "
      "checkpoints saved, the summary says so; --resume goes on"),
-    ("--zero-stage", Domain(int, 0, 1), "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
+    ("--zero-stage", ZERO, "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
      "of the parameters only, and the same numbers come out; 0: every process keeps all (default 0)"),
 )
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
