@@ -1,15 +1,19 @@
-"""Benchmark: data-parallel --task lm steps with N = 1 and 2 processes on the tiny and small presets;
-one JSON line.
+"""Benchmark: data-parallel --task lm steps with N = 1 and 2 processes on the
+tiny and small presets; one JSON line.
 
-Each run trains a preset DecoderLM on random tokens (vocabulary 256) with the LM Trainer: the same
-global batch for every N (each of N ranks takes B/N rows), one BLAS thread per rank, a few warm-up
-steps left out of the timing. Per run: global tokens/s, ms per step, and the time rank 0 spends in
-the gradient all-reduce per step (on the CPU: MPI over shared memory, blocking, so it includes
-waiting for the slower rank), and the same all-reduce alone (after a barrier: the transfer itself).
-N = 1 runs without MPI; N = 2 under mpiexec (the mpi extra), once plainly and once with ZeRO-1
-(--zero-stage 1: each rank keeps the AdamW moments of its 1/N of the parameters); per rank, the bytes
-of moments it keeps and its peak resident memory (ru_maxrss), and ZeRO-1's parameter all-gather per step.
-  python bench/data_parallel.py [--steps 8] [--presets tiny,small] [--ranks 1,2] [--zero-stages 0,1]
+Each run trains a preset DecoderLM on random tokens (vocabulary 256) with the
+LM Trainer: the same global batch for every N (each of N ranks takes B/N
+rows), one BLAS thread per rank, a few warm-up steps left out of the timing.
+Per run: global tokens/s, ms per step, and the time rank 0 spends in the
+gradient all-reduce per step (on the CPU: MPI over shared memory, blocking, so
+it includes waiting for the slower rank), and the same all-reduce alone (after
+a barrier: the transfer itself). N = 1 runs without MPI; N = 2 under mpiexec
+(the mpi extra), once plainly and once with ZeRO-1 (--zero-stage 1: each rank
+keeps the AdamW moments of its 1/N of the parameters); per rank, the bytes of
+moments it keeps and its peak resident memory (ru_maxrss), and ZeRO-1's
+parameter all-gather per step.
+  python bench/data_parallel.py [--steps 8] [--presets tiny,small] \\
+      [--ranks 1,2] [--zero-stages 0,1]
 """
 import argparse
 import json
@@ -26,7 +30,7 @@ WARMUP = 2
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=8, help="timed steps per run (after %d warm-up)" % WARMUP)
     p.add_argument("--presets", default="tiny,small")
     p.add_argument("--ranks", default="1,2", help="process counts to compare")

@@ -1,12 +1,15 @@
-"""Benchmark: train the seed's medium digit-operations encoder and print one JSON line.
+"""Benchmark: train the seed's medium digit-operations encoder and print one JSON
+line.
 
-10K examples (3 arguments, digits 0-9), encoder 2 blocks, 4 heads, d_model 64, FFN 256, post-LN,
-sinusoidal positions, first-token pooling, Adam 1e-3, batch 32, 20 epochs.
+10K examples (3 arguments, digits 0-9), encoder 2 blocks, 4 heads, d_model 64,
+FFN 256, post-LN, sinusoidal positions, first-token pooling, Adam 1e-3, batch
+32, 20 epochs.
   python bench/digits.py [--threads N] [--epochs 20]
-Model FLOPs count the matmuls alone, forward + backward (= 3x forward: each weight matmul has a dx
-and a dW matmul, attention's two batched matmuls have two each): per example and block T tokens x
-(2 (4 C^2 + 2 C F) + 4 T C), plus the head's 2 C n_classes on the pooled token. The JSON reads them
-against an sgemm on the same BLAS threads, timed in this process before training
+Model FLOPs count the matmuls alone, forward + backward (= 3x forward: each
+weight matmul has a dx and a dW matmul, attention's two batched matmuls have
+two each): per example and block T tokens x (2 (4 C^2 + 2 C F) + 4 T C), plus
+the head's 2 C n_classes on the pooled token. The JSON reads them against an
+sgemm on the same BLAS threads, timed in this process before training
 (glassformer.cli.common.matmul_rate).
 """
 import argparse
@@ -23,7 +26,7 @@ def encoder_flops_per_example(config, T):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,

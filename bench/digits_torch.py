@@ -1,23 +1,30 @@
-"""The peer of bench/digits.py: the same encoder classifier, data, init and batch order in PyTorch eager.
+"""The peer of bench/digits.py: the same encoder classifier, data, init and batch
+order in PyTorch eager.
 
-One JSON line like bench/digits.py's (train_seconds, test_accuracy, ...), for bench/side_by_side.py.
-Runs in a side environment with torch (never a glassformer dependency), glassformer on the path:
-  PYTHONPATH=src /tmp/tv/bin/python bench/digits_torch.py [--threads 1] [--epochs 20] [--seed 0]
+One JSON line like bench/digits.py's (train_seconds, test_accuracy, ...), for
+bench/side_by_side.py. Runs in a side environment with torch (never a
+glassformer dependency), glassformer on the path:
+  PYTHONPATH=src /tmp/tv/bin/python bench/digits_torch.py [--threads 1] \\
+      [--epochs 20] [--seed 0]
 
-The same math and sizes as bench/digits.py: 10K digit-operation examples (glassformer.tasks.digits,
-3 arguments, so no padding and no attention mask), 2 post-LN blocks (torch.nn.TransformerEncoderLayer:
-x = LN(x + MHA(x)); x = LN(x + W2 relu(W1 x))), 4 heads, d_model 64, FFN 256, LayerNorm eps 1e-5,
-dropout 0, the fixed sinusoidal table added to the token embeddings, first-token pooling, a linear head
-over 10 classes; mean cross-entropy, Adam lr 1e-3 (betas 0.9/0.999, eps 1e-8, no decay), batch 32,
-20 epochs; float32.
-Initial weights: glassformer builds its model with the same seeded generator as bench/digits.py and
-its weights are copied in (Xavier-uniform linears, zero biases, N(0, 1/d) embeddings, LayerNorm 1/0);
-the same generator then draws each epoch's permutation, so both see the same batches in the same order.
-Timed, as in bench/digits.py: the 20 epochs of updates, plus the per-batch loss and accuracy tallies
-train_epoch keeps (here as tensors, read once per epoch).
-Differences: PyTorch's kernels (its attention is scaled_dot_product_attention, its Adam the
-single-tensor loop torch picks on CPU) sum in other orders, so losses agree to float32 rounding only and
-drift apart over 5,000 updates; ours also checks every loss for NaN/inf, which this does not.
+The same math and sizes as bench/digits.py: 10K digit-operation examples
+(glassformer.tasks.digits, 3 arguments, so no padding and no attention mask),
+2 post-LN blocks (torch.nn.TransformerEncoderLayer: x = LN(x + MHA(x)); x =
+LN(x + W2 relu(W1 x))), 4 heads, d_model 64, FFN 256, LayerNorm eps 1e-5,
+dropout 0, the fixed sinusoidal table added to the token embeddings,
+first-token pooling, a linear head over 10 classes; mean cross-entropy, Adam
+lr 1e-3 (betas 0.9/0.999, eps 1e-8, no decay), batch 32, 20 epochs; float32.
+Initial weights: glassformer builds its model with the same seeded generator
+as bench/digits.py and its weights are copied in (Xavier-uniform linears, zero
+biases, N(0, 1/d) embeddings, LayerNorm 1/0); the same generator then draws
+each epoch's permutation, so both see the same batches in the same order.
+Timed, as in bench/digits.py: the 20 epochs of updates, plus the per-batch
+loss and accuracy tallies train_epoch keeps (here as tensors, read once per
+epoch).
+Differences: PyTorch's kernels (its attention is scaled_dot_product_attention,
+its Adam the single-tensor loop torch picks on CPU) sum in other orders, so
+losses agree to float32 rounding only and drift apart over 5,000 updates; ours
+also checks every loss for NaN/inf, which this does not.
 """
 import argparse
 import json
@@ -31,7 +38,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")

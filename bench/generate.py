@@ -1,9 +1,11 @@
-"""Benchmark: generation speed with and without the KV cache, random weights; one JSON line.
+"""Benchmark: generation speed with and without the KV cache, random weights; one
+JSON line.
 
-For each preset (tiny: vocab 65, a character model's; small: vocab 50257, GPT-2's), a 16-token prompt
-is continued greedily to the preset's full context (tiny: 112 new tokens, small: 240), once feeding
-one token per step through the cache and once recomputing the whole context every step. Greedy, so
-both must give the same ids (checked).
+For each preset (tiny: vocab 65, a character model's; small: vocab 50257,
+GPT-2's), a 16-token prompt is continued greedily to the preset's full context
+(tiny: 112 new tokens, small: 240), once feeding one token per step through
+the cache and once recomputing the whole context every step. Greedy, so both
+must give the same ids (checked).
   python bench/generate.py [--threads 1] [--presets tiny,small]
 """
 import argparse
@@ -15,7 +17,7 @@ VOCAB = {"tiny": 65, "small": 50257}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="tiny,small")
     parser.add_argument("--prompt-len", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")

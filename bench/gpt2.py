@@ -1,10 +1,13 @@
-"""Benchmark: GPT-2 124M (random weights) through a Hugging Face folder, on the CPU; one JSON line.
+"""Benchmark: GPT-2 124M (random weights) through a Hugging Face folder, on the
+CPU; one JSON line.
 
-Writes GPT-2 small's shapes (vocab 50257, 12 layers x 768, 1024 positions, tied head) as an HF
-folder (config.json + model.safetensors) to a temp dir, then measures: load_checkpoint(folder),
-cached greedy generation (32 new tokens after a 16-token prompt), one AdamW fine-tuning step
-(batch 1, context 256) and the process's peak resident memory.
-  python bench/gpt2.py [--threads 1] [--new-tokens 32] [--batch 1] [--context 256]
+Writes GPT-2 small's shapes (vocab 50257, 12 layers x 768, 1024 positions,
+tied head) as an HF folder (config.json + model.safetensors) to a temp dir,
+then measures: load_checkpoint(folder), cached greedy generation (32 new
+tokens after a 16-token prompt), one AdamW fine-tuning step (batch 1, context
+256) and the process's peak resident memory.
+  python bench/gpt2.py [--threads 1] [--new-tokens 32] [--batch 1] \\
+      [--context 256]
 """
 import argparse
 import json
@@ -15,7 +18,7 @@ import time
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--batch", type=int, default=1, help="fine-tuning batch (windows)")

@@ -1,17 +1,22 @@
-"""Where nanoGPT's CPU step spends its time, beside bench/profile.py's figures for ours: one JSON line.
+"""Where nanoGPT's CPU step spends its time, beside bench/profile.py's figures
+for ours: one JSON line.
 
-Runs in the side environment with torch (never a glassformer dependency), nanoGPT's own model.py imported
-from its unmodified folder (../shared/anchors/nanoGPT by default, nothing copied):
-  /tmp/tv/bin/python bench/nanogpt_profile.py [--steps 100] [--bias] [--nanogpt DIR]
+Runs in the side environment with torch (never a glassformer dependency),
+nanoGPT's own model.py imported from its unmodified folder
+(../shared/anchors/nanoGPT by default, nothing copied):
+  /tmp/tv/bin/python bench/nanogpt_profile.py [--steps 100] [--bias] \\
+      [--nanogpt DIR]
 
-The model and update of run_cpu.sh's recipe: 4 layers, 4 heads, n_embd 128, block 64, batch 12, vocab 65,
-dropout 0, bias=False unless --bias (nanoGPT's default for train.py), its configure_optimizers' AdamW
-(lr 1e-3, betas 0.9/0.99, weight decay 0.1), clip 1.0, one thread; random tokens (the speed does not
-depend on the text). It prints ms_per_step without the profiler, then torch.profiler's self CPU time per
-step of the operators that matter: the matrix products (aten::mm, aten::addmm, aten::bmm), GELU, the
-fused attention, AdamW, LayerNorm and the rest. The matrix products are the floor both frameworks share
-(the same class of single-thread sgemm); the rest is where a NumPy step, which runs one pass per ufunc,
-meets torch's fused C++ loops.
+The model and update of run_cpu.sh's recipe: 4 layers, 4 heads, n_embd 128,
+block 64, batch 12, vocab 65, dropout 0, bias=False unless --bias (nanoGPT's
+default for train.py), its configure_optimizers' AdamW (lr 1e-3, betas
+0.9/0.99, weight decay 0.1), clip 1.0, one thread; random tokens (the speed
+does not depend on the text). It prints ms_per_step without the profiler, then
+torch.profiler's self CPU time per step of the operators that matter: the
+matrix products (aten::mm, aten::addmm, aten::bmm), GELU, the fused attention,
+AdamW, LayerNorm and the rest. The matrix products are the floor both
+frameworks share (the same class of single-thread sgemm); the rest is where a
+NumPy step, which runs one pass per ufunc, meets torch's fused C++ loops.
 """
 import argparse
 import contextlib
@@ -53,7 +58,7 @@ def group_times(events, steps):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--bias", action="store_true", help="biases in Linear and LayerNorm (GPT-2's)")
     parser.add_argument("--nanogpt", type=Path, default=NANOGPT, help="nanoGPT's folder (with model.py)")

@@ -1,11 +1,13 @@
 """Profile one training recipe and print its top functions, then one JSON line.
 
-  python bench/profile.py [--recipe shakespeare_char|digits] [--steps 150] [--top 25]
+  python bench/profile.py [--recipe shakespeare_char|digits] [--steps 150] \\
+      [--top 25]
 
-Runs the recipe's model (random data of the recipe's shapes: the speed does not depend on the text)
-for --steps optimisation steps under cProfile, one BLAS thread, and prints the functions with the
-most time spent inside them ("tottime": their own lines, not their callees), then a JSON line with
-the step time and the top entries, so a change can be measured where it lands.
+Runs the recipe's model (random data of the recipe's shapes: the speed does
+not depend on the text) for --steps optimisation steps under cProfile, one
+BLAS thread, and prints the functions with the most time spent inside them
+("tottime": their own lines, not their callees), then a JSON line with the
+step time and the top entries, so a change can be measured where it lands.
 """
 import argparse
 import json
@@ -53,7 +55,7 @@ RECIPES = {"shakespeare_char": shakespeare_char, "digits": digits}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="shakespeare_char")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--top", type=int, default=25)

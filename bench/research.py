@@ -1,14 +1,18 @@
 """Benchmark: the research-toy acceptance figures, printed as one JSON line.
 
-- induction: a 2-layer attention-only toy (RoPE) on repeated random tokens; the head classifier's
-  best induction head and its score on held-out sequences (mean attention from t to t - L + 1).
-- renaming: variable renaming with chains of depth 3; accuracy of the query's answer on held-out
-  programs.
-- reversal: encoder-decoder sequence reversal (length 8, 10 symbols); exact match by greedy decoding.
-- gradcheck: `python -m glassformer.gradcheck` over every registered case (pass / fail counts).
-Each experiment is its entry in glassformer.experiments.EXPERIMENTS; --only picks some,
---steps-scale shortens.
-  python bench/research.py [--threads 1] [--seed 0] [--only induction renaming reversal gradcheck]
+- induction: a 2-layer attention-only toy (RoPE) on repeated random tokens;
+  the head classifier's best induction head and its score on held-out
+  sequences (mean attention from t to t - L + 1).
+- renaming: variable renaming with chains of depth 3; accuracy of the query's
+  answer on held-out programs.
+- reversal: encoder-decoder sequence reversal (length 8, 10 symbols); exact
+  match by greedy decoding.
+- gradcheck: `python -m glassformer.gradcheck` over every registered case
+  (pass / fail counts).
+Each experiment is its entry in glassformer.experiments.EXPERIMENTS; --only
+picks some, --steps-scale shortens.
+  python bench/research.py [--threads 1] [--seed 0] \\
+      [--only induction renaming reversal gradcheck]
 """
 import argparse
 import json

@@ -1,14 +1,18 @@
-"""Benchmark: nanoGPT's CPU Shakespeare recipe, character level, and print one JSON line.
+"""Benchmark: nanoGPT's CPU Shakespeare recipe, character level, and print one
+JSON line.
 
-tinyshakespeare (first 90% train, last 10% validation), 65 characters, 4 layers, 4 heads, d_model 128,
-context 64, batch 12, dropout 0 (--no-bias: no biases in Linear and LayerNorm, nanoGPT's bias=False),
-AdamW lr 1e-3 (betas 0.9/0.99, decay 0.1, clip 1.0), 100 warm-up
-steps, cosine to 1e-4 over 2,000 iterations. Validation loss is the mean over 200 random batches of
-12 x 64, as nanoGPT's estimate_loss does (its figure for this recipe: about 1.88).
-Model FLOPs per iteration: (6 N + 12 L d T) per token (glassformer.cli.lm.flops_per_token, N from
-lm_parameters) times the 12 x 64 tokens; read against an sgemm on the same BLAS threads, timed in
-this process before training (glassformer.cli.common.matmul_rate).
-  python bench/shakespeare_char.py [--threads 1] [--save checkpoints/shakespeare_char.npz]
+tinyshakespeare (first 90% train, last 10% validation), 65 characters, 4
+layers, 4 heads, d_model 128, context 64, batch 12, dropout 0 (--no-bias: no
+biases in Linear and LayerNorm, nanoGPT's bias=False), AdamW lr 1e-3 (betas
+0.9/0.99, decay 0.1, clip 1.0), 100 warm-up
+steps, cosine to 1e-4 over 2,000 iterations. Validation loss is the mean over
+200 random batches of 12 x 64, as nanoGPT's estimate_loss does (its figure for
+this recipe: about 1.88). Model FLOPs per iteration: (6 N + 12 L d T) per
+token (glassformer.cli.lm.flops_per_token, N from lm_parameters) times the 12
+x 64 tokens; read against an sgemm on the same BLAS threads, timed in this
+process before training (glassformer.cli.common.matmul_rate).
+  python bench/shakespeare_char.py [--threads 1] \\
+      [--save checkpoints/shakespeare_char.npz]
 """
 import argparse
 import json
@@ -21,7 +25,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespear
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA), help="tinyshakespeare input.txt")
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--eval-batches", type=int, default=200)

@@ -1,18 +1,25 @@
-"""Run glassformer and its PyTorch peer at the same time, one thread each, and print one JSON line.
+"""Run glassformer and its PyTorch peer at the same time, one thread each, and
+print one JSON line.
 
 Pairs:
-  shakespeare  ours: bench/shakespeare_char.py --threads 1 (ms_per_iter, val_loss from its JSON);
-               peer: nanoGPT's CPU recipe (its run_cpu.sh, with --log_interval=1): ms/iter is the mean of
-               its "iter k: ... time X ms" lines leaving out iter 0 (start-up) and every iteration k that
-               evaluated ("step k: ..." comes right before "iter k", whose time holds the evaluation and
-               checkpoint); val loss from its last "step" line. Targets: ours/peer <= 0.8, val <= 1.89.
-  digits       ours: bench/digits.py; peer: bench/digits_torch.py (the same model in PyTorch eager);
-               train_seconds of each. Targets: ours/peer <= 0.6, test accuracy 1.000.
-Each of --runs rounds starts both at once (OPENBLAS/OMP/MKL threads 1 each) and waits for both; the
-JSON holds per-run figures, medians, the median of per-run ratios and the ratio of the medians.
-The peer needs a side environment with torch and numpy (never a glassformer dependency), e.g.
+  shakespeare  ours: bench/shakespeare_char.py --threads 1 (ms_per_iter,
+               val_loss from its JSON);
+               peer: nanoGPT's CPU recipe (its run_cpu.sh, with
+               --log_interval=1): ms/iter is the mean of its "iter k: ... time
+               X ms" lines leaving out iter 0 (start-up) and every iteration k
+               that evaluated ("step k: ..." comes right before "iter k",
+               whose time holds the evaluation and checkpoint); val loss from
+               its last "step" line. Targets: ours/peer <= 0.8, val <= 1.89.
+  digits       ours: bench/digits.py; peer: bench/digits_torch.py (the same
+               model in PyTorch eager); train_seconds of each. Targets:
+               ours/peer <= 0.6, test accuracy 1.000.
+Each of --runs rounds starts both at once (OPENBLAS/OMP/MKL threads 1 each)
+and waits for both; the JSON holds per-run figures, medians, the median of
+per-run ratios and the ratio of the medians. The peer needs a side environment
+with torch and numpy (never a glassformer dependency), e.g.
   python -m venv /tmp/tv
-  /tmp/tv/bin/pip install numpy torch --index-url https://download.pytorch.org/whl/cpu
+  /tmp/tv/bin/pip install numpy torch --index-url \\
+      https://download.pytorch.org/whl/cpu
 given by --torch-python or $TORCH_PYTHON (default /tmp/tv/bin/python).
   python bench/side_by_side.py shakespeare [--runs 3] [--iters 200]
   python bench/side_by_side.py digits [--runs 3] [--epochs 20]
@@ -42,7 +49,7 @@ class PeerMissing(Exception):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pair", choices=sorted(TARGETS))
     parser.add_argument("--runs", type=int, default=3, help="rounds, both side by side (default 3)")
     parser.add_argument("--iters", type=int, default=2000, help="shakespeare: iterations (default 2000)")

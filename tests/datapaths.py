@@ -4,7 +4,10 @@ $GLASSFORMER_DATA wins when it is set (CI points it at ../shared/data, and runs 
 once more with it pointing nowhere); otherwise a development checkout's ../shared/data. The layout is
 the data cache's: tinyshakespeare/input.txt, wikitext-2/{train,valid,test}.txt, gpt2-tokenizer/...
 """
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,12 @@ def data_path(relative):
         pytest.skip(f"needs {relative} in {DATA}: fetch it with python -m glassformer.data fetch, "
                     "or set GLASSFORMER_DATA")
     return path
+
+
+def serve(folder):
+    """A loopback HTTP server over `folder`, laid out as GLASSFORMER_DATA_MIRROR expects (NAME/FILE):
+    its URL. The thread is a daemon; the fetch command reaches nothing beyond 127.0.0.1."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}"

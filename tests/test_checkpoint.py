@@ -13,6 +13,7 @@ import struct
 import tracemalloc
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +76,27 @@ def with_meta(real, path, change):
     meta = json.loads(np.lib.format.read_array(io.BytesIO(members["__meta__.npy"])).tobytes())
     meta = change(meta) or meta
     members["__meta__.npy"] = meta_bytes(meta)
+    return write_zip(path, members)
+
+
+def json_npy(value):
+    """The .npy bytes of value as UTF-8 JSON in a uint8 array (a header or the tokenizer entry)."""
+    return npy(np.frombuffer(json.dumps(value).encode(), np.uint8))
+
+
+def with_tokenizer(real, path, value):
+    """real with its __tokenizer__ entry replaced by value as JSON (bytes: as they are)."""
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return with_member(real, path, "__tokenizer__.npy", npy(np.frombuffer(raw, np.uint8)))
+
+
+def as_version_1(real, path, change=None):
+    """real as version 1 wrote it: the tokenizer inside the header (changed by change), no entry of its own."""
+    members = members_of(real)
+    tokenizer = json.loads(np.lib.format.read_array(io.BytesIO(members.pop("__tokenizer__.npy"))).tobytes())
+    meta = json.loads(np.lib.format.read_array(io.BytesIO(members["__meta__.npy"])).tobytes())
+    meta.update(version=1, tokenizer=tokenizer)
+    members["__meta__.npy"] = json_npy((change or (lambda m: None))(meta) or meta)
     return write_zip(path, members)
 
 
@@ -164,15 +186,25 @@ HOSTILE = {
     "step_is_text": lambda r, p: with_meta(r, p, set_key("step", "3")),
     "extra_is_list": lambda r, p: with_meta(r, p, set_key("extra", [])),
     "family_unknown": lambda r, p: with_meta(r, p, set_key("extra", {"family": "chess"})),
-    "tokenizer_is_list": lambda r, p: with_meta(r, p, set_key("tokenizer", ["a"])),
-    "tokenizer_garbage": lambda r, p: with_meta(r, p, set_key("tokenizer", {"type": "word", "words": 5})),
-    "vocab_over_embedding": lambda r, p: with_meta(r, p, set_key("tokenizer", {
+    "tokenizer_is_list": lambda r, p: with_tokenizer(r, p, ["a"]),
+    "tokenizer_type_list": lambda r, p: with_tokenizer(r, p, {"type": ["word"]}),
+    "tokenizer_garbage": lambda r, p: with_tokenizer(r, p, {"type": "word", "words": 5}),
+    "tokenizer_not_json": lambda r, p: with_tokenizer(r, p, b"\xff{"),
+    "tokenizer_100k_deep": lambda r, p: with_tokenizer(r, p, b"[" * 100_000 + b"]" * 100_000),
+    "tokenizer_deep": lambda r, p: with_tokenizer(r, p, {**TOKENIZER, "x": json.loads("[" * 100 + "]" * 100)}),
+    "tokenizer_float_array": lambda r, p: with_member(r, p, "__tokenizer__.npy", npy(np.zeros(4))),
+    "tokenizer_twice": lambda r, p: with_meta(r, p, set_key("tokenizer", TOKENIZER)),
+    "vocab_over_embedding": lambda r, p: with_tokenizer(r, p, {
+        **TOKENIZER, "words": TOKENIZER["words"] + [f"w{i}" for i in range(30)]}),
+    "v1_vocab_over_embedding": lambda r, p: as_version_1(r, p, set_key("tokenizer", {
         **TOKENIZER, "words": TOKENIZER["words"] + [f"w{i}" for i in range(30)]})),
+    "v1_tokenizer_garbage": lambda r, p: as_version_1(r, p, set_key("tokenizer", {"type": "word", "words": 5})),
     "rng_state_bad": lambda r, p: with_meta(r, p, set_key("rng_state", {"bit_generator": "MT19937"})),
     "optimizer_meta_bad": lambda r, p: with_meta(r, p, set_key("optimizer", {"class": "Adam", "t": -1,
                                                                              "lr": 1e-3})),
     "format_other": lambda r, p: with_meta(r, p, set_key("format", "pytorch")),
-    "version_2": lambda r, p: with_meta(r, p, set_key("version", 2)),
+    "version_3": lambda r, p: with_meta(r, p, set_key("version", 3)),
+    "version_0": lambda r, p: as_version_1(r, p, set_key("version", 0)),
     "missing_array": lambda r, p: with_member(r, p, EMB, None),
     "misshaped_array": lambda r, p: with_member(r, p, EMB, npy(np.zeros((3, 3), np.float32))),
     "extra_array": lambda r, p: with_member(r, p, "param/evil.npy", npy(np.zeros(3, np.float32))),
@@ -313,6 +345,15 @@ def test_every_hostile_file_is_one_user_error_naming_it(hostile, name, optimizer
     ("nan_weights", "non-finite values"), ("inf_adam_state", "'optim/v.0' holds"),
     ("huge_adam_state", "larger than any parameter"),
     ("vocab_over_embedding", "tokenizer has 50 tokens but the embedding only 20 rows"),
+    ("v1_vocab_over_embedding", "tokenizer has 50 tokens but the embedding only 20 rows"),
+    ("tokenizer_is_list", "the checkpoint's tokenizer is a JSON list, not an object"),
+    ("tokenizer_type_list", "tokenizer.type is ['word'], not a string"),
+    ("tokenizer_not_json", "the checkpoint's tokenizer is not valid JSON"),
+    ("tokenizer_100k_deep", "tokenizer is not valid JSON"),
+    ("tokenizer_deep", "the checkpoint's tokenizer nests deeper than 64"),
+    ("tokenizer_float_array", "the __tokenizer__ entry is not a JSON tokenizer (a float64 array"),
+    ("tokenizer_twice", "both in its header and in its __tokenizer__ entry"),
+    ("version_3", "version 3 is not supported (this glassformer reads versions 1 to 2)"),
     ("shape_4tib", "(4,398,046,511,104 bytes) but holds 16"), ("encrypted_member", "is encrypted"),
     ("unknown_compression", "compressed (zip method 99)"), ("deflated_members", "compressed (zip method 8)"),
     ("member_not_npy", "is not a .npy array"), ("member_twice", "appears twice"),
@@ -325,6 +366,78 @@ def test_the_message_says_what_is_wrong(hostile, name, words, alarm):
     with pytest.raises(UserError) as e:
         load_checkpoint(hostile[name])
     assert words in str(e.value), str(e.value)
+
+
+# ---- the tokenizer in its own entry (format version 2) ----------------------------------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def big_word_tokenizer(n):
+    """A word tokenizer of n words: at 150,000 its JSON is about 1.7 MB, GPT-2's size, over the header's
+    1 MiB."""
+    return {"type": "word", "version": 1, "specials": ["[PAD]"], "words": [f"w{i:06d}" for i in range(n)],
+            "unk": None}
+
+
+def test_a_tokenizer_larger_than_the_header_bound_round_trips(tmp_path):
+    """The issue: a 1.7 MB tokenizer made the checkpoint unreadable; now it is its own entry, the
+    header stays small, and the tokenizer comes back equal."""
+    tok = big_word_tokenizer(150_000)
+    model = tiny_model(vocab_size=150_001, d_model=4, d_ff=8)
+    path = save_checkpoint(tmp_path / "big.npz", model, tokenizer=tok, task={"name": "lm"})
+    assert len(json.dumps(tok)) > checkpoint.MAX_HEADER_BYTES
+    members = members_of(path)
+    assert len(members["__meta__.npy"]) < 10_000 and "__tokenizer__.npy" in members
+    ckpt = load_checkpoint(path)
+    assert ckpt.tokenizer == tok and ckpt.meta["version"] == 2 and ckpt.step == 0
+    meta, archive = read_meta(path)
+    archive.close()
+    assert meta["tokenizer"] == tok
+
+
+def test_version_1_checkpoints_still_load(real, tmp_path):
+    """Version 1 kept the tokenizer inside the header: such a file loads as it did."""
+    old = as_version_1(real, tmp_path / "v1.npz")
+    assert "__tokenizer__.npy" not in members_of(old)
+    ckpt = load_checkpoint(old)
+    assert ckpt.meta["version"] == 1 and ckpt.tokenizer == TOKENIZER
+    assert all(np.array_equal(a, b) for a, b in zip(ckpt.model.state_dict().values(),
+                                                    load_checkpoint(real).model.state_dict().values()))
+
+
+@pytest.mark.parametrize("name", ["digits", "sentences", "shakespeare_char"])
+def test_the_shipped_version_1_checkpoints_load(name):
+    path = SHIPPED / f"{name}.npz"
+    if not path.exists():
+        pytest.skip(f"checkpoints/{name}.npz not shipped")
+    ckpt = load_checkpoint(path, optimizer=False)
+    assert ckpt.meta["version"] == 1 and ckpt.tokenizer["type"] in ("word", "char")
+
+
+def test_the_header_is_checked_before_the_tokenizer(real, tmp_path):
+    """A bad header is reported, not the bad tokenizer entry after it: the small part is read first."""
+    both = with_tokenizer(real, tmp_path / "both_bad.npz", b"\xff{")
+    both = with_meta(both, tmp_path / "both_bad2.npz", set_key("format", "pytorch"))
+    with pytest.raises(UserError, match="format 'pytorch'"):
+        load_checkpoint(both)
+
+
+def test_the_tokenizer_entry_has_its_own_bound(real, tmp_path, monkeypatch):
+    """Over its bound the entry is refused from its .npy header (never read), and never saved."""
+    monkeypatch.setitem(checkpoint.PARTS, "tokenizer", ("__tokenizer__", 100, checkpoint.TOKENIZER_SCHEMA))
+    with pytest.raises(UserError, match="not a JSON tokenizer .* at most 100 bytes expected"):
+        load_checkpoint(real)
+    with pytest.raises(UserError, match="tokenizer is .* bytes of JSON, over its limit of 100"):
+        save_real(tmp_path / "new.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_header_over_its_bound_is_never_saved(tmp_path):
+    """A checkpoint that read_meta would refuse is not written: the save says why instead."""
+    with pytest.raises(UserError, match="header is .* bytes of JSON, over its limit of 1,048,576"):
+        save_checkpoint(tmp_path / "huge.npz", tiny_model(), extra={"pad": "x" * (2 << 20)})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_declared_4tib_array_costs_no_memory(hostile):

@@ -2,6 +2,7 @@
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,47 @@ def test_the_shipped_checkpoint_scores_shakespeare_below_uniform(capsys):
     code, out, err = run([ckpt, "--data", SHAKESPEARE, "--max-tokens", "2000", "--json"], capsys)
     record = json.loads(out)
     assert code == 0 and record["tokens"] == 2000 and record["ppl"] < 65 / 4   # far below uniform
+
+
+# ---- the held-out split: --split val, --from-fraction ---------------------------------------------
+
+def test_split_val_scores_the_very_tokens_training_validated_on(lm_checkpoint, capsys):
+    """--split val is the cut --task lm made (cli.lm_data.load_text: the last 10%), token for token."""
+    from glassformer.cli.lm_data import load_text
+    path, model, tok, text = lm_checkpoint
+    corpus, _ = load_text({"data": str(text), "val_data": None, "test_data": None}, tok)
+    tokens, first = evaluate.scored_part(evaluate.text_tokens(text, tok), "val")
+    assert first == len(corpus.train) and np.array_equal(tokens, corpus.val) and 0 < len(tokens) < 40
+    code, out, err = run([path, "--data", text, "--split", "val", "--json"], capsys)
+    record = json.loads(out)
+    want = evaluate.evaluate_tokens(model, np.asarray(corpus.val), 16, 8)
+    assert code == 0 and (record["first_token"], record["tokens"]) == (first, len(corpus.val) - 1)
+    assert record["loss"] == pytest.approx(want["loss"], rel=1e-6)
+    assert "word_ppl" not in record                           # a part of the file: no word count
+
+
+@pytest.mark.parametrize("fraction, says", [("-0.1", "must be at least 0 and below 1"),
+                                             ("1", "must be at least 0 and below 1"),
+                                             ("1.5", "must be at least 0 and below 1"),
+                                             ("nan", "must be at least 0 and below 1"),
+                                             ("abc", "'abc' is not a number")])
+def test_a_bad_fraction_exits_2_with_one_line(lm_checkpoint, capsys, fraction, says):
+    path, _, _, text = lm_checkpoint
+    code, out, err = run([path, "--data", text, "--from-fraction", fraction], capsys)
+    assert code == 2 and out == "" and err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "argument --from-fraction" in err and says in err
+
+
+def test_split_and_from_fraction_are_one_choice(lm_checkpoint, capsys):
+    path, _, _, text = lm_checkpoint
+    code, _, err = run([path, "--data", text, "--split", "val", "--from-fraction", "0.5"], capsys)
+    assert code == 2 and "not allowed with" in err
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="shared/data/tinyshakespeare is not here")
+def test_split_val_and_from_fraction_0_9_agree_on_shakespeare(capsys):
+    ckpt = ROOT / "checkpoints" / "shakespeare_char.npz"
+    records = [json.loads(run([ckpt, "--data", SHAKESPEARE, "--max-tokens", "300", "--json", *part],
+                              capsys)[1]) for part in (["--split", "val"], ["--from-fraction", "0.9"])]
+    assert records[0] == {**records[1], "seconds": records[0]["seconds"]}
+    assert (records[0]["first_token"], records[0]["text_tokens"]) == (1_003_855, 1_115_394)   # 10%

@@ -6,6 +6,7 @@ import pytest
 
 import glassformer  # noqa: F401  import the package first so every module's cases are registered
 from glassformer import gradcheck
+from glassformer.errors import run_main
 from glassformer.gradcheck import CASES, check_layer, main, numerical_grad, rel_error, run_case
 from glassformer.layers import Linear
 
@@ -115,10 +116,10 @@ def test_the_tied_head_case_checks_the_embedding_it_writes_to():
 
 @pytest.mark.parametrize("tol", ["0", "-1e-6", "nan", "inf", "tiny"])
 def test_cli_rejects_a_tolerance_that_is_not_positive(capsys, tol):
-    assert main(["--layer", "Linear", f"--tol={tol}"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: argument --tol") and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert "a number in [1e-15, 1]" in err
+    code = run_main(main, ["--layer", "Linear", f"--tol={tol}"])
+    err = capsys.readouterr().err                           # one `error:` line, as every command's
+    assert code == 2 and err.startswith("error: argument --tol") and len(err.splitlines()) == 1
+    assert "Traceback" not in err and "a number in [1e-15, 1]" in err
 
 
 def test_cli_help_shows_the_default_tolerance(capsys):

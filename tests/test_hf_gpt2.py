@@ -399,6 +399,7 @@ def test_the_repl_talks_to_a_gpt2_folder_greedy_with_the_kv_cache(tmp_path, rng,
 def test_init_from_a_gpt2_folder_fine_tunes_it_into_our_checkpoint(tmp_path, rng, capsys, monkeypatch):
     from glassformer.cli import train
     monkeypatch.chdir(tmp_path)                             # the token cache goes under ./.cache
+    monkeypatch.setenv("COLUMNS", "400")                    # a wide terminal: the long path stays on one line
     arrays = gpt2_arrays(rng)
     folder = write_folder(tmp_path / "gpt2", arrays)
     (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")

@@ -158,7 +158,7 @@ def test_cli_prints_ascii_maps_and_writes_the_loss_page(tmp_path, capsys, monkey
     text = "<bos> t1 t2 t3 t1 t2 t3"
     assert interp.main([str(run_dir), "--text", text, "--html", str(html)]) == 0
     out = capsys.readouterr().out
-    assert "blocks.1.attn (average over heads)" in out and "blocks.0.attn head 1:" in out
+    assert "blocks.1.attn (average over heads)" in out and re.search(r"^blocks\.0\.attn +1 ", out, re.M)
     assert len(re.findall(r"<span ", html.read_text(encoding="utf-8"))) == 7
     assert interp.main([str(run_dir), "--text", "t1 nope"]) == 2
     assert "unknown tokens ['nope']" in capsys.readouterr().err

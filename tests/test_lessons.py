@@ -10,9 +10,10 @@ Block kinds, by the fence's info string:
   ```output [atol=A] [rtol=R]  what the run block just above it prints, compared with what it prints now
 A lesson that needs public data it cannot ship (tinyshakespeare) says so in a line
 `<!-- needs-data: tinyshakespeare/input.txt -->`; its run is skipped, with that message, when the
-file is not in the data folder ($GLASSFORMER_DATA, or ../shared/data). The same line just before one
-```python block marks that block alone: without the file, it and its ```output block are not run,
-the rest of the lesson is, and the test then skips, naming the blocks it left out.
+file is not in the data folder ($GLASSFORMER_DATA, or ../shared/data). A line
+`<!-- block needs-data: FILE -->` just before one ```python block marks that block alone: without the
+file, it and its ```output block are not run, the rest of the lesson is, and the test then skips,
+naming the blocks it left out.
 Other languages (```bash, ```text) are shown, not run; a ```text block may not follow a run block
 (a printed result goes in an ```output block, so that it is checked).
 
@@ -46,6 +47,7 @@ QUOTE_HEADER = re.compile(r"#\s*(src/\S+\.py):\s*(.+?)\s*$")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FIGURE_LINK = re.compile(r"\]\(figures/([\w.-]+\.png)\)")
 NEEDS_DATA = re.compile(r"^<!-- needs-data: (\S+) -->$", re.M)
+BLOCK_NEEDS_DATA = re.compile(r"^<!-- block needs-data: (\S+) -->$")
 SHARED_DATA = DATA                                    # $GLASSFORMER_DATA, or ../shared/data
 LEFT_OUT = object()                                   # what a block left out "printed"
 PRINT_DEFAULTS = np.get_printoptions()                # NumPy's own, before any lesson runs
@@ -63,7 +65,7 @@ def parse_text(text, name):
         if block is None:
             if line.startswith("```"):
                 lang, _, info = line[3:].strip().partition(" ")
-                needs = NEEDS_DATA.match(previous.strip())
+                needs = BLOCK_NEEDS_DATA.match(previous.strip())
                 block = {"lang": lang, "info": info.strip(), "line": n, "lines": [],
                          "marked": previous.strip() == NO_RUN_COMMENT,
                          "needs": needs.group(1) if needs else None}
@@ -215,8 +217,9 @@ def test_lesson_runs(path, tmp_path, monkeypatch):
     """Execute the lesson's python blocks in order and check every ```output block they print."""
     monkeypatch.chdir(tmp_path)                             # lessons may write checkpoints or plots
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("GLASSFORMER_DATA", str(SHARED_DATA))  # the lessons' data_home() is the tests' DATA
     blocks = parse_blocks(path)
-    for needed in lesson_needs(path, blocks):
+    for needed in lesson_needs(path):
         if not (SHARED_DATA / needed).is_file():            # big public data is never committed
             pytest.skip(f"{path.name} needs {needed}: put it in {SHARED_DATA} with python -m "
                         "glassformer.data fetch (see the lesson)")
@@ -235,23 +238,22 @@ def test_lesson_runs(path, tmp_path, monkeypatch):
                     f"{'; '.join(left_out)} (python -m glassformer.data fetch)")
 
 
-def lesson_needs(path, blocks):
-    """The data files a whole lesson needs: its needs-data lines that mark no single block."""
-    per_block = {b["needs"] for b in blocks if b["needs"]}
-    return [n for n in NEEDS_DATA.findall(path.read_text(encoding="utf-8")) if n not in per_block]
+def lesson_needs(path):
+    """The data files a whole lesson needs (its needs-data lines)."""
+    return NEEDS_DATA.findall(path.read_text(encoding="utf-8"))
 
 
 def test_a_block_that_needs_absent_data_is_left_out_with_its_output(tmp_path):
     """Only the marked block and its output are left out; a failing block elsewhere still fails."""
     lesson = tmp_path / "99-x.md"
     lesson.write_text("```python\nx = 1\nprint(x)\n```\n\n```output\n1\n```\n\n"
-                      "<!-- needs-data: no-such-folder/file.txt -->\n```python\nprint(open('nope').read())\n```\n\n"
+                      "<!-- block needs-data: no-such-folder/file.txt -->\n```python\nprint(open('nope').read())\n```\n\n"
                       "```output\nwhatever\n```\n\n```python\nprint(x + 1)\n```\n\n```output\n3\n```\n")
     left_out = []
     failures = run_lesson(lesson, left_out)
     assert left_out == ["line 11 needs no-such-folder/file.txt"]
     assert [where for where, _ in failures] == ["99-x.md, output block at line 23"]   # 2 is not 3
-    assert lesson_needs(lesson, parse_blocks(lesson)) == []
+    assert lesson_needs(lesson) == []
 
 
 def test_the_course_has_lessons():

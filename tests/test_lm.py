@@ -4,6 +4,7 @@ import io
 import math
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,10 +376,14 @@ def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
     assert ckpt.tokenizer["type"] == "bpe" and ckpt.config.vocab_size == 280
 
 
-def test_gpt2_tokenizer_is_found():
-    from glassformer.cli.lm import GPT2_DIRS, GPT2_FILES, build_tokenizer
-    if not any(all((d / f).exists() for f in GPT2_FILES) for d in GPT2_DIRS):
-        pytest.skip("GPT-2's encoder.json / vocab.bpe are not in shared/data")
+def test_gpt2_tokenizer_is_found(monkeypatch):
+    """--tokenizer gpt2 reads GPT-2's files from the data cache ($GLASSFORMER_DATA; shared/data here)."""
+    from glassformer.cli.lm import GPT2_FILES, build_tokenizer, gpt2_dirs
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if shared.is_dir():
+        monkeypatch.setenv("GLASSFORMER_DATA", str(shared))
+    if not any(all((d / f).exists() for f in GPT2_FILES) for d in gpt2_dirs()):
+        pytest.skip("GPT-2's encoder.json / vocab.bpe are not in the data cache ($GLASSFORMER_DATA)")
     tok = build_tokenizer("gpt2", None, None, io.StringIO())
     assert tok.vocab_size == 50257 and eos_id(tok) == 50256
     assert tok.encode("Hello world") == [15496, 995]

@@ -112,8 +112,8 @@ def test_expr_with_fewer_arguments_is_padded(digits_ckpt):
 def test_attention_all_shows_every_layer_and_head(digits_ckpt):
     rc, out, _ = run(["--checkpoint", digits_ckpt, "--expr", "Min(4 1 7)", "--attention", "all"])
     assert rc == 0
-    titles = re.findall(r"layer (\d)/2, head (\d)/2", out)
-    assert titles == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
+    titles = re.findall(r"block (\d), head (\d)", out)              # from 0, as the walk and PNGs
+    assert titles == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
 
 
 @pytest.mark.parametrize("expr, words", [("Mean(1 2 3)", "unknown operation"),
@@ -181,8 +181,8 @@ def test_scripted_session(digits_ckpt):
     assert rc == 0
     assert "commands:" in out and "attention on|all|off" in out
     assert "attention view: on" in out and "attention view: off" in out
-    assert out.index("attention view: on") < out.index("Max ( 5 3 9 ) ->") < out.index("layer 2/2")
-    assert len(re.findall(r"layer 2/2, head \d/2", out)) == 2   # only the answer given while on
+    assert out.index("attention view: on") < out.index("Max ( 5 3 9 ) ->") < out.index("block 1, head 0")
+    assert len(re.findall(r"block 1, head \d", out)) == 2   # only the answer given while on
     assert "Min ( 4 1 7 ) ->" in out                          # the loop went on after the error
     assert "Last ( 1 2 )" not in out                          # nothing read after quit
     assert err.count("error:") == 1 and "unknown operation 'garbage'" in err
@@ -219,9 +219,9 @@ def test_lm_prompt_at_a_terminal(lm_ckpt):
         assert rc == 0 and out.getvalue().count(prompt) == 2
 
 
-def test_ctrl_c_exits_cleanly(digits_ckpt):
-    out, err = io.StringIO(), io.StringIO()
-    assert repl.main(["--checkpoint", str(digits_ckpt)], stdin=CtrlC(), stdout=out, stderr=err) == 0
+def test_ctrl_c_at_the_prompt_exits_130_quietly(digits_ckpt):
+    out, err = io.StringIO(), io.StringIO()                 # 130, as Ctrl-C anywhere else; Ctrl-D: 0
+    assert repl.main(["--checkpoint", str(digits_ckpt)], stdin=CtrlC(), stdout=out, stderr=err) == 130
     assert err.getvalue() == ""
 
 
@@ -238,7 +238,7 @@ def test_sentences_max_new_tokens_and_attention(sentences_ckpt):
     first = out.splitlines()[0]
     assert first.startswith("the | ") and first.endswith("(stopped after 2 new words)")
     assert len(first.split("|")[1].split()) == 2 + 5          # two words, then "(stopped after 2 new words)"
-    assert "<START>" in out and "layer 1/1, head 2/2" in out
+    assert "<START>" in out and "block 0, head 1" in out
 
 
 def test_sentences_unknown_word_lists_the_vocabulary(sentences_ckpt):
@@ -414,7 +414,7 @@ def test_ctrl_c_during_a_reply_keeps_what_was_printed_and_the_loop_goes_on(lm_ck
 def test_lm_attention_view_labels_the_tokens(lm_ckpt):
     rc, out, _ = run(["--checkpoint", lm_ckpt[0], "--prompt", "hi there", "--max-new-tokens", "2",
                       "--attention", "on"])
-    assert rc == 0 and "layer 1/1, head 2/2" in out
+    assert rc == 0 and "block 0, head 1" in out
     assert "\u2423" in out                                   # the space of "hi there", made visible
 
 

@@ -45,6 +45,11 @@ class Domain:
         self.__name__ = "whole number" if kind is int else "number"   # argparse's word for the type
 
     @property
+    def domain_text(self):
+        """What errors.Parser appends to the flag's --help: the domain in words."""
+        return self.text
+
+    @property
     def text(self):
         """The domain in words, for --help and for errors: 'a whole number from 1 to 1,000,000,000'."""
         if self.kind is int:
@@ -110,27 +115,6 @@ class Domain:
 
 
 SEED = Domain(int, 0, 2**32 - 1)                            # every seed: NumPy takes any, a run records 32 bits
-
-
-def with_domains(parser):
-    """Append each Domain-typed flag's range to its help (Parser does it before printing --help)."""
-    for action in parser._actions:
-        if isinstance(action.type, Domain) and action.help and action.type.text not in action.help:
-            action.help = f"{action.help}; {action.type.text}"
-    return parser
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are one UserError line (exit 2), not usage and a SystemExit; --help
-    states every number's domain."""
-
-    def error(self, message):
-        python = "" if self.prog.startswith("python") else "python "
-        raise UserError(f"{message} (see {python}{self.prog} --help)")
-
-    def format_help(self):
-        with_domains(self)
-        return super().format_help()
 
 
 # ---- the machine: memory ----------------------------------------------------------------------

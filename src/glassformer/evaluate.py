@@ -2,7 +2,10 @@
 sliding window, and WikiText's word-level perplexity.
 
   python -m glassformer.evaluate checkpoints/shakespeare_char.npz \\
-      --data input.txt [--json]
+      --data tinyshakespeare --split val [--json]
+--split val scores the split --task lm validated on: the last 10% of the
+tokens (a WikiText folder: its valid file); --from-fraction F scores the
+tokens from that fraction of them on (0.9: the same last 10%).
 Windows of T = context tokens start every `stride` tokens (default T/2). Each
 window scores only the targets no earlier window scored (the first scores all
 of its own) and a last window ends at the text's end, so every token after the
@@ -21,13 +24,15 @@ import numpy as np
 
 from . import backend
 from .backend import array_module
-from .checkpoint import load_checkpoint
-from .domains import Domain, Parser
-from .data import build_tokens, count_words, detect_kind, open_source
-from .errors import UserError, main_boundary
+from .checkpoint import load_checkpoint, needs_task
+from .data import VAL_FRACTION, build_tokens, count_words, detect_kind, open_source, split_files, split_tokens
+from .data.fetch import resolve_dataset
+from .domains import Domain
+from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
 from .layers.loss import CrossEntropyLoss
 from .tokenizers import tokenizer_from_dict
+from .train.progress import terminal_width, wrap
 from .train.trainer import perplexity
 
 LOGIT_FLOATS = 1 << 22                                      # a batch's logits (B, T, V): ~16 MB of float32
@@ -106,11 +111,13 @@ class Meter:
         eta = seconds * (n - scored) / max(scored, 1)
         line = f"scored {scored:,}/{n:,} tokens ({scored / n:.0%}), {seconds:.0f} s, ETA {eta:.0f} s"
         end = "\n" if not self.live else "\n" if scored == n else ""
-        print(("\r" if self.live else "") + line, end=end, file=self.stream, flush=True)
+        line = "\r" + line[:terminal_width() - 1] if self.live else line   # a wrapped \r line garbles
+        print(line, end=end, file=self.stream, flush=True)
 
 
 CONTEXT = Domain(int, 1, 2**20)                             # and at most the model's positions
 MAX_TOKENS = Domain(int, 1, 2**40)
+FROM_FRACTION = Domain(float, 0.0, 1.0, high_open=True)     # where the scored tokens start
 
 
 def build_parser():
@@ -119,10 +126,17 @@ def build_parser():
     p.add_argument("checkpoint", type=Path, help="a language-model checkpoint (.npz), a run folder "
                    "(its best.npz) or a Hugging Face GPT-2 folder")
     p.add_argument("--data", type=Path, required=True, help="the text to score (.txt, WikiText, .jsonl, "
-                   "a Wikipedia dump...), tokenised with the checkpoint's tokenizer")
+                   "a Wikipedia dump..., or a fetched data set's name: tinyshakespeare), tokenised with "
+                   "the checkpoint's tokenizer")
     p.add_argument("--context", type=CONTEXT, help="tokens per window (default: the model's context)")
     p.add_argument("--stride", type=CONTEXT, help="tokens between window starts (default context/2; "
                    "= context: non-overlapping windows)")
+    part = p.add_mutually_exclusive_group()
+    part.add_argument("--split", choices=("all", "val"), default="all", help="all: the whole text "
+                      "(default); val: the split --task lm validated on, the last 10%% of the tokens "
+                      "(a WikiText folder: its valid file)")
+    part.add_argument("--from-fraction", type=FROM_FRACTION, metavar="F", help="score the tokens from "
+                      "fraction F of them on (0.9: the last 10%%, as --split val)")
     p.add_argument("--max-tokens", type=MAX_TOKENS, metavar="N", help="score only the first N targets "
                    "(no word-level perplexity then: it needs the whole file)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
@@ -132,7 +146,8 @@ def build_parser():
 
 def load_lm(path, device):
     """(model, tokenizer) of a language-model checkpoint; UserError for any other."""
-    ckpt = load_checkpoint(path, device=device, optimizer=False)
+    with needs_task("lm"):
+        ckpt = load_checkpoint(path, device=device, optimizer=False)
     if getattr(ckpt.config, "kind", None) != "decoder_lm":
         kind = getattr(ckpt.config, "kind", type(ckpt.model).__name__)
         raise UserError(f"{path}: its model is of kind {kind!r}, not a language model (decoder_lm): "
@@ -140,6 +155,32 @@ def load_lm(path, device):
     if not ckpt.tokenizer:
         raise UserError(f"{path}: the checkpoint holds no tokenizer to turn --data into tokens")
     return ckpt.model, tokenizer_from_dict(ckpt.tokenizer)
+
+
+def scored_part(tokens, split, start=None):
+    """(the tokens to score, the index of the first): all of them, the last VAL_FRACTION (--split val:
+    split_tokens, the very cut training made) or those from fraction `start` on."""
+    if start is None and split != "val":
+        return tokens, 0
+    val_fraction = VAL_FRACTION if start is None else round(1 - start, 12)   # 1 - 0.9: exactly 0.1
+    train, val = split_tokens(tokens, val_fraction)
+    return val, len(train)
+
+
+def scored_tokens(args, tok):
+    """(file, tokens to score, index of the first, tokens in the file, the file for word-level
+    perplexity or None) of --data with --split / --from-fraction / --max-tokens."""
+    data, split = args.data, args.split
+    if split == "val" and split_files(data) is not None:    # WikiText: all of its valid file
+        data, split = split_files(data)["valid"], "all"
+    tokens, first = scored_part(text_tokens(data, tok), split, args.from_fraction)
+    n_text = first + len(tokens)
+    whole = args.max_tokens is None or args.max_tokens >= len(tokens) - 1
+    tokens = tokens if whole else tokens[:args.max_tokens + 1]
+    if len(tokens) < 2:
+        raise UserError(f"{data}: {len(tokens)} token(s) from token {first:,} on: nothing to score (a "
+                        "token is scored from those before it)")
+    return data, tokens, first, n_text, data if whole and first == 0 else None
 
 
 def text_tokens(path, tok):
@@ -156,6 +197,7 @@ def text_tokens(path, tok):
 def main(argv=None):
     """Score --data with a checkpoint; print loss, perplexity (and word-level perplexity); exit 0/2."""
     args = build_parser().parse_args(argv)
+    args.data = resolve_dataset(args.data)                  # tinyshakespeare: the data cache's copy
     backend.use(args.device)
     model, tok = load_lm(args.checkpoint, args.device)
     max_len = model.config.max_len
@@ -165,30 +207,26 @@ def main(argv=None):
     stride = args.stride or max(1, context // 2)
     if stride > context:
         raise UserError(f"--stride {stride} is above --context {context}: windows would skip tokens")
-    tokens = text_tokens(args.data, tok)
-    whole = args.max_tokens is None or args.max_tokens >= len(tokens) - 1
-    tokens = tokens if whole else tokens[:args.max_tokens + 1]
-    if len(tokens) < 2:
-        raise UserError(f"{args.data}: {len(tokens)} token(s): nothing to score (a token is scored "
-                        "from those before it)")
+    data, tokens, first, n_text, words_of = scored_tokens(args, tok)
     start = time.perf_counter()
-    report = evaluate_tokens(model, tokens, context, stride, args.data if whole else None,
-                             Meter(sys.stderr))
-    report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "context": context,
-              "stride": stride, **report, "seconds": round(time.perf_counter() - start, 3)}
+    report = evaluate_tokens(model, tokens, context, stride, words_of, Meter(sys.stderr))
+    report = {"checkpoint": str(args.checkpoint), "data": str(data), "first_token": first,
+              "text_tokens": n_text, "context": context, "stride": stride, **report,
+              "seconds": round(time.perf_counter() - start, 3)}
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 
 
 def format_report(r):
-    """The figures as two or three lines."""
-    lines = [f"{r['checkpoint']} on {r['data']}: {r['tokens']:,} tokens scored, windows of {r['context']} "
-             f"every {r['stride']} ({r['seconds']:.1f} s)",
+    """The figures as three or four lines, wrapped to the terminal."""
+    part = f" from token {r['first_token']:,} of {r['text_tokens']:,}" if r["first_token"] else ""
+    lines = [f"{r['checkpoint']} on {r['data']}{part}:\n  {r['tokens']:,} tokens scored, windows of "
+             f"{r['context']} every {r['stride']} ({r['seconds']:.1f} s)",
              f"loss {r['loss']:.4f} nats/token, perplexity {r['ppl']:.3f}"]
     if "word_ppl" in r:
         lines.append(f"word-level perplexity {r['word_ppl']:.2f} over {r['words']:,} words (one <eos> "
                      "per line)")
-    return "\n".join(lines)
+    return wrap("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -20,19 +20,20 @@ import numpy as np
 
 from . import interp
 from .checkpoint import FAMILIES, save_checkpoint
-from .domains import REAL, SEED, WHOLE, Domain, Parser
-from .errors import UserError
+from .domains import SEED, Domain
+from .errors import Parser, UserError, parse_value, typed_setting  # noqa: F401  (parse_value: tests)
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
 from .optim.optimizers import SGD, AdamW
 from .optim.schedules import warmup_cosine
 from .research import EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model
 from .tasks import BOS, EOS, IGNORE, PAD, load_dataset, make_task, task_class
-from .train import new_run_dir, read_metrics, train_step, write_json, write_metrics
+from .train import key_values, new_run_dir, read_metrics, train_step, wrap, write_json, write_metrics
 from .visualization import (OV_AXES, Panel, loss_html, plot_circuit, plot_curves, plot_sweep,
                             save_attention_heatmaps)
 
 OPTIMIZERS = ("adamw", "muon", "sgd")
+EXAMPLE = "python -m glassformer.experiments induction steps=600 lr=3e-3"
 METRIC_COLUMNS = ("step", "lr", "train_loss", "test_loss", "test_token_acc", "test_exact",
                   "test_answer_acc", "seconds")
 CURVE_PANELS = (Panel("loss", "cross-entropy loss", (("train_loss", "train"), ("test_loss", "test"))),
@@ -40,13 +41,11 @@ CURVE_PANELS = (Panel("loss", "cross-entropy loss", (("train_loss", "train"), ("
                                                ("test_exact", "test exact match")), True))
 
 
-# every numeric run field's domain; any other number (task.KEY, model.KEY) is within SETTING
-STEPS, LR, SETTING = Domain(int, 1, 10**9), Domain(float, 1e-12, 10.0), Domain(float, -1e9, 1e9)
-WHOLE_SETTING = Domain(int, -10**9, 10**9)
-RUN_DOMAINS = {"curriculum_steps": Domain(int, 0, STEPS.high), "lr": LR, "adamw_lr": LR, "steps": STEPS,
+SETTING = Domain(float, -1e9, 1e9)                          # a task.KEY or model.KEY number; run fields:
+STEPS, EVERY, LR = Domain(int, 1, 10**9), Domain(int, 0, 10**9), Domain(float, 1e-12, 10.0)   # RUN_DOMAINS
+RUN_DOMAINS = {"curriculum_steps": EVERY, "lr": LR, "adamw_lr": LR, "steps": STEPS, "warmup": EVERY,
                "weight_decay": Domain(float, 0.0, 10.0), "batch_size": Domain(int, 1, 2**20), "seed": SEED,
-               "warmup": Domain(int, 0, STEPS.high), "min_lr_ratio": Domain(float, 0.0, 1.0),
-               "grad_clip": Domain(float, 0.0, 1e6), "eval_every": STEPS}
+               "min_lr_ratio": Domain(float, 0.0, 1.0), "grad_clip": Domain(float, 0.0, 1e6), "eval_every": STEPS}
 
 
 @dataclass
@@ -121,29 +120,28 @@ EXPERIMENTS = {
 
 # ---- overrides: key=value strings ----------------------------------------------------------------
 
-def parse_value(text, key="setting"):
-    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, else a string; a number is read by its domain: the
-    run field's (RUN_DOMAINS), else a whole number or SETTING (finite, within +-1e9)."""
-    word = text.strip().lower()
-    if word in ("true", "false"):
-        return word == "true"
-    if key in RUN_DOMAINS or REAL.match(word) or word.lstrip("+-") in ("inf", "infinity", "nan"):
-        return (RUN_DOMAINS.get(key) or (WHOLE_SETTING if WHOLE.match(word) else SETTING)).read(text, key)
-    return text
+def setting_value(key, text, cls, kind=None):
+    """KEY=TEXT typed as cls's field (errors.typed_setting); a number also within +-1e9 (SETTING)."""
+    value = typed_setting(key, text, cls, kind)
+    return value if isinstance(value, (bool, str)) else type(value)(SETTING.check(value, key))
 
 
-def apply_override(exp, key, value):
-    """A new Experiment with one key set: an Experiment field, task.KEY, model.KEY, or a bare KEY
-    found in exactly one of the task and model configs (n_layers on a toy model sets model_type)."""
+def apply_override(exp, key, text):
+    """A new Experiment with one key set from its text, typed as its field (errors.typed_setting): an
+    Experiment field, task.KEY, model.KEY, or a bare KEY found in exactly one of the task and model
+    configs (n_layers on a toy model sets model_type)."""
     run_keys = {f.name for f in fields(Experiment)} - {"task_params", "model_params",
                                                        "curriculum_params"}
     scope, _, bare = key.rpartition(".")
     if not scope and key in run_keys:
-        return replace(exp, **{key: value})
-    model_keys = {f.name for f in fields(FAMILIES[exp.model][0])} - {"vocab_size"} | \
+        return replace(exp, **{key: RUN_DOMAINS[key].read(text, key) if key in RUN_DOMAINS else
+                               typed_setting(key, text, Experiment)})
+    task_config, model_config = task_class(exp.task).config_class, FAMILIES[exp.model][0]
+    model_keys = {f.name for f in fields(model_config)} - {"vocab_size"} | \
         ({"n_layers"} if exp.model == "toy" else set())
-    in_task, in_model = bare in {f.name for f in fields(task_class(exp.task).config_class)}, bare in model_keys
+    in_task, in_model = bare in {f.name for f in fields(task_config)}, bare in model_keys
     if scope == "curriculum" and in_task:
+        value = setting_value(key, text, task_config)
         return replace(exp, curriculum_params={**exp.curriculum_params, bare: value})
     if scope not in ("", "task", "model") or (scope == "task" and not in_task) or \
             (scope == "model" and not in_model) or not (in_task or in_model):
@@ -153,7 +151,8 @@ def apply_override(exp, key, value):
     if not scope and in_task and in_model:
         raise UserError(f"{key!r} is both a task and a model setting: write task.{key} or model.{key}")
     if scope == "task" or (not scope and in_task):
-        return replace(exp, task_params={**exp.task_params, bare: value})
+        return replace(exp, task_params={**exp.task_params, bare: setting_value(key, text, task_config)})
+    value = setting_value(key, text, model_config, int if bare == "n_layers" else None)
     if exp.model == "toy" and bare == "n_layers":              # model_type's 1L / 2L, or n_blocks
         kind = exp.model_params.get("model_type", "attention_only_1L").rsplit("_", 1)[0]
         if value in (1, 2):
@@ -174,7 +173,7 @@ def with_overrides(exp, assignments):
     """Apply "key=value" strings in order."""
     for text in assignments:
         key, value = split_assignment(text)
-        exp = apply_override(exp, key, parse_value(value, key))
+        exp = apply_override(exp, key, value)
     return exp
 
 
@@ -423,13 +422,15 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    if args.list or not args.experiment:
+        for name, exp in EXPERIMENTS.items():           # settings as KEY=VALUE overrides write them
+            print(wrap(f"{name}: steps={exp.steps} lr={exp.lr}\n  task {exp.task}: {key_values(exp.task_params)}"
+                       f"\n  model {exp.model}: {key_values(exp.model_params)}", indent="    "))
+        print(f"run one: python -m glassformer.experiments NAME [KEY=VALUE ...], e.g.\n  {EXAMPLE}\n"
+              "(--sweep KEY=V1,V2 runs a grid; --help says more)")
+        return 0
     try:
-        args = parse_args(argv)
-        if args.list or not args.experiment:
-            for name, exp in EXPERIMENTS.items():
-                print(f"{name:<12} task={exp.task} {exp.task_params}  model={exp.model} "
-                      f"{exp.model_params}  steps={exp.steps} lr={exp.lr}")
-            return 0
         if args.experiment not in EXPERIMENTS:
             raise UserError(f"unknown experiment {args.experiment!r}: use one of {', '.join(EXPERIMENTS)}")
         exp = with_overrides(EXPERIMENTS[args.experiment], args.settings)

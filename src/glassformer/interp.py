@@ -16,12 +16,13 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .checkpoint import load_checkpoint
-from .domains import Domain, Parser
-from .errors import UserError
+from .domains import Domain
+from .errors import Parser, UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
 from .tasks import digits, load_dataset, make_task, sentences
 from .tokenizers import tokenizer_from_dict
+from .train.progress import terminal_width
 from .visualization import ascii_attention, loss_html
 
 LABELS = ("previous-token", "first-token", "induction", "diffuse", "other")
@@ -243,6 +244,15 @@ def step_subject(name, meta, tok, path):
     return Subject("lm", vocab, tok.encode, no_examples, "", "decoder")
 
 
+def head_table(rows):
+    """classify_heads' rows as a table: layer, head, class and the four scores (78 columns)."""
+    lw = max([len("layer")] + [len(r["layer"]) for r in rows])
+    lines = [f"{'layer':<{lw}} head {'class':<14} previous-token first-token induction entropy"]
+    lines += [f"{r['layer']:<{lw}} {r['head']:>4} {r['label']:<14} {r['previous_token']:>14.2f} "
+              f"{r['first_token']:>11.2f} {r['induction']:>9.2f} {r['entropy']:>7.2f}" for r in rows]
+    return "\n".join(lines)
+
+
 def token_label(text):
     """A token as a visible label: spaces and newlines shown, never empty."""
     return text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u2423") or "''"
@@ -262,8 +272,8 @@ def main(argv=None):
     parser.add_argument("--head", type=Domain(int, 0, 4095), default=None,
                         help="one head (default: the average)")
     parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
+    args = parser.parse_args(argv)
     try:
-        args = parser.parse_args(argv)
         model, run = load_subject(args.run_dir)
         if run.kind == "seq2seq":
             raise UserError("the interp CLI reads decoder runs; for an encoder-decoder use "
@@ -283,11 +293,9 @@ def main(argv=None):
             if args.head is not None and att.ndim == 4 and args.head >= att.shape[1]:
                 raise UserError(f"--head {args.head}: {name} has heads 0 to {att.shape[1] - 1}")
             which = "average over heads" if args.head is None else f"head {args.head}"
-            print(f"{name} ({which}):\n{ascii_attention(att[0], tokens, head=args.head)}\n")
-        for row in classify_heads(maps, ids):
-            print(f"{row['layer']} head {row['head']}: {row['label']:<14} previous-token "
-                  f"{row['previous_token']:.2f} first-token {row['first_token']:.2f} induction "
-                  f"{row['induction']:.2f} entropy {row['entropy']:.2f}")
+            print(f"{name} ({which}):\n"
+                  f"{ascii_attention(att[0], tokens, head=args.head, width=terminal_width())}\n")
+        print(head_table(classify_heads(maps, ids)))
         if args.html:
             if run.kind != "decoder":
                 raise UserError(f"--html: a {run.name} model predicts one answer, not each next "

@@ -88,13 +88,14 @@ def ascii_bar(value, vmax, width=20, shades=SHADES):
     return (shades[-1] * int(round(frac * width))).ljust(width)
 
 
-def ascii_attention(att, tokens, key_tokens=None, head=None):
-    """Terminal heatmap of (T, S) or (H, T, S) attention: one head, or the average when head=None."""
+def ascii_attention(att, tokens, key_tokens=None, head=None, width=None):
+    """Terminal heatmap of (T, S) or (H, T, S) attention: one head, or the average when head=None;
+    with `width`, cells narrow and a long text shows its last tokens (ascii_heatmap)."""
     w = np.asarray(att, dtype=np.float64)
     if w.ndim == 3:
         w = w.mean(axis=0) if head is None else w[head]
     return ascii_heatmap(w, list(tokens), list(key_tokens if key_tokens is not None else tokens),
-                         vmax=1.0)
+                         vmax=1.0, width=width)
 
 
 # ---- PNG plumbing --------------------------------------------------------------------------------

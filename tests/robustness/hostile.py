@@ -4,13 +4,14 @@ Every generated hostile case ends in one outcome. Two are right: "refused" (exit
 line, no traceback) and "ok" (the input was legitimate and the command did its job). The others are
 the failures the suite exists to find: a "traceback" (or any crash), a "hang" (killed at its time
 bound), a "silent" acceptance (exit 0 where the input must be refused), a "data loss" (a file that
-existed, or was written, no longer loads), "unbounded" memory. conftest.py prints the tally by cause.
+existed, or was written, no longer loads), "unbounded" memory; "failed" counts a case that asserted
+in its own words and failed. conftest.py prints the tally by cause.
 """
 import re
 from collections import Counter
 
 GOOD = ("refused", "ok")
-BAD = ("traceback", "hang", "silent", "data loss", "unbounded")
+BAD = ("traceback", "hang", "silent", "data loss", "unbounded", "failed")   # failed: a case's own assert
 TALLY = Counter()                                  # (cause, outcome) -> cases
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 ERROR_LINE = re.compile(r"^error: \S", re.M)

@@ -159,15 +159,27 @@ def train_base(dest, only, d):
     return ["--task", "digits", "--size", "small", "--epochs", "1", "--batch-size", "256"] + common
 
 
+def sub_parser(parser, name):
+    """The parser of sub-command `name` (python -m glassformer.lessons check)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+
 def commands():
     """(name, parser builder, main) of every command with numeric flags."""
     from glassformer import evaluate, gradcheck, interp
     from glassformer.cli import repl, train
+    from glassformer.errors import run_main
+    from glassformer.lessons import __main__ as lessons
+
+    def boundary(main):                                     # as `python -m glassformer.X` runs main
+        return lambda argv: run_main(main, argv)
     return {"train": (train.build_parser, train.main),
+            "lessons": (lambda: sub_parser(parser_of(lambda: lessons.parse_args(["check", "01"])), "check"),
+                        boundary(lessons.main)),
             "repl": (lambda: repl.parse_args(["--help"]), repl.main),
             "evaluate": (evaluate.build_parser, evaluate.main),
-            "gradcheck": (lambda: gradcheck.main(["--help"]), gradcheck.main),
-            "interp": (lambda: interp.main(["x", "--help"]), interp.main)}
+            "gradcheck": (lambda: gradcheck.main(["--help"]), boundary(gradcheck.main)),
+            "interp": (lambda: interp.main(["x", "--help"]), boundary(interp.main))}
 
 
 def base_argv(name, dest, parser, d):
@@ -180,6 +192,8 @@ def base_argv(name, dest, parser, d):
         return [str(CKPT / "shakespeare_char.npz"), "--data", str(d / "text.txt"), "--max-tokens", "64"]
     if name == "gradcheck":
         return ["--layer", "Linear"]
+    if name == "lessons":
+        return ["check", "01", "--solutions"]
     return [str(CKPT / "digits.npz")]                       # interp
 
 

@@ -1,4 +1,5 @@
-"""Checkpoints: one .npz with the parameter arrays plus a JSON `__meta__` entry; no pickle, atomic.
+"""Checkpoints: one .npz with the parameter arrays, a JSON `__meta__` header and the tokenizer's own
+JSON `__tokenizer__` entry; no pickle, atomic.
 
 load_checkpoint is the one loader: any model family (meta["extra"]["family"]), from the file or
 from a run folder (experiments' model.npz, train_step_by_step's or the LM CLI's best.npz), or a
@@ -6,9 +7,12 @@ Hugging Face GPT-2 folder (config.json + model.safetensors, read by hf_gpt2.py).
 before it allocates (archive.py: the zip, the .npy headers, the JSON header; then the config's size),
 so a crafted or damaged file is one UserError, never a traceback, a hang or a MemoryError.
 
-meta = {"format": "glassformer", "version": 1, "config": ModelConfig, "tokenizer": {...}, "task": {...},
+meta = {"format": "glassformer", "version": 2, "config": ModelConfig, "tokenizer": {...}, "task": {...},
         "step": int, "metrics": {...}, "rng_state": {...}, "optimizer": {"class", "t", "lr"}}
-Arrays: "param/<dotted name>" for the model, "optim/<name>" for optimizer state (Adam's m and v).
+Arrays: "param/<dotted name>" for the model, "optim/<name>" for optimizer state (Adam's m and v),
+"__meta__" (the header, at most 1 MiB) and "__tokenizer__" (meta["tokenizer"], at most 128 MiB: GPT-2's
+is 1.7 MB), both UTF-8 JSON as uint8. read_meta returns the two as one meta dict. Version 1 kept the
+tokenizer inside the header (the checkpoints/*.npz shipped); it still loads.
 """
 import json
 import math
@@ -25,11 +29,13 @@ from ..models import ModelConfig, build_model
 from ..research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
 from ..tokenizers import tokenizer_from_dict
 from ..tokenizers.registry import KINDS
-from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, NAT, NUMBER, POSITIVE, Archive,  # noqa: F401
-                      Check, archive_error, check_schema, parse_header, parsed_by)
+from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, MAX_TOKENIZER_BYTES, NAT, NUMBER,  # noqa: F401
+                      POSITIVE, Archive, Check, archive_error, check_schema, needs_task, parse_header,
+                      parsed_by)
 from .hf_gpt2 import is_hf_folder, load_hf_gpt2
 
-FORMAT, VERSION = "glassformer", 1
+FORMAT, VERSION = "glassformer", 2
+READS = (1, 2)                          # 1: the tokenizer inside the header; 2: in its own entry
 # meta["extra"]["family"] -> (config class, builder(config, rng)); no family: a ModelConfig model
 # ("decoder_lm" is experiments' name for it; either kind builds through build_model).
 FAMILIES = {"decoder_lm": (ModelConfig, build_model), "toy": (ToyConfig, build_toy_model),
@@ -37,10 +43,13 @@ FAMILIES = {"decoder_lm": (ModelConfig, build_model), "toy": (ToyConfig, build_t
 RUN_FILES = ("model.npz", "best.npz")   # in a run folder: experiments' model, the CLIs' best one
 MAX_MODEL_BYTES = 4 << 30               # the largest model a checkpoint may make us build
 SLACK_BYTES = 64 << 20                  # what a config may ask beyond its stored arrays (tables, masks)
+TOKENIZER_SCHEMA = {"type?": str}
 # the header, checked before anything else is read ("key?": optional)
-META_SCHEMA = {"format": str, "version": int, "config": dict, "tokenizer?": ({"type?": str}, None),
+META_SCHEMA = {"format": str, "version": int, "config": dict, "tokenizer?": (TOKENIZER_SCHEMA, None),
                "task?": ({"name?": str}, None), "step?": NAT, "metrics?": dict, "rng_state?": (dict, None),
                "extra?": dict, "optimizer?": {"class": str, "t": NAT, "lr": FLOAT}}
+# parts of meta kept out of the header: key -> (its own JSON entry, that entry's bound, its schema)
+PARTS = {"tokenizer": ("__tokenizer__", MAX_TOKENIZER_BYTES, TOKENIZER_SCHEMA)}
 
 
 @dataclass
@@ -80,9 +89,42 @@ class Checkpoint:
         return rng
 
 
+class NonFinite(UserError):
+    """A checkpoint was not written because an array or number it would hold is NaN or inf."""
+
+    def __init__(self, path, key, bad):
+        self.path, self.key, self.bad = path, key, bad
+        super().__init__(f"{path}: not saved: {key} holds {bad:,} non-finite values (NaN or inf), so "
+                         "the run diverged; the file there (if any) is unchanged: lower --lr or bound "
+                         "the steps with --grad-clip, and run again")
+
+
+def check_savable(path, arrays, numbers):
+    """NonFinite unless every array (parameters, optimizer moments) and number (lr, loss scale) is
+    finite: a checkpoint that load_checkpoint would refuse is never written."""
+    for key, a in arrays.items():
+        if a.dtype.kind in "fc":
+            bad = a.size - int(np.isfinite(a).sum())
+            if bad:
+                raise NonFinite(path, repr(key), bad)
+    for key, value in numbers:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NonFinite(path, key, 1)
+
+
+def _numbers(tree, where=""):
+    """(dotted key, value) of every number in nested dicts and lists."""
+    if isinstance(tree, dict):
+        return [kv for k, v in tree.items() for kv in _numbers(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(tree, (list, tuple)):
+        return [kv for i, v in enumerate(tree) for kv in _numbers(v, f"{where}[{i}]")]
+    return [(where, tree)] if isinstance(tree, (int, float)) else []
+
+
 def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step=0, rng=None,
                     metrics=None, extra=None):
-    """Write model + metadata to `path` atomically; a full disk is a UserError, the old file intact."""
+    """Write model + metadata to `path` atomically; a full disk is a UserError, the old file intact;
+    state with a NaN or inf anywhere (parameters, moments, loss scale) is NonFinite, nothing written."""
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
             "tokenizer": tokenizer, "task": task, "step": int(step), "metrics": metrics or {},
@@ -92,16 +134,30 @@ def save_checkpoint(path, model, tokenizer=None, task=None, optimizer=None, step
         state = optimizer.state_dict()
         meta["optimizer"] = {"class": optimizer_name(optimizer), "t": state["t"], "lr": state["lr"]}
         arrays.update({f"optim/{k}": to_numpy(v) for k, v in state["arrays"].items()})
-    meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    scaler = ((extra or {}).get("trainer") or {}).get("loss_scaler")       # the Trainer's fp16 state
+    check_savable(path, arrays, _numbers({"optimizer": meta.get("optimizer"), "loss_scaler": scaler}))
+    entries = {member: json_bytes(path, meta.pop(key), limit, key) for key, (member, limit, _)
+               in PARTS.items() if meta.get(key) is not None}
+    entries["__meta__"] = json_bytes(path, meta, MAX_HEADER_BYTES, "header")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, "wb") as f:                 # readers see the old file or the new one
-            np.savez(f, __meta__=meta_bytes, **arrays)
+            np.savez(f, **entries, **arrays)
     except OSError as e:
         raise UserError(f"{path}: could not save the checkpoint ({e.strerror or e}); "
                         f"{'the old file is unchanged' if path.exists() else 'nothing was written'}: "
                         "free some disk space or choose another --out, then run again") from None
     return path
+
+
+def json_bytes(path, value, limit, what):
+    """value as UTF-8 JSON in a uint8 array, refused before anything is written if read_meta would
+    refuse it for its size (a checkpoint that cannot be read back is never saved)."""
+    raw = np.frombuffer(json.dumps(value).encode("utf-8"), dtype=np.uint8)
+    if raw.size > limit:
+        raise UserError(f"{path}: the checkpoint's {what} is {raw.size:,} bytes of JSON, over its limit "
+                        f"of {limit:,}: nothing was written")
+    return raw
 
 
 def checkpoint_file(path):
@@ -118,22 +174,35 @@ def checkpoint_file(path):
 
 
 def read_meta(path):
-    """The JSON header and the open, checked Archive of a checkpoint file; UserError if not one."""
+    """The metadata (the JSON header, the tokenizer entry put back in it) and the open, checked
+    Archive of a checkpoint file; UserError if not one. The small header is checked first."""
     archive = Archive(path)
-    if "__meta__" not in archive.headers:
-        raise archive_error(path, f"not a glassformer checkpoint (no __meta__ entry); {HINT}")
-    head = archive.headers["__meta__"]
-    if head.dtype != np.uint8 or len(head.shape) != 1 or head.nbytes > MAX_HEADER_BYTES:
-        raise archive_error(path, f"the __meta__ entry is not a JSON header (a {head.dtype} array of "
-                            f"shape {head.shape}, at most {MAX_HEADER_BYTES} bytes expected)")
-    meta = parse_header(path, archive["__meta__"].tobytes())
-    if meta.get("format") != FORMAT:
-        raise archive_error(path, f"not a glassformer checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise archive_error(path, f"checkpoint format version {meta.get('version')!r} is not "
-                            f"supported (this glassformer reads version {VERSION})")
-    check_schema(path, meta, META_SCHEMA, "header")
+    try:
+        if "__meta__" not in archive.headers:
+            raise archive_error(path, f"not a glassformer checkpoint (no __meta__ entry); {HINT}")
+        meta = archive.json("__meta__", MAX_HEADER_BYTES, "a JSON header", "the checkpoint header")
+        if meta.get("format") != FORMAT:
+            raise archive_error(path, f"not a glassformer checkpoint (format {meta.get('format')!r})")
+        if meta.get("version") not in READS:
+            raise archive_error(path, f"checkpoint format version {meta.get('version')!r} is not "
+                                f"supported (this glassformer reads versions {READS[0]} to {READS[-1]})")
+        check_schema(path, meta, META_SCHEMA, "header")
+        for key, part in PARTS.items():
+            if part[0] in archive.headers:
+                meta[key] = read_part(archive, meta, key, *part)
+    except BaseException:
+        archive.close()
+        raise
     return meta, archive
+
+
+def read_part(archive, meta, key, member, limit, schema):
+    """meta[key] from its own entry (after the header was checked): bounded, parsed, checked."""
+    if meta.get(key) is not None:
+        raise archive_error(archive.path, f"it holds a {key} both in its header and in its {member} "
+                            "entry: not a checkpoint glassformer wrote, or a damaged one")
+    value = archive.json(member, limit, f"a JSON {key}", f"the checkpoint's {key}")
+    return check_schema(archive.path, value, schema, key)
 
 
 def load_checkpoint(path, device=None, optimizer=True):

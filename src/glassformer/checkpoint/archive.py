@@ -3,7 +3,8 @@ and its JSON header parsed with limits, so no array is allocated before its size
 
 Refused with a UserError naming the file: special files (FIFOs, devices), damaged zips, encrypted or
 compressed members, members that are not .npy, objects, records, pickles, big-endian data, shapes whose
-bytes the file does not hold, JSON headers over 1 MiB, nested over 64 deep, or of the wrong types.
+bytes the file does not hold, JSON headers over 1 MiB (a tokenizer member over 128 MiB), nested over 64
+deep, or of the wrong types.
 """
 import json
 import math
@@ -12,14 +13,34 @@ import reprlib
 import stat
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import UserError
 
-HINT = "train one with: python train_step_by_step.py --task digits"
+HINT = "train one with: python train_step_by_step.py --task digits"   # needs_task names another task
+
+
+def train_hint(task):
+    """How to train a checkpoint of `task` (lm and qa read a text)."""
+    return f"train one with: python train_step_by_step.py --task {task}" + \
+        (" --data FILE" if task in ("lm", "qa") else "")
+
+
+@contextmanager
+def needs_task(task):
+    """Inside it, a missing or unreadable checkpoint's hint names the task the command needs, not HINT's
+    digits (evaluate, export, --chat and --init-from need an lm): one rephrasing, at the caller."""
+    try:
+        yield
+    except UserError as e:
+        if HINT not in str(e):
+            raise
+        raise UserError(str(e).replace(HINT, train_hint(task))) from None
 MAX_HEADER_BYTES = 1 << 20              # the JSON header
+MAX_TOKENIZER_BYTES = 128 << 20         # the tokenizer's own JSON member (GPT-2's: 1.7 MB; big ones: tens)
 MAX_DEPTH = 64                          # its nesting
 MAX_MEMBERS = 100_000                   # arrays in one archive
 NUMBER_KINDS = "biuf"                   # bool, int, unsigned, float: no objects, records, strings
@@ -121,6 +142,15 @@ class Archive:
                                 "damaged; use another checkpoint (e.g. last.npz or best.npz)") from None
         return a.T if h.fortran else a
 
+    def json(self, key, limit, kind, called):
+        """Member `key` parsed as a JSON object: a 1-D uint8 array of at most `limit` bytes, its size
+        checked before it is read, then parsed with parse_header's limits (kind, called: for messages)."""
+        head = self.headers[key]
+        if head.dtype != np.uint8 or len(head.shape) != 1 or head.nbytes > limit:
+            raise archive_error(self.path, f"the {key} entry is not {kind} (a {head.dtype} array of "
+                                f"shape {head.shape}, at most {limit} bytes expected)")
+        return parse_header(self.path, self[key].tobytes(), called)
+
     def close(self):
         if self.zip is not None:
             self.zip.close()
@@ -188,14 +218,15 @@ class Archive:
 
 # ---- the JSON header ------------------------------------------------------------------------------
 
-def parse_header(path, raw):
-    """The JSON header from its bytes: UTF-8, a JSON object, at most MAX_DEPTH deep."""
+def parse_header(path, raw, what="the checkpoint header"):
+    """The JSON header (or another JSON member, `what`) from its bytes: UTF-8, a JSON object, at most
+    MAX_DEPTH deep."""
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:    # JSONDecodeError is a ValueError
-        raise archive_error(path, f"the checkpoint header is not valid JSON ({short(e)})") from None
+        raise archive_error(path, f"{what} is not valid JSON ({short(e)})") from None
     if not isinstance(meta, dict):
-        raise archive_error(path, f"the checkpoint header is a JSON {type(meta).__name__}, not an "
+        raise archive_error(path, f"{what} is a JSON {type(meta).__name__}, not an "
                             "object: not a glassformer checkpoint")
     level, depth = [meta], 1
     while level:                                            # breadth first: no recursion
@@ -203,7 +234,7 @@ def parse_header(path, raw):
                  if isinstance(v, (dict, list))]
         depth += bool(level)
         if depth > MAX_DEPTH:
-            raise archive_error(path, f"the checkpoint header nests deeper than {MAX_DEPTH} levels")
+            raise archive_error(path, f"{what} nests deeper than {MAX_DEPTH} levels")
     return meta
 
 

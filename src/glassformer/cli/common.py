@@ -8,8 +8,12 @@ import numpy as np
 
 from .. import backend, precision
 from .. import domains
-from ..domains import Domain, Parser  # noqa: F401  (every command's parser: one error line, domains in --help)
+from ..domains import Domain
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
+from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
+from ..train.progress import first_fit, terminal_width
+from ..files import run_lock
+from ..train.records import claim_run
 
 
 # ---------------------------------------------------------------- flags
@@ -19,7 +23,7 @@ SEED = domains.SEED                                         # 0 .. 2**32 - 1
 BATCH_SIZE = Domain(int, 1, 2**20)                          # rows per batch; memory is checked too
 CONTEXT = Domain(int, 1, 2**20)                             # tokens per window; and the model's positions
 LEARNING_RATE = Domain(float, 1e-12, 10.0)
-FRACTION = Domain(float, 0.0, 1.0, high_open=True)                # dropout, Adam's betas, a share: [0, 1)
+FRACTION = Domain(float, 0.0, 1.0, high_open=True)          # dropout, Adam's betas, a share: [0, 1)
 
 
 def run_dir(args, task):
@@ -35,13 +39,16 @@ def run_dir(args, task):
     return out
 
 
-def make_run_dir(out):
-    """Create the run directory just before the first file goes in (Ctrl-C before leaves none)."""
+def make_run_dir(out, ckpt=None, resume=None):
+    """Create and lock the run directory just before the first file goes in (Ctrl-C before leaves
+    none); a second run on it is refused (files.run_lock), and so is resuming a checkpoint of another
+    run (ckpt: the Checkpoint read from --resume); dead writers' temp files go. Returns the run id."""
+    run_id = claim_run(out, resume, ckpt.meta) if ckpt is not None else claim_run(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        run_lock(out)                                       # held until the command ends
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the run directory ({e.strerror or e})") from None
-    return out
+    return run_id
 
 
 def resume_path(path):
@@ -112,7 +119,7 @@ class Progress:
         self.out, self.live, self.epochs, self.n_batches = out, live, epochs, n_batches
         self.first_epoch, self.epoch, self.start = first_epoch, first_epoch, time.perf_counter()
         self.last_draw, self.last_acc, self.width = 0.0, None, 0
-        self.batch = 0
+        self.batch, self.columns = 0, terminal_width() - 1  # a live line that wraps is half rewritten
         self.every = max(1, epochs // 25)                   # terminal: keep ~25 epoch lines
 
     def eta(self, batches_left):
@@ -135,16 +142,21 @@ class Progress:
                    f"{float(loss):.4f}{acc}  ETA {self.eta(left)}")
 
     def _draw(self, text):
+        text = text[:self.columns]
         print("\r" + text.ljust(self.width), end="", file=self.out, flush=True)
         self.width = len(text)
 
     def end_epoch(self, row, is_best):
         self.last_acc = row["val_acc"]
         left = (self.epochs - self.epoch) * self.n_batches
-        text = (f"epoch {row['epoch']}/{self.epochs}  batch {self.n_batches}/{self.n_batches}  "
-                f"loss {row['train_loss']:.4f}  acc {row['train_acc']:.3f}  |  val loss "
-                f"{row['val_loss']:.4f}  acc {row['val_acc']:.3f}  |  {row['seconds']:.1f} s  "
-                f"ETA {self.eta(left)}" + ("  *best" if is_best else ""))
+        epoch, best, eta = f"epoch {row['epoch']}/{self.epochs}", "  *best" if is_best else "", self.eta(left)
+        train, val = (f"{row['train_loss']:.4f}", f"{row['train_acc']:.3f}"), \
+            (f"{row['val_loss']:.4f}", f"{row['val_acc']:.3f}")
+        text = first_fit([f"{epoch}  batch {self.n_batches}/{self.n_batches}  loss {train[0]}  acc "
+                          f"{train[1]}  |  val loss {val[0]}  acc {val[1]}  |  {row['seconds']:.1f} s  "
+                          f"ETA {eta}{best}",                 # a narrow terminal: the short form
+                          f"{epoch} loss {train[0]} acc {train[1]} val {val[0]} acc {val[1]} "
+                          f"{row['seconds']:.1f}s ETA {eta}{best[1:]}"], self.columns + (not self.live))
         keep = not self.live or is_best or self.epoch % self.every == 0 or self.epoch == self.epochs
         if self.live:
             self._draw(text)

@@ -2,17 +2,21 @@
 
 A config file holds flags by name ("batch_size" or "batch-size"); flags typed on the command line
 override it. Paths in it (data, val_data, test_data, out, resume, a tokenizer file) are relative to
-the config file's folder, so a config works from any directory. Keys starting with "_" are comments.
+the config file's folder, so a config works from any directory; a data set's name ("data":
+"tinyshakespeare") reads it from the data cache (python -m glassformer.data fetch NAME) unless the
+config's folder holds a file of that name. Keys starting with "_" are comments.
 """
 import difflib
 import json
 import sys
 from pathlib import Path
 
+from ..data.fetch import DATA_TARGETS
 from ..errors import UserError
 
 PATH_KEYS = ("data", "val_data", "test_data", "mix_data", "init_from", "out", "resume", "tokenizer")
 TOKENIZER_NAMES = ("char", "bpe", "gpt2")                   # --tokenizer values that are not paths
+DATASET_KEYS = ("data", "val_data", "test_data", "mix_data")   # may name a data set of the data cache
 MAX_CONFIG_BYTES = 1 << 20                                  # a config is a few hundred bytes
 
 
@@ -85,12 +89,31 @@ def config_words(path, parser):
 
 
 def _relative(config_path, dest, value):
-    """A path value read from the config's folder (absolute paths and tokenizer names as they are)."""
+    """A path value read from the config's folder (absolute paths, tokenizer and data set names as they are)."""
     text = str(value)
     if dest not in PATH_KEYS or (dest == "tokenizer" and text in TOKENIZER_NAMES):
         return text
     path = Path(text).expanduser()
-    return str(path if path.is_absolute() else (config_path.resolve().parent / path).resolve())
+    full = path if path.is_absolute() else (config_path.resolve().parent / path).resolve()
+    if dest in DATASET_KEYS and text in DATA_TARGETS and not full.exists():
+        return text                                         # a data set's name: the data cache's copy
+    return str(full)
+
+
+def check_config_paths(path, args):
+    """UserError for an input path that came from the config file (no typed flag replaced it) and does not
+    exist, naming the config's folder as the base of relative paths, which it is."""
+    path = Path(path)
+    for key, value in read_config(path).items():
+        dest = key.replace("-", "_")
+        if dest not in PATH_KEYS or dest == "out" or value is None or isinstance(value, (bool, list, dict)):
+            continue
+        full = _relative(path, dest, value)
+        if str(getattr(args, dest, None)) != full or full in (*TOKENIZER_NAMES, *DATA_TARGETS):
+            continue                                        # replaced on the command line, or a name
+        if not Path(full).exists():
+            raise UserError(f"--config {path}: {key} {value}: no such file or folder ({full}); paths in a "
+                            f"config are relative to its folder, {path.resolve().parent}")
 
 
 def parse_with_config(parser, argv):
@@ -103,7 +126,9 @@ def parse_with_config(parser, argv):
         parser.parse_args(words)                            # the file's own mistakes, named as such
     except UserError as e:
         raise UserError(f"--config {args.config}: {e}") from None
-    return parser.parse_args(words + argv)
+    args = parser.parse_args(words + argv)
+    check_config_paths(args.config, args)
+    return args
 
 
 def given_flags(args, dests):

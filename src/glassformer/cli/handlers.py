@@ -5,6 +5,7 @@ Each handler's answer(text, write) passes its reply to write() piece by piece as
 record(text) returns the same reply as a dict, one JSON line of --json.
 """
 import contextlib
+import re
 
 import numpy as np
 
@@ -88,8 +89,17 @@ class DigitsHandler:
         return (f"digits: type an operation ({', '.join(digits.OPERATIONS)}) on up to {t.n_args} "
                 f"digits, e.g. {self.example}  (trained on digits {t.low}..{t.high})")
 
+    def known_numbers(self, text):
+        """UserError for a number the model has no token for (12 would be read as the digits 1 2)."""
+        for number in re.findall(r"\d+", text):
+            if len(number) > 1:
+                trained = " ".join(str(d) for d in range(self.task.low, self.task.high + 1))
+                raise UserError(f"{number} is not a digit this model knows: it was trained on {trained} "
+                                f"(one digit per argument, e.g. {self.example})")
+
     def predict(self, text):
         """(op, args, ids, probabilities (10,)) of one typed expression."""
+        self.known_numbers(text)
         op, args = digits.parse(text, max_args=self.task.n_args)
         ids = digits.encode(op, args, length=self.task.seq_len)
         xp = array_module(self.model.tok_emb.W)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import checkpoint_file, load_checkpoint, model_config, read_meta
+from ..checkpoint import checkpoint_file, load_checkpoint, model_config, needs_task, read_meta
 from ..checkpoint.hf_gpt2 import config_from_hf, is_hf_folder, read_hf_config
 from ..errors import UserError
 from ..models import ModelConfig, build_model
@@ -25,7 +25,8 @@ def init_config(path):
         config = config_from_hf(path, read_hf_config(path))
     else:
         file = checkpoint_file(path)
-        meta, archive = read_meta(file)
+        with needs_task("lm"):
+            meta, archive = read_meta(file)
         with archive:
             config, _ = model_config(file, meta)
     if not isinstance(config, ModelConfig) or config.kind != "decoder_lm":
@@ -53,7 +54,8 @@ def init_settings(s, given):
 
 def load_init(s):
     """(model, tokenizer) of --init-from, with the run's --dropout (rebuilt when it differs)."""
-    ckpt = load_checkpoint(s["init_from"], optimizer=False)
+    with needs_task("lm"):
+        ckpt = load_checkpoint(s["init_from"], optimizer=False)
     if not ckpt.tokenizer:
         raise UserError(f"--init-from {s['init_from']}: it holds no tokenizer (no vocab.json + merges.txt "
                         "or tokenizer.glassformer.json), so the text cannot be turned into its ids")

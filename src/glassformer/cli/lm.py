@@ -1,7 +1,8 @@
 """--task lm of train_step_by_step.py: a decoder LM on your text, trained, walked through, summarised.
 
   python train_step_by_step.py --config configs/shakespeare_char.json
-  python train_step_by_step.py --task lm --data ../shared/data/tinyshakespeare/input.txt \\
+  python -m glassformer.data fetch tinyshakespeare      # once: into the data cache
+  python train_step_by_step.py --task lm --data tinyshakespeare \\
       --tokenizer char --preset tiny --context 64 --steps 2000
 """
 import os
@@ -17,6 +18,7 @@ import numpy as np
 from .. import precision
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
+from ..data.fetch import fetch_command, gpt2_folder
 from ..domains import check_memory
 from ..errors import UserError
 from ..generate import eos_id, generate_text
@@ -25,9 +27,9 @@ from ..models import build_model
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from ..train import parallel, zero
-from ..train.records import write_json
+from ..train.records import with_run_id, write_json
 from ..train.step import Diverged
-from ..train.progress import si
+from ..train.progress import fold, shell_wrap, si, wrap
 from ..train.trainer import TrainConfig, Trainer, perplexity
 from .common import (CONTEXT, EXIT_INTERRUPTED, EXIT_USER_ERROR, FRACTION, LEARNING_RATE, Domain,
                      TokenNames, make_run_dir, matmul_rate, run_dir, unicode_ok)
@@ -38,9 +40,6 @@ from .walkthrough import walk
 
 TOKENIZERS = ("char", "bpe", "gpt2")
 GPT2_FILES = ("encoder.json", "vocab.bpe")
-# where GPT-2's files are looked for: ./gpt2-tokenizer, then shared/data beside the repository
-GPT2_DIRS = (Path("gpt2-tokenizer"),
-             Path(__file__).resolve().parents[4] / "shared" / "data" / "gpt2-tokenizer")
 # a --task lm flag left out takes this value (None: derived, see complete_settings)
 FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer": "char", "bpe_vocab": 1024,
                  "preset": "tiny", "no_bias": False, "context": None, "dropout": 0.0, "batch_size": 16,
@@ -58,7 +57,8 @@ EVERY = Domain(int, 0, STEPS.high)                          # steps between two 
 LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
      "dump, .jsonl, TinyStories; the last 10%% is validation unless --val-data is given. A folder holding "
-     "train/valid(/test) files (WikiText) uses them as the three splits"),
+     "train/valid(/test) files (WikiText) uses them as the three splits. A data set's name (tinyshakespeare, "
+     "wikitext-2, wikipedia-sample) reads it from the data cache: python -m glassformer.data fetch NAME"),
     ("--val-data", Path, "FILE", "validation text (instead of the last 10%% of --data)"),
     ("--test-data", Path, "FILE", "test text, scored in full with best.npz at the end (loss, perplexity; "
      "word-level perplexity for WikiText)"),
@@ -170,13 +170,19 @@ def add_lm_arguments(parser):
 
 # ---- tokenizers ----------------------------------------------------------------------------
 
+def gpt2_dirs():
+    """Where GPT-2's files are looked for: ./gpt2-tokenizer, then the data cache's gpt2-tokenizer/."""
+    return (Path("gpt2-tokenizer"), gpt2_folder())
+
+
 def gpt2_tokenizer():
-    """GPT-2's tokenizer from encoder.json + vocab.bpe, looked for in GPT2_DIRS."""
-    for d in GPT2_DIRS:
+    """GPT-2's tokenizer from encoder.json + vocab.bpe, looked for in gpt2_dirs()."""
+    for d in gpt2_dirs():
         if all((d / f).exists() for f in GPT2_FILES):
             return ByteLevelBPE.from_gpt2(d / GPT2_FILES[0], d / GPT2_FILES[1])
     raise UserError("--tokenizer gpt2: GPT-2's encoder.json and vocab.bpe were not found in "
-                    f"{' or '.join(str(d) for d in GPT2_DIRS)}; copy them to ./gpt2-tokenizer/")
+                    f"{' or '.join(str(d) for d in gpt2_dirs())}: fetch them with "
+                    f"`{fetch_command('gpt2-tokenizer')}`")
 
 
 def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
@@ -195,7 +201,7 @@ def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
         if not chars:
             raise UserError(f"{data}: no text found to build a character vocabulary from")
         return CharTokenizer(sorted(chars))
-    print(f"training a byte-level BPE of {bpe_vocab} tokens on {data} ...", file=stream, flush=True)
+    print(wrap(f"training a byte-level BPE of {bpe_vocab} tokens on {data} ..."), file=stream, flush=True)
     return ByteLevelBPE.train("\n".join(open_source(data)), bpe_vocab, progress=True)   # meter on stderr
 
 
@@ -220,8 +226,8 @@ def complete_settings(s):
     return s
 
 
-def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS,
-                        example="../shared/data/tinyshakespeare/input.txt"):
+def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS, example="tinyshakespeare (a data set "
+                        "fetched once with python -m glassformer.data fetch tinyshakespeare) or your own text"):
     """(settings dict, checkpoint or None) of --task lm (or `name`, whose flags are `defaults`); flags
     that would change a resumed run are UserErrors."""
     given = {k: getattr(args, k) for k in defaults if getattr(args, k, None) is not None}
@@ -319,20 +325,20 @@ def print_header(trainer, tok, s, out, resumed, stream):
     t, model = trainer.task, trainer.model
     splits = f"{t['n_train_tokens']:,} training and {t['n_val_tokens']:,} validation" + \
         ("" if t["n_test_tokens"] is None else f" and {t['n_test_tokens']:,} test")
-    print(f"task lm: {s['data']}, {splits} tokens; {tok.type} tokenizer of {tok.vocab_size:,} tokens; "
-          f"{s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}"
-          f"{'' if model.config.bias else ' without biases'}, {model.n_parameters():,} parameters, "
-          f"context {s['context']}; run directory {out}"
-          + (f"; resuming after step {trainer.step}" if resumed else ""), file=stream)
+    print(wrap(f"task lm: {s['data']}\n  {splits} tokens\n  {tok.type} tokenizer of {tok.vocab_size:,} "
+               f"tokens; {s['preset'] + ' preset' if s['preset'] else 'initialised from ' + s['init_from']}"
+               f"{'' if model.config.bias else ' without biases'}, {model.n_parameters():,} parameters, "
+               f"context {s['context']}\nrun directory {out}"
+               + (f"; resuming after step {trainer.step}" if resumed else ""), indent="    "), file=stream)
     print_speed(trainer, s["context"], stream)
 
 
 def print_speed(trainer, context, stream):
     """The FLOP count per token the progress lines use, and the machine's measured GEMM rate."""
     model, c = trainer.model, trainer.model.config
-    print(f"speed: 6N + 12·L·d·T = {si(trainer.flops_per_token, 'FLOP')} per token (N "
-          f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {context}); this machine's "
-          f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", file=stream)
+    print(wrap(f"speed: 6N + 12·L·d·T = {si(trainer.flops_per_token, 'FLOP')} per token (N "
+               f"{model.n_parameters():,}, L {c.n_layers}, d {c.d_model}, T {context})\n  this machine's "
+               f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", indent="    "), file=stream)
 
 
 def run_lm(args, argv, stream, interactive, ask=input):
@@ -349,16 +355,17 @@ def run_lm(args, argv, stream, interactive, ask=input):
     trainer, tok, test = build_trainer(s, out, stream, ckpt, peak_flops=matmul_rate())
     print_header(trainer, tok, s, out, ckpt is not None, stream)
     if comm.size > 1:
-        print(parallel.describe(comm, s["batch_size"], trainer.params), file=stream)
+        print(wrap(parallel.describe(comm, s["batch_size"], trainer.params)), file=stream)
         if s["zero_stage"]:
-            print(zero.describe(trainer.optimizer), file=stream)
+            print(wrap(zero.describe(trainer.optimizer)), file=stream)
     elif s["zero_stage"]:
-        print("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
-              "over the processes of mpiexec -n N)", file=stream)
+        print(wrap("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
+                   "over the processes of mpiexec -n N)"), file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
-    make_run_dir(out)
-    write_json(out / "config.json", run_config(s, "lm", args.device or "cpu", {}))
+    trainer.run_id = make_run_dir(out, ckpt, args.resume)
+    config = run_config(s, "lm", args.device or "cpu", {})
+    write_json(out / "config.json", with_run_id(config, trainer.run_id))
     summary = trainer.fit()
     sample, report = None, {}
     if (out / "best.npz").exists():
@@ -395,23 +402,26 @@ def run_exit(summary):
 def print_lm_summary(summary, out, stream):
     """The results, the speed against the machine, why it stopped and where the files are."""
     if summary["best_val_loss"] is not None:
-        print(f"best validation loss {summary['best_val_loss']:.4f} (perplexity "
-              f"{perplexity(summary['best_val_loss']):.2f}) after {summary['step']} steps, "
-              f"{summary['elapsed_s']:.1f} s", file=stream)
+        print(wrap(f"best validation loss {summary['best_val_loss']:.4f} (perplexity "
+                   f"{perplexity(summary['best_val_loss']):.2f}) after {summary['step']} steps, "
+                   f"{summary['elapsed_s']:.1f} s"), file=stream)
     if summary.get("ms_per_iter") is not None:
         ratio = summary.get("flops_ratio")
-        print(f"speed: {summary['ms_per_iter']:.1f} ms/iter, {summary['train_tokens_per_s']:,.0f} tokens/s, "
-              f"{si(summary['model_flops_per_s'], 'FLOP/s')}" + ("" if ratio is None else
-              f" = {ratio:.1%} of the measured {si(summary['peak_flops_per_s'], 'FLOP/s')}"), file=stream)
+        print(wrap(f"speed: {summary['ms_per_iter']:.1f} ms/iter, {summary['train_tokens_per_s']:,.0f} "
+                   f"tokens/s, {si(summary['model_flops_per_s'], 'FLOP/s')}" + ("" if ratio is None else
+                   f"\n  = {ratio:.1%} of the measured {si(summary['peak_flops_per_s'], 'FLOP/s')}")),
+              file=stream)
     if summary.get("test_loss") is not None:
-        print(format_test(summary), file=stream)
+        print(wrap(format_test(summary)), file=stream)
     if summary["sample"] is not None:
-        print("sample from best.npz (temperature 0.8):\n" + summary["sample"], file=stream)
-    print(f"files in {out}: {', '.join(summary['files'])}", file=stream)
+        print("sample from best.npz (temperature 0.8):\n" + fold(summary["sample"]), file=stream)
+    print(wrap(f"files in {out}:\n  {', '.join(summary['files'])}"), file=stream)
     if summary["stop_reason"] == "max_time":
         print(f"stopped after the --max-time budget, at step {summary['step']}", file=stream)
     if summary["stop_reason"] in ("interrupted", "max_time"):
-        print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
+        print(shell_wrap(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}"),
+              file=stream)
     if (out / "best.npz").exists():                        # a run that diverged at once has none
         chat = " --chat" if summary["task"] == "qa" else ""    # qa: asked as it was taught
-        print(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}{chat}", file=stream)
+        print(shell_wrap(f"talk to it: python test_model_manually.py --checkpoint {out / 'best.npz'}{chat}"),
+              file=stream)

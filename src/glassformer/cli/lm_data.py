@@ -3,17 +3,22 @@ import os
 import stat
 from pathlib import Path
 
-from ..data import build_tokens, load_corpus, open_source, read_blocks, split_files
+from ..data import VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, split_files
+from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
 from ..generate import eos_id
+from ..train.progress import wrap
 
 DATA_KEYS = ("data", "val_data", "test_data")
 
 
 def resolve_data(s):
-    """s with absolute data paths; a folder holding train/valid(/test) files stands for those files."""
+    """s with absolute data paths; a data set's name stands for its files in the data cache, and a folder
+    holding train/valid(/test) files for those files."""
     s = dict(s)
+    for key in DATA_KEYS:
+        s[key] = resolve_dataset(s[key], "--" + key.replace("_", "-"))
     splits = split_files(s["data"])
     if splits is not None:                                  # WikiText: its own splits, never a cut
         s["data"] = splits["train"]
@@ -54,7 +59,8 @@ def check_text(data):
 def load_text(s, tok):
     """(corpus, test tokens or None): validation is --val-data when given, else the last 10% of --data."""
     eot = eos_id(tok)
-    corpus = load_corpus(s["data"], tok, val_fraction=0.1, eot_id=eot, val_path=s["val_data"], progress=True)
+    corpus = load_corpus(s["data"], tok, val_fraction=VAL_FRACTION, eot_id=eot, val_path=s["val_data"],
+                         progress=True)
     test = None
     if s["test_data"] is not None:
         test, _ = build_tokens([open_source(s["test_data"])], tok, eot_id=eot, progress=True)
@@ -65,16 +71,16 @@ def evaluate_test(model, tokens, path, context, stream):
     """Test loss and perplexity over all of the test text, windows every context/2 tokens (as
     glassformer.evaluate scores); WikiText's word-level perplexity too."""
     stride = max(1, context // 2)
-    print(f"test: scoring the {len(tokens):,} tokens of {path} ...", file=stream, flush=True)
+    print(wrap(f"test: scoring the {len(tokens):,} tokens of {path} ..."), file=stream, flush=True)
     report = evaluate_tokens(model, tokens, context, stride, words_of=path)
     return {"test_data": str(path), "test_stride": stride, **{f"test_{k}": v for k, v in report.items()}}
 
 
 def format_test(report):
-    """The test results as one line."""
+    """The test results: loss and perplexity, then (WikiText) the word-level perplexity on its own line."""
     line = (f"test loss {report['test_loss']:.4f} (perplexity {report['test_ppl']:.2f}) over "
             f"{report['test_tokens']:,} tokens of {Path(report['test_data']).name}")
     if "test_word_ppl" in report:
-        line += (f"; word-level perplexity {report['test_word_ppl']:.2f} "
+        line += (f"\n  word-level perplexity {report['test_word_ppl']:.2f} "
                  f"({report['test_words']:,} words with one <eos> per line)")
     return line

@@ -18,6 +18,7 @@ import numpy as np
 from .. import precision
 from ..checkpoint import load_checkpoint
 from ..data import build_tokens, open_source, random_windows
+from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..generate import TextStream, eos_id, special_ids, stream_tokens
 from ..layers.loss import CrossEntropyLoss
@@ -25,7 +26,8 @@ from ..tasks.base import IGNORE
 from ..tasks.qa import (answer_of, answer_text, masked_example, pad_rows, prompt_text, read_pairs,
                         split_pairs, ANSWER_END)
 from ..tokenizers import ByteLevelBPE, CharTokenizer, tokenizer_from_dict
-from ..train.records import write_json
+from ..train.progress import wrap
+from ..train.records import with_run_id, write_json
 from ..train.trainer import Trainer
 from .common import FRACTION, Domain, make_run_dir, matmul_rate, run_dir
 from .config import run_config
@@ -67,7 +69,7 @@ def resolve_qa_settings(args):
         if s["mix_ratio"] is not None:
             raise UserError("--mix-ratio needs --mix-data FILE: the text its rows are windows of")
     else:
-        s["mix_data"] = str(Path(s["mix_data"]).resolve())
+        s["mix_data"] = str(Path(resolve_dataset(s["mix_data"], "--mix-data")).resolve())
         s["mix_ratio"] = 0.25 if s["mix_ratio"] is None else s["mix_ratio"]
     return s, ckpt
 
@@ -233,14 +235,15 @@ def run_qa(args, argv, stream):
     out = run_dir(args, "qa")
     trainer, tok, (train, val, test) = build_qa_trainer(s, out, stream, ckpt, peak_flops=matmul_rate())
     source = f"{s['preset']} preset" if s.get("preset") else f"from {s['init_from']}"
-    print(f"task qa: {len(train):,} training and {len(val):,} held-out pairs of {s['data']}"
-          + (f", {s['mix_ratio']:.0%} of the rows from {s['mix_data']}" if s["mix_data"] else "")
-          + f"; {tok.type} tokenizer of {tok.vocab_size:,} tokens; {source}, "
-          f"{trainer.model.n_parameters():,} parameters, context {s['context']}; run directory {out}"
-          + (f"; resuming after step {trainer.step}" if ckpt else ""), file=stream)
+    print(wrap(f"task qa: {len(train):,} training and {len(val):,} held-out pairs of {s['data']}"
+               + (f"\n  {s['mix_ratio']:.0%} of the rows from {s['mix_data']}" if s["mix_data"] else "")
+               + f"\n  {tok.type} tokenizer of {tok.vocab_size:,} tokens; {source}, "
+               f"{trainer.model.n_parameters():,} parameters, context {s['context']}\nrun directory {out}"
+               + (f"; resuming after step {trainer.step}" if ckpt else ""), indent="    "), file=stream)
     print_speed(trainer, s["context"], stream)
-    make_run_dir(out)
-    write_json(out / "config.json", run_config(s, "qa", args.device or "cpu", {}))
+    trainer.run_id = make_run_dir(out, ckpt, args.resume)
+    config = run_config(s, "qa", args.device or "cpu", {})
+    write_json(out / "config.json", with_run_id(config, trainer.run_id))
     summary = trainer.fit()
     report = {"val_exact_match": next((r["val_exact_match"] for r in reversed(trainer.history)
                                        if r.get("val_exact_match") is not None), None)}   # the last pass
@@ -258,8 +261,9 @@ def print_qa_summary(summary, stream):
     if summary.get("train_exact_match") is None:
         return
     test = summary.get("test_exact_match")
-    print(f"exact match (best.npz, greedy): held out {summary['val_exact_match']:.4f}, training "
-          f"{summary['train_exact_match']:.4f}" + ("" if test is None else f", test {test:.4f}"), file=stream)
+    print(wrap(f"exact match (best.npz, greedy): held out {summary['val_exact_match']:.4f}, training "
+               f"{summary['train_exact_match']:.4f}" + ("" if test is None else f", test {test:.4f}")),
+          file=stream)
     for a in summary["answers"]:
-        print(f"  {'ok ' if a['exact'] else 'no '} Q: {a['question']}  A: {a['given']!r}"
-              + ("" if a["exact"] else f" (expected {a['answer']!r})"), file=stream)
+        print(wrap(f"  {'ok ' if a['exact'] else 'no '} Q: {a['question']}  A: {a['given']!r}"
+                   + ("" if a["exact"] else f" (expected {a['answer']!r})"), indent=" " * 8), file=stream)

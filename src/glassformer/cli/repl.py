@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .. import backend
 from ..backend import array_module, to_numpy
-from ..checkpoint import load_checkpoint
-from ..errors import UserError
+from ..checkpoint import load_checkpoint, needs_task
+from ..errors import Terminated, UserError
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
 from ..domains import SEED
@@ -22,7 +22,9 @@ from .stages import terminal_width
 DEFAULT_CHECKPOINT = Path("checkpoints") / "digits.npz"
 COMMANDS = """commands:
   help                  this text
-  attention on|all|off  attention maps after each reply (on: last layer; all)
+  attention on|all|off  attention maps after each reply (on: last block; all);
+                        blocks and heads count from 0, as in the walk, its PNGs
+                        and interp --head
   clear                 clear the screen and the input history
   quit, exit            leave (or Ctrl-D); Ctrl-C during a reply stops it"""
 SET_COMMANDS = f"""  set                   show the sampling settings
@@ -36,8 +38,7 @@ SET_COMMANDS = f"""  set                   show the sampling settings
 
 def parse_args(argv):
     """The command line as a Namespace; UserError for values argparse cannot check."""
-    p = Parser(prog="test_model_manually.py",
-                                description="Query a trained glassformer checkpoint by hand.")
+    p = Parser(prog="test_model_manually.py", description="Query a trained glassformer checkpoint by hand.")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help=f"checkpoint .npz to load (default: {DEFAULT_CHECKPOINT})")
     given = p.add_mutually_exclusive_group()
@@ -109,13 +110,14 @@ def attention_view(model, ids, labels, mode, stream, width=None):
     shades, masked = shade_chars(stream)
     causal = model.blocks[0].attn.causal
     layers = range(len(maps)) if mode == "all" else [len(maps) - 1]
-    out = ["attention (rows: query, columns: key; darkest = the head's largest weight)"]
+    out = ["attention (rows: query, columns: key; darkest = the head's largest weight; blocks "
+           f"0-{len(maps) - 1} and heads 0-{len(maps[0]) - 1}, counted from 0 as in the walk)"]
     if first:
         out.append(f"the text is {len(ids)} tokens, longer than the context of {T}: the maps show "
                    f"what the model sees now, positions {first}..{len(ids) - 1}")
     for i in layers:
         for h, att in enumerate(maps[i]):                  # att: (T, T)
-            out += [f"layer {i + 1}/{len(maps)}, head {h + 1}/{len(maps[i])}",
+            out += [f"block {i}, head {h}",
                     ascii_heatmap(att, labels, labels, shades=shades, masked=masked,
                                   vmax=attention_scale(att, causal), width=width, first=first)]
     return "\n".join(textwrap.fill(line, width) if "\n" not in line else line for line in out)
@@ -130,7 +132,8 @@ def load(path, args):
                         "Or train a model: python train_step_by_step.py --task digits --out "
                         "runs/digits, then pass --checkpoint runs/digits/best.npz")
     try:
-        ckpt = load_checkpoint(path, optimizer=False)
+        with needs_task("lm" if getattr(args, "chat", False) else "digits"):   # the default: digits
+            ckpt = load_checkpoint(path, optimizer=False)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: could not read the checkpoint ({type(e).__name__}: {e}); "
                         "the file may be truncated or corrupt") from None
@@ -186,7 +189,9 @@ class Session:
             reply = Reply(self.stdout)
             try:
                 ids, labels = self.handler.answer(text, reply)
-            except KeyboardInterrupt:                       # Ctrl-C: keep what was printed
+            except KeyboardInterrupt as e:                  # Ctrl-C: keep what was printed
+                if isinstance(e, Terminated):               # SIGTERM: the session ends
+                    raise
                 self.say(*([""] if reply.open else []), "(stopped)")
                 return False
             if self.attention != "off":
@@ -283,13 +288,17 @@ def repl(session, stdin, interactive):
                     break
             except UserError as e:
                 print(f"error: {e}", file=session.stderr)
-            except KeyboardInterrupt:                       # Ctrl-C outside a reply (a command)
+            except KeyboardInterrupt as e:                  # Ctrl-C outside a reply (a command)
+                if isinstance(e, Terminated):
+                    raise
                 session.say("(stopped)")
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:                               # Ctrl-C at the prompt: 130, as elsewhere
+        code = EXIT_INTERRUPTED
+    else:
+        code = 0                                            # quit, exit, Ctrl-D
     if interactive:
         print(file=session.stdout)
-    return 0
+    return code
 
 
 def main(argv=None, stdin=None, stdout=None, stderr=None):

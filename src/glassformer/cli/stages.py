@@ -4,7 +4,6 @@ Every function takes the numbers the pass recorded and a Look (terminal width, s
 is called) and returns the stage's text; no line is longer than Look.width.
 """
 import math
-import shutil
 import textwrap
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ import numpy as np
 from .. import visualization as viz
 from ..backend import to_numpy
 from ..layers.activations import softmax
+from ..train.progress import terminal_width  # noqa: F401  (the one width; walkthrough, repl)
 
 
 @dataclass
@@ -22,11 +22,6 @@ class Look:
     shades: str = viz.SHADES
     masked: str = viz.MASKED
     unit: str = "word"                                      # "character", "token" or "word"
-
-
-def terminal_width():
-    """Columns to fit in: the terminal's (or $COLUMNS), 80 when unknown, never under 40."""
-    return max(40, shutil.get_terminal_size((80, 24)).columns)
 
 
 def unit_of(vocab):

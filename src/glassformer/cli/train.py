@@ -31,15 +31,16 @@ import numpy as np
 from .. import backend
 from .. import visualization as viz
 from ..backend import to_numpy
-from ..checkpoint import (NAT, NUMBER, POSITIVE, check_schema, load_checkpoint, parsed_by, read_meta,
-                          restore_optimizer, save_checkpoint)
+from ..checkpoint import (NAT, NUMBER, POSITIVE, NonFinite, check_schema, load_checkpoint, needs_task,
+                          parsed_by, read_meta, restore_optimizer, save_checkpoint)
 from ..errors import UserError
-from ..files import atomic_path
+from ..files import atomic_path, release_run_locks
 from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
 from ..train import parallel
-from ..train.records import write_json, write_metrics
+from ..train.progress import shell_wrap, wrap
+from ..train.records import with_run_id, write_json, write_metrics
 from ..train.step import Diverged
 from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, LEARNING_RATE, SEED, Domain, Parser,
                      Progress, make_run_dir, resume_path, run_dir)
@@ -171,6 +172,7 @@ class Run:
         self.epoch, self.history = 0, []
         self.best_acc, self.best_loss, self.best_epoch = -1.0, math.inf, 0
         self.resumed_from, self.diverged = None, None       # diverged: the Diverged that stopped it
+        self.run_id = None                                  # make_run_dir's: saved in every checkpoint
         if checkpoint is not None:
             self._resume(checkpoint, resume_path)
 
@@ -188,10 +190,13 @@ class Run:
         """A checkpoint of the run as it stands at the end of self.epoch."""
         extra = {"epoch": self.epoch, "run": self.settings, "history": self.history,
                  "best_val_acc": self.best_acc, "best_val_loss": self.best_loss,
-                 "best_epoch": self.best_epoch}
-        save_checkpoint(path, self.model, tokenizer=self.task.tokenizer(), task=self.task.meta(),
-                        optimizer=self.optimizer, step=self.optimizer.t, rng=self.rng,
-                        metrics=row, extra=extra)
+                 "best_epoch": self.best_epoch, **({"run_id": self.run_id} if self.run_id else {})}
+        try:
+            save_checkpoint(path, self.model, tokenizer=self.task.tokenizer(), task=self.task.meta(),
+                            optimizer=self.optimizer, step=self.optimizer.t, rng=self.rng,
+                            metrics=row, extra=extra)
+        except NonFinite as e:                              # nothing written: the files keep the last
+            raise Diverged(None, f"{e.key} in the state to save became NaN or inf") from None
 
 
 # ---------------------------------------------------------------- training and the end of a run
@@ -305,17 +310,32 @@ def print_summary(summary, out, stream):
         print("no epoch finished: nothing to evaluate.", file=stream)
     elif summary["task"] == "digits":
         per_op = "  ".join(f"{k} {v:.3f}" for k, v in summary["per_operation_accuracy"].items())
-        print(f"test accuracy {acc:.4f} (best.npz, epoch {summary['best_epoch']}); per operation: "
-              f"{per_op}", file=stream)
+        print(wrap(f"test accuracy {acc:.4f} (best.npz, epoch {summary['best_epoch']})\n"
+                   f"per operation: {per_op}"), file=stream)
     else:
         print(f"next-word accuracy {acc:.4f} (best possible {summary['best_possible_accuracy']:.4f}; "
               f"best.npz, epoch {summary['best_epoch']})", file=stream)
         for prompt, text in summary["samples"].items():
-            print(f"  {prompt:>9} -> {text}", file=stream)
-    print(f"train time {summary['train_seconds']:.1f} s; files in {out}: "
-          f"{', '.join(summary['files'])}", file=stream)
+            print(wrap(f"  {prompt:>9} -> {text}", indent=" " * 16), file=stream)
+    print(wrap(f"train time {summary['train_seconds']:.1f} s; files in {out}:\n"
+               f"  {', '.join(summary['files'])}"), file=stream)
     if summary["epochs_completed"] and summary["epochs_completed"] < summary["epochs_requested"]:
-        print(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}", file=stream)
+        print(shell_wrap(f"continue with: python train_step_by_step.py --resume {out / 'last.npz'}"),
+              file=stream)
+
+
+def check_resume_task(path, task):
+    """UserError when --resume names a run of another task than --task, saying how to resume it."""
+    if path is None or task is None:
+        return
+    with needs_task(task):                                  # missing: the hint names --task
+        meta, archive = read_meta(path)
+    archive.close()
+    saved = meta["task"].get("name") if isinstance(meta.get("task"), dict) else None
+    if saved is not None and saved != task:
+        raise UserError(f"--task {task} differs from the resumed run's {saved}: {path} is a --task "
+                        f"{saved} run; resume it with its own task: python train_step_by_step.py "
+                        f"--resume {path} (drop --task {task})")
 
 
 def run_cli(args, argv, stream, only):
@@ -323,6 +343,7 @@ def run_cli(args, argv, stream, only):
     backend.use(args.device or "cpu")
     interactive = not args.no_interactive and sys.stdin.isatty()
     args.resume = resume_path(args.resume)
+    check_resume_task(args.resume, args.task)
     given = given_flags(args, only)
     if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
         check_task_flags(given, "lm", only)
@@ -338,16 +359,17 @@ def run_cli(args, argv, stream, only):
     check_task_flags(given, settings["task"], only)
     out = run_dir(args, settings["task"])
     run = Run(settings, ckpt, args.resume)
-    print(f"task {run.task.name}: {run.task.n_train()} training examples; "
-          f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters; run directory {out}"
-          + (f"; resuming after epoch {run.epoch}" if ckpt else ""), file=stream)
+    print(wrap(f"task {run.task.name}: {run.task.n_train()} training examples; "
+               f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters\n"
+               f"run directory {out}" + (f"; resuming after epoch {run.epoch}" if ckpt else "")), file=stream)
     if interactive and ckpt is None:                    # a resumed run has had its walk
         ids, targets = run.task.walk_example()
         walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)
-    make_run_dir(out)                                   # only now: Ctrl-C in the walk leaves no folder
+    run.run_id = make_run_dir(out, ckpt, args.resume)   # only now: Ctrl-C in the walk leaves no folder
     if ckpt is not None:
         carry_best(run, args.resume, out)
-    write_json(out / "config.json", run_config(settings, settings["task"], args.device or "cpu", only))
+    write_json(out / "config.json", with_run_id(run_config(settings, settings["task"], args.device or "cpu",
+                                                           only), run.run_id))
     interrupted = fit(run, out, stream, live=stream.isatty())
     command = "python train_step_by_step.py " + shlex.join(argv)
     print_summary(finish(run, out, interrupted, command), out, stream)
@@ -372,3 +394,5 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ninterrupted (Ctrl-C).", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        release_run_locks()                                 # the run folder is free for the next command

@@ -3,5 +3,5 @@ from .io import read_blocks, read_lines
 from .sources import Continuation, count_words, read_jsonl, read_stories, read_txt, read_wikitext
 from .wikipedia import clean_wikitext, read_wikipedia
 from .kinds import KINDS, Source, detect_kind, open_source, split_files
-from .corpus import (Corpus, build_tokens, load_corpus, random_windows, sequential_windows, split_tokens,
-                     token_dtype, tokenizer_hash, lm_batches)
+from .corpus import (VAL_FRACTION, Corpus, build_tokens, load_corpus, random_windows, sequential_windows,
+                     split_tokens, token_dtype, tokenizer_hash, lm_batches)

@@ -212,6 +212,9 @@ def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False
     return tokens, dict(meta, cache_hit=False)
 
 
+VAL_FRACTION = 0.1                      # --task lm validates on the last 10% of --data (evaluate --split val)
+
+
 def split_tokens(tokens, val_fraction):
     """(train, val) views: the last val_fraction of the tokens is validation (a cut at one token boundary)."""
     if not 0.0 <= val_fraction < 1.0:
@@ -237,7 +240,7 @@ def _sources(path, kind, options):
     return [open_source(p, kind, **options) for p in paths]
 
 
-def load_corpus(path, tokenizer, kind="auto", val_fraction=0.1, cache_dir=None, eot_id=None, val_path=None,
+def load_corpus(path, tokenizer, kind="auto", val_fraction=VAL_FRACTION, cache_dir=None, eot_id=None, val_path=None,
                 progress=False, content_hash=False, **options):
     """Tokenised corpus from path(s): val is the last val_fraction of tokens, or all of val_path when given."""
     tokens, meta = build_tokens(_sources(path, kind, options), tokenizer, cache_dir, eot_id, progress, content_hash)

@@ -1,10 +1,11 @@
-"""Grade one lesson's exercise file: load it on its own, run every check, explain each failure."""
-import contextlib
+"""Grade one lesson's exercise file: load it on its own, run every check, explain each failure.
+
+The student's code never runs in the checker's process: loading the file and each check run in a
+child process of their own (sandbox.run_isolated), so whatever the code does ends as one failed
+check with one line that says what happened.
+"""
 import importlib.util
-import signal
 import sys
-import threading
-import traceback
 import zlib
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .. import __file__ as PACKAGE_FILE
 from ..errors import UserError
 from . import checks  # noqa: F401  registers every lesson's checks
 from .grading import CHECKS, Fail
+from .sandbox import describe, message, run_isolated
 
 # lesson number -> exercise file stem (lessons/NN-slug.md -> NN_slug_with_underscores.py)
 LESSONS = {
@@ -25,40 +27,14 @@ LESSONS = {
     "17": "17_encoder_decoder", "18": "18_gpt2_finetuning", "19": "19_data_parallel",
 }
 NOT_WRITTEN = "not written yet (it still raises NotImplementedError)"
-CHECK_SECONDS = 20.0                    # a right answer's check takes well under a second
-
-
-class TooSlow(BaseException):
-    """The time limit passed inside student code (not an Exception: their `except Exception` lets it by)."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds):
-    """Stop the block with TooSlow after `seconds` (an endless loop); no limit off POSIX's main thread."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expired(signum, frame):
-        raise TooSlow
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def too_slow(seconds):
-    """The reason a check or a file that ran out of time fails."""
-    return f"no answer within {seconds:g} s: an endless loop?"
+CHECK_SECONDS = 5.0     # per check and per file load; the solutions' slowest check takes 0.11 s
+OUTPUT_PREFIX = "        | "                                # what a failed check printed, under its line
 
 
 def lesson_number(text):
     """'7', '07' or '07-backprop-by-hand' -> '07'; UserError for a lesson with no exercises."""
     head = str(text).split("-")[0].split("_")[0]
-    key = f"{int(head):02d}" if head.isdigit() else head
+    key = f"{int(head):02d}" if head.isascii() and head.isdigit() and len(head) < 4 else head
     if key not in LESSONS:
         raise UserError(f"no exercises for lesson {text!r}: choose one of {', '.join(LESSONS)}")
     return key
@@ -90,71 +66,76 @@ def exercise_file(folder, lesson):
     return path
 
 
-def load_file(path):
-    """Execute a lesson file as a fresh module of its own (never a package import); (module, error)."""
+def exec_file(path):
+    """Execute a lesson file as a fresh module of its own (never a package import); the module."""
     name = f"glassformer_exercises_{Path(path).stem}_{zlib.crc32(str(path).encode()):08x}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     try:
-        with time_limit(CHECK_SECONDS):
-            spec.loader.exec_module(module)
-    except TooSlow:
-        return None, f"the file does not load: {too_slow(CHECK_SECONDS)}"
-    except Exception as e:                                  # noqa: BLE001  the student's file
-        return None, f"the file does not load: {describe(e, path)}"
+        spec.loader.exec_module(module)
     finally:
         sys.modules.pop(name, None)
-    return module, None
+    return module
 
 
-def describe(error, source):
-    """An exception from student code as one line: its type, message, and the line of their file."""
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    if isinstance(error, SyntaxError) and error.lineno:
-        return f"{text.splitlines()[0]}"
-    if source is not None:
-        frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if Path(f.filename).resolve() == Path(source).resolve()]
-        if frames:
-            f = frames[-1]
-            return f"{text} ({Path(source).name}, line {f.lineno}: {(f.line or '').strip()})"
-    return text
-
-
-def run_check(check, fn, source, seed, seconds=None):
-    """(passed, reason) of one check on one function, stopped after `seconds` (CHECK_SECONDS)."""
-    seconds = CHECK_SECONDS if seconds is None else seconds
+def load_file(path):
+    """(module, None), or (None, why) when the file raises: in this process, for a trusted file."""
     try:
-        with time_limit(seconds):
-            check(fn, np.random.default_rng(seed))
-    except TooSlow:
-        return False, too_slow(seconds)
+        return exec_file(path), None
+    except Exception as e:                                  # noqa: BLE001  the file's own error
+        return None, f"the file does not load: {describe(e, path)}"
+
+
+def outcome(call, source):
+    """{"passed", "reason"} of call(), run in a child: whatever it raises becomes the reason."""
+    try:
+        call()
     except Fail as e:
-        return False, str(e)
+        reason = message(e) if type(e) is not Fail else str(e)
     except NotImplementedError as e:
-        return False, NOT_WRITTEN if not str(e) else f"{NOT_WRITTEN}: {e}"
-    except Exception as e:                                  # noqa: BLE001  student code raised
-        return False, describe(e, source)
-    return True, ""
+        reason = f"{NOT_WRITTEN}: {message(e)}" if message(e) else NOT_WRITTEN
+    except BaseException as e:                              # noqa: BLE001  anything student code does
+        reason = describe(e, source)
+    else:
+        return {"passed": True, "reason": ""}
+    return {"passed": False, "reason": reason}
 
 
-def grade(lesson, namespace, source=None):
-    """[(name, passed, reason)] for every exercise of lesson NN, reading functions from namespace."""
-    results = []
-    for name, check in CHECKS[lesson].items():
-        fn = getattr(namespace, name, None)
+def with_output(reason, output):
+    """The reason, then what the code printed, indented under it."""
+    if not output:
+        return reason
+    return "\n".join([reason] + [OUTPUT_PREFIX + line for line in output.splitlines()])
+
+
+def run_check(lesson, name, namespace, source=None, seconds=None):
+    """(name, passed, reason) of one check on namespace().name, run in a child process of its own."""
+    seconds, check = CHECK_SECONDS if seconds is None else seconds, CHECKS[lesson][name]
+    rng = np.random.default_rng(zlib.crc32(f"{lesson}/{name}".encode()))   # made here: each child
+                                                                            # would import numpy.random
+
+    def call():
+        fn = getattr(namespace(), name, None)
         if not callable(fn):
-            where = Path(source).name if source else "the namespace"
-            results.append((name, False, f"no function named {name} in {where}"))
-            continue
-        seed = zlib.crc32(f"{lesson}/{name}".encode())
-        results.append((name, *run_check(check, fn, source, seed)))
-    return results
+            raise Fail(f"no function named {name} in {Path(source).name if source else 'the namespace'}")
+        check(fn, rng)
+    passed, reason, output = run_isolated(lambda: outcome(call, source), seconds, source)
+    return name, passed, "" if passed else with_output(reason, output)
 
 
-def grade_file(lesson, path):
-    """grade() on the functions of one file; a file that does not load fails every exercise."""
-    module, error = load_file(path)
-    if module is None:
-        return [(name, False, error) for name in CHECKS[lesson]]
-    return grade(lesson, module, path)
+def grade(lesson, namespace, source=None, seconds=None):
+    """[(name, passed, reason)] for every exercise of lesson NN, reading functions from namespace."""
+    return [run_check(lesson, name, lambda: namespace, source, seconds) for name in CHECKS[lesson]]
+
+
+def grade_file(lesson, path, seconds=None):
+    """grade() on the functions of one file; a file that does not load fails every exercise.
+
+    The file is loaded once in a child to see that it loads, then again in each check's child."""
+    seconds = CHECK_SECONDS if seconds is None else seconds
+    loads, reason, output = run_isolated(lambda: outcome(lambda: exec_file(path), path), seconds, path)
+    if not loads:
+        reason = f"the file does not load: {reason}"
+        return [(name, False, with_output(reason, output) if i == 0 else reason)
+                for i, name in enumerate(CHECKS[lesson])]
+    return [run_check(lesson, name, lambda: exec_file(path), path, seconds) for name in CHECKS[lesson]]

@@ -236,7 +236,8 @@ def connect():
         out = Communicator(comm, lambda buf: backend.nccl_allreduce(nccl, buf))
     out.errors = comm.Dup()                                 # every rank makes it here, together
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, out.on_sigint)         # the Trainer's own handler stays off
+        for signum in (signal.SIGINT, signal.SIGTERM):      # TERM as Ctrl-C; the Trainer's stay off
+            signal.signal(signum, out.on_sigint)
     return out
 
 

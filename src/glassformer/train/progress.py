@@ -1,5 +1,12 @@
-"""What a run prints while it trains: numbers with SI prefixes, durations, one progress line that fits
-the terminal's width."""
+"""What a run prints while it trains: numbers with SI prefixes, durations, lines that fit the
+terminal's width (the progress line, wrapped setup lines, shell commands cut with backslashes)."""
+import shutil
+import textwrap
+
+
+def terminal_width():
+    """Columns to fit in: the terminal's (or $COLUMNS), 80 when not a terminal, never under 40."""
+    return max(40, shutil.get_terminal_size((80, 24)).columns)
 
 
 def format_seconds(s):
@@ -22,3 +29,40 @@ def progress_line(parts, width):
     if len(line) > width:
         line = " ".join(short for _, short in parts if short)
     return line[:width]
+
+
+def first_fit(lines, width):
+    """The first of the candidate lines (longest form first) that fits in width, else the last cut."""
+    return next((line for line in lines if len(line) <= width), lines[-1][:width])
+
+
+def wrap(text, width=None, indent="  "):
+    """text with every line longer than width broken at spaces, continuations indented; a word
+    (a path) is never cut, so copying it still works."""
+    width = width or terminal_width()
+    return "\n".join(line if len(line) <= width else
+                     textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False,
+                                   break_on_hyphens=False)
+                     for line in text.split("\n"))
+
+
+def shell_wrap(text, width=None):
+    """'continue with: python x.py --resume PATH' cut at spaces into lines ending ' \\', so the
+    command pasted into a shell still runs as one."""
+    width = width or terminal_width()
+    if len(text) <= width:
+        return text
+    return " \\\n".join(textwrap.wrap(text, width - 2, subsequent_indent="    ", break_long_words=False,
+                                      break_on_hyphens=False))
+
+
+def fold(text, width=None):
+    """Generated text with each line longer than width cut into pieces of width: every character kept."""
+    width = width or terminal_width()
+    return "\n".join(line[i:i + width] for line in text.split("\n")
+                     for i in range(0, max(len(line), 1), width))
+
+
+def key_values(params):
+    """{"d_model": 64, "n_heads": 4} -> "d_model=64 n_heads=4": the KEY=VALUE form flags take."""
+    return " ".join(f"{k}={v}" for k, v in params.items())

@@ -2,11 +2,16 @@
 import csv
 import io
 import json
+import secrets
 import time
 from pathlib import Path
 
+from ..checkpoint import read_meta
 from ..errors import UserError, os_error_message
 from ..files import write_text
+
+RUN_ID = "_run_id"      # config.json's key for the run's id ("_": a comment to --config); "run_id" in
+                        # each checkpoint's extra. Runs made before ids existed have none and resume.
 
 
 def write_metrics(path, columns, rows):
@@ -69,3 +74,44 @@ def new_run_dir(root, name):
         except FileExistsError:
             k += 1
             path = base.with_name(f"{base.name}-{k}")
+
+
+def folder_run_ids(out):
+    """{file name: run id} of what a run folder says it belongs to: config.json, best.npz, last.npz."""
+    out, ids = Path(out), {}
+    try:                                                    # a FIFO or device there is not read
+        if (out / "config.json").is_file():
+            ids["config.json"] = json.loads((out / "config.json").read_text(encoding="utf-8")).get(RUN_ID)
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name in ("best.npz", "last.npz"):
+        if not (out / name).is_file():
+            continue
+        try:
+            meta, archive = read_meta(out / name)
+            archive.close()
+            ids[name] = (meta.get("extra") or {}).get("run_id")
+        except (OSError, UserError):
+            pass
+    return {k: v for k, v in ids.items() if v is not None}
+
+
+def claim_run(out, checkpoint=None, meta=None):
+    """The run id of a run writing into `out`: a new one, or on resume (meta: the checkpoint's header)
+    the checkpoint's; a checkpoint of another run than the folder's files is refused (UserError)
+    before anything is written, so resuming it cannot replace that run's best.npz with another model."""
+    if meta is None:
+        return secrets.token_hex(8)
+    mine = (meta.get("extra") or {}).get("run_id")
+    for name, theirs in folder_run_ids(out).items():
+        if Path(checkpoint).resolve() != (Path(out) / name).resolve() and theirs != mine:
+            raise UserError(f"{checkpoint}: belongs to another run than the one in {out} (its {name} has "
+                            f"run id {theirs}, the checkpoint {mine or 'none'}): resuming would replace "
+                            "that run's files with another model; resume it into its own folder "
+                            "(--out NEW_FOLDER)")
+    return mine
+
+
+def with_run_id(config, run_id):
+    """config.json's dict with the run's id (none for a run resumed from before ids existed)."""
+    return {**config, RUN_ID: run_id} if run_id else config

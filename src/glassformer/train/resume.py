@@ -15,8 +15,8 @@ TRAINER_STATE = {"best_val?": (FLOAT, None), "tokens_seen?": NAT, "elapsed?": FL
 
 def saved_state(where, ckpt):
     """The checkpoint's extra dict, its "trainer" and "train_config" entries checked (UserError if bad)."""
-    return check_schema(where, ckpt.meta.get("extra", {}),
-                        {"trainer?": TRAINER_STATE, "train_config?": dict}, "header extra")
+    return check_schema(where, ckpt.meta.get("extra", {}), {"trainer?": TRAINER_STATE, "train_config?": dict,
+                                                            "run_id?": (str, None)}, "header extra")
 
 
 def keep_schedule(config, saved, extend=False):
@@ -34,5 +34,14 @@ def keep_schedule(config, saved, extend=False):
                         "run's settings, or extend the run to re-plan the cosine to a new total "
                         "(Trainer.resume(extend=True); on the command line --resume with --steps N)")
     kept = replace(config, **{k: v for k, v in plan.items() if k != "steps"})
-    return kept, (f"extending the run: its cosine now ends at step {kept.steps} instead of "
-                  f"{plan.get('steps')}; warm-up and learning rates as planned")
+    return kept, schedule_note(plan.get("steps"), kept.steps)
+
+
+def schedule_note(planned, steps):
+    """What resuming with `steps` instead of the `planned` total does to the run, or None if nothing."""
+    if planned is None or steps == planned:
+        return None
+    how = "extending" if steps > planned else "shortening"
+    return (f"{how} the run: its cosine now ends at step {steps} instead of {planned}"
+            + ("" if steps > planned else ", so the learning rate falls faster from here")
+            + "; warm-up and learning rates as planned")

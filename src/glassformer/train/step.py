@@ -52,7 +52,7 @@ class Diverged(UserError):
         at = "" if self.step is None else f" at step {self.step}"
         return (f"training diverged{at}: {self.reason}. The run stopped and saved nothing non-finite "
                 "(best.npz and last.npz, if any, hold earlier finite models); lower the learning rate "
-                "(--lr) and start again")
+                "(--lr) or bound the steps with --grad-clip, and start again")
 
     def record(self):
         """{"step", "reason"}: what summary.json says under "diverged"."""

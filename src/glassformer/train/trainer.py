@@ -6,10 +6,7 @@ saved state, the parameters and AdamW's moments make a resumed run repeat the st
 """
 import contextlib
 import math
-import shutil
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -18,8 +15,9 @@ import numpy as np
 
 from .. import precision
 from ..backend import array_module, synchronize
-from ..checkpoint import Checkpoint, load_checkpoint, read_meta, restore_optimizer, save_checkpoint
-from ..errors import UserError
+from ..checkpoint import (Checkpoint, NonFinite, load_checkpoint, read_meta, restore_optimizer,
+                          save_checkpoint)
+from ..errors import UserError, stop_softly
 from ..generate import eos_id, generate_tokens
 from ..layers.dropout import Dropout
 from ..optim.optimizers import decay_mask
@@ -28,7 +26,7 @@ from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
 from .parallel import world
-from .progress import format_seconds, progress_line, si
+from .progress import fold, format_seconds, progress_line, si, terminal_width
 from .records import read_metrics, write_metrics
 from .resume import keep_schedule, saved_state
 from .step import Diverged, DivergenceGuard, check_finite, train_step
@@ -146,6 +144,7 @@ class Trainer:
         self.best_val, self.grad_norm = None, None
         self.history = []                                   # one dict per logged/evaluated step
         self.stop_requested = False
+        self.run_id = None                                  # the run folder's id (records.claim_run)
 
     # ---- one update ---------------------------------------------------------------------------
 
@@ -195,7 +194,7 @@ class Trainer:
         hard_stop, self.stop_requested, out_of_time = False, False, False
         t0, elapsed0, first = time.perf_counter(), self.elapsed, self.step
         window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0}
-        self.width = max(80, shutil.get_terminal_size((80, 24)).columns)   # the terminal's, if wider
+        self.width = terminal_width()                      # the terminal's ($COLUMNS), 80 in a pipe
         try:
             with self._stop_on_sigint():
                 while self.step < c.steps and not self.stop_requested and not out_of_time:
@@ -225,7 +224,7 @@ class Trainer:
                             if save:
                                 self.save(out / "last.npz")
                             if sample:
-                                print(f"--- sample at step {self.step} ---\n{self.sample()}\n---",
+                                print(f"--- sample at step {self.step} ---\n{fold(self.sample())}\n---",
                                       file=self.log, flush=True)
         except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
             hard_stop = True
@@ -245,7 +244,7 @@ class Trainer:
                   file=self.log)
         if out is not None:
             if not (hard_stop or self.diverged):            # never save a half-applied update
-                self.save(out / "last.npz")
+                self._save_last(out)
             write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
             if self.history:
                 plot_curves(self.history, out / "loss.png", x="step", panels=LOSS_PANELS)
@@ -254,6 +253,14 @@ class Trainer:
         if self.zero:
             self.optimizer.release_state()                  # rank 0: the whole moments, saved now
         return self.summary(interrupted)
+
+    def _save_last(self, out):
+        """last.npz at the end of fit; state gone NaN or inf (AdamW's moments, say) stops as diverged."""
+        try:
+            self.save(out / "last.npz")
+        except Diverged as e:
+            self.diverged, self.stop_reason = e.record(), "diverged"
+            print(f"\n{e}", file=self.log)
 
     def summary(self, interrupted=False):
         last = next((r for r in reversed(self.history) if r.get("val_loss") is not None), {})
@@ -382,23 +389,15 @@ class Trainer:
                 raise UserError(str(e)) from None
             raise
 
-    @contextlib.contextmanager
     def _stop_on_sigint(self):
-        """First Ctrl-C: finish this step, save, stop. Second: KeyboardInterrupt at once."""
-        if threading.current_thread() is not threading.main_thread() or self.comm.size > 1:
-            yield                                           # several ranks: parallel.world()'s handler
-            return
+        """First Ctrl-C (or SIGTERM, handled alike): finish this step, save, stop. Second: at once."""
+        if self.comm.size > 1:
+            return contextlib.nullcontext()                 # several ranks: parallel.world()'s handler
 
-        def handler(signum, frame):
-            if self.stop_requested:
-                raise KeyboardInterrupt
+        def first():
             self.stop_requested = True
             print("\nstopping after this step (Ctrl-C again to stop at once)", file=self.log)
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        return stop_softly(first)
 
     # ---- files --------------------------------------------------------------------------------
 
@@ -408,10 +407,14 @@ class Trainer:
         trainer_state = {"best_val": self.best_val, "tokens_seen": self.tokens_seen,
                          "elapsed": self.elapsed, "train_s": self.train_s,
                          "loss_scaler": None if self.scaler is None else self.scaler.state_dict()}
-        return save_checkpoint(path, self.model, tokenizer=self.tokenizer, task=self.task,
-                               optimizer=self.optimizer, step=self.step, rng=self.rng,
-                               metrics=metrics or {}, extra={"train_config": asdict(self.config),
-                                                             "trainer": trainer_state})
+        try:
+            return save_checkpoint(path, self.model, tokenizer=self.tokenizer, task=self.task,
+                                   optimizer=self.optimizer, step=self.step, rng=self.rng,
+                                   metrics=metrics or {}, extra={"train_config": asdict(self.config),
+                                                                 "trainer": trainer_state,
+                                                                 "run_id": self.run_id})
+        except NonFinite as e:                              # checked in save_checkpoint: nothing written
+            raise Diverged(self.step, f"{e.key} in the state to save became NaN or inf") from None
 
     def resume(self, checkpoint, extend=False):
         """Continue from a checkpoint (path or Checkpoint) written by save(): the same model config and
@@ -430,6 +433,7 @@ class Trainer:
         restore_optimizer(self.optimizer, ckpt)
         self.rng.bit_generator.state = ckpt.meta["rng_state"]   # in place: dropout layers share it
         state = extra.get("trainer", {})
+        self.run_id = extra.get("run_id")
         self.step = ckpt.step
         self.best_val = state.get("best_val")
         self.tokens_seen = state.get("tokens_seen", 0)

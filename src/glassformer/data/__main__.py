@@ -1,0 +1,3 @@
+"""python -m glassformer.data fetch NAME: see data/fetch.py."""
+from .fetch import main
+raise SystemExit(main())
