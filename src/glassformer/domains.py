@@ -100,8 +100,9 @@ class Domain:
         """The number `text` spells, as setting `name`; DomainError (one line) when it is outside."""
         try:
             return self.parse_text(text)
-        except ValueError as e:
-            raise DomainError(f"{name}={str(text).strip()}: {e}") from None
+        except ValueError:
+            text = str(text).strip()
+            raise DomainError(f"{name}={text}: {name} must be {self.text}, not {text!r}") from None
 
     def check(self, value, name):
         """`value` itself when it is a number in the domain; DomainError naming `name` otherwise."""
