@@ -16,7 +16,7 @@ EXIT_STATUS = ("exit status: 0 every check passed, 1 a check failed, 2 the check
                "(unknown lesson, missing file or folder, bad flag)")
 
 
-SECONDS = Domain(float, 1e-3, 3600.0)                       # --timeout of one check
+SECONDS = Domain(float, 1e-3, 3600.0, meaning="seconds")   # --timeout of one check
 
 
 def parse_args(argv):
