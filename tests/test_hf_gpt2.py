@@ -244,7 +244,7 @@ def test_found_by_fuzzing_a_missing_size_deep_vocab_and_f64_overflow_are_one_cle
     for body in ("[" * 100_000, '{"a": ' + "1" * 5000 + "}"):
         folder = write_folder(tmp_path / "vocab", gpt2_arrays(rng))
         (folder / "vocab.json").write_text(body)
-        with pytest.raises(UserError, match="vocab.json: JSON this reader refuses"):
+        with pytest.raises(UserError, match=r"vocab.json: not valid JSON \((nested too deeply|a number too long)"):
             load_checkpoint(folder)
     arrays = gpt2_arrays(rng)
     folder = write_folder(tmp_path / "f64", dict(arrays, **{"ln_f.bias": np.full(C, 1e300)}))

@@ -30,6 +30,7 @@ from .data.fetch import resolve_dataset
 from .domains import Domain
 from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
+from .inputs import stat_input
 from .layers.loss import CrossEntropyLoss
 from .tokenizers import tokenizer_from_dict
 from .train.progress import terminal_width, wrap
@@ -185,6 +186,7 @@ def scored_tokens(args, tok):
 
 def text_tokens(path, tok):
     """The token ids of the file, documents joined by the end-of-text token (when the tokenizer has one)."""
+    stat_input(path, "text", allow_dir=True)               # a FIFO would wait for a writer: refused
     try:
         tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True)
     except UserError as e:

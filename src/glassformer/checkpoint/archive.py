@@ -6,7 +6,6 @@ compressed members, members that are not .npy, objects, records, pickles, big-en
 bytes the file does not hold, JSON headers over 1 MiB (a tokenizer member over 128 MiB), nested over 64
 deep, or of the wrong types.
 """
-import json
 import math
 import os
 import reprlib
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..inputs import parse_json
 
 HINT = "train one with: python train_step_by_step.py --task digits"   # needs_task names another task
 
@@ -221,10 +221,10 @@ class Archive:
 def parse_header(path, raw, what="the checkpoint header"):
     """The JSON header (or another JSON member, `what`) from its bytes: UTF-8, a JSON object, at most
     MAX_DEPTH deep."""
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:    # JSONDecodeError is a ValueError
-        raise archive_error(path, f"{what} is not valid JSON ({short(e)})") from None
+    try:                                                    # inputs' bounded reader: depth, numbers
+        meta = parse_json(raw, what, max_depth=MAX_DEPTH, allow_nan=True)
+    except UserError as e:
+        raise archive_error(path, f"{e}: not a glassformer checkpoint, or damaged") from None
     if not isinstance(meta, dict):
         raise archive_error(path, f"{what} is a JSON {type(meta).__name__}, not an "
                             "object: not a glassformer checkpoint")

@@ -5,6 +5,7 @@ stores its weight (in, out), as our Linear does, and c_attn's output is [q | k |
 in each, as our fused qkv; only the untied lm_head (V, C) is the transpose of our head's W (C, V).
 """
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import write_text
+from ..inputs import read_json
 from ..models import ModelConfig, build_model
 from ..tokenizers import ByteLevelBPE, load_tokenizer
 from ..tokenizers.bpe import bytes_to_unicode
@@ -46,15 +48,7 @@ def hf_error(folder, what):
 
 def read_hf_config(folder):
     """config.json of a folder as a dict (bounded read); UserError when missing or not JSON."""
-    path = Path(folder) / CONFIG
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise hf_error(folder, f"{CONFIG} is over {MAX_CONFIG_BYTES:,} bytes: not a model config")
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise hf_error(folder, f"cannot read {CONFIG} ({e.strerror or e})") from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise hf_error(folder, f"{CONFIG} is not valid JSON ({e})") from None
+    d = read_json(Path(folder) / CONFIG, "config", max_bytes=MAX_CONFIG_BYTES)   # bounded; a FIFO refused
     if not isinstance(d, dict):
         raise hf_error(folder, f"{CONFIG} holds a JSON {type(d).__name__}, not an object")
     return d
@@ -63,7 +57,7 @@ def read_hf_config(folder):
 def is_hf_folder(path):
     """True for a folder whose config.json names a Hugging Face model (model_type or architectures)."""
     path = Path(path)
-    if not (path.is_dir() and (path / CONFIG).is_file()):
+    if not (path.is_dir() and os.path.lexists(path / CONFIG)):   # a FIFO config.json: read, refused
         return False
     try:
         d = read_hf_config(path)
@@ -191,7 +185,7 @@ def load_hf_gpt2(folder):
     folder = Path(folder)
     d = read_hf_config(folder)
     config = config_from_hf(folder, d)
-    if not (folder / WEIGHTS).is_file():
+    if not os.path.lexists(folder / WEIGHTS):                # a FIFO: SafeTensors refuses it by name
         other = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.index.json")]
         raise hf_error(folder, f"no {WEIGHTS}" + (f" (found {', '.join(sorted(other))}: glassformer "
                        "reads one unsharded safetensors file, never a pickle; write one with "
@@ -225,10 +219,11 @@ def load_hf_gpt2(folder):
 def folder_tokenizer(folder):
     """Our tokenizer.glassformer.json, else vocab.json + merges.txt, else encoder.json + vocab.bpe, else None."""
     folder = Path(folder)
-    if (folder / OUR_TOKENIZER).is_file():
+    # lexists, not is_file: a FIFO vocab.json or merges.txt -> /dev/zero is refused, never silently skipped
+    if os.path.lexists(folder / OUR_TOKENIZER):
         return load_tokenizer(folder / OUR_TOKENIZER)
     for vocab, merges in TOKENIZER_PAIRS:
-        if (folder / vocab).is_file() and (folder / merges).is_file():
+        if os.path.lexists(folder / vocab) and os.path.lexists(folder / merges):
             return ByteLevelBPE.from_hf(folder / vocab, folder / merges)   # read_json: one clear error
     return None
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import atomic_write
+from ..inputs import open_input, parse_json
 
 MAX_HEADER_BYTES = 16 << 20             # GPT-2's header is ~15 KB; the format's own limit is 100 MB
 # safetensors dtype -> the NumPy dtype its bytes are read as (BF16: raw uint16, widened on reading)
@@ -127,17 +128,16 @@ def read_header(path):
     size = file_size(path)
     if size < 8:
         raise st_error(path, f"{size} bytes is too short for a safetensors file (8-byte header length)")
-    with open(path, "rb") as f:
+    with open_input(path, "weights", binary=True) as f:    # re-checked after open: no FIFO swapped in
         (n,) = struct.unpack("<Q", f.read(8))
         if n > MAX_HEADER_BYTES or n > size - 8:
             raise st_error(path, f"the header claims {n:,} bytes (the file has {size - 8:,} after the "
                            f"length, the limit is {MAX_HEADER_BYTES:,}): not a safetensors file, or damaged")
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise st_error(path, f"the header is not valid JSON ({e}): not a safetensors file, or "
-                       "damaged") from None
+    try:                                                    # bounded depth and numbers, no NaN
+        header = parse_json(raw, "the header", object_pairs_hook=_unique_keys)
+    except UserError as e:
+        raise st_error(path, f"{e}: not a safetensors file, or damaged") from None
     if not isinstance(header, dict):
         raise st_error(path, f"the header is a JSON {type(header).__name__}, not an object")
     metadata = header.pop("__metadata__", None) or {}
@@ -167,7 +167,7 @@ class SafeTensors:
         e = self.entries[name]
         dtype = np.dtype(DTYPES[e.dtype])
         try:
-            with open(self.path, "rb") as f:
+            with open_input(self.path, "weights", binary=True) as f:
                 f.seek(self.start + e.begin)
                 a = np.fromfile(f, dtype=dtype, count=e.size) if e.size else np.empty(0, dtype)
         except OSError as ex:

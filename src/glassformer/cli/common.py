@@ -1,5 +1,6 @@
 """What every command shares: flag types, exit codes, the run folder, the progress line, token labels."""
 import math
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -11,9 +12,9 @@ from .. import domains
 from ..domains import Domain
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
 from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
-from ..train.progress import first_fit, terminal_width
 from ..files import run_lock
-from ..train.records import claim_run
+from ..train.progress import first_fit, terminal_width
+from ..train.records import check_run_files, claim_run
 
 
 # ---------------------------------------------------------------- flags
@@ -52,9 +53,11 @@ def make_run_dir(out, ckpt=None, resume=None):
 
 
 def resume_path(path):
-    """--resume's checkpoint: a run folder means its last.npz."""
-    if path is not None and path.is_dir() and (path / "last.npz").is_file():
-        return path / "last.npz"
+    """--resume's checkpoint: a run folder means its last.npz; the run's files must be regular files."""
+    if path is not None and path.is_dir() and os.path.lexists(path / "last.npz"):
+        path = path / "last.npz"
+    if path is not None:
+        check_run_files(path if path.is_dir() else path.parent)   # a FIFO best.npz, metrics.csv: refused
     return path
 
 

@@ -7,12 +7,11 @@ the config file's folder, so a config works from any directory; a data set's nam
 config's folder holds a file of that name. Keys starting with "_" are comments.
 """
 import difflib
-import json
-import sys
 from pathlib import Path
 
 from ..data.fetch import DATA_TARGETS
 from ..errors import UserError
+from ..inputs import check_path_text, read_json, read_toml
 
 PATH_KEYS = ("data", "val_data", "test_data", "mix_data", "init_from", "out", "resume", "tokenizer")
 TOKENIZER_NAMES = ("char", "bpe", "gpt2")                   # --tokenizer values that are not paths
@@ -23,36 +22,13 @@ MAX_CONFIG_BYTES = 1 << 20                                  # a config is a few 
 def read_config(path):
     """The table of a .json or .toml file as a dict; UserError when it is missing or malformed."""
     path = Path(path)
-    try:
-        if path.exists() and not path.is_file():            # a pipe or device would wait or never end
-            raise UserError(f"--config {path}: not a regular file: give a .json or .toml file")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise UserError(f"--config {path}: {path.stat().st_size:,} bytes is far too large for a "
-                            f"config (at most {MAX_CONFIG_BYTES:,}): is it the right file?")
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"--config {path}: cannot read it ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"--config {path}: not UTF-8 text") from None
-    if path.suffix == ".toml":
-        try:
-            import tomllib                                  # Python 3.11+
-        except ModuleNotFoundError:
-            version = f"{sys.version_info.major}.{sys.version_info.minor}"
-            raise UserError(f"--config {path}: .toml configs need Python 3.11 or later (tomllib); this is "
-                            f"Python {version}: use a .json config") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"--config {path}: not valid TOML ({e})") from None
-    elif path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"--config {path}: not valid JSON ({e.msg} at line {e.lineno}, column "
-                            f"{e.colno})") from None
-    else:
+    if path.suffix not in (".json", ".toml"):
         raise UserError(f"--config {path}: use a .json or .toml file")
+    read = read_toml if path.suffix == ".toml" else read_json
+    try:
+        data = read(path, "config", max_bytes=MAX_CONFIG_BYTES)
+    except UserError as e:
+        raise UserError(f"--config {e}") from None
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: the file must hold one object of flag names and values, "
                         'e.g. {"task": "lm", "steps": 2000}')
@@ -91,6 +67,8 @@ def config_words(path, parser):
 def _relative(config_path, dest, value):
     """A path value read from the config's folder (absolute paths, tokenizer and data set names as they are)."""
     text = str(value)
+    if dest in PATH_KEYS:
+        check_path_text(text, f"--config {config_path}: {dest}")
     if dest not in PATH_KEYS or (dest == "tokenizer" and text in TOKENIZER_NAMES):
         return text
     path = Path(text).expanduser()

@@ -191,7 +191,7 @@ def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
     if kind == "gpt2":
         return gpt2_tokenizer()
     if kind not in TOKENIZERS:
-        if not Path(kind).is_file():
+        if not os.path.lexists(kind):                        # a FIFO: load_tokenizer refuses it
             raise UserError(f"--tokenizer {kind}: use char, bpe, gpt2 or the path of a tokenizer .json")
         return load_tokenizer(kind)
     if kind == "char":                                      # validation/test characters too: no unknowns

@@ -1,12 +1,12 @@
 """--task lm's text: the train/validation/test files, their tokens, and the test perplexities at the end."""
 import os
-import stat
 from pathlib import Path
 
 from ..data import VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, split_files
 from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
+from ..inputs import stat_input
 from ..generate import eos_id
 from ..train.progress import wrap
 
@@ -34,12 +34,11 @@ def refuse_special(data):
     """UserError for a named pipe, device or socket: training reads --data more than once (tokenizer,
     token cache), and a pipe can be read only once (reopening it would wait for a writer forever)."""
     try:
-        mode = os.stat(data).st_mode
-    except OSError:
-        return                                              # missing: open_source says so clearly
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise UserError(f"{data}: is a named pipe or device, not a file: training reads its data more "
-                        f"than once, so save it first (cat {data} > data.txt) and pass --data data.txt")
+        stat_input(data, "text", allow_dir=True)            # a NUL in the path, a socket: refused too
+    except UserError as e:
+        hint = (f": training reads its data more than once, so save it first (cat {data} > data.txt) "
+                "and pass --data data.txt") if os.path.exists(data) else ""
+        raise UserError(f"{e}{hint}") from None
 
 
 def check_text(data):

@@ -10,6 +10,7 @@ from .. import backend
 from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint, needs_task
 from ..errors import Terminated, UserError
+from ..inputs import read_text
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
 from ..domains import SEED
@@ -46,7 +47,7 @@ def parse_args(argv):
                        help='answer one input and exit, e.g. "ROMEO:" (lm), "Max ( 5 3 9 )" (digits) '
                             'or "the cat" (sentences); --expr and --prompt are the same flag')
     given.add_argument("--prompt-file", type=Path, default=None, metavar="FILE",
-                       help="answer the text of FILE (all of it, newlines included) and exit")
+                       help="answer the text of FILE (all of it, newlines included; - reads stdin) and exit")
     p.add_argument("--chat", action="store_true",
                    help=f"lm: send each input as {CHAT_TEMPLATE!r} (the template --task qa trains on) "
                    "and print only the answer")
@@ -79,14 +80,11 @@ def check_args(args):
     are checked by their domains as they are parsed)."""
     if args.json and args.attention != "off":
         raise UserError("--json prints JSON lines only: drop --attention (or --json)")
-    if args.prompt_file is not None:
-        if not os.path.isfile(args.prompt_file):            # a FIFO or /dev/zero would never end
-            raise UserError(f"--prompt-file {args.prompt_file}: no such file (or not a regular file)")
+    if args.prompt_file is not None:                        # a FIFO or /dev/zero: refused, never read
         try:
-            args.expr = args.prompt_file.read_text(encoding="utf-8")
-        except (OSError, ValueError) as e:                  # ValueError: undecodable, or a NUL in the path
-            raise UserError(f"--prompt-file {args.prompt_file}: cannot read it as UTF-8 text "
-                            f"({getattr(e, 'strerror', None) or e})") from None
+            args.expr = read_text(args.prompt_file, "prompt", allow_stdin=True)   # `-`: stdin
+        except UserError as e:
+            raise UserError(f"--prompt-file {e}") from None
 
 
 # ---------------------------------------------------------------- attention view

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import TEMP_SUFFIX, atomic_write, remove_stale_temps, write_text
+from ..inputs import open_input, read_json, stat_input
 from .io import is_stream
 from .kinds import open_source
 from .sources import Continuation
@@ -44,7 +45,7 @@ def _file_hash(path, edge=None):
     """sha256 of a file, or blake2b of its first and last `edge` bytes (cheap, and catches most edits)."""
     h = hashlib.sha256() if edge is None else hashlib.blake2b(digest_size=16)
     try:
-        with open(path, "rb") as f:
+        with open_input(path, "text", binary=True, allow_stream=True) as f:
             if edge is None:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
@@ -133,13 +134,13 @@ def _open_cached(bin_path, meta_path, max_id):
     """((tokens, meta), "") from a sound cache entry; (None, why) when absent (why "") or damaged."""
     if not meta_path.exists():
         return None, ""
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        dtype, n, crc = np.dtype(meta["dtype"]), int(meta["n_tokens"]), int(meta["crc32"])
-        size = bin_path.stat().st_size
-    except FileNotFoundError:
+    if not bin_path.exists():
         return None, "its .bin file is missing"
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    try:
+        meta = read_json(meta_path, "json")
+        dtype, n, crc = np.dtype(meta["dtype"]), int(meta["n_tokens"]), int(meta["crc32"])
+        size = stat_input(bin_path, "token cache").st_size
+    except (UserError, OSError, ValueError, KeyError, TypeError) as e:
         return None, f"its sidecar is unreadable ({type(e).__name__}: {e})"
     if size != n * dtype.itemsize:
         return None, f"it holds {size} bytes, not the {n * dtype.itemsize} its sidecar says"

@@ -7,6 +7,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import UserError
+from ..inputs import open_input
 
 BLOCK_BYTES = 1 << 20                     # read size; also the piece size of streamed .txt files
 HEAD_BYTES = 1 << 16                      # what detect_kind sniffs
@@ -73,17 +74,19 @@ def open_binary(path):
     if isinstance(path, Peeked):
         return path.open()
     path = Path(path)
-    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
-    try:
-        return opener(path, "rb")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not a file; give a file, or use kind='txt' for a folder") from None
-    except PermissionError:
-        raise UserError(f"{path}: permission denied; make the file readable") from None
-    except OSError as e:                  # a socket, a device that refuses reads, ...
-        raise UserError(f"{path}: cannot open it ({e.strerror or e}); give a readable file, folder or pipe") from None
+    f = open_input(path, "text", allow_stream=True, binary=True)   # a socket or folder: refused, unopened
+    if path.suffix not in (".bz2", ".gz"):
+        return f
+    z = {".bz2": bz2.open, ".gz": gzip.open}[path.suffix](f, "rb")
+    close = z.close
+
+    def close_both():                     # a decompressor given a file object leaves it open
+        try:
+            close()
+        finally:
+            f.close()
+    z.close = close_both
+    return z
 
 
 def read_error(path, err):

@@ -73,7 +73,7 @@ def split_files(folder):
     if not folder.is_dir():
         return None
     found = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SPLIT_SUFFIXES):
+    for path in sorted(p for p in folder.iterdir() if not p.is_dir() and p.suffix.lower() in SPLIT_SUFFIXES):
         stem = path.name.lower().removeprefix("wiki.").split(".")[0]
         split = next((s for s, names in SPLITS.items() if stem in names), None)
         if split is not None:

@@ -1,9 +1,9 @@
 """Streaming text loaders: each one is a generator of document strings that never holds a whole big file."""
-import json
 import re
 from pathlib import Path
 
 from ..errors import UserError
+from ..inputs import iter_jsonl, stat_input
 from .io import BLOCK_BYTES, Peeked, must_exist, read_blocks, read_lines
 
 EOT_TEXT = "<|endoftext|>"
@@ -21,7 +21,9 @@ def txt_files(path):
     must_exist(path)
     if not path.is_dir():
         return [path]
-    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+    files = sorted(p for p in path.rglob("*.txt") if not p.is_dir())
+    for p in files:                       # a pipe or device among them is refused, never waited on
+        stat_input(p, "text")
     if not files:
         raise UserError(f"{path}: folder holds no .txt files; put UTF-8 .txt files in it or name a file")
     return files
@@ -81,14 +83,7 @@ def count_words(path):
 
 def read_jsonl(path, field="text"):
     """JSON Lines with a `text` field (TinyStories/SimpleStories exports): one document per line."""
-    for number, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: line {number}: not valid JSON ({e.msg}, column {e.colno}); "
-                            f'each line must be one object like {{"{field}": "..."}}') from None
+    for number, record in iter_jsonl(read_lines(path), path, "{path}: line {line}"):   # bounded, no NaN
         if not isinstance(record, dict) or not isinstance(record.get(field), str):
             raise UserError(f"{path}: line {number}: no string field {field!r}; each line must be one object "
                             f'like {{"{field}": "..."}} (or pass field=... to name the text field)')

@@ -5,6 +5,7 @@ child process of their own (sandbox.run_isolated), so whatever the code does end
 check with one line that says what happened.
 """
 import importlib.util
+import os
 import sys
 import zlib
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 
 from .. import __file__ as PACKAGE_FILE
 from ..errors import UserError
+from ..inputs import check_size, stat_input
 from . import checks  # noqa: F401  registers every lesson's checks
 from .grading import CHECKS, Fail
 from .sandbox import describe, message, run_isolated
@@ -60,9 +62,10 @@ def exercise_folder(directory=None, solutions=False, cwd=None):
 def exercise_file(folder, lesson):
     """The path of lesson NN's file in folder; UserError if it is not there."""
     path = Path(folder) / f"{LESSONS[lesson]}.py"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{path}: not found; lesson {lesson}'s exercises live in a file of that name "
                         "(copy it from the repository's lessons/exercises/)")
+    check_size(path, stat_input(path, "source").st_size, "source")   # a FIFO or folder: refused
     return path
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
 from ..files import atomic_write
+from ..inputs import open_input, parse_json
 from .base import SyntheticTask
 
 
@@ -45,10 +47,10 @@ def save_arrays(path, arrays, meta):
 def load_arrays(path):
     """(meta, {name: array}) from save_arrays, or None when the file is missing or unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(bytes(f["__meta__"]).decode("utf-8"))
+        with open_input(path, "checkpoint", binary=True) as file, np.load(file, allow_pickle=False) as f:
+            meta = parse_json(bytes(f["__meta__"]), str(path))
             return meta, {k: f[k] for k in f.files if k != "__meta__"}
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError):
+    except (UserError, OSError, ValueError, KeyError, EOFError, UnicodeDecodeError):
         return None
 
 

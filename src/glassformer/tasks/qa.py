@@ -3,13 +3,13 @@
 Text-level (no tokenizer here: cli/qa.py turns the texts into ids). The template is the one
 test_model_manually.py --chat sends, so a fine-tuned model is asked the way it was taught.
 """
-import json
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import UserError
+from ..inputs import parse_json, read_bytes
 from .base import IGNORE
 
 CHAT_TEMPLATE = "Question: {input}\nAnswer:"             # what the model is sent
@@ -49,14 +49,7 @@ def read_pairs(path):
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise UserError(f"{path}: Q&A pairs come in {FORMATS}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder; give {FORMATS}") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+    data = read_bytes(path, "qa")                       # a FIFO, device or folder: refused, unopened
     parse = _jsonl_pair if path.suffix.lower() == ".jsonl" else _tsv_pair
     pairs = []
     for number, raw in enumerate(data.split(b"\n"), 1):
@@ -74,15 +67,7 @@ def read_pairs(path):
 
 def _jsonl_pair(where, line):
     """(question, answer) of one JSON Lines record."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e.msg}, column {e.colno}); each line must be one "
-                        'object like {"question": "...", "answer": "..."}') from None
-    except (ValueError, RecursionError) as e:             # a number of over 4,300 digits; deep nesting
-        what = "nested too deeply" if isinstance(e, RecursionError) else "a number too long to read"
-        raise UserError(f"{where}: not valid JSON ({what}); each line must be one object like "
-                        '{"question": "...", "answer": "..."}') from None
+    record = parse_json(line, where)                      # bounded: depth, number length, no NaN
     if not isinstance(record, dict):
         raise UserError(f"{where}: a JSON {type(record).__name__}, not an object like "
                         '{"question": "...", "answer": "..."}')

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..inputs import read_text as read_input_text
 from .base import SPECIALS, VERSION, SyntheticTask, check_positive
 
 
@@ -28,12 +29,9 @@ class CharLMConfig:
 def read_text(path, max_chars=0):
     """The file's text; UserError when it is missing or not UTF-8."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"{path}: no such text file; give charlm a UTF-8 file with path=FILE")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e}); convert it first, e.g. with iconv") from None
+    text = read_input_text(p, "text", max_bytes=1 << 30)    # a pipe or device refused; UTF-8 checked
     return text[:max_chars] if max_chars else text
 
 

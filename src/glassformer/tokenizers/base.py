@@ -1,6 +1,7 @@
 """The interface every tokenizer shares, and JSON save/load (atomic, no pickle); registry.py reads any kind."""
 import json
 
+from .. import inputs
 from ..errors import UserError
 from ..files import atomic_write
 
@@ -83,27 +84,13 @@ class VocabTokenizer(Tokenizer):
 
 
 def read_text(path):
-    """A UTF-8 file's text; unreadable or not UTF-8 (the byte offset named) is a UserError."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e}); check the path and that it is a file") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text at byte {e.start} ({e.reason}); is it the right file?") from None
+    """A UTF-8 tokenizer file's text (bounded; a FIFO or device refused); bad bytes name the line."""
+    return inputs.read_text(path, "tokenizer")
 
 
 def read_json(path):
-    """Parse a JSON file; a missing or malformed file is a UserError naming it."""
-    try:
-        return json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e}); is it a tokenizer file?") from None
-    except (RecursionError, ValueError) as e:                # nested too deeply; a 5,000-digit number
-        raise UserError(f"{path}: JSON this reader refuses ({type(e).__name__}: nested too deeply or a "
-                        "number too long); is it a tokenizer file?") from None
+    """Parse a tokenizer's JSON file (bounded depth, size and numbers); any fault is a UserError naming it."""
+    return inputs.read_json(path, "tokenizer")
 
 
 def rebuild(cls, d, where):

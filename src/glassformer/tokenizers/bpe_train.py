@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from os import PathLike
 
 from ..errors import UserError
+from ..inputs import open_input
 from .pretokenize import WHITESPACE, gpt2_pattern
 
 
@@ -74,7 +75,7 @@ def _file_chunks(path):
     # lookahead crosses, so we hold each line's trailing whitespace back and prepend it to the next
     carry, offset = "", 0
     try:
-        with open(path, "rb") as f:
+        with open_input(path, "text", binary=True) as f:      # a FIFO or device: refused, unopened
             for raw in f:
                 try:
                     chunk = carry + raw.decode("utf-8")          # no UTF-8 character spans a b"\n"

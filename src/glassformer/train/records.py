@@ -3,12 +3,14 @@ import csv
 import io
 import json
 import secrets
+import os
 import time
 from pathlib import Path
 
 from ..checkpoint import read_meta
 from ..errors import UserError, os_error_message
 from ..files import write_text
+from ..inputs import read_csv_rows, stat_input
 
 RUN_ID = "_run_id"      # config.json's key for the run's id ("_": a comment to --config); "run_id" in
                         # each checkpoint's extra. Runs made before ids existed have none and resume.
@@ -26,27 +28,22 @@ def write_metrics(path, columns, rows):
 
 def read_metrics(path, columns=None):
     """Rows of a metrics CSV as dicts of numbers (None where a cell is empty; only `columns` if given)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"{path}: cannot read the metrics ({e}); move it away to start it afresh") from None
-    out = []
-    for r in rows:
-        out.append({k: _number(v) for k, v in r.items() if columns is None or k in columns})
-    return out
+    try:                                    # bounded, a FIFO refused; every cell read must be a number
+        rows = read_csv_rows(path, "metrics", numeric=columns)
+    except UserError as e:
+        raise UserError(f"{e}; move the metrics file away to start it afresh") from None
+    return [{k: v for k, v in r.items() if columns is None or k in columns} for r in rows]
 
 
-def _number(text):
-    """'3' -> 3, '0.5' -> 0.5, '' -> None, anything else stays text."""
-    if text in ("", None):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+RUN_FILES = {"best.npz": "checkpoint", "last.npz": "checkpoint", "metrics.csv": "metrics", "config.json": "json",
+             "summary.json": "json"}
+
+
+def check_run_files(folder):
+    """UserError when a run folder's own file is a FIFO, device or folder: --resume reads or replaces each."""
+    for name, kind in RUN_FILES.items():
+        if os.path.lexists(Path(folder) / name):
+            stat_input(Path(folder) / name, kind)
 
 
 def write_json(path, obj):
