@@ -4,7 +4,17 @@ import codecs
 import numpy as np
 
 from .backend import array_module, to_numpy
+from .domains import SEED, Domain
 from .errors import UserError
+
+# The sampling contract: test_model_manually.py's flags, its REPL's `set` and this module's functions
+# all check these (top_k and top_p: None is off). A temperature below 1e-4 divides logits into
+# overflow (NaN probabilities); 0 is exactly greedy instead.
+TEMPERATURE = Domain(float, 1e-4, 100.0, also=(0.0,), meaning="0 = greedy")
+TOP_K = Domain(int, 1, 2**31 - 1)
+TOP_P = Domain(float, 0.0, 1.0, low_open=True)
+MAX_NEW_TOKENS = Domain(int, 1, 100_000)
+NUM_SAMPLES = Domain(int, 1, 10_000)
 
 
 def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None, banned=None):
@@ -33,14 +43,13 @@ def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None, banned=Non
     return int(rng.choice(p.size, p=p))
 
 
-def validate_sampling(temperature, top_k, top_p):
-    """Raise ValueError for settings that cannot be sampled with."""
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k} must be a positive integer")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p={top_p} must be in (0, 1]")
+def validate_sampling(temperature, top_k, top_p, max_new_tokens=None, seed=None):
+    """The settings as checked numbers; DomainError (a ValueError and a UserError) for any outside its domain."""
+    return (TEMPERATURE.check(temperature, "temperature"),
+            None if top_k is None else TOP_K.check(top_k, "top_k"),
+            None if top_p is None else TOP_P.check(top_p, "top_p"),
+            None if max_new_tokens is None else MAX_NEW_TOKENS.check(max_new_tokens, "max_new_tokens"),
+            None if seed is None else SEED.check(seed, "seed"))
 
 
 def stream_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
@@ -53,7 +62,8 @@ def stream_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p
     vocab_size: the tokenizer's; ids at or above it are never chosen (an embedding padded beyond its
     tokenizer, as nanoGPT's 50,304-row GPT-2 for 50,257 tokens, has rows no text decodes to).
     """
-    validate_sampling(temperature, top_k, top_p)
+    temperature, top_k, top_p, _, seed = validate_sampling(temperature, top_k, top_p, seed=seed)
+    max_new_tokens = 0 if max_new_tokens == 0 else MAX_NEW_TOKENS.check(max_new_tokens, "max_new_tokens")
     if len(ids) == 0:
         raise ValueError("generate needs a prompt of at least one token")
     rng = rng if rng is not None else np.random.default_rng(seed)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .checkpoint import load_checkpoint
+from .domains import Domain
 from .errors import Parser, UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
@@ -306,10 +307,12 @@ def main(argv=None):
     parser.add_argument("run_dir", help="a run directory (runs/<time>-<name> of experiments, or the "
                         "--out of train_step_by_step.py) or its checkpoint .npz")
     parser.add_argument("--text", help="input in the task's own notation (default: a test example)")
-    parser.add_argument("--example", type=int, default=0, help="which test example (default 0)")
-    parser.add_argument("--layer", type=int, default=None, help="one attention layer's map, 0 first "
-                        "(default: every layer)")
-    parser.add_argument("--head", type=int, default=None, help="one head (default: the average)")
+    parser.add_argument("--example", type=Domain(int, 0, 10**9), default=0,
+                        help="which test example (default 0)")
+    parser.add_argument("--layer", type=Domain(int, 0, 4095), default=None,
+                        help="one attention layer's map, 0 first (default: every layer)")
+    parser.add_argument("--head", type=Domain(int, 0, 4095), default=None,
+                        help="one head (default: the average)")
     parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
     args = parser.parse_args(argv)
     try:

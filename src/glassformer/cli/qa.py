@@ -29,19 +29,20 @@ from ..tokenizers import ByteLevelBPE, CharTokenizer, tokenizer_from_dict
 from ..train.progress import wrap
 from ..train.records import with_run_id, write_json
 from ..train.trainer import Trainer
-from .common import fraction, make_run_dir, matmul_rate, positive_int, run_dir
+from .common import FRACTION, Domain, make_run_dir, matmul_rate, run_dir
 from .config import run_config
 from .init_from import load_init
-from .lm import (FLAG_DEFAULTS, build_tokenizer, flops_per_token, new_model, print_lm_summary, print_speed,
-                 resolve_lm_settings, run_exit, train_config, write_summary)
+from .lm import (FLAG_DEFAULTS, build_tokenizer, check_batch_memory, flops_per_token, model_config_of,
+                 new_model, print_lm_summary, print_speed, resolve_lm_settings, run_exit, train_config,
+                 write_summary)
 from .lm_data import DATA_KEYS, check_text, refuse_special
 
 QA_FLAGS = (
     ("--mix-data", Path, "FILE", "plain text mixed in (any --data of --task lm): --mix-ratio of each batch's "
      "rows are windows of it, every token counted in the loss"),
-    ("--mix-ratio", fraction, "R", "share of each batch's rows taken from --mix-data, in [0, 1) "
+    ("--mix-ratio", FRACTION, "R", "share of each batch's rows taken from --mix-data, in [0, 1) "
      "(default 0.25)"),
-    ("--eval-pairs", positive_int, "N", "held-out pairs answered greedily at each validation pass for the "
+    ("--eval-pairs", Domain(int, 1, 10**6), "N", "held-out pairs answered greedily at each validation pass for the "
      "exact-match score (default 100; at the end, all of them)"),
 )
 QA_DEFAULTS = dict(FLAG_DEFAULTS, mix_data=None, mix_ratio=None, eval_pairs=100)
@@ -185,6 +186,8 @@ def build_qa_trainer(s, out, stream, ckpt=None, peak_flops=None):
     init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         qa_tokenizer(s, train + val + (test or []), stream)
+    check_batch_memory(model_config_of(s, tok.vocab_size) if ckpt is None and init is None else
+                       (ckpt or init).model.config, s["batch_size"], s["context"])
     model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
     T, B, c, eos = s["context"], s["batch_size"], model.config, eos_id(tok)
     train_ex, val_ex = encode_pairs(train, tok, T), encode_pairs(val, tok, T)

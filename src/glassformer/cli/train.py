@@ -42,8 +42,8 @@ from ..train import agree, parallel
 from ..train.progress import shell_wrap, wrap
 from ..train.records import with_run_id, write_json, write_metrics
 from ..train.step import Diverged
-from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir, positive_float,
-                     positive_int, resume_path, run_dir, seed_int)
+from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, LEARNING_RATE, SEED, Domain, Parser,
+                     Progress, make_run_dir, resume_path, run_dir)
 from .config import check_task_flags, given_flags, parse_with_config, run_config
 from .lm import add_lm_arguments, is_lm_checkpoint, prepare_lm, presets_table, run_lm
 from .qa import add_qa_arguments, run_qa
@@ -72,12 +72,8 @@ def digit_range(text):
     return text
 
 
-def n_args_int(text):
-    """Arguments per digits expression: 2 to 13."""
-    value = positive_int(text)
-    if not 2 <= value <= 13:                            # Second needs 2; 13 + 3 tokens fill max_len 16
-        raise argparse.ArgumentTypeError(f"{value} arguments: use 2 to 13")
-    return value
+N_ARGS = Domain(int, 2, 13)                                 # Second needs 2; 13 + 3 tokens fill max_len 16
+EPOCHS = Domain(int, 1, 10**6)
 
 
 def build_parser():
@@ -94,14 +90,14 @@ def build_parser():
                              "it is an error")
     g.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
                    "(default) / 50K examples (the sentences task always has its 8 sentences)")
-    g.add_argument("--n-args", type=n_args_int, help="digits: arguments per expression (default 3)")
+    g.add_argument("--n-args", type=N_ARGS, help="digits: arguments per expression (default 3)")
     g.add_argument("--digits", type=digit_range, help="digits: range of the argument digits, "
                    "LOW-HIGH (default 0-9)")
-    g.add_argument("--epochs", type=positive_int, help="total epochs (default: 20 for digits, 300 "
+    g.add_argument("--epochs", type=EPOCHS, help="total epochs (default: 20 for digits, 300 "
                    "for sentences; with --resume, the total to reach counting those already done)")
-    p.add_argument("--batch-size", type=positive_int, help="examples per update (default 32)")
-    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--seed", type=seed_int, help="seed of the data and of the run's one random "
+    p.add_argument("--batch-size", type=BATCH_SIZE, help="examples per update (default 32)")
+    p.add_argument("--lr", type=LEARNING_RATE, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=SEED, help="seed of the data and of the run's one random "
                    "generator (model init, dropout, shuffling) (default 0)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<YYYYmmdd-HHMMSS>-<task>; "
                    "with --resume, the checkpoint's directory)")
@@ -122,8 +118,8 @@ RUN_STATE = {"epoch": NAT, "history": [dict], "best_val_acc": NUMBER, "best_val_
              "best_epoch": NAT, "run": {
                  "task": parsed_by(lambda v: TASK_CLASSES[v], f"one of {sorted(TASK_CLASSES)}"),
                  "size?": parsed_by(lambda v: digits.SIZES[v], f"one of {sorted(digits.SIZES)}"),
-                 "batch_size": POSITIVE, "lr": parsed_by(positive_float, "a positive number"),
-                 "seed": NAT, "epochs": POSITIVE, "n_args?": parsed_by(n_args_int, "2 to 13"),
+                 "batch_size": POSITIVE, "lr": parsed_by(LEARNING_RATE, LEARNING_RATE.text),
+                 "seed": NAT, "epochs": POSITIVE, "n_args?": parsed_by(N_ARGS, N_ARGS.text),
                  "digits?": parsed_by(digit_range, "a digit range LOW-HIGH")}}
 
 
