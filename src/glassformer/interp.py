@@ -314,8 +314,8 @@ def main(argv=None):
     parser.add_argument("--head", type=Domain(int, 0, 4095), default=None,
                         help="one head (default: the average)")
     parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         model, run = load_subject(args.run_dir)
         if run.kind == "seq2seq":
             raise UserError("the interp CLI reads decoder runs; for an encoder-decoder use "

@@ -368,7 +368,7 @@ MPI_CASES = [(flag, value, f"ranks disagree on {flag}: rank 0 has ") for flag, v
     ("--data", "u.txt"), ("--preset", "small"), ("--grad-accum", "2"), ("--precision", "fp16"),
     ("--dropout", "0.1"), ("--warmup", "2"), ("--no-bias", None), ("--batch-size", "1"),
     ("--max-time", "5"))] + [
-    ("--steps", "0", "rank 1 stopped: argument --steps: 0 must be at least 1"),
+    ("--steps", "0", "rank 1 stopped: argument --steps: 0 is not a whole number from 1 to 1,000,000,000"),
     ("--help", None, "rank 1 stopped: --help (rank 0 did not)"),
     ("--resume", "missing.npz", "rank 1 stopped: missing.npz: no such checkpoint file")]
 
