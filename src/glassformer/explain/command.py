@@ -4,7 +4,6 @@ It loads a checkpoint, a run folder or a Hugging Face GPT-2 folder, turns --text
 (ids and targets, as the model's task trains on them), records one training step and writes the page.
 """
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,10 @@ from ..models.encoder import EncoderClassifier
 from ..optim import AdamW, decay_mask
 from ..tasks import digits, sentences
 from ..tokenizers import tokenizer_from_dict
-from .page import build_island, write_page
+from .page import Example, build_island, write_page
 
 DEFAULT_TEXT = {"digits": "Max ( 5 3 9 )", "sentences": "the cat sat on the mat",
                 "lm": "First Citizen:\nBefore we proceed any further, hear me speak."}
-
-
-@dataclass
-class Example:
-    """One example as the model trains on it: ids (1, T), targets, and labels for the page."""
-    text: str
-    ids: np.ndarray
-    targets: np.ndarray
-    labels: list
-    target_labels: list
 
 
 def parse_args(argv):
@@ -141,7 +130,7 @@ def explain(path, text=None, out="step.html", lr=1e-3, stdout=None):
     model = ckpt.model
     optimizer = AdamW(model.get_parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.1,
                       decay=decay_mask(model.named_parameters()))   # as --task lm trains
-    island = build_island(model, example, CrossEntropyLoss(), optimizer, path)
+    island = build_island(model, example, CrossEntropyLoss(), optimizer, path, restore=False)
     size = write_page(out, island)
     print(f"wrote {out}: {len(island['stages'])} stages of one training step on {len(example.labels)} tokens "
           f"(loss {island['loss']:.4f}), {size / 1e6:.1f} MB; open it in a browser",

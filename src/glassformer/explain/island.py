@@ -26,10 +26,9 @@ def as_rows(a):
 
 def histogram(a):
     """{"edges": tensor (BINS + 1,), "counts": [...]} of a's values above float32's lowest (masks)."""
-    v = a[a > np.finfo(np.float32).min / 2].astype(np.float64)   # a mask's lowest number aside
-    if v.size == 0:
-        v = np.zeros(1)
-    counts, edges = np.histogram(v, bins=BINS)
+    low = np.finfo(np.float32).min / 2
+    v = a if a.min() > low else a[a > low]                  # a mask's lowest number aside
+    counts, edges = np.histogram(v if v.size else np.zeros(1, np.float32), bins=BINS)
     return {"edges": b64(edges), "counts": [int(c) for c in counts]}
 
 
@@ -37,14 +36,17 @@ def tensor(a, limit=MAX_NUMBERS):
     """One tensor of the island: the full numbers, or for more than `limit` a summary (row norms,
     a histogram, the top-left BLOCK x BLOCK block) with its true shape; "norm" either way."""
     a = np.asarray(to_numpy(a), dtype=np.float32)
-    norm = float(np.sqrt((a.astype(np.float64) ** 2).sum()))
     if a.size <= limit:
+        norm = float(np.sqrt((a.astype(np.float64) ** 2).sum()))   # float64: a mask's lowest squared
         return dict(b64(a), norm=norm if math.isfinite(norm) else None)
+    flat = a.ravel()
+    norm = math.sqrt(float(np.dot(flat, flat)))             # BLAS: no squared copy of a large tensor
     m = as_rows(a)                                          # (rows, last axis)
-    rows = np.sqrt((m.astype(np.float64) ** 2).sum(axis=-1))
+    rows = np.sqrt(np.einsum("ij,ij->i", m, m))            # (rows,)
     summary = {"row_norms": b64(rows), "histogram": histogram(m),
                "block": b64(m[:BLOCK, :BLOCK])}
-    return {"shape": list(a.shape), "dtype": "float32", "norm": norm, "limit": limit, "summary": summary}
+    return {"shape": list(a.shape), "dtype": "float32", "norm": norm if math.isfinite(norm) else None,
+            "limit": limit, "summary": summary}
 
 
 def decode(entry):

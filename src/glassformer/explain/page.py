@@ -1,6 +1,8 @@
 """One self-contained HTML page of a recorded training step: inline CSS and JS, the island, no request."""
 import html
+from dataclasses import dataclass
 
+from ..backend import to_numpy
 from ..files import write_text
 from .assets import CSS, JS
 from .code import collect
@@ -11,22 +13,42 @@ SCHEMA = 1
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 
 
-def build_island(model, example, loss_fn, optimizer, source, lr=None):
-    """The island (a dict, see the package docstring) of one training step of `model` on `example`."""
-    stages, facts = record_step(model, example.ids, example.targets, loss_fn, optimizer, lr)
+@dataclass
+class Example:
+    """One example as the model trains on it: ids (1, T), targets, and labels for the page."""
+    text: str
+    ids: object
+    targets: object
+    labels: list
+    target_labels: list
+
+
+def build_island(model, example, loss_fn, optimizer, source, lr=None, restore=True):
+    """The island (a dict, see the package docstring) of one training step of `model` on `example`;
+    restore=False leaves the model and optimizer stepped (no copies kept: a model used only here)."""
+    t_before = int(optimizer.t)
+    stages, facts = record_step(model, example.ids, example.targets, loss_fn, optimizer, lr, restore)
     code = collect(stages)
     return {"schema": SCHEMA, "source": str(source), "text": example.text,
             "config": model.config.to_dict(), "tokens": list(example.labels),
             "ids": [int(i) for i in example.ids[0]], "targets": [int(t) for t in example.targets.ravel()],
             "target_labels": list(example.target_labels), "loss": facts["loss"],
-            "optimizer": optimizer_facts(optimizer, facts["lr"]), "code": code, "stages": stages}
+            "optimizer": optimizer_facts(optimizer, facts["lr"], t_before), "code": code, "stages": stages}
 
 
-def optimizer_facts(optimizer, lr):
+def example_of(ids, targets, vocab, lm):
+    """An Example from a task's ids (1, T) and targets, its tokens named by vocab (a list of strings)."""
+    ids, targets = to_numpy(ids)[:1], to_numpy(targets)[:1]
+    labels = [str(vocab[int(i)]) for i in ids[0]]
+    names = [str(vocab[int(t)]) if lm else str(int(t)) for t in targets.ravel()]
+    return Example(" ".join(labels), ids, targets, labels, names)
+
+
+def optimizer_facts(optimizer, lr, t_before):
     """The optimizer's class and settings, as the update stages used them."""
     return {"class": type(optimizer).__name__, "lr": lr, "beta1": optimizer.beta1, "beta2": optimizer.beta2,
             "eps": optimizer.eps, "weight_decay": optimizer.weight_decay,
-            "decoupled": bool(optimizer.decoupled), "t_before": int(optimizer.t)}
+            "decoupled": bool(optimizer.decoupled), "t_before": t_before}
 
 
 def render(island):

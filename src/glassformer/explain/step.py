@@ -20,8 +20,12 @@ from .record import Pass, named_layers, recording
 
 
 @contextlib.contextmanager
-def preserved(model, optimizer):
-    """with preserved(model, optimizer): changes to the weights, moments, step count and mode undone."""
+def preserved(model, optimizer, restore=True):
+    """with preserved(model, optimizer): changes to the weights, moments, step count and mode undone
+    (restore=False: a model used for nothing else, kept without the copies)."""
+    if not restore:
+        yield
+        return
     state = optimizer.state_dict()
     saved = ({k: p.copy() for k, p in model.state_dict().items()}, state["t"], state["lr"],
              {k: a.copy() for k, a in state["arrays"].items()}, model.training)
@@ -101,20 +105,19 @@ def adam_formula(decoupled, wd):
     return text
 
 
-def record_step(model, ids, targets, loss_fn, optimizer, lr=None):
-    """(stages, facts) of one training step on ids (1, T) -> targets; the model and optimizer restored.
-
-    facts: {"loss", "logits" (host array), "lr"}; lr None: the optimizer's own.
-    """
+def record_step(model, ids, targets, loss_fn, optimizer, lr=None, restore=True):
+    """(stages, facts) of one training step on ids (1, T) -> targets; the model and optimizer restored
+    unless restore=False. facts: {"loss", "logits" (host array), "lr"}; lr None: the optimizer's own."""
     lr = optimizer.lr if lr is None else lr
-    with preserved(model, optimizer):
+    with preserved(model, optimizer, restore):
         model.eval()                                        # dropout off: one deterministic pass
         optimizer.zero_grad()
         run = Pass(model, ids)
         run.layers = dict(named_layers(model))
         loss = float(to_numpy(loss_fn.forward(run.logits, targets)))
         log_probs, t = to_numpy(loss_fn.cache[0]), to_numpy(loss_fn.cache[1])
-        per_token = -log_probs[np.arange(len(t)), t]         # (N,): -log p[target]
+        counted = to_numpy(loss_fn.cache[2])
+        per_token = -log_probs[np.arange(len(t)), t] * counted   # (N,): -log p[target], 0 if ignored
         stages = [encode_stage(s) for s in forward_stages(model, run, run.logits, targets, loss, per_token)]
         with recording(model, "backward") as calls:
             dlogits = loss_fn.backward()
