@@ -11,7 +11,7 @@ header{display:flex;gap:10px;align-items:center;position:sticky;top:0;background
 header h1{font-size:19px;margin:0;flex:1}
 button{font-size:14px;padding:4px 12px}
 .cols{display:flex;gap:18px;flex-wrap:wrap}
-.cols>section{flex:1 1 380px;min-width:0}
+.cols>section{flex:1 1 380px;min-width:0;overflow-x:auto}
 .formula{font-size:16px;background:#fff;border:1px solid #ddd;padding:8px 10px;border-radius:4px}
 pre{background:#f3f3f0;border:1px solid #ddd;padding:6px;overflow-x:auto;font-size:12px;margin:4px 0 10px}
 pre span{display:block;white-space:pre}pre span.hl{background:#fff1a8}

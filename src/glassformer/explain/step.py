@@ -45,7 +45,7 @@ def backward_stages(model, dlogits, calls):
     yield {"id": "backward-loss", "title": "Backward: the loss's gradient", "phase": "backward",
            "formula": "&part;loss/&part;z = (softmax(z) &minus; onehot(target)) / N",
            "code": [ref(cross_entropy_backward)], "tensors": {"dloss/dz": rows(dlogits)},
-           "axes": {}, "scalars": {}, "note": None}
+           "axes": {"dloss/dz": ("token", "vocabulary id")}, "scalars": {}, "note": None}
     for call in calls:
         layer = layers[call.name]
         if isinstance(layer, Dropout) or layer.children():  # off; a container: its layers show it
@@ -56,7 +56,8 @@ def backward_stages(model, dlogits, calls):
         yield {"id": "backward-" + call.name.replace(".", "-"), "title": f"Backward: {call.name}",
                "phase": "backward", "formula": f"dloss/d input = {type(layer).__name__}.backward("
                "dloss/d output), the chain rule through this layer", "code": [ref(type(layer).backward)],
-               "tensors": tensors, "axes": {}, "scalars": leaving, "note": None}
+               "tensors": tensors, "axes": {n: ("token", "dim") for n in tensors}, "scalars": leaving,
+               "note": None}
 
 
 def rows(a):
