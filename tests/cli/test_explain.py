@@ -111,6 +111,27 @@ def test_a_sentences_run_writes_its_page_with_html_and_explain_reads_its_folder(
     assert island["target_labels"][-1] == "<END>" and island["optimizer"]["class"] == "AdamW"
 
 
+def train(tmp_path, *args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args), "--no-interactive"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_an_lm_run_s_html_is_the_first_window_s_step_and_qa_refuses_the_flag(tmp_path):
+    (tmp_path / "t.txt").write_text(ROMEO * 40, encoding="utf-8")
+    done = train(tmp_path, "--task", "lm", "--data", "t.txt", "--tokenizer", "char", "--preset", "tiny",
+                 "--steps", "1", "--batch-size", "2", "--context", "16", "--eval-batches", "1",
+                 "--out", "run", "--html", "lm.html")
+    assert done.returncode == 0, done.stderr
+    island = island_of(tmp_path / "lm.html")
+    assert len(island["tokens"]) == 16 and island["optimizer"]["class"] == "AdamW"
+    assert "".join(island["tokens"]).replace("\u2423", " ") in ROMEO * 2
+    assert (tmp_path / "run" / "best.npz").exists()
+    (tmp_path / "qa.jsonl").write_text('{"question": "Who?", "answer": "Me"}\n' * 20, encoding="utf-8")
+    done = train(tmp_path, "--task", "qa", "--data", "qa.jsonl", "--html", "qa.html")
+    assert done.returncode == 2 and done.stderr.startswith("error: --html is for") and "Traceback" not in \
+        done.stderr and not (tmp_path / "qa.html").exists()
+
+
 def gpt2_folder(folder, L, C, H, T, V, seed=0):
     """A random GPT-2-shaped Hugging Face folder (config.json + model.safetensors), no tokenizer files
     beyond a byte-level one of 256 tokens + <|endoftext|> when V allows it."""

@@ -20,6 +20,7 @@ from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
 from ..data.fetch import fetch_command, gpt2_folder
 from ..errors import UserError
+from ..explain.page import write_step_page
 from ..generate import eos_id, generate_text
 from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
@@ -279,11 +280,16 @@ def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     return trainer, tok, test
 
 
-def walk_first_batch(trainer, tok, ask, stream):
-    """The stage-by-stage walk of train_step_by_step.py on the first row of the first batch."""
+def first_window(trainer):
+    """(x, y) of the first training batch, drawn without moving the run's generator."""
     peek = np.random.default_rng()
     peek.bit_generator.state = trainer.rng.bit_generator.state   # the batch step 1 will draw
-    x, y = trainer.batches(peek)
+    return trainer.batches(peek)
+
+
+def walk_first_batch(trainer, tok, ask, stream):
+    """The stage-by-stage walk of train_step_by_step.py on the first row of the first batch."""
+    x, y = first_window(trainer)
     n = min(WALK_TOKENS, x.shape[1])
     print(f"walking through the first {n} tokens of the first training window "
           f"({x.shape[0]} x {x.shape[1]} tokens per batch)", file=stream)
@@ -332,6 +338,11 @@ def run_lm(args, argv, stream, interactive, ask=input):
     elif s["zero_stage"]:
         print(wrap("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
                    "over the processes of mpiexec -n N)"), file=stream)
+    if args.html is not None:                               # the first window's step as a page
+        x, y = first_window(trainer)
+        size = write_step_page(args.html, trainer.model, x[:1], y[:1], TokenNames(tok), trainer.loss_fn,
+                               trainer.optimizer, "--task lm", True, trainer.lr_at(trainer.optimizer.t))
+        print(f"wrote {args.html}: one training step of the first window, {size / 1e6:.1f} MB", file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     trainer.run_id = make_run_dir(out, ckpt, args.resume)

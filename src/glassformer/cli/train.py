@@ -34,7 +34,7 @@ from ..backend import to_numpy
 from ..checkpoint import (NAT, NUMBER, POSITIVE, NonFinite, check_schema, load_checkpoint, needs_task,
                           parsed_by, read_meta, restore_optimizer, save_checkpoint)
 from ..errors import UserError
-from ..explain import page as explain_page
+from ..explain.page import write_step_page
 from ..files import atomic_path, release_run_locks
 from ..models import build_model
 from ..optim.optimizers import Adam
@@ -111,9 +111,9 @@ def build_parser():
                    help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
-    p.add_argument("--html", type=Path, metavar="FILE", help="--task digits/sentences: write the walk's "
-                   "example as one browser page first (one training step, forward, backward and update, "
-                   "as python -m glassformer.explain does), then train as usual (Ctrl-C stops)")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the walk's example as one browser page "
+                   "first (one training step: forward, backward and update, as python -m "
+                   "glassformer.explain draws it), then train as usual (Ctrl-C stops)")
     p.only = dict(ONLY, **{dest: ("lm",) for dest in add_lm_arguments(p)},   # --data, --preset, ...
                   **{dest: ("qa",) for dest in add_qa_arguments(p)})      # qa reads the lm ones too
     return p
@@ -332,15 +332,6 @@ def print_summary(summary, out, stream):
               file=stream)
 
 
-def write_step_page(path, run, source, stream):
-    """The browser page of one training step on the walk's example (the run itself unchanged)."""
-    ids, targets = run.task.walk_example()
-    example = explain_page.example_of(ids, targets, run.task.vocab, run.task.name == "sentences")
-    island = explain_page.build_island(run.model, example, run.loss_fn, run.optimizer, source)
-    size = explain_page.write_page(path, island)
-    print(f"wrote {path}: one training step of the walk's example, {size / 1e6:.1f} MB", file=stream)
-
-
 def check_resume_task(path, task):
     """UserError when --resume names a run of another task than --task, saying how to resume it."""
     if path is None or task is None:
@@ -369,6 +360,8 @@ def run_cli(args, argv, stream, only):
             return run_lm(args, argv, stream, interactive and comm.size == 1)
     if args.task == "qa" or (args.task is None and is_lm_checkpoint(args.resume, "qa")):
         parallel.refuse_parallel("--task qa")
+        if args.html is not None:
+            raise UserError("--html is for --task digits, sentences and lm (the walk's example): drop it")
         check_task_flags(given, "qa", {d: t + ("qa",) if "lm" in t else t for d, t in only.items()})
         return run_qa(args, argv, stream)
     parallel.refuse_parallel("--task digits or sentences")
@@ -380,7 +373,9 @@ def run_cli(args, argv, stream, only):
                f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters\n"
                f"run directory {out}" + (f"; resuming after epoch {run.epoch}" if ckpt else "")), file=stream)
     if args.html is not None:                           # the page of the walk's example, then train
-        write_step_page(args.html, run, "train_step_by_step.py --task " + run.task.name, stream)
+        size = write_step_page(args.html, run.model, *run.task.walk_example(), run.task.vocab, run.loss_fn,
+                               run.optimizer, f"--task {run.task.name}", run.task.name == "sentences")
+        print(f"wrote {args.html}: one training step of the walk's example, {size / 1e6:.1f} MB", file=stream)
     if interactive and ckpt is None:                    # a resumed run has had its walk
         ids, targets = run.task.walk_example()
         walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)

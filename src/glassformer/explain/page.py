@@ -3,6 +3,7 @@ import html
 from dataclasses import dataclass
 
 from ..backend import to_numpy
+from ..errors import UserError
 from ..files import write_text
 from .assets import CSS, JS
 from .code import collect
@@ -42,6 +43,15 @@ def example_of(ids, targets, vocab, lm):
     labels = [str(vocab[int(i)]) for i in ids[0]]
     names = [str(vocab[int(t)]) if lm else str(int(t)) for t in targets.ravel()]
     return Example(" ".join(labels), ids, targets, labels, names)
+
+
+def write_step_page(path, model, ids, targets, vocab, loss_fn, optimizer, source, lm, lr=None):
+    """The page of one training step of a run's own model, loss and optimizer on ids (1, T), all
+    restored afterwards (train_step_by_step.py --html); returns the page's size in bytes."""
+    if not all(hasattr(optimizer, a) for a in ("m", "v", "beta1", "decay")):
+        raise UserError(f"--html shows an Adam or AdamW update, not {type(optimizer).__name__}'s")
+    island = build_island(model, example_of(ids, targets, vocab, lm), loss_fn, optimizer, source, lr)
+    return write_page(path, island)
 
 
 def optimizer_facts(optimizer, lr, t_before):
