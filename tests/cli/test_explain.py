@@ -41,6 +41,12 @@ def stage(island, sid):
     return next(s for s in island["stages"] if s["id"] == sid)
 
 
+def train(tmp_path, *args):
+    """train_step_by_step.py ARGS --no-interactive in tmp_path: the CompletedProcess."""
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args), "--no-interactive"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
 def own_step(path, ids, targets, lr=1e-3):
     """The model's own forward, loss, backward and AdamW step in Python: (logits, loss, model, before)."""
     model = load_checkpoint(path, optimizer=False).model
@@ -66,7 +72,8 @@ def test_the_char_lm_s_logits_loss_gradient_and_update_are_the_model_s_own(tmp_p
     seq = tok.encode(ROMEO[:33])
     assert island["ids"] == seq[:-1] and island["targets"] == seq[1:] and len(island["tokens"]) == 32
     logits, loss, grads, steps = own_step(CHAR_LM, seq[:-1], seq[1:])
-    np.testing.assert_allclose(decode(stage(island, "logits")["tensors"]["logits z"]), logits, atol=1e-6, rtol=0)
+    z = decode(stage(island, "logits")["tensors"]["logits z"])             # (T, V)
+    np.testing.assert_allclose(z, logits, atol=1e-6, rtol=0)
     assert abs(island["loss"] - loss) < 1e-6
     g = stage(island, "update-tok_emb-W")["tensors"]["gradient g"]
     np.testing.assert_allclose(decode(g), grads["tok_emb.W"], atol=1e-6, rtol=0)
@@ -97,9 +104,8 @@ def test_the_digits_classifier_page_has_its_class_logits_and_every_stage_in_the_
 
 def test_a_sentences_run_writes_its_page_with_html_and_explain_reads_its_folder(tmp_path):
     run = tmp_path / "run"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--task", "sentences", "--epochs", "1", "--out", str(run),
-                           "--html", str(tmp_path / "walk.html"), "--no-interactive"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = train(tmp_path, "--task", "sentences", "--epochs", "1", "--out", run,
+                 "--html", tmp_path / "walk.html")
     assert done.returncode == 0, done.stderr
     walk = island_of(tmp_path / "walk.html")
     assert walk["tokens"][0] == "<START>" and walk["optimizer"]["class"] == "Adam"
@@ -109,11 +115,6 @@ def test_a_sentences_run_writes_its_page_with_html_and_explain_reads_its_folder(
     island = island_of(out)
     assert island["tokens"] == ["<START>", "the", "dog", "ran", "to", "the", "mat"]
     assert island["target_labels"][-1] == "<END>" and island["optimizer"]["class"] == "AdamW"
-
-
-def train(tmp_path, *args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args), "--no-interactive"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_an_lm_run_s_html_is_the_first_window_s_step_and_qa_refuses_the_flag(tmp_path):
@@ -139,7 +140,8 @@ def gpt2_folder(folder, L, C, H, T, V, seed=0):
     shapes = {"wte.weight": (V, C), "wpe.weight": (T, C), "ln_f.weight": (C,), "ln_f.bias": (C,)}
     for i in range(L):
         for name, shape in {"ln_1.weight": (C,), "ln_1.bias": (C,), "attn.c_attn.weight": (C, 3 * C),
-                            "attn.c_attn.bias": (3 * C,), "attn.c_proj.weight": (C, C), "attn.c_proj.bias": (C,),
+                            "attn.c_attn.bias": (3 * C,), "attn.c_proj.weight": (C, C),
+                            "attn.c_proj.bias": (C,),
                             "ln_2.weight": (C,), "ln_2.bias": (C,), "mlp.c_fc.weight": (C, 4 * C),
                             "mlp.c_fc.bias": (4 * C,), "mlp.c_proj.weight": (4 * C, C),
                             "mlp.c_proj.bias": (C,)}.items():

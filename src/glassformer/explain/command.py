@@ -85,7 +85,8 @@ def lm_example(ckpt, text, seq, label):
         raise UserError(f"--text is {len(seq)} tokens, longer than this model's context of {context} "
                         f"(+1 for the last target): shorten it to at most {context + 1} tokens")
     labels = [label(i) for i in seq]
-    return Example(text, np.array([seq[:-1]], np.int64), np.array([seq[1:]], np.int64), labels[:-1], labels[1:])
+    ids, targets = np.array([seq[:-1]], np.int64), np.array([seq[1:]], np.int64)   # (1, T) each
+    return Example(text, ids, targets, labels[:-1], labels[1:])
 
 
 def token_label(tok, i):

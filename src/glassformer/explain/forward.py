@@ -32,9 +32,12 @@ def stage(sid, title, formula, code, tensors, axes=None, scalars=None, note=None
 def embedding_stages(model, run, T):
     """Tokens in, the embedding lookup, the positions."""
     yield stage("tokens", "Tokens in", "ids = tokenizer(text): one integer per token", [], {},
-                scalars={"T (tokens)": T, "V (vocabulary)": int(model.config.vocab_size)})
+                scalars={"T (tokens)": T, "V (vocabulary)": int(model.config.vocab_size)},
+                note="the tokenizer ran before the model: each token, its id (a row of the embedding) "
+                     "and the target the loss will score it against")
     yield stage("embedding", "Token embedding",
-                "x<sub>t</sub> = W<sub>E</sub>[id<sub>t</sub>] &nbsp; (W<sub>E</sub>: V &times; C, one row per token)",
+                "x<sub>t</sub> = W<sub>E</sub>[id<sub>t</sub>] &nbsp; "
+                "(W<sub>E</sub>: V &times; C, one row per token)",
                 [ref(type(model.tok_emb).forward)], {"x = W_E[ids]": host(run["tok_emb"].out)})
     pos = model.pos
     x, out = host(run["pos"].x), host(run["pos"].out)
@@ -55,7 +58,8 @@ def norm_stage(run, name, sid, title):
     code = [ref(type_of(run, name).forward)]
     if "LayerNorm" in code[0]["name"]:
         code.append(ref(norm.layer_norm_forward))
-    return stage(sid, title, "LN(x) = (x &minus; mean(x)) / &radic;(var(x) + &epsilon;) &middot; &gamma; + &beta;"
+    return stage(sid, title, "LN(x) = (x &minus; mean(x)) / &radic;(var(x) + &epsilon;) "
+                 "&middot; &gamma; + &beta;"
                  " &nbsp; (per token, over the C features)", code,
                  {"input x": host(call.x), "LN(x)": host(call.out)})
 
@@ -71,7 +75,8 @@ def attention_stages(model, run, i, v):
     q, k, vv = (np.array(to_numpy(a)[0]) for a in (attn.q, attn.k, attn.v))   # (H, T, D)
     H, T, D = q.shape
     yield stage(f"block-{i}-qkv", f"Block {i}: q, k, v",
-                "q = x W<sub>Q</sub>, k = x W<sub>K</sub>, v = x W<sub>V</sub>, split into H heads of D = C / H",
+                "q = x W<sub>Q</sub>, k = x W<sub>K</sub>, v = x W<sub>V</sub>, "
+                "split into H heads of D = C / H",
                 [ref(type(attn).project_qkv)], {"q": q, "k": k, "v": vv},
                 axes={n: ("head", "token", "d") for n in "qkv"}, scalars={"H": H, "D": D})
     scores = (q @ k.transpose(0, 2, 1)) * np.float32(D ** -0.5)          # as attend() computes them
@@ -160,7 +165,8 @@ def head_stages(model, run, logits, targets, loss, per_token):
     yield stage("softmax", "Softmax", "p<sub>i</sub> = exp(z<sub>i</sub> &minus; max z) / &Sigma;<sub>j</sub>"
                 " exp(z<sub>j</sub> &minus; max z)", [ref(activations.softmax)], {"p = softmax(z)": probs},
                 axes={"p = softmax(z)": zaxes})
-    yield stage("loss", "Loss", "loss = &minus;(1/N) &Sigma;<sub>t</sub> log p<sub>t</sub>[target<sub>t</sub>]"
+    yield stage("loss", "Loss", "loss = &minus;(1/N) &Sigma;<sub>t</sub> "
+                "log p<sub>t</sub>[target<sub>t</sub>]"
                 " &nbsp; (cross-entropy)", [ref(loss_mod.cross_entropy_forward)],
                 {"-log p[target]": per_token[None]}, axes={"-log p[target]": ("row", "token")},
                 scalars={"loss": loss, "targets": [int(t) for t in np.ravel(to_numpy(targets))]})

@@ -58,7 +58,8 @@ def decode(entry):
 def encode_stage(stage):
     """A stage with its arrays made island tensors (in place), ready for JSON."""
     limits = stage.pop("limits", {})
-    stage["tensors"] = {name: tensor(a, limits.get(name, MAX_NUMBERS)) for name, a in stage["tensors"].items()}
+    stage["tensors"] = {name: tensor(a, limits.get(name, MAX_NUMBERS))
+                        for name, a in stage["tensors"].items()}
     return stage
 
 
