@@ -45,6 +45,7 @@ def pages(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
+    """One headless chromium for the module, with a new empty profile and its logs on."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="glassformer-chromium-")     # a new, empty profile
@@ -67,6 +68,7 @@ def open_page(driver, path, stage=None):
 
 
 def current(driver):
+    """The id of the stage the page shows."""
     return driver.find_element(By.TAG_NAME, "body").get_attribute("data-stage")
 
 

@@ -28,16 +28,18 @@ ROMEO = "ROMEO: But soft, what light through yonder window breaks? It is the eas
 
 
 def explain(tmp_path, *args, name="step.html"):
-    """Run the command in-process; (exit code, the island or None, stderr text)."""
+    """Run the command in-process on ARGS --out tmp_path/name: (exit code, the page's path)."""
     out = tmp_path / name
     return main([*map(str, args), "--out", str(out)]), out
 
 
 def island_of(path):
+    """The JSON island of a written page."""
     return read_island(path.read_text(encoding="utf-8"))
 
 
 def stage(island, sid):
+    """The stage of that id."""
     return next(s for s in island["stages"] if s["id"] == sid)
 
 
@@ -214,6 +216,7 @@ def test_a_gpt2_124m_shaped_page_of_16_tokens_is_at_most_48_mb_in_under_3_gb(tmp
 
 
 def encoder_decoder(path):
+    """A research encoder-decoder checkpoint, which the page refuses."""
     model = EncoderDecoder(EncoderDecoderConfig(vocab_size=9, d_model=8, n_heads=2, n_layers=1, d_ff=8,
                                                 max_len=6), np.random.default_rng(0))
     save_checkpoint(path, model, extra={"family": "encoder_decoder"})

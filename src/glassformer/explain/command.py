@@ -23,6 +23,7 @@ DEFAULT_TEXT = {"digits": "Max ( 5 3 9 )", "sentences": "the cat sat on the mat"
 
 
 def parse_args(argv):
+    """The command's flags (errors.Parser: a mistake is one error line, exit 2)."""
     p = Parser(prog="python -m glassformer.explain",
                description="Write one self-contained HTML page that shows one real training step of a "
                            "model on one example: every forward stage, the backward pass in reverse and "
@@ -53,6 +54,7 @@ def task_of(ckpt, path):
 
 
 def digits_example(ckpt, text):
+    """'Max ( 5 3 9 )' -> ids padded to the task's length, the answer as the target class."""
     saved = ckpt.task.get("config", ckpt.task)
     fields = digits.DigitsConfig.__dataclass_fields__
     config = digits.DigitsConfig(**{k: v for k, v in saved.items() if k in fields})
@@ -63,6 +65,7 @@ def digits_example(ckpt, text):
 
 
 def sentences_example(ckpt, text):
+    """'the cat sat' -> <START> the cat sat <END>, read through the checkpoint's word vocabulary."""
     saved = ckpt.tokenizer or {}
     vocab = list(saved.get("specials", [])) + list(saved["words"]) if "words" in saved else \
         sentences.vocabulary()
@@ -140,6 +143,7 @@ def explain(path, text=None, out="step.html", lr=1e-3, stdout=None):
 
 
 def run(argv=None):
+    """Parse, explain, exit 0 (main turns a UserError into one line and exit 2)."""
     args = parse_args(argv)
     explain(args.checkpoint, args.text, args.out, args.lr)
     return 0
