@@ -126,6 +126,9 @@ RECIPES = {
     "python -m glassformer.experiments": Recipe(["-m", "glassformer.experiments"], stdout=r"induction"),
     "python -m glassformer.interp RUN": Recipe(
         ["-m", "glassformer.interp", "{digits_run}"], makes=["digits_run"]),
+    'python -m glassformer.explain checkpoints/shakespeare_char.npz --text "ROMEO: But soft"': Recipe(
+        ["-m", "glassformer.explain", str(ROOT / "checkpoints" / "shakespeare_char.npz"), "--text",
+         "ROMEO: But soft"], files=["step.html"], stdout=r"wrote step\.html: \d+ stages"),
     "python bench/digits.py": Recipe(
         [str(ROOT / "bench" / "digits.py"), "--epochs", "1"], stdout=r"^\{.*\}$"),
 }

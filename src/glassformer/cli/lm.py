@@ -20,11 +20,11 @@ from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
 from ..data.fetch import fetch_command, gpt2_folder
 from ..errors import UserError
+from ..explain.page import write_step_page
 from ..generate import eos_id, generate_text
 from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
-from ..models.arithmetic import (activation_bytes, check_batch_memory, flops_per_token,  # noqa: F401
-                                 lm_parameters)
+from ..models.arithmetic import check_batch_memory, flops_per_token, lm_parameters, presets_table  # noqa: F401
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from ..train import agree, parallel, zero
@@ -106,24 +106,6 @@ LM_FLAGS = (
      "of the parameters only, and the same numbers come out; 0: every process keeps all (default 0)"),
 )
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
-HELP_VOCABS = (65, 50257)                                   # tinyshakespeare's characters, GPT-2's tokens
-
-
-# ---- the presets' table ----------------------------------------------------------------------
-
-def presets_table():
-    """--help's table of the presets: shape, context and parameters at two vocabulary sizes."""
-    head = ["preset", "d_model", "heads", "layers", "context"] + [f"params @ V={v:,}" for v in HELP_VOCABS]
-    rows = [[name, p["d_model"], p["n_heads"], p["n_layers"], p["max_len"]]
-            + [f"{lm_parameters(lm_config(name, v)) / 1e6:.2f} M" for v in HELP_VOCABS]
-            for name, p in sorted(PRESETS.items(), key=lambda kv: lm_parameters(lm_config(kv[0], 65)))]
-    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [head] + rows]
-    return ("--task lm presets (--preset; d_ff = 4 d_model, GPT-2 blocks, tied head;\n"
-            "parameters at the preset's context; --context may be shorter):\n  " + "\n  ".join(lines))
-
-
 # ---- flags --------------------------------------------------------------------------------------
 
 def add_lm_arguments(parser):
@@ -306,11 +288,16 @@ def build_inputs(s, ckpt, stream, agreed):
     return tok, corpus, test, model
 
 
-def walk_first_batch(trainer, tok, ask, stream):
-    """The stage-by-stage walk of train_step_by_step.py on the first row of the first batch."""
+def first_window(trainer):
+    """(x, y) of the first training batch, drawn without moving the run's generator."""
     peek = np.random.default_rng()
     peek.bit_generator.state = trainer.rng.bit_generator.state   # the batch step 1 will draw
-    x, y = trainer.batches(peek)
+    return trainer.batches(peek)
+
+
+def walk_first_batch(trainer, tok, ask, stream):
+    """The stage-by-stage walk of train_step_by_step.py on the first row of the first batch."""
+    x, y = first_window(trainer)
     n = min(WALK_TOKENS, x.shape[1])
     print(f"walking through the first {n} tokens of the first training window "
           f"({x.shape[0]} x {x.shape[1]} tokens per batch)", file=stream)
@@ -376,6 +363,11 @@ def run_lm(args, argv, stream, interactive, ask=input, prepared=None):
     elif s["zero_stage"]:
         print(wrap("--zero-stage 1 in one process: it keeps every moment, as without it (ZeRO-1 shards them "
                    "over the processes of mpiexec -n N)"), file=stream)
+    if args.html is not None:                               # the first window's step as a page
+        x, y = first_window(trainer)
+        size = write_step_page(args.html, trainer.model, x[:1], y[:1], TokenNames(tok), trainer.loss_fn,
+                               trainer.optimizer, "--task lm", True, trainer.lr_at(trainer.optimizer.t))
+        print(f"wrote {args.html}: one training step of the first window, {size / 1e6:.1f} MB", file=stream)
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     trainer.run_id = make_run_dir(out, ckpt, args.resume)

@@ -34,6 +34,7 @@ from ..backend import to_numpy
 from ..checkpoint import (NAT, NUMBER, POSITIVE, NonFinite, check_schema, load_checkpoint, needs_task,
                           parsed_by, read_meta, restore_optimizer, save_checkpoint)
 from ..errors import UserError
+from ..explain.page import write_step_page
 from ..files import atomic_path, release_run_locks
 from ..models import build_model
 from ..optim.optimizers import Adam
@@ -108,6 +109,9 @@ def build_parser():
                    help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the walk's example as one browser page "
+                   "first (one training step: forward, backward and update, as python -m "
+                   "glassformer.explain draws it), then train as usual (Ctrl-C stops)")
     p.only = dict(ONLY, **{dest: ("lm",) for dest in add_lm_arguments(p)},   # --data, --preset, ...
                   **{dest: ("qa",) for dest in add_qa_arguments(p)})      # qa reads the lm ones too
     return p
@@ -356,6 +360,8 @@ def choose(args, only, agreed):
     if args.task == "qa" or (args.task is None and is_lm_checkpoint(args.resume, "qa")):
         agreed.add("--task", "qa")
         parallel.refuse_parallel("--task qa")
+        if args.html is not None:
+            raise UserError("--html is for --task digits, sentences and lm (the walk's example): drop it")
         check_task_flags(given, "qa", {d: t + ("qa",) if "lm" in t else t for d, t in only.items()})
         return "qa", None
     agreed.add("--task", args.task)
@@ -381,6 +387,10 @@ def run_cli(args, plan, argv, stream, only):
     print(wrap(f"task {run.task.name}: {run.task.n_train()} training examples; "
                f"{type(run.model).__name__} with {run.model.n_parameters():,} parameters\n"
                f"run directory {out}" + (f"; resuming after epoch {run.epoch}" if ckpt else "")), file=stream)
+    if args.html is not None:                           # the page of the walk's example, then train
+        size = write_step_page(args.html, run.model, *run.task.walk_example(), run.task.vocab, run.loss_fn,
+                               run.optimizer, f"--task {run.task.name}", run.task.name == "sentences")
+        print(f"wrote {args.html}: one training step of the walk's example, {size / 1e6:.1f} MB", file=stream)
     if interactive and ckpt is None:                    # a resumed run has had its walk
         ids, targets = run.task.walk_example()
         walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)

@@ -1,6 +1,10 @@
-"""Model arithmetic: a preset DecoderLM's parameter count, its FLOPs per token, and whether one
-micro-batch's activations fit in this machine's free memory (checked before anything is allocated)."""
+"""Model arithmetic: a preset DecoderLM's parameter count (and the presets' table --help prints), its
+FLOPs per token, and whether one micro-batch's activations fit in this machine's free memory (checked
+before anything is allocated)."""
 from ..domains import check_memory
+from .config import PRESETS, lm_config
+
+HELP_VOCABS = (65, 50257)                                   # tinyshakespeare's characters, GPT-2's tokens
 
 
 def lm_parameters(config):
@@ -31,3 +35,16 @@ def check_batch_memory(config, batch, context):
                  f"--context {context} (activations, {config.n_layers} layers, d_model {config.d_model}, "
                  f"{config.n_heads} heads, vocabulary {config.vocab_size:,})",
                  "--batch-size (--grad-accum N keeps the batch per update) or --context")
+
+
+def presets_table():
+    """--help's table of the presets: shape, context and parameters at two vocabulary sizes."""
+    head = ["preset", "d_model", "heads", "layers", "context"] + [f"params @ V={v:,}" for v in HELP_VOCABS]
+    rows = [[name, p["d_model"], p["n_heads"], p["n_layers"], p["max_len"]]
+            + [f"{lm_parameters(lm_config(name, v)) / 1e6:.2f} M" for v in HELP_VOCABS]
+            for name, p in sorted(PRESETS.items(), key=lambda kv: lm_parameters(lm_config(kv[0], 65)))]
+    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head] + rows]
+    return ("--task lm presets (--preset; d_ff = 4 d_model, GPT-2 blocks, tied head;\n"
+            "parameters at the preset's context; --context may be shorter):\n  " + "\n  ".join(lines))
