@@ -108,6 +108,7 @@ def build_parser():
                    "never stopped; only --epochs/--steps (to go further) and bookkeeping flags may change")
     p.add_argument("--device", choices=["cpu", "cuda"],
                    help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
+    p.add_argument("--reference", action="store_true", help="run the plain reference layers, no CPU overlay (as GLASSFORMER_REFERENCE=1; to compare)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
     p.only = dict(ONLY, **{dest: ("lm",) for dest in add_lm_arguments(p)},   # --data, --preset, ...
@@ -345,6 +346,7 @@ def check_resume_task(path, task):
 def run_cli(args, argv, stream, only):
     """One run from parsed flags: --task lm goes to cli.lm; the exit code."""
     backend.use(args.device or "cpu")
+    backend.set_overlay(backend.overlay_enabled() and not args.reference)
     interactive = not args.no_interactive and sys.stdin.isatty()
     args.resume = resume_path(args.resume)
     check_resume_task(args.resume, args.task)
