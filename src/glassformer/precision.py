@@ -76,19 +76,6 @@ def to_compute(x):
     return x.astype(dtype)
 
 
-def compute_dtype(dtype):
-    """The dtype to_compute gives an array of dtype: float16 for float32 under "fp16"; else dtype."""
-    dtype = np.dtype(dtype)
-    if _current.matmul_dtype is None or dtype != np.float32:
-        return dtype
-    return np.dtype(_current.matmul_dtype)
-
-
-def product_dtype(a_dtype, b_dtype):
-    """The dtype of matmul(a, b) for operands of these dtypes (float16 for float32 under "fp16")."""
-    return np.result_type(compute_dtype(a_dtype), compute_dtype(b_dtype))
-
-
 def upcast(x):
     """float16 x as float32 (softmax, norms, losses and gradient norms sum in float32); else x itself."""
     return x.astype(np.float32) if x.dtype == np.float16 else x
@@ -104,3 +91,16 @@ def matmul(a, b):
     if a.dtype == np.float16 and b.dtype == np.float16 and isinstance(a, np.ndarray):
         return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16)
     return a @ b
+
+
+def compute_dtype(dtype):
+    """The dtype to_compute gives an array of dtype: float16 for float32 under "fp16"; else dtype."""
+    dtype = np.dtype(dtype)
+    if _current.matmul_dtype is None or dtype != np.float32:
+        return dtype
+    return np.dtype(_current.matmul_dtype)
+
+
+def product_dtype(a_dtype, b_dtype):
+    """The dtype of matmul(a, b) for operands of these dtypes (float16 for float32 under "fp16")."""
+    return np.result_type(compute_dtype(a_dtype), compute_dtype(b_dtype))
