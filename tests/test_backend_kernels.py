@@ -1,7 +1,8 @@
 """The GPU kernels (glassformer.kernels), run on the CPU through tests/fakecupy.py (g++, one thread per
 CUDA thread), against the reference functions they are laid over: masked softmax inside attention,
 LayerNorm, GELU, cross-entropy, Adam/AdamW, the sum of squares. Skips without a g++ that has C++20
-<barrier> and _Float16.
+<barrier> and _Float16. At the end, every registered kernel of both overlays, CPU (kernels/cpu/) and
+CUDA, against its plain reference (the CPU overlay off: .reference) on random inputs.
 
 Tolerances (gradcheck.rel_error: max |a - b| over the largest |b|): float64 1e-12, float32 1e-5
 (summation order differs), float16 5e-3 (one float16 rounding of float32 results, ~5e-4, plus the

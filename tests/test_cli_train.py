@@ -440,3 +440,20 @@ def test_config_paths_are_read_from_the_config_folder(tmp_path, key):
     assert _relative(config, key, "../model") == str((tmp_path / "model").resolve())
     assert _relative(config, key, "/abs/model") == "/abs/model"
     assert _relative(config, "steps", "../model") == "../model"     # not a path key: as written
+
+
+def test_reference_flag_runs_the_plain_layers_as_the_environment_variable_does(tmp_path, text):
+    """--reference and GLASSFORMER_REFERENCE=1 give the same weights to the bit; the default (the CPU
+    overlay) other bits, within Adam's steps (3 of lr 1e-3: Adam turns a rounding of a tiny gradient
+    into a whole step)."""
+    def weights(out, *flags, **env):
+        code, _, err = script("--task", "lm", "--data", text, "--steps", "3", *TINY, *flags, "--out", out,
+                              cwd=tmp_path, **env)
+        assert code == 0, err
+        with np.load(Path(out) / "last.npz") as z:
+            return {k: z[k] for k in z.files if k.startswith("param/")}
+    overlay, flag = weights(tmp_path / "a"), weights(tmp_path / "b", "--reference")
+    env = weights(tmp_path / "c", GLASSFORMER_REFERENCE="1")
+    assert all(np.array_equal(flag[k], env[k]) for k in flag)
+    assert not all(np.array_equal(flag[k], overlay[k]) for k in flag)
+    assert max(float(np.abs(flag[k] - overlay[k]).max()) for k in flag) < 3e-3

@@ -1,8 +1,9 @@
 """The array backend: NumPy by default, CuPy on NVIDIA GPUs. The only module that imports CuPy.
 
 Besides module lookup and host copies it holds what differs on a GPU: TF32 in cuBLAS, the registry of
-accelerated kernels laid over the reference functions (@accelerated; the kernels/ package registers
-into it), batched-matmul modes and device RNG. The precision helpers are re-exported for the layers.
+accelerated kernels laid over the reference functions (@accelerated; the CUDA overlay in kernels/ and
+the CPU overlay in kernels/cpu/ register into it, each under a device), batched-matmul modes and
+device RNG. The precision helpers are re-exported for the layers and the overlays.
 """
 import contextlib
 import functools
