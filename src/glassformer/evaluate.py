@@ -153,7 +153,9 @@ def build_parser():
     p.add_argument("--max-tokens", type=count, metavar="N", help="score only the first N targets "
                    "(no word-level perplexity then: it needs the whole file)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
-    p.add_argument("--reference", action="store_true", help="run the plain reference layers, no CPU overlay (as GLASSFORMER_REFERENCE=1; to compare)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reference layers, no CPU overlay "
+                   "(as GLASSFORMER_REFERENCE=1; to compare)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     return p
 

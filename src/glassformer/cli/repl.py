@@ -68,7 +68,9 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="sentences, lm: seed for sampling")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)")
-    p.add_argument("--reference", action="store_true", help="run the plain reference layers, no CPU overlay (as GLASSFORMER_REFERENCE=1; to compare)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reference layers, no CPU overlay "
+                   "(as GLASSFORMER_REFERENCE=1; to compare)")
     args = p.parse_args(argv)
     check_args(args)
     return args

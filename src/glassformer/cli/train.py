@@ -108,7 +108,9 @@ def build_parser():
                    "never stopped; only --epochs/--steps (to go further) and bookkeeping flags may change")
     p.add_argument("--device", choices=["cpu", "cuda"],
                    help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
-    p.add_argument("--reference", action="store_true", help="run the plain reference layers, no CPU overlay (as GLASSFORMER_REFERENCE=1; to compare)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reference layers, no CPU overlay "
+                   "(as GLASSFORMER_REFERENCE=1; to compare)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
     p.only = dict(ONLY, **{dest: ("lm",) for dest in add_lm_arguments(p)},   # --data, --preset, ...
