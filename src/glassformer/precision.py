@@ -103,4 +103,6 @@ def compute_dtype(dtype):
 
 def product_dtype(a_dtype, b_dtype):
     """The dtype of matmul(a, b) for operands of these dtypes (float16 for float32 under "fp16")."""
+    if _current.matmul_dtype is None and a_dtype == b_dtype:   # the common case, in a hot path
+        return a_dtype
     return np.result_type(compute_dtype(a_dtype), compute_dtype(b_dtype))
