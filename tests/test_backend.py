@@ -1,5 +1,6 @@
 """The array backend: module lookup, backend choice, host copies, scatter-add, the kernel registry."""
 import inspect
+import os
 import types
 
 import numpy as np
@@ -94,30 +95,36 @@ def test_scatter_add_with_no_ids_is_a_no_op(xp):
 
 # ---- the accelerated-kernel registry ------------------------------------------------------------
 
-def test_every_kernel_is_laid_over_a_reference_with_the_same_signature():
-    import glassformer.kernels  # noqa: F401  registers every kernel (importing them needs no CuPy)
-    table = backend.overlays()
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_every_kernel_is_laid_over_a_reference_with_the_same_signature(device):
+    table = backend.overlays(device)                        # imports the device's kernels (no CuPy needed)
+    kernels = {name: kernel for name, (_, kernel) in table.items() if kernel is not None}
     assert {"attend", "attend_backward", "layer_norm_forward", "layer_norm_backward", "gelu_forward",
             "gelu_backward", "cross_entropy_forward", "cross_entropy_backward", "adam_step",
-            "sum_squares"} <= set(table)
-    for name, (reference, kernel) in table.items():
-        assert kernel is not None, f"{name}: no kernel registered"
+            "sum_squares"} <= set(kernels)
+    for name, kernel in kernels.items():
+        reference = table[name][0]
         assert (list(inspect.signature(kernel).parameters)
                 == list(inspect.signature(reference).parameters)), name
+
+
+def test_every_reference_has_a_kernel_somewhere():
+    cuda, cpu = backend.overlays("cuda"), backend.overlays("cpu")
+    assert not [name for name in cuda if cuda[name][1] is None and cpu[name][1] is None]
 
 
 def test_accelerated_runs_the_kernel_only_for_floating_device_arrays(monkeypatch):
     class DevArray(np.ndarray):
         """A stand-in for cupy.ndarray."""
     monkeypatch.setattr(backend, "cp", types.SimpleNamespace(ndarray=DevArray))
-    monkeypatch.setattr(backend, "_kernels_loaded", True)  # no kernels package to load
+    monkeypatch.setattr(backend, "_loaded", {"cuda", "cpu"})   # no kernels package to load
     monkeypatch.setattr(backend, "_references", dict(backend._references))
 
     def probe_double(x, *rest):
         return "reference"
     fast = backend.accelerated(probe_double)
     assert fast.reference is probe_double and fast.__name__ == "probe_double"
-    monkeypatch.setitem(backend._kernels, "probe_double", lambda x, *rest: "kernel")
+    monkeypatch.setitem(backend._kernels["cuda"], "probe_double", lambda x, *rest: "kernel")
     x = np.ones(3)
     dev = x.view(DevArray)
     assert fast(x) == "reference" and fast(dev) == "kernel"
@@ -128,8 +135,41 @@ def test_accelerated_runs_the_kernel_only_for_floating_device_arrays(monkeypatch
     assert fast(np.arange(3).view(DevArray)) == "reference"   # integers: no kernel
     with backend.fusion(False):
         assert fast(dev) == "reference"
-    monkeypatch.delitem(backend._kernels, "probe_double")
+    monkeypatch.delitem(backend._kernels["cuda"], "probe_double")
     assert fast(dev) == "reference"                         # no kernel registered: the reference
+
+
+def test_the_cpu_overlay_runs_on_numpy_data_until_switched_off(monkeypatch):
+    class DevArray(np.ndarray):
+        """A stand-in for cupy.ndarray."""
+    monkeypatch.setattr(backend, "cp", types.SimpleNamespace(ndarray=DevArray))
+    monkeypatch.setattr(backend, "_loaded", {"cuda", "cpu"})
+    monkeypatch.setattr(backend, "_references", dict(backend._references))
+    monkeypatch.setattr(backend, "_overlay", True)
+
+    def probe_cpu(x):
+        return "reference"
+    fast = backend.accelerated(probe_cpu)
+    monkeypatch.setitem(backend._kernels["cpu"], "probe_cpu", lambda x: "cpu kernel")
+    x = np.ones(3)
+    assert fast(x) == "cpu kernel" and fast(1.0) == "cpu kernel"
+    assert fast(x.view(DevArray)) == "reference"            # CuPy data never runs a CPU kernel
+    with backend.use_overlay(False):
+        assert not backend.overlay_enabled() and fast(x) == "reference"
+    assert backend.overlay_enabled() and fast(x) == "cpu kernel"
+    with pytest.raises(ValueError, match="device"):
+        backend.accelerates("probe_cpu", device="tpu")
+
+
+@pytest.mark.parametrize("value,on", [("1", False), ("0", True), ("", True)])
+def test_the_reference_environment_variable_switches_the_cpu_overlay_off(value, on):
+    import subprocess
+    import sys
+    env = dict(os.environ, GLASSFORMER_REFERENCE=value)
+    done = subprocess.run([sys.executable, "-c", "from glassformer import backend; "
+                           "print(backend.overlay_enabled())"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == str(on), done.stderr
 
 
 def test_two_references_with_one_name_are_refused(monkeypatch):

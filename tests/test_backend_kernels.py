@@ -1,7 +1,8 @@
 """The GPU kernels (glassformer.kernels), run on the CPU through tests/fakecupy.py (g++, one thread per
 CUDA thread), against the reference functions they are laid over: masked softmax inside attention,
 LayerNorm, GELU, cross-entropy, Adam/AdamW, the sum of squares. Skips without a g++ that has C++20
-<barrier> and _Float16.
+<barrier> and _Float16. At the end, every registered kernel of both overlays, CPU (kernels/cpu/) and
+CUDA, against its plain reference (the CPU overlay off: .reference) on random inputs.
 
 Tolerances (gradcheck.rel_error: max |a - b| over the largest |b|): float64 1e-12, float32 1e-5
 (summation order differs), float16 5e-3 (one float16 rounding of float32 results, ~5e-4, plus the
@@ -160,3 +161,116 @@ def test_sum_squares_kernel_sums_in_the_gradients_precision(kernels, rng, dtype)
     got, want = optim.sum_squares_cuda(g), sum_squares(g)
     assert got.dtype == want.dtype == (np.float64 if dtype == "float64" else np.float32)
     assert rel(got, want) < TOL[dtype]
+
+
+# ---- every registered kernel, CPU or CUDA, against its reference -----------------------------------------------
+# A scenario runs a chain of @accelerated functions looked up through `impl` (the reference, or one device's
+# kernel where one is registered: a backward reads its own forward's cache) and returns {output name: array}.
+
+REFERENCE_TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _softmax(impl, rng, dtype):
+    z, dp = (rng.standard_normal((3, 4, 9)).astype(dtype) * 3 for _ in range(2))
+    probs = impl("softmax")(z)
+    return {"probs": probs, "dz": impl("softmax_backward")(dp, probs)}
+
+
+def _gelu(impl, rng, dtype):
+    x, dout = (rng.standard_normal((5, 40)).astype(dtype) * 3 for _ in range(2))
+    y, cache = impl("gelu_forward")(x)
+    return {"y": y, "dx": impl("gelu_backward")(dout, cache)}
+
+
+def _layer_norm(impl, rng, dtype):
+    C = 70
+    x, dout = ((rng.standard_normal((3, 5, C)) * 3 + 1).astype(dtype) for _ in range(2))
+    gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    dgamma, dbeta = np.zeros(C, dtype), np.zeros(C, dtype)
+    y, cache = impl("layer_norm_forward")(x, gamma, beta, 1e-5)
+    dx = impl("layer_norm_backward")(dout, cache, gamma, dgamma, dbeta)
+    return {"y": y, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def _attention(impl, rng, dtype):
+    B, H, T, D = 2, 2, 5, 4
+    q, k, v, dy = (rng.standard_normal((B, H, T, D)).astype(dtype) for _ in range(4))
+    allowed = attention_mask(np, T, T, True, np.array([[True] * 4 + [False], [True] * 5]))
+    y, att = impl("attend")(q, k, v, allowed)
+    dq, dk, dv = impl("attend_backward")(dy, q, k, v, att)
+    return {"y": y, "att": att, "dq": dq, "dk": dk, "dv": dv}
+
+
+def _cross_entropy(impl, rng, dtype):
+    logits = (rng.standard_normal((3, 4, 50)) * 3).astype(dtype)
+    targets = rng.integers(0, 50, (3, 4))
+    targets[0, 1] = 7
+    loss, cache = impl("cross_entropy_forward")(logits, targets, 7)
+    return {"loss": loss, "dz": impl("cross_entropy_backward")(0.5, cache)}
+
+
+def _linear(impl, rng, dtype):
+    x, W, dout = (rng.standard_normal(shape).astype(dtype) for shape in ((2, 3, 5), (5, 4), (2, 3, 4)))
+    dW, db = np.ones((5, 4), dtype), np.ones(4, dtype)
+    return {"dx": impl("linear_backward")(dout, x, W, dW, db), "dW": dW, "db": db}
+
+
+def _adam(impl, rng, dtype):
+    long = 3 * 65536 + 5                                    # several of the CPU kernel's pieces
+    params = [(rng.standard_normal(n).astype(dtype), np.zeros(n, dtype)) for n in (long, 30)]
+    ms, vs = [np.zeros_like(p) for p, _ in params], [np.zeros_like(p) for p, _ in params]
+    t = 0
+    for decoupled in (True, False, True):
+        for _, g in params:
+            g[...] = rng.standard_normal(g.shape)
+        t = impl("adam_step")(params, ms, vs, t, (1e-2, 0.9, 0.99, 1e-8, decoupled, [0.1, 0.0]),
+                              dtype(0.5))
+    out = {f"p{i}": p for i, (p, _) in enumerate(params)}
+    out.update({f"m{i}": m for i, m in enumerate(ms)}, **{f"v{i}": v for i, v in enumerate(vs)})
+    return {**out, "t": np.asarray(t)}
+
+
+def _norms(impl, rng, dtype):
+    pairs = [(None, rng.standard_normal(n).astype(dtype)) for n in (2 * 65536 + 3, 17)]
+    return {"sum_squares": impl("sum_squares")(pairs[1][1]), "grad_norm": impl("grad_norm")(pairs)}
+
+
+SCENARIOS = {"softmax": (_softmax, {"softmax", "softmax_backward"}),
+             "gelu": (_gelu, {"gelu_forward", "gelu_backward"}),
+             "layer_norm": (_layer_norm, {"layer_norm_forward", "layer_norm_backward"}),
+             "attention": (_attention, {"attend", "attend_backward"}),
+             "cross_entropy": (_cross_entropy, {"cross_entropy_forward", "cross_entropy_backward"}),
+             "linear": (_linear, {"linear_backward"}),
+             "adam": (_adam, {"adam_step"}),
+             "norms": (_norms, {"sum_squares", "grad_norm"})}
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    """A kernel device: "cpu" (the CPU overlay) or "cuda" (the CUDA kernels on fakecupy's stand-in)."""
+    if request.param == "cuda":
+        request.getfixturevalue("kernels")
+    return request.param
+
+
+def test_every_registered_kernel_has_a_scenario(device):
+    registered = {name for name, (_, k) in backend.overlays(device).items() if k is not None}
+    covered = set().union(*(names for _, names in SCENARIOS.values()))
+    assert registered and registered <= covered, f"kernels with no scenario: {registered - covered}"
+
+
+@pytest.mark.parametrize("dtype", list(REFERENCE_TOL))
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_registered_kernel_matches_its_reference(device, scenario, dtype):
+    """float64 to 1e-12, float32 to 1e-5 (gradcheck.rel_error), outputs and in-place updates alike."""
+    table = backend.overlays(device)
+    run, names = SCENARIOS[scenario]
+    if not any(table[name][1] for name in names):
+        pytest.skip(f"no {device} kernel among {sorted(names)}")
+    kernel = lambda name: table[name][1] or table[name][0]              # noqa: E731
+    reference = lambda name: table[name][0]                             # noqa: E731
+    got = run(kernel, np.random.default_rng(1), np.dtype(dtype).type)
+    want = run(reference, np.random.default_rng(1), np.dtype(dtype).type)
+    for key in want:
+        assert np.shape(got[key]) == np.shape(want[key]), key
+        assert rel(got[key], want[key]) <= REFERENCE_TOL[dtype], (key, rel(got[key], want[key]))

@@ -451,3 +451,20 @@ def test_the_flops_ratio_keeps_four_significant_figures_however_small():
     t.tokens_seen, t.train_s, t.step, t.flops_per_token, t.peak_flops = 1000, 2.0, 10, 123.0, 4.5e6
     s = t.speed()
     assert s["model_flops_per_s"] == pytest.approx(s["flops_ratio"] * s["peak_flops_per_s"], rel=1e-3)
+
+
+def test_reference_flag_runs_the_plain_layers_as_the_environment_variable_does(tmp_path, text):
+    """--reference and GLASSFORMER_REFERENCE=1 give the same weights to the bit; the default (the CPU
+    overlay) other bits, within Adam's steps (3 of lr 1e-3: Adam turns a rounding of a tiny gradient
+    into a whole step)."""
+    def weights(out, *flags, **env):
+        code, _, err = script("--task", "lm", "--data", text, "--steps", "3", *TINY, *flags, "--out", out,
+                              cwd=tmp_path, **env)
+        assert code == 0, err
+        with np.load(Path(out) / "last.npz") as z:
+            return {k: z[k] for k in z.files if k.startswith("param/")}
+    overlay, flag = weights(tmp_path / "a"), weights(tmp_path / "b", "--reference")
+    env = weights(tmp_path / "c", GLASSFORMER_REFERENCE="1")
+    assert all(np.array_equal(flag[k], env[k]) for k in flag)
+    assert not all(np.array_equal(flag[k], overlay[k]) for k in flag)
+    assert max(float(np.abs(flag[k] - overlay[k]).max()) for k in flag) < 3e-3

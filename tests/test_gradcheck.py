@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import glassformer  # noqa: F401  import the package first so every module's cases are registered
-from glassformer import gradcheck
+from glassformer import backend, gradcheck
 from glassformer.errors import run_main
 from glassformer.gradcheck import CASES, check_layer, main, numerical_grad, rel_error, run_case
 from glassformer.layers import Linear
@@ -17,6 +17,35 @@ def test_every_registered_case_passes(name):
     assert records, f"{name}: no tensors were checked"
     bad = {r["tensor"]: r["max_rel_error"] for r in records if not r["passed"]}
     assert not bad, f"{name}: relative error above {gradcheck.TOLERANCE}: {bad}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_case_passes_on_the_plain_reference_and_matches_the_overlay(name):
+    """With the CPU overlay off the reference layers pass too, and in float64 both give the same
+    forward output and gradients to 1e-12."""
+    with backend.use_overlay(False):
+        records = run_case(name)
+        plain = analytic(name)
+    bad = {r["tensor"]: r["max_rel_error"] for r in records if not r["passed"]}
+    assert records and not bad, f"{name} on the plain reference: {bad}"
+    overlay = analytic(name)
+    assert len(plain) == len(overlay)
+    for (tensor, a), (_, b) in zip(plain, overlay):
+        assert rel_error(a, b) < 1e-12, (name, tensor, rel_error(a, b))
+
+
+def analytic(name, seed=0):
+    """[(name, array)]: the float64 output, input gradients and parameter gradients of one case."""
+    rng = np.random.default_rng(seed)
+    layer, forward, inputs = CASES[name](rng)
+    layer.astype(np.float64)
+    layer.zero_grad()
+    out = forward(**inputs)
+    dout = rng.standard_normal(np.shape(out))
+    dinputs = layer.backward(dout if np.ndim(out) else float(dout))
+    dinputs = dinputs if isinstance(dinputs, tuple) else (dinputs,)
+    return ([("out", np.asarray(out))] + [(f"d{i}", d) for i, d in enumerate(dinputs) if d is not None]
+            + [(n, g.copy()) for n, (_, g) in layer.named_parameters()])
 
 
 def test_cases_cover_the_core():

@@ -296,7 +296,7 @@ def test_the_base_Layer_has_no_backward_of_its_own():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_blas_sums_equal_numpys(rng, shape, dtype):
     """row_sum / row_mean / column_sum / axis_sum (x @ ones) give NumPy's sums, shapes included."""
-    from glassformer.layers.reduce import axis_sum, column_sum, row_mean, row_sum
+    from glassformer.kernels.cpu.reduce import axis_sum, column_sum, row_mean, row_sum
     x = rng.standard_normal(shape).astype(dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     want = x.sum(axis=-1, keepdims=True)
@@ -313,7 +313,7 @@ def test_blas_sums_equal_numpys(rng, shape, dtype):
 
 def test_column_sum_adds_in_the_dtype_asked_for():
     """float16 rows summed in float32: 4096 ones give 4096, where a float16 sum would stall at 2048."""
-    from glassformer.layers.reduce import column_sum
+    from glassformer.kernels.cpu.reduce import column_sum
     x = np.ones((4096, 2), np.float16)
     assert column_sum(x, np.float32).dtype == np.float32
     np.testing.assert_array_equal(column_sum(x, np.float32), [4096.0, 4096.0])
@@ -321,7 +321,7 @@ def test_column_sum_adds_in_the_dtype_asked_for():
 
 def test_the_vectors_of_ones_are_built_once_and_cannot_be_written():
     """reduce.ones caches NumPy's vectors (a hot path): the same read-only array for the same request."""
-    from glassformer.layers.reduce import ones
+    from glassformer.kernels.cpu.reduce import ones
     v = ones(np, 5, "float32")
     assert v is ones(np, 5, np.float32) and v.dtype == np.float32 and v.tolist() == [1.0] * 5
     assert ones(np, 5, np.float64) is not v
@@ -333,7 +333,7 @@ def test_the_vectors_of_ones_are_built_once_and_cannot_be_written():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_row_dots_equal_the_sum_of_the_product(rng, shape, dtype, monkeypatch):
     """row_dot / axis_dot give (a * b).sum(axis, keepdims=True), with vecdot and with einsum."""
-    from glassformer.layers import reduce
+    from glassformer.kernels.cpu import reduce
     a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     want = (a * b).sum(axis=-1, keepdims=True)
@@ -346,7 +346,7 @@ def test_row_dots_equal_the_sum_of_the_product(rng, shape, dtype, monkeypatch):
 
 
 def test_flat_tiles_cover_the_array_in_order(monkeypatch):
-    from glassformer.layers import tiling
+    from glassformer.kernels.cpu import tiling
     monkeypatch.setattr(tiling, "TILE", 4)
     tiles = tiling.flat_tiles(np.zeros((3, 5)))
     assert [(t.start, t.stop) for t in tiles] == [(0, 4), (4, 8), (8, 12), (12, 15)]
@@ -356,22 +356,24 @@ def test_flat_tiles_cover_the_array_in_order(monkeypatch):
 
 @pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float64", "float64"), ("float32", "float64")])
 def test_gelu_in_tiles_gives_the_numbers_of_one_pass(rng, dtypes, monkeypatch):
-    """gelu_forward/backward on tiles of 7 (shorter last tile, odd shape) equal the one-tile result
-    bit for bit, and the tiled backward is the derivative (a product of x and dout in mixed dtypes)."""
-    from glassformer.layers import activations, tiling
+    """The CPU overlay's gelu_forward/backward on tiles of 7 (shorter last tile, odd shape) equal the
+    one-tile result bit for bit, and the tiled backward is the derivative (a product of x and dout in
+    mixed dtypes)."""
+    from glassformer.kernels.cpu import activations, tiling
+    forward, backward = activations.gelu_forward_cpu, activations.gelu_backward_cpu
     x = (4 * rng.standard_normal((5, 3, 11))).astype(dtypes[0])
     dout = rng.standard_normal(x.shape).astype(dtypes[1])
     monkeypatch.setattr(tiling, "TILE", 10 ** 9)
-    y1, c1 = activations.gelu_forward(x)
-    dx1 = activations.gelu_backward(dout, c1)
+    y1, c1 = forward(x)
+    dx1 = backward(dout, c1)
     monkeypatch.setattr(tiling, "TILE", 7)
-    y7, c7 = activations.gelu_forward(x)
-    dx7 = activations.gelu_backward(dout, c7)
+    y7, c7 = forward(x)
+    dx7 = backward(dout, c7)
     assert y7.shape == x.shape and dx7.shape == x.shape and dx7.dtype == np.result_type(x, dout)
     np.testing.assert_array_equal(y7, y1)
     np.testing.assert_array_equal(c7[1], c1[1])
     np.testing.assert_array_equal(dx7, dx1)
     x64 = x.astype(np.float64)
     h = 1e-6
-    numeric = (activations.gelu_forward(x64 + h)[0] - activations.gelu_forward(x64 - h)[0]) / (2 * h)
+    numeric = (forward(x64 + h)[0] - forward(x64 - h)[0]) / (2 * h)
     np.testing.assert_allclose(dx7, dout * numeric, rtol=1e-4 if "float32" in dtypes else 1e-7, atol=1e-5)

@@ -11,7 +11,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "glassformer"
 MAX_LINES = 450
-LAYER_WORDS = re.compile(r"\b(fused|cupy|float16|to_compute|backward_mixed|precision)\b")
+PRECISION_NAMES = {"upcast", "to_compute", "y_dtype", "compute_dtype", "product_dtype"}
+MATH = {"forward", "backward"}          # methods that hold a layer's math, beside @accelerated functions
 
 
 # ---- the checkers --------------------------------------------------------------------------------------------
@@ -122,10 +123,38 @@ def long_files(root, limit=MAX_LINES):
     return out
 
 
-def device_words(text):
-    """(line number, line) of code lines, trailing comments included, that name a device or precision concern."""
-    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1)
-            if not line.lstrip().startswith("#") and LAYER_WORDS.search(line)]
+def dtype_juggling(text):
+    """(line number, what) where layer code handles precision itself: a precision helper named anywhere;
+    in the math (@accelerated functions, forward and backward methods) an .astype() call or a
+    comparison that reads a .dtype (a branch on the data's type)."""
+    tree = ast.parse(text)
+    found = [(node.lineno, name) for node in ast.walk(tree)
+             for name in ([node.id] if isinstance(node, ast.Name) else [node.attr] if isinstance(node, ast.Attribute)
+                          else [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+             if name in PRECISION_NAMES]
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or not is_math(fn):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "astype":
+                found.append((node.lineno, "astype"))
+            elif isinstance(node, ast.Compare) and any(isinstance(n, ast.Attribute) and n.attr == "dtype"
+                                                       for n in ast.walk(node)):
+                found.append((node.lineno, "dtype comparison"))
+    return sorted(set(found))
+
+
+def is_math(fn):
+    """True for a function decorated @accelerated or a method named forward or backward."""
+    names = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in fn.decorator_list}
+    return "accelerated" in names or fn.name in MATH
+
+
+def overlay_importers(graph, layers=f"{PACKAGE}.layers", overlays=(f"{PACKAGE}.kernels",)):
+    """(importer, imported) for modules of layers that import an overlay package or one of its modules."""
+    inside = lambda m, pkg: m == pkg or m.startswith(pkg + ".")               # noqa: E731
+    return sorted((m, t) for m, targets in graph.items() if inside(m, layers)
+                  for t in targets if any(inside(t, pkg) for pkg in overlays))
 
 
 def cli_importers(graph, cli=f"{PACKAGE}.cli"):
@@ -171,14 +200,32 @@ def test_long_file_finder(tmp_path):
     assert long_files(tmp_path) == [("long.py", MAX_LINES + 1)]
 
 
-def test_device_word_finder():
-    text = ("# a full-line comment may say precision or cupy\n"
-            "y = x @ W                      # fp32 here\n"
-            "y = fused_gelu(x)              # a longer name is fine\n"
-            "y = to_compute(x)\n"
-            "z = y  # float16 in a trailing comment counts\n"
-            "from .. import precision\n")
-    assert [n for n, _ in device_words(text)] == [4, 5, 6]
+def test_dtype_juggling_finder():
+    text = ("from ..backend import upcast\n"                               # 1: a precision helper
+            "def helper(x):\n"
+            "    return x.astype(np.float32) if x.dtype == np.float16 else x\n"   # not math: allowed
+            "@accelerated\n"
+            "def f(x):\n"
+            "    y = x.astype(np.float32)\n"                                 # 6
+            "    if y.dtype != x.dtype:\n"                                   # 7
+            "        return y\n"
+            "    return upcast(y)\n"                                         # 9
+            "class L:\n"
+            "    def forward(self, x):\n"
+            "        self.y_dtype = x.dtype\n"                               # 12: the attribute
+            "        return x * self.scale\n"
+            "    def backward(self, d):\n"
+            "        return d.astype(self.y_dtype)\n")                       # 15: both
+    assert [n for n, _ in dtype_juggling(text)] == [1, 6, 7, 9, 12, 15, 15]
+    assert dtype_juggling("def forward(self, x):\n    return x @ self.W\n") == []
+
+
+def test_overlay_importer_finder():
+    graph = {"glassformer.layers.norm": {"glassformer.kernels.cpu.norm", "glassformer.backend"},
+             "glassformer.layers": {"glassformer.kernels"}, "glassformer.models": {"glassformer.kernels"},
+             "glassformer.layers.linear": {"glassformer.kernelsx"}}
+    assert overlay_importers(graph) == [("glassformer.layers", "glassformer.kernels"),
+                                        ("glassformer.layers.norm", "glassformer.kernels.cpu.norm")]
 
 
 def test_cli_importer_finder():
@@ -206,11 +253,12 @@ def test_no_import_cycles(graph):
     assert not cycles, "import cycles (lazy imports count):\n" + "\n".join(cycles)
 
 
-def test_layers_are_plain_reference_code():
-    bad = [f"{path.name}:{n}: {line}" for path in sorted((SRC / PACKAGE / "layers").glob("*.py"))
-           for n, line in device_words(path.read_text(encoding="utf-8"))]
-    assert not bad, "layers/ names a device or precision concern (kernels/ and precision.py own those):\n" + \
-        "\n".join(bad)
+def test_layers_are_plain_reference_code(graph):
+    """layers/ is the textbook: no overlay imported, no precision handled (the overlays own both)."""
+    bad = [f"{path.name}:{n}: {what}" for path in sorted((SRC / PACKAGE / "layers").glob("*.py"))
+           for n, what in dtype_juggling(path.read_text(encoding="utf-8"))]
+    assert not bad, "layers/ handles precision (kernels/ and kernels/cpu/ own that):\n" + "\n".join(bad)
+    assert not overlay_importers(graph), f"layers/ imports an overlay: {overlay_importers(graph)}"
 
 
 def test_nothing_outside_cli_imports_cli(graph):

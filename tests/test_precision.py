@@ -307,8 +307,11 @@ def test_dropout_on_numpy_draws_exactly_rng_random():
     assert np.array_equal(y, keep * 2.0)
 
 
-def test_no_kernel_for_numpy_and_batched_matmul_modes_are_checked():
-    assert backend.kernel_for("layer_norm_forward", np.ones((2, 3), np.float32)) is None
+def test_no_cuda_kernel_for_numpy_and_batched_matmul_modes_are_checked():
+    x = np.ones((2, 3), np.float32)
+    assert backend.kernel_for("layer_norm_forward", x).__module__ == "glassformer.kernels.cpu.norm"
+    with backend.use_overlay(False):
+        assert backend.kernel_for("layer_norm_forward", x) is None      # the plain reference
     with pytest.raises(UserError, match="cublas"):
         backend.set_batched_matmul("einsum")
     backend.set_batched_matmul("cublas")

@@ -1,12 +1,14 @@
 """The array backend: NumPy by default, CuPy on NVIDIA GPUs. The only module that imports CuPy.
 
 Besides module lookup and host copies it holds what differs on a GPU: TF32 in cuBLAS, the registry of
-accelerated kernels laid over the reference functions (@accelerated; the kernels/ package registers
-into it), batched-matmul modes and device RNG. The precision helpers are re-exported for the layers.
+accelerated kernels laid over the reference functions (@accelerated; the CUDA overlay in kernels/ and
+the CPU overlay in kernels/cpu/ register into it, each under a device), batched-matmul modes and
+device RNG. The precision helpers are re-exported for the layers and the overlays.
 """
 import contextlib
 import functools
 import importlib
+import os
 import warnings
 
 import numpy as np
@@ -187,26 +189,35 @@ def batched_matmul_mode():
 
 # ---- accelerated kernels: a fast path laid over the reference array code -------------------------
 
-KERNELS = __package__ + ".kernels"       # the CuPy kernels' package, loaded by name on first CuPy use
+DEVICES = ("cuda", "cpu")
+KERNELS = {"cuda": __package__ + ".kernels",            # the packages of kernels, loaded by name
+           "cpu": __package__ + ".kernels.cpu"}         # on first use (see kernel_for)
+REFERENCE_ENV = "GLASSFORMER_REFERENCE"                 # set to 1: the plain reference, no CPU overlay
 _references = {}                          # name -> every @accelerated reference function
-_kernels = {}                             # reference function name -> the kernel that replaces it
-_kernels_loaded = False
+_kernels = {device: {} for device in DEVICES}   # device -> {reference name: the kernel replacing it}
+_loaded = set()                           # the devices whose kernel package is imported
 _fusion = True                            # False: the reference array code runs on CuPy arrays too
+_overlay = os.environ.get(REFERENCE_ENV, "").strip() in ("", "0")   # the CPU overlay: on by default
 
 
-def accelerates(name):
-    """Register the decorated function as the CuPy kernel that replaces the reference function `name`."""
+def accelerates(name, device="cuda"):
+    """Register the decorated function as the `device` kernel ("cuda": CuPy data, "cpu": NumPy data)
+    that replaces the reference function `name`."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown kernel device {device!r}: use one of {DEVICES}")
+
     def register(kernel):
-        _kernels[name] = kernel
+        _kernels[device][name] = kernel
         return kernel
     return register
 
 
 def accelerated(reference):
-    """Wrap a reference function: a kernel registered under its name runs instead when the arguments
-    hold CuPy data (see kernel_for) and fusion is on; otherwise the reference itself runs.
+    """Wrap a reference function: a kernel registered under its name runs instead (see kernel_for):
+    the CUDA one for CuPy data while fusion is on, the CPU one for NumPy data while the CPU overlay
+    is on; otherwise the reference itself runs.
 
-    The reference stays the definition; its kernel is tested against it (tests/test_gpu.py and,
+    The reference stays the definition; its kernels are tested against it (tests/test_gpu.py and,
     on the CPU, tests/test_backend_kernels.py). The wrapper's .reference is the plain function.
     """
     name = reference.__name__
@@ -219,33 +230,41 @@ def accelerated(reference):
 
     @functools.wraps(reference)
     def dispatch(*args, **kwargs):
-        kernel = kernel_for(name, *args) if cp is not None and _fusion else None
+        kernel = kernel_for(name, *args)
         return (kernel or reference)(*args, **kwargs)
     dispatch.reference = reference
     return dispatch
 
 
-def overlays():
-    """{name: (reference, kernel or None)} of every @accelerated function (kernels once registered)."""
-    return {name: (ref, _kernels.get(name)) for name, ref in _references.items()}
+def overlays(device="cuda"):
+    """{name: (reference, the device's kernel or None)} of every @accelerated function."""
+    _load(device)
+    return {name: (ref, _kernels[device].get(name)) for name, ref in _references.items()}
 
 
 def kernel_for(name, *args):
     """The kernel registered for reference `name` that these arguments would run, or None.
 
     The first CuPy array among the arguments (looking into tuples and lists, such as a cache or
-    (param, grad) pairs) decides: a floating one picks the kernel; no CuPy array, the reference.
+    (param, grad) pairs) decides: a floating one picks the CUDA kernel while fusion is on, any other
+    the reference. No CuPy array: the CPU kernel while the CPU overlay is on, else the reference.
     """
-    global _kernels_loaded
     x = None if cp is None else _first_cupy_array(args)
-    if x is None or x.dtype.char not in "efd":
-        return None
-    if not _kernels_loaded:
-        # Overlays are plugins: backend never imports the kernels package statically (the kernels
-        # import backend), so it is loaded by module name, once, when CuPy data first reaches here.
-        importlib.import_module(KERNELS)
-        _kernels_loaded = True
-    return _kernels.get(name)
+    if x is not None:
+        if not _fusion or x.dtype.char not in "efd":
+            return None
+        return _load("cuda").get(name)
+    return _load("cpu").get(name) if _overlay else None
+
+
+def _load(device):
+    """The kernel table of `device`, its package imported on first use."""
+    if device not in _loaded:
+        # Overlays are plugins: backend never imports a kernels package statically (the kernels
+        # import backend), so it is loaded by module name, once, when data first reaches here.
+        importlib.import_module(KERNELS[device])
+        _loaded.add(device)
+    return _kernels[device]
 
 
 def _first_cupy_array(values, depth=2):
@@ -275,6 +294,28 @@ def fusion(enabled):
         yield
     finally:
         set_fusion(saved)
+
+
+def set_overlay(enabled):
+    """Run the CPU overlay's kernels on NumPy data (the default), or with False the plain reference."""
+    global _overlay
+    _overlay = bool(enabled)
+
+
+def overlay_enabled():
+    """True while the CPU overlay replaces the reference functions on NumPy data."""
+    return _overlay
+
+
+@contextlib.contextmanager
+def use_overlay(enabled):
+    """with backend.use_overlay(False): ... runs the plain reference layers on NumPy data (to compare)."""
+    saved = _overlay
+    set_overlay(enabled)
+    try:
+        yield
+    finally:
+        set_overlay(saved)
 
 
 # ---- random numbers and memory on the device ----------------------------------------------------

@@ -142,6 +142,9 @@ def build_parser():
     p.add_argument("--max-tokens", type=MAX_TOKENS, metavar="N", help="score only the first N targets "
                    "(no word-level perplexity then: it needs the whole file)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reference layers, no CPU overlay "
+                   "(as GLASSFORMER_REFERENCE=1; to compare)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     return p
 
@@ -204,6 +207,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.data = resolve_dataset(args.data)                  # tinyshakespeare: the data cache's copy
     backend.use(args.device)
+    backend.set_overlay(backend.overlay_enabled() and not args.reference)
     model, tok = load_lm(args.checkpoint, args.device)
     max_len = model.config.max_len
     context = args.context or max_len

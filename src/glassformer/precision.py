@@ -2,9 +2,10 @@
 
 fp32: every array float32. tf32: the same arrays, but cuBLAS may round matmul inputs to TF32 (a 10-bit
 mantissa) on Ampere and newer GPUs. fp16 (Micikevicius et al. 2018): matmul() casts float32 operands to
-float16 (float32 accumulation inside cuBLAS) while master weights and gradients stay float32; softmax,
-LayerNorm and cross-entropy upcast() to float32; the residual stream stays float32; the Trainer scales
-the loss (optim.LossScaler) so that small float16 gradients do not flush to zero.
+float16 (float32 accumulation inside cuBLAS) while master weights and gradients stay float32; the
+overlays (kernels/ on CuPy, kernels/cpu/ on NumPy) upcast() softmax, LayerNorm and cross-entropy to
+float32, the layers/ reference does not; the residual stream stays float32; the Trainer scales the
+loss (optim.LossScaler) so that small float16 gradients do not flush to zero.
 
 This module imports nothing of the package but errors: backend listens for policy changes (TF32) through
 on_change(), so the two never import each other.
@@ -90,3 +91,18 @@ def matmul(a, b):
     if a.dtype == np.float16 and b.dtype == np.float16 and isinstance(a, np.ndarray):
         return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16)
     return a @ b
+
+
+def compute_dtype(dtype):
+    """The dtype to_compute gives an array of dtype: float16 for float32 under "fp16"; else dtype."""
+    dtype = np.dtype(dtype)
+    if _current.matmul_dtype is None or dtype != np.float32:
+        return dtype
+    return np.dtype(_current.matmul_dtype)
+
+
+def product_dtype(a_dtype, b_dtype):
+    """The dtype of matmul(a, b) for operands of these dtypes (float16 for float32 under "fp16")."""
+    if _current.matmul_dtype is None and a_dtype == b_dtype:   # the common case, in a hot path
+        return a_dtype
+    return np.result_type(compute_dtype(a_dtype), compute_dtype(b_dtype))

@@ -86,7 +86,7 @@ def drive_cross_entropy(kernel, dtype, rng):
 
 def drive_cross_entropy_backward(kernel, dtype, rng):
     """cross_entropy_backward from the forward kernel's cache."""
-    _, cache = backend._kernels["cross_entropy_forward"](data(rng, dtype, 2, 5), np.array([1, 4]))
+    _, cache = backend._kernels["cuda"]["cross_entropy_forward"](data(rng, dtype, 2, 5), np.array([1, 4]))
     kernel(np.float32(1.0), cache)
 
 
@@ -98,7 +98,7 @@ def drive_layer_norm(kernel, dtype, rng):
 def drive_layer_norm_backward(kernel, dtype, rng):
     """layer_norm_backward (and its dgamma reduction) from the forward kernel's cache."""
     gamma = np.ones(8, dtype)
-    _, cache = backend._kernels["layer_norm_forward"](data(rng, dtype, 2, 8), gamma, None, 1e-5)
+    _, cache = backend._kernels["cuda"]["layer_norm_forward"](data(rng, dtype, 2, 8), gamma, None, 1e-5)
     kernel(data(rng, dtype, 2, 8), cache, gamma, np.zeros(8, dtype), np.zeros(8, dtype))
 
 
@@ -117,12 +117,19 @@ def drive_sum_squares(kernel, dtype, rng):
     kernel(data(rng, dtype, 2, 3))
 
 
+def drive_linear_backward(kernel, dtype, rng):
+    """linear_backward of a (2, 3, 4) -> (2, 3, 5) Linear (cuBLAS GEMMs only: no CUDA of ours)."""
+    kernel(data(rng, dtype, 2, 3, 5), data(rng, dtype, 2, 3, 4), data(rng, dtype, 4, 5),
+           np.zeros((4, 5), dtype), np.zeros(5, dtype))
+
+
 DRIVERS = {"attend": drive_attention, "attend_backward": drive_attention_backward,
            "gelu_forward": drive_gelu, "gelu_backward": drive_gelu_backward,
            "cross_entropy_forward": drive_cross_entropy,
            "cross_entropy_backward": drive_cross_entropy_backward,
            "layer_norm_forward": drive_layer_norm, "layer_norm_backward": drive_layer_norm_backward,
-           "adam_step": drive_adam, "sum_squares": drive_sum_squares}
+           "adam_step": drive_adam, "sum_squares": drive_sum_squares,
+           "linear_backward": drive_linear_backward}
 
 
 # ---- CuPy's wrapping: the source CuPy generates for a recorded launch -------------------------------

@@ -70,6 +70,9 @@ def parse_args(argv):
     p.add_argument("--seed", type=SEED, default=0, help="sentences, lm: seed for sampling")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reference layers, no CPU overlay "
+                   "(as GLASSFORMER_REFERENCE=1; to compare)")
     args = p.parse_args(argv)
     check_args(args)
     return args
@@ -307,6 +310,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     try:
         args = parse_args(argv)
         backend.use(args.device)                            # UserError when CuPy or a GPU is missing
+        backend.set_overlay(backend.overlay_enabled() and not args.reference)
         path = args.checkpoint or DEFAULT_CHECKPOINT
         ckpt, handler = load(path, args)
         session = Session(ckpt, handler, args, stdout, stderr)

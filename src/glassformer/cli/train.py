@@ -107,6 +107,9 @@ def build_parser():
                    "never stopped; only --epochs/--steps (to go further) and bookkeeping flags may change")
     p.add_argument("--device", choices=["cpu", "cuda"],
                    help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reference layers, no CPU overlay "
+                   "(as GLASSFORMER_REFERENCE=1; to compare)")
     p.add_argument("--no-interactive", action="store_true",
                    help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
     p.add_argument("--html", type=Path, metavar="FILE", help="write the walk's example as one browser page "
@@ -349,6 +352,8 @@ def choose(args, only, agreed):
     (digits/sentences, (settings, checkpoint)). Under mpiexec `agreed` collects what the ranks compare
     before any collective (agree.agreement): the task first, then --task lm's settings."""
     backend.use(args.device or "cpu")
+    backend.set_overlay(backend.overlay_enabled() and not args.reference)
+    agreed.add("--reference", bool(args.reference))         # the overlay's numbers differ in the last bits
     args.resume = resume_path(args.resume)
     check_resume_task(args.resume, args.task)
     given = given_flags(args, only)

@@ -2,7 +2,7 @@
 
 Shapes: B batch, T query length, S key length, C = d_model, H = n_heads, D = d_head = C // H.
 """
-from ..backend import accelerated, array_module, upcast
+from ..backend import accelerated, array_module
 from .base import Layer
 from .linear import Linear
 from .activations import softmax, softmax_backward
@@ -35,25 +35,14 @@ def attention_mask(xp, T, S, causal, key_padding_mask=None, offset=0):
     return allowed
 
 
-def mask_bias(xp, allowed, dtype):
-    """The additive form of a boolean mask, (B or 1, 1, T, S): 0 where allowed, else dtype's lowest.
-
-    Adding it to the scores is one pass over (B, H, T, S) where a `where` would be a slower one;
-    the lowest finite number (not -inf) keeps a fully masked row finite, as a `where` would.
-    """
-    return xp.where(allowed, 0.0, float(xp.finfo(dtype).min)).astype(dtype)
-
-
 @accelerated
 def attend(q, k, v, allowed):
     """softmax(q k^T / sqrt(D) masked) v for all (batch, head) pairs in one batched matmul."""
     xp = array_module(q)
     D = q.shape[-1]
-    scores = q @ k.transpose(0, 1, 3, 2)                               # (B, H, T, S)
-    scores *= float(D ** -0.5)
-    scores = upcast(scores)                                 # 16-bit in: the mask and softmax in float32
-    if allowed is not None:                     # + 0 where allowed, + the lowest finite number where
-        scores += mask_bias(xp, allowed, scores.dtype)     # not: exp gives 0 there, and no NaN rows
+    scores = q @ k.transpose(0, 1, 3, 2) / D ** 0.5                    # (B, H, T, S)
+    if allowed is not None:                     # the lowest finite number where not allowed: exp
+        scores = xp.where(allowed, scores, xp.finfo(scores.dtype).min)   # gives 0, and no NaN rows
     att = softmax(scores, axis=-1)                                      # (B, H, T, S)
     return att @ v, att                                                 # (B, H, T, D)
 
@@ -64,8 +53,7 @@ def attend_backward(dy, q, k, v, att):
     D = q.shape[-1]
     dv = att.transpose(0, 1, 3, 2) @ dy                                 # y = att @ v
     datt = dy @ v.transpose(0, 1, 3, 2)                                 # (B, H, T, S)
-    dscores = softmax_backward(datt, att)                               # att = softmax(scores)
-    dscores *= float(D ** -0.5)
+    dscores = softmax_backward(datt, att) / D ** 0.5                    # att = softmax(scores)
     dq = dscores @ k                                                    # scores = q k^T / sqrt(D)
     dk = dscores.transpose(0, 1, 3, 2) @ q
     return dq, dk, dv

@@ -2,7 +2,17 @@
 import numpy as np
 
 from .base import Layer, new_param
-from ..backend import array_module, matmul
+from ..backend import accelerated, array_module, matmul
+
+
+@accelerated
+def linear_backward(dout, x, W, dW, db):
+    """dx of y = x @ W + b; adds x^T dout into dW and the column sums of dout into db (None: no bias)."""
+    x2, d2 = x.reshape(-1, x.shape[-1]), dout.reshape(-1, dout.shape[-1])
+    dW += matmul(x2.T, d2)                                  # accumulate: tied weights, micro-batches
+    if db is not None:
+        db += d2.sum(axis=0)
+    return matmul(d2, W.T).reshape(x.shape)                 # dx: (..., d_in)
 
 
 class Linear(Layer):
@@ -30,16 +40,10 @@ class Linear(Layer):
         y = matmul(x.reshape(-1, x.shape[-1]), self.W)      # one 2-D GEMM, not one per row
         if self.bias:
             y += self.b
-        self.y_dtype = y.dtype                              # matmul's output dtype
         return y.reshape(*x.shape[:-1], -1)                 # (..., d_out)
 
     def backward(self, dout):                               # dout: (..., d_out)
-        x2 = self.x.reshape(-1, self.x.shape[-1])
-        d2 = dout.reshape(-1, dout.shape[-1]).astype(self.y_dtype, copy=False)   # dy in y's dtype
-        self.dW += matmul(x2.T, d2)                         # accumulate: tied weights, micro-batches
-        if self.bias:
-            self.db += d2.sum(axis=0, dtype=self.db.dtype)
-        return matmul(d2, self.W.T).reshape(self.x.shape)   # dx: (..., d_in)
+        return linear_backward(dout, self.x, self.W, self.dW, self.db if self.bias else None)
 
     def own_parameters(self):
         if self.bias:

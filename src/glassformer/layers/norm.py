@@ -2,23 +2,20 @@
 import numpy as np
 
 from .base import Layer, new_param
-from ..backend import accelerated, array_module, upcast
-from .reduce import column_sum, row_dot, row_mean
+from ..backend import accelerated, array_module
 
 
 @accelerated
 def layer_norm_forward(x, gamma, beta, eps):
     """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis (beta None: no bias); (out, cache)."""
     xp = array_module(x)
-    x = upcast(x)                                           # 16-bit in: statistics in float32
-    mu = row_mean(x)                                        # (..., 1), as x @ ones / C
-    x_hat = x - mu
-    var = row_dot(x_hat, x_hat) / x.shape[-1]               # mean (x - mu)^2, no squared copy
+    mu = x.mean(axis=-1, keepdims=True)                     # (..., 1)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)      # (..., 1)
     rstd = 1.0 / xp.sqrt(var + eps)                         # (..., 1)
-    x_hat *= rstd                                           # (..., C), in place: x - mu is ours
+    x_hat = (x - mu) * rstd                                 # (..., C)
     out = x_hat * gamma
     if beta is not None:
-        out += beta
+        out = out + beta
     return out, (x_hat, rstd)
 
 
@@ -26,22 +23,15 @@ def layer_norm_forward(x, gamma, beta, eps):
 def layer_norm_backward(dout, cache, gamma, dgamma, dbeta):
     """dx of layer_norm_forward; adds the column sums into dgamma and dbeta (None: no bias)."""
     x_hat, rstd = cache
-    dout = upcast(dout)                                     # 16-bit in: sums in float32
     C = dout.shape[-1]
-    d2, xh2 = dout.reshape(-1, C), x_hat.reshape(-1, C)
-    dout_xhat = d2 * xh2
-    dgamma += column_sum(dout_xhat)                         # forward: out = x_hat * gamma + beta
+    dgamma += (dout * x_hat).reshape(-1, C).sum(axis=0)    # forward: out = x_hat * gamma + beta
     if dbeta is not None:
-        dbeta += column_sum(d2)
-    # dx_hat = dout * gamma; x_hat = (x - mean) * rstd: subtract from dx_hat its row mean and its
-    # projection on x_hat, whose means are dout @ gamma / C and (dout * x_hat) @ gamma / C
-    mean_dx_hat = (d2 @ gamma).reshape(*dout.shape[:-1], 1) / C
-    mean_dx_hat_x_hat = (dout_xhat @ gamma).reshape(*dout.shape[:-1], 1) / C
-    dx = dout * gamma                                       # dx_hat
-    dx -= mean_dx_hat
-    dx -= x_hat * mean_dx_hat_x_hat
-    dx *= rstd                                              # in place: dx is ours
-    return dx
+        dbeta += dout.reshape(-1, C).sum(axis=0)
+    # x_hat = (x - mean) * rstd: from dx_hat remove its row mean and its projection on x_hat
+    dx_hat = dout * gamma
+    mean_dx_hat = dx_hat.mean(axis=-1, keepdims=True)
+    mean_dx_hat_x_hat = (dx_hat * x_hat).mean(axis=-1, keepdims=True)
+    return (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat) * rstd
 
 
 class LayerNorm(Layer):

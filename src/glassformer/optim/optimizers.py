@@ -1,8 +1,4 @@
 """Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
-import math
-
-import numpy as np
-
 from ..backend import accelerated, array_module, flat_offset
 
 
@@ -44,18 +40,6 @@ def merged(params, keys, run):
     end = last_offset + params[last][0].size
     flat_p, flat_g = params[first][0].base, params[first][1].base
     return flat_p[start:end], flat_g[start:end], keys[first], [i for _, i in run]
-
-
-CACHE_SIZED = 1 << 16                   # elements: 256 KB of float32 per array in one Adam call
-
-
-def cache_sized(a):
-    """A long flat NumPy run as views of at most CACHE_SIZED elements, so that each of an update's
-    passes over p, g, m, v stays in the CPU's cache (one pass over a 3 MB buffer streams it from memory:
-    measured 1.6x slower than pieces); other arrays as they are (CuPy: one kernel per array is best)."""
-    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.size <= CACHE_SIZED:
-        return [a]
-    return [a[i:i + CACHE_SIZED] for i in range(0, a.size, CACHE_SIZED)]
 
 
 def group_state(params, groups):
@@ -136,32 +120,22 @@ def adam_step(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
     settings: (lr, beta1, beta2, eps, decoupled, weight decays); grad_scale multiplies every gradient;
     a true found_inf skips the step (t returned unchanged).
     """
-    if found_inf is not None and bool(found_inf):           # a host read: free on NumPy
+    if found_inf is not None and bool(found_inf):
         return t
     t += 1
     lr, b1, b2, eps, decoupled, weight_decays = settings
-    step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)     # bias corrections
-    eps_hat = eps * math.sqrt(1 - b2 ** t)
     for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
         if grad_scale is not None:
             g = g * grad_scale
-        if wd:
-            if decoupled:
-                p *= 1.0 - lr * wd                                  # AdamW: shrink the weight itself
-            else:
-                g = g + wd * p
-        xp = array_module(p)
-        u = xp.multiply(g, 1 - b1, out=xp.empty_like(m))           # one scratch buffer, reused:
-        m *= b1
-        m += u                                                      # m = b1 m + (1 - b1) g
-        xp.multiply(g, g, out=u)
-        u *= 1 - b2
-        v *= b2
-        v += u                                                      # v = b2 v + (1 - b2) g^2
-        xp.sqrt(v, out=u)
-        u += eps_hat
-        xp.divide(step_size * m, u, out=u)
-        p -= u                                                      # p -= step m / (sqrt v + eps)
+        if wd and decoupled:
+            p *= 1.0 - lr * wd                              # AdamW: shrink the weight itself
+        elif wd:
+            g = g + wd * p                                  # Adam: L2 through the gradient
+        m[...] = b1 * m + (1 - b1) * g                      # first moment: a running mean of g
+        v[...] = b2 * v + (1 - b2) * g * g                  # second moment: of g^2
+        m_hat = m / (1 - b1 ** t)                           # bias corrections (both start at 0)
+        v_hat = v / (1 - b2 ** t)
+        p -= lr * m_hat / (array_module(p).sqrt(v_hat) + eps)
     return t
 
 
@@ -180,14 +154,11 @@ class Adam(Optimizer):
         self.init_moments()
 
     def init_moments(self):
-        """Zero moments for every parameter; pairs and _pieces: each group in cache-sized pieces."""
+        """Zero moments for every parameter; pairs and _pieces: one per group of adjacent parameters."""
         self._m, self.m = group_state(self.params, self.groups)  # m[i], v[i]: views, by parameter
         self._v, self.v = group_state(self.params, self.groups)
-        pieces = [(pc, gc, mc, vc, decay)
-                  for (p, g, decay, _), m, v in zip(self.groups, self._m, self._v)
-                  for pc, gc, mc, vc in zip(*map(cache_sized, (p, g, m, v)))]
-        self.pairs = [(p, g) for p, g, _, _, _ in pieces]
-        self._pieces = [(m, v, decay) for _, _, m, v, decay in pieces]
+        self.pairs = [(p, g) for p, g, _, _ in self.groups]
+        self._pieces = [(m, v, decay) for (_, _, decay, _), m, v in zip(self.groups, self._m, self._v)]
 
     def step(self, grad_scale=None, found_inf=None):
         """One update; grad_scale multiplies every gradient first (loss-scale unscaling and clipping in

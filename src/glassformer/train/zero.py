@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ..backend import array_module, to_numpy
-from ..optim.optimizers import AdamW, adam_step, cache_sized, member_views
+from ..optim.optimizers import AdamW, adam_step, member_views
 from .parallel import even_bounds
 
 
@@ -64,7 +64,7 @@ class ShardedAdamW(AdamW):
         if len(dtypes) != 1:
             raise ValueError(f"ZeRO-1 needs parameters of one dtype, not {sorted(map(str, dtypes))}")
         self.dtype = dtypes.pop()
-        self.pairs = [pg for p, g in self.flats for pg in zip(cache_sized(p), cache_sized(g))]
+        self.pairs = list(self.flats)
         lo, hi = self.bounds[self.comm.rank], self.bounds[self.comm.rank + 1]
         xp = array_module(self.flats[0][0])
         self.m_shard = xp.zeros(hi - lo, dtype=self.dtype)  # (n/N,): this rank's moments, end to end
@@ -73,18 +73,15 @@ class ShardedAdamW(AdamW):
         self._pieces = [(m, v, decay) for _, _, m, v, decay, _ in self.owned]   # for settings()
 
     def _owned_pieces(self):
-        """This rank's slices of each group, cache-sized, with their moments (views of the shards) and
-        their start in the shard space."""
+        """This rank's slice of each group, with its moments (views of the shards) and its start in
+        the shard space."""
         lo, hi = self.bounds[self.comm.rank], self.bounds[self.comm.rank + 1]
         for (p, g), (_, _, decay, _), start in zip(self.flats, self.groups, self.offsets):
             a, b = max(lo, start) - start, min(hi, start + p.size) - start   # owned: p[a:b]
             if a >= b:
                 continue
             m, v = (shard[start + a - lo:start + b - lo] for shard in (self.m_shard, self.v_shard))
-            o = start + a
-            for pc, gc, mc, vc in zip(*map(cache_sized, (p[a:b], g[a:b], m, v))):
-                yield pc, gc, mc, vc, decay, o
-                o += pc.size
+            yield p[a:b], g[a:b], m, v, decay, start + a
 
     def moment_bytes(self):
         """Bytes of m and v this rank holds (the ZeRO-1 saving: about 1/N of AdamW's)."""

@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from ..backend import array_module
+from ...backend import array_module
 
 
 @functools.lru_cache(maxsize=64)

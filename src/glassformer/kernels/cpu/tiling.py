@@ -8,7 +8,7 @@ operations. CuPy gets one tile, the whole array: one kernel per pass is best the
 """
 import numpy as np
 
-from ..backend import array_module
+from ...backend import array_module
 
 TILE = 1 << 15                          # elements: 128 KB of float32 per array, a few fit in L2
 

@@ -1,0 +1,35 @@
+"""Cross-entropy with 16-bit logits computed in float32.
+
+Laid over layers.loss.cross_entropy_forward / cross_entropy_backward; the cache is the reference's.
+"""
+from ... import backend
+from ...backend import array_module, upcast
+
+
+@backend.accelerates("cross_entropy_forward", device="cpu")
+def cross_entropy_forward_cpu(logits, targets, ignore_index=None):
+    """cross_entropy_forward(): 16-bit logits in float32, the count in the loss's dtype."""
+    xp = array_module(logits)
+    V = logits.shape[-1]
+    z = upcast(logits.reshape(-1, V))                       # (N, V); 16-bit logits: in float32
+    t = targets.reshape(-1)                                 # (N,)
+    z = z - z.max(axis=-1, keepdims=True)                   # log-softmax without overflow
+    logsumexp = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+    log_probs = z - logsumexp                               # (N, V)
+    counted = xp.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
+    safe_t = xp.where(counted, t, 0)
+    picked = log_probs[xp.arange(t.shape[0]), safe_t]       # (N,)
+    n = xp.maximum(counted.sum(), 1).astype(z.dtype)        # tokens counted; z's dtype, not int64
+    loss = -(picked * counted).sum() / n                    # 0-d array: no host sync
+    return loss, (log_probs, safe_t, counted, n, logits.shape)
+
+
+@backend.accelerates("cross_entropy_backward", device="cpu")
+def cross_entropy_backward_cpu(dout, cache):
+    """cross_entropy_backward(): the row weights in the gradient's dtype."""
+    log_probs, t, counted, n, shape = cache
+    xp = array_module(log_probs)
+    dz = xp.exp(log_probs)                                  # softmax, (N, V)
+    dz[xp.arange(t.shape[0]), t] -= 1.0
+    dz *= (counted / n).astype(dz.dtype)[:, None] * dout
+    return dz.reshape(shape)
