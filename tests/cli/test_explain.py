@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glassformer import backend
 from glassformer.checkpoint import load_checkpoint, save_checkpoint
 from glassformer.checkpoint.safetensors import save_safetensors
 from glassformer.explain.command import main
@@ -50,7 +51,13 @@ def train(tmp_path, *args):
 
 
 def own_step(path, ids, targets, lr=1e-3):
-    """The model's own forward, loss, backward and AdamW step in Python: (logits, loss, model, before)."""
+    """The model's own forward, loss, backward and AdamW step in Python: (logits, loss, model, before),
+    through the reference layers as the page runs them (backend.use_overlay(False))."""
+    with backend.use_overlay(False):
+        return _own_step(path, ids, targets, lr)
+
+
+def _own_step(path, ids, targets, lr):
     model = load_checkpoint(path, optimizer=False).model
     model.eval()
     loss_fn = CrossEntropyLoss()

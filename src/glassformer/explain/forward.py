@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..layers import activations, attention, block as block_mod, heads, loss as loss_mod, norm
-from ..layers.attention import attention_mask, mask_bias
+from ..layers.attention import attention_mask
 from .code import ref
 
 TD = ("token", "dim")
@@ -85,11 +85,11 @@ def attention_stages(model, run, i, v):
                 [ref(attention.attend, "scores")], {"scores": scores}, axes={"scores": HTT})
     allowed = attention_mask(np, T, T, attn.causal)
     allowed = np.ones((T, T), bool) if allowed is None else allowed[0, 0]
-    masked = scores + mask_bias(np, allowed, scores.dtype)
+    masked = np.where(allowed, scores, np.finfo(scores.dtype).min)   # as attend() masks them
     yield stage(f"block-{i}-mask", f"Block {i}: mask",
                 ("causal: a query sees only itself and earlier keys; the others get float32's lowest "
                  "number, so exp gives 0" if attn.causal else "no mask: every token sees every token"),
-                [ref(attention.attention_mask), ref(attention.mask_bias), ref(attention.attend, "mask_bias")],
+                [ref(attention.attention_mask), ref(attention.attend, "xp.where")],
                 {"allowed (1 = may attend)": allowed.astype(np.float32), "scores + mask": masked},
                 axes={"allowed (1 = may attend)": ("query token", "key token"), "scores + mask": HTT})
     yield stage(f"block-{i}-softmax", f"Block {i}: softmax, each head's attention map",

@@ -2,7 +2,7 @@
 import html
 from dataclasses import dataclass
 
-from ..backend import to_numpy
+from ..backend import to_numpy, use_overlay
 from ..errors import UserError
 from ..files import write_text
 from .assets import CSS, JS
@@ -25,10 +25,12 @@ class Example:
 
 
 def build_island(model, example, loss_fn, optimizer, source, lr=None, restore=True):
-    """The island (a dict, see the package docstring) of one training step of `model` on `example`;
-    restore=False leaves the model and optimizer stepped (no copies kept: a model used only here)."""
+    """The island (a dict, see the package docstring) of one training step of `model` on `example`,
+    through the plain reference layers (the CPU overlay computes the same math in other last bits), so
+    the code the page quotes is the code that ran; restore=False leaves the model and optimizer stepped (no copies kept: a model used only here)."""
     t_before = int(optimizer.t)
-    stages, facts = record_step(model, example.ids, example.targets, loss_fn, optimizer, lr, restore)
+    with use_overlay(False):                                # the reference layers run: the code shown
+        stages, facts = record_step(model, example.ids, example.targets, loss_fn, optimizer, lr, restore)
     code = collect(stages)
     return {"schema": SCHEMA, "source": str(source), "text": example.text,
             "config": model.config.to_dict(), "tokens": list(example.labels),
