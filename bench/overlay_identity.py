@@ -1,17 +1,22 @@
-"""Check that the CPU overlay gives today's numbers to the bit: the same runs in an old tree and this one,
-compared, and one JSON line printed.
+"""Check that the CPU overlay gives today's numbers to the bit: the same runs
+in an old tree and this one, compared, and one JSON line printed.
 
-Each case trains with train_step_by_step.py in both trees (OPENBLAS_NUM_THREADS=1, PYTHONPATH at each
-tree's src), once straight through and once stopped halfway and continued with --resume. It compares
-every array saved in last.npz (parameters and optimizer state) with np.array_equal, and every column of
-metrics.csv but the timings as text (the loss histories, every step or epoch). Cases:
+Each case trains with train_step_by_step.py in both trees
+(OPENBLAS_NUM_THREADS=1, PYTHONPATH at each tree's src), once straight through
+and once stopped halfway and continued with --resume. It compares every array
+saved in last.npz (parameters and optimizer state) with np.array_equal, and
+every column of metrics.csv but the timings as text (the loss histories, every
+step or epoch). Cases:
   digits       the digit-operations encoder, --epochs (default 20)
-  shakespeare  configs/shakespeare_char.json, --steps (default 200), a loss line every step
+  shakespeare  configs/shakespeare_char.json, --steps (default 200), a loss
+               line every step
   fp16         the same, --precision fp16 (NumPy's float16 stand-in for cuBLAS)
-  mpi, zero1   the same on mpiexec -n 2, without and with --zero-stage 1 (skipped without mpiexec)
+  mpi, zero1   the same on mpiexec -n 2, without and with --zero-stage 1
+               (skipped without mpiexec)
 The old tree is a checkout of the commit to compare with, e.g.
   git archive <commit> | tar -x -C /tmp/old
-  python bench/overlay_identity.py --old /tmp/old [--epochs 20] [--steps 200] [--cases digits fp16]
+  python bench/overlay_identity.py --old /tmp/old [--epochs 20] \\
+      [--steps 200] [--cases digits fp16]
 """
 import argparse
 import csv
@@ -40,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="digits epochs (default 20)")
     parser.add_argument("--steps", type=int, default=200, help="shakespeare steps (default 200)")
     parser.add_argument("--data", default=str(DATA), help="tinyshakespeare input.txt")
-    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), metavar="CASE",
+                        help=f"which cases: {', '.join(CASES)} (default: all)")
     return parser.parse_args(argv)
 
 

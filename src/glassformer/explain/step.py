@@ -66,6 +66,15 @@ def rows(a):
     return h[None] if h.ndim == 1 else h
 
 
+def row_blocks(p, most=1 << 20):
+    """Slices of p's first axis holding at most `most` numbers each (one slice for a 0-d or small p):
+    adam_step is element-wise, so a 124M-parameter model's embedding steps in blocks, not whole."""
+    if p.ndim == 0 or p.size <= most:
+        return [Ellipsis]
+    n = max(1, most // max(1, p.size // p.shape[0]))
+    return [slice(i, i + n) for i in range(0, p.shape[0], n)]
+
+
 def update_stages(model, optimizer, lr):
     """The optimizer's own arithmetic (adam_step), one parameter tensor at a time, with its numbers."""
     names = [n for n, _ in model.named_parameters()]
@@ -76,7 +85,9 @@ def update_stages(model, optimizer, lr):
     for k, (p, g) in enumerate(optimizer.params):
         wd = optimizer.weight_decay if optimizer.decay[k] else 0.0
         before = np.array(to_numpy(p))
-        adam_step([(p, g)], [optimizer.m[k]], [optimizer.v[k]], t0, (lr, b1, b2, eps, decoupled, [wd]))
+        for rows_ in row_blocks(p):                         # element-wise: the same numbers, less memory
+            adam_step([(p[rows_], g[rows_])], [optimizer.m[k][rows_]], [optimizer.v[k][rows_]], t0,
+                      (lr, b1, b2, eps, decoupled, [wd]))
         step = np.array(to_numpy(p)) - before
         ratio = float(np.linalg.norm(step) / max(np.linalg.norm(before), 1e-30))
         del before
