@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from bisect import bisect_left
 
 from ..errors import UserError
-from .io import READ_ERRORS, open_binary, read_error
+from .io import BLOCK_BYTES, MAX_DOCUMENT_CHARS, READ_ERRORS, budget_stopped, open_binary, read_error
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _DROPPED_TAGS = "ref|math|chem|gallery|timeline|imagemap|score|graph|mapframe"   # content is not prose
@@ -238,10 +238,33 @@ def _page_fields(page):
     return title, ns, redirect, text
 
 
+def _xml_events(f, path, max_page=MAX_DOCUMENT_CHARS):
+    """("start"/"end", element) of the XML in f, as ET.iterparse gives them, fed in blocks; a <page> whose
+    XML is over max_page bytes is one UserError (expat holds a page's text whole until it ends)."""
+    parser, since_page = ET.XMLPullParser(events=("start", "end")), 0
+    while block := f.read(BLOCK_BYTES // 16):
+        parser.feed(block)
+        since_page += len(block)
+        for event, elem in parser.read_events():
+            if event == "end" and _local(elem.tag) == "page":
+                since_page = 0
+            yield event, elem
+        if since_page > max_page:
+            raise UserError(f"{path}: a <page> of over {max_page:,} bytes of XML: no page is read whole above "
+                            "that; is it a MediaWiki dump?")
+    try:
+        parser.close()
+    except ET.ParseError:
+        if budget_stopped(f):             # the reading budget cut the XML: the pages before the cut stand
+            return
+        raise
+    yield from parser.read_events()
+
+
 def read_wikipedia(path, include_title=True, clean=True):
     """Articles of a MediaWiki XML dump (.xml or .xml.bz2): namespace 0 only, redirects skipped, markup cleaned."""
     with open_binary(path) as f:
-        events = ET.iterparse(f, events=("start", "end"))
+        events = _xml_events(f, path)
         try:
             _, root = next(events)
             if _local(root.tag) != "mediawiki":
