@@ -26,6 +26,7 @@ from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint, needs_task
 from .data import VAL_FRACTION, build_tokens, count_words, detect_kind, open_source, split_files, split_tokens
+from .data.io import READ_LIMIT_ENV, is_stream
 from .data.fetch import resolve_dataset
 from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
@@ -151,8 +152,10 @@ def build_parser():
                       "(a WikiText folder: its valid file)")
     part.add_argument("--from-fraction", type=from_fraction, metavar="F", help="score the tokens from "
                       "fraction F of them on (0 <= F < 1; 0.9: the last 10%%, as --split val)")
-    p.add_argument("--max-tokens", type=count, metavar="N", help="score only the first N targets "
-                   "(no word-level perplexity then: it needs the whole file)")
+    p.add_argument("--max-tokens", type=count, metavar="N", help="score only the first N targets, "
+                   "reading no more of --data than they need (no word-level perplexity then: it needs the "
+                   f"whole file). Any --data is read within a budget: 2 GB of text, ${READ_LIMIT_ENV} "
+                   "(e.g. 8G, 0 for none) sets it, and a note says when it stops a read")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     return p
@@ -187,21 +190,25 @@ def scored_tokens(args, tok):
     data, split = args.data, args.split
     if split == "val" and split_files(data) is not None:    # WikiText: all of its valid file
         data, split = split_files(data)["valid"], "all"
-    tokens, first = scored_part(text_tokens(data, tok), split, args.from_fraction)
+    head = args.max_tokens + 1 if args.max_tokens and split != "val" and args.from_fraction is None else None
+    tokens, first = scored_part(text_tokens(data, tok, head), split, args.from_fraction)
     n_text = first + len(tokens)
-    whole = args.max_tokens is None or args.max_tokens >= len(tokens) - 1
+    whole = args.max_tokens is None or args.max_tokens > len(tokens) - 1 or \
+        (head is None and args.max_tokens == len(tokens) - 1)      # a head read: more text may follow
     tokens = tokens if whole else tokens[:args.max_tokens + 1]
     if len(tokens) < 2:
         raise UserError(f"{data}: {len(tokens)} token(s) from token {first:,} on: nothing to score (a "
                         "token is scored from those before it)")
-    return data, tokens, first, n_text, data if whole and first == 0 else None
+    return data, tokens, first, n_text, data if whole and first == 0 and not is_stream(data) else None
 
 
-def text_tokens(path, tok):
-    """The token ids of the file, documents joined by the end-of-text token (when the tokenizer has one)."""
-    stat_input(path, "text", allow_dir=True)               # a FIFO would wait for a writer: refused
+def text_tokens(path, tok, max_tokens=None):
+    """The token ids of the file (a pipe: read once), documents joined by the end-of-text token (when the
+    tokenizer has one); max_tokens: the first that many, and no more of the text read."""
+    stat_input(path, "text", allow_dir=True, allow_stream=True)   # a socket: refused
     try:
-        tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True)
+        tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True,
+                                 max_tokens=max_tokens)
     except UserError as e:
         message = str(e)
         raise UserError(message if str(path) in message else f"{path}: {message}") from None
