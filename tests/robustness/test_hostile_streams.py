@@ -248,16 +248,21 @@ def test_80k_unclosed_refs_clean_in_under_a_second():
 @pytest.mark.parametrize("kind", MARKUPS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cleaner_is_linear_on_generated_markup(kind, seed):
-    """100 KB and 1 MB of each pathological shape: the time ratio stays under 20 (quadratic: ~100)."""
+    """100 KB and 1 MB of each pathological shape: the time ratio stays under 20 (quadratic: ~100). Each
+    size is timed as the best of 3 runs, the small one as at least 50 ms (a shared machine's noise)."""
     times = []
     for size in (100_000, 1_000_000):
-        text = markup(kind, size, seed)
-        t = time.perf_counter()
-        clean_wikitext(text)
-        times.append(time.perf_counter() - t)
-        if times[-1] > 10:
+        text, best = markup(kind, size, seed), float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            clean_wikitext(text)
+            best = min(best, time.perf_counter() - t)
+            if best > 3.0:
+                break
+        times.append(best)
+        if best > 3.0:
             break
-    slow = len(times) < 2 or times[1] > 3.0 or times[1] > 20 * max(times[0], 0.005)
+    slow = len(times) < 2 or times[1] > 3.0 or times[1] > 20 * max(times[0], 0.05)
     judge("streams", 0, must_refuse=False, hung=slow)
 
 
