@@ -72,11 +72,33 @@ def training_texts(source):
     for item in source:
         if isinstance(item, PathLike):
             yield from _file_chunks(item)
+        elif isinstance(item, Text):
+            yield item                      # text by construction (text_stream): never taken for a path
         elif isinstance(item, str):
             _check_not_a_path(item)
             yield item
         else:
             raise UserError(f"train: expected text (str) or a Path, got {type(item).__name__} {item!r:.60}")
+
+
+class Text(str):
+    """A str known to be text, never a file name: what text_stream yields."""
+
+
+def text_stream(documents, sep="\n"):
+    """sep.join(documents) as Text chunks cut only where a space run follows a non-space (a pre-token
+    boundary), so train() counts the same pre-tokens without the joined text ever held whole."""
+    carry = []                              # pieces not yet cut: they end in a space run or mid-word
+    for k, doc in enumerate(documents):
+        for piece in (sep, doc) if k else (doc,):
+            head = piece.rstrip(WHITESPACE)
+            if head and len(head) < len(piece):
+                yield Text("".join(carry) + head)
+                carry = [piece[len(head):]]
+            elif piece:
+                carry.append(piece)
+    if carry:
+        yield Text("".join(carry))
 
 
 PATH_SUFFIXES = (".txt", ".tokens", ".raw", ".jsonl", ".json", ".xml", ".bz2", ".gz", ".md", ".csv")
