@@ -232,7 +232,7 @@ def read_head(path, n=HEAD_BYTES):
     """The first n bytes of a file (decompressed), for sniffing its kind; a Peeked pipe's kept bytes."""
     if isinstance(path, Peeked):
         return path.head[:n]
-    with open_binary(path) as f:
+    with io.BufferedReader(_decompressed(Path(path)), BLOCK_BYTES) as f:   # n bytes: no budget to note
         try:
             return f.read(n)
         except READ_ERRORS as e:
