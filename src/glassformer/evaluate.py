@@ -26,7 +26,7 @@ from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint, needs_task
 from .data import VAL_FRACTION, build_tokens, count_words, detect_kind, open_source, split_files, split_tokens
-from .data.io import READ_LIMIT_ENV, is_stream
+from .data.io import READ_LIMIT_ENV, is_pipe, is_stream
 from .data.fetch import resolve_dataset
 from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
@@ -203,9 +203,9 @@ def scored_tokens(args, tok):
 
 
 def text_tokens(path, tok, max_tokens=None):
-    """The token ids of the file (a pipe: read once), documents joined by the end-of-text token (when the
+    """The token ids of the file (a pipe such as /dev/stdin: read once), documents joined by the end-of-text token (when the
     tokenizer has one); max_tokens: the first that many, and no more of the text read."""
-    stat_input(path, "text", allow_dir=True, allow_stream=True)   # a socket: refused
+    stat_input(path, "text", allow_dir=True, allow_stream=is_pipe(path))   # a named FIFO, a socket: refused
     try:
         tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True,
                                  max_tokens=max_tokens)

@@ -145,6 +145,16 @@ def test_other_commands_refuse_an_endless_pipe(command):
     judge("streams", rc, err, must_refuse=True, hung=hung)
 
 
+@pytest.mark.parametrize("what", ["named fifo", "/dev/zero", "/dev/urandom"])
+def test_evaluate_refuses_what_no_writer_ends(tmp_path, what):
+    """A pipe a process writes is read; a named FIFO (it waits for a writer) or a device is refused."""
+    path = Path(what) if what.startswith("/") else tmp_path / "fifo"
+    if what == "named fifo":
+        os.mkfifo(path)
+    rc, err, hung, _ = run_process(evaluate_args(path, "--max-tokens", "5"), timeout=15)
+    judge("streams", rc, err, must_refuse=True, hung=hung)
+
+
 # ---- reading budgets: the setting itself ------------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["lots", "-5", "1e9", "5X", "G", "1..2G", "9" * 40, "2 GiB", "½G", "0x10"])

@@ -54,6 +54,12 @@ def is_stream(path):
     return path.exists() and not path.is_file() and not path.is_dir()
 
 
+def is_pipe(path):
+    """True for a pipe some process writes (/dev/stdin, /dev/fd/63 of `<(zcat x.gz)`): it ends when its
+    writer does. A named FIFO (mkfifo) is not one: opening it would wait for a writer that may never come."""
+    return os.path.realpath(path).rpartition("/")[2].startswith("pipe:[")
+
+
 class Peeked:
     """A pipe opened once, its first bytes read for sniffing and kept, then served again before the rest."""
     # loaders take a Peeked wherever they take a path; it is never reopened, so nothing is lost
