@@ -26,7 +26,7 @@ from glassformer.data.wikipedia import clean_wikitext
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints" / "shakespeare_char.npz"
 MEMORY_CAP = 2 << 30                      # RLIMIT_AS of every subprocess: a runaway read dies, not the machine
-RSS_BOUND_MB = 1000                       # the peak RSS a huge input may cost a command (stated bound)
+RSS_BOUND_MB = 600                        # the peak RSS a huge input may cost a command (stated bound)
 TEXT = "the king and the queen are here. what say you, my lord?\n"
 
 
@@ -335,12 +335,15 @@ def big(tmp_path_factory):
     prompt file (on disk only: never in this process's memory)."""
     d = tmp_path_factory.mktemp("big")
     files = {"wikitext line": write_big(d / "a.tokens", b" = T = \n\n", b"word ", 200 << 20, b"\n"),
-             "wikitext lines": write_big(d / "b.tokens", b" = T = \n\n", b"a line of an article\n", 200 << 20),
+             "wikitext lines": write_big(d / "b.tokens", b"", b"a line of an article\n", 200 << 20),
              "jsonl line": write_big(d / "c.jsonl", b'{"text": "', b"word ", 200 << 20, b'"}\n'),
              "txt line": write_big(d / "d.txt", b"", b"word ", 200 << 20),
              "stories": write_big(d / "e.txt", b"<|endoftext|>", b"word ", 200 << 20),
              "xml page": write_big(d / "f.xml", b"<mediawiki><page><title>T</title><ns>0</ns><revision><text>",
                                    b"word ", 200 << 20, b"</text></revision></page></mediawiki>"),
+             "jsonl 15 MB": write_big(d / "g.jsonl", b'{"text": "', b"word ", 15 << 20, b'"}\n'),
+             "xml 15 MB": write_big(d / "h.xml", b"<mediawiki><page><title>T</title><ns>0</ns><revision><text>",
+                                    b"word ", 15 << 20, b"</text></revision></page></mediawiki>"),
              "prompt": write_big(d / "p.txt", b"", b"word ", 300 << 20)}
     yield files
     for path in files.values():
@@ -349,9 +352,10 @@ def big(tmp_path_factory):
 
 @pytest.mark.parametrize("name,refuse", [("wikitext line", True), ("wikitext lines", False),
                                          ("jsonl line", True), ("txt line", False), ("stories", True),
-                                         ("xml page", True)])
+                                         ("xml page", True), ("jsonl 15 MB", False), ("xml 15 MB", False)])
 def test_a_huge_single_document_stays_bounded(big, name, refuse):
-    """200 MB in one line or document: streamed or refused with one error, under RSS_BOUND_MB."""
+    """200 MB in one line or document: streamed or refused with one error (a line, JSON line or page over
+    16 MB), under RSS_BOUND_MB; one just under 16 MB is read, under the bound too."""
     rc, err, hung, rss = run_process(evaluate_args(big[name], "--max-tokens", "100"), timeout=60)
     judge("streams", rc, err, must_refuse=refuse, hung=hung, unbounded=rss > RSS_BOUND_MB)
 

@@ -23,7 +23,7 @@ NL = b"\n"
 READ_ERRORS = (OSError, EOFError, zlib.error)   # gzip raises zlib.error on some corrupt blocks
 READ_LIMIT_ENV = "GLASSFORMER_READ_LIMIT"       # the reading budget: bytes of text per file, e.g. 500M, 8G
 DEFAULT_READ_LIMIT = 2 * 10**9                  # 2 GB of text
-MAX_DOCUMENT_CHARS = 32 * 10**6                 # one line, JSON line or Wikipedia page held whole: 32 MB
+MAX_DOCUMENT_CHARS = 16 * 10**6                 # one line, JSON line or Wikipedia page held whole: 16 MB
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?")
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..inputs import iter_jsonl, stat_input
-from .io import BLOCK_BYTES, MAX_DOCUMENT_CHARS, Peeked, must_exist, read_blocks, read_lines
+from .io import BLOCK_BYTES, Peeked, must_exist, read_blocks, read_lines
 
 EOT_TEXT = "<|endoftext|>"
 
@@ -47,7 +47,7 @@ def read_txt(path, piece_chars=BLOCK_BYTES):
 WIKITEXT_HEADING = re.compile(r"^ ?= (?!=)(.*\S) = ?$")   # " = Title = ", not " = = Section = = "
 
 
-def read_wikitext(path, piece_chars=MAX_DOCUMENT_CHARS):
+def read_wikitext(path, piece_chars=8 * BLOCK_BYTES):
     """WikiText (.tokens/.raw/.txt): one document per article; articles start at ` = Title = ` lines. An
     article longer than piece_chars streams in pieces (Continuations), as a big .txt file does."""
     # a title stands between two blank lines (the file's start and end count as blank); a line like
