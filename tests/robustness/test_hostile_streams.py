@@ -247,6 +247,24 @@ def test_a_bomb_is_read_to_its_budget(tmp_path, suffix, budget):
     assert "reading budget of 20,000 bytes" in err
 
 
+@pytest.mark.parametrize("suffix", [".txt.bz2", ".txt.gz"])
+def test_bpe_training_on_a_bomb_is_metered_and_budgeted(tmp_path, suffix):
+    """--tokenizer bpe on 200 MB of text in a few KB: BPE counts within the budget, with its meter."""
+    path = tmp_path / ("bomb" + suffix)
+    block, packer = (TEXT * 20000).encode()[:1 << 20], bz2.BZ2Compressor(9)
+    with (open(path, "wb") if suffix.endswith("bz2") else gzip.open(path, "wb", 9)) as f:
+        for _ in range(200):
+            f.write(packer.compress(block) if suffix.endswith("bz2") else block)
+        f.write(packer.flush() if suffix.endswith("bz2") else b"")
+    rc, err, hung, _ = run_process([str(ROOT / "train_step_by_step.py"), "--task", "lm", "--data", path,
+                                    "--tokenizer", "bpe", "--bpe-vocab", "300", "--steps", "1", "--preset", "tiny",
+                                    "--context", "8", "--batch-size", "2", "--eval-batches", "1",
+                                    "--no-interactive", "--out", tmp_path / "run"],
+                                   env={"GLASSFORMER_READ_LIMIT": "300k"}, timeout=60)
+    judge("streams", rc, err, must_refuse=False, hung=hung)
+    assert "bpe: counting pre-tokens" in err and err.count("read stopped at the reading budget") == 1
+
+
 @pytest.mark.parametrize("garbage", [b"x", b"not gzip at all", b"\x1f\x8b\x08"])
 def test_gzip_with_trailing_garbage_is_refused(tmp_path, garbage):
     path = tmp_path / "a.txt.gz"

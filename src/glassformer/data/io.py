@@ -200,6 +200,9 @@ class _Budget(io.RawIOBase):
 
     def _stopped(self):
         self.stopped = True
+        if str(self.path) in _NOTED:      # a command reading a file twice says it once
+            return
+        _NOTED.add(str(self.path))
         print(f"note: {self.path}: read stopped at the reading budget of {size_text(self.limit)} of text; set "
               f"{READ_LIMIT_ENV} (e.g. {READ_LIMIT_ENV}=8G, 0 for none) to read more", file=sys.stderr,
               flush=True)
@@ -207,6 +210,9 @@ class _Budget(io.RawIOBase):
     def close(self):
         self.f.close()
         super().close()
+
+
+_NOTED = set()                            # the files whose read the budget stopped, noted once
 
 
 def budget_stopped(f):
