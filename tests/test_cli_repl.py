@@ -167,7 +167,8 @@ def test_prompt_file_is_the_whole_prompt(lm, tmp_path):
 
 @pytest.mark.parametrize("flags, words", [(["--max-new-tokens", "100001"], "from 1 to 100,000"),
                                           (["--max-new-tokens", "0"], "from 1 to 100,000"),
-                                          (["--num-samples", "0"], "--num-samples=0"),
+                                          (["--num-samples", "0"],
+                                           "--num-samples: 0 is not a whole number from 1 to 10,000"),
                                           (["--json", "--attention", "on"], "drop --attention")])
 def test_out_of_range_flags_exit_2_with_one_line(lm, flags, words):
     rc, out, err = script("--checkpoint", lm[0], "--prompt", "hi", *flags)

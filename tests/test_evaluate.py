@@ -154,7 +154,7 @@ def test_a_hugging_face_folder_scores_as_the_checkpoint_it_was_exported_from(lm_
 @pytest.mark.parametrize("extra, says", [
     (["--stride", "20"], "--stride 20 is above --context 16"),
     (["--context", "40"], "--context 40 is longer than the model's 16 positions"),
-    (["--context", "0"], "not a whole number >= 1"),
+    (["--context", "0"], "--context: 0 is not a whole number from 1 to 1,048,576"),
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_flags_exit_2_with_one_line(lm_checkpoint, capsys, extra, says):
@@ -211,10 +211,10 @@ def test_split_val_scores_the_very_tokens_training_validated_on(lm_checkpoint, c
     assert "word_ppl" not in record                           # a part of the file: no word count
 
 
-@pytest.mark.parametrize("fraction, says", [("-0.1", "must be at least 0 and below 1"),
-                                             ("1", "must be at least 0 and below 1"),
-                                             ("1.5", "must be at least 0 and below 1"),
-                                             ("nan", "must be at least 0 and below 1"),
+@pytest.mark.parametrize("fraction, says", [("-0.1", "-0.1 is not a number in [0, 1)"),
+                                             ("1", "1 is not a number in [0, 1)"),
+                                             ("1.5", "1.5 is not a number in [0, 1)"),
+                                             ("nan", "'nan' is not a number in [0, 1) (it is not finite)"),
                                              ("abc", "'abc' is not a number")])
 def test_a_bad_fraction_exits_2_with_one_line(lm_checkpoint, capsys, fraction, says):
     path, _, _, text = lm_checkpoint

@@ -139,15 +139,15 @@ def test_experiments_without_a_name_says_how_to_run_one(capsys):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["reversal", "steps=abc"], "steps=abc: steps must be a whole number, e.g. 3, not 'abc'"),
-    (["reversal", "lr=fast"], "lr=fast: lr must be a number, e.g. 1e-3, not 'fast'"),
+    (["reversal", "steps=abc"], "steps=abc: steps must be a whole number from 1 to 1,000,000,000, not 'abc'"),
+    (["reversal", "lr=fast"], "lr=fast: lr must be a number in [1e-12, 10], not 'fast'"),
     (["reversal", "plots=yes"], "plots=yes: plots must be true or false, not 'yes'"),
     (["reversal", "model.d_model=1.5"], "model.d_model=1.5: model.d_model must be a whole number"),
     (["reversal", "task.length=x"], "task.length=x: task.length must be a whole number"),
     (["induction", "n_layers=two"], "n_layers=two: n_layers must be a whole number"),
     (["renaming", "curriculum.depth=x"], "curriculum.depth=x: curriculum.depth must be a whole number"),
     (["reversal", "--sweep", "steps=10,abc"], "steps=abc: steps must be a whole number"),
-    (["reversal", "seed=-1"], "seed=-1 must be at least 0"),
+    (["reversal", "seed=-1"], "seed=-1: seed must be a whole number from 0 to 4,294,967,295, not '-1'"),
 ])
 def test_a_setting_of_the_wrong_type_is_one_error_naming_key_value_and_type(capsys, tmp_path, argv, says):
     code = run_main(experiments.main, argv + ["--runs-dir", str(tmp_path)])

@@ -359,9 +359,10 @@ def test_lm_set_commands_change_the_sampling(lm_ckpt):
 
 
 @pytest.mark.parametrize("command, words", [
-    ("set temperature -1", "temperature must be a number >= 0"),
+    ("set temperature -1", "temperature must be a number in [0.0001, 100] or 0 (0 = greedy)"),
     ("set temperature hot", "temperature must be"), ("set temperature nan", "temperature must be"),
-    ("set top_k 0", "top_k must be a positive integer or off"), ("set top_k 2.5", "top_k must be"),
+    ("set top_k 0", "top_k must be a whole number from 1 to 2,147,483,647 or off"),
+    ("set top_k 2.5", "top_k must be"),
     ("set top_p 1.5", "top_p must be a number in (0, 1]"), ("set top_p 0", "top_p must be"),
     ("set max_tokens 0", "max_tokens must be a whole number from 1 to 100,000"),
     ("set max_tokens 100001", "from 1 to 100,000"), ("set max_tokens x", "max_tokens"),

@@ -36,13 +36,22 @@ class UserError(Exception):
 
 class Parser(argparse.ArgumentParser):
     """The argparse of every command: a mistake is one UserError line (exit 2), not usage and a
-    SystemExit, and an unknown flag names the closest one (--stpes: did you mean --steps?)."""
+    SystemExit, an unknown flag names the closest one (--stpes: did you mean --steps?), and --help
+    states each number's domain."""
 
     def parse_known_args(self, args=None, namespace=None):
         """argparse's, keeping what it did not recognise for error() (parse_args refuses it there)."""
         self.unrecognized = []
         namespace, self.unrecognized = super().parse_known_args(args, namespace)
         return namespace, self.unrecognized
+
+    def format_help(self):
+        """argparse's help, each flag whose type states a domain (domains.Domain) showing it."""
+        for action in self._actions:
+            text = getattr(action.type, "domain_text", None)
+            if text and action.help and text not in action.help:
+                action.help = f"{action.help}; {text}"
+        return super().format_help()
 
     def error(self, message):
         unknown = [a for a in getattr(self, "unrecognized", ()) if a.startswith("--") and a != "--"]

@@ -25,9 +25,11 @@ import numpy as np
 from . import backend
 from .backend import array_module
 from .checkpoint import load_checkpoint, needs_task
-from .data import VAL_FRACTION, build_tokens, count_words, detect_kind, open_source, split_files, split_tokens
+from .data import (MIN_SCORED_TOKENS, VAL_FRACTION, build_tokens, count_words, detect_kind, open_source,
+                   require_known, require_tokens, require_visible, split_files, split_tokens)
 from .data.io import READ_LIMIT_ENV, is_pipe, is_stream
 from .data.fetch import resolve_dataset
+from .domains import Domain
 from .errors import Parser, UserError, main_boundary
 from .generate import eos_id
 from .inputs import stat_input
@@ -116,23 +118,9 @@ class Meter:
         print(line, end=end, file=self.stream, flush=True)
 
 
-def count(text):
-    """A whole number >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
-
-
-def from_fraction(text):
-    """A number F with 0 <= F < 1: where the scored tokens start, as a fraction of them."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 0 and below 1, e.g. 0.9 for the "
-                                         "last 10% of the tokens")
-    return value
+CONTEXT = Domain(int, 1, 2**20)                             # and at most the model's positions
+MAX_TOKENS = Domain(int, 1, 2**40)
+FROM_FRACTION = Domain(float, 0.0, 1.0, high_open=True)     # where the scored tokens start
 
 
 def build_parser():
@@ -143,16 +131,16 @@ def build_parser():
     p.add_argument("--data", type=Path, required=True, help="the text to score (.txt, WikiText, .jsonl, "
                    "a Wikipedia dump..., or a fetched data set's name: tinyshakespeare), tokenised with "
                    "the checkpoint's tokenizer")
-    p.add_argument("--context", type=count, help="tokens per window (default: the model's context)")
-    p.add_argument("--stride", type=count, help="tokens between window starts (default context/2; "
+    p.add_argument("--context", type=CONTEXT, help="tokens per window (default: the model's context)")
+    p.add_argument("--stride", type=CONTEXT, help="tokens between window starts (default context/2; "
                    "= context: non-overlapping windows)")
     part = p.add_mutually_exclusive_group()
     part.add_argument("--split", choices=("all", "val"), default="all", help="all: the whole text "
                       "(default); val: the split --task lm validated on, the last 10%% of the tokens "
                       "(a WikiText folder: its valid file)")
-    part.add_argument("--from-fraction", type=from_fraction, metavar="F", help="score the tokens from "
-                      "fraction F of them on (0 <= F < 1; 0.9: the last 10%%, as --split val)")
-    p.add_argument("--max-tokens", type=count, metavar="N", help="score only the first N targets, "
+    part.add_argument("--from-fraction", type=FROM_FRACTION, metavar="F", help="score the tokens from "
+                      "fraction F of them on (0.9: the last 10%%, as --split val)")
+    p.add_argument("--max-tokens", type=MAX_TOKENS, metavar="N", help="score only the first N targets, "
                    "reading no more of --data than they need (no word-level perplexity then: it needs the "
                    f"whole file). Any --data is read within a budget: 2 GB of text, ${READ_LIMIT_ENV} "
                    "(e.g. 8G, 0 for none) sets it, and a note says when it stops a read")
@@ -196,9 +184,9 @@ def scored_tokens(args, tok):
     whole = args.max_tokens is None or args.max_tokens > len(tokens) - 1 or \
         (head is None and args.max_tokens == len(tokens) - 1)      # a head read: more text may follow
     tokens = tokens if whole else tokens[:args.max_tokens + 1]
-    if len(tokens) < 2:
-        raise UserError(f"{data}: {len(tokens)} token(s) from token {first:,} on: nothing to score (a "
-                        "token is scored from those before it)")
+    require_tokens(len(tokens), MIN_SCORED_TOKENS, data, f"the part scored (from token {first:,} on)"
+                   if first else "the text scored", tok)
+    require_known(tokens, tok, data, "the text scored")
     return data, tokens, first, n_text, data if whole and first == 0 and not is_stream(data) else None
 
 
@@ -207,8 +195,9 @@ def text_tokens(path, tok, max_tokens=None):
     tokenizer has one); max_tokens: the first that many, and no more of the text read."""
     stat_input(path, "text", allow_dir=True, allow_stream=is_pipe(path))   # a named FIFO, a socket: refused
     try:
-        tokens, _ = build_tokens([open_source(path)], tok, eot_id=eos_id(tok), progress=True,
-                                 max_tokens=max_tokens)
+        source = open_source(path)
+        require_visible(source)                             # empty or whitespace: nothing to score
+        tokens, _ = build_tokens([source], tok, eot_id=eos_id(tok), progress=True, max_tokens=max_tokens)
     except UserError as e:
         message = str(e)
         raise UserError(message if str(path) in message else f"{path}: {message}") from None

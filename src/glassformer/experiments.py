@@ -20,6 +20,7 @@ import numpy as np
 
 from . import interp
 from .checkpoint import FAMILIES, save_checkpoint
+from .domains import SEED, Domain
 from .errors import Parser, UserError, parse_value, typed_setting  # noqa: F401  (parse_value: tests)
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
@@ -38,6 +39,13 @@ METRIC_COLUMNS = ("step", "lr", "train_loss", "test_loss", "test_token_acc", "te
 CURVE_PANELS = (Panel("loss", "cross-entropy loss", (("train_loss", "train"), ("test_loss", "test"))),
                 Panel("accuracy", "accuracy", (("test_token_acc", "test token acc"),
                                                ("test_exact", "test exact match")), True))
+
+
+SETTING = Domain(float, -1e9, 1e9)                          # a task.KEY or model.KEY number; run fields:
+STEPS, EVERY, LR = Domain(int, 1, 10**9), Domain(int, 0, 10**9), Domain(float, 1e-12, 10.0)   # RUN_DOMAINS
+RUN_DOMAINS = {"curriculum_steps": EVERY, "lr": LR, "adamw_lr": LR, "steps": STEPS, "warmup": EVERY,
+               "weight_decay": Domain(float, 0.0, 10.0), "batch_size": Domain(int, 1, 2**20), "seed": SEED,
+               "min_lr_ratio": Domain(float, 0.0, 1.0), "grad_clip": Domain(float, 0.0, 1e6), "eval_every": STEPS}
 
 
 @dataclass
@@ -68,14 +76,8 @@ class Experiment:
             raise UserError(f"model={self.model!r}: use one of {sorted(FAMILIES)}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer={self.optimizer!r}: use one of {OPTIMIZERS}")
-        for name in ("batch_size", "steps", "eval_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
-        for name in ("seed", "warmup", "curriculum_steps", "weight_decay", "grad_clip", "min_lr_ratio"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name}={getattr(self, name)} must be at least 0")
-        if self.lr <= 0 or self.adamw_lr <= 0:
-            raise UserError(f"lr={self.lr} and adamw_lr={self.adamw_lr} must be positive")
+        for name, domain in RUN_DOMAINS.items():
+            domain.check(getattr(self, name), name)         # DomainError: one line, what to give
 
 
 EXPERIMENTS = {
@@ -118,8 +120,10 @@ EXPERIMENTS = {
 
 # ---- overrides: key=value strings ----------------------------------------------------------------
 
-def task_fields(exp):
-    return {f.name for f in fields(task_class(exp.task).config_class)}
+def setting_value(key, text, cls, kind=None):
+    """KEY=TEXT typed as cls's field (errors.typed_setting); a number also within +-1e9 (SETTING)."""
+    value = typed_setting(key, text, cls, kind)
+    return value if isinstance(value, (bool, str)) else type(value)(SETTING.check(value, key))
 
 
 def apply_override(exp, key, text):
@@ -130,14 +134,14 @@ def apply_override(exp, key, text):
                                                        "curriculum_params"}
     scope, _, bare = key.rpartition(".")
     if not scope and key in run_keys:
-        return replace(exp, **{key: typed_setting(key, text, Experiment)})
+        return replace(exp, **{key: RUN_DOMAINS[key].read(text, key) if key in RUN_DOMAINS else
+                               typed_setting(key, text, Experiment)})
     task_config, model_config = task_class(exp.task).config_class, FAMILIES[exp.model][0]
-    model_keys = {f.name for f in fields(model_config)} - {"vocab_size"}
-    if exp.model == "toy":
-        model_keys.add("n_layers")
-    in_task, in_model = bare in task_fields(exp), bare in model_keys
+    model_keys = {f.name for f in fields(model_config)} - {"vocab_size"} | \
+        ({"n_layers"} if exp.model == "toy" else set())
+    in_task, in_model = bare in {f.name for f in fields(task_config)}, bare in model_keys
     if scope == "curriculum" and in_task:
-        value = typed_setting(key, text, task_config)
+        value = setting_value(key, text, task_config)
         return replace(exp, curriculum_params={**exp.curriculum_params, bare: value})
     if scope not in ("", "task", "model") or (scope == "task" and not in_task) or \
             (scope == "model" and not in_model) or not (in_task or in_model):
@@ -147,8 +151,8 @@ def apply_override(exp, key, text):
     if not scope and in_task and in_model:
         raise UserError(f"{key!r} is both a task and a model setting: write task.{key} or model.{key}")
     if scope == "task" or (not scope and in_task):
-        return replace(exp, task_params={**exp.task_params, bare: typed_setting(key, text, task_config)})
-    value = typed_setting(key, text, model_config, int if bare == "n_layers" else None)
+        return replace(exp, task_params={**exp.task_params, bare: setting_value(key, text, task_config)})
+    value = setting_value(key, text, model_config, int if bare == "n_layers" else None)
     if exp.model == "toy" and bare == "n_layers":              # model_type's 1L / 2L, or n_blocks
         kind = exp.model_params.get("model_type", "attention_only_1L").rsplit("_", 1)[0]
         if value in (1, 2):

@@ -4,7 +4,17 @@ import codecs
 import numpy as np
 
 from .backend import array_module, to_numpy
+from .domains import SEED, Domain
 from .errors import UserError
+
+# The sampling contract: test_model_manually.py's flags, its REPL's `set` and this module's functions
+# all check these (top_k and top_p: None is off). A temperature below 1e-4 divides logits into
+# overflow (NaN probabilities); 0 is exactly greedy instead.
+TEMPERATURE = Domain(float, 1e-4, 100.0, also=(0.0,), meaning="0 = greedy")
+TOP_K = Domain(int, 1, 2**31 - 1)
+TOP_P = Domain(float, 0.0, 1.0, low_open=True)
+MAX_NEW_TOKENS = Domain(int, 1, 100_000)
+NUM_SAMPLES = Domain(int, 1, 10_000)
 
 
 def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None, banned=None):
@@ -33,34 +43,40 @@ def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None, banned=Non
     return int(rng.choice(p.size, p=p))
 
 
-def validate_sampling(temperature, top_k, top_p):
-    """Raise ValueError for settings that cannot be sampled with."""
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k} must be a positive integer")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p={top_p} must be in (0, 1]")
+def validate_sampling(temperature, top_k, top_p, max_new_tokens=None, seed=None):
+    """The settings as checked numbers; DomainError (a ValueError and a UserError) for any outside its domain."""
+    return (TEMPERATURE.check(temperature, "temperature"),
+            None if top_k is None else TOP_K.check(top_k, "top_k"),
+            None if top_p is None else TOP_P.check(top_p, "top_p"),
+            None if max_new_tokens is None else MAX_NEW_TOKENS.check(max_new_tokens, "max_new_tokens"),
+            None if seed is None else SEED.check(seed, "seed"))
 
 
 def stream_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                  eos_id=None, use_cache=True, rng=None, banned=None):
+                  eos_id=None, use_cache=True, rng=None, banned=None, vocab_size=None):
     """Continue the prompt `ids` (a list of ints) with a DecoderLM, yielding each new id as it is chosen.
 
     temperature 0 is greedy; with use_cache each step feeds one token and reuses the cached keys
     and values (the same result as recomputing the whole context). Settings are checked now, not at
     the first next(); closing the generator early (or Ctrl-C) restores the model's training mode.
+    vocab_size: the tokenizer's; ids at or above it are never chosen (an embedding padded beyond its
+    tokenizer, as nanoGPT's 50,304-row GPT-2 for 50,257 tokens, has rows no text decodes to).
     """
-    validate_sampling(temperature, top_k, top_p)
+    temperature, top_k, top_p, _, seed = validate_sampling(temperature, top_k, top_p, seed=seed)
+    max_new_tokens = 0 if max_new_tokens == 0 else MAX_NEW_TOKENS.check(max_new_tokens, "max_new_tokens")
     if len(ids) == 0:
         raise ValueError("generate needs a prompt of at least one token")
     rng = rng if rng is not None else np.random.default_rng(seed)
+    rows = model.tok_emb.W.shape[0]                           # the embedding's rows: V
+    if vocab_size is not None and not 1 <= vocab_size <= rows:
+        raise UserError(f"the tokenizer has {vocab_size:,} tokens but the model {rows:,} embedding rows: "
+                        "they do not belong together")
     return _decode(model, list(ids), max_new_tokens, (temperature, top_k, top_p), eos_id, use_cache,
-                   rng, banned)
+                   rng, banned, vocab_size or rows)
 
 
-def _decode(model, context, max_new_tokens, sampling, eos_id, use_cache, rng, banned):
-    """The one decoding loop behind stream_tokens and generate_tokens."""
+def _decode(model, context, max_new_tokens, sampling, eos_id, use_cache, rng, banned, vocab_size):
+    """The one decoding loop behind stream_tokens and generate_tokens; ids >= vocab_size masked."""
     xp = array_module(model.tok_emb.W)
     was_training = model.training
     model.eval()
@@ -76,7 +92,7 @@ def _decode(model, context, max_new_tokens, sampling, eos_id, use_cache, rng, ba
                 caches = model.new_caches() if use_cache else None
             h = model.features(xp.asarray([step_ids]), caches, start)      # (1, t, C)
             logits = model.logits(h[:, -1:])                              # (1, 1, V): last only
-            nxt = sample_next(logits[0, -1], rng, *sampling, banned=banned)
+            nxt = sample_next(logits[0, -1, :vocab_size], rng, *sampling, banned=banned)   # (V',)
             context.append(nxt)
             yield nxt
             if eos_id is not None and nxt == eos_id:
@@ -86,10 +102,10 @@ def _decode(model, context, max_new_tokens, sampling, eos_id, use_cache, rng, ba
 
 
 def generate_tokens(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                    eos_id=None, use_cache=True, rng=None, banned=None):
+                    eos_id=None, use_cache=True, rng=None, banned=None, vocab_size=None):
     """The new ids of stream_tokens(...) as a list (the prompt not included)."""
     return list(stream_tokens(model, ids, max_new_tokens, temperature, top_k, top_p, seed, eos_id,
-                              use_cache, rng, banned))
+                              use_cache, rng, banned, vocab_size))
 
 
 EOS_NAMES = ("<|endoftext|>", "<eos>", "</s>")
@@ -151,7 +167,7 @@ def generate_text(model, tokenizer, prompt, max_new_tokens=200, temperature=0.8,
         ids = [eos]                                         # GPT-2's way to start from nothing
     new = generate_tokens(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
                           top_p=top_p, seed=seed, eos_id=eos if stop_at_eos else None, use_cache=use_cache,
-                          banned=special_ids(tokenizer, keep=eos))
+                          banned=special_ids(tokenizer, keep=eos), vocab_size=tokenizer.vocab_size)
     if stop_at_eos and new and eos is not None and new[-1] == eos:
         new = new[:-1]
     return tokenizer.decode(new)

@@ -3,13 +3,13 @@
 Run `python -m glassformer.gradcheck` for a table over every layer, loss and model,
 `--layer NAME` for one, `--json` for machine-readable records; exit status 1 if any check fails.
 """
-import argparse
 import json
 import sys
 
 import numpy as np
 
 from . import layers, models, research
+from .domains import Domain
 from .errors import Parser
 
 TOLERANCE = 1e-6
@@ -365,15 +365,7 @@ def run_case(name, seed=0, tol=TOLERANCE):
     return [{"name": name, **r} for r in check_layer(layer, forward, inputs, rng, tol)]
 
 
-def positive_tolerance(text):
-    """--tol: a finite number > 0 (0 or less would fail every check, NaN would pass every one)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number, e.g. 1e-6")
-    return value
+TOL = Domain(float, 1e-15, 1.0)                             # a relative error: 0 fails every check, NaN none
 
 
 def main(argv=None):
@@ -382,8 +374,8 @@ def main(argv=None):
     parser.add_argument("--layer", help="check one case (see --list); default: all")
     parser.add_argument("--list", action="store_true", help="list the case names and exit")
     parser.add_argument("--json", action="store_true", help="print a JSON list of records")
-    parser.add_argument("--tol", type=positive_tolerance, default=TOLERANCE,
-                        help="max relative error allowed, a number > 0 (default: %(default)g)")
+    parser.add_argument("--tol", type=TOL, default=TOLERANCE,
+                        help="max relative error allowed (default: %(default)g)")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(CASES))

@@ -16,6 +16,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .checkpoint import load_checkpoint
+from .domains import Domain
 from .errors import Parser, UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
@@ -257,6 +258,46 @@ def token_label(text):
     return text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u2423") or "''"
 
 
+def check_choice(args, layers):
+    """UserError for --layer or --head outside the model's range (negative ones too), naming it."""
+    if args.layer is not None and not 0 <= args.layer < len(layers):
+        names = ", ".join(name for name, _ in layers)
+        raise UserError(f"--layer {args.layer}: the model has {len(layers)} attention layer"
+                        f"{'s' * (len(layers) != 1)}: give 0..{len(layers) - 1} ({names})")
+    heads = min(layer.n_heads for _, layer in layers)
+    if args.head is not None and not 0 <= args.head < heads:
+        raise UserError(f"--head {args.head}: the model's attention layers have {heads} heads: give "
+                        f"0..{heads - 1}, or leave --head out for the average")
+
+
+def text_ids(run, text, max_len):
+    """(1, T) ids of --text; UserError when it is empty, only whitespace, only unknown characters, or
+    longer than the model's positions."""
+    if not text.strip():
+        raise UserError(f"--text {text!r} is {'empty' if not text else 'only whitespace'}: give the text "
+                        "to look at, in the task's own notation")
+    ids = list(run.encode(text))
+    unk = run.vocab.index("<unk>") if "<unk>" in run.vocab else None
+    if not ids or all(i == unk for i in ids):
+        raise UserError(f"--text {text!r:.60}: none of its characters is in the model's vocabulary of "
+                        f"{len(run.vocab)} tokens: give text it was trained on")
+    if max_len is not None and len(ids) > max_len:
+        raise UserError(f"--text is {len(ids):,} tokens, longer than the model's {max_len} positions: "
+                        f"give at most {max_len} tokens of text")
+    return np.array([ids], dtype=np.int64)
+
+
+def example_ids(run, example):
+    """(1, T) ids of test example `example` (a decoder's trailing padding dropped)."""
+    test = run.examples()
+    if not 0 <= example < len(test):
+        raise UserError(f"--example {example}: the test split has {len(test)} rows: give 0..{len(test) - 1}")
+    ids = test[example:example + 1]
+    if run.kind == "decoder":                               # drop trailing padding
+        ids = ids[:, :max(1, int((ids[0] != 0).sum()))]
+    return ids
+
+
 def main(argv=None):
     """python -m glassformer.interp RUN: attention maps, head classes and the loss page of a run
     (of glassformer.experiments, or a train_step_by_step.py --out folder)."""
@@ -266,8 +307,12 @@ def main(argv=None):
     parser.add_argument("run_dir", help="a run directory (runs/<time>-<name> of experiments, or the "
                         "--out of train_step_by_step.py) or its checkpoint .npz")
     parser.add_argument("--text", help="input in the task's own notation (default: a test example)")
-    parser.add_argument("--example", type=int, default=0, help="which test example (default 0)")
-    parser.add_argument("--head", type=int, default=None, help="one head (default: the average)")
+    parser.add_argument("--example", type=Domain(int, 0, 10**9), default=0,
+                        help="which test example (default 0)")
+    parser.add_argument("--layer", type=Domain(int, 0, 4095), default=None,
+                        help="one attention layer's map, 0 first (default: every layer)")
+    parser.add_argument("--head", type=Domain(int, 0, 4095), default=None,
+                        help="one head (default: the average)")
     parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
     args = parser.parse_args(argv)
     try:
@@ -275,18 +320,17 @@ def main(argv=None):
         if run.kind == "seq2seq":
             raise UserError("the interp CLI reads decoder runs; for an encoder-decoder use "
                             "interp.attention_maps(model, src, tgt_in) in Python")
-        if args.text is not None:
-            ids = np.array([run.encode(args.text)], dtype=np.int64)
-        else:
-            test = run.examples()
-            if not 0 <= args.example < len(test):
-                raise UserError(f"--example {args.example}: the test split has {len(test)} rows")
-            ids = test[args.example:args.example + 1]
-            if run.kind == "decoder":                       # drop trailing padding
-                ids = ids[:, :max(1, int((ids[0] != 0).sum()))]
+        layers = attention_layers(model)
+        check_choice(args, layers)
+        max_len = getattr(model.config, "max_len", None)
+        ids = example_ids(run, args.example) if args.text is None else text_ids(run, args.text, max_len)
+        if args.html and run.kind == "decoder" and ids.shape[1] < 2:
+            raise UserError("--html: a per-token loss needs at least 2 tokens (each is predicted from "
+                            "those before it): give a longer --text")
         tokens = [run.vocab[i] for i in ids[0]]
         maps = attention_maps(model, ids)
-        for name, att in maps.items():
+        shown = maps if args.layer is None else {layers[args.layer][0]: maps[layers[args.layer][0]]}
+        for name, att in shown.items():
             which = "average over heads" if args.head is None else f"head {args.head}"
             print(f"{name} ({which}):\n"
                   f"{ascii_attention(att[0], tokens, head=args.head, width=terminal_width())}\n")

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -31,6 +30,7 @@ import pytest
 from glassformer import evaluate, export
 from glassformer.cli import repl, train
 from glassformer.errors import run_main
+from test_fuzz import Hang, deadline          # one deadline for every fuzz suite
 
 PER_CASE_S = 10                                             # longer is a hang
 STREAM_KINDS = ("fifo", "chardev", "devnull", "socket", "link_to_fifo")
@@ -39,8 +39,6 @@ TINY = ["--context", "8", "--batch-size", "2", "--eval-interval", "2", "--eval-b
         "--no-interactive", "--preset", "tiny"]
 
 
-class Hang(BaseException):
-    """A deadline passed (a BaseException: run_main would turn a TimeoutError into a quiet exit 2)."""
 
 
 # ---- the hostile things ----------------------------------------------------------------------
@@ -248,18 +246,6 @@ CASES = {c.id: c for c in [*kind_cases(), *content_cases()]}
 
 # ---- running one case ------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def deadline(seconds):
-    """Raise Hang in the main thread when the block runs longer than seconds."""
-    def expired(signum, frame):
-        raise Hang(f"no answer within {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def run_case(world, case, base):

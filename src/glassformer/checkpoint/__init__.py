@@ -29,10 +29,10 @@ from ..models import ModelConfig, build_model
 from ..research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
 from ..tokenizers import tokenizer_from_dict
 from ..tokenizers.registry import KINDS
-from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, MAX_TOKENIZER_BYTES, NAT, NUMBER,  # noqa: F401
-                      POSITIVE, Archive, Check, archive_error, check_schema, needs_task, parse_header,
-                      parsed_by)
-from .hf_gpt2 import is_hf_folder, load_hf_gpt2
+from .archive import (FLOAT, HINT, MAX_HEADER_BYTES, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES,  # noqa: F401
+                      NAT, NUMBER, POSITIVE, Archive, Check, archive_error, check_schema, needs_task,
+                      parse_header, parsed_by)
+from .hf_gpt2 import is_hf_folder, load_hf_gpt2, note_padding
 
 FORMAT, VERSION = "glassformer", 2
 READS = (1, 2)                          # 1: the tokenizer inside the header; 2: in its own entry
@@ -41,7 +41,6 @@ READS = (1, 2)                          # 1: the tokenizer inside the header; 2:
 FAMILIES = {"decoder_lm": (ModelConfig, build_model), "toy": (ToyConfig, build_toy_model),
             "encoder_decoder": (EncoderDecoderConfig, EncoderDecoder)}
 RUN_FILES = ("model.npz", "best.npz")   # in a run folder: experiments' model, the CLIs' best one
-MAX_MODEL_BYTES = 4 << 30               # the largest model a checkpoint may make us build
 SLACK_BYTES = 64 << 20                  # what a config may ask beyond its stored arrays (tables, masks)
 TOKENIZER_SCHEMA = {"type?": str}
 # the header, checked before anything else is read ("key?": optional)
@@ -309,6 +308,8 @@ def check_tokenizer(path, tokenizer, config):
     if n > rows:
         raise archive_error(path, f"its tokenizer has {n:,} tokens but the embedding only {rows:,} "
                             "rows: the header and the model do not belong together")
+    if getattr(config, "kind", None) == "decoder_lm":
+        note_padding(path, n, rows)                         # generate.py never samples the rest
 
 
 def check_rng_state(path, state):

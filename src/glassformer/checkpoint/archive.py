@@ -39,6 +39,7 @@ def needs_task(task):
         if HINT not in str(e):
             raise
         raise UserError(str(e).replace(HINT, train_hint(task))) from None
+MAX_MODEL_BYTES = 4 << 30               # the largest model a file may make us build: .npz or safetensors
 MAX_HEADER_BYTES = 1 << 20              # the JSON header
 MAX_TOKENIZER_BYTES = 128 << 20         # the tokenizer's own JSON member (GPT-2's: 1.7 MB; big ones: tens)
 MAX_DEPTH = 64                          # its nesting

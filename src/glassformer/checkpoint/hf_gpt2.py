@@ -7,6 +7,7 @@ in each, as our fused qkv; only the untied lm_head (V, C) is the transpose of ou
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..inputs import read_json
 from ..models import ModelConfig, build_model
 from ..tokenizers import ByteLevelBPE, load_tokenizer
 from ..tokenizers.bpe import bytes_to_unicode
+from .archive import MAX_MODEL_BYTES
 from .safetensors import SafeTensors, save_safetensors
 
 CONFIG, WEIGHTS, OUR_TOKENIZER = "config.json", "model.safetensors", "tokenizer.glassformer.json"
@@ -44,6 +46,14 @@ class Undrawn:
 
 def hf_error(folder, what):
     return UserError(f"{folder}: {what}")
+
+
+def note_padding(where, n_tokens, rows):
+    """One stderr line when the embedding has rows beyond the tokenizer (nanoGPT pads GPT-2's 50,257
+    tokens to 50,304): generate.py never samples them; a larger tokenizer is refused by the caller."""
+    if n_tokens < rows:
+        print(f"note: {where}: its tokenizer has {n_tokens:,} tokens and its embedding {rows:,} rows; "
+              f"generation never samples the {rows - n_tokens:,} ids beyond the tokenizer", file=sys.stderr)
 
 
 def read_hf_config(folder):
@@ -135,6 +145,17 @@ def expected_shapes(config):
     return {k: shapes[k] for k in hf_names(config)}
 
 
+def check_model_bytes(folder, config):
+    """The float32 model config.json describes must fit MAX_MODEL_BYTES (the .npz loader's cap), checked
+    from the config and the weights' header, before any tensor is read or anything is built."""
+    C, F, V, T, L = config.d_model, config.d_ff, config.vocab_size, config.max_len, config.n_layers
+    block = 3 * C * C + 3 * C + C * C + C + C * F + F + F * C + C + 4 * C       # qkv, proj, FFN, 2 LN
+    need = 4 * ((V + T + 2) * C + L * block + (0 if config.tie_weights else V * C))   # counted, not listed
+    if need > MAX_MODEL_BYTES:
+        raise hf_error(folder, f"{CONFIG} describes a model of {need:,} bytes in float32, over the "
+                       f"{MAX_MODEL_BYTES:,} bytes (4 GiB) glassformer loads: a model this large is refused")
+
+
 def file_names(folder, st, config):
     """{HF name (no prefix): the file's key}, mask buffers dropped; refuses missing or extra tensors."""
     if config.n_layers > len(st.entries):                  # before listing n_layer's names: 10**12 hangs
@@ -193,11 +214,14 @@ def load_hf_gpt2(folder):
                        if other else ""))
     st = SafeTensors(folder / WEIGHTS)
     found = file_names(folder, st, config)
+    check_model_bytes(folder, config)                       # before anything is built: the 4 GiB cap
     check_tensors(folder, st, found, config)
     tokenizer = folder_tokenizer(folder)
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise hf_error(folder, f"its tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
                        f"{config.vocab_size:,} embedding rows")
+    if tokenizer is not None:
+        note_padding(folder, tokenizer.vocab_size, config.vocab_size)
     model = build_model(config, Undrawn())
     params = dict(model.named_parameters())
     for name, (ours, transposed) in hf_names(config).items():

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import UserError
 from ..files import atomic_write
 from ..inputs import open_input, parse_json
+from .archive import MAX_MODEL_BYTES
 
 MAX_HEADER_BYTES = 16 << 20             # GPT-2's header is ~15 KB; the format's own limit is 100 MB
 # safetensors dtype -> the NumPy dtype its bytes are read as (BF16: raw uint16, widened on reading)
@@ -133,6 +134,9 @@ def read_header(path):
         if n > MAX_HEADER_BYTES or n > size - 8:
             raise st_error(path, f"the header claims {n:,} bytes (the file has {size - 8:,} after the "
                            f"length, the limit is {MAX_HEADER_BYTES:,}): not a safetensors file, or damaged")
+        if size - 8 - n > MAX_MODEL_BYTES:                   # the cap the .npz loader has too
+            raise st_error(path, f"it holds {size - 8 - n:,} bytes of tensors, over the {MAX_MODEL_BYTES:,} "
+                           "bytes (4 GiB) glassformer loads: a model this large is refused")
         raw = f.read(n)
     try:                                                    # bounded depth and numbers, no NaN
         header = parse_json(raw, "the header", object_pairs_hook=_unique_keys)

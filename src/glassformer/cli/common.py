@@ -1,5 +1,4 @@
 """What every command shares: flag types, exit codes, the run folder, the progress line, token labels."""
-import argparse
 import math
 import os
 import time
@@ -9,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import backend, precision
+from .. import domains
+from ..domains import Domain
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
 from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
 from ..files import run_lock
@@ -18,44 +19,12 @@ from ..train.records import check_run_files, claim_run
 
 # ---------------------------------------------------------------- flags
 
-def whole_number(minimum):
-    """An argparse type: a whole number >= minimum, or a one-line error saying what is wrong."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
-        return value
-    return parse
-
-
-positive_int = whole_number(1)                              # epochs, batch size
-seed_int = whole_number(0)
-
-
-def number_in(low, high=math.inf, low_open=False, high_open=False):
-    """An argparse type: a finite number in the interval low..high (open ends where asked)."""
-    shown = f"{'(' if low_open else '['}{low:g}, {'inf' if high == math.inf else f'{high:g}'}" \
-            f"{')' if high_open or high == math.inf else ']'}"
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        inside = (value > low if low_open else value >= low) and \
-            (value < high if high_open else value <= high)
-        if not (math.isfinite(value) and inside):
-            raise argparse.ArgumentTypeError(f"{text} must be a finite number in {shown}")
-        return value
-    return parse
-
-
-positive_float = number_in(0, low_open=True)                # learning rates, seconds
-nonnegative_float = number_in(0)                            # weight decay, clipping (0: off)
-fraction = number_in(0, 1, high_open=True)                  # dropout, Adam's betas
+# the domains more than one command declares (each flag's own are declared beside it)
+SEED = domains.SEED                                         # 0 .. 2**32 - 1
+BATCH_SIZE = Domain(int, 1, 2**20)                          # rows per batch; memory is checked too
+CONTEXT = Domain(int, 1, 2**20)                             # tokens per window; and the model's positions
+LEARNING_RATE = Domain(float, 1e-12, 10.0)
+FRACTION = Domain(float, 0.0, 1.0, high_open=True)          # dropout, Adam's betas, a share: [0, 1)
 
 
 def run_dir(args, task):

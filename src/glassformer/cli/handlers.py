@@ -5,29 +5,24 @@ Each handler's answer(text, write) passes its reply to write() piece by piece as
 record(text) returns the same reply as a dict, one JSON line of --json.
 """
 import contextlib
-import math
 import re
 
 import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..errors import UserError
-from ..generate import TextStream, eos_id, special_ids, stream_tokens
+from ..generate import MAX_NEW_TOKENS as SAMPLING_MAX_NEW
+from ..generate import TOP_K, TOP_P, TEMPERATURE, TextStream, eos_id, special_ids, stream_tokens
 from ..layers import softmax
 from ..tasks import digits, sentences
 from ..tasks.qa import CHAT_TEMPLATE, NEXT_QUESTION   # --chat: the template --task qa teaches
 from ..tokenizers import tokenizer_from_dict
 from .common import TokenNames
 
-MAX_NEW_TOKENS = 100_000                                    # longest continuation one may ask for
-# name -> (parse, valid?, what to type); top_k and top_p also take "off"
-SETTINGS = {
-    "temperature": (float, lambda v: v >= 0, "a number >= 0 (0 = greedy), e.g. set temperature 0.8"),
-    "top_k": (int, lambda v: v >= 1, "a positive integer or off, e.g. set top_k 40"),
-    "top_p": (float, lambda v: 0 < v <= 1, "a number in (0, 1] or off, e.g. set top_p 0.9"),
-    "max_tokens": (int, lambda v: 1 <= v <= MAX_NEW_TOKENS,
-                   f"a whole number from 1 to {MAX_NEW_TOKENS:,}, e.g. set max_tokens 200"),
-}
+MAX_NEW_TOKENS = SAMPLING_MAX_NEW.high                      # longest continuation one may ask for
+# name -> (its domain, example): the same domains as the flags and generate.py; top_k, top_p take "off"
+SETTINGS = {"temperature": (TEMPERATURE, "0.8"), "top_k": (TOP_K, "40"), "top_p": (TOP_P, "0.9"),
+            "max_tokens": (SAMPLING_MAX_NEW, "200")}
 
 
 def sampling_settings(args, max_tokens, temperature):
@@ -43,16 +38,15 @@ def parse_setting(name, text):
     name = {"max_new_tokens": "max_tokens"}.get(name, name)
     if name not in SETTINGS:
         raise UserError(f"unknown setting {name!r}: use {', '.join(SETTINGS)} (set alone shows them)")
-    parse, valid, hint = SETTINGS[name]
+    domain, example = SETTINGS[name]
     if name in ("top_k", "top_p") and text.lower() in ("off", "none"):
         return name, None
     try:
-        value = parse(text)
+        return name, domain.parse_text(text)
     except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or not valid(value):
-        raise UserError(f"set {name} {text}: {name} must be {hint}")
-    return name, value
+        off = " or off" if name in ("top_k", "top_p") else ""
+        raise UserError(f"set {name} {text}: {name} must be {domain.text}{off}, e.g. set {name} "
+                        f"{example}") from None
 
 
 def format_settings(settings):
@@ -136,8 +130,9 @@ class DigitsHandler:
 class Sampler:
     """The sampling part of the sentences and lm handlers: settings, one seeded RNG, banned ids."""
 
-    def __init__(self, model, args, max_tokens, temperature, eos, banned):
+    def __init__(self, model, args, max_tokens, temperature, eos, banned, vocab_size=None):
         self.model, self.eos, self.banned, self.seed = model, eos, banned, args.seed
+        self.vocab_size = vocab_size                        # the tokenizer's: ids beyond never come
         self.settings = sampling_settings(args, max_tokens=max_tokens, temperature=temperature)
         self.rng = np.random.default_rng(args.seed)         # one stream for every reply and sample
 
@@ -146,7 +141,7 @@ class Sampler:
         s = self.settings
         return stream_tokens(self.model, ids, s["max_tokens"], temperature=s["temperature"],
                              top_k=s["top_k"], top_p=s["top_p"], eos_id=self.eos, rng=self.rng,
-                             banned=self.banned)
+                             banned=self.banned, vocab_size=self.vocab_size)
 
     def used(self):
         """The settings of a reply, for --json."""
@@ -262,7 +257,7 @@ class LMHandler(Sampler):
         self.prompt = "question> " if self.chat else self.prompt
         eos = eos_id(self.tok)
         super().__init__(ckpt.model, args, max_tokens=200, temperature=0.8, eos=eos,
-                         banned=special_ids(self.tok, keep=eos))
+                         banned=special_ids(self.tok, keep=eos), vocab_size=self.tok.vocab_size)
 
     def describe(self):
         c = self.model.config

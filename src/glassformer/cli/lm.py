@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import precision
+from .. import backend, precision
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import lm_batches, open_source
 from ..data.fetch import fetch_command, gpt2_folder
@@ -23,19 +23,22 @@ from ..errors import UserError
 from ..generate import eos_id, generate_text
 from ..layers.loss import CrossEntropyLoss
 from ..models import build_model
+from ..models.arithmetic import (activation_bytes, check_batch_memory, flops_per_token,  # noqa: F401
+                                 lm_parameters)
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
 from ..tokenizers.bpe_train import text_stream
-from ..train import parallel, zero
+from ..train import agree, parallel, zero
 from ..train.records import with_run_id, write_json
 from ..train.step import Diverged
 from ..train.progress import fold, shell_wrap, si, wrap
 from ..train.trainer import TrainConfig, Trainer, perplexity
-from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, TokenNames, fraction, make_run_dir, matmul_rate,
-                     nonnegative_float, positive_float, positive_int, run_dir, unicode_ok, whole_number)
+from .common import (CONTEXT, EXIT_INTERRUPTED, EXIT_USER_ERROR, FRACTION, LEARNING_RATE, Domain,
+                     TokenNames, make_run_dir, matmul_rate, run_dir, unicode_ok)
 from .config import run_config
 from .init_from import init_settings, load_init
-from .lm_data import DATA_KEYS, check_text, evaluate_test, format_test, load_text, resolve_data
+from .lm_data import (DATA_KEYS, check_text, evaluate_test, format_test, load_text, require_splits,
+                      resolve_data)
 from .walkthrough import walk
 
 TOKENIZERS = ("char", "bpe", "gpt2")
@@ -47,9 +50,18 @@ FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer":
                  "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100,
                  "eval_batches": 20, "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
                  "precision": "fp32", "init_from": None, "zero_stage": 0}
+# settings only rank 0 reads (its progress lines, samples and validation): ranks need not agree on them
+RANK_LOCAL = ("log_interval", "sample_every", "eval_batches")
+# what a rank says when the ranks' files differ (agree.agreement in build_trainer)
+SAME_FILES = ("give every rank the same files (--data, --resume, --init-from, the tokenizer's): the same "
+              "path may hold other bytes on another machine")
 # what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
 MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time", "zero_stage") + DATA_KEYS
-# (flag, type, metavar, help) of the flags only --task lm reads
+STEPS = Domain(int, 1, 10**9)                               # updates; warm-up and intervals as far
+SECONDS = Domain(float, 1e-3, 1e7)                          # --max-time: a millisecond to 115 days
+ZERO = Domain(int, 0, 1)                                    # --zero-stage
+EVERY = Domain(int, 0, STEPS.high)                          # steps between two things; 0: never (or at the end)
+# (flag, type, metavar, help) of the flags only --task lm reads; a number's type is its domain
 LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
      "dump, .jsonl, TinyStories; the last 10%% is validation unless --val-data is given. A folder holding "
@@ -62,56 +74,45 @@ LM_FLAGS = (
      "word-level perplexity for WikiText)"),
     ("--tokenizer", None, "KIND", "char (default), bpe (trained on --data, --bpe-vocab tokens), gpt2 "
      "(GPT-2's 50,257 tokens) or a tokenizer .json saved by glassformer"),
-    ("--bpe-vocab", whole_number(257), "V", "vocabulary size of --tokenizer bpe (default 1024)"),
+    ("--bpe-vocab", Domain(int, 257, 2**20), "V", "vocabulary size of --tokenizer bpe (default 1024)"),
     ("--preset", None, None, "model size (default tiny; table below)"),
     ("--init-from", Path, "DIR", "fine-tune this model instead of a new one: a Hugging Face GPT-2 folder "
      "(config.json + model.safetensors) or a --task lm checkpoint; its tokenizer and context (the "
      "default and the longest --context); not with --preset, --no-bias, --tokenizer or --bpe-vocab"),
     ("--no-bias", bool, None, "no biases in the Linear and LayerNorm layers, as nanoGPT's bias=False (a bit "
      "faster; default: biases, as GPT-2)"),
-    ("--context", positive_int, "T", "tokens per training window (default: the preset's)"),
-    ("--dropout", fraction, "P", "dropout probability (default 0)"),
-    ("--steps", positive_int, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
-    ("--grad-accum", positive_int, "N", "micro-batches of --batch-size per update, their gradients summed "
+    ("--context", CONTEXT, "T", "tokens per training window (default: the preset's)"),
+    ("--dropout", FRACTION, "P", "dropout probability (default 0)"),
+    ("--steps", STEPS, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
+    ("--grad-accum", Domain(int, 1, 2**16), "N", "micro-batches of --batch-size per update, their gradients summed "
      "(default 1)"),
-    ("--min-lr", nonnegative_float, "LR", "where the cosine ends (default --lr / 10)"),
-    ("--warmup", whole_number(0), "N", "linear warm-up steps before the cosine (default 100)"),
-    ("--weight-decay", nonnegative_float, "WD", "AdamW's decoupled decay, matrices only (default 0.1)"),
-    ("--beta1", fraction, "B1", "AdamW's first-moment decay (default 0.9)"),
-    ("--beta2", fraction, "B2", "AdamW's second-moment decay (default 0.99)"),
-    ("--grad-clip", nonnegative_float, "NORM", "bound on the global gradient L2 norm; 0: off (default 1.0)"),
-    ("--eval-interval", whole_number(0), "N", "steps between validation passes (and last.npz saves); 0: only "
+    ("--min-lr", Domain(float, 0.0, LEARNING_RATE.high), "LR", "where the cosine ends (default --lr / 10)"),
+    ("--warmup", EVERY, "N", "linear warm-up steps before the cosine (default 100)"),
+    ("--weight-decay", Domain(float, 0.0, 10.0), "WD", "AdamW's decoupled decay, matrices only (default 0.1)"),
+    ("--beta1", FRACTION, "B1", "AdamW's first-moment decay (default 0.9)"),
+    ("--beta2", FRACTION, "B2", "AdamW's second-moment decay (default 0.99)"),
+    ("--grad-clip", Domain(float, 0.0, 1e6), "NORM", "bound on the global gradient L2 norm; 0: off (default "
+     "1.0)"),
+    ("--eval-interval", EVERY, "N", "steps between validation passes (and last.npz saves); 0: only "
      "at the end (default 100)"),
-    ("--eval-batches", positive_int, "N", "random validation batches per pass (default 20)"),
-    ("--log-interval", positive_int, "N", "steps between progress lines (default steps/20, at most 50)"),
-    ("--sample-every", whole_number(0), "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
+    ("--eval-batches", Domain(int, 1, 10**6), "N", "random validation batches per pass (default 20)"),
+    ("--log-interval", Domain(int, 1, STEPS.high), "N", "steps between progress lines (default steps/20, at most "
+     "50)"),
+    ("--sample-every", EVERY, "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
      "(default)"),
     ("--precision", None, None, "fp32 (default), tf32 (cuBLAS may round float32 matmul inputs to TF32 on a "
      "GPU) or fp16 (float16 matmuls, float32 master weights, dynamic loss scaling; on the CPU through "
      "NumPy float16, slow: for checking, not speed)"),
-    ("--max-time", positive_float, "SECONDS", "stop cleanly after this much training time in this session: "
+    ("--max-time", SECONDS, "SECONDS", "stop cleanly after this much training time in this session: "
      "checkpoints saved, the summary says so; --resume goes on"),
-    ("--zero-stage", int, "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
+    ("--zero-stage", ZERO, "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
      "of the parameters only, and the same numbers come out; 0: every process keeps all (default 0)"),
 )
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
 HELP_VOCABS = (65, 50257)                                   # tinyshakespeare's characters, GPT-2's tokens
 
 
-# ---- model arithmetic: parameters and FLOPs -------------------------------------------------
-
-def lm_parameters(config):
-    """Parameters of a preset DecoderLM: embeddings, positions, L blocks (qkv, proj, FFN, 2 LN), ln_f."""
-    C, F, L = config.d_model, config.d_ff, config.n_layers
-    b = 1 if config.bias else 0                             # bias=False: no Linear or LayerNorm biases
-    block = (3 * C * C + b * 3 * C) + (C * C + b * C) + (C * F + b * F) + (F * C + b * C) + 2 * (1 + b) * C
-    return config.vocab_size * C + config.max_len * C + L * block + (1 + b) * C
-
-
-def flops_per_token(n_params, n_layers, d_model, context):
-    """6 N (forward + backward of every weight) + 12 L d T (attention scores and weighted sums)."""
-    return 6 * n_params + 12 * n_layers * d_model * context
-
+# ---- the presets' table ----------------------------------------------------------------------
 
 def presets_table():
     """--help's table of the presets: shape, context and parameters at two vocabulary sizes."""
@@ -142,7 +143,6 @@ def add_lm_arguments(parser):
             continue
         options = {"choices": sorted(PRESETS)} if flag == "--preset" else \
             {"choices": sorted(precision.POLICIES)} if flag == "--precision" else \
-            {"choices": (0, 1), "type": int, "metavar": metavar} if flag == "--zero-stage" else \
             {"type": kind, "metavar": metavar}
         g.add_argument(flag, help=text, **{k: v for k, v in options.items() if v is not None})
     return [a.dest for a in g._group_actions]
@@ -251,21 +251,22 @@ def train_config(s, out):
                        zero_stage=s["zero_stage"])
 
 
+def model_config_of(s, vocab_size):
+    """The ModelConfig of a new DecoderLM: the run's --preset, --context, --dropout and --no-bias."""
+    return lm_config(s["preset"], vocab_size, max_len=s["context"], dropout=s["dropout"], bias=not s["no_bias"])
+
+
 def new_model(s, vocab_size):
-    """A new DecoderLM of the run's --preset, --context, --dropout and --no-bias, seeded by --seed."""
-    config = lm_config(s["preset"], vocab_size, max_len=s["context"], dropout=s["dropout"],
-                       bias=not s["no_bias"])
-    return build_model(config, np.random.default_rng(s["seed"]))
+    """A new DecoderLM of the run's settings (model_config_of), seeded by --seed."""
+    return build_model(model_config_of(s, vocab_size), np.random.default_rng(s["seed"]))
 
 
 def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
-    """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint."""
-    more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
-    init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
-    tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
-        build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
-    corpus, test = load_text(s, tok)
-    model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
+    """(trainer, tokenizer, test tokens or None) for settings s; on resume from the checkpoint. Under
+    mpiexec the ranks first agree on the tokenizer, the tokens and the model (agree.agreement):
+    the gradient buffer's size follows the vocabulary, so a difference would truncate or hang."""
+    with agree.agreement(parallel.world().mpi, SAME_FILES) as agreed:
+        tok, corpus, test, model = build_inputs(s, ckpt, stream, agreed)
     T, B, c = s["context"], s["batch_size"], model.config
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "lm", "settings": s, "context": T, "n_train_tokens": len(corpus.train),
@@ -278,6 +279,34 @@ def build_trainer(s, out, stream, ckpt=None, peak_flops=None):
     if ckpt is not None:                                    # --steps N extends: the cosine then ends at N
         trainer.resume(ckpt, extend=True)
     return trainer, tok, test
+
+
+def build_inputs(s, ckpt, stream, agreed):
+    """(tokenizer, corpus, test tokens, model) of settings s; each added to `agreed` as it is made."""
+    more = [s[k] for k in ("val_data", "test_data") if s[k] is not None]
+    if ckpt is None and not s.get("init_from"):             # before the data is read: a vocabulary of 1
+        check_batch_memory(model_config_of(s, 1), s["batch_size"], s["context"])
+    init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
+    tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
+        build_tokenizer(s["tokenizer"], s["data"], s["bpe_vocab"], stream, more)
+    agreed.add("the vocabulary size", tok.vocab_size)
+    agreed.add("the tokenizer", lambda: agree.digest(tok.to_dict()))
+    corpus, test = load_text(s, tok)
+    require_splits(s, corpus, test, tok)                    # context + 1 tokens in each split
+    check_batch_memory(model_config_of(s, tok.vocab_size) if ckpt is None and init is None else
+                       (ckpt or init).model.config, s["batch_size"], s["context"])
+    agreed.add("the training tokens", lambda: agree.digest(corpus.train))
+    agreed.add("the validation tokens", lambda: agree.digest(corpus.val))
+    agreed.add("the test tokens", lambda: None if test is None else agree.digest(test))
+    model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
+    if ckpt is not None and parallel.launched_size() > 1:   # prepare_lm read it to the host: to this
+        model.to(backend.current())                         # rank's device (its GPU: parallel.world)
+    for key, value in model.config.to_dict().items():
+        agreed.add(f"the model's {key}", value)
+    agreed.add("the model's starting weights",
+               lambda: agree.digest(*(p for p, _ in model.get_parameters())))
+    agreed.add("the resumed step", ckpt and ckpt.step)
+    return tok, corpus, test, model
 
 
 def walk_first_batch(trainer, tok, ask, stream):
@@ -313,14 +342,31 @@ def print_speed(trainer, context, stream):
                f"float32 GEMM, measured: {si(trainer.peak_flops, 'FLOP/s')}", indent="    "), file=stream)
 
 
-def run_lm(args, argv, stream, interactive, ask=input):
-    """Train a language model from the flags (walk the first batch when interactive); exit code."""
-    s, ckpt = resolve_lm_settings(args)
+def prepare_lm(args, agreed):
+    """(settings, checkpoint) of --task lm, checked before anything is made; each setting the ranks of
+    mpiexec must share is added to `agreed` (all but RANK_LOCAL) before the checks that may refuse it."""
+    device = backend.current()
+    if parallel.launched_size() > 1:                        # no GPU is bound yet (parallel.world): a
+        backend.use("cpu")                                  # resumed model is read to the host
+    try:
+        s, ckpt = resolve_lm_settings(args)
+    finally:
+        backend.use(device)
+    for key, value in s.items():
+        if key not in RANK_LOCAL:
+            agreed.add("--" + key.replace("_", "-"), value)
     for key in DATA_KEYS:
         if s[key] is not None:
             check_text(s[key])                              # before the run directory is made
+    parallel.row_bounds(s["batch_size"], parallel.launched_size())   # every rank needs a row
+    return s, ckpt
+
+
+def run_lm(args, argv, stream, interactive, ask=input, prepared=None):
+    """Train a language model from the flags (walk the first batch when interactive); exit code.
+    prepared: prepare_lm's (settings, checkpoint), when the caller has them."""
+    s, ckpt = prepared or prepare_lm(args, agree.Agreed(False))
     comm = parallel.world()                                 # mpiexec -n N: N ranks, one global batch
-    parallel.row_bounds(s["batch_size"], comm.size)         # every rank needs a row
     if not comm.is_root:                                    # rank 0 alone prints, evaluates and writes
         return parallel.train_only(build_trainer(s, None, open(os.devnull, "w"), ckpt)[0])
     out = run_dir(args, "lm")

@@ -2,7 +2,8 @@
 import os
 from pathlib import Path
 
-from ..data import VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, split_files
+from ..data import (VAL_FRACTION, build_tokens, load_corpus, open_source, read_blocks, require_known,
+                    require_tokens, require_visible, split_files, window_minimum)
 from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..evaluate import evaluate_tokens
@@ -42,9 +43,11 @@ def refuse_special(data):
 
 
 def check_text(data):
-    """UserError for --data that is missing, not UTF-8, binary (NUL bytes in its first 64 KB) or a pipe."""
+    """UserError for --data that is missing, not UTF-8, binary (NUL bytes in its first 64 KB), a pipe,
+    empty or only whitespace."""
     refuse_special(data)
-    for path in open_source(data).files():
+    source = open_source(data)
+    for path in source.files():
         blocks = read_blocks(path, 1 << 16)
         try:
             head = next(blocks, "")
@@ -53,6 +56,7 @@ def check_text(data):
         if "\x00" in head:
             raise UserError(f"{path}: looks like a binary file (it holds NUL bytes), not text: give "
                             "--data a UTF-8 .txt file or folder, WikiText, .jsonl or a Wikipedia .xml(.bz2)")
+    require_visible(source)
 
 
 def load_text(s, tok):
@@ -64,6 +68,20 @@ def load_text(s, tok):
     if s["test_data"] is not None:
         test, _ = build_tokens([open_source(s["test_data"])], tok, eot_id=eot, progress=True)
     return corpus, test
+
+
+def require_splits(s, corpus, test, tok):
+    """UserError unless every split holds context + 1 tokens, not all <unk> (data/minimum.py)."""
+    need, cut = window_minimum(s["context"]), s["val_data"] is None
+    splits = [(corpus.train, s["data"], f"the training split (the first {1 - VAL_FRACTION:.0%} of the "
+               "tokens)" if cut else "the training split"),
+              (corpus.val, s["val_data"] or s["data"], f"the validation split (the last {VAL_FRACTION:.0%} "
+               "of the tokens)" if cut else "the validation split")]
+    if test is not None:
+        splits.append((test, s["test_data"], "the test split"))
+    for tokens, where, what in splits:
+        require_tokens(len(tokens), need, where, what, tok)
+        require_known(tokens, tok, where, what)
 
 
 def evaluate_test(model, tokens, path, context, stream):

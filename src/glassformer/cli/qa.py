@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import precision
 from ..checkpoint import load_checkpoint
-from ..data import build_tokens, open_source, random_windows
+from ..data import build_tokens, open_source, random_windows, require_known, require_tokens, window_minimum
 from ..data.fetch import resolve_dataset
 from ..errors import UserError
 from ..generate import TextStream, eos_id, special_ids, stream_tokens
@@ -29,19 +29,20 @@ from ..tokenizers import ByteLevelBPE, CharTokenizer, tokenizer_from_dict
 from ..train.progress import wrap
 from ..train.records import with_run_id, write_json
 from ..train.trainer import Trainer
-from .common import fraction, make_run_dir, matmul_rate, positive_int, run_dir
+from .common import FRACTION, Domain, make_run_dir, matmul_rate, run_dir
 from .config import run_config
 from .init_from import load_init
-from .lm import (FLAG_DEFAULTS, build_tokenizer, flops_per_token, new_model, print_lm_summary, print_speed,
-                 resolve_lm_settings, run_exit, train_config, write_summary)
+from .lm import (FLAG_DEFAULTS, build_tokenizer, check_batch_memory, flops_per_token, model_config_of,
+                 new_model, print_lm_summary, print_speed, resolve_lm_settings, run_exit, train_config,
+                 write_summary)
 from .lm_data import DATA_KEYS, check_text, refuse_special
 
 QA_FLAGS = (
     ("--mix-data", Path, "FILE", "plain text mixed in (any --data of --task lm): --mix-ratio of each batch's "
      "rows are windows of it, every token counted in the loss"),
-    ("--mix-ratio", fraction, "R", "share of each batch's rows taken from --mix-data, in [0, 1) "
+    ("--mix-ratio", FRACTION, "R", "share of each batch's rows taken from --mix-data, in [0, 1) "
      "(default 0.25)"),
-    ("--eval-pairs", positive_int, "N", "held-out pairs answered greedily at each validation pass for the "
+    ("--eval-pairs", Domain(int, 1, 10**6), "N", "held-out pairs answered greedily at each validation pass for the "
      "exact-match score (default 100; at the end, all of them)"),
 )
 QA_DEFAULTS = dict(FLAG_DEFAULTS, mix_data=None, mix_ratio=None, eval_pairs=100)
@@ -128,7 +129,7 @@ def greedy_answer(model, tok, question, max_tokens):
     """(the model's greedy answer, whether it ended within max_tokens: the end marker or end of text)."""
     eos, text, reply = eos_id(tok), TextStream(tok), ""
     new = stream_tokens(model, tok.encode(prompt_text(question)), max_tokens, temperature=0, eos_id=eos,
-                        banned=special_ids(tok, keep=eos))
+                        banned=special_ids(tok, keep=eos), vocab_size=tok.vocab_size)
     with contextlib.closing(new):
         for i in new:
             if i == eos:
@@ -185,14 +186,17 @@ def build_qa_trainer(s, out, stream, ckpt=None, peak_flops=None):
     init = load_init(s) if ckpt is None and s.get("init_from") else None   # --init-from (init_from.py)
     tok = tokenizer_from_dict(ckpt.tokenizer) if ckpt else init.tokenizer if init else \
         qa_tokenizer(s, train + val + (test or []), stream)
+    check_batch_memory(model_config_of(s, tok.vocab_size) if ckpt is None and init is None else
+                       (ckpt or init).model.config, s["batch_size"], s["context"])
     model = new_model(s, tok.vocab_size) if ckpt is None and init is None else (ckpt or init).model
     T, B, c, eos = s["context"], s["batch_size"], model.config, eos_id(tok)
     train_ex, val_ex = encode_pairs(train, tok, T), encode_pairs(val, tok, T)
     encode_pairs(test or [], tok, T)                        # its mistakes now, not after training
     mix = None if s["mix_data"] is None else \
         build_tokens([open_source(s["mix_data"])], tok, eot_id=eos, progress=True)[0]
-    if mix is not None and len(mix) < T + 1:
-        raise UserError(f"--mix-data {s['mix_data']}: {len(mix)} tokens, fewer than --context {T} + 1")
+    if mix is not None:                                     # windows of it: context + 1 tokens at least
+        require_tokens(len(mix), window_minimum(T), f"--mix-data {s['mix_data']}", "the text", tok)
+        require_known(mix, tok, f"--mix-data {s['mix_data']}", "the text")
     pad = 0 if eos is None else eos                         # ignored in y: any id would do
     precision.use(s["precision"])                           # before the Trainer: fp16 makes its loss scaler
     task = {"name": "qa", "settings": s, "context": T, "n_train_pairs": len(train), "n_val_pairs": len(val),

@@ -1,6 +1,5 @@
 """test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences, lm: a prefix)."""
 import json
-import math
 import os
 import sys
 import textwrap
@@ -14,11 +13,12 @@ from ..errors import Terminated, UserError
 from ..inputs import read_text
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
+from ..domains import SEED
+from ..generate import MAX_NEW_TOKENS as MAX_NEW
+from ..generate import NUM_SAMPLES, TEMPERATURE, TOP_K, TOP_P
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser
 from .handlers import HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
 from .stages import terminal_width
-
-MAX_SAMPLES = 10_000                                        # --num-samples at most
 
 DEFAULT_CHECKPOINT = Path("checkpoints") / "digits.npz"
 COMMANDS = """commands:
@@ -56,17 +56,18 @@ def parse_args(argv):
     p.add_argument("--json", action="store_true",
                    help="print one JSON line per sample (prompt ids, new ids, text, settings) instead "
                         "of streaming text")
-    p.add_argument("--num-samples", type=int, default=1, metavar="N",
+    p.add_argument("--num-samples", type=NUM_SAMPLES, default=1, metavar="N",
                    help="sentences, lm: sample N continuations of each input (default 1)")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="sentences, lm: longest continuation (default 20 words; lm: 200 tokens; at "
-                        f"most {MAX_NEW_TOKENS:,}); in the loop: set max_tokens N")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--max-new-tokens", type=MAX_NEW, default=None, metavar="N",
+                   help="sentences, lm: longest continuation (default 20 words; lm: 200 tokens); in the "
+                        "loop: set max_tokens N")
+    p.add_argument("--temperature", type=TEMPERATURE, default=None, metavar="T",
                    help="sentences, lm: 0 = greedy (default for sentences; lm: 0.8)")
-    p.add_argument("--top-k", type=int, default=None, help="sentences, lm: sample among the k likeliest")
-    p.add_argument("--top-p", type=float, default=None,
+    p.add_argument("--top-k", type=TOP_K, default=None, metavar="K",
+                   help="sentences, lm: sample among the k likeliest")
+    p.add_argument("--top-p", type=TOP_P, default=None, metavar="P",
                    help="sentences, lm: sample from the smallest set of tokens with probability >= p")
-    p.add_argument("--seed", type=int, default=0, help="sentences, lm: seed for sampling")
+    p.add_argument("--seed", type=SEED, default=0, help="sentences, lm: seed for sampling")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)")
     args = p.parse_args(argv)
@@ -75,17 +76,8 @@ def parse_args(argv):
 
 
 def check_args(args):
-    """UserError for flag values out of range, or flags that cannot go together."""
-    if args.max_new_tokens is not None and not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
-        raise UserError(f"--max-new-tokens={args.max_new_tokens} must be from 1 to {MAX_NEW_TOKENS:,}")
-    if not 1 <= args.num_samples <= MAX_SAMPLES:
-        raise UserError(f"--num-samples={args.num_samples} must be from 1 to {MAX_SAMPLES:,}")
-    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise UserError(f"--temperature={args.temperature} must be >= 0 (0 means greedy)")
-    if args.top_k is not None and args.top_k < 1:
-        raise UserError(f"--top-k={args.top_k} must be a positive integer")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UserError(f"--top-p={args.top_p} must be in (0, 1]")
+    """UserError for flags that cannot go together, or a prompt file that cannot be read (the numbers
+    are checked by their domains as they are parsed)."""
     if args.json and args.attention != "off":
         raise UserError("--json prints JSON lines only: drop --attention (or --json)")
     if args.prompt_file is not None:                        # a FIFO or /dev/zero: refused, never read

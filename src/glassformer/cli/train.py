@@ -38,14 +38,14 @@ from ..files import atomic_path, release_run_locks
 from ..models import build_model
 from ..optim.optimizers import Adam
 from ..tasks import digits
-from ..train import parallel
+from ..train import agree, parallel
 from ..train.progress import shell_wrap, wrap
 from ..train.records import with_run_id, write_json, write_metrics
 from ..train.step import Diverged
-from .common import (EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir, positive_float,
-                     positive_int, resume_path, run_dir, seed_int)
+from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, LEARNING_RATE, SEED, Domain, Parser,
+                     Progress, make_run_dir, resume_path, run_dir)
 from .config import check_task_flags, given_flags, parse_with_config, run_config
-from .lm import add_lm_arguments, is_lm_checkpoint, presets_table, run_lm
+from .lm import add_lm_arguments, is_lm_checkpoint, prepare_lm, presets_table, run_lm
 from .qa import add_qa_arguments, run_qa
 from .tasks import TASK_CLASSES
 from .walkthrough import walk
@@ -56,6 +56,8 @@ METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "sec
 DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0,
             "n_args": 3, "digits": "0-9"}
 # flags only some tasks read (the --task lm ones are added by build_parser); the rest apply to all
+# what a rank says when the ranks' flags differ (agree.agreement)
+SAME_FLAGS = "start every rank with the same flags"
 ONLY = {"size": ("digits",), "n_args": ("digits",), "digits": ("digits",), "epochs": ("digits", "sentences")}
 
 
@@ -70,12 +72,8 @@ def digit_range(text):
     return text
 
 
-def n_args_int(text):
-    """Arguments per digits expression: 2 to 13."""
-    value = positive_int(text)
-    if not 2 <= value <= 13:                            # Second needs 2; 13 + 3 tokens fill max_len 16
-        raise argparse.ArgumentTypeError(f"{value} arguments: use 2 to 13")
-    return value
+N_ARGS = Domain(int, 2, 13)                                 # Second needs 2; 13 + 3 tokens fill max_len 16
+EPOCHS = Domain(int, 1, 10**6)
 
 
 def build_parser():
@@ -92,14 +90,14 @@ def build_parser():
                              "it is an error")
     g.add_argument("--size", choices=sorted(digits.SIZES), help="digits data set size: 2K / 10K "
                    "(default) / 50K examples (the sentences task always has its 8 sentences)")
-    g.add_argument("--n-args", type=n_args_int, help="digits: arguments per expression (default 3)")
+    g.add_argument("--n-args", type=N_ARGS, help="digits: arguments per expression (default 3)")
     g.add_argument("--digits", type=digit_range, help="digits: range of the argument digits, "
                    "LOW-HIGH (default 0-9)")
-    g.add_argument("--epochs", type=positive_int, help="total epochs (default: 20 for digits, 300 "
+    g.add_argument("--epochs", type=EPOCHS, help="total epochs (default: 20 for digits, 300 "
                    "for sentences; with --resume, the total to reach counting those already done)")
-    p.add_argument("--batch-size", type=positive_int, help="examples per update (default 32)")
-    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--seed", type=seed_int, help="seed of the data and of the run's one random "
+    p.add_argument("--batch-size", type=BATCH_SIZE, help="examples per update (default 32)")
+    p.add_argument("--lr", type=LEARNING_RATE, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=SEED, help="seed of the data and of the run's one random "
                    "generator (model init, dropout, shuffling) (default 0)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<YYYYmmdd-HHMMSS>-<task>; "
                    "with --resume, the checkpoint's directory)")
@@ -120,8 +118,8 @@ RUN_STATE = {"epoch": NAT, "history": [dict], "best_val_acc": NUMBER, "best_val_
              "best_epoch": NAT, "run": {
                  "task": parsed_by(lambda v: TASK_CLASSES[v], f"one of {sorted(TASK_CLASSES)}"),
                  "size?": parsed_by(lambda v: digits.SIZES[v], f"one of {sorted(digits.SIZES)}"),
-                 "batch_size": POSITIVE, "lr": parsed_by(positive_float, "a positive number"),
-                 "seed": NAT, "epochs": POSITIVE, "n_args?": parsed_by(n_args_int, "2 to 13"),
+                 "batch_size": POSITIVE, "lr": parsed_by(LEARNING_RATE, LEARNING_RATE.text),
+                 "seed": NAT, "epochs": POSITIVE, "n_args?": parsed_by(N_ARGS, N_ARGS.text),
                  "digits?": parsed_by(digit_range, "a digit range LOW-HIGH")}}
 
 
@@ -342,25 +340,42 @@ def check_resume_task(path, task):
                         f"--resume {path} (drop --task {task})")
 
 
-def run_cli(args, argv, stream, only):
-    """One run from parsed flags: --task lm goes to cli.lm; the exit code."""
+def choose(args, only, agreed):
+    """(task, what it runs on), every flag checked: ("lm", (settings, checkpoint)), ("qa", None) or
+    (digits/sentences, (settings, checkpoint)). Under mpiexec `agreed` collects what the ranks compare
+    before any collective (agree.agreement): the task first, then --task lm's settings."""
     backend.use(args.device or "cpu")
-    interactive = not args.no_interactive and sys.stdin.isatty()
     args.resume = resume_path(args.resume)
     check_resume_task(args.resume, args.task)
     given = given_flags(args, only)
     if args.task == "lm" or (args.task is None and is_lm_checkpoint(args.resume)):
+        agreed.add("--task", "lm")
+        agreed.add("--device", args.device or "cpu")
         check_task_flags(given, "lm", only)
-        comm = parallel.world()                         # mpiexec -n N: data parallel (after backend.use)
-        with parallel.abort_on_error(comm):             # an error on one rank stops them all
-            return run_lm(args, argv, stream, interactive and comm.size == 1)
+        return "lm", prepare_lm(args, agreed)
     if args.task == "qa" or (args.task is None and is_lm_checkpoint(args.resume, "qa")):
+        agreed.add("--task", "qa")
         parallel.refuse_parallel("--task qa")
         check_task_flags(given, "qa", {d: t + ("qa",) if "lm" in t else t for d, t in only.items()})
-        return run_qa(args, argv, stream)
+        return "qa", None
+    agreed.add("--task", args.task)
     parallel.refuse_parallel("--task digits or sentences")
     settings, ckpt = resolve_settings(args)
     check_task_flags(given, settings["task"], only)
+    return settings["task"], (settings, ckpt)
+
+
+def run_cli(args, plan, argv, stream, only):
+    """One run of the task `choose` picked: --task lm goes to cli.lm; the exit code."""
+    task, prepared = plan
+    interactive = not args.no_interactive and sys.stdin.isatty()
+    if task == "lm":
+        comm = parallel.world()                         # mpiexec -n N: data parallel (after backend.use)
+        with parallel.abort_on_error(comm):             # an error on one rank stops them all
+            return run_lm(args, argv, stream, interactive and comm.size == 1, prepared=prepared)
+    if task == "qa":
+        return run_qa(args, argv, stream)
+    settings, ckpt = prepared
     out = run_dir(args, settings["task"])
     run = Run(settings, ckpt, args.resume)
     print(wrap(f"task {run.task.name}: {run.task.n_train()} training examples; "
@@ -388,7 +403,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser()
-        return run_cli(parse_with_config(parser, argv), argv, sys.stdout, parser.only)
+        with agree.agreement(agree.start_comm(), SAME_FLAGS) as agreed:   # mpiexec: every rank
+            args = parse_with_config(parser, argv)          # gets to the exchange, refused or not
+            plan = choose(args, parser.only, agreed)
+        return run_cli(args, plan, argv, sys.stdout, parser.only)
     except UserError as e:
         if parallel.launched_rank() == 0:                   # mpiexec: every rank raised it; one says it
             print(f"error: {e}", file=sys.stderr)

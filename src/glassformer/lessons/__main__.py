@@ -4,10 +4,10 @@ Exit status 0 when every check passes, 1 when one fails, 2 on bad usage (unknown
 file, bad flag). The student's code runs in child processes (runner, sandbox): whatever it does,
 sys.exit included, is a failed check, never the checker's own exit status.
 """
-import argparse
 import sys
 from pathlib import Path
 
+from ..domains import Domain
 from ..errors import Parser, run_main
 from .grading import CHECKS
 from .runner import CHECK_SECONDS, LESSONS, exercise_file, exercise_folder, grade_file, lesson_number
@@ -16,15 +16,7 @@ EXIT_STATUS = ("exit status: 0 every check passed, 1 a check failed, 2 the check
                "(unknown lesson, missing file or folder, bad flag)")
 
 
-def seconds(text):
-    """--timeout's value: a number of seconds above 0 (argparse turns the error into exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0 (at most 3600)")
-    return value
+SECONDS = Domain(float, 1e-3, 3600.0, meaning="seconds")   # --timeout of one check
 
 
 def parse_args(argv):
@@ -40,7 +32,7 @@ def parse_args(argv):
     where.add_argument("--solutions", action="store_true",
                        help="grade the kept solutions in lessons/solutions (spoilers)")
     where.add_argument("--dir", help="folder holding the NN_name.py files (default lessons/exercises)")
-    check.add_argument("--timeout", type=seconds, default=None, metavar="S",
+    check.add_argument("--timeout", type=SECONDS, default=None, metavar="S",
                        help=f"stop a check (or the file's loading) after S seconds (default {CHECK_SECONDS:g})")
     sub.add_parser("list", help="list every lesson's exercises")
     args = parser.parse_args(argv)

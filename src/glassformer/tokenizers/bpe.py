@@ -11,7 +11,7 @@ from heapq import heapify, heappop, heappush
 
 from ..errors import UserError
 from .base import Tokenizer, check_ids, check_specials, read_json, read_text
-from .bpe_train import count_pretokens, learn_merges
+from .bpe_train import count_pretokens, learn_merges, require_text
 from .pretokenize import gpt2_pattern
 
 ENDOFTEXT = "<|endoftext|>"
@@ -209,6 +209,7 @@ class ByteLevelBPE(Tokenizer):
         if progress:
             print(f"bpe: {sum(counts.values()):,} pre-tokens ({len(counts):,} distinct) counted in "
                   f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        require_text(counts)
         words = [list(w.encode("utf-8")) for w in counts]
         merges = learn_merges(words, list(counts.values()), n_merges, first_id=256, progress=progress)
         tokens = [bytes([b]) for b in range(256)]

@@ -61,6 +61,15 @@ def _slices(text, size=SLICE_CHARS):
     yield text[pos:]
 
 
+def require_text(counts):
+    """UserError when the counted pre-tokens hold no visible character: an empty or whitespace-only
+    text has nothing to learn merges from (the file's own check, data/minimum.py, names it first)."""
+    if not any(not word.isspace() for word in counts):
+        what = "is empty" if not counts else f"holds only whitespace ({sum(counts.values()):,} pre-tokens)"
+        raise UserError(f"BPE training: the text {what}: there is nothing to learn merges from; train "
+                        "on text with words in it")
+
+
 def training_texts(source):
     """Text pieces of source: a str is text, a Path a file (streamed), an iterable holds either, one per document."""
     # a str that names a file or looks like a path is refused (_check_not_a_path): the caller almost

@@ -7,6 +7,7 @@ and backward on them. One all-reduce per step then sums, over the ranks, each ra
 by its share of the rows (all packed into one flat buffer: one call, not one per tensor), so every rank
 holds the gradient of the global batch's mean loss and applies the same update. On NumPy arrays the sum
 goes through MPI (mpi4py); on CuPy arrays through NCCL, on the GPU (backend.nccl_allreduce).
+Before any of that the ranks agree on their flags, tokenizer, tokens and model (agree.py).
 """
 import contextlib
 import hashlib

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..checkpoint import read_meta
 from ..errors import UserError, os_error_message
 from ..files import write_text
-from ..inputs import read_csv_rows, stat_input
+from ..inputs import read_csv_rows, read_json, stat_input
 
 RUN_ID = "_run_id"      # config.json's key for the run's id ("_": a comment to --config); "run_id" in
                         # each checkpoint's extra. Runs made before ids existed have none and resume.
@@ -76,11 +76,9 @@ def new_run_dir(root, name):
 def folder_run_ids(out):
     """{file name: run id} of what a run folder says it belongs to: config.json, best.npz, last.npz."""
     out, ids = Path(out), {}
-    try:                                                    # a FIFO or device there is not read
-        if (out / "config.json").is_file():
-            ids["config.json"] = json.loads((out / "config.json").read_text(encoding="utf-8")).get(RUN_ID)
-    except (OSError, ValueError, AttributeError):
-        pass
+    if os.path.lexists(out / "config.json"):                # the one reader: bounded, checked, never hangs
+        config = read_json(out / "config.json", "config")
+        ids["config.json"] = config.get(RUN_ID) if isinstance(config, dict) else None
     for name in ("best.npz", "last.npz"):
         if not (out / name).is_file():
             continue

@@ -296,7 +296,7 @@ class Trainer:
             speed["model_flops_per_s"] = rate * self.flops_per_token
             if self.peak_flops:
                 speed.update(peak_flops_per_s=self.peak_flops,
-                             flops_ratio=round(speed["model_flops_per_s"] / self.peak_flops, 4))
+                             flops_ratio=float(f'{speed["model_flops_per_s"] / self.peak_flops:.4g}'))
         return speed
 
     def sample(self, n_tokens=64, temperature=0.8):
@@ -310,7 +310,7 @@ class Trainer:
             draw = self.val_batches or self.batches
             ids = [int(np.asarray(draw(np.random.default_rng(self.config.eval_seed))[0])[0, 0])]
         new = generate_tokens(self.model, ids, n_tokens, temperature=temperature, seed=self.step,
-                              eos_id=eos)
+                              eos_id=eos, vocab_size=tok.vocab_size)
         return tok.decode((ids if eos is None else []) + [i for i in new if i != eos])
 
     def _row(self):
