@@ -24,6 +24,7 @@ from glassformer import evaluate
 from glassformer.data.wikipedia import clean_wikitext
 
 ROOT = Path(__file__).resolve().parents[2]
+SRC = Path(evaluate.__file__).resolve().parents[1]     # the package this run imports: children run it too
 CKPT = ROOT / "checkpoints" / "shakespeare_char.npz"
 MEMORY_CAP = 2 << 30                      # RLIMIT_AS of every subprocess: a runaway read dies, not the machine
 RSS_BOUND_MB = 600                        # the peak RSS a huge input may cost a command (stated bound)
@@ -84,7 +85,7 @@ def run_process(args, feed=None, env=None, timeout=30):
     """(rc, stderr, hung, peak RSS in MB) of `python args` (stdin fed by the shell command `feed`),
     under RLIMIT_AS; peak RSS from RUSAGE_CHILDREN (the largest child so far: each case's own when it
     is the largest)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(env or {}))
+    env = dict(os.environ, PYTHONPATH=str(SRC), **(env or {}))
     cmd = " ".join([f"exec {sys.executable}", *map(_quote, args)])
     if feed:
         cmd = f"{feed} | {cmd}"
@@ -185,7 +186,7 @@ def bz2_file(tmp_path, name, payload):
 
 
 GARBAGE = [b"x", b"\0", b"\0" * 4096, b"garbage after the stream\n", b"BZ", b"PK\x03\x04", b"\x1f\x8b",
-           bytes(range(256)), b"BZh9" + b"\xff" * 64, b"\n"]
+           bytes(range(256)), b"BZh9" + b"\xff" * 64, b"\n", b"BZh", b"BZh91AY&SY", b"\xff" * 100_000]
 
 
 @pytest.mark.parametrize("garbage", range(len(GARBAGE)))
@@ -304,7 +305,7 @@ def test_80k_unclosed_refs_clean_in_under_a_second():
 
 
 @pytest.mark.parametrize("kind", MARKUPS)
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_cleaner_is_linear_on_generated_markup(kind, seed):
     """100 KB and 1 MB of each pathological shape: the time ratio stays under 20 (quadratic: ~100). Each
     size is timed as the best of 3 runs, the small one as at least 50 ms (a shared machine's noise)."""
