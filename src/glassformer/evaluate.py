@@ -191,8 +191,8 @@ def scored_tokens(args, tok):
 
 
 def text_tokens(path, tok, max_tokens=None):
-    """The token ids of the file (a pipe such as /dev/stdin: read once), documents joined by the end-of-text token (when the
-    tokenizer has one); max_tokens: the first that many, and no more of the text read."""
+    """The token ids of the file (a pipe such as /dev/stdin: read once), documents joined by the
+    end-of-text token (when the tokenizer has one); max_tokens: the first that many, and no more read."""
     stat_input(path, "text", allow_dir=True, allow_stream=is_pipe(path))   # a named FIFO, a socket: refused
     try:
         source = open_source(path)
