@@ -442,3 +442,18 @@ def test_read_json_refuses_deep_nesting_and_huge_numbers_as_one_error(tmp_path, 
     path.write_text(text)
     with pytest.raises(UserError, match=r"tok.json: not valid JSON \((nested too deeply|a number too long)"):
         read_json(path)
+
+
+def test_text_stream_counts_the_pretokens_of_the_joined_text():
+    """text_stream(docs) (what --tokenizer bpe trains on, never holding the text whole) counts exactly the
+    pre-tokens of "\n".join(docs), whatever whitespace the documents start or end with."""
+    import random
+    from collections import Counter
+    from glassformer.tokenizers.bpe_train import count_pretokens, gpt2_pattern, text_stream
+    rng, atoms = random.Random(0), ["a", " ", "\n", "  ", "1", "'s", "!", "\t", "\xa0", "<|endoftext|>", "é"]
+    for _ in range(500):
+        docs = ["".join(rng.choice(atoms) for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(1, 5))]
+        joined = Counter()
+        for part in "\n".join(docs).split("<|endoftext|>"):
+            joined.update(gpt2_pattern().findall(part))
+        assert count_pretokens(text_stream(docs), ("<|endoftext|>",)) == joined, docs

@@ -27,6 +27,7 @@ from .backend import array_module
 from .checkpoint import load_checkpoint, needs_task
 from .data import (MIN_SCORED_TOKENS, VAL_FRACTION, build_tokens, count_words, detect_kind, open_source,
                    require_known, require_tokens, require_visible, split_files, split_tokens)
+from .data.io import READ_LIMIT_ENV, is_pipe, is_stream
 from .data.fetch import resolve_dataset
 from .domains import Domain
 from .errors import Parser, UserError, main_boundary
@@ -139,8 +140,10 @@ def build_parser():
                       "(a WikiText folder: its valid file)")
     part.add_argument("--from-fraction", type=FROM_FRACTION, metavar="F", help="score the tokens from "
                       "fraction F of them on (0.9: the last 10%%, as --split val)")
-    p.add_argument("--max-tokens", type=MAX_TOKENS, metavar="N", help="score only the first N targets "
-                   "(no word-level perplexity then: it needs the whole file)")
+    p.add_argument("--max-tokens", type=MAX_TOKENS, metavar="N", help="score only the first N targets, "
+                   "reading no more of --data than they need (no word-level perplexity then: it needs the "
+                   f"whole file). Any --data is read within a budget: 2 GB of text, ${READ_LIMIT_ENV} "
+                   "(e.g. 8G, 0 for none) sets it, and a note says when it stops a read")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
     p.add_argument("--reference", action="store_true",
                    help="run the plain reference layers, no CPU overlay "
@@ -178,23 +181,26 @@ def scored_tokens(args, tok):
     data, split = args.data, args.split
     if split == "val" and split_files(data) is not None:    # WikiText: all of its valid file
         data, split = split_files(data)["valid"], "all"
-    tokens, first = scored_part(text_tokens(data, tok), split, args.from_fraction)
+    head = args.max_tokens + 1 if args.max_tokens and split != "val" and args.from_fraction is None else None
+    tokens, first = scored_part(text_tokens(data, tok, head), split, args.from_fraction)
     n_text = first + len(tokens)
-    whole = args.max_tokens is None or args.max_tokens >= len(tokens) - 1
+    whole = args.max_tokens is None or args.max_tokens > len(tokens) - 1 or \
+        (head is None and args.max_tokens == len(tokens) - 1)      # a head read: more text may follow
     tokens = tokens if whole else tokens[:args.max_tokens + 1]
     require_tokens(len(tokens), MIN_SCORED_TOKENS, data, f"the part scored (from token {first:,} on)"
                    if first else "the text scored", tok)
     require_known(tokens, tok, data, "the text scored")
-    return data, tokens, first, n_text, data if whole and first == 0 else None
+    return data, tokens, first, n_text, data if whole and first == 0 and not is_stream(data) else None
 
 
-def text_tokens(path, tok):
-    """The token ids of the file, documents joined by the end-of-text token (when the tokenizer has one)."""
-    stat_input(path, "text", allow_dir=True)               # a FIFO would wait for a writer: refused
+def text_tokens(path, tok, max_tokens=None):
+    """The token ids of the file (a pipe such as /dev/stdin: read once), documents joined by the
+    end-of-text token (when the tokenizer has one); max_tokens: the first that many, and no more read."""
+    stat_input(path, "text", allow_dir=True, allow_stream=is_pipe(path))   # a named FIFO, a socket: refused
     try:
         source = open_source(path)
         require_visible(source)                             # empty or whitespace: nothing to score
-        tokens, _ = build_tokens([source], tok, eot_id=eos_id(tok), progress=True)
+        tokens, _ = build_tokens([source], tok, eot_id=eos_id(tok), progress=True, max_tokens=max_tokens)
     except UserError as e:
         message = str(e)
         raise UserError(message if str(path) in message else f"{path}: {message}") from None

@@ -27,6 +27,7 @@ from ..models import build_model
 from ..models.arithmetic import check_batch_memory, flops_per_token, lm_parameters, presets_table  # noqa: F401
 from ..models.config import PRESETS, lm_config
 from ..tokenizers import ByteLevelBPE, CharTokenizer, load_tokenizer, tokenizer_from_dict
+from ..tokenizers.bpe_train import text_stream
 from ..train import agree, parallel, zero
 from ..train.records import with_run_id, write_json
 from ..train.step import Diverged
@@ -65,7 +66,9 @@ LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
      "dump, .jsonl, TinyStories; the last 10%% is validation unless --val-data is given. A folder holding "
      "train/valid(/test) files (WikiText) uses them as the three splits. A data set's name (tinyshakespeare, "
-     "wikitext-2, wikipedia-sample) reads it from the data cache: python -m glassformer.data fetch NAME"),
+     "wikitext-2, wikipedia-sample) reads it from the data cache: python -m glassformer.data fetch NAME. "
+     "Each file is read up to 2 GB of text ($GLASSFORMER_READ_LIMIT: e.g. 8G, 0 for none; a note says "
+     "when it stops a read)"),
     ("--val-data", Path, "FILE", "validation text (instead of the last 10%% of --data)"),
     ("--test-data", Path, "FILE", "test text, scored in full with best.npz at the end (loss, perplexity; "
      "word-level perplexity for WikiText)"),
@@ -161,7 +164,7 @@ def build_tokenizer(kind, data, bpe_vocab, stream, more=()):
             raise UserError(f"{data}: no text found to build a character vocabulary from")
         return CharTokenizer(sorted(chars))
     print(wrap(f"training a byte-level BPE of {bpe_vocab} tokens on {data} ..."), file=stream, flush=True)
-    return ByteLevelBPE.train("\n".join(open_source(data)), bpe_vocab, progress=True)   # meter on stderr
+    return ByteLevelBPE.train(text_stream(open_source(data)), bpe_vocab, progress=True)   # meter on stderr
 
 
 # ---- settings: from flags, or from the checkpoint on --resume ----------------------------------

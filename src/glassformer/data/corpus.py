@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import UserError
 from ..files import TEMP_SUFFIX, atomic_write, remove_stale_temps, write_text
 from ..inputs import open_input, read_json, stat_input
-from .io import is_stream
+from .io import DEFAULT_READ_LIMIT, is_stream, read_limit
 from .kinds import open_source
 from .sources import Continuation
 
@@ -93,10 +93,13 @@ class _Progress:
             self.last = now
 
 
-def _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f, progress):
-    """Encode documents into f as raw `dtype` ids, eot_id between documents; (n_tokens, n_documents, crc32)."""
+def _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f, progress, max_tokens=None):
+    """Encode documents into f as raw `dtype` ids, eot_id between documents; (n_tokens, n_documents, crc32).
+    With max_tokens, reading stops once that many are made (the rest of the text is never read)."""
     ids, n_tokens, n_docs, crc = [], 0, 0, 0
     for text in documents:
+        if max_tokens is not None and n_tokens + len(ids) >= max_tokens:
+            break
         if eot_id is not None and n_docs and not isinstance(text, Continuation):
             ids.append(eot_id)
         n_docs += not isinstance(text, Continuation)
@@ -105,6 +108,8 @@ def _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f, progress):
         if len(ids) >= FLUSH_TOKENS:
             crc = _flush(ids, dtype, max_id, f, crc)
             n_tokens, ids = n_tokens + len(ids), []
+    if max_tokens is not None:
+        ids = ids[:max(0, max_tokens - n_tokens)]
     crc = _flush(ids, dtype, max_id, f, crc)
     progress.update(0, n_tokens + len(ids), final=True)
     return n_tokens + len(ids), n_docs, crc
@@ -165,8 +170,10 @@ def _no_text(sources):
                      "no documents); check the file is not empty and that kind= matches its format")
 
 
-def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False, content_hash=False):
-    """Token ids of all documents of the sources as a read-only memmap, built once and then read from the cache."""
+def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False, content_hash=False,
+                 max_tokens=None):
+    """Token ids of all documents of the sources as a read-only memmap, built once and then read from the cache;
+    max_tokens: only the first that many, read no further than they need (in memory, uncached)."""
     # an entry is checked on load (size, crc32, ids within the vocabulary) and rebuilt when damaged; a pipe
     # is read once and has no identity to key a cache on, so its tokens are built in memory, uncached
     cache_dir = Path(cache_dir) if cache_dir is not None else Path.cwd() / ".cache" / "glassformer"
@@ -175,16 +182,21 @@ def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False
     documents = (doc for source in sources for doc in source)
     info = {"format": CACHE_FORMAT, "dtype": dtype.name, "eot_id": eot_id, "vocab_size": tokenizer.vocab_size,
             "tokenizer_sha256": tok_hash}
-    if any(is_stream(path) for source in sources for path in source.files()):
+    if max_tokens is not None or any(is_stream(path) for source in sources for path in source.files()):
         buffer = io.BytesIO()
-        n_tokens, n_docs, crc = _write_tokens(documents, tokenizer, eot_id, dtype, max_id, buffer,
-                                              _Progress(progress))
+        try:
+            n_tokens, n_docs, crc = _write_tokens(documents, tokenizer, eot_id, dtype, max_id, buffer,
+                                                  _Progress(progress), max_tokens)
+        finally:
+            documents.close()             # a pipe left unread is closed now, not at exit
         if n_tokens == 0:
             raise _no_text(sources)
         meta = dict(info, n_tokens=n_tokens, n_documents=n_docs, crc32=crc, sources=None, cached=False)
-        return np.frombuffer(buffer.getvalue(), dtype), dict(meta, cache_hit=False)
+        return np.frombuffer(buffer.getbuffer(), dtype), dict(meta, cache_hit=False)
     prints = fingerprint(sources, content_hash)
     key = {"format": CACHE_FORMAT, "sources": prints, "tokenizer": tok_hash, "eot_id": eot_id}
+    if read_limit() != DEFAULT_READ_LIMIT:                  # another budget may read another text
+        key["read_limit"] = read_limit()
     name = "tokens-" + _sha256(json.dumps(key, sort_keys=True))[:20]
     bin_path, meta_path = cache_dir / (name + ".bin"), cache_dir / (name + ".json")
     cached, why = _open_cached(bin_path, meta_path, max_id)

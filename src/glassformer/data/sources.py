@@ -47,33 +47,41 @@ def read_txt(path, piece_chars=BLOCK_BYTES):
 WIKITEXT_HEADING = re.compile(r"^ ?= (?!=)(.*\S) = ?$")   # " = Title = ", not " = = Section = = "
 
 
-def read_wikitext(path):
-    """WikiText (.tokens/.raw/.txt): one document per article; articles start at ` = Title = ` lines."""
+def read_wikitext(path, piece_chars=8 * BLOCK_BYTES):
+    """WikiText (.tokens/.raw/.txt): one document per article; articles start at ` = Title = ` lines. An
+    article longer than piece_chars streams in pieces (Continuations), as a big .txt file does."""
     # a title stands between two blank lines (the file's start and end count as blank); a line like
     # ` = Goals ; A = ` inside a paragraph is content (a table row), not a title
     article, blank_before, held = [], True, None      # held: a title-like line, until its next line is seen
+    size, first = 0, True                             # characters in article; no piece of it yielded yet
     for _, line in read_lines(path):
         blank = not line.strip()
         if held is not None:
             if blank:                                  # a blank line after it: it was a title
-                yield from _nonblank("".join(article))
-                article = []
+                yield from _nonblank("".join(article), first)
+                article, size, first = [], 0, True
             article.append(held)
             held = None
         if blank_before and WIKITEXT_HEADING.match(line.rstrip("\n")):
             held = line
         else:
             article.append(line)
+            size += len(line)
+            if size > piece_chars:                     # a huge article: its first part goes now
+                pieces = tuple(_nonblank("".join(article), first))
+                yield from pieces
+                article, size, first = [], 0, first and not pieces
         blank_before = blank
     if held is not None:                               # a title on the last line
-        yield from _nonblank("".join(article))
-        article = [held]
-    yield from _nonblank("".join(article))
+        yield from _nonblank("".join(article), first)
+        article, first = [held], True
+    yield from _nonblank("".join(article), first)
 
 
-def _nonblank(text):
-    """(text,) unless it is only whitespace: the blank preamble of a file is no document."""
-    return (text,) if text.strip() else ()
+def _nonblank(text, first=True):
+    """(text,) unless it is only whitespace: the blank preamble of a file is no document; a later piece of a
+    document (first False) is a Continuation."""
+    return ((text if first else Continuation(text)),) if text.strip() else ()
 
 
 def count_words(path):

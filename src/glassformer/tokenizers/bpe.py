@@ -205,7 +205,7 @@ class ByteLevelBPE(Tokenizer):
         if n_merges < 0:
             raise UserError(f"vocab_size={vocab_size} is below 256 bytes + {len(specials)} special tokens")
         t0 = time.perf_counter()
-        counts = count_pretokens(text_or_files, specials)
+        counts = count_pretokens(text_or_files, specials, progress)
         if progress:
             print(f"bpe: {sum(counts.values()):,} pre-tokens ({len(counts):,} distinct) counted in "
                   f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)

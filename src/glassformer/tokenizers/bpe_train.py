@@ -25,15 +25,40 @@ def merge_pair(ids, a, b, new):
     return out
 
 
-def count_pretokens(source, specials=()):
-    """Counter of GPT-2 pre-tokens over training_texts(source); specials split off, not counted."""
+SLICE_CHARS = 1 << 20                     # text counted per regex call: the meter moves, memory stays flat
+
+
+def count_pretokens(source, specials=(), progress=False):
+    """Counter of GPT-2 pre-tokens over training_texts(source); specials split off, not counted. A long text
+    is counted in slices cut where a space run starts after a non-space (a pre-token boundary)."""
     counts, pattern = Counter(), gpt2_pattern()
     names = sorted(specials, key=len, reverse=True)
     split = re.compile("|".join(map(re.escape, names))) if names else None
+    meter = _Progress(0, unit="MB") if progress else None
     for chunk in training_texts(source):
-        for part in split.split(chunk) if split else (chunk,):
-            counts.update(pattern.findall(part))
+        for piece in _slices(chunk):
+            for part in split.split(piece) if split else (piece,):
+                counts.update(pattern.findall(part))
+            if meter:
+                meter.update(meter.n + len(piece) / 1e6)
+    if meter:
+        meter.done(meter.n)
     return counts
+
+
+_LAST_CUT = re.compile(rf"(?s:.*)[^{re.escape(WHITESPACE)}](?=[{re.escape(WHITESPACE)}])")
+
+
+def _slices(text, size=SLICE_CHARS):
+    """text in pieces of about `size` characters, each cut before a space run that follows a non-space (no
+    pre-token spans such a cut); a run of over `size` characters with no space in it is cut anyway."""
+    pos = 0
+    while len(text) - pos > size:
+        m = _LAST_CUT.match(text, pos, pos + size + 1)
+        cut = m.end() if m and m.end() > pos else pos + size
+        yield text[pos:cut]
+        pos = cut
+    yield text[pos:]
 
 
 def require_text(counts):
@@ -56,11 +81,33 @@ def training_texts(source):
     for item in source:
         if isinstance(item, PathLike):
             yield from _file_chunks(item)
+        elif isinstance(item, Text):
+            yield item                      # text by construction (text_stream): never taken for a path
         elif isinstance(item, str):
             _check_not_a_path(item)
             yield item
         else:
             raise UserError(f"train: expected text (str) or a Path, got {type(item).__name__} {item!r:.60}")
+
+
+class Text(str):
+    """A str known to be text, never a file name: what text_stream yields."""
+
+
+def text_stream(documents, sep="\n"):
+    """sep.join(documents) as Text chunks cut only where a space run follows a non-space (a pre-token
+    boundary), so train() counts the same pre-tokens without the joined text ever held whole."""
+    carry = []                              # pieces not yet cut: they end in a space run or mid-word
+    for k, doc in enumerate(documents):
+        for piece in (sep, doc) if k else (doc,):
+            head = piece.rstrip(WHITESPACE)
+            if head and len(head) < len(piece):
+                yield Text("".join(carry) + head)
+                carry = [piece[len(head):]]
+            elif piece:
+                carry.append(piece)
+    if carry:
+        yield Text("".join(carry))
 
 
 PATH_SUFFIXES = (".txt", ".tokens", ".raw", ".jsonl", ".json", ".xml", ".bz2", ".gz", ".md", ".csv")
@@ -153,22 +200,28 @@ def learn_merges(words, freqs, n_merges, first_id=256, progress=False):
 
 
 class _Progress:
-    """A one-line stderr meter: merges done, merges/s, ETA."""
+    """A one-line stderr meter: merges (or MB of text) done, the rate, ETA when the total is known."""
 
-    def __init__(self, total, every=0.5):
-        self.total, self.every = total, every
+    def __init__(self, total, every=0.5, unit="merges"):
+        self.total, self.every, self.unit, self.n = total, every, unit, 0
         self.t0 = self.last = time.perf_counter()
 
     def update(self, n, force=False):
+        self.n = n
         now = time.perf_counter()
         if not force and now - self.last < self.every:
             return
         self.last = now
         rate = n / max(now - self.t0, 1e-9)
+        if self.unit != "merges":
+            print(f"\rbpe: counting pre-tokens: {n:,.1f} {self.unit}  {rate:,.2f} {self.unit}/s  ",
+                  end="", file=sys.stderr, flush=True)
+            return
         eta = (self.total - n) / rate if rate > 0 else float("inf")
         print(f"\rbpe: {n:,}/{self.total:,} merges  {rate:,.0f} merges/s  ETA {eta:.0f} s  ",
               end="", file=sys.stderr, flush=True)
 
     def done(self, n):
         self.update(n, force=True)
-        print(f"\nbpe: {n:,} merges in {time.perf_counter() - self.t0:.1f} s", file=sys.stderr)
+        what = f"{n:,} merges" if self.unit == "merges" else f"{n:,.1f} {self.unit} of text counted"
+        print(f"\nbpe: {what} in {time.perf_counter() - self.t0:.1f} s", file=sys.stderr)
