@@ -13,6 +13,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,23 +84,35 @@ def _limit():
 
 def run_process(args, feed=None, env=None, timeout=30):
     """(rc, stderr, hung, peak RSS in MB) of `python args` (stdin fed by the shell command `feed`),
-    under RLIMIT_AS; peak RSS from RUSAGE_CHILDREN (the largest child so far: each case's own when it
-    is the largest)."""
+    under RLIMIT_AS; the peak is this command's own (os.wait4's rusage of the child and what it waited
+    for), never an earlier, larger child of the test process."""
     env = dict(os.environ, PYTHONPATH=str(SRC), **(env or {}))
     cmd = " ".join([f"exec {sys.executable}", *map(_quote, args)])
     if feed:
         cmd = f"{feed} | {cmd}"
     proc = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                             preexec_fn=_limit, start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-        hung = False
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        _, err = proc.communicate()
-        hung = True
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return proc.returncode, err.decode("utf-8", "replace"), hung, rss
+    err = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    status, usage, hung = wait_for(proc.pid, time.monotonic() + timeout)
+    reader.join(10)
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, (err[0] if err else b"").decode("utf-8", "replace"), hung, usage.ru_maxrss / 1024
+
+
+def wait_for(pid, deadline):
+    """(wait status, rusage, hung) of child pid, its process group killed at the deadline."""
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage, False
+        if time.monotonic() > deadline:
+            os.killpg(pid, 9)
+            _, status, usage = os.wait4(pid, 0)
+            return status, usage, True
+        time.sleep(0.02)
 
 
 def _quote(text):
