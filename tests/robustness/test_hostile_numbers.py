@@ -12,13 +12,13 @@ import contextlib
 import io
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from hostile import judge
+from test_fuzz import Hang, deadline          # one deadline for every fuzz suite
 
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "checkpoints"
@@ -35,9 +35,6 @@ QA_PAIRS = [{"question": f"what is {i}?", "answer": f"{i}"} for i in range(12)]
 class _Caught(BaseException):
     """Raised from inside parse_known_args to take the parser out of whatever built it."""
 
-
-class _TimeUp(BaseException):
-    """The alarm of an accepted value's run: past BOUND_S, the case is a hang."""
 
 
 def parser_of(build):
@@ -81,27 +78,15 @@ def must_refuse(text):
     return text.strip() not in ("0", "7", "3.5")
 
 
-@contextlib.contextmanager
-def bounded(seconds):
-    """Raise _TimeUp inside the block after `seconds`."""
-    def ring(*_):
-        raise _TimeUp
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def call(main, *args, **kw):
     """(exit status, stderr, hung) of main(*args) in this process, bounded by BOUND_S."""
     err = io.StringIO()
     try:
-        with bounded(BOUND_S), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        with deadline(BOUND_S), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             rc = main(*args, **kw)
-    except _TimeUp:
+    except Hang:
         return None, err.getvalue(), True
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 2

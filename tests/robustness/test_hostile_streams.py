@@ -10,7 +10,6 @@ import io
 import os
 import random
 import resource
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from hostile import judge
+from test_fuzz import Hang, deadline          # one deadline for every fuzz suite
 
 from glassformer import evaluate
 from glassformer.data.wikipedia import clean_wikitext
@@ -32,22 +32,7 @@ RSS_BOUND_MB = 600                        # the peak RSS a huge input may cost a
 TEXT = "the king and the queen are here. what say you, my lord?\n"
 
 
-class TimeUp(BaseException):
-    """Raised by deadline() in a case that ran past its time: judged a hang, and the suite goes on."""
 
-
-@contextlib.contextmanager
-def deadline(seconds):
-    """Interrupt the block after `seconds` (SIGALRM; the regex engine checks signals too)."""
-    def ring(*_):
-        raise TimeUp
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def run_in_process(argv, env=None, seconds=20):
@@ -59,7 +44,7 @@ def run_in_process(argv, env=None, seconds=20):
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), deadline(seconds):
             rc = evaluate.main(argv)
-    except TimeUp:
+    except Hang:
         hung = True
     finally:
         for k, v in old.items():
@@ -73,7 +58,7 @@ def timed_clean(text, seconds):
     try:
         with deadline(seconds):
             clean_wikitext(text)
-    except TimeUp:
+    except Hang:
         return float("inf")
     return time.perf_counter() - t
 
