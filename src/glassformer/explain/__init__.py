@@ -28,18 +28,19 @@ page's text back; island.decode(entry, island) turns a tensor into a NumPy array
                  "axes": {tensor name: [axis names; "token" axes carry the token labels]},
                  "tensors": {name: TENSOR}}]}
 
-    TENSOR (batch axis dropped), whole up to 262,144 numbers, every tensor alike, in one of three forms
-    ("norm": its float64 norm, null if not finite, in each):
+    TENSOR (batch axis dropped) of up to 262,144 numbers, every tensor alike (m, v and the step too),
+    is whole, in one of three forms ("norm": its float64 norm, null if not finite, in each):
         {"shape": [...], "dtype": "float32", "b64": base64 of the little-endian float32 bytes, "norm"}
-    a tensor equal, number for number, to one stored before it (in stage order) names that one, and
-    its numbers are stored once (a parameter's gradient seen in the backward stage, a block's input):
+    a tensor equal, number for number, to one stored before it (in stage order) names that one, so
+    its numbers are stored once (a block's input, the causal mask, the gradient of the position table,
+    which is the gradient arriving at the positions):
         {"shape", "dtype", "norm", "ref": [stage id, tensor name]}
     a tensor the model computed, element by element, from tensors stored before it says how, and the
     reader computes it in float32, one rounding per operation (x the first "args" tensor, y the second,
     y's shape the trailing axes of x's); it is written so only where that gives the model's numbers
     exactly (island.OPS, checked when the island is made):
         {"shape", "dtype", "norm", "op": OP, "args": [[stage id, tensor name], ...], "scale": s}
-        OP "scale": s x (AdamW's first m = (1 - beta1) g, the moment starting at 0);
+        OP "scale": s x, s a float32 number (AdamW's first m = (1 - beta1) g: the moment was 0);
            "scale_square": (s x) x (the first v = (1 - beta2) g g); "add": x + y (a residual sum,
            x + PE); "mask": x where y != 0, else float32's lowest (the masked scores); "scale" only
            with the scale ops
