@@ -55,9 +55,10 @@ function decode(t){ if (t._a) return t._a;
 var SAYS = {scale: "s \u00d7 x", scale_square: "(s \u00d7 x) \u00d7 x", add: "x + y",
   mask: "x where y \u2260 0, else float32's lowest"};
 function stored(t){  // where a reference or a derivation's numbers come from, in words
-  function at(r){ return "\u201c" + r[1] + "\u201d of " + stages[byId[r[0]]].title; }
+  function at(r){ return "\u201c" + r[1] + "\u201d" + (r[0] === stages[cur].id ? " above" :
+    " of " + stages[byId[r[0]]].title); }
   if (t.ref) return "the same numbers as " + at(t.ref) + ", stored once";
-  return "stored as " + SAYS[t.op] + (t.op.indexOf("scale") === 0 ? " with s = " + t.scale : "") +
+  return "stored as " + SAYS[t.op] + (t.op.indexOf("scale") === 0 ? " with s = " + (+t.scale.toPrecision(7)) : "") +
     ", x = " + at(t.args[0]) + (t.args[1] ? ", y = " + at(t.args[1]) : "") +
     ": the page recomputes it in float32, the model's numbers exactly"; }
 function fmt(v){ return v <= LOW ? "masked (" + v.toExponential(3) + ")" : Math.abs(v) >= 1e4 ||
