@@ -117,23 +117,51 @@ def test_every_stage_is_reachable_with_next_in_order_and_the_arrow_keys_and_hash
     assert browser.get_log("browser") == []
 
 
+def hover(driver, canvas, r, c):
+    """Move the mouse over cell (r, c) of a heatmap: the tooltip element."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    mx, my, cs = (int(canvas.get_attribute(a)) for a in ("data-mx", "data-my", "data-cs"))
+    size = canvas.rect
+    x = 1 + mx + c * cs + cs // 2 - size["width"] / 2          # selenium offsets are from the centre
+    y = 1 + my + r * cs + cs // 2 - size["height"] / 2
+    ActionChains(driver).move_to_element_with_offset(canvas, int(x), int(y)).perform()
+    return driver.find_element(By.ID, "tip")
+
+
 def test_hovering_an_attention_map_cell_shows_the_value_the_island_stores(browser, pages):
     island = read_island(pages["char"].read_text(encoding="utf-8"))
     weights = decode(next(s for s in island["stages"] if s["id"] == "block-0-softmax")
                      ["tensors"]["attention weights"])      # (H, T, T)
     open_page(browser, pages["char"], "block-0-softmax")
     canvas = browser.find_elements(By.CSS_SELECTOR, 'canvas[data-tensor="attention weights"]')[1]  # head 1
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
-    mx, my, cs = (int(canvas.get_attribute(a)) for a in ("data-mx", "data-my", "data-cs"))
-    size = canvas.rect
     for r, c in [(40, 7), (5, 5), (63, 0)]:
-        x = 1 + mx + c * cs + cs // 2 - size["width"] / 2      # selenium offsets are from the centre
-        y = 1 + my + r * cs + cs // 2 - size["height"] / 2
-        ActionChains(browser).move_to_element_with_offset(canvas, int(x), int(y)).perform()
-        tip = browser.find_element(By.ID, "tip")
+        tip = hover(browser, canvas, r, c)
         assert json.loads(tip.get_attribute("data-index")) == [1, r, c]
         assert float(tip.get_attribute("data-value")) == float(weights[1, r, c])
         assert "attention weights[1, " in tip.text
+
+
+@pytest.mark.parametrize("sid, name, form", [
+    ("update-tok_emb-W", "m (first moment)", "scale"), ("update-tok_emb-W", "v (second moment)", "scale_square"),
+    ("block-0-residual-1", "r = x + attention(x)", "add"), ("block-1-mask", "scores + mask", "mask"),
+    ("block-1-ln1", "input x", "ref")])
+def test_a_tensor_stored_once_or_derived_shows_the_model_s_numbers_on_hover(browser, pages, sid, name, form):
+    island = read_island(pages["char"].read_text(encoding="utf-8"))
+    entry = next(s for s in island["stages"] if s["id"] == sid)["tensors"][name]
+    assert entry.get("op", "ref" if "ref" in entry else "b64") == form
+    numbers = decode(entry, island)                         # (rows, cols) or (H, T, T)
+    open_page(browser, pages["char"], sid)
+    canvas = browser.find_elements(By.CSS_SELECTOR, f'canvas[data-tensor="{name}"]')[0]
+    assert name in browser.find_element(By.ID, "stage").text and "stored" in browser.find_element(
+        By.ID, "stage").text                                # the page says where the numbers come from
+    m = numbers.reshape(-1, *numbers.shape[-2:])[0][:, :64]  # the first map's columns in view
+    cells = [np.unravel_index(np.argmax(np.abs(np.where(m < -1e30, 0, m))), m.shape), (0, m.shape[1] - 1)]
+    for r, c in cells:
+        tip = hover(browser, canvas, int(r), int(c))
+        lead = [0] if numbers.ndim == 3 else []
+        assert json.loads(tip.get_attribute("data-index")) == lead + [int(r), int(c)]
+        assert float(tip.get_attribute("data-value")) == float(m[r, c]), (r, c)
+    assert browser.get_log("browser") == []
 
 
 def test_a_screenshot_is_not_blank(browser, pages):

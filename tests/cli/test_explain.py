@@ -70,7 +70,10 @@ def _own_step(path, ids, targets, lr):
                 decay=decay_mask(model.named_parameters()))
     opt.step()
     after = {n: p.copy() for n, (p, _) in model.named_parameters()}
-    return logits[0], loss, grads, {n: after[n] - before[n] for n in after}
+    steps = {n: after[n] - before[n] for n in after}
+    for k, n in enumerate(after):                           # and the moments the step left
+        steps[n + " m"], steps[n + " v"] = opt.m[k].copy(), opt.v[k].copy()
+    return logits[0], loss, grads, steps
 
 
 def test_the_char_lm_s_logits_loss_gradient_and_update_are_the_model_s_own(tmp_path, capsys):
@@ -89,6 +92,11 @@ def test_the_char_lm_s_logits_loss_gradient_and_update_are_the_model_s_own(tmp_p
     w = stage(island, "update-blocks-0-attn-proj-W")["tensors"]["step (after - before)"]
     assert np.abs(steps["blocks.0.attn.proj.W"]).max() > 1e-5             # a step that moved the weight
     np.testing.assert_allclose(decode(w), steps["blocks.0.attn.proj.W"], atol=1e-6, rtol=0)
+    fc1 = stage(island, "update-blocks-0-ffn-fc1-W")["tensors"]             # 65,536 numbers: whole too
+    for name, own in (("step (after - before)", ""), ("m (first moment)", " m"), ("v (second moment)", " v")):
+        np.testing.assert_allclose(decode(fc1[name], island), steps["blocks.0.ffn.fc1.W" + own], atol=1e-6,
+                                   rtol=0, err_msg=name)
+    assert fc1["m (first moment)"]["op"] == "scale" and fc1["v (second moment)"]["op"] == "scale_square"
 
 
 def test_the_digits_classifier_page_has_its_class_logits_and_every_stage_in_the_walk_s_order(tmp_path):
@@ -100,6 +108,7 @@ def test_the_digits_classifier_page_has_its_class_logits_and_every_stage_in_the_
     np.testing.assert_allclose(decode(stage(island, "logits")["tensors"]["logits z"])[0], logits, atol=1e-6)
     ids = [s["id"] for s in island["stages"]]
     assert ids[:4] == ["tokens", "embedding", "positions", "block-0-qkv"]   # post-LN: no ln1 stage first
+    assert whole_up_to_the_limit(island)["add"] == 2 * 2 + 1          # post-LN residuals: x + f(x) too
     assert ids.index("block-0-softmax") < ids.index("block-0-residual-1") < ids.index("block-0-fc1")
     assert ids.index("loss") < ids.index("backward-loss") < ids.index("backward-head") < \
         ids.index("backward-tok_emb") < ids.index("update-tok_emb-W")
@@ -184,13 +193,54 @@ def test_a_gpt2_folder_s_page_has_its_byte_tokens_and_the_model_s_own_loss(tmp_p
     assert abs(island["loss"] - loss) < 1e-6
     np.testing.assert_allclose(decode(stage(island, "update-tok_emb-W")["tensors"]["gradient g"]),
                                grads["tok_emb.W"], atol=1e-6, rtol=0)
+    assert whole_up_to_the_limit(island)["add"] == 2 * 2 + 1           # GPT-2's residuals and x + PE
 
 
-def test_the_char_lm_page_of_a_64_token_example_is_at_most_16_mb(tmp_path):
-    code, out = explain(tmp_path, CHAR_LM, "--text", (ROMEO * 2)[:65])
+@pytest.fixture(scope="module")
+def page64(tmp_path_factory):
+    """The char LM's page of a 64-token example (its context): (path, island)."""
+    code, out = explain(tmp_path_factory.mktemp("page64"), CHAR_LM, "--text", (ROMEO * 2)[:65])
     assert code == 0
-    assert len(island_of(out)["tokens"]) == 64
+    return out, island_of(out)
+
+
+def test_the_char_lm_page_of_a_64_token_example_is_at_most_16_mb(page64):
+    out, island = page64
+    assert len(island["tokens"]) == 64
     assert out.stat().st_size <= 16e6, out.stat().st_size
+
+
+def whole_up_to_the_limit(island):
+    """Assert every tensor of at most 262,144 numbers is whole (decodes to its shape) and every larger
+    one summarised; returns {form: count} of the tensors' forms."""
+    forms = {}
+    for s in island["stages"]:
+        for name, t in s["tensors"].items():
+            where = f"{s['id']}: {name} {t['shape']}"
+            if int(np.prod(t["shape"])) > 262_144:
+                assert "summary" in t and t["limit"] == 262_144, where
+                form = "summary"
+            else:
+                assert "summary" not in t and decode(t, island).shape == tuple(t["shape"]), where
+                form = t.get("op") or ("ref" if "ref" in t else "b64")
+            forms[form] = forms.get(form, 0) + 1
+    return forms
+
+
+def test_no_tensor_of_at_most_262144_numbers_is_summarised_m_v_and_step_included(page64):
+    _, island = page64
+    forms = whole_up_to_the_limit(island)
+    assert "summary" not in forms                            # the char LM's biggest tensor: 65,536
+    updates = [s for s in island["stages"] if s["phase"] == "update"]
+    assert max(int(np.prod(s["tensors"]["v (second moment)"]["shape"])) for s in updates) == 65_536
+    assert forms["scale"] == forms["scale_square"] == len(updates)       # the first m, v: from g
+    assert forms["ref"] >= 9 and forms["add"] == 2 * 4 + 1 and forms["mask"] == 4
+    first = {}                                              # a reference names a tensor stored before it
+    for k, s in enumerate(island["stages"]):
+        for name, t in s["tensors"].items():
+            first[(s["id"], name)] = k
+            for sid, other in [t["ref"]] if "ref" in t else t.get("args", []):
+                assert first[(sid, other)] <= k, (s["id"], name)
 
 
 LIMITED = """
@@ -218,6 +268,7 @@ def test_a_gpt2_124m_shaped_page_of_16_tokens_is_at_most_48_mb_in_under_3_gb(tmp
         assert done.returncode == 0, done.stderr
     island = island_of(out)
     assert len(island["tokens"]) == 16 and out.stat().st_size <= 48e6, out.stat().st_size
+    whole_up_to_the_limit(island)
     logits = stage(island, "logits")["tensors"]["logits z"]
     assert logits["shape"] == [16, 50257] and logits["summary"]["block"]["shape"] == [16, 64]
 

@@ -11,7 +11,7 @@ the source of the glassformer functions that computed it (read with `inspect` fr
 ran) and the numbers.
 
 The numbers sit in <script type="application/json" id="glassformer-step"> (island.read_island reads a
-page's text back; island.decode turns a tensor into a NumPy array). Schema 1:
+page's text back; island.decode(entry, island) turns a tensor into a NumPy array). Schema 1:
 
     {"schema": 1, "source": path, "text": the example's text,
      "config": the model's ModelConfig as a dict,
@@ -28,13 +28,27 @@ page's text back; island.decode turns a tensor into a NumPy array). Schema 1:
                  "axes": {tensor name: [axis names; "token" axes carry the token labels]},
                  "tensors": {name: TENSOR}}]}
 
-    TENSOR (batch axis dropped), up to 262,144 numbers:
-        {"shape": [...], "dtype": "float32", "b64": base64 of the little-endian float32 bytes, "norm": float}
-    larger (GPT-2's logits, a big gradient), summarised, and the page says so (an update stage's
-    m, v and step are summarised above 16,384 numbers, "limit" says which bound applied):
-        {"shape": [...], "dtype": "float32", "norm": float, "limit": 262144 or 16384,
+    TENSOR (batch axis dropped) of up to 262,144 numbers, every tensor alike (m, v and the step too),
+    is whole, in one of three forms ("norm": its float64 norm, null if not finite, in each):
+        {"shape": [...], "dtype": "float32", "b64": base64 of the little-endian float32 bytes, "norm"}
+    a tensor equal, number for number, to one stored before it (in stage order) names that one, so
+    its numbers are stored once (a block's input, the causal mask, the gradient of the position table,
+    which is the gradient arriving at the positions):
+        {"shape", "dtype", "norm", "ref": [stage id, tensor name]}
+    a tensor the model computed, element by element, from tensors stored before it says how, and the
+    reader computes it in float32, one rounding per operation (x the first "args" tensor, y the second,
+    y's shape the trailing axes of x's); it is written so only where that gives the model's numbers
+    exactly (island.OPS, checked when the island is made):
+        {"shape", "dtype", "norm", "op": OP, "args": [[stage id, tensor name], ...], "scale": s}
+        OP "scale": s x, s a float32 number (AdamW's first m = (1 - beta1) g: the moment was 0);
+           "scale_square": (s x) x (the first v = (1 - beta2) g g); "add": x + y (a residual sum,
+           x + PE); "mask": x where y != 0, else float32's lowest (the masked scores); "scale" only
+           with the scale ops
+    larger than 262,144 numbers (GPT-2's logits, a big gradient), summarised, and the page says so:
+        {"shape": [...], "dtype": "float32", "norm": float, "limit": 262144,
          "summary": {"row_norms": TENSOR (one per row, last axis kept), "block": TENSOR (top-left 64 x 64),
                      "histogram": {"edges": TENSOR (65,), "counts": [64 ints]}}}
+    (the summary's own TENSORs are always the "b64" form).
 
 Forward stage ids: tokens, embedding, positions, block-{i}-ln1 (pre-LN), -qkv, -scores, -mask,
 -softmax, -heads-out, -residual-1, -ln2 (pre-LN), -fc1, -act, -fc2, -residual-2, final-norm (if any),

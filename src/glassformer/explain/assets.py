@@ -30,15 +30,37 @@ JS = r"""
 (function(){
 "use strict";
 var data = JSON.parse(document.getElementById("glassformer-step").textContent);
-var stages = data.stages, cur = -1, LOW = -1e30;
+var stages = data.stages, cur = -1, LOW = -1e30, LOWEST = -3.4028234663852886e38;
 var byId = {}; stages.forEach(function(s, k){ byId[s.id] = k; });
 function el(tag, attrs, text){ var e = document.createElement(tag);
   for (var k in (attrs || {})) e.setAttribute(k, attrs[k]); if (text != null) e.textContent = text; return e; }
-function decode(t){ if (t._a) return t._a; var bin = atob(t.b64), n = bin.length >> 2;
+function lookup(r){ return stages[byId[r[0]]].tensors[r[1]]; }
+function derive(t){  // island.OPS in float32: a Float32Array store rounds each result once
+  var xs = t.args.map(function(r){ return decode(lookup(r)); }), x = xs[0], y = xs[1], s = t.scale || 0;
+  var a = new Float32Array(x.length), i;
+  if (t.op === "scale") for (i = 0; i < a.length; i++) a[i] = s * x[i];
+  else if (t.op === "scale_square") for (i = 0; i < a.length; i++) a[i] = Math.fround(s * x[i]) * x[i];
+  else if (t.op === "add") for (i = 0; i < a.length; i++) a[i] = x[i] + y[i % y.length];   // y: trailing
+  else if (t.op === "mask") for (i = 0; i < a.length; i++) a[i] = y[i % y.length] !== 0 ? x[i] : LOWEST;
+  else throw new Error("unknown op " + t.op);
+  return a; }
+function decode(t){ if (t._a) return t._a;
+  if (t.ref) return (t._a = decode(lookup(t.ref)));
+  if (t.op) return (t._a = derive(t));
+  var bin = atob(t.b64), n = bin.length >> 2;
   var dv = new DataView(new ArrayBuffer(bin.length)), a = new Float32Array(n);
   for (var i = 0; i < bin.length; i++) dv.setUint8(i, bin.charCodeAt(i));
   for (var j = 0; j < n; j++) a[j] = dv.getFloat32(4 * j, true);
   t._a = a; return a; }
+var SAYS = {scale: "s \u00d7 x", scale_square: "(s \u00d7 x) \u00d7 x", add: "x + y",
+  mask: "x where y \u2260 0, else float32's lowest"};
+function stored(t){  // where a reference or a derivation's numbers come from, in words
+  function at(r){ return "\u201c" + r[1] + "\u201d" + (r[0] === stages[cur].id ? " above" :
+    " of " + stages[byId[r[0]]].title); }
+  if (t.ref) return "the same numbers as " + at(t.ref) + ", stored once";
+  return "stored as " + SAYS[t.op] + (t.op.indexOf("scale") === 0 ? " with s = " + (+t.scale.toPrecision(7)) : "") +
+    ", x = " + at(t.args[0]) + (t.args[1] ? ", y = " + at(t.args[1]) : "") +
+    ": the page recomputes it in float32, the model's numbers exactly"; }
 function fmt(v){ return v <= LOW ? "masked (" + v.toExponential(3) + ")" : Math.abs(v) >= 1e4 ||
   (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(4) : v.toFixed(5); }
 function colour(v, lo, hi){
@@ -96,6 +118,7 @@ function tensorBox(box, name, t, axes){
   d.appendChild(el("b", null, name)); d.appendChild(document.createTextNode("  shape [" + t.shape.join(", ") +
     "]" + (t.norm != null ? ", norm " + fmt(t.norm) : "")));
   box.appendChild(d); axes = axes || [];
+  if (t.ref || t.op) d.appendChild(el("div", {"class": "meta"}, stored(t)));
   if (t.summary){
     d.appendChild(el("div", {"class": "note"}, "summarised: its " + n.toLocaleString() + " numbers are more than " +
       t.limit.toLocaleString() + ", so the page keeps its row norms, a histogram and the top-left 64×64 block (shown)."));

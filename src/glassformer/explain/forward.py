@@ -20,13 +20,15 @@ def host(a):
     return np.array(to_numpy(a)[0])
 
 
-def stage(sid, title, formula, code, tensors, axes=None, scalars=None, note=None):
-    """One stage dict (phase forward); axes default to (token, dim) for every 2-d tensor."""
+def stage(sid, title, formula, code, tensors, axes=None, scalars=None, note=None, derived=None):
+    """One stage dict (phase forward); axes default to (token, dim) for every 2-d tensor; derived:
+    {name: (op, operands)}, how the island may store a tensor from ones stored before (island.OPS)."""
     axes = dict(axes or {})
     for name, a in tensors.items():
         axes.setdefault(name, TD if np.ndim(a) == 2 else ("dim",) * np.ndim(a))
     return {"id": sid, "title": title, "phase": "forward", "formula": formula, "code": code,
-            "tensors": tensors, "axes": axes, "scalars": scalars or {}, "note": note}
+            "tensors": tensors, "axes": axes, "scalars": scalars or {}, "note": note,
+            "derived": derived or {}}
 
 
 def embedding_stages(model, run, T):
@@ -49,7 +51,8 @@ def embedding_stages(model, run, T):
     else:
         pe, what = out - x, "the positional layer's change to x"
     yield stage("positions", "Positions", f"x<sub>t</sub> = x<sub>t</sub> + PE[t]; &nbsp; {what}",
-                [ref(type(pos).forward)], {"PE[:T]": pe, "x + PE": out})
+                [ref(type(pos).forward)], {"PE[:T]": pe, "x + PE": out},
+                derived={"x + PE": ("add", [x, pe])})
 
 
 def norm_stage(run, name, sid, title):
@@ -91,7 +94,8 @@ def attention_stages(model, run, i, v):
                  "number, so exp gives 0" if attn.causal else "no mask: every token sees every token"),
                 [ref(attention.attention_mask), ref(attention.attend, "xp.where")],
                 {"allowed (1 = may attend)": allowed.astype(np.float32), "scores + mask": masked},
-                axes={"allowed (1 = may attend)": ("query token", "key token"), "scores + mask": HTT})
+                axes={"allowed (1 = may attend)": ("query token", "key token"), "scores + mask": HTT},
+                derived={"scores + mask": ("mask", [scores, allowed.astype(np.float32)])})
     yield stage(f"block-{i}-softmax", f"Block {i}: softmax, each head's attention map",
                 "a<sub>ts</sub> = exp(s<sub>ts</sub>) / &Sigma;<sub>s'</sub> exp(s<sub>ts'</sub>) &nbsp; "
                 "(each row sums to 1)",
@@ -105,15 +109,17 @@ def attention_stages(model, run, i, v):
                 {"concat(heads)": host(proj.x), "attention output": host(proj.out)})
 
 
-def residual_stage(i, k, r, x, normed, what, ln):
-    """The residual sum after a sub-layer (and, post-LN, the norm that follows it)."""
+def residual_stage(i, k, r, x, normed, what, ln, terms):
+    """The residual sum after a sub-layer (and, post-LN, the norm that follows it); terms: (the
+    stream in, the sub-layer's output), whose sum r is."""
     tensors = {f"r = x + {what}(x)": host(r)}
     if normed:
         tensors[f"{ln}(r)"] = host(x)
     formula = (f"r = x + {what}(x); &nbsp; x = {ln}(r) &nbsp; (post-LN)" if normed else
                f"x = x + {what}(x) &nbsp; (pre-LN: the residual stream is not normalised here)")
     return stage(f"block-{i}-residual-{k}", f"Block {i}: residual after the {what}", formula,
-                 [ref(block_mod.TransformerBlock.forward, "x +" if not normed else "ln")], tensors)
+                 [ref(block_mod.TransformerBlock.forward, "x +" if not normed else "ln")], tensors,
+                 derived={f"r = x + {what}(x)": ("add", [host(t) for t in terms])})
 
 
 def ffn_stages(model, run, i, v):
@@ -138,11 +144,11 @@ def block_stages(model, run, i):
     if v["pre"]:
         yield norm_stage(run, p + ".ln1", f"block-{i}-ln1", f"Block {i}: LayerNorm before attention")
     yield from attention_stages(model, run, i, v)
-    yield residual_stage(i, 1, v["r1"], v["x1"], v["normed1"], "attention", "ln1")
+    yield residual_stage(i, 1, v["r1"], v["x1"], v["normed1"], "attention", "ln1", (run[p].x, v["attn"]))
     if v["pre"]:
         yield norm_stage(run, p + ".ln2", f"block-{i}-ln2", f"Block {i}: LayerNorm before the FFN")
     yield from ffn_stages(model, run, i, v)
-    yield residual_stage(i, 2, v["r2"], v["x2"], v["normed2"], "FFN", "ln2")
+    yield residual_stage(i, 2, v["r2"], v["x2"], v["normed2"], "FFN", "ln2", (v["x1"], v["fc2"]))
 
 
 def head_stages(model, run, logits, targets, loss, per_token):

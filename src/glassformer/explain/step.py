@@ -15,7 +15,7 @@ from ..layers.loss import cross_entropy_backward
 from ..optim.optimizers import adam_step
 from .code import ref
 from .forward import forward_stages, host
-from .island import MOMENT_NUMBERS, encode_stage
+from .island import Encoder
 from .record import Pass, named_layers, recording
 
 
@@ -96,8 +96,8 @@ def update_stages(model, optimizer, lr):
                "formula": adam_formula(decoupled, wd),
                "tensors": {"gradient g": to_numpy(g), "m (first moment)": to_numpy(optimizer.m[k]),
                            "v (second moment)": to_numpy(optimizer.v[k]), "step (after - before)": step},
-               "limits": dict.fromkeys(("m (first moment)", "v (second moment)", "step (after - before)"),
-                                       MOMENT_NUMBERS),
+               "derived": {"m (first moment)": ("scale", [g], 1 - b1),     # the first step's moments
+                           "v (second moment)": ("scale_square", [g], 1 - b2)},   # (from 0), if so
                "scalars": {"t": t, "lr": lr, "beta1": b1, "beta2": b2, "eps": eps,
                            "1 - beta1^t": c1, "1 - beta2^t": c2, "weight decay": wd,
                            "|step| / |weight|": ratio}}
@@ -130,12 +130,13 @@ def record_step(model, ids, targets, loss_fn, optimizer, lr=None, restore=True):
         log_probs, t = to_numpy(loss_fn.cache[0]), to_numpy(loss_fn.cache[1])
         counted = to_numpy(loss_fn.cache[2])
         per_token = -log_probs[np.arange(len(t)), t] * counted   # (N,): -log p[target], 0 if ignored
-        stages = [encode_stage(s) for s in forward_stages(model, run, run.logits, targets, loss, per_token)]
+        encode = Encoder().stage                            # one table: each array stored once
+        stages = [encode(s) for s in forward_stages(model, run, run.logits, targets, loss, per_token)]
         with recording(model, "backward") as calls:
             dlogits = loss_fn.backward()
             model.backward(dlogits)
-        stages += [encode_stage(s) for s in backward_stages(model, dlogits, calls)]
+        stages += [encode(s) for s in backward_stages(model, dlogits, calls)]
         del calls
-        stages += [encode_stage(s) for s in update_stages(model, optimizer, lr)]   # each encoded at once:
+        stages += [encode(s) for s in update_stages(model, optimizer, lr)]   # each encoded at once:
         return stages, {"loss": loss if math.isfinite(loss) else None,             # its arrays change next
                         "logits": host(run.logits), "lr": lr}
