@@ -38,62 +38,19 @@ import numpy as np
 import pytest
 from datapaths import DATA
 
+from glassformer.lessons.blocks import parse_blocks                  # the one parser of the lessons
+
 REPO = Path(__file__).resolve().parents[1]
 LESSONS = REPO / "lessons"
 LESSON_FILES = sorted(LESSONS.glob("[0-9][0-9]-*.md"))
 MAX_NO_RUN = 5                      # GPU-only blocks in the whole course
-NO_RUN_COMMENT = "<!-- no-run -->"
 QUOTE_HEADER = re.compile(r"#\s*(src/\S+\.py):\s*(.+?)\s*$")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FIGURE_LINK = re.compile(r"\]\(figures/([\w.-]+\.png)\)")
 NEEDS_DATA = re.compile(r"^<!-- needs-data: (\S+) -->$", re.M)
-BLOCK_NEEDS_DATA = re.compile(r"^<!-- block needs-data: (\S+) -->$")
 SHARED_DATA = DATA                                    # $GLASSFORMER_DATA, or ../shared/data
 LEFT_OUT = object()                                   # what a block left out "printed"
 PRINT_DEFAULTS = np.get_printoptions()                # NumPy's own, before any lesson runs
-
-
-def parse_blocks(path):
-    """[{"kind", "code", "line", "info"}] for every fenced block of a markdown file, in order."""
-    return parse_text(path.read_text(encoding="utf-8"), path.name)
-
-
-def parse_text(text, name):
-    """parse_blocks on markdown text; `name` only labels the error for an unclosed block."""
-    out, block, previous = [], None, ""
-    for n, line in enumerate(text.splitlines(), start=1):
-        if block is None:
-            if line.startswith("```"):
-                lang, _, info = line[3:].strip().partition(" ")
-                needs = BLOCK_NEEDS_DATA.match(previous.strip())
-                block = {"lang": lang, "info": info.strip(), "line": n, "lines": [],
-                         "marked": previous.strip() == NO_RUN_COMMENT,
-                         "needs": needs.group(1) if needs else None}
-            elif line.strip():
-                previous = line
-        elif line.rstrip() == "```":
-            out.append(finish(block))
-            block, previous = None, ""
-        else:
-            block["lines"].append(line)
-    assert block is None, f"{name}: the block opened on line {block['line']} is never closed"
-    return out
-
-
-def finish(block):
-    """Classify a parsed block as run / no-run / quote / output / other."""
-    kind = "other"
-    if block["lang"] == "python":
-        if block["info"].startswith("quote"):
-            kind = "quote"
-        elif block["info"].startswith("no-run") or block["marked"]:
-            kind = "no-run"
-        else:
-            kind = "run"
-    elif block["lang"] == "output":
-        kind = "output"
-    return {"kind": kind, "code": "\n".join(block["lines"]) + "\n", "line": block["line"],
-            "info": block["info"], "lang": block["lang"], "needs": block["needs"]}
 
 
 def lesson_id(path):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..domains import Domain
 from ..errors import Parser, run_main
+from . import notebooks
 from .grading import CHECKS
 from .runner import CHECK_SECONDS, LESSONS, exercise_file, exercise_folder, grade_file, lesson_number
 
@@ -35,6 +36,10 @@ def parse_args(argv):
     check.add_argument("--timeout", type=SECONDS, default=None, metavar="S",
                        help=f"stop a check (or the file's loading) after S seconds (default {CHECK_SECONDS:g})")
     sub.add_parser("list", help="list every lesson's exercises")
+    book = sub.add_parser("notebook", help="write lessons as Jupyter notebooks (the course extra)",
+                          description="Write lessons/notebooks/NN-*.ipynb from the lessons' markdown.")
+    book.add_argument("lesson", nargs="?", default="all", help="lesson number, e.g. 07, or all (the default)")
+    book.add_argument("--out", metavar="DIR", help="folder for the notebooks (default lessons/notebooks)")
     args = parser.parse_args(argv)
     if args.command == "check" and bool(args.lesson) == bool(args.all):
         parser.error("give one lesson number or --all")
@@ -63,6 +68,8 @@ def main(argv=None, out=None):
         for lesson, stem in LESSONS.items():
             print(f"{stem}.py: {', '.join(CHECKS[lesson])}", file=out)
         return 0
+    if args.command == "notebook":
+        return notebooks.main(args.lesson, args.out, out)
     folder = exercise_folder(args.dir, args.solutions)
     lessons = list(LESSONS) if args.all else [lesson_number(args.lesson)]
     paths = {lesson: exercise_file(folder, lesson) for lesson in lessons}   # all found, or exit 2
