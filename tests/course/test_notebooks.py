@@ -66,9 +66,11 @@ def execute(nb, folder):
     try:
         client.execute()
     except CellExecutionError as e:
-        failed = next((c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        where = f"the cell of line {meta(failed).get('line')}" if failed is not None else "a cell"
-        return f"{where} raised: {str(e).strip().splitlines()[-1]}"
+        for cell in nb.cells:
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "error":
+                    return f"the cell of line {meta(cell).get('line')} raised {o['ename']}: {o['evalue']}"
+        return f"a cell raised: {e}"
     return None
 
 
