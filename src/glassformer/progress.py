@@ -90,32 +90,37 @@ class Meter:
 
     On a terminal tqdm redraws it in place (at most 4 times a second, cut to the width); in a pipe or
     a log it is a plain line each tenth of the total (every `every_s` seconds when the total is not
-    known) and a last one at close, so a log stays readable and 80 columns wide. `scale` multiplies
-    the counts as shown (1e-6 with unit " MB" for bytes), `digits` their decimals. A training run's
-    log lines go through write(), above the bar.
+    known) and a last one at close, so a log stays readable and 80 columns wide. Counts are given in
+    their own units and shown times `scale` (bytes as MB: unit " MB", scale 1e-6) with `digits`
+    decimals; `initial`: the count it starts from (a resumed run's step), left out of the rate. A
+    training run's log lines go through write(), above the bar:
 
-        with Meter("bpe", total=n_merges, unit=" merges") as meter:
-            for ...: meter.update(1)            # or meter.set(done, note="12,345 tokens")
+        meter = Meter("train", total=max_steps, unit=" steps", stream=log, initial=start_step)
+        for step in ...: meter.set(step + 1)    # or meter.update(1), meter.set(done, note="loss 1.23")
+        meter.write(line)                       # a log line that stays, above the meter
+        meter.close()                           # the last state stays too
     """
 
-    def __init__(self, desc, total=None, unit="", stream=None, live=None, scale=1, digits=0, every_s=30.0):
+    def __init__(self, desc, total=None, unit="", stream=None, live=None, scale=1, digits=0, initial=0,
+                 every_s=30.0):
         self.stream = sys.stderr if stream is None else stream
         self.live = is_terminal(self.stream) if live is None else live
-        self.total = total or None                          # 0 or None: no total, no ETA
+        self.total, self.scale = total or None, scale       # 0 or None: no total, no ETA
         form = (COUNTED if self.total else OPEN_ENDED).replace(".D", f".{digits}") + "{postfix}"
-        self.options = dict(desc=desc, total=self.total, unit=unit, bar_format=form,
-                            unit_scale=True if scale == 1 else scale)
-        self.n, self.note, self.every_s, self.shown = 0, "", every_s, -1
+        self.options = dict(desc=desc, unit=unit, unit_scale=True, bar_format=form,
+                            total=self.total * scale if self.total else None, initial=initial * scale)
+        self.n, self.note, self.every_s, self.printed = initial, "", every_s, None
+        self.tenth = int(10 * initial // self.total) if self.total else 0
         self.start = self.last = time.perf_counter()
         self.bar = self._tqdm() if self.live else None
+        self.closed = False
 
     def _tqdm(self):
         from tqdm import tqdm
-        return tqdm(file=self.stream, mininterval=0.25, ncols=terminal_width() - 1, leave=True,
-                    **self.options)
+        return tqdm(file=self.stream, mininterval=0.25, ncols=terminal_width() - 1, leave=True, **self.options)
 
     def update(self, n=1, note=None):
-        """n more done (a number of units: merges, bytes, tokens)."""
+        """n more done (in the counts' own units: merges, bytes, tokens)."""
         self.set(self.n + n, note)
 
     def set(self, done, note=None):
@@ -125,7 +130,7 @@ class Meter:
         if self.bar is not None:
             if note is not None:
                 self.bar.set_postfix_str(note, refresh=False)
-            self.bar.update(step)
+            self.bar.update(step * self.scale)
         elif self._due():
             self._print()
 
@@ -133,8 +138,9 @@ class Meter:
         """In a pipe: has the next tenth of the total (or every_s seconds) been reached?"""
         if self.total:
             tenth = int(10 * self.n // self.total)
-            due, self.shown = tenth > self.shown and self.n < self.total, max(self.shown, tenth)
-            return due and tenth > 0
+            due = self.tenth < tenth < 10
+            self.tenth = max(self.tenth, tenth)
+            return due
         now = time.perf_counter()
         due = now - self.last >= self.every_s
         self.last = now if due else self.last
@@ -143,13 +149,13 @@ class Meter:
     def line(self):
         """The meter as one line of text, cut to the width."""
         from tqdm import tqdm
-        return tqdm.format_meter(self.n, self.total, time.perf_counter() - self.start,
-                                 ncols=terminal_width(), postfix=self.note or None,
-                                 prefix=self.options["desc"], **{k: v for k, v in self.options.items()
-                                                                 if k not in ("desc", "total")})
+        return tqdm.format_meter(self.n * self.scale, elapsed=time.perf_counter() - self.start,
+                                 ncols=terminal_width(), prefix=self.options["desc"], postfix=self.note or None,
+                                 **{k: v for k, v in self.options.items() if k != "desc"})
 
     def _print(self):
         print(self.line(), file=self.stream, flush=True)
+        self.printed = (self.n, self.note)
 
     def write(self, text):
         """A line of its own (training's log line), printed above the meter, which is redrawn."""
@@ -159,18 +165,14 @@ class Meter:
             print(text, file=self.stream, flush=True)
 
     def close(self):
-        """The last state as a line that stays; idempotent."""
+        """The last state as a line that stays (in a pipe: unless the last line printed says it)."""
+        if self.closed:
+            return
         if self.bar is not None:
             self.bar.close()
-        elif self.shown is not None:
+        elif self.printed != (self.n, self.note):
             self._print()
-        self.bar, self.shown = None, None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self.closed = True
 
 
 def is_terminal(stream):
