@@ -53,10 +53,12 @@ class Parser(argparse.ArgumentParser):
                 action.help = f"{action.help}; {text}"
         return super().format_help()
 
+    see = None                          # the help to point to, when not `prog --help` (a sub-command's)
+
     def error(self, message):
         unknown = [a for a in getattr(self, "unrecognized", ()) if a.startswith("--") and a != "--"]
         run = "python " if self.prog.endswith(".py") else ""     # a script; a module's prog has it
-        raise UserError(f"{message}{closest_flags(unknown, self)} (see {run}{self.prog} --help)")
+        raise UserError(f"{message}{closest_flags(unknown, self)} (see {self.see or f'{run}{self.prog} --help'})")
 
 
 def closest_flags(unknown, parser):

@@ -10,6 +10,7 @@ def build_parser():
     """python -m glassformer.data fetch NAME... | all | --list."""
     p = Parser(prog="python -m glassformer.data", description=datasets.__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.see = "python -m glassformer.data fetch --help"      # its one sub-command's flags
     sub = p.add_subparsers(dest="command", metavar="fetch", required=True)
     f = sub.add_parser("fetch", help="download data sets into the cache", description=datasets.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
