@@ -16,7 +16,7 @@ from glassformer import checkpoint, precision
 from glassformer.checkpoint import load_checkpoint, read_meta
 from glassformer.cli import train
 from glassformer.cli.train import Run
-from glassformer.errors import UserError, main_boundary, run_main
+from glassformer.errors import UserError, run_main
 from glassformer.tasks import digits
 from glassformer.train.records import write_json
 from glassformer.train.step import Diverged, DivergenceGuard
@@ -207,8 +207,11 @@ def test_run_main_passes_exit_codes_and_systemexit_through():
     assert run_main(lambda argv: 7, ["x"]) == 7
     with pytest.raises(SystemExit):
         run_main(raising(SystemExit(0)))
-    bounded = main_boundary(raising(UserError("no")))
-    assert bounded([]) == 2 and bounded.__wrapped__ is not None
+    assert run_main(raising(SystemExit(3)), help_returns=True) == 3     # train and the REPL return --help's status
+    err = io.StringIO()                                     # an mpiexec rank but 0: the mistake, unsaid
+    assert run_main(raising(UserError("no")), says_mistakes=False, stderr=err) == 2 and err.getvalue() == ""
+    assert run_main(raising(KeyboardInterrupt()), interrupted="stopped", stderr=err) == 130
+    assert err.getvalue() == "stopped\n"
 
 
 @pytest.mark.parametrize("module,args", [("glassformer.interp", ["/dev/zero"]),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from glassformer import evaluate
+from glassformer.cli import evaluate as evaluate_cli
 from glassformer.checkpoint import save_checkpoint
 from glassformer.data import count_words
 from glassformer.layers.loss import CrossEntropyLoss
@@ -110,7 +111,7 @@ def lm_checkpoint(tmp_path):
 
 
 def run(argv, capsys):
-    code = evaluate.main([str(a) for a in argv])
+    code = evaluate_cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glassformer.errors import run_main
-from glassformer.lessons.__main__ import main
+from glassformer.cli.lessons import main
 from glassformer.lessons.grading import CHECKS
 from glassformer.lessons.runner import LESSONS, NOT_WRITTEN, grade_file, load_file, run_check
 
@@ -323,7 +322,8 @@ def run_cli(argv, cwd, monkeypatch):
     monkeypatch.chdir(cwd)
     out, err = io.StringIO(), io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    code = run_main(main, argv, stderr=err)
+    monkeypatch.setattr(sys, "stderr", err)                 # main's boundary (run_main) writes there
+    code = main(argv)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -33,7 +33,7 @@ from .. import visualization as viz
 from ..backend import to_numpy
 from ..checkpoint import (NAT, NUMBER, POSITIVE, NonFinite, check_schema, load_checkpoint, needs_task,
                           parsed_by, read_meta, restore_optimizer, save_checkpoint)
-from ..errors import UserError
+from ..errors import UserError, run_main
 from ..explain.page import write_step_page
 from ..files import atomic_path, release_run_locks
 from ..models import build_model
@@ -413,23 +413,22 @@ def run_cli(args, plan, argv, stream, only):
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-def main(argv=None):
-    """Parse flags, walk (on a terminal), train; exit 0, 2 on bad input, 130 on Ctrl-C."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def command(argv):
+    """Parse flags (every rank of mpiexec reaches the exchange, refused or not), walk (on a terminal),
+    train; exit 0, or 130 when Ctrl-C stopped the run after saving."""
     try:
         parser = build_parser()
-        with agree.agreement(agree.start_comm(), SAME_FLAGS) as agreed:   # mpiexec: every rank
-            args = parse_with_config(parser, argv)          # gets to the exchange, refused or not
+        with agree.agreement(agree.start_comm(), SAME_FLAGS) as agreed:
+            args = parse_with_config(parser, argv)
             plan = choose(args, parser.only, agreed)
         return run_cli(args, plan, argv, sys.stdout, parser.only)
-    except UserError as e:
-        if parallel.launched_rank() == 0:                   # mpiexec: every rank raised it; one says it
-            print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except SystemExit as e:                                 # --help
-        return e.code if isinstance(e.code, int) else 0
-    except KeyboardInterrupt:
-        print("\ninterrupted (Ctrl-C).", file=sys.stderr)
-        return EXIT_INTERRUPTED
     finally:
         release_run_locks()                                 # the run folder is free for the next command
+
+
+def main(argv=None):
+    """Entry point: exit 0, 2 on bad input (under mpiexec every rank raised it; rank 0 says it), 130 on
+    Ctrl-C; --help returns its status, as a rank's exit inside abort_on_error does."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_main(command, argv, interrupted="\ninterrupted (Ctrl-C).", help_returns=True,
+                    says_mistakes=parallel.launched_rank() == 0)
