@@ -95,7 +95,7 @@ def test_optimizer_sees_warmup_then_cosine():
     tr = make_trainer(steps=10, warmup_steps=3, lr=1e-2, min_lr=1e-3)
     seen = []
     for _ in range(10):
-        tr.train_step()
+        tr.update()
         seen.append(tr.optimizer.lr)
     expected = [warmup_cosine(i, 1e-2, 3, 10, 1e-3) for i in range(10)]
     np.testing.assert_allclose(seen, expected)
@@ -104,7 +104,7 @@ def test_optimizer_sees_warmup_then_cosine():
 
 def test_clipping_bounds_the_global_norm():
     tr = make_trainer(grad_clip=1e-3)
-    tr.train_step()
+    tr.update()
     norm = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for _, g in tr.params))
     assert float(tr.grad_norm) > 1e-2                       # the raw norm was well above the bound
     assert norm <= 1e-3 * (1 + 1e-4)
@@ -130,7 +130,7 @@ def test_two_micro_batches_equal_one_double_batch():
                 TrainConfig(accum_steps=2, **cfg), log=io.StringIO())
     b = Trainer(small_model(V, 5, dtype="float64"), CrossEntropyLoss(), lambda r: (x, y),
                 TrainConfig(accum_steps=1, **cfg), log=io.StringIO())
-    loss_a, loss_b = a.train_step(), b.train_step()
+    loss_a, loss_b = a.update(), b.update()
     assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-12)
     for (name, (_, ga)), (_, (_, gb)) in zip(a.model.named_parameters(), b.model.named_parameters()):
         np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-13, err_msg=name)
@@ -141,16 +141,16 @@ def test_resume_is_exact(tmp_path):
     model = lambda seed: small_model(CharTokenizer.from_text(TEXT).vocab_size, seed, dropout=0.1)
     straight = make_trainer(model(0), steps=6)
     for _ in range(6):
-        straight.train_step()
+        straight.update()
     first = make_trainer(model(0), steps=6)
     for _ in range(3):
-        first.train_step()
+        first.update()
     first.save(tmp_path / "mid.npz")
     second = make_trainer(model(99), steps=6)               # other init: everything must be loaded
     second.resume(tmp_path / "mid.npz")
     assert second.step == 3
     for _ in range(3):
-        second.train_step()
+        second.update()
     want, got = params_of(straight.model), params_of(second.model)
     assert all(np.array_equal(want[n], got[n]) for n in want)
     assert np.array_equal(straight.optimizer.v[0], second.optimizer.v[0])

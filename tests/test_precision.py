@@ -287,7 +287,7 @@ def test_trainer_scales_the_loss_under_fp16_and_saves_the_scale(tmp_path):
         tr = fp16_trainer()
         assert tr.scaler is not None and tr.scaler.scale == 2.0 ** 16
         for _ in range(3):
-            loss = float(tr.train_step())
+            loss = float(tr.update())
         assert np.isfinite(loss)
         assert all(p.dtype == np.float32 for p, _ in tr.params)
         tr.scaler.load_state_dict({"scale": 64.0, "good_steps": 1})

@@ -5,7 +5,7 @@ Laid over optim.optimizers.adam_step and optim.clipping.sum_squares; tested agai
 import numpy as np
 
 from .. import backend
-from .common import accum_name, compiled, cupy, device_scalar
+from .common import accum_name, compiled, device_scalar
 
 ADAM = """
 if (!skip) {
@@ -27,17 +27,12 @@ if (!skip) {
 
 
 @backend.accelerates("adam_step")
-def adam_step_cuda(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
-    """adam_step() as one kernel per parameter; with found_inf, t counts on the device (no sync)."""
+def adam_step_cuda(params, ms, vs, t, settings):
+    """adam_step() as one kernel per parameter; t may be a 0-d device array (the loss scaler's)."""
     lr, b1, b2, eps, decoupled, weight_decays = settings
-    if found_inf is None:
-        t = t + 1
-    else:                                                   # t becomes a 0-d device array
-        t = cupy().asarray(t, dtype=np.float32) + (~found_inf)
+    t = t + 1
     for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
-        adam_update(p, g, m, v, lr, b1, b2, eps, wd, decoupled, t,
-                    1.0 if grad_scale is None else grad_scale,
-                    False if found_inf is None else found_inf)
+        adam_update(p, g, m, v, lr, b1, b2, eps, wd, decoupled, t)
     return t
 
 

@@ -22,6 +22,26 @@ def si(x, unit=""):
     return f"{x / scale:.3g}{' ' if unit else ''}{prefix}{unit}"
 
 
+def step_line(step, steps, loss, lr, ms, rate, eta, width, flops=None, scale=None):
+    """The Trainer's progress line: step, loss, lr, ms/it, tokens/s, model FLOP/s (flops: (FLOP/s,
+    the machine's peak or None)), fp16's loss scale (scale: (scale, skipped steps)) and the ETA."""
+    parts = [(f"step {step:>{len(str(steps))}}/{steps}",) * 2, (f"loss {loss:.4f}",) * 2,
+             (f"lr {lr:.2e}", None), (f"{ms:.1f} ms/it", f"{ms:.1f}ms/it"),
+             (f"{rate:,.0f} tok/s", f"{si(rate)} tok/s")]
+    if flops is not None:                                   # model FLOP/s beside the machine's roof
+        rate_flops, peak = flops
+        text = si(rate_flops, "FLOP/s")
+        if peak:
+            share = f"{rate_flops / peak:.0%}"
+            parts.append((f"{text} = {share} of {si(peak, 'FLOP/s')}", f"{text} {share}"))
+        else:
+            parts.append((text, text))
+    if scale is not None:                                   # fp16: the loss scale, steps skipped
+        parts.append((f"scale {scale[0]:g}, {scale[1]} skipped", f"x{scale[0]:g} {scale[1]}skip"))
+    parts.append((f"ETA {format_seconds(eta)}",) * 2)
+    return progress_line(parts, width)
+
+
 def progress_line(parts, width):
     """(long, short) parts as one line of at most width columns: the long forms joined by ' | ' when they
     fit, else the short ones (None: left out) joined by spaces."""
