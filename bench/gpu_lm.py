@@ -178,7 +178,7 @@ class TrainStep:
         loss = self.loss_fn.forward(self.model.forward(x), y)
         self.model.backward(self.loss_fn.backward(1.0))
         if self.scaler is not None:                         # unscale, clip, skip the step on inf/nan
-            self.scaler.step(self.optimizer, self.params, self.max_norm)
+            self.scaler.step(self.optimizer, self.max_norm)
         else:
             clip_grad_norm(self.params, self.max_norm)
             self.optimizer.step()

@@ -151,14 +151,14 @@ def test_scaler_skips_on_the_gpu_without_a_host_sync(cp):
     opt = AdamW(layer.get_parameters(), lr=0.1)
     scaler = LossScaler(init_scale=1024.0)
     layer.dW[...] = 1.0
-    scaler.step(opt, layer.get_parameters(), max_norm=1.0)  # a good step: t becomes a device array
+    scaler.step(opt, max_norm=1.0)  # a good step: t becomes a device array
     W = layer.W.copy()
     layer.dW[0, 0] = cp.inf
     with cupyx.allow_synchronize(False):                    # raises if anything waits for the GPU
-        scaler.step(opt, layer.get_parameters(), max_norm=1.0)
+        scaler.step(opt, max_norm=1.0)
     assert bool((layer.W == W).all()) and scaler.scale == 512.0 and int(opt.t) == 1
     layer.dW[0, 0] = 1.0
-    scaler.step(opt, layer.get_parameters(), max_norm=1.0)
+    scaler.step(opt, max_norm=1.0)
     assert not bool((layer.W == W).all()) and int(opt.t) == 2 and scaler.skipped_steps == 1
 
 
