@@ -90,7 +90,7 @@ def test_under_fp16_overflowing_steps_are_skipped_and_counted_not_divergence(tmp
 def test_resume_keeps_the_schedule_unless_extended(tmp_path):
     first = make_trainer(steps=10, warmup_steps=4)
     for _ in range(3):
-        first.train_step()
+        first.update()
     first.save(tmp_path / "mid.npz")
     with pytest.raises(UserError, match="steps=10, not steps=20.*extend=True"):
         make_trainer(steps=20, warmup_steps=4).resume(tmp_path / "mid.npz")

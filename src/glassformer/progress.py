@@ -22,7 +22,6 @@ def duration(seconds):
     return tqdm.format_interval(max(0.0, float(seconds)))
 
 
-format_seconds = duration                                   # the name train/trainer.py imports
 
 
 def si(x, unit=""):
@@ -31,6 +30,26 @@ def si(x, unit=""):
     prefixes = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
     scale, prefix = next(((f, p) for f, p in prefixes if abs(x) >= f), (1, ""))
     return f"{x / scale:.3g}{' ' if unit else ''}{prefix}{unit}"
+
+
+def step_line(step, steps, loss, lr, ms, rate, eta, width, flops=None, scale=None):
+    """The Trainer's progress line: step, loss, lr, ms/it, tokens/s, model FLOP/s (flops: (FLOP/s,
+    the machine's peak or None)), fp16's loss scale (scale: (scale, skipped steps)) and the ETA."""
+    parts = [(f"step {step:>{len(str(steps))}}/{steps}",) * 2, (f"loss {loss:.4f}",) * 2,
+             (f"lr {lr:.2e}", None), (f"{ms:.1f} ms/it", f"{ms:.1f}ms/it"),
+             (f"{rate:,.0f} tok/s", f"{si(rate)} tok/s")]
+    if flops is not None:                                   # model FLOP/s beside the machine's roof
+        rate_flops, peak = flops
+        text = si(rate_flops, "FLOP/s")
+        if peak:
+            share = f"{rate_flops / peak:.0%}"
+            parts.append((f"{text} = {share} of {si(peak, 'FLOP/s')}", f"{text} {share}"))
+        else:
+            parts.append((text, text))
+    if scale is not None:                                   # fp16: the loss scale, steps skipped
+        parts.append((f"scale {scale[0]:g}, {scale[1]} skipped", f"x{scale[0]:g} {scale[1]}skip"))
+    parts.append((f"ETA {duration(eta)}",) * 2)
+    return progress_line(parts, width)
 
 
 def progress_line(parts, width):
