@@ -16,6 +16,7 @@ import pytest
 from glassformer import evaluate
 from glassformer.checkpoint import load_checkpoint
 from glassformer.cli import common, config, lm, train
+from glassformer.runs import epochs as run_epochs
 from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
@@ -326,7 +327,7 @@ class FakeTTY(io.StringIO):
 
 def test_resuming_digits_skips_the_walk_and_ctrl_c_in_the_walk_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(digits.SIZES, "small", 300)
-    monkeypatch.setattr(train, "plot_run", lambda run, out, model: [])
+    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
     walks = []
     monkeypatch.setattr(train, "walk", lambda *a, **k: walks.append(1))
     monkeypatch.setattr("sys.stdin", FakeTTY(""))
