@@ -16,7 +16,7 @@ from glassformer import checkpoint, precision
 from glassformer.checkpoint import load_checkpoint, read_meta
 from glassformer.cli import train
 from glassformer.cli.train import Run
-from glassformer.runs import epochs as run_epochs
+from glassformer.runner import epochs as run_epochs
 from glassformer.errors import UserError, main_boundary, run_main
 from glassformer.tasks import digits
 from glassformer.train.records import write_json

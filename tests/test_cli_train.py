@@ -16,7 +16,7 @@ import pytest
 from glassformer import evaluate
 from glassformer.checkpoint import load_checkpoint
 from glassformer.cli import common, config, lm, train
-from glassformer.runs import epochs as run_epochs
+from glassformer.runner import epochs as run_epochs
 from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config

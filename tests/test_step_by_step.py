@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from glassformer.cli import common, stages, train, walkthrough
-from glassformer.runs import epochs as run_epochs
-from glassformer.runs.epochs import EpochBatches
+from glassformer.runner import epochs as run_epochs
+from glassformer.runner.epochs import EpochBatches
 from glassformer.checkpoint import read_meta
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config

@@ -27,9 +27,9 @@ from ..checkpoint import needs_task, read_meta
 from ..errors import UserError
 from ..explain.page import write_step_page
 from ..files import release_run_locks
-from ..runs.epochs import (DEFAULT_EPOCHS, DEFAULTS, EPOCHS, METRIC_FIELDS, N_ARGS, Run,  # noqa: F401
+from ..runner.epochs import (DEFAULT_EPOCHS, DEFAULTS, EPOCHS, METRIC_FIELDS, N_ARGS, Run,  # noqa: F401
                            carry_best, digit_range, finish, resolve_settings)
-from ..runs.tasks import TASK_CLASSES  # noqa: F401  (the tasks, by name)
+from ..runner.tasks import TASK_CLASSES  # noqa: F401  (the tasks, by name)
 from ..tasks import digits
 from ..train import agree, parallel
 from ..train.progress import shell_wrap, wrap
