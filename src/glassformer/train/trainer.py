@@ -131,9 +131,9 @@ class Trainer:
         share_rng(model, self.rng if self.comm.size == 1 else self.comm.dropout_rng)   # ranks: own masks
         named = model.named_parameters()
         self.params = [pg for _, pg in named]
-        self.optimizer = optimizer or adamw(self.params, self.comm, config.zero_stage, lr=config.lr,
-                                            betas=(config.beta1, config.beta2),
-                                            weight_decay=config.weight_decay, decay=decay_mask(named))
+        self.optimizer = optimizer if optimizer is not None else adamw(
+            self.params, self.comm, config.zero_stage, lr=config.lr, betas=(config.beta1, config.beta2),
+            weight_decay=config.weight_decay, decay=decay_mask(named))
         self.zero = hasattr(self.optimizer, "gather_state")  # ZeRO-1 over several ranks (train/zero.py)
         # fp16 policy: dynamic loss scaling (the float32 master weights are the model's own parameters)
         self.scaler = LossScaler() if precision.current().loss_scaling else None
