@@ -157,8 +157,8 @@ def run_lm(args, argv, stream, interactive, ask=input, prepared=None):
     if interactive and ckpt is None:
         walk_first_batch(trainer, tok, ask, stream)
     summary = claim_and_fit(trainer, s, args, out, ckpt, "lm")
-    write_summary(summary, trainer, s, args, argv, out, "lm", **lm_report(trainer, tok, test, s, out, summary,
-                                                                       stream))
+    report = lm_report(trainer, tok, test, s, out, summary, stream)   # best.npz's sample, test scores
+    write_summary(summary, trainer, s, args, argv, out, "lm", **report)
     print_lm_summary(summary, out, stream)
     return run_exit(summary)
 

@@ -57,8 +57,8 @@ def run_qa(args, argv, stream):
                + (f"; resuming after step {trainer.step}" if ckpt else ""), indent="    "), file=stream)
     print_speed(trainer, s["context"], stream)
     summary = claim_and_fit(trainer, s, args, out, ckpt, "qa")
-    write_summary(summary, trainer, s, args, argv, out, "qa", sample=None,
-                  **qa_report(trainer, tok, (train, val, test), s, out, summary))
+    report = qa_report(trainer, tok, (train, val, test), s, out, summary)   # exact match of best.npz
+    write_summary(summary, trainer, s, args, argv, out, "qa", sample=None, **report)
     print_qa_summary(summary, stream)
     print_lm_summary(summary, out, stream)
     return run_exit(summary)
