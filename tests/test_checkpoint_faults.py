@@ -16,10 +16,12 @@ from glassformer import checkpoint, precision
 from glassformer.checkpoint import load_checkpoint, read_meta
 from glassformer.cli import train
 from glassformer.cli.train import Run
+from glassformer.runner import epochs as run_epochs
 from glassformer.errors import UserError, run_main
 from glassformer.tasks import digits
 from glassformer.train.records import write_json
 from glassformer.train.step import Diverged, DivergenceGuard
+from glassformer.train.trainer import Trainer
 from test_lm import make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,13 +117,11 @@ def test_resume_checks_the_saved_trainer_state(tmp_path):
 # ---- the classifier CLI -------------------------------------------------------------------------------
 
 def test_the_classifier_cli_exits_2_on_divergence_keeping_best(tmp_path, small_digits, monkeypatch, capsys):
-    real = train.TASK_CLASSES["digits"].train_epoch
+    real = Trainer.lr_at
 
-    def epoch(self, model, loss_fn, optimizer, *args):
-        if optimizer.t >= 4:                                # the second epoch (4 batches each): lr 1e20
-            optimizer.lr = 1e20
-        return real(self, model, loss_fn, optimizer, *args)
-    monkeypatch.setattr(train.TASK_CLASSES["digits"], "train_epoch", epoch)
+    def lr_at(self, step):                                  # the second epoch (4 batches each): lr 1e20
+        return 1e20 if step >= 4 else real(self, step)
+    monkeypatch.setattr(Trainer, "lr_at", lr_at)
     out = tmp_path / "run"
     assert train.main([*FAST, "--epochs", "3", "--out", str(out)]) == 2
     captured = capsys.readouterr()
@@ -141,7 +141,7 @@ def test_ctrl_c_while_best_npz_is_written_keeps_summary_and_files_agreeing(tmp_p
             raise KeyboardInterrupt                         # as if Ctrl-C came during the write
         save(self, path, row)
     monkeypatch.setattr(Run, "save", interrupted_save)
-    monkeypatch.setattr(train, "plot_run", lambda run, out, model: [])
+    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
     out = tmp_path / "run"
     assert train.main([*FAST, "--epochs", "3", "--lr", "3e-3", "--out", str(out)]) == 130
     summary = json.loads((out / "summary.json").read_text())

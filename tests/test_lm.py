@@ -424,7 +424,7 @@ def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
 
 def test_gpt2_tokenizer_is_found(monkeypatch):
     """--tokenizer gpt2 reads GPT-2's files from the data cache ($GLASSFORMER_DATA; shared/data here)."""
-    from glassformer.cli.lm import GPT2_FILES, build_tokenizer, gpt2_dirs
+    from glassformer.runner.lm import GPT2_FILES, build_tokenizer, gpt2_dirs
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     if shared.is_dir():
         monkeypatch.setenv("GLASSFORMER_DATA", str(shared))

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from glassformer.train import epochs as training
 from glassformer.cli import common, stages, train, walkthrough
+from glassformer.runner import epochs as run_epochs
+from glassformer.runner.epochs import EpochBatches
 from glassformer.checkpoint import read_meta
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
@@ -29,7 +30,7 @@ def tiny_digits(monkeypatch):
 @pytest.fixture
 def no_plots(monkeypatch):
     """Skip the PNGs where a test does not look at them (plots are tested on their own)."""
-    monkeypatch.setattr(train, "plot_run", lambda run, out, model: [])
+    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
 
 
 def npz_arrays(path):
@@ -254,15 +255,15 @@ def test_resume_continues_bit_for_bit(tmp_path, task, no_plots):
 
 
 def test_ctrl_c_keeps_best_and_exits_130(tmp_path, monkeypatch, capsys):
-    real, calls = training.train_epoch, []
+    real, calls = EpochBatches.__call__, []
 
-    def interrupted_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
+    def interrupted_in_epoch_2(self, rng):                  # the first batch of each epoch draws an order
+        calls.append(self.i == 0)
+        if sum(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(self, rng)
 
-    monkeypatch.setattr(training, "train_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(EpochBatches, "__call__", interrupted_in_epoch_2)
     out = tmp_path / "run"
     code = train.main(["--task", "digits", "--no-interactive", "--size", "small", "--epochs", "3",
                      "--batch-size", "256", "--out", str(out)])

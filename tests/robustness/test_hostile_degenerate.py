@@ -96,6 +96,7 @@ def env(tmp_path_factory):
     from glassformer.checkpoint import save_checkpoint
     from glassformer.cli import lm
     from glassformer.models import build_model
+    from glassformer.runner import lm as runner_lm
     from glassformer.models.config import lm_config
     from glassformer.tokenizers import ByteLevelBPE, CharTokenizer, WordTokenizer
     base = tmp_path_factory.mktemp("degenerate")
@@ -117,7 +118,7 @@ def env(tmp_path_factory):
         mp.chdir(base)
         mp.setattr(lm, "matmul_rate", lambda: 1e9)          # the GEMM roof: 0.2 s a run, not under test
         if HAS_GPT2:
-            mp.setattr(lm, "gpt2_tokenizer", lambda: toks["gpt2"])   # read once, not per case
+            mp.setattr(runner_lm, "gpt2_tokenizer", lambda: toks["gpt2"])   # read once, not per case
         yield {"dir": base, "toks": toks, "files": files, "ckpts": ckpts}
 
 

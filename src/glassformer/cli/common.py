@@ -23,7 +23,7 @@ from ..train.records import check_run_files, claim_run
 SEED = domains.SEED                                         # 0 .. 2**32 - 1
 BATCH_SIZE = Domain(int, 1, 2**20)                          # rows per batch; memory is checked too
 CONTEXT = Domain(int, 1, 2**20)                             # tokens per window; and the model's positions
-LEARNING_RATE = Domain(float, 1e-12, 10.0)
+LEARNING_RATE = domains.LEARNING_RATE
 FRACTION = Domain(float, 0.0, 1.0, high_open=True)          # dropout, Adam's betas, a share: [0, 1)
 
 

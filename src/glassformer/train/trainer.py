@@ -93,10 +93,11 @@ def share_rng(model, rng):
 
 
 class Trainer:
-    """Runs TrainConfig.steps AdamW updates of model on batches(rng), evaluating on val_batches."""
+    """Runs TrainConfig.steps updates (AdamW, or the optimizer given) of model on batches(rng)."""
 
     def __init__(self, model, loss_fn, batches, config=None, val_batches=None, tokenizer=None,
-                 task=None, log=sys.stderr, on_log=None, flops_per_token=None, peak_flops=None):
+                 task=None, log=sys.stderr, on_log=None, flops_per_token=None, peak_flops=None,
+                 optimizer=None, rng=None):
         self.model, self.loss_fn, self.batches, self.val_batches = model, loss_fn, batches, val_batches
         self.comm = world()                                 # the ranks of a data-parallel run (parallel.py)
         self.config = config = config or TrainConfig()
@@ -106,13 +107,13 @@ class Trainer:
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops   # model FLOPs; the roof
         if config.sample_every and self.tokenizer is None:
             raise UserError("sample_every needs the tokenizer (Trainer(..., tokenizer=...)) to print text")
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(config.seed) if rng is None else rng   # given: the model's init one
         share_rng(model, self.rng if self.comm.size == 1 else self.comm.dropout_rng)   # ranks: own masks
         named = model.named_parameters()
         self.params = [pg for _, pg in named]
-        self.optimizer = adamw(self.params, self.comm, config.zero_stage, lr=config.lr,
-                               betas=(config.beta1, config.beta2), weight_decay=config.weight_decay,
-                               decay=decay_mask(named))
+        self.optimizer = optimizer if optimizer is not None else adamw(
+            self.params, self.comm, config.zero_stage, lr=config.lr, betas=(config.beta1, config.beta2),
+            weight_decay=config.weight_decay, decay=decay_mask(named))
         # fp16 policy: dynamic loss scaling (the float32 master weights are the model's own parameters)
         self.scaler = LossScaler() if precision.current().loss_scaling else None
         if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
