@@ -75,7 +75,7 @@ def causality(forward, x, what):
         changed[:, -1] = (x[:, -1] + 1) % SMALL["vocab_size"]
     before, after = as_array(forward(x), what), as_array(forward(changed), what)
     expect(np.allclose(before[:, :-1], after[:, :-1], rtol=1e-12, atol=1e-12),
-           f"{what} at position 0 changes when only the last position changes: the future leaks in "
+           f"changing only the last position changes {what} at position 0: the future leaks in "
            "(is the causal mask missing?)")
 
 
@@ -210,7 +210,8 @@ def train_step(fn, rng):
     mine["n_heads"] = SMALL["n_heads"]                       # then 0.1 / sqrt(0.001) = 3.2 times off
     got = student_run(fn, params, lambda _: batch, mine)
     want = glassformer_run(model, lambda _: batch, theirs)
-    close(got, want, "the loss of step 1", rtol=1e-8)
+    close(got[0], want[0], "the loss of step 1 (the forward and the cross-entropy, before the update)",
+          rtol=1e-8)
     for name, (p, _) in model.named_parameters():
         close(params[name], p, f"{name} after step 1 (glassformer's AdamW gives the expected)",
               rtol=1e-7, atol=1e-10)
