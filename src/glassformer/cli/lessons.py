@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..domains import Domain
 from ..errors import Parser, run_main
+from ..lessons.checks.lesson20 import TRAIN_SECONDS
 from ..lessons.grading import CHECKS
 from ..lessons.runner import CHECK_SECONDS, LESSONS, exercise_file, exercise_folder, grade_file, lesson_number
 
@@ -33,7 +34,8 @@ def parse_args(argv):
                        help="grade the kept solutions in lessons/solutions (spoilers)")
     where.add_argument("--dir", help="folder holding the NN_name.py files (default lessons/exercises)")
     check.add_argument("--timeout", type=SECONDS, default=None, metavar="S",
-                       help=f"stop a check (or the file's loading) after S seconds (default {CHECK_SECONDS:g})")
+                       help=f"stop a check (or the file's loading) after S seconds (default {CHECK_SECONDS:g}; "
+                            f"lesson 20's two training checks: {TRAIN_SECONDS:g})")
     sub.add_parser("list", help="list every lesson's exercises")
     args = parser.parse_args(argv)
     if args.command == "check" and bool(args.lesson) == bool(args.all):
