@@ -81,3 +81,43 @@ def test_lesson_16_without_its_data_says_what_to_run(tmp_path, monkeypatch):
     said = str(e.value)
     assert said.startswith("lesson 16 needs tinyshakespeare"), said
     assert "python -m glassformer.data fetch tinyshakespeare" in said, said
+
+
+# ---- section 5: the stubs give a derivation's starting point; the formulas wait in the lesson -----------------
+
+FINAL_FORMULAS = {   # (lesson, exercise): the final formula's telltale, as the old docstrings wrote it
+    ("07", "softmax_backward"): "probs * (dprobs - sum(dprobs * probs))",
+    ("07", "layer_norm_backward"): "dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)",
+    ("07", "rms_norm_backward"): "dx_hat - x_hat * mean(dx_hat * x_hat)",
+    ("07", "attend_backward"): "dq = dscores k",
+    ("09", "adamw_step"): "p - lr * m_hat / (sqrt(v_hat) + eps)",
+}
+STARTS = {("07", "softmax_backward"): "probs_i (delta_ij - probs_j)",
+          ("07", "layer_norm_backward"): "d var / d x_j = 2 (x_j - mean) / C",
+          ("07", "rms_norm_backward"): "d r / d x_j = -r^3 x_j / C",
+          ("07", "attend_backward"): "scores = q k^T / sqrt(D)",
+          ("09", "adamw_step"): "their weights add up to 1 - b^t"}
+
+
+@pytest.mark.parametrize("lesson, name", list(FINAL_FORMULAS), ids=[n for _, n in FINAL_FORMULAS])
+def test_a_stub_starts_the_derivation_and_the_lesson_ends_it_after_the_pointer(lesson, name):
+    import ast
+    stem = {"07": "07_backprop_by_hand", "09": "09_training_loop"}[lesson]
+    for folder in ("exercises", "solutions"):
+        tree = ast.parse((LESSONS / folder / f"{stem}.py").read_text(encoding="utf-8"))
+        doc = " ".join(next(ast.get_docstring(f) for f in tree.body
+                            if isinstance(f, ast.FunctionDef) and f.name == name).split())
+        assert FINAL_FORMULAS[lesson, name] not in doc, f"{folder}/{stem}.py: {name} gives the formula away"
+        assert STARTS[lesson, name] in doc, f"{folder}/{stem}.py: {name} should start the derivation"
+    body = text(lesson)
+    pointer = body.index(f"python -m glassformer.lessons check {lesson}")
+    assert FINAL_FORMULAS[lesson, name] in body[pointer:], f"lesson {lesson} should give it after the pointer"
+
+
+def test_lesson_3_derives_rmsnorms_backward():
+    body = text("03")
+    assert "**Its backward, derived.**" in body
+    for step in ("d r / d x_j = -1/2 (mean(x^2) + eps)^(-3/2) * 2 x_j / C = -r^3 x_j / C",
+                 "r^2 x_i x_j = x_hat_i x_hat_j", "= r (dx_hat_j - x_hat_j * mean_i(dx_hat_i x_hat_i))",
+                 "# src/glassformer/layers/norm.py: RMSNorm.backward"):
+        assert step in body, step
