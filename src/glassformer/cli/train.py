@@ -39,7 +39,7 @@ from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, LEARNING_RAT
 from .config import check_task_flags, given_flags, parse_with_config, run_config
 from .lm import add_lm_arguments, is_lm_checkpoint, prepare_lm, presets_table, run_lm
 from .qa import add_qa_arguments, run_qa
-from .walkthrough import walk
+from .walkthrough import add_walk_arguments, walk, walk_choice
 
 TASKS = ("digits", "sentences", "lm", "qa")
 # flags only some tasks read (the --task lm ones are added by build_parser); the rest apply to all
@@ -83,8 +83,7 @@ def build_parser():
     p.add_argument("--reference", action="store_true",
                    help="run the plain reference layers, no CPU overlay "
                    "(as GLASSFORMER_REFERENCE=1; to compare)")
-    p.add_argument("--no-interactive", action="store_true",
-                   help="skip the stage-by-stage walk-through (it runs only when stdin is a terminal)")
+    add_walk_arguments(p)                                  # --walk, --no-pause, --no-walk
     p.add_argument("--html", type=Path, metavar="FILE", help="write the walk's example as one browser page "
                    "first (one training step: forward, backward and update, as python -m "
                    "glassformer.explain draws it), then train as usual (Ctrl-C stops)")
@@ -174,11 +173,11 @@ def choose(args, only, agreed):
 def run_cli(args, plan, argv, stream, only):
     """One run of the task `choose` picked: --task lm goes to cli.lm; the exit code."""
     task, prepared = plan
-    interactive = not args.no_interactive and sys.stdin.isatty()
+    interactive, ask = walk_choice(args, sys.stdin, stream, alone=parallel.launched_size() == 1)
     if task == "lm":
         comm = parallel.world()                         # mpiexec -n N: data parallel (after backend.use)
         with parallel.abort_on_error(comm):             # an error on one rank stops them all
-            return run_lm(args, argv, stream, interactive and comm.size == 1, prepared=prepared)
+            return run_lm(args, argv, stream, interactive and comm.size == 1, ask, prepared=prepared)
     if task == "qa":
         return run_qa(args, argv, stream)
     settings, ckpt = prepared
@@ -193,7 +192,7 @@ def run_cli(args, plan, argv, stream, only):
         print(f"wrote {args.html}: one training step of the walk's example, {size / 1e6:.1f} MB", file=stream)
     if interactive and ckpt is None:                    # a resumed run has had its walk
         ids, targets = run.task.walk_example()
-        walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, input, stream)
+        walk(run.model, ids, targets, run.task.vocab, run.loss_fn, run.optimizer, ask, stream)
     run.run_id = make_run_dir(out, ckpt, args.resume)   # only now: Ctrl-C in the walk leaves no folder
     if ckpt is not None:
         carry_best(run, args.resume, out)
