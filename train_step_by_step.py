@@ -2,7 +2,6 @@
 import sys
 
 try:                                    # Ctrl-C while NumPy and glassformer load: quiet, exit 130
-    from glassformer.errors import run_main
     from glassformer.cli.train import main
 except KeyboardInterrupt:
     print(file=sys.stderr)
@@ -11,4 +10,4 @@ except ModuleNotFoundError as e:        # not installed: say how, not a tracebac
     print(f"error: cannot import {e.name!r}; install glassformer first: pip install -e .", file=sys.stderr)
     raise SystemExit(2) from None
 
-raise SystemExit(run_main(main))
+raise SystemExit(main())              # main runs inside errors.run_main, the one boundary

@@ -65,13 +65,13 @@ def worker(preset, steps, zero_stage=0):
                                   zero_stage=zero_stage),
                       log=open(os.devnull, "w"))
     for _ in range(WARMUP):
-        trainer.train_step()
+        trainer.update()
     comm.reduce_s, comm.reduces = 0.0, 0
     gather0 = getattr(trainer.optimizer, "gather_s", 0.0)   # ZeRO-1's parameter all-gather (if any)
     start = time.perf_counter()
     loss = 0.0
     for _ in range(steps):
-        loss = loss + trainer.train_step()
+        loss = loss + trainer.update()
     float(loss)
     seconds = time.perf_counter() - start
     gathered = getattr(trainer.optimizer, "gather_s", 0.0) - gather0

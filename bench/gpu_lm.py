@@ -6,7 +6,7 @@ against the GPU's dense peak for that precision (PEAKS; --peaks overrides), peak
 pool, freed before each run), the loss after the timed steps and, for fp16, the loss scaler's skipped
 steps. Random tokens from a 50,257-word vocabulary (GPT-2's), drawn on the GPU. Runs (preset, batch x
 context): small, medium, large at 8 x 256, qa at 4 x 1024, large-16x1024; the costliest last, so a
-time budget (--budget-s) cuts it first; SIGINT ends the current run and still prints the summary. The step (TrainStep) is what Trainer.train_step does:
+time budget (--budget-s) cuts it first; SIGINT ends the current run and still prints the summary. The step (TrainStep) is what Trainer.update does:
 AdamW, clipping to norm 1, dynamic loss scaling under fp16.
 
 When PyTorch sees a GPU the same architecture (pre-LN GPT-2 blocks, fused QKV, tied head, attention as
@@ -151,7 +151,7 @@ def time_steps(step, warmup, steps, sync):
 
 
 class TrainStep:
-    """One AdamW update per call, as Trainer.train_step: clip to max_norm; fp16: dynamic loss scaling."""
+    """One AdamW update per call, as Trainer.update: clip to max_norm; fp16: dynamic loss scaling."""
 
     def __init__(self, model, batches, rng=None, lr=3e-4, max_norm=1.0, schedule=None):
         from glassformer.layers import CrossEntropyLoss
@@ -178,7 +178,7 @@ class TrainStep:
         loss = self.loss_fn.forward(self.model.forward(x), y)
         self.model.backward(self.loss_fn.backward(1.0))
         if self.scaler is not None:                         # unscale, clip, skip the step on inf/nan
-            self.scaler.step(self.optimizer, self.params, self.max_norm)
+            self.scaler.step(self.optimizer, self.max_norm)
         else:
             clip_grad_norm(self.params, self.max_norm)
             self.optimizer.step()

@@ -16,10 +16,12 @@ from glassformer import checkpoint, precision
 from glassformer.checkpoint import load_checkpoint, read_meta
 from glassformer.cli import train
 from glassformer.cli.train import Run
-from glassformer.errors import UserError, main_boundary, run_main
+from glassformer.runner import epochs as run_epochs
+from glassformer.errors import UserError, run_main
 from glassformer.tasks import digits
 from glassformer.train.records import write_json
 from glassformer.train.step import Diverged, DivergenceGuard
+from glassformer.train.trainer import Trainer
 from test_lm import make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +92,7 @@ def test_under_fp16_overflowing_steps_are_skipped_and_counted_not_divergence(tmp
 def test_resume_keeps_the_schedule_unless_extended(tmp_path):
     first = make_trainer(steps=10, warmup_steps=4)
     for _ in range(3):
-        first.train_step()
+        first.update()
     first.save(tmp_path / "mid.npz")
     with pytest.raises(UserError, match="steps=10, not steps=20.*extend=True"):
         make_trainer(steps=20, warmup_steps=4).resume(tmp_path / "mid.npz")
@@ -115,13 +117,11 @@ def test_resume_checks_the_saved_trainer_state(tmp_path):
 # ---- the classifier CLI -------------------------------------------------------------------------------
 
 def test_the_classifier_cli_exits_2_on_divergence_keeping_best(tmp_path, small_digits, monkeypatch, capsys):
-    real = train.TASK_CLASSES["digits"].train_epoch
+    real = Trainer.lr_at
 
-    def epoch(self, model, loss_fn, optimizer, *args):
-        if optimizer.t >= 4:                                # the second epoch (4 batches each): lr 1e20
-            optimizer.lr = 1e20
-        return real(self, model, loss_fn, optimizer, *args)
-    monkeypatch.setattr(train.TASK_CLASSES["digits"], "train_epoch", epoch)
+    def lr_at(self, step):                                  # the second epoch (4 batches each): lr 1e20
+        return 1e20 if step >= 4 else real(self, step)
+    monkeypatch.setattr(Trainer, "lr_at", lr_at)
     out = tmp_path / "run"
     assert train.main([*FAST, "--epochs", "3", "--out", str(out)]) == 2
     captured = capsys.readouterr()
@@ -141,7 +141,7 @@ def test_ctrl_c_while_best_npz_is_written_keeps_summary_and_files_agreeing(tmp_p
             raise KeyboardInterrupt                         # as if Ctrl-C came during the write
         save(self, path, row)
     monkeypatch.setattr(Run, "save", interrupted_save)
-    monkeypatch.setattr(train, "plot_run", lambda run, out, model: [])
+    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
     out = tmp_path / "run"
     assert train.main([*FAST, "--epochs", "3", "--lr", "3e-3", "--out", str(out)]) == 130
     summary = json.loads((out / "summary.json").read_text())
@@ -207,8 +207,11 @@ def test_run_main_passes_exit_codes_and_systemexit_through():
     assert run_main(lambda argv: 7, ["x"]) == 7
     with pytest.raises(SystemExit):
         run_main(raising(SystemExit(0)))
-    bounded = main_boundary(raising(UserError("no")))
-    assert bounded([]) == 2 and bounded.__wrapped__ is not None
+    assert run_main(raising(SystemExit(3)), help_returns=True) == 3     # train and the REPL return --help's status
+    err = io.StringIO()                                     # an mpiexec rank but 0: the mistake, unsaid
+    assert run_main(raising(UserError("no")), says_mistakes=False, stderr=err) == 2 and err.getvalue() == ""
+    assert run_main(raising(KeyboardInterrupt()), interrupted="stopped", stderr=err) == 130
+    assert err.getvalue() == "stopped\n"
 
 
 @pytest.mark.parametrize("module,args", [("glassformer.interp", ["/dev/zero"]),

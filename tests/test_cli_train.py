@@ -16,6 +16,7 @@ import pytest
 from glassformer import evaluate
 from glassformer.checkpoint import load_checkpoint
 from glassformer.cli import common, config, lm, train
+from glassformer.runner import epochs as run_epochs
 from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
@@ -326,7 +327,7 @@ class FakeTTY(io.StringIO):
 
 def test_resuming_digits_skips_the_walk_and_ctrl_c_in_the_walk_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(digits.SIZES, "small", 300)
-    monkeypatch.setattr(train, "plot_run", lambda run, out, model: [])
+    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
     walks = []
     monkeypatch.setattr(train, "walk", lambda *a, **k: walks.append(1))
     monkeypatch.setattr("sys.stdin", FakeTTY(""))
@@ -468,3 +469,38 @@ def test_reference_flag_runs_the_plain_layers_as_the_environment_variable_does(t
     assert all(np.array_equal(flag[k], env[k]) for k in flag)
     assert not all(np.array_equal(flag[k], overlay[k]) for k in flag)
     assert max(float(np.abs(flag[k] - overlay[k]).max()) for k in flag) < 3e-3
+
+
+# ---- digits and sentences on the one Trainer (glassformer.runner.epochs) ---------------------------------
+
+def test_epoch_batches_draw_one_permutation_per_epoch_where_the_epoch_starts():
+    """The batches the Trainer gets are the old epoch loop's: a permutation drawn at each epoch's start."""
+    ids, y = np.arange(10).reshape(10, 1) * 10, np.arange(10)
+    batches = run_epochs.EpochBatches(ids, y, 4)            # 3 batches an epoch, the last of 2
+    rng, twin = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(2):
+        order = twin.permutation(10)
+        for i in range(3):
+            x, t = batches(rng)
+            assert t.tolist() == order[4 * i:4 * i + 4].tolist() and x[:, 0].tolist() == (t * 10).tolist()
+    assert rng.bit_generator.state == twin.bit_generator.state
+
+
+def test_digits_and_sentences_epochs_run_on_the_trainer(tmp_path, monkeypatch):
+    """cli/train.py keeps no loop of its own: each epoch's updates are Trainer.fit's steps."""
+    from glassformer.train.records import read_metrics
+    from glassformer.train.trainer import Trainer
+    real, steps = Trainer.fit, []
+
+    def fit(self):
+        steps.append(self.config.steps)
+        return real(self)
+    monkeypatch.setattr(Trainer, "fit", fit)
+    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
+    monkeypatch.setitem(digits.SIZES, "small", 300)
+    for task, n in (("sentences", 1), ("digits", 240 // 64 + 1)):   # sentences: 8 in one batch
+        out = tmp_path / task
+        args = ["--task", task, "--epochs", "2", "--batch-size", "64", "--no-interactive", "--out", str(out)]
+        assert train.main(args + (["--size", "small"] if task == "digits" else [])) == 0
+        assert steps[-1] == 2 * n
+        assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == [1, 2]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from glassformer import evaluate
+from glassformer.cli import evaluate as evaluate_cli
 from glassformer.checkpoint import save_checkpoint
 from glassformer.data import count_words
 from glassformer.layers.loss import CrossEntropyLoss
@@ -110,7 +111,7 @@ def lm_checkpoint(tmp_path):
 
 
 def run(argv, capsys):
-    code = evaluate.main([str(a) for a in argv])
+    code = evaluate_cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -197,8 +198,8 @@ def test_the_shipped_checkpoint_scores_shakespeare_below_uniform(capsys):
 # ---- the held-out split: --split val, --from-fraction ---------------------------------------------
 
 def test_split_val_scores_the_very_tokens_training_validated_on(lm_checkpoint, capsys):
-    """--split val is the cut --task lm made (cli.lm_data.load_text: the last 10%), token for token."""
-    from glassformer.cli.lm_data import load_text
+    """--split val is the cut --task lm made (runner.lm_data.load_text: the last 10%), token for token."""
+    from glassformer.runner.lm_data import load_text
     path, model, tok, text = lm_checkpoint
     corpus, _ = load_text({"data": str(text), "val_data": None, "test_data": None}, tok)
     tokens, first = evaluate.scored_part(evaluate.text_tokens(text, tok), "val")

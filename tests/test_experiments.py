@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from glassformer import experiments as ex
+from glassformer.cli import experiments as ex_cli
 from glassformer.checkpoint import load_checkpoint
 from glassformer.errors import UserError
 
@@ -72,7 +73,7 @@ def test_run_writes_its_directory(tmp_path):
 
 
 def test_one_loader_for_files_and_run_folders(tmp_path, capsys):
-    from glassformer import interp
+    from glassformer.cli import interp as interp_cli
     from glassformer.checkpoint import save_checkpoint
     from glassformer.models import ModelConfig, build_model
     with pytest.raises(UserError, match="no model.npz or best.npz"):
@@ -82,7 +83,7 @@ def test_one_loader_for_files_and_run_folders(tmp_path, capsys):
     save_checkpoint(tmp_path / "best.npz", model, step=7)   # a train_step_by_step run folder
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.step == 7 and ckpt.experiment is None and ckpt.config == model.config
-    assert interp.main([str(tmp_path)]) == 2                # a classifier, not an experiments run
+    assert interp_cli.main([str(tmp_path)]) == 2                # a classifier, not an experiments run
     assert "not a run of python -m glassformer.experiments" in capsys.readouterr().err
 
 
@@ -116,13 +117,13 @@ def test_training_reduces_the_loss(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    assert ex.main(["--list"]) == 0
+    assert ex_cli.main(["--list"]) == 0
     assert "induction" in capsys.readouterr().out
-    assert ex.main(["nope"]) == 2
+    assert ex_cli.main(["nope"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
-    assert ex.main(["induction", "colour=red"]) == 2
+    assert ex_cli.main(["induction", "colour=red"]) == 2
     assert "unknown setting" in capsys.readouterr().err
-    code = ex.main(["induction", "steps=1", "eval_every=1", "d_model=8", "n_heads=2", "plots=false",
+    code = ex_cli.main(["induction", "steps=1", "eval_every=1", "d_model=8", "n_heads=2", "plots=false",
                     "n_symbols=8", "length=3", "min_length=2", "max_prefix=2", "n_train=32",
                     "n_test=8", "--runs-dir", str(tmp_path / "r"),
                     "--cache", str(tmp_path / "c")])
@@ -171,8 +172,8 @@ def test_answer_accuracy_counts_the_marked_answers():
 
 
 def test_sweep_parses_before_or_after_the_name():
-    a = ex.parse_args(["--sweep", "lr=1e-3,3e-3", "n_layers=1,2", "induction", "steps=3"])
-    b = ex.parse_args(["induction", "steps=3", "--sweep", "lr=1e-3,3e-3", "n_layers=1,2"])
+    a = ex_cli.parse_args(["--sweep", "lr=1e-3,3e-3", "n_layers=1,2", "induction", "steps=3"])
+    b = ex_cli.parse_args(["induction", "steps=3", "--sweep", "lr=1e-3,3e-3", "n_layers=1,2"])
     for args in (a, b):
         assert args.experiment == "induction" and args.settings == ["steps=3"]
         assert args.sweep == ["lr=1e-3,3e-3", "n_layers=1,2"]
@@ -183,7 +184,7 @@ def test_sweep_parses_before_or_after_the_name():
                                   ["induction", "--sweep", "model.n_heads=2,3"]])
 def test_rejected_settings_leave_no_run_directory(tmp_path, capsys, argv):
     runs = tmp_path / "runs"
-    code = ex.main([*argv, "steps=1", "n_train=32", "n_test=8", "--runs-dir", str(runs),
+    code = ex_cli.main([*argv, "steps=1", "n_train=32", "n_test=8", "--runs-dir", str(runs),
                     "--cache", str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err

@@ -18,6 +18,7 @@ import pytest
 
 from glassformer.cli import lm, train
 from glassformer.data import fetch
+from glassformer.cli import fetch as fetch_cli
 from glassformer.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ def test_fetch_all_from_a_mirror_checks_and_lays_out_every_file(server, tmp_path
                      for r in fetch.FILES}
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    assert fetch.main(["fetch", "all"]) == 0
+    assert fetch_cli.main(["fetch", "all"]) == 0
     assert cache_files(tmp_path) == sorted(f"{r.name}/{r.file}" for r in fetch.FILES)
     for r in fetch.FILES:
         assert (tmp_path / "cache" / r.name / r.file).read_bytes() == (SHARED_DATA / r.name / r.file).read_bytes()
@@ -150,7 +151,7 @@ def test_a_download_longer_than_the_pinned_size_is_cut_short_and_not_kept(server
 
 
 def test_a_404_is_one_line_naming_the_address_and_the_place(server, small_table, tmp_path, capsys):
-    assert fetch.main(["fetch", "tinyshakespeare"]) == 2
+    assert fetch_cli.main(["fetch", "tinyshakespeare"]) == 2
     err = capsys.readouterr().err.strip()
     dest = tmp_path / "cache" / "tinyshakespeare" / "input.txt"
     assert err.startswith(f"error: {server.url}/tinyshakespeare/input.txt: HTTP 404") and "\n" not in err
@@ -164,7 +165,7 @@ def test_offline_is_one_line_naming_the_address_and_the_place(tmp_path, monkeypa
         port = s.getsockname()[1]
     monkeypatch.setenv("GLASSFORMER_DATA_MIRROR", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("GLASSFORMER_DATA", str(tmp_path / "cache"))
-    assert fetch.main(["fetch", "gpt2-tokenizer"]) == 2
+    assert fetch_cli.main(["fetch", "gpt2-tokenizer"]) == 2
     err = capsys.readouterr().err.strip()
     url = [r.url for r in fetch.FILES if r.file == "encoder.json"][0]
     assert err.startswith(f"error: cannot download http://127.0.0.1:{port}/gpt2-tokenizer/encoder.json")
@@ -190,12 +191,12 @@ def test_ctrl_c_during_a_download_leaves_no_partial_file(server, tmp_path):
 
 
 def test_list_and_bad_names(server, small_table, capsys):
-    assert fetch.main(["fetch", "--list"]) == 0
+    assert fetch_cli.main(["fetch", "--list"]) == 0
     out = capsys.readouterr().out
     assert "tinyshakespeare" in out and "not fetched" in out and "GLASSFORMER_DATA" in out
-    assert fetch.main(["fetch", "tinyshakespear"]) == 2
+    assert fetch_cli.main(["fetch", "tinyshakespear"]) == 2
     assert "unknown data set tinyshakespear" in capsys.readouterr().err
-    assert fetch.main(["fetch"]) == 2
+    assert fetch_cli.main(["fetch"]) == 2
 
 
 # ---- --data NAME and --tokenizer gpt2 ---------------------------------------------------------------

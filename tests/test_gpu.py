@@ -151,14 +151,14 @@ def test_scaler_skips_on_the_gpu_without_a_host_sync(cp):
     opt = AdamW(layer.get_parameters(), lr=0.1)
     scaler = LossScaler(init_scale=1024.0)
     layer.dW[...] = 1.0
-    scaler.step(opt, layer.get_parameters(), max_norm=1.0)  # a good step: t becomes a device array
+    scaler.step(opt, max_norm=1.0)  # a good step: t becomes a device array
     W = layer.W.copy()
     layer.dW[0, 0] = cp.inf
     with cupyx.allow_synchronize(False):                    # raises if anything waits for the GPU
-        scaler.step(opt, layer.get_parameters(), max_norm=1.0)
+        scaler.step(opt, max_norm=1.0)
     assert bool((layer.W == W).all()) and scaler.scale == 512.0 and int(opt.t) == 1
     layer.dW[0, 0] = 1.0
-    scaler.step(opt, layer.get_parameters(), max_norm=1.0)
+    scaler.step(opt, max_norm=1.0)
     assert not bool((layer.W == W).all()) and int(opt.t) == 2 and scaler.skipped_steps == 1
 
 
@@ -187,9 +187,9 @@ def test_training_on_the_gpu_lowers_the_loss(cp, policy):
     precision.use(policy)
     tr = tiny_lm_trainer(60)
     assert isinstance(tr.params[0][0], cp.ndarray)
-    first = float(tr.train_step())
+    first = float(tr.update())
     for _ in range(59):
-        last = tr.train_step()
+        last = tr.update()
     assert float(last) < first - 1.0
     assert all(p.dtype == np.float32 for p, _ in tr.params)
     assert backend.memory_stats()["pool_bytes"] > 0
@@ -201,10 +201,10 @@ def test_a_training_step_never_waits_for_the_gpu(cp):
     backend.use("cupy")
     precision.use("fp16")
     tr = tiny_lm_trainer(5)
-    tr.train_step()                                         # first step: kernels compile, buffers grow
+    tr.update()                                         # first step: kernels compile, buffers grow
     with cupyx.allow_synchronize(False):
         for _ in range(3):
-            tr.train_step()
+            tr.update()
 
 
 @gpu
@@ -213,7 +213,7 @@ def test_checkpoint_round_trip_gpu_cpu_gpu(cp, tmp_path):
     backend.use("cupy")
     tr = tiny_lm_trainer(6)
     for _ in range(3):
-        tr.train_step()
+        tr.update()
     tr.save(tmp_path / "gpu.npz")
     backend.use("numpy")
     on_cpu = load_checkpoint(tmp_path / "gpu.npz")
@@ -227,7 +227,7 @@ def test_checkpoint_round_trip_gpu_cpu_gpu(cp, tmp_path):
     resumed = tiny_lm_trainer(6, seed=9)
     resumed.resume(tmp_path / "gpu.npz")
     assert resumed.step == 3 and isinstance(resumed.optimizer.m[0], cp.ndarray)
-    assert float(resumed.train_step()) == pytest.approx(float(tr.train_step()), rel=1e-5)
+    assert float(resumed.update()) == pytest.approx(float(tr.update()), rel=1e-5)
 
 
 @gpu

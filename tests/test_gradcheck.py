@@ -7,7 +7,8 @@ import pytest
 import glassformer  # noqa: F401  import the package first so every module's cases are registered
 from glassformer import backend, gradcheck
 from glassformer.errors import run_main
-from glassformer.gradcheck import CASES, check_layer, main, numerical_grad, rel_error, run_case
+from glassformer.cli.gradcheck import main
+from glassformer.gradcheck import CASES, check_layer, numerical_grad, rel_error, run_case
 from glassformer.layers import Linear
 
 

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from glassformer import evaluate, experiments, export, gradcheck, interp
-from glassformer.cli import repl, train
+from glassformer.cli import evaluate, experiments, export, gradcheck, interp, repl, train
+from glassformer.cli.lessons import main as lessons_main
 from glassformer.errors import run_main
-from glassformer.lessons.__main__ import main as lessons_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "checkpoints" / "digits.npz"

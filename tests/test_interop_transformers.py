@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from glassformer import export  # noqa: E402
+from glassformer.cli import export
 from glassformer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from glassformer.checkpoint.safetensors import f32_to_bf16  # noqa: E402
 from glassformer.generate import generate_tokens  # noqa: E402

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from glassformer import interp
+from glassformer.cli import interp as interp_cli
 from glassformer.models import ModelConfig, build_model
 from glassformer.research import EncoderDecoder, EncoderDecoderConfig, ToyConfig, build_toy_model
 
@@ -156,13 +157,13 @@ def test_cli_prints_ascii_maps_and_writes_the_loss_page(tmp_path, capsys, monkey
     run_dir, _ = ex.run(exp, tmp_path / "runs", log=lambda s: None)
     html = tmp_path / "loss.html"
     text = "<bos> t1 t2 t3 t1 t2 t3"
-    assert interp.main([str(run_dir), "--text", text, "--html", str(html)]) == 0
+    assert interp_cli.main([str(run_dir), "--text", text, "--html", str(html)]) == 0
     out = capsys.readouterr().out
     assert "blocks.1.attn (average over heads)" in out and re.search(r"^blocks\.0\.attn +1 ", out, re.M)
     assert len(re.findall(r"<span ", html.read_text(encoding="utf-8"))) == 7
-    assert interp.main([str(run_dir), "--text", "t1 nope"]) == 2
+    assert interp_cli.main([str(run_dir), "--text", "t1 nope"]) == 2
     assert "unknown tokens ['nope']" in capsys.readouterr().err
-    assert interp.main([str(tmp_path)]) == 2                # not a run directory
+    assert interp_cli.main([str(tmp_path)]) == 2                # not a run directory
 
 
 # ---- train_step_by_step.py runs, legible pictures ------------------------------------------------
@@ -196,22 +197,22 @@ def step_run(tmp_path, name):
 
 
 def test_cli_reads_train_step_by_step_run_folders(tmp_path, capsys):
-    assert interp.main([str(step_run(tmp_path, "digits")), "--example", "1"]) == 0
+    assert interp_cli.main([str(step_run(tmp_path, "digits")), "--example", "1"]) == 0
     assert "blocks.0.attn (average over heads)" in capsys.readouterr().out
-    assert interp.main([str(step_run(tmp_path, "digits")), "--text", "First(7)"]) == 0
+    assert interp_cli.main([str(step_run(tmp_path, "digits")), "--text", "First(7)"]) == 0
     out = capsys.readouterr().out
     assert "First" in out and "[PAD]" in out                # the model's whole (padded) input
     html = tmp_path / "loss.html"
-    assert interp.main([str(step_run(tmp_path, "sentences")), "--html", str(html)]) == 0
+    assert interp_cli.main([str(step_run(tmp_path, "sentences")), "--html", str(html)]) == 0
     out = capsys.readouterr().out
     assert "<START>" in out and "<PAD>" not in out and "wrote" in out       # padding cropped
     assert "log 16 = 2.77" in html.read_text(encoding="utf-8")
     lm = step_run(tmp_path, "lm")
-    assert interp.main([str(lm / "best.npz"), "--text", "hello world"]) == 0
+    assert interp_cli.main([str(lm / "best.npz"), "--text", "hello world"]) == 0
     assert "\u2423" in capsys.readouterr().out                              # the space, visible
-    assert interp.main([str(lm)]) == 2
+    assert interp_cli.main([str(lm)]) == 2
     assert "pass --text" in capsys.readouterr().err
-    assert interp.main([str(step_run(tmp_path, "digits")), "--html", str(html)]) == 2
+    assert interp_cli.main([str(step_run(tmp_path, "digits")), "--html", str(html)]) == 2
     assert "no per-token loss" in capsys.readouterr().err
 
 

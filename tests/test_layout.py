@@ -28,11 +28,31 @@ def module_files(src, package):
     return out
 
 
+def is_launcher(node):
+    """True for `if __name__ == "__main__":`: code that runs only when the file is the program (python -m),
+    never when the module is imported, so its hand-over to cli is not an import of the module."""
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and isinstance(test, ast.Compare) and \
+        isinstance(test.left, ast.Name) and test.left.id == "__name__" and \
+        [type(op) for op in test.ops] == [ast.Eq] and \
+        [getattr(c, "value", None) for c in test.comparators] == ["__main__"]
+
+
+def library_nodes(tree):
+    """Every node of a parsed file but those inside its `if __name__ == "__main__":` blocks."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(child for child in ast.iter_child_nodes(node) if not is_launcher(child))
+
+
 def imported_modules(tree, module, is_package, known):
-    """Modules of `known` that a parsed file imports anywhere (in functions too), relative imports resolved."""
+    """Modules of `known` that a parsed file imports anywhere (in functions too), relative imports resolved;
+    a `__main__` block's launcher is left out (tests/cli/test_entry_points.py checks those)."""
     here = module if is_package else module.rpartition(".")[0]    # the package a relative import starts at
     found = set()
-    for node in ast.walk(tree):
+    for node in library_nodes(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -53,11 +73,12 @@ def imported_modules(tree, module, is_package, known):
 
 
 def import_graph(src, package):
-    """{module: set of modules it imports}, for every module of package under src."""
+    """{module: set of modules it imports}, for every module of package under src; a package's
+    __main__.py is a launcher, the program, not a module anything imports, and is left out."""
     files = module_files(src, package)
     return {name: imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path)), name,
                                    path.name == "__init__.py", files)
-            for name, path in files.items()}
+            for name, path in files.items() if path.name != "__main__.py"}
 
 
 def find_cycles(graph):
@@ -193,6 +214,19 @@ def test_import_graph_sees_lazy_relative_and_package_imports(tmp_path):
     assert graph["pkg.low"] == {"pkg.top"}
     assert graph["pkg.sub.deep"] == {"pkg.low", "pkg.sub"} and graph["pkg.sub.thing"] == {"pkg.sub.deep"}
     assert find_cycles(graph) == [["pkg.low", "pkg.top", "pkg.low"], ["pkg.low", "pkg.top", "pkg.sub.deep", "pkg.low"]]
+
+
+def test_import_graph_leaves_out_launchers_only(tmp_path):
+    write_package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/cli.py": "from .lib import f\n",
+        "pkg/lib.py": "def f():\n    from .other import g\n\n\nif __name__ == '__main__':\n"
+                      "    from .cli import main\n    if True:\n        import pkg.cli\n",
+        "pkg/other.py": "if __name__ != '__main__':\n    from .cli import main\n",
+        "pkg/__main__.py": "from .cli import main\n"})
+    graph = import_graph(tmp_path, "pkg")
+    assert graph["pkg.lib"] == {"pkg.other"} and graph["pkg.other"] == {"pkg.cli"}
+    assert "pkg.__main__" not in graph
 
 
 def test_long_file_finder(tmp_path):

@@ -8,6 +8,8 @@ Block kinds, by the fence's info string:
                             `# src/glassformer/layers/positional.py: LearnedPositionalEmbedding.backward`
                             (several names: `# PATH: layer_norm_forward, LayerNorm.forward`)
   ```output [atol=A] [rtol=R]  what the run block just above it prints, compared with what it prints now
+  ```output shape           the same, for output that cannot be stable (timings): compared by its shape,
+                            the text and the integers exactly, any decimal number accepted
 A lesson that needs public data it cannot ship (tinyshakespeare) says so in a line
 `<!-- needs-data: tinyshakespeare/input.txt -->`; its run is skipped, with that message, when the
 file is not in the data folder ($GLASSFORMER_DATA, or ../shared/data). A line
@@ -65,9 +67,10 @@ def exercise_file(path):
 # ---------------------------------------------------------------------------------------- outputs
 
 def output_tolerance(info):
-    """(atol, rtol) stated on an ```output fence, 0 where not stated."""
+    """(atol, rtol) stated on an ```output fence, 0 where not stated; `shape` accepts any decimal."""
     found = dict(re.findall(r"(atol|rtol)=([0-9.eE+-]+)", info))
-    return float(found.get("atol", 0.0)), float(found.get("rtol", 0.0))
+    atol = float("inf") if "shape" in info.split() else float(found.get("atol", 0.0))
+    return atol, float(found.get("rtol", 0.0))
 
 
 def last_digit_unit(number):
@@ -478,3 +481,7 @@ def test_output_checker():
     assert output_mismatch("[0.76 0.59]\n", "[ 0.76  0.59 ]\n") is None           # spacing is free
     assert output_mismatch("a\n", "a\nextra\n")                                   # nothing extra
     assert output_tolerance("atol=0.05 rtol=1e-2") == (0.05, 0.01)
+    shape = output_tolerance("shape")                                             # timings
+    assert output_mismatch("T 128: 0.3 ms\n", "T 128: 236.8 ms\n", *shape) is None
+    assert output_mismatch("T 128: 0.3 ms\n", "T 129: 0.3 ms\n", *shape)          # integers exact
+    assert output_mismatch("T 128: 0.3 ms\n", "T 128: 0.3 s\n", *shape)           # text exact

@@ -95,16 +95,62 @@ def test_optimizer_sees_warmup_then_cosine():
     tr = make_trainer(steps=10, warmup_steps=3, lr=1e-2, min_lr=1e-3)
     seen = []
     for _ in range(10):
-        tr.train_step()
+        tr.update()
         seen.append(tr.optimizer.lr)
     expected = [warmup_cosine(i, 1e-2, 3, 10, 1e-3) for i in range(10)]
     np.testing.assert_allclose(seen, expected)
     assert seen[0] < seen[1] < seen[2] == pytest.approx(1e-2) and seen[-1] < 2e-3
 
 
+def test_a_one_process_fp32_trainer_runs_the_plain_step_with_no_wrappers():
+    """The reference step itself, nothing around it; fp16 composes the scaler's update instead."""
+    from glassformer import precision
+    from glassformer.train.step import WrappedStep, train_step
+    tr = make_trainer()
+    assert tr.step_fn is train_step and tr.wrappers == []
+    with precision.policy("fp16"):
+        tr16 = make_trainer()
+    assert isinstance(tr16.step_fn, WrappedStep) and tr16.step_fn.update == tr16.scaler.step
+    assert tr16.step_fn.reduce is None and tr16.wrappers == []
+
+
+class Recorder:
+    """A model, loss and optimizer in one that writes down the calls a step makes."""
+
+    def __init__(self):
+        self.calls, self.pairs = [], []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append(name) or 1.0
+
+
+def test_train_step_is_zero_grad_forward_loss_backward_clip_step_and_nothing_else(monkeypatch):
+    """The four calls in order, and no rank: the step never asks who its ranks are."""
+    from glassformer.train import parallel, step
+    monkeypatch.setattr(parallel.Communicator, "allreduce_mean",
+                        lambda *a: pytest.fail("train_step all-reduced"))
+    r = Recorder()
+    loss, _, norm = step.train_step(r, r, r, [((1,), 2), ((3,), 4)], n_micro=2)
+    assert r.calls == ["zero_grad"] + ["forward", "forward", "backward", "backward"] * 2 + ["step"]
+    assert loss == 1.0 and norm is None
+
+
+def test_a_wrapped_step_reduces_between_backward_and_the_update():
+    """WrappedStep: reduce(pairs, loss_sum) after the last backward, then update in place of clip
+    and step; the reduced loss is the one returned."""
+    from glassformer.train.step import WrappedStep
+    r = Recorder()
+    reduce = lambda pairs, loss: r.calls.append("reduce") or 10 * loss    # noqa: E731
+    update = lambda opt, clip: r.calls.append(f"update {clip}") or "norm"  # noqa: E731
+    loss, _, norm = WrappedStep(reduce, update)(r, r, r, [((1,), 2)], 1, 0.5)
+    assert r.calls == ["zero_grad", "forward", "forward", "backward", "backward", "reduce",
+                       "update 0.5"]
+    assert (loss, norm) == (10.0, "norm")
+
+
 def test_clipping_bounds_the_global_norm():
     tr = make_trainer(grad_clip=1e-3)
-    tr.train_step()
+    tr.update()
     norm = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for _, g in tr.params))
     assert float(tr.grad_norm) > 1e-2                       # the raw norm was well above the bound
     assert norm <= 1e-3 * (1 + 1e-4)
@@ -130,7 +176,7 @@ def test_two_micro_batches_equal_one_double_batch():
                 TrainConfig(accum_steps=2, **cfg), log=io.StringIO())
     b = Trainer(small_model(V, 5, dtype="float64"), CrossEntropyLoss(), lambda r: (x, y),
                 TrainConfig(accum_steps=1, **cfg), log=io.StringIO())
-    loss_a, loss_b = a.train_step(), b.train_step()
+    loss_a, loss_b = a.update(), b.update()
     assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-12)
     for (name, (_, ga)), (_, (_, gb)) in zip(a.model.named_parameters(), b.model.named_parameters()):
         np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-13, err_msg=name)
@@ -141,16 +187,16 @@ def test_resume_is_exact(tmp_path):
     model = lambda seed: small_model(CharTokenizer.from_text(TEXT).vocab_size, seed, dropout=0.1)
     straight = make_trainer(model(0), steps=6)
     for _ in range(6):
-        straight.train_step()
+        straight.update()
     first = make_trainer(model(0), steps=6)
     for _ in range(3):
-        first.train_step()
+        first.update()
     first.save(tmp_path / "mid.npz")
     second = make_trainer(model(99), steps=6)               # other init: everything must be loaded
     second.resume(tmp_path / "mid.npz")
     assert second.step == 3
     for _ in range(3):
-        second.train_step()
+        second.update()
     want, got = params_of(straight.model), params_of(second.model)
     assert all(np.array_equal(want[n], got[n]) for n in want)
     assert np.array_equal(straight.optimizer.v[0], second.optimizer.v[0])
@@ -378,7 +424,7 @@ def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
 
 def test_gpt2_tokenizer_is_found(monkeypatch):
     """--tokenizer gpt2 reads GPT-2's files from the data cache ($GLASSFORMER_DATA; shared/data here)."""
-    from glassformer.cli.lm import GPT2_FILES, build_tokenizer, gpt2_dirs
+    from glassformer.runner.lm import GPT2_FILES, build_tokenizer, gpt2_dirs
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     if shared.is_dir():
         monkeypatch.setenv("GLASSFORMER_DATA", str(shared))

@@ -217,3 +217,56 @@ def test_pooling_layer_and_its_exact_backward(rng, mode):
     with pytest.raises(ValueError, match="max"):
         Pooling("max")
     assert "pool" in EncoderClassifier(config(), rng).children()
+
+
+# ---- GPT-2's scaled residual init (ModelConfig.scale_residual_init) --------------------------
+
+def gpt2_like(scale, seed=0, **kw):
+    cfg = dict(vocab_size=V, kind="decoder_lm", d_model=64, n_heads=4, n_layers=4, d_ff=256, max_len=12,
+               norm_first=True, activation="gelu", positional="learned", init="normal", dtype="float64")
+    cfg.update(kw)
+    return DecoderLM(ModelConfig(scale_residual_init=scale, **cfg), np.random.default_rng(seed))
+
+
+def test_scale_residual_init_draws_the_residual_projections_with_std_002_over_sqrt_2l():
+    """GPT-2/nanoGPT: attn out and FFN out are N(0, 0.02 / sqrt(2 n_layers)); every other matrix N(0, 0.02)."""
+    params = dict(gpt2_like(True).named_parameters())
+    want = 0.02 / np.sqrt(2 * 4)
+    residual = [n for n in params if n.endswith(("attn.proj.W", "ffn.fc2.W"))]
+    assert len(residual) == 8
+    for name in residual:                         # 4,096 or 16,384 draws: the sample std within 5%
+        assert abs(params[name][0].std() / want - 1) < 0.05, (name, params[name][0].std())
+    other = [n for n in params if n.endswith("fc1.W") or n.endswith("qkv.W")]
+    for name in other:
+        assert abs(params[name][0].std() / 0.02 - 1) < 0.05, (name, params[name][0].std())
+
+
+def test_scale_residual_init_false_is_todays_model_and_true_only_rescales_it():
+    """False (the default, and what an older checkpoint's config without the key gets) draws today's
+    numbers; True draws the very same random numbers and multiplies the two projections by 1/sqrt(2L)."""
+    old_dict = {k: v for k, v in gpt2_like(False).config.to_dict().items() if k != "scale_residual_init"}
+    today = dict(DecoderLM(ModelConfig.from_dict(old_dict), np.random.default_rng(0)).named_parameters())
+    plain, scaled = dict(gpt2_like(False).named_parameters()), dict(gpt2_like(True).named_parameters())
+    assert ModelConfig.from_dict(old_dict).scale_residual_init is False
+    for name, (p, _) in today.items():
+        assert np.array_equal(plain[name][0], p), name
+        factor = 8 ** -0.5 if name.endswith(("attn.proj.W", "ffn.fc2.W")) else 1.0
+        assert np.array_equal(scaled[name][0], p * factor), name
+
+
+def test_scale_residual_init_gradchecks_and_survives_a_checkpoint(tmp_path):
+    from glassformer.checkpoint import load_checkpoint, save_checkpoint
+    from glassformer.gradcheck import check_layer
+    rng = np.random.default_rng(1)
+    model = gpt2_like(True, d_model=8, n_heads=2, n_layers=2, d_ff=16)
+    records = check_layer(model, model.forward, {"ids": rng.integers(0, V, (2, 5))}, rng)
+    assert records and all(r["passed"] for r in records), [r for r in records if not r["passed"]]
+    save_checkpoint(tmp_path / "m.npz", model)
+    assert load_checkpoint(tmp_path / "m.npz").config.scale_residual_init is True
+
+
+def test_scale_residual_init_needs_the_normal_init():
+    with pytest.raises(UserError, match="init='normal'"):
+        config(scale_residual_init=True)
+    with pytest.raises(UserError, match="true or false"):
+        config(init="normal", scale_residual_init="yes")

@@ -170,7 +170,7 @@ def test_fp16_training_keeps_float32_master_weights_and_lowers_the_loss(rng):
             model.zero_grad()
             losses.append(float(loss_fn.forward(model.forward(ids), targets)))
             model.backward(loss_fn.backward(scaler.loss_scale()))
-            scaler.step(opt, model.get_parameters(), max_norm=1.0)
+            scaler.step(opt, max_norm=1.0)
     assert losses[-1] < losses[0] - 0.5
     assert all(p.dtype == np.float32 and g.dtype == np.float32 for p, g in model.get_parameters())
     assert all(m.dtype == np.float32 for m in opt.m + opt.v)
@@ -192,22 +192,22 @@ def test_scaler_skips_the_step_and_halves_the_scale_on_inf_or_nan(rng, bad):
     scaler = LossScaler(init_scale=1024.0)
     W, b = layer.W.copy(), layer.b.copy()
     layer.dW[1, 2] = bad                                    # an overflowed gradient
-    norm = scaler.step(opt, layer.get_parameters())
+    norm = scaler.step(opt)
     assert not np.isfinite(norm)
     assert np.array_equal(layer.W, W) and np.array_equal(layer.b, b)   # the step was skipped
     assert opt.t == 0 and not opt.m[0].any() and not opt.v[0].any()
     assert scaler.scale == 512.0 and scaler.skipped_steps == 1
 
 
-def test_scaler_skips_for_an_optimizer_without_grad_scale_support(rng):
+def test_scaler_skips_an_sgd_step_too(rng):
     layer, opt = scaled_setup(rng, SGD, momentum=0.9)
     scaler = LossScaler(init_scale=8.0)
     W = layer.W.copy()
     layer.db[0] = np.nan
-    scaler.step(opt, layer.get_parameters())
+    scaler.step(opt)
     assert np.array_equal(layer.W, W) and opt.t == 0 and scaler.scale == 4.0
     layer.db[0] = 1.0
-    scaler.step(opt, layer.get_parameters())
+    scaler.step(opt)
     assert not np.array_equal(layer.W, W) and opt.t == 1
 
 
@@ -218,7 +218,7 @@ def test_scaler_unscales_so_the_update_equals_the_unscaled_one(rng):
         g *= 256.0                                          # the scaled backward
     norm_a = clip_grad_norm(a.get_parameters(), 0.5)
     opt_a.step()
-    norm = LossScaler(init_scale=256.0).step(opt_b, b.get_parameters(), max_norm=0.5)
+    norm = LossScaler(init_scale=256.0).step(opt_b, max_norm=0.5)
     assert float(norm) == pytest.approx(float(norm_a), rel=1e-5) and float(norm_a) > 0.5
     np.testing.assert_allclose(b.W, a.W, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(b.b, a.b, rtol=1e-5, atol=1e-7)
@@ -229,14 +229,14 @@ def test_scaler_grows_after_growth_interval_good_steps(rng):
     layer, opt = scaled_setup(rng)
     scaler = LossScaler(init_scale=4.0, growth_interval=3)
     for expected in [4.0, 4.0, 8.0, 8.0, 8.0, 16.0]:
-        scaler.step(opt, layer.get_parameters())
+        scaler.step(opt)
         assert scaler.scale == expected
     layer.dW[0, 0] = np.inf                                 # an overflow resets the run of good steps
-    scaler.step(opt, layer.get_parameters())
+    scaler.step(opt)
     layer.dW[0, 0] = 0.0
     assert scaler.scale == 8.0
     for expected in [8.0, 8.0, 16.0]:
-        scaler.step(opt, layer.get_parameters())
+        scaler.step(opt)
         assert scaler.scale == expected
     assert opt.t == 9 and scaler.skipped_steps == 1
 
@@ -254,15 +254,55 @@ def test_scaler_defaults_are_gradscalers_and_state_round_trips():
         LossScaler(backoff_factor=2.0)
 
 
-def test_grad_scale_argument_equals_prescaled_gradients(rng):
-    a, opt_a = scaled_setup(np.random.default_rng(7), Adam, weight_decay=0.01)
-    b, opt_b = scaled_setup(np.random.default_rng(7), Adam, weight_decay=0.01)
+def test_scaler_step_is_a_plain_step_on_the_unscaled_clipped_gradients(rng):
+    """The scaler unscales and clips in one multiply, in place, then steps the optimizer as it is:
+    bit for bit a plain step on g * factor (the fused update it replaced gave these numbers too)."""
+    a, opt_a = scaled_setup(np.random.default_rng(7), AdamW, weight_decay=0.01)
+    b, opt_b = scaled_setup(np.random.default_rng(7), AdamW, weight_decay=0.01)
+    scale = np.float32(256.0)
+    for _, g in b.get_parameters():
+        g *= scale                                          # the scaled backward
+    norm = LossScaler(init_scale=256.0).step(opt_b, max_norm=0.5)
+    factor = (1 / scale) * np.minimum(1.0, 0.5 / (norm + 1e-6)).astype(np.float32)
     for _, g in a.get_parameters():
-        g *= 0.25
+        g[...] = (g * scale) * factor
     opt_a.step()
-    opt_b.step(grad_scale=np.float32(0.25), found_inf=np.asarray(False))
-    np.testing.assert_allclose(b.W, a.W, rtol=1e-6)
-    assert opt_b.state_dict()["t"] == 1
+    assert float(norm) > 0.5 and np.array_equal(b.W, a.W) and np.array_equal(b.b, a.b)
+    assert np.array_equal(opt_b.m[0], opt_a.m[0]) and np.array_equal(opt_b.v[0], opt_a.v[0])
+
+
+def test_the_reference_optimizers_know_nothing_of_loss_scaling():
+    """adam_step, its CPU and CUDA overlays and Adam.step take no grad_scale or found_inf."""
+    import inspect
+    from glassformer.kernels import optim as cuda_optim
+    from glassformer.kernels.cpu import optim as cpu_optim
+    from glassformer.optim.optimizers import adam_step
+    want = ["params", "ms", "vs", "t", "settings"]
+    for fn in (adam_step.reference, cpu_optim.adam_step_cpu, cuda_optim.adam_step_cuda):
+        assert list(inspect.signature(fn).parameters) == want, fn
+    assert list(inspect.signature(Adam.step).parameters) == ["self"]
+    assert not hasattr(Adam, "accepts_grad_scale")
+
+
+class DeviceLike:
+    """numpy as a stand-in for CuPy: step_unless takes its no-host-read path for it."""
+    copyto, asarray = staticmethod(np.copyto), staticmethod(np.asarray)
+
+
+@pytest.mark.parametrize("bad", [True, False])
+def test_step_unless_undoes_a_skipped_step_on_the_device(rng, monkeypatch, bad):
+    """On a GPU the flag is not read: the step runs and, when found_inf, its parameters, moments and
+    step count are put back; when not, the result is the host path's, bit for bit."""
+    from glassformer.optim import loss_scaler
+    layer, opt = scaled_setup(np.random.default_rng(3), AdamW, weight_decay=0.1)
+    host, opt_host = scaled_setup(np.random.default_rng(3), AdamW, weight_decay=0.1)
+    loss_scaler.step_unless(np.asarray(bad), opt_host)      # NumPy: one host read
+    W, m = layer.W.copy(), opt.m[0].copy()
+    monkeypatch.setattr(loss_scaler, "array_module", lambda a: DeviceLike)
+    loss_scaler.step_unless(np.asarray(bad), opt)
+    assert not isinstance(opt.t, int) and int(opt.t) == opt_host.t == (0 if bad else 1)   # on the device
+    assert np.array_equal(layer.W, host.W) and np.array_equal(opt.m[0], opt_host.m[0])
+    assert np.array_equal(layer.W, W) == bad and np.array_equal(opt.m[0], m) == bad
 
 
 # ---- the Trainer under fp16 ---------------------------------------------------------------------
@@ -287,7 +327,7 @@ def test_trainer_scales_the_loss_under_fp16_and_saves_the_scale(tmp_path):
         tr = fp16_trainer()
         assert tr.scaler is not None and tr.scaler.scale == 2.0 ** 16
         for _ in range(3):
-            loss = float(tr.train_step())
+            loss = float(tr.update())
         assert np.isfinite(loss)
         assert all(p.dtype == np.float32 for p, _ in tr.params)
         tr.scaler.load_state_dict({"scale": 64.0, "good_steps": 1})

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from glassformer.checkpoint import load_checkpoint
-from glassformer.cli import handlers, qa, repl, train
+from glassformer.cli import handlers, repl, train
+from glassformer.runner import qa
 from glassformer.errors import UserError
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from glassformer.train import epochs as training
 from glassformer.cli import common, stages, train, walkthrough
+from glassformer.runner import epochs as run_epochs
+from glassformer.runner.epochs import EpochBatches
 from glassformer.checkpoint import read_meta
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
@@ -29,7 +30,7 @@ def tiny_digits(monkeypatch):
 @pytest.fixture
 def no_plots(monkeypatch):
     """Skip the PNGs where a test does not look at them (plots are tested on their own)."""
-    monkeypatch.setattr(train, "plot_run", lambda run, out, model: [])
+    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
 
 
 def npz_arrays(path):
@@ -223,6 +224,49 @@ def test_walk_runs_only_on_a_terminal(tmp_path, monkeypatch, no_plots):
     assert train.main(args + ["--no-interactive"]) == 0 and len(calls) == 1
 
 
+def test_the_walk_skipped_for_want_of_a_terminal_says_so_in_one_line(tmp_path, monkeypatch, capsys, no_plots):
+    calls = []
+    monkeypatch.setattr(train, "walk", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    args = ["--task", "sentences", "--epochs", "1"]
+    assert train.main(args + ["--out", str(tmp_path / "a")]) == 0 and not calls
+    said = capsys.readouterr().out.splitlines()
+    assert said.count(walkthrough.SKIPPED) == 1 and len(walkthrough.SKIPPED) <= 80, said
+    for flags in (["--no-walk"], ["--no-interactive"]):     # asked for: nothing to say
+        assert train.main(args + flags + ["--out", str(tmp_path / flags[0])]) == 0 and not calls
+        assert walkthrough.SKIPPED not in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", FakeTTY(""))
+    assert train.main(args + ["--out", str(tmp_path / "tty")]) == 0 and len(calls) == 1
+    assert walkthrough.SKIPPED not in capsys.readouterr().out
+
+
+def test_walk_forces_the_walk_and_no_pause_prints_it_all_without_waiting(tmp_path, monkeypatch, capsys, no_plots):
+    """--walk with a piped stdin reads Enter from it (here: EOF, so it stops after stage 1); --no-pause never
+    reads it and prints every stage, for a script; --walk with --no-walk is one error line, exit 2."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    args = ["--task", "sentences", "--epochs", "1"]
+    assert train.main(args + ["--walk", "--out", str(tmp_path / "w")]) == 0
+    out = capsys.readouterr().out
+    assert "=== stage 1/" in out and "=== stage 2/" not in out and walkthrough.SKIPPED not in out
+    assert train.main(args + ["--no-pause", "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    total = out.split("=== stage 1/")[1].split(":")[0]
+    assert f"=== stage {total}/{total}: optimizer update ===" in out and "skipping the rest" not in out
+    assert train.main(args + ["--walk", "--no-walk", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --walk or --no-pause") and "keep one" in err[0]
+
+
+def test_no_pause_walks_a_language_model_too(tmp_path, monkeypatch, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question. " * 40)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert train.main(["--task", "lm", "--data", str(text), "--tokenizer", "char", "--preset", "tiny",
+                       "--context", "8", "--steps", "1", "--no-pause", "--out", str(tmp_path / "lm")]) == 0
+    out = capsys.readouterr().out
+    assert ": optimizer update ===" in out and "skipping the rest" not in out
+
+
 def test_progress_line_is_rewritten_on_a_terminal():
     out = io.StringIO()
     progress = common.Progress(out, live=True, epochs=2, n_batches=3, first_epoch=0)
@@ -254,15 +298,15 @@ def test_resume_continues_bit_for_bit(tmp_path, task, no_plots):
 
 
 def test_ctrl_c_keeps_best_and_exits_130(tmp_path, monkeypatch, capsys):
-    real, calls = training.train_epoch, []
+    real, calls = EpochBatches.__call__, []
 
-    def interrupted_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
+    def interrupted_in_epoch_2(self, rng):                  # the first batch of each epoch draws an order
+        calls.append(self.i == 0)
+        if sum(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(self, rng)
 
-    monkeypatch.setattr(training, "train_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(EpochBatches, "__call__", interrupted_in_epoch_2)
     out = tmp_path / "run"
     code = train.main(["--task", "digits", "--no-interactive", "--size", "small", "--epochs", "3",
                      "--batch-size", "256", "--out", str(out)])

@@ -23,9 +23,10 @@ def adamw_step(p, g, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_deca
     """One AdamW step (lesson 9, sections 3 and 4).
 
     p, g, m, v: arrays of one shape (m, v the moments, zeros before the first step); t: this step's
-    number, 1 for the first. First decay the weight itself, p = p * (1 - lr * weight_decay); then
-    m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, the bias corrections m_hat = m / (1 - b1^t) and
-    v_hat = v / (1 - b2^t), and p = p - lr * m_hat / (sqrt(v_hat) + eps).
+    number, 1 for the first. Start from what each part is for: m and v are running averages of g and
+    g^2 (rates b1, b2), started at 0, so after t steps their weights add up to 1 - b^t, not 1: correct
+    for that. The decay is decoupled: it shrinks p itself by the factor (1 - lr * weight_decay), first,
+    and never goes through m or v. The step divides the corrected m by sqrt of the corrected v (+ eps).
     Return new arrays (p, m, v); do not modify the arguments.
     """
     raise NotImplementedError

@@ -34,8 +34,9 @@ def gelu_backward(x, dout):
 def softmax_backward(dprobs, probs):
     """The backward of probs = softmax(z) over the last axis (lesson 7, section 4).
 
-    dprobs, probs: (..., V). Return dz (..., V) = J^T dprobs without building the Jacobian:
-    dz = probs * (dprobs - sum(dprobs * probs)), the sum over the last axis.
+    dprobs, probs: (..., V). Return dz (..., V) = J^T dprobs. Start from the Jacobian of one row,
+    d probs_i / d z_j = probs_i (delta_ij - probs_j), and dz_j = sum_i dprobs_i d probs_i / d z_j;
+    then write the sum with products and one sum over the last axis, never building the (V, V) matrix.
     """
     return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
 
@@ -45,8 +46,9 @@ def layer_norm_backward(dout, x, gamma, eps=1e-5):
     (lesson 7, section 5).
 
     dout, x: (..., C); gamma: (C,). Return (dx, dgamma, dbeta): dx like x; dgamma, dbeta (C,) summed
-    over every leading axis. With dx_hat = dout * gamma and rstd = 1 / sqrt(var + eps):
-    dx = rstd * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)), the means over the last axis.
+    over every leading axis. Start from dx_hat = dout * gamma, and x_hat = (x - mean) * rstd with
+    rstd = (var + eps)^(-1/2), var = mean((x - mean)^2), all over the last axis: x reaches x_hat three
+    ways, directly, through the mean and through var (d var / d x_j = 2 (x_j - mean) / C). Add the three.
     """
     C = x.shape[-1]
     mu = x.mean(axis=-1, keepdims=True)
@@ -61,11 +63,11 @@ def layer_norm_backward(dout, x, gamma, eps=1e-5):
 
 
 def rms_norm_backward(dout, x, g, eps=1e-6):
-    """The backward of RMSNorm out = x r g, r = (mean(x^2) + eps)^(-1/2) (lesson 7, section 5,
-    without the mean).
+    """The backward of RMSNorm out = x r g, r = (mean(x^2) + eps)^(-1/2) (lesson 7, section 5;
+    lesson 3, section 3 derives it).
 
-    dout, x: (..., C); g: (C,). Return (dx, dg). LayerNorm's derivation without the mean terms:
-    dx = r * (dx_hat - x_hat * mean(dx_hat * x_hat)) with x_hat = x r and dx_hat = dout * g.
+    dout, x: (..., C); g: (C,). Return (dx, dg). Start from x_hat = x r and dx_hat = dout * g: x reaches
+    x_hat directly and through r, with d r / d x_j = -r^3 x_j / C (C the size of the last axis).
     """
     C = x.shape[-1]
     r = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
@@ -78,9 +80,9 @@ def attend_backward(dy, q, k, v, att):
     """The backward of attention y = att @ v, att = softmax(q k^T / sqrt(D)) (lesson 7, section 6).
 
     dy: (B, H, T, D); q: (B, H, T, D); k, v: (B, H, S, D); att: (B, H, T, S) the forward's weights
-    (0 on masked pairs). Return (dq, dk, dv). Read the forward backwards: dv = att^T dy,
-    datt = dy v^T, then the softmax's backward (with its subtraction) gives dscores; divide by
-    sqrt(D), then dq = dscores k and dk = dscores^T q.
+    (0 on masked pairs). Return (dq, dk, dv). Start from the forward, line by line:
+    scores = q k^T / sqrt(D), att = softmax(scores) over the last axis, y = att v. Undo the lines in
+    reverse, each one's backward as the matrix products of linear_backward and softmax_backward above.
     """
     D = q.shape[-1]
     dv = att.swapaxes(-1, -2) @ dy

@@ -53,10 +53,12 @@ class Parser(argparse.ArgumentParser):
                 action.help = f"{action.help}; {text}"
         return super().format_help()
 
+    see = None                          # the help to point to, when not `prog --help` (a sub-command's)
+
     def error(self, message):
         unknown = [a for a in getattr(self, "unrecognized", ()) if a.startswith("--") and a != "--"]
         run = "python " if self.prog.endswith(".py") else ""     # a script; a module's prog has it
-        raise UserError(f"{message}{closest_flags(unknown, self)} (see {run}{self.prog} --help)")
+        raise UserError(f"{message}{closest_flags(unknown, self)} (see {self.see or f'{run}{self.prog} --help'})")
 
 
 def closest_flags(unknown, parser):
@@ -132,13 +134,16 @@ def os_error_message(e):
     return f"{where + ': ' if where else ''}{what}; {advice}"
 
 
-def run_main(main, *args, stderr=None):
-    """Exit status of main(*args), every failure turned into one line (a bug: the traceback too).
+def run_main(main, *args, stderr=None, interrupted="", says_mistakes=True, help_returns=False):
+    """Exit status of main(*args), every failure turned into one line (a bug: the traceback too): the one
+    error boundary, which every command's main() runs inside.
 
     UserError, OSError (disk full, permissions, a missing file), MemoryError: `error: ...`, exit 2;
-    Ctrl-C or SIGTERM: exit 130 quietly (temp files removed on the way out); a closed pipe
-    (`... | head`): exit 0 quietly; anything else: the traceback and one line asking to report it,
-    exit 1. SystemExit (--help) passes through.
+    Ctrl-C or SIGTERM: exit 130 quietly, after the line `interrupted` (temp files removed on the way
+    out); a closed pipe (`... | head`): exit 0 quietly; anything else: the traceback and one line
+    asking to report it, exit 1. SystemExit (--help) passes through, or with help_returns is returned
+    as its exit status. says_mistakes=False prints no `error:` line for a UserError (mpiexec: every
+    rank raised it, and rank 0 alone says it).
     """
     err = sys.stderr if stderr is None else stderr
     try:
@@ -148,11 +153,16 @@ def run_main(main, *args, stderr=None):
             sys.stdout.flush()                              # a closed pipe shows here, still inside
         return code
     except UserError as e:
-        print(f"error: {e}", file=err)
+        if says_mistakes:
+            print(f"error: {e}", file=err)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(file=err)
+        print(interrupted, file=err)
         return EXIT_INTERRUPTED
+    except SystemExit as e:                                 # argparse's --help
+        if not help_returns:
+            raise
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else EXIT_USER_ERROR
     except BrokenPipeError:                                 # the reader went away: stop quietly
         quiet_stdout()
         return 0
@@ -214,14 +224,6 @@ def stop_softly(first):
     finally:
         for s, p in zip(signals, previous):
             signal.signal(s, p)
-
-
-def main_boundary(main):
-    """Decorator form of run_main: main(argv) returns an exit status whatever happens inside."""
-    def bounded(*args):
-        return run_main(main, *args)
-    bounded.__name__, bounded.__doc__, bounded.__wrapped__ = main.__name__, main.__doc__, main
-    return bounded
 
 
 def quiet_stdout():

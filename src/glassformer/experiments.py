@@ -10,8 +10,6 @@ qk-/ov-circuit PNGs). A sweep runs the grid one run after another inside runs/<t
 and writes summary.csv and summary.png there.
 """
 import itertools
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -21,14 +19,14 @@ import numpy as np
 from . import interp
 from .checkpoint import FAMILIES, save_checkpoint
 from .domains import SEED, Domain
-from .errors import Parser, UserError, parse_value, typed_setting  # noqa: F401  (parse_value: tests)
+from .errors import UserError, parse_value, typed_setting  # noqa: F401  (parse_value: tests)
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
 from .optim.optimizers import SGD, AdamW
 from .optim.schedules import warmup_cosine
 from .research import EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model
 from .tasks import BOS, EOS, IGNORE, PAD, load_dataset, make_task, task_class
-from .train import key_values, new_run_dir, read_metrics, train_step, wrap, write_json, write_metrics
+from .train import new_run_dir, read_metrics, train_step, write_json, write_metrics
 from .visualization import (OV_AXES, Panel, loss_html, plot_circuit, plot_curves, plot_sweep,
                             save_attention_heatmaps)
 
@@ -399,52 +397,6 @@ def sweep(exp, grid, root="runs", log=print, cache=None):
     return sweep_dir, rows
 
 
-# ---- command line --------------------------------------------------------------------------------
-
-def parse_args(argv):
-    parser = Parser(
-        prog="python -m glassformer.experiments",
-        description="Train a research toy on a synthetic task (one run, or a sweep over a grid).")
-    parser.add_argument("experiment", nargs="?", help=f"one of {', '.join(EXPERIMENTS)}")
-    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
-                        help="override a run field (lr, steps...), task.KEY or model.KEY")
-    parser.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2", default=None,
-                        help="run this grid one run after another (before or after the name)")
-    parser.add_argument("--runs-dir", default="runs", help="where run directories go")
-    parser.add_argument("--cache", default=None, help="dataset cache (default .cache/glassformer)")
-    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
-    args = parser.parse_args(argv)
-    i = next((i for i, s in enumerate(args.sweep or []) if s in EXPERIMENTS), None)
-    if args.experiment is None and i is not None:           # --sweep lr=1e-3,3e-3 NAME [KEY=VALUE ...]
-        args.experiment, args.settings = args.sweep[i], args.sweep[i + 1:] + args.settings
-        args.sweep = args.sweep[:i]
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    if args.list or not args.experiment:
-        for name, exp in EXPERIMENTS.items():           # settings as KEY=VALUE overrides write them
-            print(wrap(f"{name}: steps={exp.steps} lr={exp.lr}\n  task {exp.task}: {key_values(exp.task_params)}"
-                       f"\n  model {exp.model}: {key_values(exp.model_params)}", indent="    "))
-        print(f"run one: python -m glassformer.experiments NAME [KEY=VALUE ...], e.g.\n  {EXAMPLE}\n"
-              "(--sweep KEY=V1,V2 runs a grid; --help says more)")
-        return 0
-    try:
-        if args.experiment not in EXPERIMENTS:
-            raise UserError(f"unknown experiment {args.experiment!r}: use one of {', '.join(EXPERIMENTS)}")
-        exp = with_overrides(EXPERIMENTS[args.experiment], args.settings)
-        if args.sweep:
-            sweep(exp, parse_grid(args.sweep), args.runs_dir, cache=args.cache)
-        else:
-            _, summary = run(exp, args.runs_dir, cache=args.cache)
-            print(json.dumps(summary))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    from .errors import run_main
-    raise SystemExit(run_main(main))   # one `error:` line, exit 2; a bug: the traceback, exit 1
+if __name__ == "__main__":             # python -m glassformer.experiments: the command is in cli/
+    from .cli.experiments import main
+    raise SystemExit(main())

@@ -10,24 +10,13 @@ from pathlib import Path
 
 from .checkpoint import RUN_FILES, load_checkpoint, needs_task
 from .checkpoint.hf_gpt2 import CONFIG, OUR_TOKENIZER, WEIGHTS, exportable, is_hf_folder, save_hf_gpt2
-from .errors import Parser, UserError, run_main
+from .errors import UserError
 from .files import folder_swap
 from .tokenizers import tokenizer_from_dict
 from .tokenizers.registry import KINDS
 
 DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 EXPORT_FILES = (CONFIG, WEIGHTS, OUR_TOKENIZER, "vocab.json", "merges.txt", "tokenizer_config.json")
-
-
-def parse_args(argv):
-    p = Parser(prog="python -m glassformer.export",
-               description="Write a glassformer decoder LM checkpoint as a Hugging Face GPT-2 folder "
-                           "(config.json + model.safetensors).")
-    p.add_argument("checkpoint", help="a .npz checkpoint, a run folder (best.npz) or a GPT-2 folder")
-    p.add_argument("out_dir", help="the folder to write (created if missing; replaced whole)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                   help="how the weights are stored (default float32)")
-    return p.parse_args(argv)
 
 
 def check_destination(out_dir):
@@ -70,16 +59,6 @@ def export(checkpoint, out_dir, dtype="float32", stdout=None):
     return files
 
 
-def run(argv=None):
-    args = parse_args(argv)
-    export(args.checkpoint, args.out_dir, args.dtype)
-    return 0
-
-
-def main(argv=None):
-    """Entry point: exit status 0, or 2 with one `error:` line for bad input."""
-    return run_main(run, argv)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":             # python -m glassformer.export: the command is in cli/
+    from .cli.export import main
     raise SystemExit(main())

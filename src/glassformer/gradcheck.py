@@ -3,14 +3,9 @@
 Run `python -m glassformer.gradcheck` for a table over every layer, loss and model,
 `--layer NAME` for one, `--json` for machine-readable records; exit status 1 if any check fails.
 """
-import json
-import sys
-
 import numpy as np
 
 from . import layers, models, research
-from .domains import Domain
-from .errors import Parser
 
 TOLERANCE = 1e-6
 
@@ -365,46 +360,6 @@ def run_case(name, seed=0, tol=TOLERANCE):
     return [{"name": name, **r} for r in check_layer(layer, forward, inputs, rng, tol)]
 
 
-TOL = Domain(float, 1e-15, 1.0)                             # a relative error: 0 fails every check, NaN none
-
-
-def main(argv=None):
-    parser = Parser(prog="python -m glassformer.gradcheck",
-                    description="Check every backward() against central differences in float64.")
-    parser.add_argument("--layer", help="check one case (see --list); default: all")
-    parser.add_argument("--list", action="store_true", help="list the case names and exit")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of records")
-    parser.add_argument("--tol", type=TOL, default=TOLERANCE,
-                        help="max relative error allowed (default: %(default)g)")
-    args = parser.parse_args(argv)
-    if args.list:
-        print("\n".join(CASES))
-        return 0
-    if args.layer:
-        matches = [n for n in CASES if n == args.layer] or \
-                  [n for n in CASES if n.split("[")[0].lower() == args.layer.lower()]
-        if not matches:
-            print(f"error: no gradient-check case named {args.layer!r}; "
-                  f"choose one of: {', '.join(CASES)}", file=sys.stderr)
-            return 2
-    else:
-        matches = list(CASES)
-    records = [r for name in matches for r in run_case(name, tol=args.tol)]
-    if args.json:
-        print(json.dumps(records, indent=1))
-    else:
-        twidth = max([10] + [len(r["tensor"]) for r in records])   # a case's name, then its tensors:
-        print(f"{'case: tensor':<{twidth + 2}}  max rel error  result")   # ~55 columns, not ~100 in one
-        for i, r in enumerate(records):
-            if i == 0 or r["name"] != records[i - 1]["name"]:
-                print(f"{r['name']}:")
-            print(f"  {r['tensor']:<{twidth}}  {r['max_rel_error']:13.2e}  "
-                  f"{'pass' if r['passed'] else 'FAIL'}")
-        failed = sum(not r["passed"] for r in records)
-        print(f"{len(records) - failed} passed, {failed} failed (tolerance {args.tol:g})")
-    return 1 if any(not r["passed"] for r in records) else 0
-
-
-if __name__ == "__main__":
-    from .errors import run_main
-    raise SystemExit(run_main(main))   # one `error:` line, exit 2; a bug: the traceback, exit 1
+if __name__ == "__main__":             # python -m glassformer.gradcheck: the command is in cli/
+    from .cli.gradcheck import main
+    raise SystemExit(main())

@@ -9,21 +9,17 @@ t - 1, first-token = attention to position 0, induction = attention to the token
 occurrence of the current token (t - L + 1 in a sequence repeated with period L).
 Pictures of these numbers are in glassformer.visualization.
 """
-import sys
 from collections import namedtuple
 
 import numpy as np
 
 from .backend import array_module, to_numpy
 from .checkpoint import load_checkpoint
-from .domains import Domain
-from .errors import Parser, UserError
+from .errors import UserError
 from .layers.activations import softmax
 from .research.attention import split_head_weights
 from .tasks import digits, load_dataset, make_task, sentences
 from .tokenizers import tokenizer_from_dict
-from .train.progress import terminal_width
-from .visualization import ascii_attention, loss_html
 
 LABELS = ("previous-token", "first-token", "induction", "diffuse", "other")
 
@@ -258,18 +254,6 @@ def token_label(text):
     return text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u2423") or "''"
 
 
-def check_choice(args, layers):
-    """UserError for --layer or --head outside the model's range (negative ones too), naming it."""
-    if args.layer is not None and not 0 <= args.layer < len(layers):
-        names = ", ".join(name for name, _ in layers)
-        raise UserError(f"--layer {args.layer}: the model has {len(layers)} attention layer"
-                        f"{'s' * (len(layers) != 1)}: give 0..{len(layers) - 1} ({names})")
-    heads = min(layer.n_heads for _, layer in layers)
-    if args.head is not None and not 0 <= args.head < heads:
-        raise UserError(f"--head {args.head}: the model's attention layers have {heads} heads: give "
-                        f"0..{heads - 1}, or leave --head out for the average")
-
-
 def text_ids(run, text, max_len):
     """(1, T) ids of --text; UserError when it is empty, only whitespace, only unknown characters, or
     longer than the model's positions."""
@@ -298,57 +282,6 @@ def example_ids(run, example):
     return ids
 
 
-def main(argv=None):
-    """python -m glassformer.interp RUN: attention maps, head classes and the loss page of a run
-    (of glassformer.experiments, or a train_step_by_step.py --out folder)."""
-    parser = Parser(
-        prog="python -m glassformer.interp",
-        description="Attention maps (ASCII), head classes and per-token loss (HTML) of a trained run.")
-    parser.add_argument("run_dir", help="a run directory (runs/<time>-<name> of experiments, or the "
-                        "--out of train_step_by_step.py) or its checkpoint .npz")
-    parser.add_argument("--text", help="input in the task's own notation (default: a test example)")
-    parser.add_argument("--example", type=Domain(int, 0, 10**9), default=0,
-                        help="which test example (default 0)")
-    parser.add_argument("--layer", type=Domain(int, 0, 4095), default=None,
-                        help="one attention layer's map, 0 first (default: every layer)")
-    parser.add_argument("--head", type=Domain(int, 0, 4095), default=None,
-                        help="one head (default: the average)")
-    parser.add_argument("--html", help="write the per-token loss page here (decoder models)")
-    try:
-        args = parser.parse_args(argv)
-        model, run = load_subject(args.run_dir)
-        if run.kind == "seq2seq":
-            raise UserError("the interp CLI reads decoder runs; for an encoder-decoder use "
-                            "interp.attention_maps(model, src, tgt_in) in Python")
-        layers = attention_layers(model)
-        check_choice(args, layers)
-        max_len = getattr(model.config, "max_len", None)
-        ids = example_ids(run, args.example) if args.text is None else text_ids(run, args.text, max_len)
-        if args.html and run.kind == "decoder" and ids.shape[1] < 2:
-            raise UserError("--html: a per-token loss needs at least 2 tokens (each is predicted from "
-                            "those before it): give a longer --text")
-        tokens = [run.vocab[i] for i in ids[0]]
-        maps = attention_maps(model, ids)
-        shown = maps if args.layer is None else {layers[args.layer][0]: maps[layers[args.layer][0]]}
-        for name, att in shown.items():
-            which = "average over heads" if args.head is None else f"head {args.head}"
-            print(f"{name} ({which}):\n"
-                  f"{ascii_attention(att[0], tokens, head=args.head, width=terminal_width())}\n")
-        print(head_table(classify_heads(maps, ids)))
-        if args.html:
-            if run.kind != "decoder":
-                raise UserError(f"--html: a {run.name} model predicts one answer, not each next "
-                                "token, so it has no per-token loss")
-            losses = per_token_loss(model, ids[0])
-            loss_html(tokens, losses, args.html, title=f"per-token loss: {run.name}", sep=run.sep,
-                      vocab_size=len(run.vocab))
-            print(f"wrote {args.html} (mean loss {float(np.mean(losses)):.3f})")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    from .errors import run_main
-    raise SystemExit(run_main(main))   # one `error:` line, exit 2; a bug: the traceback, exit 1
+if __name__ == "__main__":             # python -m glassformer.interp: the command is in cli/
+    from .cli.interp import main
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glassformer.explain.command import main
+from glassformer.cli.explain import main
 from glassformer.explain.island import decode, read_island
 
 ROOT = Path(__file__).resolve().parents[2]

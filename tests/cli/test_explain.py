@@ -15,7 +15,7 @@ import pytest
 from glassformer import backend
 from glassformer.checkpoint import load_checkpoint, save_checkpoint
 from glassformer.checkpoint.safetensors import save_safetensors
-from glassformer.explain.command import main
+from glassformer.cli.explain import main
 from glassformer.explain.island import decode, read_island
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.optim import AdamW, decay_mask
@@ -254,7 +254,7 @@ from test_explain import gpt2_folder
 gpt2_folder(Path(sys.argv[2]), L=12, C=768, H=12, T=1024, V=50257)
 """
 EXPLAIN_124M = LIMITED + """
-from glassformer.explain.command import main
+from glassformer.cli.explain import main
 sys.exit(main([sys.argv[2], "--text", "Hello, world! Hi.", "--out", sys.argv[3]]))
 """
 

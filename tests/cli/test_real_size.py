@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from datapaths import DATA
 
-from glassformer import export
+from glassformer.cli import export
 from glassformer.checkpoint import MAX_HEADER_BYTES, load_checkpoint
 from glassformer.checkpoint.hf_gpt2 import config_from_hf, save_hf_gpt2
 from glassformer.cli import repl

@@ -9,6 +9,7 @@ Skipped, with the reason, without the `course` extra (jupytext, nbclient, ipyker
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,12 @@ for _name in ("jupytext", "nbclient", "ipykernel"):
 
 import glassformer  # noqa: E402
 from glassformer.errors import run_main  # noqa: E402
-from glassformer.lessons.__main__ import main as lessons_main  # noqa: E402
+from glassformer.cli.lessons import command as lessons_main  # noqa: E402
 from glassformer.lessons.blocks import parse_blocks  # noqa: E402
 from glassformer.lessons.notebooks import SKIP_TAG, notebook, write_notebooks  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellExecutionError  # noqa: E402
-from test_lessons import LESSON_FILES, SHARED_DATA, lesson_id, lesson_needs, output_mismatch, \
+from test_lessons import FIGURE_LINK, LESSON_FILES, SHARED_DATA, lesson_id, lesson_needs, output_mismatch, \
     output_tolerance  # noqa: E402
 
 CELL_SECONDS = 600                                          # one cell; the slowest lesson takes ~12 s
@@ -120,6 +121,8 @@ def test_notebook_runs_and_prints_the_lessons_outputs(path, tmp_path, monkeypatc
     failures, left_out = run_notebook(path, tmp_path, monkeypatch)
     if failures:
         pytest.fail("\n".join(f"{where}: {why}" for where, why in failures), pytrace=False)
+    for name in FIGURE_LINK.findall(path.read_text(encoding="utf-8")):   # drawn beside the notebook
+        assert (tmp_path / "figures" / name).is_file(), f"{path.name}'s notebook did not draw figures/{name}"
     if left_out:
         pytest.skip(f"{path.name}: every other cell matched; not run without the data: {'; '.join(left_out)}")
 
@@ -213,3 +216,10 @@ def test_the_command_writes_one_lesson_or_says_what_exists(tmp_path, capsys):
     assert json.loads(written.read_text(encoding="utf-8"))["metadata"]["kernelspec"]["name"] == "python3"
     assert run_main(lessons_main, ["notebook", "99", "--out", str(tmp_path)], stderr=err) == 2
     assert err.getvalue().startswith("error: no lesson '99'") and "01, 02" in err.getvalue()
+
+
+def test_without_jupytext_the_command_says_which_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jupytext", None)                 # import jupytext now fails
+    err = io.StringIO()
+    assert run_main(lessons_main, ["notebook", "07", "--out", str(tmp_path)], stderr=err) == 2
+    assert 'pip install -e ".[course]"' in err.getvalue() and not list(tmp_path.iterdir())

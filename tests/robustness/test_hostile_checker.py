@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from glassformer.errors import run_main
-from glassformer.lessons.__main__ import main
+from glassformer.cli.lessons import main
 from glassformer.lessons.grading import CHECKS
 from glassformer.lessons.runner import LESSONS
 

@@ -96,6 +96,7 @@ def env(tmp_path_factory):
     from glassformer.checkpoint import save_checkpoint
     from glassformer.cli import lm
     from glassformer.models import build_model
+    from glassformer.runner import lm as runner_lm
     from glassformer.models.config import lm_config
     from glassformer.tokenizers import ByteLevelBPE, CharTokenizer, WordTokenizer
     base = tmp_path_factory.mktemp("degenerate")
@@ -117,7 +118,7 @@ def env(tmp_path_factory):
         mp.chdir(base)
         mp.setattr(lm, "matmul_rate", lambda: 1e9)          # the GEMM roof: 0.2 s a run, not under test
         if HAS_GPT2:
-            mp.setattr(lm, "gpt2_tokenizer", lambda: toks["gpt2"])   # read once, not per case
+            mp.setattr(runner_lm, "gpt2_tokenizer", lambda: toks["gpt2"])   # read once, not per case
         yield {"dir": base, "toks": toks, "files": files, "ckpts": ckpts}
 
 
@@ -192,7 +193,7 @@ def test_lm_wikitext_folder_with_an_empty_valid_file(env):
 
 
 def test_lm_and_evaluate_a_jsonl_of_blank_documents(env):
-    from glassformer import evaluate
+    from glassformer.cli import evaluate
     from glassformer.cli import train
     blank = {"no-lines": "", "empty-texts": '{"text": ""}\n' * 5, "blank-texts": '{"text": " \\n\\t"}\n' * 5}
     for name, data in blank.items():
@@ -207,7 +208,7 @@ def test_lm_and_evaluate_a_jsonl_of_blank_documents(env):
 # ---- glassformer.evaluate -------------------------------------------------------------------------
 
 def test_evaluate_each_degenerate_text_with_each_tokenizer(env):
-    from glassformer import evaluate
+    from glassformer.cli import evaluate
     for name, (data, _, refused) in texts().items():
         path = write(env, f"eval/{name}.txt", data)
         for kind, ckpt in env["ckpts"].items():
@@ -215,7 +216,7 @@ def test_evaluate_each_degenerate_text_with_each_tokenizer(env):
 
 
 def test_evaluate_edges_one_token_context_and_only_unknown(env):
-    from glassformer import evaluate
+    from glassformer.cli import evaluate
     for kind, ckpt in env["ckpts"].items():
         unit = "word" if kind == "word" else "char"
         for n in (1, 2, CONTEXT, CONTEXT + 1, 3 * CONTEXT):
@@ -275,7 +276,7 @@ SHAKESPEARE = ROOT / "checkpoints" / "shakespeare_char.npz"     # 4 layers of 4 
     (["--text", "RO", "--html", "x.html"], False),
 ])
 def test_interp_heads_layers_and_texts(env, extra, refused):
-    from glassformer import interp
+    from glassformer.cli import interp
     args = ["--text", "ROMEO"] + extra if "--text" not in extra else extra
     check(interp.main, [SHAKESPEARE, *args], must_refuse=refused)
 
@@ -286,7 +287,7 @@ def test_interp_heads_layers_and_texts(env, extra, refused):
     ("sentences", ["--example", "-1"], True), ("sentences", ["--layer", "0"], False),
 ])
 def test_interp_other_checkpoints(env, name, extra, refused):
-    from glassformer import interp
+    from glassformer.cli import interp
     check(interp.main, [ROOT / "checkpoints" / f"{name}.npz", *extra], must_refuse=refused)
 
 
@@ -304,7 +305,7 @@ def padded(env, rows, tok, name):
 
 
 def test_a_tokenizer_smaller_than_the_embedding_never_samples_beyond_it(env):
-    from glassformer import evaluate
+    from glassformer.cli import evaluate
     from glassformer.cli import repl
     from glassformer.tokenizers import CharTokenizer
     path = padded(env, 64, CharTokenizer(list("abcd")), "padded.npz")   # 60 rows no text decodes to
@@ -319,7 +320,7 @@ def test_a_tokenizer_smaller_than_the_embedding_never_samples_beyond_it(env):
 
 
 def test_a_tokenizer_larger_than_the_embedding_stays_refused(env):
-    from glassformer import evaluate
+    from glassformer.cli import evaluate
     from glassformer.cli import repl
     from glassformer.tokenizers import CharTokenizer
     bad = padded(env, 4, CharTokenizer(list("abcdefgh")), "too-few-rows.npz")   # ids 4..7: no row

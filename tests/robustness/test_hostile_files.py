@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glassformer import export, interp
+from glassformer.cli import export, interp
 from glassformer.checkpoint import NonFinite, load_checkpoint, save_checkpoint
 from glassformer.cli import train
 from glassformer.errors import UserError

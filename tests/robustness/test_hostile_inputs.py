@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glassformer import evaluate, export
+from glassformer.cli import evaluate, export
 from glassformer.cli import repl, train
 from glassformer.errors import run_main
 from test_fuzz import Hang, deadline          # one deadline for every fuzz suite

@@ -151,10 +151,8 @@ def sub_parser(parser, name):
 
 def commands():
     """(name, parser builder, main) of every command with numeric flags."""
-    from glassformer import evaluate, gradcheck, interp
-    from glassformer.cli import repl, train
+    from glassformer.cli import evaluate, gradcheck, interp, lessons, repl, train
     from glassformer.errors import run_main
-    from glassformer.lessons import __main__ as lessons
 
     def boundary(main):                                     # as `python -m glassformer.X` runs main
         return lambda argv: run_main(main, argv)

@@ -327,7 +327,7 @@ exec(compile(open(sys.argv[0]).read(), sys.argv[0], "exec"))
 # rank 1 reads other bytes at the same path: its tokens, or its characters
 OTHER_TOKENS = """\
 import dataclasses, numpy as np
-import glassformer.cli.lm as lm
+import glassformer.runner.lm as lm
 _load = lm.load_text
 def _other(s, tok):
     corpus, test = _load(s, tok)
@@ -335,7 +335,7 @@ def _other(s, tok):
 lm.load_text = _other
 """
 OTHER_CHARS = """\
-import glassformer.cli.lm as lm
+import glassformer.runner.lm as lm
 _build = lm.build_tokenizer
 def _other(*a, **k):
     tok = _build(*a, **k)
@@ -441,7 +441,7 @@ def test_under_mpiexec_a_resumed_model_is_read_to_the_host_before_a_gpu_is_bound
     """Each rank binds its GPU in parallel.world(), after the first exchange: a checkpoint resumed
     before it must not be built on the default GPU (every rank's copy on GPU 0)."""
     from glassformer import backend
-    from glassformer.cli import lm
+    from glassformer.runner import lm
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.txt").write_text(TEXT)
     with redirect_stderr(io.StringIO()):

@@ -22,6 +22,7 @@ from hostile import judge
 from test_fuzz import Hang, deadline          # one deadline for every fuzz suite
 
 from glassformer import evaluate
+from glassformer.cli import evaluate as evaluate_cli
 from glassformer.data.wikipedia import clean_wikitext
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,14 +37,14 @@ TEXT = "the king and the queen are here. what say you, my lord?\n"
 
 
 def run_in_process(argv, env=None, seconds=20):
-    """(exit code, stderr, hung) of evaluate.main(argv) with env set: a case in milliseconds, not a
+    """(exit code, stderr, hung) of evaluate_cli.main(argv) with env set: a case in milliseconds, not a
     process; past `seconds` it is stopped and called hung."""
     err, old = io.StringIO(), {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     rc, hung = -1, False
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), deadline(seconds):
-            rc = evaluate.main(argv)
+            rc = evaluate_cli.main(argv)
     except Hang:
         hung = True
     finally:

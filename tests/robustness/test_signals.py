@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from glassformer import evaluate, export
+from glassformer.cli import evaluate, export
 from glassformer.checkpoint import load_checkpoint, save_checkpoint
 from glassformer.cli import train
 from glassformer.errors import run_main

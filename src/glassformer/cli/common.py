@@ -13,7 +13,7 @@ from ..domains import Domain
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
 from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
 from ..files import run_lock
-from ..train.progress import first_fit, terminal_width
+from ..progress import duration, first_fit, terminal_width
 from ..train.records import check_run_files, claim_run
 
 
@@ -23,7 +23,7 @@ from ..train.records import check_run_files, claim_run
 SEED = domains.SEED                                         # 0 .. 2**32 - 1
 BATCH_SIZE = Domain(int, 1, 2**20)                          # rows per batch; memory is checked too
 CONTEXT = Domain(int, 1, 2**20)                             # tokens per window; and the model's positions
-LEARNING_RATE = Domain(float, 1e-12, 10.0)
+LEARNING_RATE = domains.LEARNING_RATE
 FRACTION = Domain(float, 0.0, 1.0, high_open=True)          # dropout, Adam's betas, a share: [0, 1)
 
 
@@ -109,14 +109,9 @@ def unicode_ok(stream):
 
 # ---------------------------------------------------------------- progress line
 
-def clock(seconds):
-    """Seconds as H:MM:SS."""
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 class Progress:
-    """A live line rewritten with \\r on a terminal; one plain line per epoch otherwise."""
+    """The classifier epochs' line (digits, sentences): rewritten with \\r on a terminal, one plain line
+    per epoch otherwise; its ETA in progress.duration's format, as the meter's."""
 
     def __init__(self, out, live, epochs, n_batches, first_epoch):
         self.out, self.live, self.epochs, self.n_batches = out, live, epochs, n_batches
@@ -128,7 +123,7 @@ class Progress:
     def eta(self, batches_left):
         done = (self.epoch - self.first_epoch) * self.n_batches + self.batch
         rate = (time.perf_counter() - self.start) / max(done, 1)
-        return clock(rate * batches_left)
+        return duration(rate * batches_left)
 
     def begin(self, epoch):
         self.epoch, self.batch = epoch, 0

@@ -1,6 +1,5 @@
 """test_model_manually.py: query a checkpoint by hand (digits: an expression; sentences, lm: a prefix)."""
 import json
-import os
 import sys
 import textwrap
 import zipfile
@@ -9,14 +8,14 @@ from pathlib import Path
 from .. import backend
 from ..backend import array_module, to_numpy
 from ..checkpoint import load_checkpoint, needs_task
-from ..errors import Terminated, UserError
+from ..errors import Terminated, UserError, run_main
 from ..inputs import read_text
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
 from ..domains import SEED
 from ..generate import MAX_NEW_TOKENS as MAX_NEW
 from ..generate import NUM_SAMPLES, TEMPERATURE, TOP_K, TOP_P
-from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser
+from .common import EXIT_INTERRUPTED, Parser
 from .handlers import HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
 from .stages import terminal_width
 
@@ -302,31 +301,24 @@ def repl(session, stdin, interactive):
     return code
 
 
+def command(argv, stdin, stdout, stderr):
+    """Load the checkpoint, then answer --expr (or --prompt) once or run the REPL; the exit status."""
+    args = parse_args(argv)
+    backend.use(args.device)                                # UserError when CuPy or a GPU is missing
+    backend.set_overlay(backend.overlay_enabled() and not args.reference)
+    path = args.checkpoint or DEFAULT_CHECKPOINT
+    ckpt, handler = load(path, args)
+    session = Session(ckpt, handler, args, stdout, stderr)
+    if args.expr is not None:
+        return 0 if session.query(args.expr) else EXIT_INTERRUPTED
+    interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
+    return repl(session, stdin, interactive)
+
+
 def main(argv=None, stdin=None, stdout=None, stderr=None):
-    """Entry point of test_model_manually.py; returns the exit status (2 for a user's mistake)."""
+    """Entry point of test_model_manually.py: the command inside the error boundary; returns the exit
+    status (2 for a user's mistake, 130 for Ctrl-C, --help's own)."""
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
-    try:
-        args = parse_args(argv)
-        backend.use(args.device)                            # UserError when CuPy or a GPU is missing
-        backend.set_overlay(backend.overlay_enabled() and not args.reference)
-        path = args.checkpoint or DEFAULT_CHECKPOINT
-        ckpt, handler = load(path, args)
-        session = Session(ckpt, handler, args, stdout, stderr)
-        if args.expr is not None:
-            return 0 if session.query(args.expr) else EXIT_INTERRUPTED
-        interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
-        return repl(session, stdin, interactive)
-    except UserError as e:
-        print(f"error: {e}", file=stderr)
-        return EXIT_USER_ERROR
-    except SystemExit as e:                                 # argparse: --help, or a bad flag
-        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(file=stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:                                 # e.g. `... --prompt X | head`: stop quietly
-        if stdout is sys.stdout:                            # so the flush at exit cannot fail again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return run_main(command, argv, stdin, stdout, stderr, stderr=stderr, help_returns=True)

@@ -10,8 +10,54 @@ import sys
 
 from .. import visualization as viz
 from ..backend import to_numpy
+from ..errors import UserError
 from ..explain.record import Call, Pass, named_layers, recording  # noqa: F401  (the recorder's home)
 from . import stages
+
+
+# ---------------------------------------------------------------- whether to walk
+
+SKIPPED = "the walk-through is skipped: stdin is not a terminal (--walk forces it)"
+
+
+def add_walk_arguments(p):
+    """--walk, --no-pause and --no-walk (also spelled --no-interactive): whether the walk runs, and how."""
+    p.add_argument("--walk", action="store_true",
+                   help="walk through the stages even when stdin is not a terminal (Enter reads stdin)")
+    p.add_argument("--no-pause", action="store_true",
+                   help="walk through the stages without waiting for Enter (implies --walk; for a script)")
+    p.add_argument("--no-walk", "--no-interactive", dest="no_interactive", action="store_true",
+                   help="skip the stage-by-stage walk-through (by default it runs when stdin is a terminal)")
+
+
+def walk_choice(args, stdin, out, alone=True):
+    """(walk or not, ask) from --walk/--no-pause/--no-walk and stdin; says so when no terminal skips it.
+
+    alone: False under mpiexec -n N (N > 1), where no rank walks (one cannot own the terminal)."""
+    forced = args.walk or args.no_pause
+    if forced and args.no_interactive:
+        raise UserError("--walk or --no-pause asks for the walk-through and --no-walk skips it: keep one")
+    ask = no_pause if args.no_pause else input
+    if forced or args.no_interactive or not alone:
+        return forced and alone, ask
+    if is_terminal(stdin):
+        return True, ask
+    if not args.resume:                                     # a resumed run has had its walk anyway
+        print(SKIPPED, file=out)
+    return False, ask
+
+
+def is_terminal(stream):
+    """stream.isatty(), False for a stream without one (None, a closed or replaced stdin)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def no_pause(prompt):
+    """The ask() of --no-pause: Enter, at once, at every stage."""
+    return ""
 
 
 # ---------------------------------------------------------------- the walk

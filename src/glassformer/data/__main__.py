@@ -1,3 +1,4 @@
-"""python -m glassformer.data fetch NAME: see data/fetch.py."""
-from .fetch import main
+"""python -m glassformer.data fetch NAME: the command is in glassformer.cli.fetch."""
+from ..cli.fetch import main
+
 raise SystemExit(main())

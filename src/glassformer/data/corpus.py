@@ -4,7 +4,6 @@ import io
 import json
 import os
 import sys
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from ..errors import UserError
 from ..files import TEMP_SUFFIX, atomic_write, remove_stale_temps, write_text
 from ..inputs import open_input, read_json, stat_input
+from ..progress import Meter
 from .io import DEFAULT_READ_LIMIT, is_stream, read_limit
 from .kinds import open_source
 from .sources import Continuation
@@ -76,26 +76,15 @@ def fingerprint(sources, content_hash=False):
     return out
 
 
-class _Progress:
-    """One stderr line, rewritten at most twice a second: MB of text done, MB/s, tokens."""
-
-    def __init__(self, enabled):
-        self.enabled, self.nbytes = enabled, 0
-        self.start = self.last = time.perf_counter()
-
-    def update(self, nbytes, n_tokens, final=False):
-        self.nbytes += nbytes
-        now = time.perf_counter()
-        if self.enabled and (final or now - self.last > 0.5):
-            mb, dt = self.nbytes / 1e6, max(now - self.start, 1e-9)
-            print(f"\rtokenising: {mb:.1f} MB, {mb / dt:.2f} MB/s, {n_tokens:,} tokens",
-                  end="\n" if final else "", file=sys.stderr, flush=True)
-            self.last = now
+def _meter(progress):
+    """The tokenising meter (MB of text read, MB/s, tokens made) on stderr, or None when progress is off."""
+    return Meter("tokenising", unit=" MB", scale=1e-6, digits=1) if progress else None
 
 
-def _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f, progress, max_tokens=None):
+def _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f, meter, max_tokens=None):
     """Encode documents into f as raw `dtype` ids, eot_id between documents; (n_tokens, n_documents, crc32).
-    With max_tokens, reading stops once that many are made (the rest of the text is never read)."""
+    With max_tokens, reading stops once that many are made (the rest of the text is never read).
+    meter (or None) counts the text's bytes, and the tokens made at each flush and at the end."""
     ids, n_tokens, n_docs, crc = [], 0, 0, 0
     for text in documents:
         if max_tokens is not None and n_tokens + len(ids) >= max_tokens:
@@ -104,14 +93,19 @@ def _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f, progress, max_
             ids.append(eot_id)
         n_docs += not isinstance(text, Continuation)
         ids.extend(tokenizer.encode(text))
-        progress.update(len(text.encode("utf-8")), n_tokens + len(ids))
+        if meter:
+            meter.update(len(text.encode("utf-8")))
         if len(ids) >= FLUSH_TOKENS:
             crc = _flush(ids, dtype, max_id, f, crc)
             n_tokens, ids = n_tokens + len(ids), []
+            if meter:
+                meter.update(0, note=f"{n_tokens:,} tokens")
     if max_tokens is not None:
         ids = ids[:max(0, max_tokens - n_tokens)]
     crc = _flush(ids, dtype, max_id, f, crc)
-    progress.update(0, n_tokens + len(ids), final=True)
+    if meter:
+        meter.update(0, note=f"{n_tokens + len(ids):,} tokens")
+        meter.close()                                       # the last line stays
     return n_tokens + len(ids), n_docs, crc
 
 
@@ -186,7 +180,7 @@ def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False
         buffer = io.BytesIO()
         try:
             n_tokens, n_docs, crc = _write_tokens(documents, tokenizer, eot_id, dtype, max_id, buffer,
-                                                  _Progress(progress), max_tokens)
+                                                  _meter(progress), max_tokens)
         finally:
             documents.close()             # a pipe left unread is closed now, not at exit
         if n_tokens == 0:
@@ -213,7 +207,7 @@ def build_tokens(sources, tokenizer, cache_dir=None, eot_id=None, progress=False
     try:
         with atomic_write(bin_path, "wb") as f:             # an error (no text) leaves no file behind
             n_tokens, n_docs, crc = _write_tokens(documents, tokenizer, eot_id, dtype, max_id, f,
-                                                  _Progress(progress))
+                                                  _meter(progress))
             if n_tokens == 0:
                 raise _no_text(sources)
         meta = dict(info, n_tokens=n_tokens, n_documents=n_docs, crc32=crc, sources=prints)

@@ -13,7 +13,6 @@ URL/NAME/FILE instead (a mirror laid out as the cache). A file whose SHA-256 is
 not the pinned one is never kept, and a download is written atomically:
 Ctrl-C leaves no partial file.
 """
-import argparse
 import hashlib
 import http.client
 import os
@@ -24,8 +23,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError, run_main
+from ..errors import UserError
 from ..files import atomic_path
+from ..progress import Meter
 
 HOME_ENV, MIRROR_ENV = "GLASSFORMER_DATA", "GLASSFORMER_DATA_MIRROR"
 DEFAULT_HOME = "~/.cache/glassformer"
@@ -132,18 +132,19 @@ def sha256_of(path):
 
 
 def copy_checked(response, tmp, remote, url, stream):
-    """Write the response's body to tmp with a progress bar; UserError when its length or SHA-256 is wrong."""
-    from tqdm import tqdm                                   # here: --data NAME works without it
+    """Write the response's body to tmp with a progress meter; UserError when its length or SHA-256 is wrong."""
     digest, got = hashlib.sha256(), 0
-    with open(tmp, "wb") as f, tqdm(total=remote.bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                                    desc=f"{remote.name}/{remote.file}", file=stream, leave=False) as bar:
+    meter = Meter(f"{remote.name}/{remote.file}", total=remote.bytes, unit=" MB", stream=stream, scale=1e-6,
+                  digits=1)
+    with open(tmp, "wb") as f:
         while block := response.read(CHUNK):
             got += len(block)
             if got > remote.bytes:
                 break                                       # not the file: stop reading
             f.write(block)
             digest.update(block)
-            bar.update(len(block))
+            meter.update(len(block))
+    meter.close()
     if got != remote.bytes:
         how = "is longer than" if got > remote.bytes else f"stopped after {got:,} of"
         raise UserError(f"{url}: the download {how} the expected {remote.bytes:,} bytes, so nothing was "
@@ -191,66 +192,3 @@ def fetch(name, home=None, stream=None):
         print(f"{dest}: {remote.bytes:,} bytes fetched, SHA-256 checked", file=stream)
         fetched += 1
     return fetched
-
-
-# ---- the command ----------------------------------------------------------------------------------
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are one UserError line (exit 2), not usage and a SystemExit."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see python -m glassformer.data fetch --help)")
-
-
-def build_parser():
-    """python -m glassformer.data fetch NAME... | all | --list."""
-    p = Parser(prog="python -m glassformer.data", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", metavar="fetch", required=True)
-    f = sub.add_parser("fetch", help="download data sets into the cache", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    f.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(NAMES)}, or all")
-    f.add_argument("--list", action="store_true", help="list the data sets, their sizes and whether each "
-                   "is in the cache")
-    return p
-
-
-def list_lines(home):
-    """--list: one line per data set (name, size, in the cache or not), then where the cache is."""
-    width = max(map(len, NAMES))
-    lines = []
-    for name in NAMES:
-        size = sum(r.bytes for r in files_of(name))
-        state = "fetched" if is_fetched(name, home) else "not fetched"
-        files = ", ".join(r.file for r in files_of(name))
-        lines.append(f"{name:<{width}}  {size / 1e6:5.1f} MB  {state:<11}  {files}")
-    return lines + [f"cache: {home} (set {HOME_ENV} to change it)"]
-
-
-def chosen_names(names):
-    """The data sets named on the command line (all: every one); UserError for an unknown name."""
-    if not names:
-        raise UserError(f"fetch needs a data set: {', '.join(NAMES)} or all (--list shows them)")
-    if "all" in names:
-        return list(NAMES)
-    unknown = [n for n in names if n not in NAMES]
-    if unknown:
-        raise UserError(f"fetch: unknown data set {', '.join(unknown)}: use {', '.join(NAMES)} or all")
-    return list(dict.fromkeys(names))
-
-
-def fetch_main(argv=None):
-    """Fetch the named data sets (or list them); exit status 0."""
-    args = build_parser().parse_args(argv)
-    home = data_home()
-    if args.list:
-        print("\n".join(list_lines(home)))
-        return 0
-    for name in chosen_names(args.names):
-        fetch(name, home)
-    return 0
-
-
-def main(argv=None):
-    """python -m glassformer.data: fetch_main inside the error boundary (one `error:` line, exit 2)."""
-    return run_main(fetch_main, argv)

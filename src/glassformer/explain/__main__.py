@@ -1,4 +1,4 @@
-"""python -m glassformer.explain: see glassformer.explain.command."""
-from .command import main
+"""python -m glassformer.explain: the command is in glassformer.cli.explain."""
+from ..cli.explain import main
 
 raise SystemExit(main())

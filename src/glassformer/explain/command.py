@@ -1,4 +1,4 @@
-"""python -m glassformer.explain CHECKPOINT_OR_RUN [--text "..."] [--out step.html]: the command line.
+"""What python -m glassformer.explain does (its flags are in cli/explain.py).
 
 It loads a checkpoint, a run folder or a Hugging Face GPT-2 folder, turns --text into one example
 (ids and targets, as the model's task trains on them), records one training step and writes the page.
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import load_checkpoint
-from ..errors import Parser, UserError, run_main
+from ..errors import UserError
 from ..layers.loss import CrossEntropyLoss
 from ..models.decoder import DecoderLM
 from ..models.encoder import EncoderClassifier
@@ -20,22 +20,6 @@ from .page import Example, build_island, write_page
 
 DEFAULT_TEXT = {"digits": "Max ( 5 3 9 )", "sentences": "the cat sat on the mat",
                 "lm": "First Citizen:\nBefore we proceed any further, hear me speak."}
-
-
-def parse_args(argv):
-    """The command's flags (errors.Parser: a mistake is one error line, exit 2)."""
-    p = Parser(prog="python -m glassformer.explain",
-               description="Write one self-contained HTML page that shows one real training step of a "
-                           "model on one example: every forward stage, the backward pass in reverse and "
-                           "the AdamW update of every parameter tensor, each beside its formula and the "
-                           "glassformer code that computed it. The page makes no network request.")
-    p.add_argument("checkpoint", help="a .npz checkpoint, a run folder (best.npz) or a Hugging Face GPT-2 "
-                   "folder")
-    p.add_argument("--text", help="the example (default: one per task, e.g. 'Max ( 5 3 9 )'); a language "
-                   "model reads all its tokens but the last and predicts each next one")
-    p.add_argument("--out", default="step.html", help="the page to write (default step.html)")
-    p.add_argument("--lr", type=float, default=1e-3, help="the step's learning rate (default 1e-3)")
-    return p.parse_args(argv)
 
 
 def task_of(ckpt, path):
@@ -140,15 +124,3 @@ def explain(path, text=None, out="step.html", lr=1e-3, stdout=None):
           f"(loss {island['loss']:.4f}), {size / 1e6:.1f} MB; open it in a browser",
           file=stdout or sys.stdout)
     return size
-
-
-def run(argv=None):
-    """Parse, explain, exit 0 (main turns a UserError into one line and exit 2)."""
-    args = parse_args(argv)
-    explain(args.checkpoint, args.text, args.out, args.lr)
-    return 0
-
-
-def main(argv=None):
-    """Entry point: exit status 0, or 2 with one `error:` line for bad input."""
-    return run_main(run, argv)

@@ -48,17 +48,48 @@ def unpack(result, names):
     return result
 
 
-def close(got, want, what, rtol=1e-6, atol=1e-8):
-    """Fail unless got matches want (same shape, every entry within atol + rtol |want|)."""
+def close(got, want, what, rtol=1e-6, atol=1e-8, hints=()):
+    """Fail unless got matches want (same shape, every entry within atol + rtol |want|).
+
+    hints: (slip, text) pairs, a classic mistake's value and what to say when got matches it."""
     got, want = as_array(got, what), np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
-        raise Fail(f"{what} has shape {got.shape}, expected {want.shape}")
+        raise Fail(f"{what} has shape {got.shape}, expected {want.shape}" + hint_lines(got, want, hints))
     bad = ~np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=False)
     if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        where = f" at index {idx}" if idx else ""
-        raise Fail(f"{what} is wrong{where}: got {got[idx]:.6g}, expected {want[idx]:.6g} "
-                   f"({int(bad.sum())} of {bad.size} entries differ)")
+        raise Fail(wrong_entry(got, want, bad, what, rtol, atol) + hint_lines(got, want, hints))
+
+
+def wrong_entry(got, want, bad, what, rtol, atol):
+    """'WHAT is wrong at index I: got G, expected W (...)' for the worst of the differing entries.
+
+    Where the two print the same at 6 digits, more digits and the relative error are shown too."""
+    with np.errstate(all="ignore"):
+        excess = np.where(bad, np.abs(got - want) / (atol + rtol * np.abs(want)), -1.0)
+    flat = int(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)))
+    idx = tuple(int(i) for i in np.unravel_index(flat, got.shape))
+    g, w = got[idx], want[idx]
+    where = f" at index {idx}" if idx else ""
+    count = f"{int(bad.sum())} of {bad.size} entries differ" + (", the worst shown" if bad.sum() > 1 else "")
+    if f"{g:.6g}" != f"{w:.6g}":
+        return f"{what} is wrong{where}: got {g:.6g}, expected {w:.6g} ({count})"
+    rel = abs(g - w) / max(abs(w), 1e-300)
+    return (f"{what} is wrong{where}: got {g:.12g}, expected {w:.12g}, which print the same at 6 digits: "
+            f"relative error {rel:.1e}, tolerance {rtol:g} ({count})")
+
+
+def hint_lines(got, want, hints):
+    """A 'hint:' line for each classic slip that got matches (a transpose is always looked for)."""
+    found = [text for slip, text in hints if matches(got, slip)]
+    if not found and got.ndim >= 2 and got.shape != want.shape and matches(got.swapaxes(-1, -2), want):
+        found.append("this is the expected value transposed: a transpose missing or one too many")
+    return "".join(f"\n        hint: {text}" for text in found)
+
+
+def matches(got, slip):
+    """True when got equals the slip's value (same shape, every entry close)."""
+    slip = np.asarray(slip, dtype=np.float64)
+    return got.shape == slip.shape and bool(np.allclose(got, slip, rtol=1e-6, atol=1e-10))
 
 
 def same(got, want, what):
@@ -83,18 +114,18 @@ def numeric_vjp(f, inputs, dout):
     return {name: numerical_grad(loss, x, h=1e-6) for name, x in inputs.items()}
 
 
-def grad_close(got, numeric, what, tol=1e-6):
+def grad_close(got, numeric, what, tol=1e-6, hints=()):
     """Fail unless an analytic gradient matches central differences (CS231n's max relative error)."""
     got = as_array(got, what)
     if got.shape != numeric.shape:
-        raise Fail(f"{what} has shape {got.shape}, expected {numeric.shape}")
+        raise Fail(f"{what} has shape {got.shape}, expected {numeric.shape}" + hint_lines(got, numeric, hints))
     scale = max(np.abs(got).max(initial=0.0), np.abs(numeric).max(initial=0.0), 1e-3)
     err = float(np.abs(got - numeric).max(initial=0.0) / scale)
     if not err <= tol:
         idx = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(got - numeric)), got.shape))
         raise Fail(f"{what} disagrees with finite differences: relative error {err:.1e} "
                    f"(tolerance {tol:g}); worst at {idx}: yours {got[idx]:.6g}, "
-                   f"numerical {numeric[idx]:.6g}")
+                   f"numerical {numeric[idx]:.6g}" + hint_lines(got, numeric, hints))
 
 
 def randn(rng, *shape):

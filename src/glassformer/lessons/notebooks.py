@@ -142,8 +142,8 @@ def need_course_extra():
     return jupytext
 
 
-def main(which="all", folder=None, out=None):
-    """`python -m glassformer.lessons notebook [NN|all] [--out DIR]`: write the notebooks, name each."""
+def write_lessons(which="all", folder=None, out=None):
+    """Write the notebooks of the lessons `which` names into `folder` (lessons/notebooks), naming each."""
     need_course_extra()
     chosen = choose(which)
     for path in write_notebooks(chosen, folder or lessons_root() / "notebooks"):

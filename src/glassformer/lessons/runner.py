@@ -27,9 +27,11 @@ LESSONS = {
     "10": "10_training_dynamics", "11": "11_decoders_generation", "12": "12_tokenization",
     "13": "13_gpu", "14": "14_looking_inside", "15": "15_init_dropout", "16": "16_char_model",
     "17": "17_encoder_decoder", "18": "18_gpt2_finetuning", "19": "19_data_parallel",
+    "20": "20_your_own_gpt",
 }
 NOT_WRITTEN = "not written yet (it still raises NotImplementedError)"
 CHECK_SECONDS = 5.0     # per check and per file load; the solutions' slowest check takes 0.11 s
+                        # (a check with a `seconds` attribute gets that instead: lesson 20's training)
 OUTPUT_PREFIX = "        | "                                # what a failed check printed, under its line
 
 
@@ -113,7 +115,8 @@ def with_output(reason, output):
 
 def run_check(lesson, name, namespace, source=None, seconds=None):
     """(name, passed, reason) of one check on namespace().name, run in a child process of its own."""
-    seconds, check = CHECK_SECONDS if seconds is None else seconds, CHECKS[lesson][name]
+    check = CHECKS[lesson][name]
+    seconds = getattr(check, "seconds", CHECK_SECONDS) if seconds is None else seconds
     rng = np.random.default_rng(zlib.crc32(f"{lesson}/{name}".encode()))   # made here: each child
                                                                             # would import numpy.random
 
@@ -135,8 +138,8 @@ def grade_file(lesson, path, seconds=None):
     """grade() on the functions of one file; a file that does not load fails every exercise.
 
     The file is loaded once in a child to see that it loads, then again in each check's child."""
-    seconds = CHECK_SECONDS if seconds is None else seconds
-    loads, reason, output = run_isolated(lambda: outcome(lambda: exec_file(path), path), seconds, path)
+    load_seconds = CHECK_SECONDS if seconds is None else seconds
+    loads, reason, output = run_isolated(lambda: outcome(lambda: exec_file(path), path), load_seconds, path)
     if not loads:
         reason = f"the file does not load: {reason}"
         return [(name, False, with_output(reason, output) if i == 0 else reason)

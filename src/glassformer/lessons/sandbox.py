@@ -314,6 +314,8 @@ def describe(error, source):
     text = f"{name_of(error)}: {message(error)}" if message(error) else name_of(error)
     if isinstance(error, SystemExit):
         text = f"sys.exit({message_of_exit(error)}) was called"
+    elif isinstance(error, ValueError) and "matmul" in text:
+        text = f"{text} (hint: the shapes of a matrix product disagree: is a transpose missing?)"
     elif isinstance(error, MemoryError):
         text = f"{text} (out of memory: a check may use {MEMORY_BYTES // 1024 ** 3} GiB more)"
     if isinstance(error, SyntaxError):

@@ -21,4 +21,16 @@ def make_blocks(config, rng, causal):
               for _ in range(config.n_layers)]
     for block in blocks:                                    # configs without norm_eps: the default
         block.ln1.eps = block.ln2.eps = getattr(config, "norm_eps", block.ln1.eps)
+    if getattr(config, "scale_residual_init", False):
+        scale_residual_projections(blocks)
     return blocks
+
+
+def scale_residual_projections(blocks):
+    """GPT-2/nanoGPT: each residual branch's output projection std 0.02 -> 0.02 / sqrt(2 n_layers).
+
+    Every block adds two branches to the residual stream, so its variance at init stays O(1) in depth."""
+    scale = (2 * len(blocks)) ** -0.5
+    for block in blocks:
+        for linear in (block.attn.proj, block.ffn.fc2):
+            linear.W[...] = linear.W * scale

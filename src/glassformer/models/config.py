@@ -38,7 +38,8 @@ class ModelConfig:
     init: str = "xavier"               # "xavier", or "normal" (std 0.02, GPT-2 style)
     dtype: str = "float32"
     norm_eps: float = 1e-5             # LayerNorm's epsilon (GPT-2's layer_norm_epsilon)
-    bias: bool = True                  # biases in the blocks' Linears and every LayerNorm (nanoGPT: False)
+    bias: bool = True                  # biases in the blocks' Linears and every LayerNorm (nanoGPT: option False)
+    scale_residual_init: bool = False  # init="normal": residual projections std 0.02 / sqrt(2 n_layers) (GPT-2)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -50,8 +51,12 @@ class ModelConfig:
                 raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
         if not 0.0 < self.norm_eps < 1.0:
             raise UserError(f"norm_eps={self.norm_eps} must be in (0, 1)")
-        if not isinstance(self.bias, bool):
-            raise UserError(f"bias={self.bias!r} must be true or false")
+        for name in ("bias", "scale_residual_init"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name}={getattr(self, name)!r} must be true or false")
+        if self.scale_residual_init and self.init != "normal":
+            raise UserError(f"scale_residual_init=True scales GPT-2's normal init: it needs init='normal', "
+                            f"not {self.init!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout={self.dropout} must be in [0, 1)")
         choices = {"activation": ("relu", "gelu"), "positional": ("sinusoidal", "learned"),

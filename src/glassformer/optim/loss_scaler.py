@@ -12,7 +12,7 @@ class LossScaler:
     or nan is skipped (parameters, optimizer moments and step count unchanged) and the scale is multiplied
     by backoff_factor (0.5); after growth_interval (2000) good steps in a row it is multiplied by
     growth_factor (2). The scale and the counters are 0-d arrays on the gradients' device, so the skip
-    decision never waits for the GPU (Adam takes the flag into its update; see Adam.step).
+    decision never waits for the GPU (see step_unless).
     """
 
     def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
@@ -53,10 +53,12 @@ class LossScaler:
         """How many steps were skipped for inf/nan gradients (reads the device)."""
         return self.state_dict()["skipped_steps"]
 
-    def step(self, optimizer, params, max_norm=0.0):
-        """Unscale the gradients, clip their global norm to max_norm (0: no clipping) and step the
-        optimizer unless a gradient is inf/nan; then adjust the scale. Returns the unscaled gradient norm
-        (a 0-d device array; inf or nan on a skipped step)."""
+    def step(self, optimizer, max_norm=0.0):
+        """The update of an fp16 step, in place of clip and step: unscale the gradients and clip their
+        global norm to max_norm (0: no clipping) in one multiply, step the optimizer unless a gradient
+        is inf/nan, then adjust the scale. Returns the unscaled gradient norm (a 0-d device array; inf
+        or nan on a skipped step)."""
+        params = optimizer.pairs
         xp = array_module(params[0][1])
         inv_scale = 1.0 / self._on(xp)                      # 0-d float32
         norm = grad_norm(params) * inv_scale                # of the true gradients
@@ -64,12 +66,9 @@ class LossScaler:
         factor = inv_scale
         if max_norm:
             factor = factor * xp.minimum(1.0, max_norm / (norm + 1e-6)).astype(xp.float32)
-        if getattr(optimizer, "accepts_grad_scale", False):
-            optimizer.step(grad_scale=factor, found_inf=found_inf)   # skipped on the device: no sync
-        elif not bool(found_inf):                           # any other optimizer: one host read
-            for _, g in params:
-                g *= factor.astype(g.dtype)
-            optimizer.step()
+        for _, g in params:
+            g *= factor.astype(g.dtype)                     # unscaled and clipped, in place
+        step_unless(found_inf, optimizer)
         self.update(found_inf)
         return norm
 
@@ -96,6 +95,23 @@ class LossScaler:
         self._host = {"scale": float(state["scale"]), "good_steps": int(state.get("good_steps", 0)),
                       "skipped_steps": int(state.get("skipped_steps", 0))}
         self._scale = self._good = self._skipped = None
+
+
+def step_unless(found_inf, optimizer):
+    """optimizer.step() unless found_inf (a 0-d bool): a skipped step leaves the parameters, the
+    optimizer's state and its step count t as they were. On NumPy that is one free host read; on a
+    GPU the step runs and a skipped one is undone on the device, so nothing waits for the flag."""
+    xp = array_module(found_inf)
+    if xp is np:
+        if not bool(found_inf):
+            optimizer.step()
+        return
+    arrays = [p for p, _ in optimizer.pairs] + optimizer.buffers()
+    before, t = [a.copy() for a in arrays], optimizer.t
+    optimizer.step()
+    for a, old in zip(arrays, before):
+        xp.copyto(a, old, where=found_inf)
+    optimizer.t = xp.asarray(t) + ~found_inf               # t counts on the device
 
 
 class ScaledLoss:

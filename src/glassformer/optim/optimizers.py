@@ -80,6 +80,10 @@ class Optimizer:
         """{name: array} of the per-parameter state (momentum buffers...)."""
         return {}
 
+    def buffers(self):
+        """The arrays of state a step writes besides the parameters (moments, velocities)."""
+        return list(self.state_arrays().values())
+
     def state_dict(self):
         return {"t": int(self.t), "lr": self.lr, "arrays": self.state_arrays()}
 
@@ -114,19 +118,14 @@ class SGD(Optimizer):
 
 
 @accelerated
-def adam_step(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
+def adam_step(params, ms, vs, t, settings):
     """One Adam/AdamW update of every (p, g) and its moments (ms, vs) in place; returns the new step t.
 
-    settings: (lr, beta1, beta2, eps, decoupled, weight decays); grad_scale multiplies every gradient;
-    a true found_inf skips the step (t returned unchanged).
+    settings: (lr, beta1, beta2, eps, decoupled, weight decays).
     """
-    if found_inf is not None and bool(found_inf):
-        return t
     t += 1
     lr, b1, b2, eps, decoupled, weight_decays = settings
     for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
-        if grad_scale is not None:
-            g = g * grad_scale
         if wd and decoupled:
             p *= 1.0 - lr * wd                              # AdamW: shrink the weight itself
         elif wd:
@@ -143,7 +142,6 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015); weight_decay adds decay * p to the gradient (L2, coupled)."""
 
     decoupled = False
-    accepts_grad_scale = True                               # step(grad_scale, found_inf): LossScaler
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decay=None):
         super().__init__(params, lr)
@@ -160,11 +158,13 @@ class Adam(Optimizer):
         self.pairs = [(p, g) for p, g, _, _ in self.groups]
         self._pieces = [(m, v, decay) for (_, _, decay, _), m, v in zip(self.groups, self._m, self._v)]
 
-    def step(self, grad_scale=None, found_inf=None):
-        """One update; grad_scale multiplies every gradient first (loss-scale unscaling and clipping in
-        one), a true found_inf (0-d bool) skips the update: parameters, moments and t unchanged."""
+    def step(self):
+        """One update of every parameter with its moments."""
         ms, vs = [m for m, _, _ in self._pieces], [v for _, v, _ in self._pieces]
-        self.t = adam_step(self.pairs, ms, vs, self.t, self.settings(), grad_scale, found_inf)
+        self.t = adam_step(self.pairs, ms, vs, self.t, self.settings())
+
+    def buffers(self):
+        return self._m + self._v
 
     def settings(self):
         """(lr, beta1, beta2, eps, decoupled, [weight decay per (param, grad) pair]) for adam_step."""

@@ -1,6 +1,6 @@
 """Question-answer pairs for --task qa: reading .jsonl/.tsv files, the prompt template, answer-only targets.
 
-Text-level (no tokenizer here: cli/qa.py turns the texts into ids). The template is the one
+Text-level (no tokenizer here: runner/qa.py turns the texts into ids). The template is the one
 test_model_manually.py --chat sends, so a fine-tuned model is asked the way it was taught.
 """
 from pathlib import Path

@@ -9,6 +9,7 @@ from os import PathLike
 
 from ..errors import UserError
 from ..inputs import open_input
+from ..progress import Meter
 from .pretokenize import WHITESPACE, gpt2_pattern
 
 
@@ -34,15 +35,18 @@ def count_pretokens(source, specials=(), progress=False):
     counts, pattern = Counter(), gpt2_pattern()
     names = sorted(specials, key=len, reverse=True)
     split = re.compile("|".join(map(re.escape, names))) if names else None
-    meter = _Progress(0, unit="MB") if progress else None
+    meter = Meter("bpe: counting pre-tokens", unit=" MB", scale=1e-6, digits=1) if progress else None
+    start = time.perf_counter()
     for chunk in training_texts(source):
         for piece in _slices(chunk):
             for part in split.split(piece) if split else (piece,):
                 counts.update(pattern.findall(part))
             if meter:
-                meter.update(meter.n + len(piece) / 1e6)
+                meter.update(len(piece))                    # characters, shown as MB
     if meter:
-        meter.done(meter.n)
+        meter.close()
+        print(f"bpe: {meter.n / 1e6:,.1f} MB of text counted in {time.perf_counter() - start:.1f} s",
+              file=sys.stderr)
     return counts
 
 
@@ -165,7 +169,8 @@ def learn_merges(words, freqs, n_merges, first_id=256, progress=False):
             where[pair].add(w)
     heap = [(-c, a, b) for (a, b), c in counts.items()]           # min-heap: highest count first
     heapq.heapify(heap)
-    merges, meter = [], _Progress(n_merges) if progress else None
+    merges, meter = [], Meter("bpe", total=n_merges, unit=" merges") if progress else None
+    start = time.perf_counter()
     while len(merges) < n_merges and heap:
         negc, a, b = heapq.heappop(heap)
         if counts.get((a, b)) != -negc:
@@ -193,35 +198,8 @@ def learn_merges(words, freqs, n_merges, first_id=256, progress=False):
             else:
                 del counts[pair]
         if meter:
-            meter.update(len(merges))
+            meter.update(1)
     if meter:
-        meter.done(len(merges))
+        meter.close()
+        print(f"bpe: {len(merges):,} merges in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return merges
-
-
-class _Progress:
-    """A one-line stderr meter: merges (or MB of text) done, the rate, ETA when the total is known."""
-
-    def __init__(self, total, every=0.5, unit="merges"):
-        self.total, self.every, self.unit, self.n = total, every, unit, 0
-        self.t0 = self.last = time.perf_counter()
-
-    def update(self, n, force=False):
-        self.n = n
-        now = time.perf_counter()
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        rate = n / max(now - self.t0, 1e-9)
-        if self.unit != "merges":
-            print(f"\rbpe: counting pre-tokens: {n:,.1f} {self.unit}  {rate:,.2f} {self.unit}/s  ",
-                  end="", file=sys.stderr, flush=True)
-            return
-        eta = (self.total - n) / rate if rate > 0 else float("inf")
-        print(f"\rbpe: {n:,}/{self.total:,} merges  {rate:,.0f} merges/s  ETA {eta:.0f} s  ",
-              end="", file=sys.stderr, flush=True)
-
-    def done(self, n):
-        self.update(n, force=True)
-        what = f"{n:,} merges" if self.unit == "merges" else f"{n:,.1f} {self.unit} of text counted"
-        print(f"\nbpe: {what} in {time.perf_counter() - self.t0:.1f} s", file=sys.stderr)

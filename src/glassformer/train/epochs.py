@@ -1,4 +1,6 @@
 """Training loops: one epoch of mini-batch updates (classifier or next-token), and evaluation."""
+import math
+
 import numpy as np
 
 from ..backend import array_module, to_numpy
@@ -75,3 +77,23 @@ def evaluate_lm(model, loss_fn, ids, targets, pad=0):
     real = targets != pad
     acc = float(((logits.argmax(axis=-1) == targets) & real).sum()) / max(int(real.sum()), 1)
     return loss, acc
+
+
+def perplexity(loss):
+    """exp(mean cross-entropy in nats): the effective number of equally likely next tokens."""
+    return math.exp(min(loss, 700.0))
+
+
+def estimate_loss(model, loss_fn, batches, n_batches, rng):
+    """Mean loss over n_batches batches in eval mode (no dropout); one host sync at the end."""
+    was_training = model.training
+    model.eval()
+    xp = array_module(model.get_parameters()[0][0])
+    total = 0.0
+    try:
+        for _ in range(n_batches):
+            x, y = batches(rng)
+            total = total + loss_fn.forward(model.forward(xp.asarray(x)), xp.asarray(y))
+    finally:
+        model.train(was_training)
+    return float(total) / n_batches

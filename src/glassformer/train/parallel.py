@@ -251,6 +251,35 @@ def describe(comm, batch_size, params):
             f"{rows}; per step one all-reduce of {n:,} numbers averages gradients and loss")
 
 
+class DataParallel:
+    """The Trainer's data-parallel wrapper, made only when mpiexec started several ranks: each
+    micro-batch keeps this rank's rows, dropout is seeded per rank and step, one all-reduce averages
+    the gradients and the loss between backward and the update (reduce: the clip's norm is the global
+    batch's), every rank stops after the same step, and at the end they prove they hold the same
+    parameters."""
+
+    def __init__(self, comm):
+        self.comm = comm
+
+    def begin_step(self, trainer):
+        self.comm.begin_step(trainer.config.seed, trainer.step)
+
+    def batch(self, x, y):
+        return self.comm.shard(x, y)
+
+    def reduce(self, pairs, loss_sum):
+        return self.comm.allreduce_mean(pairs, loss_sum)
+
+    def after_step(self, trainer):
+        """Every rank stops after the same step, whichever saw the Ctrl-C or ran out of time."""
+        trainer.stop_requested, trainer.out_of_time = self.comm.any(self.comm.interrupted,
+                                                                    trainer.out_of_time)
+
+    def before_last_save(self, trainer, stepped, hard_stop):
+        if not hard_stop:
+            self.comm.check_sync(trainer.params)            # every rank applied the same updates
+
+
 def train_only(trainer):
     """Run a rank other than 0: the same updates as rank 0, in step with it, but no evaluation, sample,
     line or file (rank 0 does those); the exit code rank 0 returns too."""

@@ -110,3 +110,29 @@ def claim_run(out, checkpoint=None, meta=None):
 def with_run_id(config, run_id):
     """config.json's dict with the run's id (none for a run resumed from before ids existed)."""
     return {**config, RUN_ID: run_id} if run_id else config
+
+
+def best_saved(out_dir, best_val=None):
+    """{"best_val_loss", "best_step"} as out_dir/best.npz's own header says (what a summary names is
+    there); with no out_dir, best_val (the run kept no file)."""
+    best = Path(out_dir or ".") / "best.npz"
+    if not out_dir or not best.exists():
+        return {"best_val_loss": None if out_dir else best_val, "best_step": None}
+    meta, archive = read_meta(best)
+    archive.close()
+    return {"best_val_loss": meta.get("metrics", {}).get("val_loss"), "best_step": meta.get("step")}
+
+
+def speed(train_s, steps, tokens, flops_per_token=None, peak_flops=None):
+    """ms per update, training tokens/s and model FLOP/s over train_s seconds of updates (no evals)."""
+    if not (train_s and steps):
+        return {}
+    rate = tokens / train_s
+    out = {"train_s": round(train_s, 3), "ms_per_iter": round(1e3 * train_s / steps, 3),
+           "train_tokens_per_s": round(rate, 1)}
+    if flops_per_token:
+        out["model_flops_per_s"] = rate * flops_per_token
+        if peak_flops:
+            out.update(peak_flops_per_s=peak_flops,
+                       flops_ratio=float(f'{out["model_flops_per_s"] / peak_flops:.4g}'))
+    return out

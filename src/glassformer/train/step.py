@@ -1,39 +1,66 @@
-"""One optimisation step, shared by every training loop: forward, loss, backward, clip, update;
-and the divergence guard that stops a run whose loss or gradients stop being finite numbers."""
+"""One optimisation step, shared by every training loop: zero the grads; forward, loss and backward
+per micro-batch; clip; update. And the divergence guard that stops a run whose loss or gradients stop
+being finite numbers."""
 import numpy as np
 
 from ..backend import array_module
 from ..errors import UserError
 from ..optim.clipping import clip_grad_norm
-from .parallel import world
 
 MIN_LOSS_SCALE = 2.0 ** -24             # fp16: a scale below this means every step overflows
 
 
-def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.0, scaler=None):
+def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.0):
     """Zero the grads, run forward + loss + backward on each micro-batch, clip, step the optimizer.
 
     micro_batches yields (inputs tuple, targets) and is read lazily, so a batch may be drawn from
     the same generator as the dropout masks of the one before; n_micro is how many it yields
     (backward is scaled by 1/n_micro: the summed grads are the mean). grad_clip bounds the global
-    norm (0: off); a LossScaler unscales, clips and skips inf/nan steps instead. Under mpiexec the
-    grads and loss are then averaged over the ranks (train/parallel.py), before the clip: the norm is
-    the global batch's, and every rank makes the same update.
-    Returns (mean loss as a device scalar, logits of the last micro-batch, pre-clip norm or None).
+    norm (0: off). Returns (mean loss as a device scalar, logits of the last micro-batch, pre-clip
+    norm or None).
     """
     optimizer.zero_grad()
-    loss_sum, logits = 0.0, None
     with quiet():                                           # overflow is the guard's to report
-        for inputs, y in micro_batches:
-            logits = model.forward(*inputs)                 # (B, n_classes) or (B, T, V)
-            loss_sum = loss_sum + loss_fn.forward(logits, y)   # mean over the counted targets
-            model.backward(loss_fn.backward(1.0 / n_micro))    # grads add up across micro-batches
-        loss_sum = world().allreduce_mean(optimizer.pairs, loss_sum)    # several ranks: their mean
-        if scaler is not None:
-            return loss_sum / n_micro, logits, scaler.step(optimizer, optimizer.pairs, grad_clip)
+        loss_sum, logits = forward_backward(model, loss_fn, micro_batches, n_micro)
         norm = clip_grad_norm(optimizer.pairs, grad_clip) if grad_clip > 0 else None
         optimizer.step()
     return loss_sum / n_micro, logits, norm
+
+
+def forward_backward(model, loss_fn, micro_batches, n_micro):
+    """Forward, loss and backward of each micro-batch; (the summed loss, the last logits)."""
+    loss_sum, logits = 0.0, None
+    for inputs, y in micro_batches:
+        logits = model.forward(*inputs)                     # (B, n_classes) or (B, T, V)
+        loss_sum = loss_sum + loss_fn.forward(logits, y)    # mean over the counted targets
+        model.backward(loss_fn.backward(1.0 / n_micro))     # grads add up across micro-batches
+    return loss_sum, logits
+
+
+class WrappedStep:
+    """train_step with features composed around it, made once by the Trainer when a run needs one (a
+    one-process fp32 run never does): reduce(pairs, loss_sum) -> loss_sum runs between backward and
+    the update (data parallel's all-reduce, train/parallel.py: the clip's norm is the global batch's),
+    and update(optimizer, grad_clip) -> pre-clip norm replaces clip and step (fp16's LossScaler)."""
+
+    def __init__(self, reduce=None, update=None):
+        self.reduce, self.update = reduce, update or clip_and_step
+
+    def __call__(self, model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.0):
+        optimizer.zero_grad()
+        with quiet():
+            loss_sum, logits = forward_backward(model, loss_fn, micro_batches, n_micro)
+            if self.reduce is not None:
+                loss_sum = self.reduce(optimizer.pairs, loss_sum)
+            norm = self.update(optimizer, grad_clip)
+        return loss_sum / n_micro, logits, norm
+
+
+def clip_and_step(optimizer, grad_clip):
+    """train_step's update: clip the global norm (0: off), step; the pre-clip norm or None."""
+    norm = clip_grad_norm(optimizer.pairs, grad_clip) if grad_clip > 0 else None
+    optimizer.step()
+    return norm
 
 
 def quiet():

@@ -5,7 +5,6 @@ batches(rng) -> (x, y) function. One NumPy Generator draws the batches and every
 saved state, the parameters and AdamW's moments make a resumed run repeat the straight run exactly.
 """
 import contextlib
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -15,7 +14,7 @@ import numpy as np
 
 from .. import precision
 from ..backend import array_module, synchronize
-from ..checkpoint import (Checkpoint, NonFinite, load_checkpoint, read_meta, restore_optimizer,
+from ..checkpoint import (Checkpoint, NonFinite, load_checkpoint, restore_optimizer,
                           save_checkpoint)
 from ..errors import UserError, stop_softly
 from ..generate import eos_id, generate_tokens
@@ -25,12 +24,13 @@ from ..optim.schedules import warmup_cosine
 from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
-from .parallel import world
-from .progress import fold, format_seconds, progress_line, si, terminal_width
-from .records import read_metrics, write_metrics
+from .epochs import estimate_loss, perplexity
+from .parallel import DataParallel, world
+from .progress import fold, step_line, terminal_width
+from .records import best_saved, read_metrics, speed, write_metrics
 from .resume import keep_schedule, saved_state
-from .step import Diverged, DivergenceGuard, check_finite, train_step
-from .zero import adamw
+from .step import Diverged, DivergenceGuard, WrappedStep, check_finite, train_step
+from .zero import GatherForSaves, ShardedAdamW, adamw
 
 CSV_FIELDS = ("step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s",
               "ms_per_iter", "val_loss", "val_ppl")
@@ -82,26 +82,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def perplexity(loss):
-    """exp(mean cross-entropy in nats): the effective number of equally likely next tokens."""
-    return math.exp(min(loss, 700.0))
-
-
-def estimate_loss(model, loss_fn, batches, n_batches, rng):
-    """Mean loss over n_batches batches in eval mode (no dropout); one host sync at the end."""
-    was_training = model.training
-    model.eval()
-    xp = array_module(model.get_parameters()[0][0])
-    total = 0.0
-    try:
-        for _ in range(n_batches):
-            x, y = batches(rng)
-            total = total + loss_fn.forward(model.forward(xp.asarray(x)), xp.asarray(y))
-    finally:
-        model.train(was_training)
-    return float(total) / n_batches
-
-
 def share_rng(model, rng):
     """Point every Dropout layer at rng, so one saved generator state covers all the randomness."""
     stack = [model]
@@ -113,10 +93,11 @@ def share_rng(model, rng):
 
 
 class Trainer:
-    """Runs TrainConfig.steps AdamW updates of model on batches(rng), evaluating on val_batches."""
+    """Runs TrainConfig.steps updates (AdamW, or the optimizer given) of model on batches(rng)."""
 
     def __init__(self, model, loss_fn, batches, config=None, val_batches=None, tokenizer=None,
-                 task=None, log=sys.stderr, on_log=None, flops_per_token=None, peak_flops=None):
+                 task=None, log=sys.stderr, on_log=None, flops_per_token=None, peak_flops=None,
+                 optimizer=None, rng=None):
         self.model, self.loss_fn, self.batches, self.val_batches = model, loss_fn, batches, val_batches
         self.comm = world()                                 # the ranks of a data-parallel run (parallel.py)
         self.config = config = config or TrainConfig()
@@ -126,25 +107,46 @@ class Trainer:
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops   # model FLOPs; the roof
         if config.sample_every and self.tokenizer is None:
             raise UserError("sample_every needs the tokenizer (Trainer(..., tokenizer=...)) to print text")
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(config.seed) if rng is None else rng   # given: the model's init one
         share_rng(model, self.rng if self.comm.size == 1 else self.comm.dropout_rng)   # ranks: own masks
         named = model.named_parameters()
         self.params = [pg for _, pg in named]
-        self.optimizer = adamw(self.params, self.comm, config.zero_stage, lr=config.lr,
-                               betas=(config.beta1, config.beta2), weight_decay=config.weight_decay,
-                               decay=decay_mask(named))
-        self.zero = hasattr(self.optimizer, "gather_state")  # ZeRO-1 over several ranks (train/zero.py)
+        self.optimizer = optimizer if optimizer is not None else adamw(
+            self.params, self.comm, config.zero_stage, lr=config.lr, betas=(config.beta1, config.beta2),
+            weight_decay=config.weight_decay, decay=decay_mask(named))
         # fp16 policy: dynamic loss scaling (the float32 master weights are the model's own parameters)
         self.scaler = LossScaler() if precision.current().loss_scaling else None
         if self.scaler is not None:                         # loss_fn.backward(d) gives scale * d * grad
             self.loss_fn = self.scaler.scaled(loss_fn)
+        self.wrappers, self.step_fn = self.wrap_step()
         self.guard, self.diverged = DivergenceGuard(self.scaler), None   # diverged: {"step", "reason"}
         self.step, self.tokens_seen, self.elapsed, self.train_s = 0, 0, 0.0, 0.0   # train_s: in steps only
         self.stop_reason, self.width = None, 80
         self.best_val, self.grad_norm = None, None
         self.history = []                                   # one dict per logged/evaluated step
-        self.stop_requested = False
+        self.stop_requested = self.out_of_time = False
         self.run_id = None                                  # the run folder's id (records.claim_run)
+
+    def wrap_step(self):
+        """(wrappers, step function): the features this run needs around train_step, chosen once.
+        A one-process fp32 run has none and runs train_step itself. Each wrapper may define
+        begin_step, batch, reduce, after_step, before_last_save and after_fit (see _each)."""
+        wrappers = []
+        if self.comm.size > 1:
+            wrappers.append(DataParallel(self.comm))        # train/parallel.py
+        if isinstance(self.optimizer, ShardedAdamW):
+            wrappers.append(GatherForSaves(self.optimizer))     # train/zero.py
+        reduce = [w.reduce for w in wrappers if hasattr(w, "reduce")]
+        update = None if self.scaler is None else self.scaler.step     # optim/loss_scaler.py
+        if not (reduce or update):
+            return wrappers, train_step
+        return wrappers, WrappedStep(reduce[0] if reduce else None, update)
+
+    def _each(self, hook, *args):
+        """Run hook(*args) of every wrapper that has it (none in a one-process fp32 run)."""
+        for wrapper in self.wrappers:
+            if hasattr(wrapper, hook):
+                getattr(wrapper, hook)(*args)
 
     # ---- one update ---------------------------------------------------------------------------
 
@@ -152,14 +154,14 @@ class Trainer:
         c = self.config
         return warmup_cosine(step, c.lr, c.warmup_steps, c.steps, c.min_lr)
 
-    def train_step(self):
+    def update(self):
         """One update over accum_steps micro-batches; returns their mean loss as a device scalar."""
         c = self.config
         self.model.train()
         self.optimizer.lr = self.lr_at(self.step)
-        self.comm.begin_step(c.seed, self.step)
-        loss, _, norm = train_step(self.model, self.loss_fn, self.optimizer, self._micro_batches(),
-                                   c.accum_steps, c.grad_clip, self.scaler)
+        self._each("begin_step", self)
+        loss, _, norm = self.step_fn(self.model, self.loss_fn, self.optimizer, self._micro_batches(),
+                                     c.accum_steps, c.grad_clip)
         self.guard.update(self.step + 1, loss, norm)       # NaN/inf: Diverged at the next check
         if norm is not None:                                # device scalar, before clipping
             self.grad_norm = norm
@@ -172,7 +174,9 @@ class Trainer:
         for _ in range(self.config.accum_steps):
             x, y = self.batches(self.rng)                   # the global batch, drawn alike on every rank
             self.tokens_seen += int(y.size)
-            x, y = self.comm.shard(x, y)                    # this rank's rows of it
+            for wrapper in self.wrappers:                   # several ranks: this rank's rows
+                if hasattr(wrapper, "batch"):
+                    x, y = wrapper.batch(x, y)
             x, y = xp.asarray(x), xp.asarray(y)
             yield (x,), y
 
@@ -191,51 +195,25 @@ class Trainer:
         out = Path(c.out_dir) if c.out_dir else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        hard_stop, self.stop_requested, out_of_time = False, False, False
-        t0, elapsed0, first = time.perf_counter(), self.elapsed, self.step
-        window = {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0}
-        self.width = terminal_width()                      # the terminal's ($COLUMNS), 80 in a pipe
+        hard_stop, first, self.stop_requested, self.out_of_time = False, self.step, False, False
+        window = self._window()
         try:
             with self._stop_on_sigint():
-                while self.step < c.steps and not self.stop_requested and not out_of_time:
-                    window["loss"] = window["loss"] + self.train_step()
-                    window["n"] += 1
-                    now = time.perf_counter()
-                    self.elapsed = elapsed0 + now - t0
-                    out_of_time = bool(c.max_time) and now - t0 >= c.max_time
-                    if self.comm.size > 1:                  # every rank stops after the same step
-                        self.stop_requested, out_of_time = self.comm.any(self.comm.interrupted,
-                                                                         out_of_time)
-                    done = self.step == c.steps or out_of_time
-                    if self.zero and (done or self.stop_requested or any(   # rank 0 may save next:
-                            i and self.step % i == 0 for i in (c.eval_interval, c.checkpoint_interval))):
-                        self.optimizer.gather_state()       # every rank sends it its moments
-                    if self.step % c.log_interval == 0 or self.step == 1 or done or self.stop_requested:
+                while self.step < c.steps and not self.stop_requested and not self.out_of_time:
+                    loss = self.update()
+                    self._tick(window, loss)
+                    self._each("after_step", self)          # several ranks: one stop, moments gathered
+                    if self.step % c.log_interval == 0 or self.step == 1 or self.done() \
+                            or self.stop_requested:
                         self._log_progress(window)
-                    evaluate = self.val_batches is not None and (done or c.eval_interval
-                                                                 and self.step % c.eval_interval == 0)
-                    save = out is not None and c.checkpoint_interval \
-                        and self.step % c.checkpoint_interval == 0
-                    sample = c.sample_every and self.step % c.sample_every == 0
-                    if evaluate or save or sample:
-                        with self._paused(window), self._alone():   # not training time, rank 0's
-                            if evaluate:
-                                self._evaluate_and_keep_best(out)
-                            if save:
-                                self.save(out / "last.npz")
-                            if sample:
-                                print(f"--- sample at step {self.step} ---\n{fold(self.sample())}\n---",
-                                      file=self.log, flush=True)
+                    self._evaluate_save_sample(window, out)
         except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
             hard_stop = True
             print(f"\ninterrupted at step {self.step}", file=self.log)
         except Diverged as e:                               # stop; nothing non-finite is saved
             self.diverged = e.record()
             print(f"\n{e}", file=self.log)
-        if self.zero and self.step == first and not hard_stop:
-            self.optimizer.gather_state()                   # no step ran, so no gather yet: rank 0 saves
-        if not hard_stop:
-            self.comm.check_sync(self.params)               # every rank applied the same updates
+        self._each("before_last_save", self, self.step > first, hard_stop)
         interrupted = hard_stop or self.stop_requested
         self.stop_reason = "diverged" if self.diverged else "interrupted" if interrupted else \
             "steps" if self.step >= c.steps else "max_time"
@@ -243,16 +221,61 @@ class Trainer:
             print(f"stopped at step {self.step}: the time budget (max_time) of {c.max_time:g} s is spent",
                   file=self.log)
         if out is not None:
-            if not (hard_stop or self.diverged):            # never save a half-applied update
-                self._save_last(out)
-            write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
-            if self.history:
-                plot_curves(self.history, out / "loss.png", x="step", panels=LOSS_PANELS)
-            if interrupted and (out / "best.npz").exists():
-                print(f"best checkpoint kept: {out / 'best.npz'}", file=self.log)
-        if self.zero:
-            self.optimizer.release_state()                  # rank 0: the whole moments, saved now
+            self._write_end(out, hard_stop, interrupted)
+        self._each("after_fit", self)
         return self.summary(interrupted)
+
+    def _window(self):
+        """The progress window: loss summed since the last line, steps, tokens, and its clocks."""
+        t0 = time.perf_counter()
+        self.width = terminal_width()                      # the terminal's ($COLUMNS), 80 in a pipe
+        return {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0,
+                "elapsed0": self.elapsed}
+
+    def _tick(self, window, loss):
+        """Add a step's loss to the window; the run's elapsed time; out_of_time once max_time is spent."""
+        window["loss"] = window["loss"] + loss
+        window["n"] += 1
+        now = time.perf_counter()
+        self.elapsed = window["elapsed0"] + now - window["start"]
+        self.out_of_time = bool(self.config.max_time) and now - window["start"] >= self.config.max_time
+
+    def done(self):
+        """The last step of this fit: config.steps reached or the time budget spent."""
+        return self.step == self.config.steps or self.out_of_time
+
+    def may_save(self):
+        """True after a step at which rank 0 may write a checkpoint (ZeRO-1 gathers the moments then)."""
+        c = self.config
+        return self.done() or self.stop_requested or any(
+            i and self.step % i == 0 for i in (c.eval_interval, c.checkpoint_interval))
+
+    def _evaluate_save_sample(self, window, out):
+        """Validation, last.npz and a sample where their intervals fall; not training time, rank 0's."""
+        c = self.config
+        evaluate = self.val_batches is not None and (self.done() or c.eval_interval
+                                                     and self.step % c.eval_interval == 0)
+        save = out is not None and c.checkpoint_interval and self.step % c.checkpoint_interval == 0
+        sample = c.sample_every and self.step % c.sample_every == 0
+        if evaluate or save or sample:
+            with self._paused(window), self._alone():
+                if evaluate:
+                    self._evaluate_and_keep_best(out)
+                if save:
+                    self.save(out / "last.npz")
+                if sample:
+                    print(f"--- sample at step {self.step} ---\n{fold(self.sample())}\n---",
+                          file=self.log, flush=True)
+
+    def _write_end(self, out, hard_stop, interrupted):
+        """last.npz (unless a hard stop or divergence), metrics.csv, loss.png at the end of fit."""
+        if not (hard_stop or self.diverged):                # never save a half-applied update
+            self._save_last(out)
+        write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
+        if self.history:
+            plot_curves(self.history, out / "loss.png", x="step", panels=LOSS_PANELS)
+        if interrupted and (out / "best.npz").exists():
+            print(f"best checkpoint kept: {out / 'best.npz'}", file=self.log)
 
     def _save_last(self, out):
         """last.npz at the end of fit; state gone NaN or inf (AdamW's moments, say) stops as diverged."""
@@ -278,26 +301,11 @@ class Trainer:
 
     def best_saved(self):
         """best_val_loss and best_step as best.npz's own header says (what the summary names is there)."""
-        best = Path(self.config.out_dir or ".") / "best.npz"
-        if not self.config.out_dir or not best.exists():
-            return {"best_val_loss": None if self.config.out_dir else self.best_val, "best_step": None}
-        meta, archive = read_meta(best)
-        archive.close()
-        return {"best_val_loss": meta.get("metrics", {}).get("val_loss"), "best_step": meta.get("step")}
+        return best_saved(self.config.out_dir, self.best_val)
 
     def speed(self):
         """ms per update, training tokens/s and model FLOP/s over the time spent in updates (no evals)."""
-        if not (self.train_s and self.step):
-            return {}
-        rate = self.tokens_seen / self.train_s
-        speed = {"train_s": round(self.train_s, 3), "ms_per_iter": round(1e3 * self.train_s / self.step, 3),
-                 "train_tokens_per_s": round(rate, 1)}
-        if self.flops_per_token:
-            speed["model_flops_per_s"] = rate * self.flops_per_token
-            if self.peak_flops:
-                speed.update(peak_flops_per_s=self.peak_flops,
-                             flops_ratio=float(f'{speed["model_flops_per_s"] / self.peak_flops:.4g}'))
-        return speed
+        return speed(self.train_s, self.step, self.tokens_seen, self.flops_per_token, self.peak_flops)
 
     def sample(self, n_tokens=64, temperature=0.8):
         """A short continuation of the current model from the end-of-text token (else a validation
@@ -334,21 +342,10 @@ class Trainer:
         row = self._row()
         row.update(train_loss=loss, tokens_per_s=round(rate, 1), ms_per_iter=round(ms, 3),
                    grad_norm=None if self.grad_norm is None else float(self.grad_norm))
-        parts = [(f"step {self.step:>{len(str(c.steps))}}/{c.steps}",) * 2, (f"loss {loss:.4f}",) * 2,
-                 (f"lr {self.optimizer.lr:.2e}", None), (f"{ms:.1f} ms/it", f"{ms:.1f}ms/it"),
-                 (f"{rate:,.0f} tok/s", f"{si(rate)} tok/s")]
-        if self.flops_per_token:                            # model FLOP/s beside the machine's roof
-            flops = si(rate * self.flops_per_token, "FLOP/s")
-            if self.peak_flops:
-                share = f"{rate * self.flops_per_token / self.peak_flops:.0%}"
-                parts.append((f"{flops} = {share} of {si(self.peak_flops, 'FLOP/s')}", f"{flops} {share}"))
-            else:
-                parts.append((flops, flops))
-        if self.scaler is not None:                         # fp16: the loss scale, steps skipped
-            scale, skipped = self.scaler.scale, self.scaler.skipped_steps
-            parts.append((f"scale {scale:g}, {skipped} skipped", f"x{scale:g} {skipped}skip"))
-        parts.append((f"ETA {format_seconds(eta)}",) * 2)
-        print(progress_line(parts, self.width), file=self.log, flush=True)
+        flops = (rate * self.flops_per_token, self.peak_flops) if self.flops_per_token else None
+        scale = None if self.scaler is None else (self.scaler.scale, self.scaler.skipped_steps)
+        print(step_line(self.step, c.steps, loss, self.optimizer.lr, ms, rate, eta, self.width, flops,
+                        scale), file=self.log, flush=True)
         window.update(loss=0.0, n=0, tokens=self.tokens_seen, t=now)
         if self.on_log is not None:
             self.on_log(self, row)

@@ -87,11 +87,14 @@ class ShardedAdamW(AdamW):
         """Bytes of m and v this rank holds (the ZeRO-1 saving: about 1/N of AdamW's)."""
         return self.m_shard.nbytes + self.v_shard.nbytes
 
-    def step(self, grad_scale=None, found_inf=None):
+    def buffers(self):
+        return [self.m_shard, self.v_shard]
+
+    def step(self):
         """Update this rank's parameters with its moments, then all-gather everyone's."""
         pairs = [(p, g) for p, g, _, _, _, _ in self.owned]
         ms, vs = [m for _, _, m, _, _, _ in self.owned], [v for _, _, _, v, _, _ in self.owned]
-        self.t = adam_step(pairs, ms, vs, self.t, self.settings(), grad_scale, found_inf)
+        self.t = adam_step(pairs, ms, vs, self.t, self.settings())
         self.whole = None                                   # gathered moments are stale now
         if self.comm.size > 1:
             self._all_gather_parameters()
@@ -144,6 +147,26 @@ class ShardedAdamW(AdamW):
         self.m_shard[...] = xp.asarray(self.whole[0][lo:hi])
         self.v_shard[...] = xp.asarray(self.whole[1][lo:hi])
         self.whole = None
+
+
+class GatherForSaves:
+    """The Trainer's ZeRO-1 wrapper: at each step after which rank 0 may save, every rank sends rank 0
+    its moments (a collective, so all call it at the same steps); after the last save rank 0 drops
+    them. Made by the Trainer only for a ShardedAdamW over several ranks."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def after_step(self, trainer):
+        if trainer.may_save():
+            self.optimizer.gather_state()
+
+    def before_last_save(self, trainer, stepped, hard_stop):
+        if not (stepped or hard_stop):                      # no step ran, so no gather yet
+            self.optimizer.gather_state()
+
+    def after_fit(self, trainer):
+        self.optimizer.release_state()                      # rank 0: the whole moments, saved now
 
 
 def describe(optimizer):

@@ -23,24 +23,20 @@ def cache_sized(a):
 
 
 @backend.accelerates("adam_step", device="cpu")
-def adam_step_cpu(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
+def adam_step_cpu(params, ms, vs, t, settings):
     """adam_step(): each (p, g, m, v) in cache-sized pieces, the update as in-place passes."""
-    if found_inf is not None and bool(found_inf):           # a host read: free on NumPy
-        return t
     t += 1
     lr, b1, b2, eps, decoupled, weight_decays = settings
     step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)     # bias corrections
     eps_hat = eps * math.sqrt(1 - b2 ** t)
     for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
         for pieces in zip(*map(cache_sized, (p, g, m, v))):
-            adam_piece(*pieces, wd, lr, b1, b2, decoupled, step_size, eps_hat, grad_scale)
+            adam_piece(*pieces, wd, lr, b1, b2, decoupled, step_size, eps_hat)
     return t
 
 
-def adam_piece(p, g, m, v, wd, lr, b1, b2, decoupled, step_size, eps_hat, grad_scale):
+def adam_piece(p, g, m, v, wd, lr, b1, b2, decoupled, step_size, eps_hat):
     """One Adam/AdamW update of a piece in place: five passes and one scratch buffer."""
-    if grad_scale is not None:
-        g = g * grad_scale
     if wd:
         if decoupled:
             p *= 1.0 - lr * wd                                      # AdamW: shrink the weight itself

@@ -5,20 +5,26 @@ from ...layers.attention import attend, attention_mask, merge_heads as ref_merge
 from ..grading import Fail, close, exercise, expect, randn, same, unpack
 
 
+NO_SCALE = "the scores look unscaled: softmax(q k^T / sqrt(D)), with D the size of one head"
+
+
+def unscaled(q, k, v, allowed):
+    """(y, att) of the slip that forgets 1/sqrt(D): attend() on q * sqrt(D) scores q k^T alone."""
+    return attend(q * np.sqrt(q.shape[-1]), k, v, allowed)
+
+
 @exercise("02")
 def attention_forward(fn, rng):
     q, k, v = randn(rng, 2, 3, 4, 8), randn(rng, 2, 3, 6, 8), randn(rng, 2, 3, 6, 8)
-    y_ref, att_ref = attend(q, k, v, None)
-    y, att = unpack(fn(q.copy(), k.copy(), v.copy(), None), ("y", "att"))
-    close(att, att_ref, "att (no mask)")
-    close(y, y_ref, "y (no mask)")
-    allowed = attention_mask(np, 4, 6, True, np.array([[1, 1, 1, 1, 0, 0], [1] * 6], bool), offset=2)
-    y_ref, att_ref = attend(q, k, v, allowed)
-    y, att = unpack(fn(q.copy(), k.copy(), v.copy(), allowed), ("y", "att"))
-    close(att, att_ref, "att (causal + padding mask)")
-    expect(np.all(np.asarray(att)[~np.broadcast_to(allowed, att_ref.shape)] == 0),
-           "att must be exactly 0 where the mask is False")
-    close(y, y_ref, "y (causal + padding mask)")
+    for allowed, label in ((None, "no mask"), (attention_mask(np, 4, 6, True, np.array(
+            [[1, 1, 1, 1, 0, 0], [1] * 6], bool), offset=2), "causal + padding mask")):
+        (y_ref, att_ref), (y_slip, att_slip) = attend(q, k, v, allowed), unscaled(q, k, v, allowed)
+        y, att = unpack(fn(q.copy(), k.copy(), v.copy(), allowed), ("y", "att"))
+        close(att, att_ref, f"att ({label})", hints=[(att_slip, NO_SCALE)])
+        if allowed is not None:
+            expect(np.all(np.asarray(att)[~np.broadcast_to(allowed, att_ref.shape)] == 0),
+                   "att must be exactly 0 where the mask is False")
+        close(y, y_ref, f"y ({label})", hints=[(y_slip, NO_SCALE)])
     big = 1e3 * q                                           # scores in the thousands
     with np.errstate(all="ignore"):
         _, att = unpack(fn(big, k.copy(), v.copy(), None), ("y", "att"))

@@ -31,13 +31,38 @@ def ce_cases(rng):
     return logits, [(targets, None), (with_pad, -100)]
 
 
+def counted(targets, ignore):
+    """The rows the mean is over: every row, or those whose target is not ignore_index."""
+    return np.ones(len(targets), bool) if ignore is None else targets != ignore
+
+
+def count_slips(total, targets, ignore, what):
+    """(value, hint) for the classic slips of a mean over rows: no division, or by every row."""
+    n = int(counted(targets, ignore).sum())
+    slips = [(total * n, f"{what} is not divided by the count: it is a mean over the {n} counted rows")]
+    if n != len(targets):
+        slips.append((total * n / len(targets), f"{what} is divided by all {len(targets)} rows: divide by "
+                      f"the {n} rows whose target is not ignore_index"))
+    return slips
+
+
+def dlogits_of_mean(logits, targets, ignore):
+    """The right answer, (softmax - one_hot) / count on the counted rows, 0 on the ignored ones."""
+    keep = counted(targets, ignore)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p[np.arange(len(targets)), np.where(keep, targets, 0)] -= 1
+    return p * keep[:, None] / keep.sum()
+
+
 @exercise("06")
 def cross_entropy(fn, rng):
     logits, cases = ce_cases(rng)
     for targets, ignore in cases:
         want = float(cross_entropy_forward(logits, targets, ignore)[0])
         got = fn(logits.copy(), targets.copy(), ignore)
-        close(got, want, f"cross_entropy with ignore_index={ignore}")
+        close(got, want, f"cross_entropy with ignore_index={ignore}",
+              hints=count_slips(want, targets, ignore, "the loss"))
     with np.errstate(all="ignore"):
         got = fn(np.array([[1e4, 0.0], [0.0, 1e4]]), np.array([1, 1]))
     close(got, 5e3, "cross_entropy of logits [[1e4, 0], [0, 1e4]], targets [1, 1] (no overflow)")
@@ -50,6 +75,7 @@ def cross_entropy_grad(fn, rng):
         got = fn(logits.copy(), targets.copy(), ignore)
         x = logits.copy()
         numeric = numeric_vjp(lambda: cross_entropy_forward(x, targets, ignore)[0], {"z": x}, 1.0)["z"]
-        grad_close(got, numeric, f"dlogits with ignore_index={ignore}")
+        grad_close(got, numeric, f"dlogits with ignore_index={ignore}",
+                   hints=count_slips(dlogits_of_mean(logits, targets, ignore), targets, ignore, "the gradient"))
         if ignore is not None:
             expect(not np.asarray(got)[targets == ignore].any(), "ignored rows must get a zero gradient")

@@ -8,16 +8,21 @@ from ...layers.attention import attend_backward as reference_attend_backward
 from ..grading import close, exercise, grad_close, numeric_vjp, randn, unpack
 
 
+NO_TRANSPOSE = "a transpose is missing: dx = dout @ W^T and dW = x^T @ dout (the forward's W, turned round)"
+
+
 @exercise("07")
 def linear_backward(fn, rng):
-    lin = Linear(4, 3, rng, dtype="float64")
-    x, dout = randn(rng, 2, 5, 4), randn(rng, 2, 5, 3)
-    lin.forward(x)
-    dx_ref = lin.backward(dout)
-    dx, dW, db = unpack(fn(x.copy(), lin.W.copy(), dout.copy()), ("dx", "dW", "db"))
-    close(dx, dx_ref, "dx")
-    close(dW, lin.dW, "dW")
-    close(db, lin.db, "db")
+    for d_in, d_out in ((4, 3), (4, 4)):                    # square: a missing transpose keeps the shape
+        lin = Linear(d_in, d_out, rng, dtype="float64")
+        x, dout = randn(rng, 2, 5, d_in), randn(rng, 2, 5, d_out)
+        lin.forward(x)
+        dx_ref = lin.backward(dout)
+        dx, dW, db = unpack(fn(x.copy(), lin.W.copy(), dout.copy()), ("dx", "dW", "db"))
+        size = f" (W {d_in}x{d_out})"
+        close(dx, dx_ref, "dx" + size, hints=[(dout @ lin.W, NO_TRANSPOSE)] if d_in == d_out else ())
+        close(dW, lin.dW, "dW" + size, hints=[(lin.dW.T, NO_TRANSPOSE)] if d_in == d_out else ())
+        close(db, lin.db, "db" + size)
 
 
 @exercise("07")
@@ -77,5 +82,7 @@ def attend_backward(fn, rng):
         numeric = numeric_vjp(lambda: attend(q, k, v, allowed)[0], {"q": q, "k": k, "v": v}, dy)
         label = "no mask" if allowed is None else "causal mask"
         for name, g, w in zip("qkv", got, want):
-            close(g, w, f"d{name} ({label})")
+            slip = [(w * np.sqrt(D), "the 1/sqrt(D) of the scores is missing from the way back: "
+                     "dscores = (the softmax's backward) / sqrt(D)")] if name in "qk" else ()
+            close(g, w, f"d{name} ({label})", hints=slip)
             grad_close(g, numeric[name], f"d{name} ({label})")

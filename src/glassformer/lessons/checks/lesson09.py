@@ -19,6 +19,16 @@ def sgd_momentum_step(fn, rng):
         close(p, ref_p, f"p after step {step + 1}")
 
 
+NO_BIAS_CORRECTION = ("this is the step without bias correction: divide m by (1 - b1^t) and v by (1 - b2^t) "
+                      "before the update, since both start at 0")
+
+
+def adamw_without_bias_correction(p, g, m, v, lr, betas, eps, wd):
+    """The slip's new p: the moments right, the update with m / (sqrt(v) + eps)."""
+    m, v = betas[0] * m + (1 - betas[0]) * g, betas[1] * v + (1 - betas[1]) * g * g
+    return p * (1 - lr * wd) - lr * m / (np.sqrt(v) + eps)
+
+
 @exercise("09")
 def adamw_step(fn, rng):
     for wd in (0.0, 0.1):
@@ -29,9 +39,11 @@ def adamw_step(fn, rng):
             g = randn(rng, 6) * 10.0 ** rng.integers(-3, 2, 6)     # gradients of every size
             ref_g[...] = g
             opt.step()
+            slip = adamw_without_bias_correction(p, g, m, v, 0.01, (0.9, 0.99), 1e-8, wd)
             p, m, v = unpack(fn(p.copy(), g.copy(), m.copy(), v.copy(), t, 0.01, (0.9, 0.99), 1e-8, wd),
                              ("p", "m", "v"))
-            close(p, ref_p, f"p after step {t} (weight_decay={wd})", rtol=1e-7, atol=1e-10)
+            close(p, ref_p, f"p after step {t} (weight_decay={wd})", rtol=1e-7, atol=1e-10,
+                  hints=[(slip, NO_BIAS_CORRECTION)])
 
 
 @exercise("09")

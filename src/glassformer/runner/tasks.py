@@ -1,4 +1,4 @@
-"""The classifier and sentence tasks of train_step_by_step.py: data, model config, metrics, examples."""
+"""The digits and sentences tasks of train_step_by_step.py: data, model config, metrics, examples."""
 from .. import backend
 from ..backend import to_numpy
 from ..generate import generate_tokens
@@ -31,9 +31,10 @@ class DigitsTask:
     def n_train(self):
         return len(self.data["train"][0])
 
-    def train_epoch(self, model, loss_fn, optimizer, batch_size, rng, on_batch):
+    def train_data(self):
+        """(ids (N, T), classes (N,), pad or None): what the epochs shuffle into mini-batches."""
         ids, y, _ = self.data["train"]
-        return training.train_epoch(model, loss_fn, optimizer, ids, y, batch_size, rng, on_batch)
+        return ids, y, None
 
     def evaluate(self, model, loss_fn, split="val"):
         ids, y, _ = self.data[split]
@@ -86,9 +87,9 @@ class SentencesTask:
     def n_train(self):
         return len(self.ids)
 
-    def train_epoch(self, model, loss_fn, optimizer, batch_size, rng, on_batch):
-        return training.train_epoch(model, loss_fn, optimizer, self.ids, self.targets,
-                                    batch_size, rng, on_batch, pad=sentences.PAD)
+    def train_data(self):
+        """(ids (N, T), next words (N, T), pad): pad targets are neither in the loss nor counted."""
+        return self.ids, self.targets, sentences.PAD
 
     def evaluate(self, model, loss_fn, split="val"):
         return training.evaluate_lm(model, loss_fn, self.ids, self.targets, pad=sentences.PAD)
