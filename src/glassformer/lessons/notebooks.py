@@ -1,7 +1,7 @@
 """The lessons as Jupyter notebooks: lessons/NN-*.md -> lessons/notebooks/NN-*.ipynb, through jupytext.
 
 blocks.py's parser cuts a lesson into its fenced blocks; this module writes them as jupytext's
-markdown (each cell fenced or fenced by a region comment) and lets jupytext read that into a notebook:
+markdown (a ```python fence or a region comment per cell) and lets jupytext read that into a notebook:
   ```python (run)      a code cell; metadata glassformer = {lesson, line, kind, needs}
   ```python no-run     a code cell tagged skip-execution (nbclient leaves it unrun), after a note
                        that it needs an NVIDIA GPU
