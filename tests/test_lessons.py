@@ -128,7 +128,8 @@ def run_lesson(path, left_out=None):
     """Run every block of a lesson in order; return [(where, error)] for blocks that failed.
 
     A block that needs data which is not here is not run (nor its output compared): its
-    "line N needs FILE" is appended to `left_out`.
+    "line N needs FILE" is appended to `left_out`. A block that prints with no ```output block
+    right after it fails: every printed result is shown, and so checked.
 
     NumPy's print options start at their defaults, as in a fresh Python: a lesson's output must
     not depend on another lesson's np.set_printoptions.
@@ -140,7 +141,7 @@ def run_lesson(path, left_out=None):
 def _run_blocks(path, left_out):
     namespace = {"__name__": f"lesson_{path.stem.replace('-', '_')}"}
     blocks, failures, printed, n_run = parse_blocks(path), [], None, 0
-    for block in blocks:
+    for i, block in enumerate(blocks):
         if block["kind"] == "run" and block["needs"] and not (SHARED_DATA / block["needs"]).is_file():
             left_out.append(f"line {block['line']} needs {block['needs']}")
             printed = LEFT_OUT                              # its output block is not compared
@@ -155,6 +156,9 @@ def _run_blocks(path, left_out):
             except Exception as e:                          # report which block, then the cause
                 return failures + [(where, f"{type(e).__name__}: {e}")]
             printed = buffer.getvalue()
+            if printed.strip() and not shown_below(blocks, i):
+                failures.append((where, f"it prints, but no ```output block follows it to show what "
+                                        f"(add one, or ```output shape for timings)\n--- printed ---\n{printed}"))
         elif block["kind"] == "output":
             where = f"{path.name}, output block at line {block['line']}"
             if printed is LEFT_OUT:
@@ -170,6 +174,11 @@ def _run_blocks(path, left_out):
         else:
             printed = None
     return failures
+
+
+def shown_below(blocks, i):
+    """Whether the block after blocks[i] is the ```output block that shows what blocks[i] prints."""
+    return i + 1 < len(blocks) and blocks[i + 1]["kind"] == "output"
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
@@ -214,6 +223,18 @@ def test_a_block_that_needs_absent_data_is_left_out_with_its_output(tmp_path):
     assert left_out == ["line 11 needs no-such-folder/file.txt"]
     assert [where for where, _ in failures] == ["99-x.md, output block at line 23"]   # 2 is not 3
     assert lesson_needs(lesson) == []
+
+
+def test_a_block_that_prints_without_an_output_block_fails(tmp_path):
+    """Issue 28: a printed result is shown below its block. A silent block needs no output block; a
+    printing one followed by prose, another block or nothing fails, naming the block and what it printed."""
+    lesson = tmp_path / "99-x.md"
+    lesson.write_text("```python\nx = 1\n```\n\n```python\nprint(x)\n```\n\n```output\n1\n```\n\n"
+                      "```python\nprint(x + 1)\n```\n\nIt prints 2.\n\n```python\nprint(x + 2)\n```\n")
+    failures = run_lesson(lesson)
+    assert [where for where, _ in failures] == ["99-x.md, python block 3 (line 13)",
+                                                "99-x.md, python block 4 (line 19)"]
+    assert "no ```output block follows it" in failures[0][1] and failures[0][1].endswith("2\n")
 
 
 def test_the_course_has_lessons():
