@@ -274,3 +274,58 @@ def test_every_registered_kernel_matches_its_reference(device, scenario, dtype):
     for key in want:
         assert np.shape(got[key]) == np.shape(want[key]), key
         assert rel(got[key], want[key]) <= REFERENCE_TOL[dtype], (key, rel(got[key], want[key]))
+
+
+# ---- the CPU overlay's thread pool: the same numbers at any thread count -------------------------
+
+@pytest.fixture
+def threads():
+    """backend.set_threads for one test, restored (to the environment's default) afterwards."""
+    yield backend.set_threads
+    backend.set_threads(None)
+
+
+def test_the_pool_splits_whole_rows_one_part_a_thread(threads):
+    from glassformer.kernels.cpu.pool import MIN_PART, parts
+    threads(3)
+    spans = parts(1001, 3 * MIN_PART // 1000 + 1)          # 3 parts of >= MIN_PART elements each
+    assert len(spans) == 3 and spans[0][0] == 0 and spans[-1][1] == 1001
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert parts(1001, 8) == [(0, 1001)]                    # too small to be worth a thread
+    threads(1)
+    assert parts(10 ** 6, 512) == [(0, 10 ** 6)]
+
+
+def test_gelu_is_bit_identical_on_1_2_and_3_threads(threads, rng):
+    from glassformer.kernels.cpu.activations import gelu_backward_cpu, gelu_forward_cpu
+    x = (3 * rng.standard_normal((777, 513))).astype(np.float32)     # 6 parts' worth, odd sizes
+    d = rng.standard_normal(x.shape).astype(np.float32)
+    runs = []
+    for n in (1, 2, 3):
+        threads(n)
+        out, cache = gelu_forward_cpu(x)
+        runs.append((out, cache[1], gelu_backward_cpu(d, cache)))
+    for other in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(runs[0], other))
+    np.testing.assert_allclose(runs[0][0], gelu_reference(x), rtol=1e-5, atol=1e-5)
+
+
+def gelu_reference(x):
+    """The tanh GELU in float64."""
+    x = x.astype(np.float64)
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_clear_error(
+        threads, monkeypatch):
+    monkeypatch.setenv(backend.THREADS_ENV, "3")
+    assert backend.cpu_threads() == 3
+    threads(2)
+    assert backend.cpu_threads() == 2
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(backend.UserError, match="whole number of threads"):
+            threads(bad)
+    threads(None)
+    monkeypatch.setenv(backend.THREADS_ENV, "zero")
+    with pytest.raises(backend.UserError, match="GLASSFORMER_THREADS"):
+        backend.cpu_threads()

@@ -8,6 +8,7 @@ import numpy as np
 from ... import backend
 from ...backend import array_module, upcast
 from .reduce import axis_dot, axis_sum
+from .pool import over_rows
 from .tiling import flat_tiles
 
 GELU_C = float(np.sqrt(2.0 / np.pi))                      # a Python float keeps float32 arrays float32
@@ -42,8 +43,11 @@ def gelu_forward_cpu(x):
     xp = array_module(x)
     x1 = x.reshape(-1)
     out, s = xp.empty_like(x1), xp.empty_like(x1)
-    for tile in flat_tiles(x1):
-        gelu_forward_tile(x1[tile], out[tile], s[tile])
+
+    def part(start, stop):                                  # one thread's run, tile by tile
+        for tile in flat_tiles(x1, start, stop):
+            gelu_forward_tile(x1[tile], out[tile], s[tile])
+    over_rows(part, x1.size, xp=xp)
     return out.reshape(x.shape), (x, s.reshape(x.shape))
 
 
@@ -69,12 +73,15 @@ def gelu_backward_cpu(dout, cache):
     d1, x1, s1 = dout.reshape(-1), x.reshape(-1), s.reshape(-1)
     dx = xp.empty(x1.shape, xp.result_type(dout, x))       # mixed dtypes: NumPy's promotion
     g = dx if dx.dtype == x.dtype else xp.empty_like(x1)   # g'(x) in x's dtype
-    tiles = flat_tiles(x1)
-    r = xp.empty_like(g[tiles[0]])                          # scratch for 1 - s, one tile long
-    for tile in tiles:
-        g_tile = g[tile]
-        gelu_backward_tile(x1[tile], s1[tile], g_tile, r[:g_tile.size])
-        xp.multiply(d1[tile], g_tile, out=dx[tile])
+
+    def part(start, stop):                                  # one thread's run, tile by tile
+        tiles = flat_tiles(x1, start, stop)
+        r = xp.empty_like(g[tiles[0]])                      # scratch for 1 - s, one tile long
+        for tile in tiles:
+            g_tile = g[tile]
+            gelu_backward_tile(x1[tile], s1[tile], g_tile, r[:g_tile.size])
+            xp.multiply(d1[tile], g_tile, out=dx[tile])
+    over_rows(part, x1.size, xp=xp)
     return dx.reshape(dout.shape)
 
 
