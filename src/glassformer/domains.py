@@ -116,6 +116,7 @@ class Domain:
 
 
 SEED = Domain(int, 0, 2**32 - 1)                            # every seed: NumPy takes any, a run records 32 bits
+THREADS = Domain(int, 1, 4096)                              # --threads: CPU threads, BLAS and the pool
 
 
 # ---- the machine: memory ----------------------------------------------------------------------
