@@ -296,18 +296,77 @@ def test_the_pool_splits_whole_rows_one_part_a_thread(threads):
     assert parts(10 ** 6, 512) == [(0, 10 ** 6)]
 
 
+def threaded_runs(threads, fn):
+    """fn()'s arrays (fresh inputs each call) on 1, 2 and 3 threads: they must be equal bit for bit."""
+    runs = []
+    for n in (1, 2, 3):
+        threads(n)
+        runs.append([np.asarray(a) for a in fn()])
+    for other in runs[1:]:
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(runs[0], other))
+    return runs[0]
+
+
 def test_gelu_is_bit_identical_on_1_2_and_3_threads(threads, rng):
     from glassformer.kernels.cpu.activations import gelu_backward_cpu, gelu_forward_cpu
     x = (3 * rng.standard_normal((777, 513))).astype(np.float32)     # 6 parts' worth, odd sizes
     d = rng.standard_normal(x.shape).astype(np.float32)
-    runs = []
-    for n in (1, 2, 3):
-        threads(n)
+
+    def run():
         out, cache = gelu_forward_cpu(x)
-        runs.append((out, cache[1], gelu_backward_cpu(d, cache)))
-    for other in runs[1:]:
-        assert all(np.array_equal(a, b) for a, b in zip(runs[0], other))
-    np.testing.assert_allclose(runs[0][0], gelu_reference(x), rtol=1e-5, atol=1e-5)
+        return out, cache[1], gelu_backward_cpu(d, cache)
+    out = threaded_runs(threads, run)[0]
+    np.testing.assert_allclose(out, gelu_reference(x), rtol=1e-5, atol=1e-5)
+
+
+ROWS = (3, 4, 67, 257)                                      # 206k numbers: 3 parts on 3 threads
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_softmax_attention_and_layer_norm_rows_are_bit_identical_on_1_2_and_3_threads(threads, rng, dtype):
+    from glassformer.kernels.cpu import activations as A, attention as At, norm as N
+    z = (4 * rng.standard_normal(ROWS)).astype(dtype)
+    d = rng.standard_normal(ROWS).astype(dtype)
+    q, k, v = (rng.standard_normal((2, 3, 129, 64)).astype(dtype) for _ in range(3))   # 3 x 129 x 129 x 2
+    allowed = attention_mask(np, 129, 129, causal=True)
+    gamma, beta = (rng.standard_normal(257).astype(dtype) for _ in range(2))
+
+    def run():
+        p = A.softmax_cpu(z)
+        y, att = At.attend_cpu(q, k, v, allowed)
+        out, (x_hat, rstd) = N.layer_norm_forward_cpu(z, gamma, beta, 1e-5)
+        dgamma, dbeta = np.zeros(257, np.float32), np.zeros(257, np.float32)
+        dx = N.layer_norm_backward_cpu(d, (x_hat, rstd), gamma, dgamma, dbeta)
+        return (p, A.softmax_backward_cpu(d, p), y, att, *At.attend_backward_cpu(y, q, k, v, att),
+                out, x_hat, rstd, dx, dgamma, dbeta)
+    p = threaded_runs(threads, run)[0]
+    with backend.use_overlay(False):
+        from glassformer.layers.activations import softmax
+        np.testing.assert_allclose(p, softmax(z.astype(np.float32)), rtol=1e-5, atol=1e-6)
+
+
+def test_cross_entropy_adam_and_the_clip_norm_are_bit_identical_on_1_2_and_3_threads(threads, rng):
+    from glassformer.kernels.cpu import loss as L, optim as O
+    logits = (3 * rng.standard_normal((391, 513))).astype(np.float32)
+    targets = rng.integers(0, 513, 391)
+    targets[::7] = -100
+    p0 = rng.standard_normal(300_001).astype(np.float32)  # 5 cache-sized pieces, one short
+    g = rng.standard_normal(p0.size).astype(np.float32)
+    w0 = rng.standard_normal((300, 301)).astype(np.float32)
+    gw = rng.standard_normal(w0.shape).astype(np.float32)
+
+    def run():
+        loss, cache = L.cross_entropy_forward_cpu(logits, targets, ignore_index=-100)
+        params = [(p0.copy(), g), (w0.copy(), gw)]
+        ms = [np.zeros_like(p0), np.zeros_like(w0)]
+        vs = [np.ones_like(p0), np.ones_like(w0)]
+        t = O.adam_step_cpu(params, ms, vs, 0, (1e-3, 0.9, 0.999, 1e-8, True, (0.1, 0.0)))
+        t = O.adam_step_cpu(params, ms, vs, t, (1e-3, 0.9, 0.999, 1e-8, True, (0.1, 0.0)))
+        return (loss, L.cross_entropy_backward_cpu(np.float32(1.0), cache), params[0][0], params[1][0],
+                *ms, *vs, O.grad_norm_cpu(params))
+    out = threaded_runs(threads, run)
+    np.testing.assert_allclose(out[-1], np.sqrt((g.astype(np.float64) ** 2).sum() + (gw.astype(np.float64)
+                                                                                      ** 2).sum()), rtol=1e-5)
 
 
 def gelu_reference(x):
