@@ -7,8 +7,7 @@ import numpy as np
 
 from ... import backend
 from ...backend import array_module, upcast
-from .reduce import axis_dot, axis_sum, row_dot, row_sum
-from .pool import over_rows
+from .reduce import axis_dot, axis_sum
 from .tiling import flat_tiles
 
 GELU_C = float(np.sqrt(2.0 / np.pi))                      # a Python float keeps float32 arrays float32
@@ -16,42 +15,21 @@ GELU_C = float(np.sqrt(2.0 / np.pi))                      # a Python float keeps
 
 @backend.accelerates("softmax", device="cpu")
 def softmax_cpu(z, axis=-1):
-    """softmax(): exp in place, the row sums as e @ ones; 16-bit z in float32; rows over the pool."""
+    """softmax(): exp in place, the row sums as e @ ones; 16-bit z in float32."""
     xp = array_module(z)
     z = upcast(z)                                           # 16-bit in: exp and sum in float32
-    if axis not in (-1, z.ndim - 1) or z.size == 0:
-        e = z - z.max(axis=axis, keepdims=True)
-        xp.exp(e, out=e)                                    # in place: no second temporary
-        e /= axis_sum(e, axis)
-        return e
-    z2 = z.reshape(-1, z.shape[-1])                         # (N, S)
-    e = xp.empty_like(z2)
-
-    def part(a, b):                                         # rows a:b, as one thread would do them
-        ea = xp.subtract(z2[a:b], z2[a:b].max(axis=-1, keepdims=True), out=e[a:b])
-        xp.exp(ea, out=ea)
-        ea /= row_sum(ea)                                   # over the last axis: e @ ones
-    over_rows(part, *z2.shape, xp=xp)
-    return e.reshape(z.shape)
+    e = z - z.max(axis=axis, keepdims=True)
+    xp.exp(e, out=e)                                        # in place: no second temporary
+    e /= axis_sum(e, axis)                                  # over the last axis: e @ ones
+    return e
 
 
 @backend.accelerates("softmax_backward", device="cpu")
 def softmax_backward_cpu(dprobs, probs, axis=-1):
     """softmax_backward(): <dprobs, probs> as one dot product per row, no product array."""
-    if axis not in (-1, probs.ndim - 1) or probs.size == 0 or dprobs.shape != probs.shape:
-        dz = dprobs - axis_dot(dprobs, probs, axis)
-        dz *= probs
-        return dz
-    xp = array_module(probs)
-    S = probs.shape[-1]
-    d2, p2 = dprobs.reshape(-1, S), probs.reshape(-1, S)
-    dz = xp.empty(d2.shape, xp.result_type(dprobs, probs))
-
-    def part(a, b):
-        da = xp.subtract(d2[a:b], row_dot(d2[a:b], p2[a:b]), out=dz[a:b])
-        da *= p2[a:b]
-    over_rows(part, *d2.shape, xp=xp)
-    return dz.reshape(probs.shape)
+    dz = dprobs - axis_dot(dprobs, probs, axis)
+    dz *= probs
+    return dz
 
 
 @backend.accelerates("gelu_forward", device="cpu")
@@ -64,11 +42,8 @@ def gelu_forward_cpu(x):
     xp = array_module(x)
     x1 = x.reshape(-1)
     out, s = xp.empty_like(x1), xp.empty_like(x1)
-
-    def part(start, stop):                                  # one thread's run, tile by tile
-        for tile in flat_tiles(x1, start, stop):
-            gelu_forward_tile(x1[tile], out[tile], s[tile])
-    over_rows(part, x1.size, xp=xp)
+    for tile in flat_tiles(x1):
+        gelu_forward_tile(x1[tile], out[tile], s[tile])
     return out.reshape(x.shape), (x, s.reshape(x.shape))
 
 
@@ -94,15 +69,12 @@ def gelu_backward_cpu(dout, cache):
     d1, x1, s1 = dout.reshape(-1), x.reshape(-1), s.reshape(-1)
     dx = xp.empty(x1.shape, xp.result_type(dout, x))       # mixed dtypes: NumPy's promotion
     g = dx if dx.dtype == x.dtype else xp.empty_like(x1)   # g'(x) in x's dtype
-
-    def part(start, stop):                                  # one thread's run, tile by tile
-        tiles = flat_tiles(x1, start, stop)
-        r = xp.empty_like(g[tiles[0]])                      # scratch for 1 - s, one tile long
-        for tile in tiles:
-            g_tile = g[tile]
-            gelu_backward_tile(x1[tile], s1[tile], g_tile, r[:g_tile.size])
-            xp.multiply(d1[tile], g_tile, out=dx[tile])
-    over_rows(part, x1.size, xp=xp)
+    tiles = flat_tiles(x1)
+    r = xp.empty_like(g[tiles[0]])                          # scratch for 1 - s, one tile long
+    for tile in tiles:
+        g_tile = g[tile]
+        gelu_backward_tile(x1[tile], s1[tile], g_tile, r[:g_tile.size])
+        xp.multiply(d1[tile], g_tile, out=dx[tile])
     return dx.reshape(dout.shape)
 
 

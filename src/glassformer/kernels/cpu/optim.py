@@ -8,7 +8,6 @@ import numpy as np
 
 from ... import backend
 from ...backend import array_module, upcast
-from .pool import over_rows
 
 CACHE_SIZED = 1 << 16                   # elements: 256 KB of float32 per array in one Adam call
 SHORT = 1 << 16                         # numbers: a float32 dot this long is as accurate as a pairwise sum
@@ -32,14 +31,9 @@ def adam_step_cpu(params, ms, vs, t, settings, grad_scale=None, found_inf=None):
     lr, b1, b2, eps, decoupled, weight_decays = settings
     step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)     # bias corrections
     eps_hat = eps * math.sqrt(1 - b2 ** t)
-    work = [(pieces, wd) for (p, g), m, v, wd in zip(params, ms, vs, weight_decays)
-            for pieces in zip(*map(cache_sized, (p, g, m, v)))]
-
-    def run(a, b):                                          # pieces a:b: one thread's share
-        for pieces, wd in work[a:b]:
+    for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
+        for pieces in zip(*map(cache_sized, (p, g, m, v))):
             adam_piece(*pieces, wd, lr, b1, b2, decoupled, step_size, eps_hat, grad_scale)
-    over_rows(run, len(work), sum(pieces[0].size for pieces, _ in work) // max(len(work), 1),
-              xp=array_module(params[0][0]) if params else np, align=1)
     return t
 
 
@@ -81,7 +75,4 @@ def sum_squares_cpu(g):
 def grad_norm_cpu(params):
     """grad_norm(): the sum of squares over the same cache-sized pieces as the Adam update."""
     xp = array_module(params[0][1])
-    pieces = [piece for _, g in params for piece in cache_sized(g)]
-    shares = over_rows(lambda a, b: [sum_squares_cpu(piece) for piece in pieces[a:b]], len(pieces),
-                       sum(piece.size for piece in pieces) // max(len(pieces), 1), xp=xp, align=1)
-    return xp.sqrt(sum(s for share in shares for s in share))   # each piece's sum alone, added in order
+    return xp.sqrt(sum(sum_squares_cpu(piece) for _, g in params for piece in cache_sized(g)))

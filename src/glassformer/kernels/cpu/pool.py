@@ -1,11 +1,14 @@
 """A thread pool for the overlay's element-wise chains: one big array's rows split over the cores.
 
-NumPy releases the GIL inside its ufunc loops, so the parts of one chain of passes (GELU, a softmax,
-a LayerNorm) can run at once on several threads. Each part is a run of whole rows (or of a flat
+NumPy releases the GIL inside its ufunc loops, so the parts of one chain of passes (the
+cross-entropy's log-softmax and its gradient) can run at once on several threads. Each part is a run of whole rows (or of a flat
 array's elements) done exactly as one thread would do it: no reduction is ever split, so the numbers
 are the same bit for bit at any thread count (tests/test_backend_kernels.py checks 1, 2 and 3). The
 count is backend.cpu_threads() (--threads, GLASSFORMER_THREADS, else every core), the BLAS's too.
-An array under MIN_PART elements a part runs on the calling thread: handing work over costs ~50 us.
+Measured on a 2-core machine shared with other work (bench/threads.py): two threads were slower
+than one for parts of 0.4M numbers (GELU, 256 x 3072) and 2M (AdamW's pieces, the clip norm), and
+faster (0.8x) for the 6.4M of cross-entropy's 256 x 50257 logits, so only the cross-entropy uses the
+pool, and only for arrays of at least 2 x MIN_PART numbers.
 """
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +16,7 @@ import numpy as np
 
 from ... import backend
 
-MIN_PART = 1 << 16                      # elements: below 2 x this an array is not worth splitting
+MIN_PART = 1 << 22                      # elements: below 2 x this an array is not worth splitting
 ALIGN = 64                              # rows: every part but the last is a multiple of this long
 _pool = [None, 0]                       # the executor and its thread count, made on first use
 

@@ -13,9 +13,9 @@ from ...backend import array_module
 TILE = 1 << 15                          # elements: 128 KB of float32 per array, a few fit in L2
 
 
-def flat_tiles(x, start=0, stop=None):
-    """Slices covering x.reshape(-1)[start:stop] in order, TILE elements each (the last may be shorter)."""
-    stop = x.size if stop is None else stop
-    if array_module(x) is not np or stop - start <= TILE:
-        return [slice(start, stop)]
-    return [slice(i, min(i + TILE, stop)) for i in range(start, stop, TILE)]
+def flat_tiles(x):
+    """Slices covering x.reshape(-1) in order, TILE elements each (the last may be shorter)."""
+    n = x.size
+    if array_module(x) is not np or n <= TILE:
+        return [slice(0, n)]
+    return [slice(i, min(i + TILE, n)) for i in range(0, n, TILE)]
