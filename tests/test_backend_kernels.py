@@ -326,6 +326,15 @@ def test_cross_entropy_is_bit_identical_on_1_2_and_3_threads(threads, rng):
                                    rtol=1e-6)
 
 
+def test_the_pool_s_workers_keep_the_caller_s_errstate(threads):
+    from glassformer.kernels.cpu.pool import over_rows
+    threads(2)
+    seen = []
+    with np.errstate(over="raise"):
+        over_rows(lambda a, b: seen.append(np.geterr()["over"]), 10 ** 6, 1 << 12)
+    assert seen == ["raise", "raise"]
+
+
 def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_clear_error(monkeypatch):
     monkeypatch.setenv(backend.THREADS_ENV, "3")
     try:

@@ -10,6 +10,7 @@ than one for parts of 0.4M numbers (GELU, 256 x 3072) and 2M (AdamW's pieces, th
 faster (0.8x) for the 6.4M of cross-entropy's 256 x 50257 logits, so only the cross-entropy uses the
 pool, and only for arrays of at least 2 x MIN_PART numbers.
 """
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -46,10 +47,14 @@ def parts(n_rows, row_size=1, xp=np, align=ALIGN):
 
 
 def each(fn, spans):
-    """fn(start, stop) for every span: on the pool when there are several, else here; results in order."""
+    """fn(start, stop) for every span: on the pool when there are several, else here; results in order.
+
+    Each runs in a copy of the caller's context: np.errstate lives in a context variable, so a
+    worker keeps the caller's (train_step's quiet overflow) instead of its own thread's default."""
     if len(spans) == 1:
         return [fn(*spans[0])]
-    return list(executor(backend.cpu_threads()).map(lambda span: fn(*span), spans))
+    jobs = [(contextvars.copy_context(), span) for span in spans]   # one context each: not shareable
+    return list(executor(backend.cpu_threads()).map(lambda job: job[0].run(fn, *job[1]), jobs))
 
 
 def over_rows(fn, n_rows, row_size=1, xp=np, align=ALIGN):
