@@ -336,6 +336,9 @@ def test_the_pool_s_workers_keep_the_caller_s_errstate(threads):
 
 
 def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_clear_error(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert backend.cpu_threads() == 5                       # the BLAS's own setting is kept
     monkeypatch.setenv(backend.THREADS_ENV, "3")
     try:
         assert backend.cpu_threads() == 3

@@ -321,16 +321,22 @@ def use_overlay(enabled):
 # ---- CPU threads: the BLAS's and the CPU overlay's thread pool, one number ----------------------
 
 THREADS_ENV = "GLASSFORMER_THREADS"                     # a whole number >= 1; default: every core
+BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # what the BLAS itself read at start-up
 _threads = None                                         # set_threads' number, once called
 
 
 def cpu_threads():
-    """The CPU threads to use: set_threads' number, else GLASSFORMER_THREADS, else this process's cores."""
+    """The CPU threads to use: set_threads' number, else GLASSFORMER_THREADS, else the BLAS's own
+    setting (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS: kept, never overridden), else every core."""
     if _threads is not None:
         return _threads
     raw = os.environ.get(THREADS_ENV, "").strip()
     if raw:
         return parse_threads(raw, THREADS_ENV)
+    for name in BLAS_ENVS:
+        raw = os.environ.get(name, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            return int(raw)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
