@@ -2,6 +2,7 @@
 the REPL, by --init-from and by python -m glassformer.export. The folders are made here, with HF's
 tensor names and config keys, and a GPT-2 forward written out in NumPy checks what we compute."""
 import json
+import mmap
 import shutil
 import warnings
 from pathlib import Path
@@ -127,6 +128,21 @@ def test_a_gpt2_folder_loads_and_computes_gpt2_s_logits(tmp_path, rng, prefix, m
     logits = ckpt.model.eval().forward(IDS)
     assert logits.dtype == np.float32
     np.testing.assert_allclose(logits, reference_logits(arrays, IDS), atol=1e-4, rtol=1e-4)
+
+
+def test_the_weights_are_views_of_the_mapped_file_and_training_never_writes_it(tmp_path, rng):
+    folder = write_folder(tmp_path / "gpt2", gpt2_arrays(rng))
+    before = (folder / "model.safetensors").read_bytes()
+    model = load_checkpoint(folder).model
+    for name, (p, g) in model.named_parameters():            # no copy before first use
+        root = p
+        while isinstance(root, np.ndarray) and root.base is not None:
+            root = root.base
+        assert isinstance(getattr(root, "obj", root), mmap.mmap), name   # frombuffer: a memoryview
+        assert p.flags.writeable and not np.shares_memory(p, g)
+    model.tok_emb.W[...] = 0.0                                  # an update copies the page it touches
+    model.blocks[0].ffn.fc1.W += 1.0
+    assert (folder / "model.safetensors").read_bytes() == before
 
 
 def test_the_logits_equal_our_own_model_built_from_the_same_arrays(tmp_path, rng):

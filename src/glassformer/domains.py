@@ -117,6 +117,7 @@ class Domain:
 
 SEED = Domain(int, 0, 2**32 - 1)                            # every seed: NumPy takes any, a run records 32 bits
 LEARNING_RATE = Domain(float, 1e-12, 10.0)                   # every learning rate
+THREADS = Domain(int, 1, 4096)                              # --threads: CPU threads, BLAS and the pool
 
 
 # ---- the machine: memory ----------------------------------------------------------------------
