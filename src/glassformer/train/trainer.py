@@ -19,8 +19,7 @@ from ..checkpoint import (Checkpoint, NonFinite, load_checkpoint, restore_optimi
 from ..errors import UserError, stop_softly
 from ..generate import eos_id, generate_tokens
 from ..layers.dropout import Dropout
-from ..optim.optimizers import decay_mask
-from ..optim.schedules import warmup_cosine
+from ..optim.optimizers import decay_mask, warmup_cosine
 from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
