@@ -18,7 +18,7 @@ from glassformer.kernels import activations, attention, common, loss, norm, opti
 from glassformer.layers.attention import attend, attend_backward, attention_mask
 from glassformer.layers import GELU, LayerNorm
 from glassformer.layers.loss import CrossEntropyLoss
-from glassformer.optim.clipping import sum_squares
+from glassformer.optim.optimizers import sum_squares
 from glassformer.optim.optimizers import Adam, AdamW
 
 TOL = {"float64": 1e-12, "float32": 1e-5, "float16": 5e-3}

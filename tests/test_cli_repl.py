@@ -21,7 +21,7 @@ from glassformer.generate import TextStream, generate_text, generate_tokens
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import ModelConfig, build_model, lm_config
 from glassformer.optim.optimizers import Adam, AdamW, decay_mask
-from glassformer.optim.schedules import warmup_cosine
+from glassformer.optim.optimizers import warmup_cosine
 from glassformer.tasks import digits
 from glassformer.tokenizers import ByteLevelBPE, CharTokenizer, WordTokenizer
 

@@ -18,7 +18,7 @@ from glassformer.data import lm_batches
 from glassformer.models import lm_config
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import DecoderLM, build_model
-from glassformer.optim.schedules import warmup_cosine
+from glassformer.optim.optimizers import warmup_cosine
 from glassformer.tokenizers import CharTokenizer, tokenizer_from_dict
 from glassformer.generate import generate_tokens
 

@@ -7,8 +7,7 @@ import pytest
 from glassformer.layers import Linear
 from glassformer.models import DecoderLM, ModelConfig
 from glassformer.optim.optimizers import SGD, Adam, AdamW, decay_mask
-from glassformer.optim.clipping import clip_grad_norm, grad_norm, sum_squares
-from glassformer.optim.schedules import warmup_cosine
+from glassformer.optim.optimizers import clip_grad_norm, grad_norm, sum_squares, warmup_cosine
 
 
 def pair(rng, shape=(3, 4)):

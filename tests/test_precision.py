@@ -17,7 +17,7 @@ from glassformer.models import lm_config
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model
 from glassformer.optim.optimizers import SGD, Adam, AdamW
-from glassformer.optim.clipping import clip_grad_norm
+from glassformer.optim.optimizers import clip_grad_norm
 
 
 @pytest.fixture(autouse=True)

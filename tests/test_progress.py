@@ -60,3 +60,47 @@ def test_a_narrow_terminal_cuts_the_line(monkeypatch):
     meter = Meter("a long description of the job", total=10, unit=" things", stream=io.StringIO())
     meter.set(10)
     assert len(meter.line()) == 40
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal: the meter draws its bar there."""
+
+    def isatty(self):
+        return True
+
+
+def small_trainer(log):
+    """A Trainer of a tiny char LM, a log line each step, on the given log stream."""
+    import numpy as np
+    from glassformer.data import lm_batches
+    from glassformer.layers.loss import CrossEntropyLoss
+    from glassformer.models import build_model, lm_config
+    from glassformer.train import TrainConfig, Trainer
+    model = build_model(lm_config("tiny", 11, d_model=8, n_heads=2, n_layers=1, max_len=8),
+                        np.random.default_rng(0))
+    config = TrainConfig(steps=3, warmup_steps=1, log_interval=1, eval_interval=0)
+    return Trainer(model, CrossEntropyLoss(), lm_batches(np.arange(200) % 11, 2, 8), config, log=log)
+
+
+def test_in_a_pipe_pipe_lines_false_prints_only_the_written_lines():
+    out = io.StringIO()
+    meter = Meter("train", total=10, unit=" steps", stream=out, pipe_lines=False)
+    for step in range(1, 11):
+        meter.set(step)
+        if step % 5 == 0:
+            meter.write(f"step {step}")
+    meter.close()
+    assert out.getvalue() == "step 5\nstep 10\n"
+    assert meter.remaining() == 0.0 and Meter("x").remaining() is None
+
+
+def test_the_trainer_logs_through_the_meter():
+    pipe, terminal = io.StringIO(), Terminal()
+    small_trainer(pipe).fit()
+    small_trainer(terminal).fit()
+    heads = ["step 1/3", "step 2/3", "step 3/3"]
+    assert [line.split(" | ")[0] for line in pipe.getvalue().splitlines()] == heads   # a pipe: as before
+    text = terminal.getvalue()                                  # a terminal: the same lines, the bar below
+    assert [line.split(" | ")[0] for line in lines_of(text) if line.startswith("step ")] == heads
+    assert "\rtrain: " in text and lines_of(text)[-1].startswith("train: 3/3 steps (100%)")
+    assert "loss " in lines_of(text)[-1]

@@ -23,7 +23,7 @@ from .errors import UserError, parse_value, typed_setting  # noqa: F401  (parse_
 from .layers.loss import CrossEntropyLoss
 from .models import ModelConfig, build_model
 from .optim.optimizers import SGD, AdamW
-from .optim.schedules import warmup_cosine
+from .optim.optimizers import warmup_cosine
 from .research import EncoderDecoder, EncoderDecoderConfig, Muon, ToyConfig, build_toy_model
 from .tasks import BOS, EOS, IGNORE, PAD, load_dataset, make_task, task_class
 from .train import new_run_dir, read_metrics, train_step, write_json, write_metrics

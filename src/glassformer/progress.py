@@ -111,8 +111,9 @@ class Meter:
     a log it is a plain line each tenth of the total (every `every_s` seconds when the total is not
     known) and a last one at close, so a log stays readable and 80 columns wide. Counts are given in
     their own units and shown times `scale` (bytes as MB: unit " MB", scale 1e-6) with `digits`
-    decimals; `initial`: the count it starts from (a resumed run's step), left out of the rate. A
-    training run's log lines go through write(), above the bar:
+    decimals; `initial`: the count it starts from (a resumed run's step), left out of the rate.
+    pipe_lines=False: in a pipe the meter prints no line of its own, only write()'s (a training run's
+    log lines are its record there). A training run's log lines go through write(), above the bar:
 
         meter = Meter("train", total=max_steps, unit=" steps", stream=log, initial=start_step)
         for step in ...: meter.set(step + 1)    # or meter.update(1), meter.set(done, note="loss 1.23")
@@ -121,7 +122,7 @@ class Meter:
     """
 
     def __init__(self, desc, total=None, unit="", stream=None, live=None, scale=1, digits=0, initial=0,
-                 every_s=30.0):
+                 every_s=30.0, pipe_lines=True):
         self.stream = sys.stderr if stream is None else stream
         self.live = is_terminal(self.stream) if live is None else live
         self.total, self.scale = total or None, scale       # 0 or None: no total, no ETA
@@ -129,6 +130,7 @@ class Meter:
         self.options = dict(desc=desc, unit=unit, unit_scale=True, bar_format=form,
                             total=self.total * scale if self.total else None, initial=initial * scale)
         self.n, self.note, self.every_s, self.printed = initial, "", every_s, None
+        self.initial, self.pipe_lines = initial, pipe_lines
         self.tenth = int(10 * initial // self.total) if self.total else 0
         self.start = self.last = time.perf_counter()
         self.bar = self._tqdm() if self.live else None
@@ -136,7 +138,8 @@ class Meter:
 
     def _tqdm(self):
         from tqdm import tqdm
-        return tqdm(file=self.stream, mininterval=0.25, ncols=terminal_width() - 1, leave=True, **self.options)
+        return tqdm(file=self.stream, mininterval=0.25, ncols=terminal_width() - 1, leave=True, position=0,
+                    **self.options)                         # position 0: one meter at a time, never nested
 
     def update(self, n=1, note=None):
         """n more done (in the counts' own units: merges, bytes, tokens)."""
@@ -150,7 +153,7 @@ class Meter:
             if note is not None:
                 self.bar.set_postfix_str(note, refresh=False)
             self.bar.update(step * self.scale)
-        elif self._due():
+        elif self.pipe_lines and self._due():
             self._print()
 
     def _due(self):
@@ -164,6 +167,13 @@ class Meter:
         due = now - self.last >= self.every_s
         self.last = now if due else self.last
         return due
+
+    def remaining(self):
+        """Seconds left at the mean rate since the start (counts from `initial` on); None without a total."""
+        if not self.total:
+            return None
+        done = self.n - self.initial
+        return (time.perf_counter() - self.start) / max(done, 1) * (self.total - self.n)
 
     def line(self):
         """The meter as one line of text, cut to the width."""
@@ -189,7 +199,7 @@ class Meter:
             return
         if self.bar is not None:
             self.bar.close()
-        elif self.printed != (self.n, self.note):
+        elif self.pipe_lines and self.printed != (self.n, self.note):
             self._print()
         self.closed = True
 

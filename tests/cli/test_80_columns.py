@@ -121,4 +121,5 @@ def test_the_live_line_never_reaches_the_edge(monkeypatch):
     progress.on_batch(312, 313, 0.5)
     progress.end_epoch({"epoch": 300, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.4,
                         "val_acc": 0.9, "seconds": 1234.5}, True)
-    assert out.getvalue().startswith("\repoch 300/300") and not wide_lines(out.getvalue(), width=79)
+    text = out.getvalue()
+    assert text.startswith("\repochs: ") and "\repoch 300/300" in text and not wide_lines(text, width=79)

@@ -1,4 +1,4 @@
-"""What every command shares: flag types, exit codes, the run folder, the progress line, token labels."""
+"""What every command shares: flag types, exit codes, the run folder, the epochs' progress, token labels."""
 import math
 import os
 import time
@@ -13,7 +13,7 @@ from ..domains import Domain
 from ..errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError   # noqa: F401  (the CLI's exit codes)
 from ..errors import Parser   # noqa: F401  (every command's parser: UserError lines, the closest flag)
 from ..files import run_lock
-from ..progress import duration, first_fit, terminal_width
+from ..progress import Meter, duration, first_fit, terminal_width
 from ..train.records import check_run_files, claim_run
 
 
@@ -110,44 +110,32 @@ def unicode_ok(stream):
 # ---------------------------------------------------------------- progress line
 
 class Progress:
-    """The classifier epochs' line (digits, sentences): rewritten with \\r on a terminal, one plain line
-    per epoch otherwise; its ETA in progress.duration's format, as the meter's."""
+    """The classifier epochs (digits, sentences) on the one meter (progress.Meter): a line per epoch,
+    written through it; on a terminal the meter below them (`epochs: 2.3/20.0 (11%), ...`, rewritten
+    in place) notes the loss and the last validation accuracy, and only the best, every ~25th and
+    the last epoch's lines stay. Their ETA is the meter's, in progress.duration's format."""
 
     def __init__(self, out, live, epochs, n_batches, first_epoch):
-        self.out, self.live, self.epochs, self.n_batches = out, live, epochs, n_batches
-        self.first_epoch, self.epoch, self.start = first_epoch, first_epoch, time.perf_counter()
-        self.last_draw, self.last_acc, self.width = 0.0, None, 0
-        self.batch, self.columns = 0, terminal_width() - 1  # a live line that wraps is half rewritten
+        self.live, self.epochs, self.n_batches = live, epochs, n_batches
+        self.epoch, self.last_acc = first_epoch, None
+        self.meter = Meter("epochs", epochs * n_batches, "", out, live=live, initial=first_epoch * n_batches,
+                           scale=1 / n_batches, digits=1, pipe_lines=False)   # counts batches, shows epochs
+        self.columns = terminal_width() - 1                 # a line as wide as the terminal wraps
         self.every = max(1, epochs // 25)                   # terminal: keep ~25 epoch lines
 
-    def eta(self, batches_left):
-        done = (self.epoch - self.first_epoch) * self.n_batches + self.batch
-        rate = (time.perf_counter() - self.start) / max(done, 1)
-        return duration(rate * batches_left)
-
     def begin(self, epoch):
-        self.epoch, self.batch = epoch, 0
+        self.epoch = epoch
 
     def on_batch(self, i, n_batches, loss):
-        self.batch = i + 1
-        now = time.perf_counter()
-        if not self.live or (now - self.last_draw < 0.1 and i + 1 < n_batches):
-            return
-        self.last_draw = now
-        left = (self.epochs - self.epoch) * self.n_batches + n_batches - i - 1
-        acc = "" if self.last_acc is None else f"  val acc {self.last_acc:.3f}"
-        self._draw(f"epoch {self.epoch}/{self.epochs}  batch {i + 1}/{n_batches}  loss "
-                   f"{float(loss):.4f}{acc}  ETA {self.eta(left)}")
-
-    def _draw(self, text):
-        text = text[:self.columns]
-        print("\r" + text.ljust(self.width), end="", file=self.out, flush=True)
-        self.width = len(text)
+        """Batch i of this epoch done; on a terminal the meter notes the loss and val accuracy."""
+        acc = "" if self.last_acc is None else f" val acc {self.last_acc:.3f}"
+        note = f"loss {float(loss):.4f}{acc}" if self.live else None
+        self.meter.set((self.epoch - 1) * self.n_batches + i + 1, note)
 
     def end_epoch(self, row, is_best):
         self.last_acc = row["val_acc"]
-        left = (self.epochs - self.epoch) * self.n_batches
-        epoch, best, eta = f"epoch {row['epoch']}/{self.epochs}", "  *best" if is_best else "", self.eta(left)
+        eta = duration(self.meter.remaining())
+        epoch, best = f"epoch {row['epoch']}/{self.epochs}", "  *best" if is_best else ""
         train, val = (f"{row['train_loss']:.4f}", f"{row['train_acc']:.3f}"), \
             (f"{row['val_loss']:.4f}", f"{row['val_acc']:.3f}")
         text = first_fit([f"{epoch}  batch {self.n_batches}/{self.n_batches}  loss {train[0]}  acc "
@@ -155,16 +143,8 @@ class Progress:
                           f"ETA {eta}{best}",                 # a narrow terminal: the short form
                           f"{epoch} loss {train[0]} acc {train[1]} val {val[0]} acc {val[1]} "
                           f"{row['seconds']:.1f}s ETA {eta}{best[1:]}"], self.columns + (not self.live))
-        keep = not self.live or is_best or self.epoch % self.every == 0 or self.epoch == self.epochs
-        if self.live:
-            self._draw(text)
-            if keep:
-                print(file=self.out, flush=True)
-                self.width = 0
-        elif keep:
-            print(text, file=self.out, flush=True)
+        if not self.live or is_best or self.epoch % self.every == 0 or self.epoch == self.epochs:
+            self.meter.write(text)
 
     def close(self):
-        if self.live and self.width:
-            print(file=self.out, flush=True)
-            self.width = 0
+        self.meter.close()

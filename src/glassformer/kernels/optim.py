@@ -1,6 +1,6 @@
 """Optimizer kernels on CuPy: Adam/AdamW in one pass per parameter, the sum of squares of a gradient.
 
-Laid over optim.optimizers.adam_step and optim.clipping.sum_squares; tested against them.
+Laid over optim.optimizers.adam_step and optim.optimizers.sum_squares; tested against them.
 """
 import numpy as np
 

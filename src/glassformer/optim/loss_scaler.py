@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import array_module
-from .clipping import grad_norm
+from .optimizers import grad_norm
 
 
 class LossScaler:

@@ -1,5 +1,57 @@
-"""Optimizers that update live (param, grad) pairs in place: SGD with momentum, Adam, AdamW."""
+"""What a training step does after backward, in one file: the learning-rate schedule (warm-up, then
+cosine), the global gradient norm and clipping, and the optimizers that update live (param, grad)
+pairs in place: SGD with momentum, Adam, AdamW.
+
+@accelerated (backend.py) marks a reference a faster kernel of the same name may stand in for: the
+CPU overlay's (kernels/cpu/optim.py) on NumPy arrays, the CUDA one (kernels/optim.py) on CuPy
+arrays; with the overlay off (--reference, GLASSFORMER_REFERENCE=1) the function below is what runs.
+Either way it is the definition: the kernels are tested against it.
+"""
+import math
+
 from ..backend import accelerated, array_module, flat_offset
+
+
+# ---- the learning-rate schedule ---------------------------------------------------------------
+
+def warmup_cosine(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
+    """lr at `step` (0-based): linear from 0 over warmup_steps, then cosine from max_lr to min_lr."""
+    if warmup_steps and step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+# ---- the global gradient norm and clipping ----------------------------------------------------
+
+@accelerated
+def sum_squares(g):
+    """sum(g * g) as a 0-d value; float16 gradients are squared in float32 (their squares overflow)."""
+    if g.dtype == "float16":
+        g = g.astype("float32")
+    return (g * g).sum()
+
+
+@accelerated
+def grad_norm(params):
+    """The global L2 norm of the gradients, a 0-d array in their precision (no host sync)."""
+    xp = array_module(params[0][1])
+    return xp.sqrt(sum(sum_squares(g) for _, g in params))
+
+
+def clip_grad_norm(params, max_norm):
+    """Scale every gradient so their global L2 norm is at most max_norm; returns the norm before."""
+    xp = array_module(params[0][1])
+    total = grad_norm(params)
+    scale = xp.minimum(1.0, max_norm / (total + 1e-6))
+    for _, g in params:
+        g *= scale.astype(g.dtype)
+    return total
+
+
+# ---- the optimizers ---------------------------------------------------------------------------
 
 
 def decay_mask(named_parameters):
@@ -121,7 +173,8 @@ class SGD(Optimizer):
 def adam_step(params, ms, vs, t, settings):
     """One Adam/AdamW update of every (p, g) and its moments (ms, vs) in place; returns the new step t.
 
-    settings: (lr, beta1, beta2, eps, decoupled, weight decays).
+    settings: (lr, beta1, beta2, eps, decoupled, weight decays). @accelerated: with the overlay on, the
+    CPU's cache-sized version (kernels/cpu/optim.py) or the CUDA kernel runs instead; this defines both.
     """
     t += 1
     lr, b1, b2, eps, decoupled, weight_decays = settings

@@ -139,8 +139,7 @@ class QATrainer(Trainer):
         metrics = super().evaluate()
         tok = tokenizer_from_dict(self.tokenizer)
         metrics["val_exact_match"] = em = exact_match(self.model, tok, self.held_out)
-        print(f"step {self.step}: exact match {em:.4f} on {len(self.held_out)} held-out pairs (greedy)",
-              file=self.log, flush=True)
+        self.say(f"step {self.step}: exact match {em:.4f} on {len(self.held_out)} held-out pairs (greedy)")
         return metrics
 
 

@@ -1,4 +1,5 @@
-"""What a resumed LM run must agree with: the saved trainer state's types, and the run's schedule.
+"""What a resumed LM run must agree with: the saved trainer state's types, and the run's schedule;
+and share_rng, which lets one saved Generator cover every dropout mask.
 
 The warm-up + cosine is a property of the run (planned for its total steps, saved in every
 checkpoint): a resume keeps it, unless the caller extends the run, which re-plans the cosine only.
@@ -7,6 +8,7 @@ from dataclasses import replace
 
 from ..checkpoint import FLOAT, NAT, check_schema
 from ..errors import UserError
+from ..layers.dropout import Dropout
 
 SCHEDULE = ("steps", "warmup_steps", "lr", "min_lr")
 TRAINER_STATE = {"best_val?": (FLOAT, None), "tokens_seen?": NAT, "elapsed?": FLOAT, "train_s?": FLOAT,
@@ -45,3 +47,13 @@ def schedule_note(planned, steps):
     return (f"{how} the run: its cosine now ends at step {steps} instead of {planned}"
             + ("" if steps > planned else ", so the learning rate falls faster from here")
             + "; warm-up and learning rates as planned")
+
+
+def share_rng(model, rng):
+    """Point every Dropout layer at rng, so one saved generator state covers all the randomness."""
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, Dropout):
+            layer.rng = rng
+        stack.extend(layer.children().values())

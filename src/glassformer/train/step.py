@@ -5,7 +5,7 @@ import numpy as np
 
 from ..backend import array_module
 from ..errors import UserError
-from ..optim.clipping import clip_grad_norm
+from ..optim.optimizers import clip_grad_norm
 
 MIN_LOSS_SCALE = 2.0 ** -24             # fp16: a scale below this means every step overflows
 

@@ -18,17 +18,15 @@ from ..checkpoint import (Checkpoint, NonFinite, load_checkpoint, restore_optimi
                           save_checkpoint)
 from ..errors import UserError, stop_softly
 from ..generate import eos_id, generate_tokens
-from ..layers.dropout import Dropout
-from ..optim.optimizers import decay_mask
-from ..optim.schedules import warmup_cosine
+from ..optim.optimizers import decay_mask, warmup_cosine
 from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
 from .epochs import estimate_loss, perplexity
 from .parallel import DataParallel, world
-from .progress import fold, step_line, terminal_width
+from .progress import Meter, fold, step_line, terminal_width
 from .records import best_saved, read_metrics, speed, write_metrics
-from .resume import keep_schedule, saved_state
+from .resume import keep_schedule, saved_state, share_rng
 from .step import Diverged, DivergenceGuard, WrappedStep, check_finite, train_step
 from .zero import GatherForSaves, ShardedAdamW, adamw
 
@@ -82,16 +80,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def share_rng(model, rng):
-    """Point every Dropout layer at rng, so one saved generator state covers all the randomness."""
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        if isinstance(layer, Dropout):
-            layer.rng = rng
-        stack.extend(layer.children().values())
-
-
 class Trainer:
     """Runs TrainConfig.steps updates (AdamW, or the optimizer given) of model on batches(rng)."""
 
@@ -121,7 +109,7 @@ class Trainer:
         self.wrappers, self.step_fn = self.wrap_step()
         self.guard, self.diverged = DivergenceGuard(self.scaler), None   # diverged: {"step", "reason"}
         self.step, self.tokens_seen, self.elapsed, self.train_s = 0, 0, 0.0, 0.0   # train_s: in steps only
-        self.stop_reason, self.width = None, 80
+        self.stop_reason, self.width, self.meter = None, 80, None   # meter: while fit runs
         self.best_val, self.grad_norm = None, None
         self.history = []                                   # one dict per logged/evaluated step
         self.stop_requested = self.out_of_time = False
@@ -209,26 +197,31 @@ class Trainer:
                     self._evaluate_save_sample(window, out)
         except KeyboardInterrupt:                           # a second Ctrl-C: stop at once
             hard_stop = True
-            print(f"\ninterrupted at step {self.step}", file=self.log)
+            self.say(f"\ninterrupted at step {self.step}")
         except Diverged as e:                               # stop; nothing non-finite is saved
             self.diverged = e.record()
-            print(f"\n{e}", file=self.log)
+            self.say(f"\n{e}")
+        finally:
+            self.meter.close()                              # its last state stays on a terminal
+            self.meter = None
         self._each("before_last_save", self, self.step > first, hard_stop)
         interrupted = hard_stop or self.stop_requested
         self.stop_reason = "diverged" if self.diverged else "interrupted" if interrupted else \
             "steps" if self.step >= c.steps else "max_time"
         if self.stop_reason == "max_time":
-            print(f"stopped at step {self.step}: the time budget (max_time) of {c.max_time:g} s is spent",
-                  file=self.log)
+            self.say(f"stopped at step {self.step}: the time budget (max_time) of {c.max_time:g} s is spent")
         if out is not None:
             self._write_end(out, hard_stop, interrupted)
         self._each("after_fit", self)
         return self.summary(interrupted)
 
     def _window(self):
-        """The progress window: loss summed since the last line, steps, tokens, and its clocks."""
+        """The progress window: loss summed since the last line, steps, tokens, and its clocks; the
+        meter (a bar on a terminal; in a pipe only the log lines, which go through it)."""
         t0 = time.perf_counter()
         self.width = terminal_width()                      # the terminal's ($COLUMNS), 80 in a pipe
+        self.meter = Meter("train", self.config.steps, " steps", self.log, initial=self.step,
+                           pipe_lines=False)
         return {"loss": 0.0, "n": 0, "tokens": self.tokens_seen, "t": t0, "start": t0,
                 "elapsed0": self.elapsed}
 
@@ -236,6 +229,7 @@ class Trainer:
         """Add a step's loss to the window; the run's elapsed time; out_of_time once max_time is spent."""
         window["loss"] = window["loss"] + loss
         window["n"] += 1
+        self.meter.set(self.step)
         now = time.perf_counter()
         self.elapsed = window["elapsed0"] + now - window["start"]
         self.out_of_time = bool(self.config.max_time) and now - window["start"] >= self.config.max_time
@@ -264,8 +258,7 @@ class Trainer:
                 if save:
                     self.save(out / "last.npz")
                 if sample:
-                    print(f"--- sample at step {self.step} ---\n{fold(self.sample())}\n---",
-                          file=self.log, flush=True)
+                    self.say(f"--- sample at step {self.step} ---\n{fold(self.sample())}\n---")
 
     def _write_end(self, out, hard_stop, interrupted):
         """last.npz (unless a hard stop or divergence), metrics.csv, loss.png at the end of fit."""
@@ -275,7 +268,7 @@ class Trainer:
         if self.history:
             plot_curves(self.history, out / "loss.png", x="step", panels=LOSS_PANELS)
         if interrupted and (out / "best.npz").exists():
-            print(f"best checkpoint kept: {out / 'best.npz'}", file=self.log)
+            self.say(f"best checkpoint kept: {out / 'best.npz'}")
 
     def _save_last(self, out):
         """last.npz at the end of fit; state gone NaN or inf (AdamW's moments, say) stops as diverged."""
@@ -283,14 +276,15 @@ class Trainer:
             self.save(out / "last.npz")
         except Diverged as e:
             self.diverged, self.stop_reason = e.record(), "diverged"
-            print(f"\n{e}", file=self.log)
+            self.say(f"\n{e}")
 
     def summary(self, interrupted=False):
         last = next((r for r in reversed(self.history) if r.get("val_loss") is not None), {})
         train = next((r for r in reversed(self.history) if r.get("train_loss") is not None), {})
         return {"step": self.step, "train_loss": train.get("train_loss"),
-                "val_loss": last.get("val_loss"), "val_ppl": last.get("val_ppl"),
-                **self.best_saved(), "tokens": self.tokens_seen, "diverged": self.diverged,
+                "val_loss": last.get("val_loss"), "val_ppl": last.get("val_ppl"),   # best: best.npz's header
+                **best_saved(self.config.out_dir, self.best_val), "tokens": self.tokens_seen,
+                "diverged": self.diverged,
                 "precision": precision.current().name, "world_size": self.comm.size,
                 "zero_stage": self.config.zero_stage, "moment_bytes": self.optimizer.moment_bytes(),
                 "loss_scale": None if self.scaler is None else self.scaler.scale,
@@ -298,10 +292,6 @@ class Trainer:
                 "elapsed_s": round(self.elapsed, 3),
                 "tokens_per_s": self.tokens_seen / self.elapsed if self.elapsed else None,
                 "interrupted": interrupted, "stop_reason": self.stop_reason, **self.speed()}
-
-    def best_saved(self):
-        """best_val_loss and best_step as best.npz's own header says (what the summary names is there)."""
-        return best_saved(self.config.out_dir, self.best_val)
 
     def speed(self):
         """ms per update, training tokens/s and model FLOP/s over the time spent in updates (no evals)."""
@@ -320,6 +310,13 @@ class Trainer:
         new = generate_tokens(self.model, ids, n_tokens, temperature=temperature, seed=self.step,
                               eos_id=eos, vocab_size=tok.vocab_size)
         return tok.decode((ids if eos is None else []) + [i for i in new if i != eos])
+
+    def say(self, text):
+        """A line of the run's log; while fit runs, through the meter (above its bar on a terminal)."""
+        if self.meter is not None:
+            self.meter.write(text)
+        else:
+            print(text, file=self.log, flush=True)
 
     def _row(self):
         """The history row of the current step (log and evaluation of one step share a row)."""
@@ -344,8 +341,9 @@ class Trainer:
                    grad_norm=None if self.grad_norm is None else float(self.grad_norm))
         flops = (rate * self.flops_per_token, self.peak_flops) if self.flops_per_token else None
         scale = None if self.scaler is None else (self.scaler.scale, self.scaler.skipped_steps)
-        print(step_line(self.step, c.steps, loss, self.optimizer.lr, ms, rate, eta, self.width, flops,
-                        scale), file=self.log, flush=True)
+        self.meter.set(self.step, note=f"loss {loss:.4f}")
+        self.say(step_line(self.step, c.steps, loss, self.optimizer.lr, ms, rate, eta, self.width, flops,
+                           scale))
         window.update(loss=0.0, n=0, tokens=self.tokens_seen, t=now)
         if self.on_log is not None:
             self.on_log(self, row)
@@ -359,8 +357,8 @@ class Trainer:
             self.best_val = metrics["val_loss"]
             if out is not None:
                 self.save(out / "best.npz", metrics)
-        print(f"step {self.step}: val loss {metrics['val_loss']:.4f}, perplexity "
-              f"{metrics['val_ppl']:.2f}{' (best)' if best else ''}", file=self.log, flush=True)
+        self.say(f"step {self.step}: val loss {metrics['val_loss']:.4f}, perplexity "
+                 f"{metrics['val_ppl']:.2f}{' (best)' if best else ''}")
         if out is not None:
             write_metrics(out / "metrics.csv", CSV_FIELDS, self.history)
 
@@ -393,7 +391,7 @@ class Trainer:
 
         def first():
             self.stop_requested = True
-            print("\nstopping after this step (Ctrl-C again to stop at once)", file=self.log)
+            self.say("\nstopping after this step (Ctrl-C again to stop at once)")
         return stop_softly(first)
 
     # ---- files --------------------------------------------------------------------------------
@@ -425,7 +423,7 @@ class Trainer:
             raise UserError("the checkpoint holds no RNG state: it was not written by Trainer.save")
         self.config, note = keep_schedule(self.config, extra.get("train_config") or {}, extend)
         if note:
-            print(note, file=self.log)
+            self.say(note)
         self.model.load_state_dict(ckpt.model.state_dict())
         restore_optimizer(self.optimizer, ckpt)
         self.rng.bit_generator.state = ckpt.meta["rng_state"]   # in place: dropout layers share it

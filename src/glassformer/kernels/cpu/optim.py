@@ -1,6 +1,6 @@
 """Adam over cache-sized pieces, and the sum of squares as BLAS dot products over the same pieces.
 
-Laid over optim.optimizers.adam_step, optim.clipping.sum_squares and optim.clipping.grad_norm.
+Laid over adam_step, sum_squares and grad_norm of optim/optimizers.py.
 """
 import math
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ...optim import SGD, AdamW
-from ...optim.schedules import warmup_cosine as reference_schedule
+from ...optim.optimizers import warmup_cosine as reference_schedule
 from ..grading import close, exercise, randn, unpack
 
 
