@@ -9,11 +9,13 @@ in its own words and failed. conftest.py prints the tally by cause.
 """
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 GOOD = ("refused", "ok")
 BAD = ("traceback", "hang", "silent", "data loss", "unbounded", "failed")   # failed: a case's own assert
 TALLY = Counter()                                  # (cause, outcome) -> cases
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
+WORKERS = 3                                        # subprocess cases at once (CI has 2 cores; they mostly wait)
 ERROR_LINE = re.compile(r"^error: \S", re.M)
 
 
@@ -52,3 +54,10 @@ def summary():
     return (f"hostile suite: {sum(causes.values()):,} generated inputs "
             f"({', '.join(f'{c} {n}' for c, n in sorted(causes.items()))}); "
             + ", ".join(f"{b} {n}" for b, n in bad.items()))
+
+
+def pooled(jobs, workers=WORKERS):
+    """{key: a done Future of job()} of independent subprocess cases, `workers` at a time: each keeps its own
+    timeout, and a test's future.result() re-raises what its job raised, in that test only."""
+    with ThreadPoolExecutor(workers) as pool:
+        return {key: pool.submit(job) for key, job in jobs.items()}

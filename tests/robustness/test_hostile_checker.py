@@ -9,8 +9,9 @@ exit status 1, bounded output, one clear FAIL line for the hostile exercise (eve
 that does not load) and no traceback.
 
 The checker runs in a forked copy of this process that ends the way `python -m` does (non-daemon threads
-joined, atexit handlers run, then the exit status), so the suite fits its time; a few cases run the real
-command line too. --timeout is short here (SECONDS) so that the endless cases cost little.
+joined, atexit handlers run, then the exit status), WORKERS of them at once (most wait on a timeout), so
+the suite fits its time; a few cases run the real command line too. --timeout is short here (SECONDS) so
+that the endless cases cost little.
 """
 import atexit
 import io
@@ -31,6 +32,7 @@ from glassformer.errors import run_main
 from glassformer.cli.lessons import main
 from glassformer.lessons.grading import CHECKS
 from glassformer.lessons.runner import LESSONS
+from hostile import WORKERS
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 0.5                               # --timeout of every case
@@ -177,39 +179,78 @@ def run_checker(argv, bound):
     """(exit status, output kept, bytes printed, seconds) of `python -m glassformer.lessons *argv`, forked.
 
     The fork ends as the interpreter would after `raise SystemExit(run_main(main))`; it is killed past bound."""
-    read, write = os.pipe()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:                                            # the checker: never returns into pytest
-        os._exit(checker_process(argv, read, write))
-    os.close(write)
-    kept, printed, status = bytearray(), 0, None
+    return run_checkers({0: (argv, bound)})[0]
+
+
+class Forked:
+    """One forked checker: its pid, the read end of its output, what it printed, and how it ended."""
+
+    def __init__(self, argv, bound):
+        read, write = os.pipe()
+        self.start, self.bound = time.monotonic(), bound
+        self.pid = os.fork()
+        if self.pid == 0:                                   # the checker: never returns into pytest
+            os._exit(checker_process(argv, read, write))
+        os.close(write)
+        self.read, self.kept, self.printed, self.status, self.seconds = read, bytearray(), 0, None, None
+
+    def drain(self):
+        """Read what it printed (up to one block): the bytes read, 0 at the end of its output, None when
+        nothing is ready."""
+        if not select.select([self.read], [], [], 0)[0]:
+            return None
+        data = os.read(self.read, 1 << 16)
+        self.kept += data[:KEPT - len(self.kept)]
+        self.printed += len(data)
+        return len(data)
+
+    def poll(self):
+        """True once it has ended (its output read to the end) or was killed past its bound."""
+        done, wait_status = os.waitpid(self.pid, os.WNOHANG)
+        if done:
+            self.status, self.seconds = wait_status, time.monotonic() - self.start
+            while self.drain():
+                pass
+        elif time.monotonic() - self.start > self.bound:
+            self.seconds = time.monotonic() - self.start
+            self.kill()
+        else:
+            return False
+        os.close(self.read)
+        return True
+
+    def kill(self):
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os.waitpid(self.pid, 0)
+
+    def result(self):
+        code = None if self.status is None else os.waitstatus_to_exitcode(self.status)
+        return code, self.kept.decode("utf-8", errors="replace"), self.printed, self.seconds
+
+
+def run_checkers(jobs, workers=WORKERS):
+    """{key: run_checker's result} of jobs {key: (argv, bound)}, `workers` forked checkers at a time."""
+    waiting, running, results = list(jobs.items()), {}, {}
     try:
-        while status is None:
-            left = start + bound - time.monotonic()
-            if left <= 0:
-                break
-            if select.select([read], [], [], min(left, 0.05))[0]:
-                data = os.read(read, 1 << 16)
-                kept += data[:KEPT - len(kept)]
-                printed += len(data)
-            done, wait_status = os.waitpid(pid, os.WNOHANG)
-            status = wait_status if done else None
-        seconds = time.monotonic() - start
-        while status is not None and select.select([read], [], [], 0)[0] and (data := os.read(read, 1 << 16)):
-            kept += data[:KEPT - len(kept)]
-            printed += len(data)
+        while waiting or running:
+            while waiting and len(running) < workers:
+                key, (argv, bound) = waiting.pop(0)
+                running[key] = Forked(argv, bound)
+            ready = select.select([f.read for f in running.values()], [], [], 0.05)[0]
+            for key, forked in list(running.items()):
+                if forked.read in ready:
+                    forked.drain()
+                if forked.poll():
+                    results[key] = forked.result()
+                    del running[key]
     finally:
-        if status is None:
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            os.waitpid(pid, 0)
-        os.close(read)
-    code = None if status is None else os.waitstatus_to_exitcode(status)
-    return code, kept.decode("utf-8", errors="replace"), printed, seconds
+        for forked in running.values():                     # an error in this loop: no checker left behind
+            forked.kill()
+    return results
 
 
 def checker_process(argv, read, write):
@@ -237,14 +278,28 @@ def checker_process(argv, read, write):
         return 99
 
 
+def bound_of(lesson):
+    """Seconds a checker of lesson may take: each check's timeout, one more, and SLACK."""
+    return (len(CHECKS[lesson]) + 1) * SECONDS + SLACK
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    """{case: run_checker's result} of every case, WORKERS checkers at a time, each in its own folder."""
+    jobs = {}
+    for lesson, where, act in CASES:
+        folder = tmp_path_factory.mktemp(f"{lesson}-{where}-{act}")
+        (folder / f"{LESSONS[lesson]}.py").write_text(student_file(lesson, where, act), encoding="utf-8")
+        jobs[lesson, where, act] = (["check", lesson, "--dir", str(folder), "--timeout", str(SECONDS)],
+                                    bound_of(lesson))
+    return run_checkers(jobs)
+
+
 @pytest.mark.parametrize("lesson, where, act", CASES, ids=[f"{lesson}-{where}-{act}" for lesson, where, act in CASES])
-def test_a_hostile_student_file_is_one_failed_check(tmp_path, lesson, where, act):
-    (tmp_path / f"{LESSONS[lesson]}.py").write_text(student_file(lesson, where, act), encoding="utf-8")
+def test_a_hostile_student_file_is_one_failed_check(checked, lesson, where, act):
     names = list(CHECKS[lesson])
-    bound = (len(names) + 1) * SECONDS + SLACK
-    code, out, printed, seconds = run_checker(["check", lesson, "--dir", str(tmp_path), "--timeout", str(SECONDS)],
-                                              bound)
-    assert code is not None, f"the checker did not end within {bound:g} s"
+    code, out, printed, seconds = checked[lesson, where, act]
+    assert code is not None, f"the checker did not end within {bound_of(lesson):g} s"
     assert code == 1, f"exit status {code}: {out[-2000:]}"
     assert printed < (len(names) + 1) * 12_000, f"{printed} bytes of output: {out[:300]}"
     assert "Traceback" not in out, out[-2000:]

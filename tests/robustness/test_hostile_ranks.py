@@ -21,13 +21,14 @@ import pytest
 from glassformer.cli import train
 from glassformer.errors import UserError
 from glassformer.train import agree
-from hostile import judge
+from hostile import judge, pooled
 from tools import tool
 
 REPO = Path(__file__).resolve().parents[2]
 CAUSE = "ranks"
 FIX = "start every rank with the same flags"
 TIMEOUT_S = int(os.environ.get("GLASSFORMER_HOSTILE_RANKS_TIMEOUT", "60"))   # per mpiexec run
+MPI_WORKERS = 2                                            # mpiexec runs at once: two ranks each, 2 cores
 TEXT = "".join(f"the {w} fox jumps over the lazy dog number {i}. "
                for i, w in enumerate(["quick", "slow", "red", "brown"] * 60))
 # a short --task lm run every rank starts from; each case changes one flag on rank 1
@@ -375,9 +376,32 @@ MPI_CASES = [(flag, value, f"ranks disagree on {flag}: rank 0 has ") for flag, v
 
 @pytest.fixture
 def mpi_dir(tmp_path):
-    (tmp_path / "t.txt").write_text(TEXT)
-    (tmp_path / "u.txt").write_text(TEXT + " a new line of other text!")
-    return tmp_path
+    return texts_in(tmp_path)
+
+
+def texts_in(folder):
+    (folder / "t.txt").write_text(TEXT)
+    (folder / "u.txt").write_text(TEXT + " a new line of other text!")
+    return folder
+
+
+PATCHES = {"tokens": (OTHER_TOKENS, "the training tokens"), "chars": (OTHER_CHARS, "the vocabulary size")}
+LOCAL_FLAGS = {"log": [("--log-interval", "1")], "out": [("--out", "elsewhere")]}
+
+
+@pytest.fixture(scope="module")
+def mpi_runs(tmp_path_factory):
+    """{case: (its folder, run_ranks' result)} of every mpiexec case that starts from the one run (RUN on
+    t.txt, rank 1 changed), MPI_WORKERS runs at once, each in its own folder."""
+    jobs = {}
+    for key, flags, patch in [*[(("flag", f, v), [(f, v)], "") for f, v, _ in MPI_CASES],
+                              *[(("patch", name), (), code) for name, (code, _) in PATCHES.items()],
+                              *[(("local", name), flags, "") for name, flags in LOCAL_FLAGS.items()]]:
+        folder = texts_in(tmp_path_factory.mktemp("mpi"))
+        jobs[key] = (lambda folder=folder, flags=flags, patch=patch:
+                     (folder, run_ranks(folder, RUN + ["--data", "t.txt", "--out", str(folder / "r")], flags,
+                                        patch=patch)))
+    return pooled(jobs, MPI_WORKERS)
 
 
 def judged_mpi(rc, err, hung, must_refuse=True):
@@ -390,9 +414,8 @@ def judged_mpi(rc, err, hung, must_refuse=True):
 @needs_mpi
 @pytest.mark.slow                                           # ~3 s each on 2 idle cores
 @pytest.mark.parametrize("flag, value, said", MPI_CASES, ids=[f"{f}={v}" for f, v, _ in MPI_CASES])
-def test_mpiexec_rank_1_with_another_flag_stops_both_at_once(flag, value, said, mpi_dir):
-    rc, err, hung = run_ranks(mpi_dir, RUN + ["--data", "t.txt", "--out", str(mpi_dir / "r")],
-                              [(flag, value)])
+def test_mpiexec_rank_1_with_another_flag_stops_both_at_once(flag, value, said, mpi_runs):
+    mpi_dir, (rc, err, hung) = mpi_runs["flag", flag, value].result()
     assert judged_mpi(rc, err, hung) == "refused"
     assert said in err, err[-2000:]
     assert not (mpi_dir / "r").exists()                     # stopped before the run directory
@@ -400,12 +423,12 @@ def test_mpiexec_rank_1_with_another_flag_stops_both_at_once(flag, value, said, 
 
 @needs_mpi
 @pytest.mark.slow
-@pytest.mark.parametrize("patch, named", [(OTHER_TOKENS, "the training tokens"),
-                                          (OTHER_CHARS, "the vocabulary size")], ids=["tokens", "chars"])
-def test_mpiexec_same_path_other_bytes_is_named(patch, named, mpi_dir):
+@pytest.mark.parametrize("patch", PATCHES)
+def test_mpiexec_same_path_other_bytes_is_named(patch, mpi_runs):
     """The same --data path holding other text on rank 1's machine: found in the second exchange,
     before the first all-reduce (it died with MPICH's "Message truncated", exit 142)."""
-    rc, err, hung = run_ranks(mpi_dir, RUN + ["--data", "t.txt", "--out", str(mpi_dir / "r")], patch=patch)
+    named = PATCHES[patch][1]
+    _, (rc, err, hung) = mpi_runs["patch", patch].result()
     assert judged_mpi(rc, err, hung) == "refused"
     assert f"ranks disagree on {named}: rank 0 has " in err and "give every rank the same files" in err, err
 
@@ -430,9 +453,9 @@ def test_mpiexec_resume_of_another_checkpoint_at_the_same_path_is_named(mpi_dir,
 
 @needs_mpi
 @pytest.mark.slow
-@pytest.mark.parametrize("flags", [[("--log-interval", "1")], [("--out", "elsewhere")]], ids=["log", "out"])
-def test_mpiexec_flags_only_rank_0_reads_may_differ(flags, mpi_dir):
-    rc, err, hung = run_ranks(mpi_dir, RUN + ["--data", "t.txt", "--out", str(mpi_dir / "r")], flags)
+@pytest.mark.parametrize("flags", LOCAL_FLAGS)
+def test_mpiexec_flags_only_rank_0_reads_may_differ(flags, mpi_runs):
+    mpi_dir, (rc, err, hung) = mpi_runs["local", flags].result()
     assert judged_mpi(rc, err, hung, must_refuse=False) == "ok"
     assert (mpi_dir / "r" / "last.npz").exists() and not (mpi_dir / "elsewhere").exists()
 
