@@ -10,18 +10,23 @@ from . import layers, models, research
 TOLERANCE = 1e-6
 
 
+def central_difference(f, x, index, h=1e-5):
+    """df/dx[index] = (f(x + h e) - f(x - h e)) / 2h, x perturbed in place and then restored."""
+    old = x[index]
+    x[index] = old + h
+    f_plus = f()
+    x[index] = old - h
+    f_minus = f()
+    x[index] = old
+    return (f_plus - f_minus) / (2 * h)
+
+
 def numerical_grad(f, x, h=1e-5):
-    """df/dx by central differences, perturbing one entry of x in place (then restoring it)."""
+    """df/dx by central differences, one entry of x at a time (x's own memory: writes reach it)."""
     grad = np.zeros(x.shape, dtype=np.float64)
     flat_x, flat_g = x.reshape(-1), grad.reshape(-1)        # views: writes reach x itself
     for i in range(flat_x.size):
-        old = flat_x[i]
-        flat_x[i] = old + h
-        f_plus = f()
-        flat_x[i] = old - h
-        f_minus = f()
-        flat_x[i] = old
-        flat_g[i] = (f_plus - f_minus) / (2 * h)
+        flat_g[i] = central_difference(f, flat_x, i, h)
     return grad
 
 

@@ -27,6 +27,16 @@ LEARNING_RATE = domains.LEARNING_RATE
 FRACTION = Domain(float, 0.0, 1.0, high_open=True)          # dropout, Adam's betas, a share: [0, 1)
 
 
+def add_device_arguments(p, device_help, default=None):
+    """--device, --reference and --threads: where a command runs, and with which kernels."""
+    p.add_argument("--device", choices=("cpu", "cuda"), default=default, help=device_help)
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reference layers, no CPU overlay "
+                   "(as GLASSFORMER_REFERENCE=1; to compare)")
+    p.add_argument("--threads", type=domains.THREADS, metavar="N", help="CPU threads for the BLAS and "
+                   "the CPU overlay's thread pool (default $GLASSFORMER_THREADS, else every core)")
+
+
 def run_dir(args, task):
     """The run directory's path (made later by make_run_dir); UserError if it names a file."""
     if args.out is not None:

@@ -1,13 +1,4 @@
-"""--task qa of train_step_by_step.py: a decoder LM fine-tuned on question-answer pairs, loss on the answers.
-
-  python train_step_by_step.py --task qa --data qa.jsonl --tokenizer char --preset tiny --steps 300
-  python train_step_by_step.py --task qa --data qa.jsonl --init-from runs/wiki/best.npz \\
-      --mix-data wiki.xml.bz2 --mix-ratio 0.25
-Each pair is taught as "Question: {q}\\nAnswer: {a}\\n" (and the end-of-text token), the template
-test_model_manually.py --chat sends; only the answer's tokens count in the loss. --mix-data fills a
-share of each batch's rows with plain text windows (every token counted). Each validation pass
-answers held-out pairs greedily and reports the share answered exactly.
-"""
+"""--task qa of train_step_by_step.py: its flags and what it prints (the run itself: runner/qa.py)."""
 import textwrap
 from pathlib import Path
 

@@ -12,10 +12,10 @@ from ..errors import Terminated, UserError, run_main
 from ..inputs import read_text
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
-from ..domains import SEED, THREADS
+from ..domains import SEED
 from ..generate import MAX_NEW_TOKENS as MAX_NEW
 from ..generate import NUM_SAMPLES, TEMPERATURE, TOP_K, TOP_P
-from .common import EXIT_INTERRUPTED, Parser
+from .common import EXIT_INTERRUPTED, Parser, add_device_arguments
 from .handlers import HANDLERS, MAX_NEW_TOKENS, format_settings, parse_setting
 from .stages import terminal_width
 
@@ -67,13 +67,7 @@ def parse_args(argv):
     p.add_argument("--top-p", type=TOP_P, default=None, metavar="P",
                    help="sentences, lm: sample from the smallest set of tokens with probability >= p")
     p.add_argument("--seed", type=SEED, default=0, help="sentences, lm: seed for sampling")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)")
-    p.add_argument("--reference", action="store_true",
-                   help="run the plain reference layers, no CPU overlay "
-                   "(as GLASSFORMER_REFERENCE=1; to compare)")
-    p.add_argument("--threads", type=THREADS, metavar="N", help="CPU threads for the BLAS and the CPU "
-                   "overlay's thread pool (default $GLASSFORMER_THREADS, else every core)")
+    add_device_arguments(p, "run the model on the CPU (NumPy) or an NVIDIA GPU (CuPy)", default="cpu")
     args = p.parse_args(argv)
     check_args(args)
     return args

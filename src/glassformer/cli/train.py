@@ -34,9 +34,8 @@ from ..tasks import digits
 from ..train import agree, parallel
 from ..train.progress import shell_wrap, wrap
 from ..train.records import with_run_id, write_json
-from ..domains import THREADS
 from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, LEARNING_RATE, SEED, Parser,
-                     Progress, make_run_dir, resume_path, run_dir)
+                     Progress, add_device_arguments, make_run_dir, resume_path, run_dir)
 from .config import check_task_flags, given_flags, parse_with_config, run_config
 from .lm import add_lm_arguments, is_lm_checkpoint, prepare_lm, presets_table, run_lm
 from .qa import add_qa_arguments, run_qa
@@ -79,13 +78,7 @@ def build_parser():
     p.add_argument("--resume", type=Path, metavar="CHECKPOINT",
                    help="continue a run from its last.npz (or best.npz, or its folder) exactly as if "
                    "never stopped; only --epochs/--steps (to go further) and bookkeeping flags may change")
-    p.add_argument("--device", choices=["cpu", "cuda"],
-                   help="where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
-    p.add_argument("--reference", action="store_true",
-                   help="run the plain reference layers, no CPU overlay "
-                   "(as GLASSFORMER_REFERENCE=1; to compare)")
-    p.add_argument("--threads", type=THREADS, metavar="N", help="CPU threads for the BLAS and the CPU "
-                   "overlay's thread pool (default $GLASSFORMER_THREADS, else every core)")
+    add_device_arguments(p, "where to train: cpu (NumPy, default) or cuda (an NVIDIA GPU through CuPy)")
     add_walk_arguments(p)                                  # --walk, --no-pause, --no-walk
     p.add_argument("--html", type=Path, metavar="FILE", help="write the walk's example as one browser page "
                    "first (one training step: forward, backward and update, as python -m "

@@ -11,6 +11,7 @@ import numpy as np
 from ...data.corpus import lm_batches
 from ...data.fetch import resolve_dataset
 from ...errors import UserError
+from ...gradcheck import central_difference
 from ...layers.block import TransformerBlock
 from ...layers.loss import CrossEntropyLoss, cross_entropy_backward, cross_entropy_forward
 from ...models import build_model, lm_config
@@ -79,17 +80,6 @@ def causality(forward, x, what):
            "(is the causal mask missing?)")
 
 
-def finite_difference(loss, p, index):
-    """d loss / d p[index] by central differences (p perturbed in place, then restored)."""
-    old = p[index]
-    p[index] = old + H
-    up = loss()
-    p[index] = old - H
-    down = loss()
-    p[index] = old
-    return (up - down) / (2 * H)
-
-
 def gradcheck(loss, params, grads, rng, must_cover=()):
     """Fail unless every gradient has its parameter's shape and agrees with finite differences on
     PER_TENSOR random entries (and the entries of must_cover: [(name, index)])."""
@@ -102,7 +92,7 @@ def gradcheck(loss, params, grads, rng, must_cover=()):
                  for _ in range(PER_TENSOR)] + [i for n, i in must_cover if n == name]
         scale = max(np.abs(g).max(), 1e-6)
         for index in picks:
-            numeric = finite_difference(loss, p, index)
+            numeric = central_difference(loss, p, index, H)
             err = abs(g[index] - numeric) / scale
             expect(err <= GRAD_TOL, f"the gradient of {name} disagrees with finite differences at "
                    f"{index}: yours {g[index]:.6g}, numerical {numeric:.6g} (relative error {err:.1e}, "
