@@ -1,5 +1,5 @@
 """Fuzzing the entry points: Hypothesis on REPL lines, flag values and checkpoint headers and arrays,
-and the fixed hostile corpus (tests/test_checkpoint.py's, plus 300 single-bit flips) through the REPL
+and the fixed hostile corpus (tests/unit/checkpoint/test_checkpoint.py's, plus 300 single-bit flips) through the REPL
 and `train_step_by_step.py --resume`. Never a traceback, never a hang (a deadline on every input),
 bounded memory, and bad input is exit 2 with an `error:` line. The number of inputs tried is printed.
 

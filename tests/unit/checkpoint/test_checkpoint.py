@@ -1,7 +1,7 @@
 """The checkpoint reader refuses hostile and damaged files before it allocates, one UserError each;
 saving survives a full disk and Ctrl-C with the old file intact; each check is shown to fire.
 
-HOSTILE builds the fixed corpus (tests/test_fuzz.py runs it through the REPL and --resume too).
+HOSTILE builds the fixed corpus (tests/robustness/test_fuzz.py runs it through the REPL and --resume too).
 """
 import errno
 import io

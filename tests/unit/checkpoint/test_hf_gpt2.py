@@ -236,7 +236,7 @@ def test_missing_extra_misshapen_or_bad_tensors_are_refused(tmp_path, rng):
 
 
 def test_found_by_fuzzing_a_missing_size_deep_vocab_and_f64_overflow_are_one_clear_line(tmp_path, rng):
-    """tests/test_fuzz_interop.py's finds: the folder named twice, RecursionError/ValueError, a RuntimeWarning."""
+    """tests/robustness/test_fuzz_interop.py's finds: the folder named twice, RecursionError/ValueError, a RuntimeWarning."""
     folder = write_folder(tmp_path / "gpt2", gpt2_arrays(rng), n_layer="drop")
     with pytest.raises(UserError, match="n_layer = None") as e:
         load_checkpoint(folder)

@@ -1,7 +1,7 @@
 """Parity with Hugging Face transformers, both ways (skipped unless transformers and torch import):
 their GPT2LMHeadModel's folder in our DecoderLM, and our exported folder in their GPT2LMHeadModel.
 
-    pip install -e ".[interop]" && python -m pytest tests/test_interop_transformers.py
+    pip install -e ".[interop]" && python -m pytest tests/unit/checkpoint/test_interop_transformers.py
 """
 import json
 

@@ -1,6 +1,6 @@
 """ZeRO-1 (train/zero.py): ShardedAdamW on N ranks makes AdamW's updates bit for bit, keeps 1/N of the
 moments per rank, and saves and loads AdamW's checkpoint state. The ranks here are threads that meet
-in a barrier for each collective; tests/test_data_parallel.py runs the real thing under mpiexec."""
+in a barrier for each collective; tests/unit/train/test_parallel.py runs the real thing under mpiexec."""
 import threading
 
 import numpy as np
