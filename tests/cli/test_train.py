@@ -21,6 +21,7 @@ from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
 from glassformer.tasks import digits
+from glassformer.train import Trainer
 from datapaths import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,13 +196,6 @@ def test_help_lists_the_presets_and_the_flop_formula(tmp_path):
     assert "6N + 12·L·d·T" in out and "params @ V=50,257" in out and "params @ V=65" in out
     large = next(line for line in out.splitlines() if line.strip().startswith("large"))
     assert large.split()[1:5] == ["768", "12", "12", "1024"] and "124.44 M" in large   # GPT-2 small
-
-
-@pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_preset_parameter_formula_matches_the_model(preset):
-    config = lm_config(preset, 65)
-    assert lm.lm_parameters(config) == build_model(config, np.random.default_rng(0)).n_parameters()
-    assert lm.flops_per_token(1000, 2, 16, 8) == 6 * 1000 + 12 * 2 * 16 * 8
 
 
 # ---- 3. progress: ms/iter, tokens/s, FLOP/s beside the machine ------------------------------
@@ -504,3 +498,98 @@ def test_digits_and_sentences_epochs_run_on_the_trainer(tmp_path, monkeypatch):
         assert train.main(args + (["--size", "small"] if task == "digits" else [])) == 0
         assert steps[-1] == 2 * n
         assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == [1, 2]
+
+
+# ---- --task lm in process: the walk, Ctrl-C and an exact resume, one-line mistakes, BPE ----------------
+
+LM_TEXT = "the quick brown fox jumps over the lazy dog. " * 40
+
+
+def lm_argv(data, out, *extra):
+    return ["--task", "lm", "--data", str(data), "--context", "8", "--batch-size", "2",
+            "--eval-interval", "2", "--out", str(out), "--no-interactive", *extra]
+
+
+@pytest.fixture
+def text_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                             # the token cache goes under ./.cache
+    path = tmp_path / "text.txt"
+    path.write_text(LM_TEXT, encoding="utf-8")
+    return path
+
+
+def test_cli_walks_trains_resumes_exactly_and_the_repl_continues_text(text_file, tmp_path, capsys):
+    from glassformer.cli import repl, train
+    from glassformer.cli.lm import run_lm
+    log_progress = Trainer._log_progress
+
+    def stop_at_4(self, window):                            # as if Ctrl-C came during step 4
+        log_progress(self, window)
+        self.stop_requested = self.step == 4
+    Trainer._log_progress = stop_at_4
+    try:
+        assert train.main(lm_argv(text_file, tmp_path / "a", "--steps", "6")) == 130
+    finally:
+        Trainer._log_progress = log_progress
+    last = str(tmp_path / "a" / "last.npz")
+    assert load_checkpoint(last).step == 4
+    assert "continue with: python train_step_by_step.py --resume" in capsys.readouterr().out
+    assert train.main(["--resume", last]) == 0       # on to the run's 6 steps
+    # the same run straight through, walking the first batch stage by stage first
+    walk_log, prompts = io.StringIO(), []
+    argv = lm_argv(text_file, tmp_path / "b", "--steps", "6")
+    ask = lambda prompt: prompts.append(prompt) or ""       # Enter at every pause
+    assert run_lm(train.build_parser().parse_args(argv), argv, walk_log, True, ask) == 0
+    text = walk_log.getvalue()
+    assert "=== stage 1/" in text and "causal" in text and "'·' exactly 0" in text
+    assert len(prompts) >= 20                               # every stage paused for Enter
+    resumed, straight = (load_checkpoint(tmp_path / d / "last.npz") for d in "ab")
+    assert resumed.step == straight.step == 6               # resume exact, the walk left no trace:
+    a, b = resumed.model.state_dict(), straight.model.state_dict()
+    assert all(np.array_equal(a[n], b[n]) for n in a)
+    assert resumed.task["name"] == "lm" and resumed.tokenizer["type"] == "char"
+    assert "best validation loss" in text and "sample from best.npz" in text
+    capsys.readouterr()
+    assert train.main(["--resume", last, "--steps", "8", "--context", "16"]) == 2
+    assert train.main(["--resume", last]) == 2
+    err = capsys.readouterr().err
+    assert "--context 16 differs" in err and "already at step 6" in err
+    assert repl.main(["--checkpoint", str(tmp_path / "b" / "best.npz"), "--expr", "the lazy",
+                      "--max-new-tokens", "5", "--temperature", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("the lazy") and len(lines[0]) == len("the lazy") + 5
+    assert lines[1] == "(5 new tokens)"
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "needs --data"), (["--data", "x.txt", "--epochs", "3"], "--epochs is for digits"),
+    (["--data", "missing.txt"], "no such file"),
+    (["--data", "text.txt", "--tokenizer", "wordy"], "use char")])
+def test_cli_lm_mistakes_are_one_line_errors(text_file, capsys, extra, message):
+    from glassformer.cli import train
+    assert train.main(["--task", "lm", "--no-interactive", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name,data", [("zeros.bin", bytes(3000)),            # valid UTF-8, but NULs
+                                       ("weights.npy", b"\x93NUMPY\x01\x00" + bytes(range(256)))])
+def test_cli_lm_binary_data_is_one_error_and_makes_no_run_directory(text_file, tmp_path, capsys,
+                                                                    name, data):
+    from glassformer.cli import train
+    (tmp_path / name).write_bytes(data)
+    out = tmp_path / "run"
+    assert train.main(lm_argv(tmp_path / name, out, "--steps", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / name}: ") and len(err.splitlines()) == 1
+    assert ("binary file" if name == "zeros.bin" else "not UTF-8 text at byte 0") in err
+    assert not out.exists()
+
+
+def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
+    from glassformer.cli import train
+    argv = lm_argv(text_file, tmp_path / "bpe", "--steps", "1", "--tokenizer", "bpe", "--bpe-vocab", "280")
+    assert train.main(argv) == 0
+    assert "bpe: 23 merges in" in capsys.readouterr().err    # the training's progress line
+    ckpt = load_checkpoint(tmp_path / "bpe" / "best.npz")
+    assert ckpt.tokenizer["type"] == "bpe" and ckpt.config.vocab_size == 280

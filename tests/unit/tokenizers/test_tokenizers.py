@@ -13,8 +13,8 @@ from glassformer.errors import UserError
 from glassformer.tokenizers import (ByteLevelBPE, CharTokenizer, Tokenizer, WordTokenizer,
                                     load_tokenizer, tokenizer_from_dict)
 from glassformer.tokenizers.bpe import count_pretokens, gpt2_pattern, learn_merges
+from datapaths import DATA
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 GPT2 = DATA / "gpt2-tokenizer"
 TRICKY = ["", " ", "\n", "\t\t x  \n\n  y \r\n", "Hello, world!", "I'm sure you don't, they'll've",
           "héllo wörld", "漢字とカタカナ", "emoji 😀🎉👍🏽 flags 🇫🇷",
