@@ -2,6 +2,7 @@
 
 CLI behaviour runs the real script in a subprocess (tiny data made here, a few steps each).
 """
+import csv
 import io
 import json
 import math
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 
 from glassformer import evaluate
-from glassformer.checkpoint import load_checkpoint
+from glassformer.checkpoint import load_checkpoint, read_meta
 from glassformer.cli import common, config, lm, train
 from glassformer.runner import epochs as run_epochs
+from glassformer.runner.epochs import EpochBatches
 from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
@@ -593,3 +595,145 @@ def test_cli_bpe_tokenizer(text_file, tmp_path, capsys):
     assert "bpe: 23 merges in" in capsys.readouterr().err    # the training's progress line
     ckpt = load_checkpoint(tmp_path / "bpe" / "best.npz")
     assert ckpt.tokenizer["type"] == "bpe" and ckpt.config.vocab_size == 280
+
+
+# ---- digits and sentences: the run folder, exact resume, Ctrl-C, bad input (in process) ---------------
+
+
+FAST = ["--no-interactive", "--size", "small", "--epochs", "1", "--batch-size", "256"]
+
+
+SIZE = {"digits": ["--size", "small"], "sentences": []}    # sentences has its 8 sentences: no --size
+
+
+RUN_FILES = ["best.npz", "last.npz", "metrics.csv", "summary.json", "curves.png",
+             "attention_layer0.png", "attention_layer1.png"]
+
+
+def npz_arrays(path):
+    meta, archive = read_meta(path)
+    return {k: archive[k] for k in archive.files if k != "__meta__"}, meta
+
+
+def csv_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("task", ["digits", "sentences"])
+def test_run_writes_every_file(tiny_digits, tmp_path, capsys, task):
+    out = tmp_path / "run"
+    fast = FAST if task == "digits" else [f for f in FAST if f not in SIZE["digits"]]
+    assert train.main(["--task", task, *fast, "--out", str(out)]) == 0
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("task", "test_accuracy", "train_seconds", "config", "command", "epochs_completed"):
+        assert key in summary
+    assert summary["task"] == task and summary["epochs_completed"] == 1
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["command"].startswith("python train_step_by_step.py --task " + task)
+    if task == "digits":
+        assert set(summary["per_operation_accuracy"]) == {"First", "Second", "Last", "Max", "Min"}
+    else:
+        assert summary["best_possible_accuracy"] == pytest.approx(0.8039, abs=1e-3)
+        assert set(summary["samples"]) == {"<START>", "the", "a", "the dog", "a bird"}
+    rows = csv_rows(out / "metrics.csv")
+    assert list(rows[0]) == train.METRIC_FIELDS and len(rows) == 1
+    _, meta = npz_arrays(out / "best.npz")
+    assert meta["task"]["name"] == task and meta["tokenizer"]["type"] == "word"
+    assert meta["rng_state"] is not None and meta["optimizer"]["class"] == "Adam"
+    assert meta["extra"]["epoch"] == 1
+    assert "test accuracy" in capsys.readouterr().out or task == "sentences"
+
+
+@pytest.mark.parametrize("task", ["digits", "sentences"])
+def test_resume_continues_bit_for_bit(tiny_digits, tmp_path, task, no_plots):
+    flags = ["--task", task, "--no-interactive", *SIZE[task], "--batch-size", "64"]
+    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
+    assert train.main(flags + ["--epochs", "2", "--out", str(straight)]) == 0
+    assert train.main(flags + ["--epochs", "1", "--out", str(first)]) == 0
+    assert train.main(["--no-interactive", "--resume", str(first / "last.npz"), "--epochs", "2",
+                     "--out", str(resumed)]) == 0
+    a, meta_a = npz_arrays(straight / "last.npz")
+    b, meta_b = npz_arrays(resumed / "last.npz")
+    assert sorted(a) == sorted(b) and any(k.startswith("optim/") for k in a)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k                 # parameters and Adam state
+    assert meta_a["rng_state"] == meta_b["rng_state"] and meta_a["step"] == meta_b["step"]
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert drop(csv_rows(straight / "metrics.csv")) == drop(csv_rows(resumed / "metrics.csv"))
+    assert (resumed / "best.npz").exists()
+    assert json.loads((resumed / "summary.json").read_text())["epochs_completed"] == 2
+
+
+def test_ctrl_c_keeps_best_and_exits_130(tiny_digits, tmp_path, monkeypatch, capsys):
+    real, calls = EpochBatches.__call__, []
+
+    def interrupted_in_epoch_2(self, rng):                  # the first batch of each epoch draws an order
+        calls.append(self.i == 0)
+        if sum(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, rng)
+
+    monkeypatch.setattr(EpochBatches, "__call__", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    code = train.main(["--task", "digits", "--no-interactive", "--size", "small", "--epochs", "3",
+                     "--batch-size", "256", "--out", str(out)])
+    assert code == 130
+    assert (out / "best.npz").exists() and (out / "curves.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["epochs_completed"] == 1
+    assert summary["test_accuracy"] is not None
+    assert len(csv_rows(out / "metrics.csv")) == 1
+    printed = capsys.readouterr().out
+    assert "interrupted" in printed and "--resume" in printed and str(out) in printed
+
+
+def bad_inputs(tmp_path):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a checkpoint")
+    return [["--task", "poetry"], ["--epochs", "0"], ["--epochs", "many"], ["--lr", "-1"],
+            ["--lr", "nan"], ["--batch-size", "0"], ["--seed", "-3"], ["--size", "huge"],
+            ["--device", "tpu"], ["--resume", str(tmp_path / "missing.npz")],
+            ["--resume", str(text_file)], ["--out", str(text_file)]]
+
+
+def test_bad_input_exits_2_without_traceback(tiny_digits, tmp_path, capsys):
+    for args in bad_inputs(tmp_path):
+        assert train.main(args + ["--no-interactive"]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err, (args, err)
+
+
+def test_resume_refuses_finished_run_and_changed_flags(tiny_digits, tmp_path, capsys, no_plots):
+    out = tmp_path / "run"
+    assert train.main(["--task", "sentences", "--no-interactive", "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out / "last.npz"), "--no-interactive"]) == 2
+    assert "already has 1 epochs" in capsys.readouterr().err
+    assert train.main(["--resume", str(out / "last.npz"), "--task", "digits", "--epochs", "3"]) == 2
+    assert "--task digits differs" in capsys.readouterr().err
+
+
+def test_help_exits_0(tiny_digits, capsys):
+    assert train.main(["--help"]) == 0
+    assert "--resume" in capsys.readouterr().out
+
+
+def test_argument_count_and_digit_range_reach_the_data(tiny_digits, tmp_path, no_plots):
+    out = tmp_path / "run"
+    assert train.main([*FAST, "--n-args", "4", "--digits", "2-7", "--out", str(out)]) == 0
+    _, meta = npz_arrays(out / "best.npz")
+    assert (meta["task"]["n_args"], meta["task"]["low"], meta["task"]["high"]) == (4, 2, 7)
+    config = digits.DigitsConfig(size="small", n_args=4, low=2, high=7)
+    ids, _, _ = digits.generate(config)
+    args = ids[:, 2:-1] - digits.DIGIT0                     # [op, (, 4 digits, )]
+    assert ids.shape[1] == 7 and args.min() >= 2 and args.max() <= 7
+
+
+@pytest.mark.parametrize("flags", [["--digits", "9-1"], ["--digits", "0-10"], ["--n-args", "1"]])
+def test_bad_argument_count_or_digit_range_exits_2(tiny_digits, flags, capsys):
+    assert train.main(["--no-interactive", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err

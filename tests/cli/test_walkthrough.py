@@ -1,73 +1,21 @@
-"""Tests for train_step_by_step.py (glassformer.cli.train, .walkthrough): the walk, runs, resume, Ctrl-C, flags."""
-import csv
+"""The walk (glassformer.cli.walkthrough, .stages): every stage read from the real forward, q to skip, only
+on a terminal (--walk, --no-pause), 80 columns, and numbers a learner can check by hand."""
 import io
-import json
+import re
 
 import numpy as np
 import pytest
 
-from glassformer.cli import common, stages, train, walkthrough
-from glassformer.runner import epochs as run_epochs
-from glassformer.runner.epochs import EpochBatches
-from glassformer.checkpoint import read_meta
+from glassformer.cli import stages, train, walkthrough
+from glassformer.cli.common import TokenNames
 from glassformer.layers.loss import CrossEntropyLoss
-from glassformer.models import build_model, lm_config
-from glassformer.optim.optimizers import AdamW
+from glassformer.models import ModelConfig, build_model, lm_config
+from glassformer.optim.optimizers import Adam, AdamW, decay_mask
+from glassformer.optim.schedules import warmup_cosine
 from glassformer.tasks import digits
+from glassformer.tokenizers import CharTokenizer
 
-FAST = ["--no-interactive", "--size", "small", "--epochs", "1", "--batch-size", "256"]
-SIZE = {"digits": ["--size", "small"], "sentences": []}    # sentences has its 8 sentences: no --size
-RUN_FILES = ["best.npz", "last.npz", "metrics.csv", "summary.json", "curves.png",
-             "attention_layer0.png", "attention_layer1.png"]
-
-
-@pytest.fixture(autouse=True)
-def tiny_digits(monkeypatch):
-    """--size small means 300 examples here (2,000 in real runs): the CLI's logic, at test speed."""
-    monkeypatch.setitem(digits.SIZES, "small", 300)
-
-
-@pytest.fixture
-def no_plots(monkeypatch):
-    """Skip the PNGs where a test does not look at them (plots are tested on their own)."""
-    monkeypatch.setattr(run_epochs, "plot_run", lambda run, out, model: [])
-
-
-def npz_arrays(path):
-    meta, archive = read_meta(path)
-    return {k: archive[k] for k in archive.files if k != "__meta__"}, meta
-
-
-def read_metrics(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.mark.parametrize("task", ["digits", "sentences"])
-def test_run_writes_every_file(tmp_path, capsys, task):
-    out = tmp_path / "run"
-    fast = FAST if task == "digits" else [f for f in FAST if f not in SIZE["digits"]]
-    assert train.main(["--task", task, *fast, "--out", str(out)]) == 0
-    for name in RUN_FILES:
-        assert (out / name).is_file(), name
-    summary = json.loads((out / "summary.json").read_text())
-    for key in ("task", "test_accuracy", "train_seconds", "config", "command", "epochs_completed"):
-        assert key in summary
-    assert summary["task"] == task and summary["epochs_completed"] == 1
-    assert 0.0 <= summary["test_accuracy"] <= 1.0
-    assert summary["command"].startswith("python train_step_by_step.py --task " + task)
-    if task == "digits":
-        assert set(summary["per_operation_accuracy"]) == {"First", "Second", "Last", "Max", "Min"}
-    else:
-        assert summary["best_possible_accuracy"] == pytest.approx(0.8039, abs=1e-3)
-        assert set(summary["samples"]) == {"<START>", "the", "a", "the dog", "a bird"}
-    rows = read_metrics(out / "metrics.csv")
-    assert list(rows[0]) == train.METRIC_FIELDS and len(rows) == 1
-    _, meta = npz_arrays(out / "best.npz")
-    assert meta["task"]["name"] == task and meta["tokenizer"]["type"] == "word"
-    assert meta["rng_state"] is not None and meta["optimizer"]["class"] == "Adam"
-    assert meta["extra"]["epoch"] == 1
-    assert "test accuracy" in capsys.readouterr().out or task == "sentences"
+pytestmark = pytest.mark.usefixtures("tiny_digits")       # --size small: 300 examples (conftest.py)
 
 
 def make_run(task):
@@ -267,103 +215,102 @@ def test_no_pause_walks_a_language_model_too(tmp_path, monkeypatch, capsys):
     assert ": optimizer update ===" in out and "skipping the rest" not in out
 
 
-def test_progress_line_is_rewritten_on_a_terminal():
+# ---- 80 columns, numbers a learner can check -----------------------------------------------------------
+
+TEXT = "Question: who is it?\nAnswer: a cat.\nROMEO: hi there!\n"
+
+
+def digits_walk(lr_at=None):
+    task = digits.DigitsConfig(size="small")
+    cfg = ModelConfig(vocab_size=len(digits.VOCAB), d_model=64, n_heads=4, n_layers=2, d_ff=256,
+                      max_len=16, n_classes=10)
+    model = build_model(cfg, np.random.default_rng(0))
+    ids = np.array([digits.encode("Max", [5, 3, 9], length=task.seq_len)])
+    out, opt = io.StringIO(), Adam(model.get_parameters(), lr=1e-3)
+    walkthrough.walk(model, ids, np.array([9]), digits.VOCAB, CrossEntropyLoss(), opt,
+                     ask=lambda prompt: "", out=out)
+    return model, out.getvalue()
+
+
+def char_lm_walk(n_layers=1):
+    tok = CharTokenizer.from_text(TEXT)
+    model = build_model(lm_config("tiny", tok.vocab_size, n_layers=n_layers, max_len=64),
+                        np.random.default_rng(0))
+    x = np.array([tok.encode(TEXT[:13])])
+    named = model.named_parameters()
+    opt = AdamW([pg for _, pg in named], lr=1e-3, weight_decay=0.1, decay=decay_mask(named))
     out = io.StringIO()
-    progress = common.Progress(out, live=True, epochs=2, n_batches=3, first_epoch=0)
-    progress.begin(1)
-    progress.on_batch(2, 3, 0.5)
-    progress.end_epoch({"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.4,
-                        "val_acc": 0.9, "seconds": 0.1}, True)
-    assert out.getvalue().startswith("\repoch 1/2  batch 3/3  loss 0.5000") and "ETA" in out.getvalue()
+    walkthrough.walk(model, x[:, :12], x[:, 1:13], TokenNames(tok), CrossEntropyLoss(), opt,
+                     ask=lambda prompt: "", out=out,
+                     lr_at=lambda step: warmup_cosine(step, 1e-3, 100, 1000, 1e-4))
+    return model, out.getvalue()
 
 
-@pytest.mark.parametrize("task", ["digits", "sentences"])
-def test_resume_continues_bit_for_bit(tmp_path, task, no_plots):
-    flags = ["--task", task, "--no-interactive", *SIZE[task], "--batch-size", "64"]
-    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
-    assert train.main(flags + ["--epochs", "2", "--out", str(straight)]) == 0
-    assert train.main(flags + ["--epochs", "1", "--out", str(first)]) == 0
-    assert train.main(["--no-interactive", "--resume", str(first / "last.npz"), "--epochs", "2",
-                     "--out", str(resumed)]) == 0
-    a, meta_a = npz_arrays(straight / "last.npz")
-    b, meta_b = npz_arrays(resumed / "last.npz")
-    assert sorted(a) == sorted(b) and any(k.startswith("optim/") for k in a)
-    for k in a:
-        assert np.array_equal(a[k], b[k]), k                 # parameters and Adam state
-    assert meta_a["rng_state"] == meta_b["rng_state"] and meta_a["step"] == meta_b["step"]
-    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-    assert drop(read_metrics(straight / "metrics.csv")) == drop(read_metrics(resumed / "metrics.csv"))
-    assert (resumed / "best.npz").exists()
-    assert json.loads((resumed / "summary.json").read_text())["epochs_completed"] == 2
+@pytest.mark.parametrize("walk", [digits_walk, char_lm_walk])
+def test_walk_fits_80_columns_and_wider_terminals_use_their_width(walk, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    text = walk()[1]
+    assert max(map(len, text.splitlines())) <= 80
+    monkeypatch.setenv("COLUMNS", "140")
+    assert 80 < max(map(len, walk()[1].splitlines())) <= 140
 
 
-def test_ctrl_c_keeps_best_and_exits_130(tmp_path, monkeypatch, capsys):
-    real, calls = EpochBatches.__call__, []
-
-    def interrupted_in_epoch_2(self, rng):                  # the first batch of each epoch draws an order
-        calls.append(self.i == 0)
-        if sum(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, rng)
-
-    monkeypatch.setattr(EpochBatches, "__call__", interrupted_in_epoch_2)
-    out = tmp_path / "run"
-    code = train.main(["--task", "digits", "--no-interactive", "--size", "small", "--epochs", "3",
-                     "--batch-size", "256", "--out", str(out)])
-    assert code == 130
-    assert (out / "best.npz").exists() and (out / "curves.png").exists()
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["interrupted"] is True and summary["epochs_completed"] == 1
-    assert summary["test_accuracy"] is not None
-    assert len(read_metrics(out / "metrics.csv")) == 1
-    printed = capsys.readouterr().out
-    assert "interrupted" in printed and "--resume" in printed and str(out) in printed
+def test_relu_zeros_never_print_as_minus_zero(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    model, text = digits_walk()
+    relu = model.blocks[0].ffn.act
+    hidden = relu.forward(np.array([-1.0, 2.0]))
+    assert np.signbit(hidden[0]) and hidden[0] == 0       # x * (x > 0): ReLU makes -0.0
+    assert f"{hidden[0]:+.3f}" == "-0.000"                 # which the old format printed
+    assert "-0.000" not in text and " 0.000" in stage_text(text, "block 0 feed-forward")
+    assert stages.num(-0.0) == stages.num(-0.0004) == stages.num(0.0) == " 0.000"
+    assert stages.vec(np.array([-0.0, 0.5, -0.25])) == "[ 0.000 +0.500 -0.250]"
 
 
-def bad_inputs(tmp_path):
-    text_file = tmp_path / "notes.txt"
-    text_file.write_text("not a checkpoint")
-    return [["--task", "poetry"], ["--epochs", "0"], ["--epochs", "many"], ["--lr", "-1"],
-            ["--lr", "nan"], ["--batch-size", "0"], ["--seed", "-3"], ["--size", "huge"],
-            ["--device", "tpu"], ["--resume", str(tmp_path / "missing.npz")],
-            ["--resume", str(text_file)], ["--out", str(text_file)]]
+def test_char_walk_says_character_and_its_rows_align(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    text = char_lm_walk()[1]
+    assert "the next character at each position" in text and "vocabulary of 24 characters" in text
+    assert "a score for every character" in stage_text(text, "LM head")
+    assert "word" not in text
+    rows = [r for r in stage_text(text, "positions").splitlines() if r.startswith("  t=")]
+    assert len(rows) == 12 and len({r.index(" PE [") for r in rows}) == 1     # t=9 and t=10 align
+    assert "t=10 " in rows[10]
 
 
-def test_bad_input_exits_2_without_traceback(tmp_path, capsys):
-    for args in bad_inputs(tmp_path):
-        assert train.main(args + ["--no-interactive"]) == 2, args
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and "Traceback" not in err, (args, err)
+def test_lm_walk_heatmaps_are_scaled_per_head(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    model, text = char_lm_walk()
+    attention = stage_text(text, "block 0 attention")
+    maps = re.findall(r"darkest = [^\n]*\n(.*?)\nscale: ' ' 0\.00, '░' ([\d.]+)", attention, re.S)
+    assert len(maps) == model.config.n_heads
+    for rows, quarter in maps:
+        assert float(quarter) < 0.25                       # not the absolute 0..1 scale
+        for row in rows.splitlines()[1:]:                 # every query row shows its weights
+            assert set(row[2:]) - {" ", "·"}, row
+    w = model.blocks[0].attn.last_attention_weights[0, 0]  # each row sums to 1 ...
+    from glassformer.visualization import ascii_heatmap
+    old = ascii_heatmap(w, list("abcdefghijkl"), list("abcdefghijkl"), vmax=float(w.max()))
+    assert any(not set(r[2:]) - {" ", "·"} for r in old.splitlines()[1:-1])  # ... yet printed blank
 
 
-def test_resume_refuses_finished_run_and_changed_flags(tmp_path, capsys, no_plots):
-    out = tmp_path / "run"
-    assert train.main(["--task", "sentences", "--no-interactive", "--epochs", "1", "--out", str(out)]) == 0
-    capsys.readouterr()
-    assert train.main(["--resume", str(out / "last.npz"), "--no-interactive"]) == 2
-    assert "already has 1 epochs" in capsys.readouterr().err
-    assert train.main(["--resume", str(out / "last.npz"), "--task", "digits", "--epochs", "3"]) == 2
-    assert "--task digits differs" in capsys.readouterr().err
+def numbers(line):
+    return [float(x) for x in re.findall(r"[-+]?\d+\.\d+(?:e[-+]\d+)?", line)]
 
 
-def test_help_exits_0(capsys):
-    assert train.main(["--help"]) == 0
-    assert "--resume" in capsys.readouterr().out
-
-
-def test_argument_count_and_digit_range_reach_the_data(tmp_path, no_plots):
-    out = tmp_path / "run"
-    assert train.main([*FAST, "--n-args", "4", "--digits", "2-7", "--out", str(out)]) == 0
-    _, meta = npz_arrays(out / "best.npz")
-    assert (meta["task"]["n_args"], meta["task"]["low"], meta["task"]["high"]) == (4, 2, 7)
-    config = digits.DigitsConfig(size="small", n_args=4, low=2, high=7)
-    ids, _, _ = digits.generate(config)
-    args = ids[:, 2:-1] - digits.DIGIT0                     # [op, (, 4 digits, )]
-    assert ids.shape[1] == 7 and args.min() >= 2 and args.max() <= 7
-
-
-@pytest.mark.parametrize("flags", [["--digits", "9-1"], ["--digits", "0-10"], ["--n-args", "1"]])
-def test_bad_argument_count_or_digit_range_exits_2(flags, capsys):
-    assert train.main(["--no-interactive", *flags]) == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
+def test_optimizer_stage_can_be_checked_by_hand(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    text = stage_text(char_lm_walk()[1], "optimizer update")
+    assert "AdamW" in text and "decay mask" in text and "language model" in text
+    assert "learning rate lr = 1e-05" in text             # warm-up step 1 of 100, not the peak 1e-3
+    assert "1 - beta1^t = 0.1, 1 - beta2^t = 0.001" in text
+    line = {ln.split("=")[0].strip(): ln for ln in text.splitlines()}
+    m_hat = numbers(line["m_hat"])[-1]
+    v_hat = numbers(line["v_hat"])[-1]
+    update = -1e-5 * m_hat / (np.sqrt(v_hat) + 1e-8)
+    assert numbers(line["update"])[-1] == pytest.approx(update, rel=1e-3)
+    change = numbers(line["change"])
+    assert change[0] == pytest.approx(change[1], rel=1e-2, abs=1e-9)   # after - before = by hand
+    digits_text = stage_text(digits_walk()[1], "optimizer update")
+    assert "optimizer: Adam," in digits_text and "digits and sentences" in digits_text
+    assert "lr = 0.001: constant" in digits_text and "beta2 = 0.999" in digits_text
