@@ -14,7 +14,6 @@ def test_softmax_rows_sum_to_one(xp, rng):
     np.testing.assert_allclose(to_numpy(softmax(z, axis=0)).sum(axis=0), 1.0, rtol=1e-12)
 
 
-
 def test_softmax_is_stable_for_huge_logits(xp):
     z = xp.asarray([[1e4, 0.0, -1e4], [1e4, 1e4, 1e4]], dtype=xp.float32)
     p = to_numpy(Softmax().forward(z))
@@ -23,11 +22,9 @@ def test_softmax_is_stable_for_huge_logits(xp):
     np.testing.assert_allclose(p[1], [1 / 3] * 3, rtol=1e-6)
 
 
-
 def test_softmax_matches_the_definition(rng):
     z = rng.standard_normal((2, 5))
     np.testing.assert_allclose(softmax(z), np.exp(z) / np.exp(z).sum(-1, keepdims=True), rtol=1e-12)
-
 
 
 def test_relu_values(xp):
@@ -37,7 +34,6 @@ def test_relu_values(xp):
     np.testing.assert_array_equal(to_numpy(layer.backward(xp.ones(5))), [0, 0, 0, 1, 1])
 
 
-
 def test_gelu_values(xp):
     layer = GELU()
     out = to_numpy(layer.forward(xp.asarray([0.0, 10.0, -10.0, 1.0])))
@@ -45,7 +41,6 @@ def test_gelu_values(xp):
     assert out[1] == pytest.approx(10.0, abs=1e-9)         # GELU(large) = x
     assert out[2] == pytest.approx(0.0, abs=1e-9)          # GELU(very negative) = 0
     assert out[3] == pytest.approx(0.8411919906, abs=1e-6)  # tanh form at 1
-
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-15), (np.float32, 2e-7)])

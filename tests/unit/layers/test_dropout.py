@@ -13,7 +13,6 @@ def test_dropout_eval_is_identity(rng):
     assert drop.backward(x) is x
 
 
-
 def test_dropout_train_zeroes_about_p_and_keeps_the_expectation(xp):
     p = 0.3
     drop = Dropout(p, np.random.default_rng(1))
@@ -25,7 +24,6 @@ def test_dropout_train_zeroes_about_p_and_keeps_the_expectation(xp):
     np.testing.assert_array_equal(dx, out)                 # backward uses the same mask
 
 
-
 def test_dropout_same_seed_same_mask():
     x = np.ones((10, 10))
     a = Dropout(0.5, np.random.default_rng(7)).forward(x)
@@ -33,7 +31,6 @@ def test_dropout_same_seed_same_mask():
     c = Dropout(0.5, np.random.default_rng(8)).forward(x)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-
 
 
 def test_dropout_rejects_bad_p(rng):

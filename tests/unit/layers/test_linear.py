@@ -14,7 +14,6 @@ def test_linear_computes_x_w_plus_b(rng):
     assert [n for n, _ in no_bias.named_parameters()] == ["W"]
 
 
-
 def test_linear_rejects_unknown_init(rng):
     with pytest.raises(ValueError, match="init"):
         Linear(2, 2, rng, init="bogus")

@@ -13,7 +13,6 @@ def test_layernorm_normalises_each_row(xp, rng):
     np.testing.assert_allclose(out.var(axis=-1), 1.0, rtol=1e-3)   # eps makes it just below 1
 
 
-
 def test_layernorm_applies_gamma_and_beta(rng):
     ln = LayerNorm(4).astype(np.float64)
     x = rng.standard_normal((3, 4))

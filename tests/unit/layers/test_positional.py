@@ -16,7 +16,6 @@ def test_sinusoidal_table_values():
     assert sinusoidal_table(4, 5).shape == (4, 5)          # odd d_model works
 
 
-
 def test_sinusoidal_encoding_adds_the_table(rng):
     pe = SinusoidalPositionalEncoding(8, 4)
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
@@ -27,7 +26,6 @@ def test_sinusoidal_encoding_adds_the_table(rng):
     assert pe.backward(x) is x and pe.n_parameters() == 0
     with pytest.raises(ValueError, match="max_len"):
         pe.forward(x, start=6)
-
 
 
 def test_learned_positional_embedding(rng):

@@ -22,14 +22,12 @@ def test_blas_sums_equal_numpys(rng, shape, dtype):
         np.testing.assert_allclose(column_sum(x), x.sum(axis=0), **tol)
 
 
-
 def test_column_sum_adds_in_the_dtype_asked_for():
     """float16 rows summed in float32: 4096 ones give 4096, where a float16 sum would stall at 2048."""
     from glassformer.kernels.cpu.reduce import column_sum
     x = np.ones((4096, 2), np.float16)
     assert column_sum(x, np.float32).dtype == np.float32
     np.testing.assert_array_equal(column_sum(x, np.float32), [4096.0, 4096.0])
-
 
 
 def test_the_vectors_of_ones_are_built_once_and_cannot_be_written():
@@ -40,7 +38,6 @@ def test_the_vectors_of_ones_are_built_once_and_cannot_be_written():
     assert ones(np, 5, np.float64) is not v
     with pytest.raises(ValueError):
         v[0] = 2.0                                          # a caller's write would corrupt every sum
-
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 64), (4, 0), (0, 6)])
