@@ -1,9 +1,8 @@
-"""Tokenizers: char/word vocabularies, our byte-level BPE (training, round trips), GPT-2 id equality."""
+"""Our byte-level BPE (tokenizers/bpe.py): trained, round trips, specials, encoding as the merge-by-rank loop,
+save and load, and GPT-2's own files giving GPT-2's ids."""
 import functools
 import json
 import time
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from glassformer.errors import UserError
 from glassformer.tokenizers import (ByteLevelBPE, CharTokenizer, Tokenizer, WordTokenizer,
                                     load_tokenizer, tokenizer_from_dict)
-from glassformer.tokenizers.bpe import count_pretokens, gpt2_pattern, learn_merges
+from glassformer.tokenizers.bpe import count_pretokens, gpt2_pattern
 from datapaths import DATA
 
 GPT2 = DATA / "gpt2-tokenizer"
@@ -27,56 +26,7 @@ def json_trip(tok):
     return tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
 
 
-# ---- CharTokenizer ---------------------------------------------------------------------------------
-
-def test_char_round_trip_specials_first_and_json():
-    tok = CharTokenizer.from_text("hello world", specials=["<PAD>", "<END>"])
-    assert tok.vocab_size == 2 + len(set("hello world"))
-    assert tok.token_id("<PAD>") == 0 and tok.token_id("<END>") == 1
-    ids = tok.encode("world hello")
-    assert min(ids) >= 2 and tok.decode(ids) == "world hello"
-    back = json_trip(tok)
-    assert isinstance(back, CharTokenizer) and back.encode("hold") == tok.encode("hold")
-
-
-def test_char_unknown_is_user_error_naming_it_unless_unk():
-    tok = CharTokenizer.from_text("abc")
-    with pytest.raises(UserError, match="'z'"):
-        tok.encode("abz")
-    tok = CharTokenizer.from_text("abc", unk="<UNK>")
-    assert tok.encode("abz") == [tok.token_id("a"), tok.token_id("b"), tok.token_id("<UNK>")]
-    assert json_trip(tok).unk_id == tok.unk_id
-
-
-def test_char_decode_bad_id():
-    tok = CharTokenizer.from_text("ab")
-    with pytest.raises(UserError, match="id 7"):
-        tok.decode([0, 7])
-    assert tok.decode(np.array([1, 0])) == "ba"
-
-
-# ---- WordTokenizer ---------------------------------------------------------------------------------
-
-def test_word_specials_encode_decode():
-    tok = WordTokenizer(["one", "two", "three"], specials=["<PAD>", "<START>", "<END>"])
-    assert tok.vocab_size == 6 and tok.token_id("<END>") == 2
-    ids = tok.encode("<START> two one <END>")
-    assert ids == [1, 4, 3, 2]
-    assert tok.decode(ids) == "<START> two one <END>"
-    assert tok.encode(["three", "one"]) == [5, 3]
-
-
-def test_word_unknown_and_from_text():
-    tok = WordTokenizer.from_text("b a b c b a", specials=["<PAD>"])
-    assert tok.itos == ["<PAD>", "b", "a", "c"]              # most frequent first, ties alphabetical
-    with pytest.raises(UserError, match="'zebra'"):
-        tok.encode("a zebra")
-    tok = WordTokenizer.from_text("b a b c b a", unk="<UNK>", min_count=2)
-    assert tok.encode("c b") == [tok.token_id("<UNK>"), tok.token_id("b")]
-    assert json_trip(tok).itos == tok.itos
-
-
-# ---- ByteLevelBPE: training ------------------------------------------------------------------------
+# ---- ByteLevelBPE: trained (the algorithm: test_bpe_train.py) ---------------------------------------
 
 def small_corpus(n_words=3000, seed=0):
     rng = np.random.default_rng(seed)
@@ -121,113 +71,6 @@ def test_surrogates_and_invalid_bytes_become_visible_replacement(small_bpe):
     assert small_bpe.decode([0xF0, 0x9F]) == "\ufffd"                         # cut multi-byte char
     with pytest.raises(UserError, match="outside"):
         small_bpe.decode([small_bpe.vocab_size])
-
-
-def naive_merges(words, freqs, n_merges, first_id=256):
-    """Reference BPE: recount every pair after every merge (slow, obviously right)."""
-    words, merges = [list(w) for w in words], []
-    for k in range(n_merges):
-        counts = Counter()
-        for w, f in zip(words, freqs):
-            for pair in zip(w, w[1:]):
-                counts[pair] += f
-        if not counts:
-            break
-        a, b = min(counts, key=lambda p: (-counts[p], p))          # ties: smallest ids
-        new = first_id + k
-        merges.append((a, b, new))
-        for j, w in enumerate(words):
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == (a, b):
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            words[j] = out
-    return merges
-
-
-def test_incremental_merges_equal_naive_recount():
-    counts = count_pretokens(small_corpus(1500, seed=3) + "aaaa aaaaa abab ababab" * 3)
-    words, freqs = [list(w.encode()) for w in counts], list(counts.values())
-    fast = learn_merges([list(w) for w in words], freqs, 300)
-    assert fast == naive_merges(words, freqs, 300)
-    assert len(learn_merges([[1, 2]], [1], 10)) == 1                # stops when no pair is left
-
-
-def test_file_streaming_matches_whole_text(tmp_path):
-    text = "a  \n  b\r\n\r\nc \n\n\n x\t\n  y" + small_corpus(400, seed=2) + "tail  "
-    path = tmp_path / "t.txt"
-    path.write_bytes(text.encode())
-    whole = Counter(gpt2_pattern().findall(text))
-    assert count_pretokens(path) == whole
-    assert count_pretokens([path, path]) == Counter({k: 2 * v for k, v in whole.items()})
-    a = ByteLevelBPE.train(text, 300, progress=False)
-    b = ByteLevelBPE.train(path, 300, progress=False)
-    assert a.merges == b.merges
-
-
-def test_progress_line_on_stderr(capsys):
-    ByteLevelBPE.train(small_corpus(300), 280, progress=True)
-    err = capsys.readouterr().err
-    assert "merges/s" in err and "ETA" in err
-
-
-def test_train_bad_input():
-    with pytest.raises(UserError, match="vocab_size"):
-        ByteLevelBPE.train("abc", 100, progress=False)
-    with pytest.raises(UserError, match="cannot read"):
-        ByteLevelBPE.train(Path("/nonexistent/file.txt"), 300, progress=False)
-
-
-def test_train_str_is_text_and_a_path_shaped_str_is_refused(tmp_path, monkeypatch):
-    path = tmp_path / "train.txt"
-    path.write_text("the cat sat on the mat " * 20, encoding="utf-8")
-    with pytest.raises(UserError, match=r"names a file.*Path\("):
-        ByteLevelBPE.train(str(path), 300, progress=False)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="names a file"):
-        ByteLevelBPE.train("train.txt", 300, progress=False)
-    with pytest.raises(UserError, match="looks like a file name"):
-        ByteLevelBPE.train("path/to/train.txt", 300, progress=False)
-    with pytest.raises(UserError, match="expected text"):
-        ByteLevelBPE.train(b"bytes are not text", 300, progress=False)
-    with pytest.raises(UserError, match="expected text"):
-        ByteLevelBPE.train(["ok", 3], 300, progress=False)
-    assert ByteLevelBPE.train("zebra", 300, progress=False).decode([]) == ""   # one word of text is text
-
-
-def test_train_on_an_iterable_of_texts_and_paths(tmp_path):
-    path = tmp_path / "a.txt"
-    path.write_text("aaa bbb aaa\n", encoding="utf-8")
-    texts = ["aaa bbb", " ccc aaa"]
-    assert count_pretokens(texts) == Counter(["aaa", " bbb", " ccc", " aaa"])    # one document each
-    assert count_pretokens(iter([path, "x y"])) == Counter(["aaa", " bbb", " aaa", "\n", "x", " y"])
-    assert ByteLevelBPE.train(iter(texts), 300, progress=False).merges == \
-        ByteLevelBPE.train(texts, 300, progress=False).merges
-
-
-def test_train_file_not_utf8_names_the_byte_offset(tmp_path):
-    path = tmp_path / "latin1.txt"
-    path.write_bytes(b"fine line\nsecond caf\xe9\n")
-    with pytest.raises(UserError, match=r"latin1.txt: not UTF-8 text at byte 20"):
-        ByteLevelBPE.train(path, 300, progress=False)
-    with pytest.raises(UserError, match="cannot read"):
-        ByteLevelBPE.train(tmp_path, 300, progress=False)                  # a folder
-
-
-def test_gpt2_pretokenizer_matches_reference_splits():
-    # expected splits from GPT-2's \p{L}/\p{N}/\s regex (Unicode White_Space: \x1c is not whitespace)
-    cases = {"a\x1cb  c": ["a", "\x1c", "b", " ", " c"],
-             "½Ⅷ² ٣4 _a_": ["½Ⅷ²", " ٣4", " _", "a", "_"],
-             "don't I'M you'll": ["don", "'t", " I", "'", "M", " you", "'ll"],
-             "a  \n  b\r\n\r\nc": ["a", "  \n ", " b", "\r\n\r", "\n", "c"],
-             "\t\tfoo   ": ["\t", "\t", "foo", "   "],
-             "漢字😀!! ok": ["漢字", "😀!!", " ok"]}
-    for text, pieces in cases.items():
-        assert gpt2_pattern().findall(text) == pieces
 
 
 # ---- ByteLevelBPE: encoding is the merge-by-rank loop, in O(n log n) ------------------------------------
@@ -435,25 +278,3 @@ def test_gpt2_json_and_hf_format_give_same_ids(gpt2, tmp_path):
         ByteLevelBPE.from_hf(tmp_path / "vocab.json", tmp_path / "merges.txt")
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a": ' + "9" * 5000 + "}"])
-def test_read_json_refuses_deep_nesting_and_huge_numbers_as_one_error(tmp_path, text):
-    from glassformer.tokenizers.base import read_json
-    path = tmp_path / "tok.json"
-    path.write_text(text)
-    with pytest.raises(UserError, match=r"tok.json: not valid JSON \((nested too deeply|a number too long)"):
-        read_json(path)
-
-
-def test_text_stream_counts_the_pretokens_of_the_joined_text():
-    """text_stream(docs) (what --tokenizer bpe trains on, never holding the text whole) counts exactly the
-    pre-tokens of "\n".join(docs), whatever whitespace the documents start or end with."""
-    import random
-    from collections import Counter
-    from glassformer.tokenizers.bpe_train import count_pretokens, gpt2_pattern, text_stream
-    rng, atoms = random.Random(0), ["a", " ", "\n", "  ", "1", "'s", "!", "\t", "\xa0", "<|endoftext|>", "é"]
-    for _ in range(500):
-        docs = ["".join(rng.choice(atoms) for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(1, 5))]
-        joined = Counter()
-        for part in "\n".join(docs).split("<|endoftext|>"):
-            joined.update(gpt2_pattern().findall(part))
-        assert count_pretokens(text_stream(docs), ("<|endoftext|>",)) == joined, docs
