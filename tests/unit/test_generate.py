@@ -1,5 +1,5 @@
 """Generation (generate.py): KV-cache decoding equal to the full forward, greedy with and without the
-cache, <eos>, and the prompt rules."""
+cache, seeded sampling, <eos>, the sampling settings and the prompt rules."""
 import numpy as np
 import pytest
 
@@ -8,6 +8,7 @@ from glassformer.errors import UserError
 from glassformer.generate import eos_id, generate_text, generate_tokens
 from glassformer.models import build_model, lm_config
 from glassformer.tokenizers import CharTokenizer
+from unit.models.test_builders import V, lm
 from unit.train.test_trainer import small_model
 
 
@@ -64,3 +65,53 @@ def test_generate_text_needs_a_prompt_without_eos():
     out = generate_text(model, tok, "ab", 5, temperature=1.0, seed=0)
     assert len(out) == 5 and set(out) <= set("abc")
     assert out == generate_text(model, tok, "ab", 5, temperature=1.0, seed=0)
+
+
+# ---- generate_tokens on a small DecoderLM ----------------------------------------------------
+
+
+def test_greedy_generation_is_deterministic_and_cache_free_equal(rng):
+    model = lm(rng, dtype="float64", max_len=8)
+    prompt = [1, 2, 3]
+    a = generate_tokens(model, prompt, 10, temperature=0)          # 13 tokens > max_len: the window slides
+    b = generate_tokens(model, prompt, 10, temperature=0)
+    c = generate_tokens(model, prompt, 10, temperature=0, use_cache=False)
+    assert len(a) == 10 and all(0 <= t < V for t in a)
+    assert a == b == c
+
+
+def test_sampled_generation_is_reproducible(rng):
+    model = lm(rng)
+    a = generate_tokens(model, [4], 12, temperature=1.5, seed=3)
+    b = generate_tokens(model, [4], 12, temperature=1.5, seed=3)
+    others = [generate_tokens(model, [4], 12, temperature=1.5, seed=s) for s in range(4, 8)]
+    assert a == b
+    assert any(o != a for o in others)
+    assert generate_tokens(model, [4], 6, top_k=1, seed=1) == generate_tokens(model, [4], 6, temperature=0)
+
+
+def test_generation_restores_training_mode(rng):
+    model = lm(rng, dropout=0.1)
+    generate_tokens(model, [1], 2)
+    assert model.training and model.drop.training
+
+
+def test_eos_stops_generation(rng):
+    model = lm(rng)
+    greedy = generate_tokens(model, [1, 2], 5, temperature=0)
+    eos = greedy[2]
+    stopped = generate_tokens(model, [1, 2], 5, temperature=0, eos_id=eos)
+    assert stopped == greedy[:greedy.index(eos) + 1]
+    assert stopped[-1] == eos
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1.0), dict(top_k=0), dict(top_p=0.0),
+                                dict(top_p=1.5)])
+def test_bad_sampling_settings_raise(rng, kw):
+    with pytest.raises(ValueError):
+        generate_tokens(lm(rng), [1], 3, **kw)
+
+
+def test_empty_prompt_raises(rng):
+    with pytest.raises(ValueError, match="prompt"):
+        generate_tokens(lm(rng), [], 3)

@@ -1,9 +1,11 @@
-"""Language-model presets (models/config.py): their sizes, parameter counts and overrides."""
+"""ModelConfig and the presets (models/config.py): validation, the dict round trip, and the language-model
+presets' sizes, parameter counts and overrides."""
 import numpy as np
 import pytest
 
 from glassformer.errors import UserError
-from glassformer.models import build_model, lm_config
+from glassformer.models import ModelConfig, build_model, lm_config
+from unit.models.test_builders import config
 
 
 def lm_params(V, C, T, L):
@@ -36,3 +38,34 @@ def test_preset_overrides_and_bad_names():
         lm_config("huge", 65)
     with pytest.raises(UserError, match="unknown model setting"):
         lm_config("tiny", 65, n_layer=3)
+
+
+# ---- ModelConfig ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(d_model=10, n_heads=3), "divisible"),
+    (dict(activation="tanh"), "activation"),
+    (dict(kind="seq2seq"), "kind"),
+    (dict(n_layers=0), "n_layers"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(pooling="max"), "pooling"),
+])
+def test_config_validation_raises_user_error(bad, match):
+    with pytest.raises(UserError, match=match):
+        config(**bad)
+
+
+def test_config_dict_round_trip_and_unknown_keys():
+    c = config(kind="decoder_lm", activation="gelu")
+    assert ModelConfig.from_dict(c.to_dict()) == c
+    assert c.d_head == 8
+    with pytest.raises(UserError, match="n_experts"):
+        ModelConfig.from_dict({**c.to_dict(), "n_experts": 4})
+
+
+def test_scale_residual_init_needs_the_normal_init():
+    with pytest.raises(UserError, match="init='normal'"):
+        config(scale_residual_init=True)
+    with pytest.raises(UserError, match="true or false"):
+        config(init="normal", scale_residual_init="yes")
