@@ -1,14 +1,11 @@
-"""Optimizers against their textbook formulas; clipping; state round trip; the lr schedule."""
-import math
-
+"""The optimizers (optim/optimizers.py) against their textbook formulas; the decay mask; state round trip;
+flat parameter buffers."""
 import numpy as np
 import pytest
 
 from glassformer.layers import Linear
 from glassformer.models import DecoderLM, ModelConfig
 from glassformer.optim.optimizers import SGD, Adam, AdamW, decay_mask
-from glassformer.optim.clipping import clip_grad_norm, grad_norm, sum_squares
-from glassformer.optim.schedules import warmup_cosine
 
 
 def pair(rng, shape=(3, 4)):
@@ -124,53 +121,6 @@ def test_adamw_with_decay_mask_leaves_excluded_params_alone(rng):
     np.testing.assert_allclose(layer.W, W0 * 0.95, rtol=1e-12)
 
 
-def test_clip_grad_norm(rng):
-    g1, g2 = np.full((2, 2), 3.0), np.full(3, 4.0)         # norm sqrt(4*9 + 3*16) = sqrt(84)
-    params = [(np.zeros((2, 2)), g1), (np.zeros(3), g2)]
-    norm = clip_grad_norm(params, 1.0)
-    assert float(norm) == pytest.approx(np.sqrt(84.0), rel=1e-6)
-    new_norm = np.sqrt((g1 ** 2).sum() + (g2 ** 2).sum())
-    assert new_norm == pytest.approx(1.0, rel=1e-5)
-    np.testing.assert_allclose(g1 / g2[0], 0.75)           # direction kept
-    before = [g1.copy(), g2.copy()]
-    assert float(clip_grad_norm(params, 10.0)) == pytest.approx(1.0, rel=1e-5)
-    np.testing.assert_allclose(g1, before[0], rtol=1e-6)   # below the limit: unchanged
-    np.testing.assert_allclose(g2, before[1], rtol=1e-6)
-
-
-def test_grad_norm_of_float64_gradients_is_exact_to_float64(rng):
-    """Summed in the gradients' own float64 (not float32, which is 3e-8 off), the norm agrees with an
-    exactly rounded math.fsum of the squares, as torch.nn.utils.clip_grad_norm_ does for float64."""
-    grads = [rng.standard_normal((37, 41)) * 10.0 ** rng.integers(-3, 3, (37, 41)),
-             rng.standard_normal(1001), rng.standard_normal((3, 5, 7)) * 1e3]
-    params = [(np.zeros_like(g), g) for g in grads]
-    exact = math.sqrt(math.fsum(float(v) ** 2 for g in grads for v in g.ravel()))
-    norm = grad_norm(params)
-    assert norm.dtype == np.float64
-    assert abs(float(norm) - exact) <= 1e-13 * exact
-    total = clip_grad_norm(params, 0.5 * exact)
-    assert abs(float(total) - exact) <= 1e-13 * exact
-    after = math.sqrt(math.fsum(float(v) ** 2 for g in grads for v in g.ravel()))
-    assert after == pytest.approx(0.5 * exact * exact / (exact + 1e-6), rel=1e-12)   # torch's eps
-
-
-def test_sum_squares_sums_float16_in_float32_and_keeps_float32_and_float64():
-    for dtype, want in [(np.float16, np.float32), (np.float32, np.float32), (np.float64, np.float64)]:
-        g = np.full(3000, 1.5, dtype)                       # 6750: above float16's exact integers
-        s = sum_squares(g)
-        assert s.dtype == want and float(s) == 6750.0
-
-
-@pytest.mark.parametrize("n", [1000, 1 << 16, 1 << 22])
-def test_sum_squares_of_float32_is_accurate_at_any_length(rng, n):
-    """Short gradients take the BLAS dot, long ones the pairwise sum: within 1e-6 of float64 either
-    way (one running float32 dot over 4M numbers is off by about 8e-6, and fails this)."""
-    g = rng.standard_normal(n).astype(np.float32) * 1e-3
-    exact = float(np.dot(g.astype(np.float64), g.astype(np.float64)))
-    s = sum_squares(g)
-    assert s.dtype == np.float32 and abs(float(s) / exact - 1) < 1e-6
-
-
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9),
                                   lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1)],
                          ids=["SGD-momentum", "AdamW"])
@@ -212,21 +162,6 @@ def test_optimizer_zero_grad(rng):
     g[...] = 1.0
     SGD([(p, g)]).zero_grad()
     assert not g.any()
-
-
-def test_warmup_cosine_schedule():
-    lr = [warmup_cosine(s, max_lr=1.0, warmup_steps=10, total_steps=100, min_lr=0.1)
-          for s in range(101)]
-    assert lr[0] == pytest.approx(0.1)                     # (0 + 1) / 10 of max_lr
-    assert lr[4] == pytest.approx(0.5)
-    assert lr[9] == pytest.approx(1.0)                     # warm-up ends at max_lr
-    assert lr[10] == pytest.approx(1.0)                    # cosine starts at max_lr
-    assert all(a < b for a, b in zip(lr[:10], lr[1:10]))   # warm-up rises
-    assert all(a > b for a, b in zip(lr[10:], lr[11:]))    # then strictly decays
-    assert lr[55] == pytest.approx(0.55)                   # halfway: the mean of max and min
-    assert lr[100] == pytest.approx(0.1)
-    assert warmup_cosine(500, 1.0, 10, 100, 0.1) == 0.1    # past the end: the floor
-    assert warmup_cosine(0, 1.0, 0, 100) == pytest.approx(1.0)   # no warm-up
 
 
 # ---- flat parameter buffers (Layer.flatten) ----------------------------------------------------
