@@ -179,3 +179,19 @@ def test_two_references_with_one_name_are_refused(monkeypatch):
         return x
     with pytest.raises(ValueError, match="layer_norm_forward"):
         backend.accelerated(layer_norm_forward)
+
+
+# ---- the overlay switch and the batched-matmul modes -------------------------------------------
+
+
+def test_no_cuda_kernel_for_numpy_and_batched_matmul_modes_are_checked():
+    x = np.ones((2, 3), np.float32)
+    assert backend.kernel_for("layer_norm_forward", x).__module__ == "glassformer.kernels.cpu.norm"
+    with backend.use_overlay(False):
+        assert backend.kernel_for("layer_norm_forward", x) is None      # the plain reference
+    with pytest.raises(UserError, match="cublas"):
+        backend.set_batched_matmul("einsum")
+    backend.set_batched_matmul("cublas")
+    assert backend.batched_matmul_mode() == "cublas"
+    backend.set_batched_matmul("matmul")
+    assert backend.memory_stats() == {"used_bytes": 0, "pool_bytes": 0} or backend.gpu_available()

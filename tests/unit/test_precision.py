@@ -1,17 +1,15 @@
 """Precision policies and the loss scaler, on NumPy (float16 arrays stand in for the GPU's):
-fp16 matmul inputs with float32 master weights, float32 softmax/norm/loss, dynamic loss scaling;
-and the pure-Python side of the GPU kernels (cuBLAS operand layouts, attention mask rows, row kernels)."""
+fp16 matmul inputs with float32 master weights, float32 softmax/norm/loss, dynamic loss scaling."""
 import io
 
 import numpy as np
 import pytest
 
 from glassformer import backend, precision
-from glassformer.kernels import attention as attention_kernels, common
 from glassformer.optim import LossScaler, ScaledLoss
 from glassformer.layers.attention import MultiHeadAttention
 from glassformer.errors import UserError
-from glassformer.layers import Dropout, LayerNorm, Linear, TiedLMHead, softmax
+from glassformer.layers import LayerNorm, Linear, TiedLMHead, softmax
 from glassformer.train import TrainConfig, Trainer
 from glassformer.models import lm_config
 from glassformer.layers.loss import CrossEntropyLoss
@@ -337,86 +335,7 @@ def test_trainer_scales_the_loss_under_fp16_and_saves_the_scale(tmp_path):
         assert other.scaler.scale == 64.0 and other.step == tr.step
 
 
-# ---- dropout and the GPU kernels' host-side logic -----------------------------------------------
-
-def test_dropout_on_numpy_draws_exactly_rng_random():
-    layer = Dropout(0.5, np.random.default_rng(3))
-    x = np.ones((4, 6), np.float32)
-    y = layer.forward(x)
-    keep = np.random.default_rng(3).random((4, 6)) >= 0.5
-    assert np.array_equal(y, keep * 2.0)
-
-
-def test_no_cuda_kernel_for_numpy_and_batched_matmul_modes_are_checked():
-    x = np.ones((2, 3), np.float32)
-    assert backend.kernel_for("layer_norm_forward", x).__module__ == "glassformer.kernels.cpu.norm"
-    with backend.use_overlay(False):
-        assert backend.kernel_for("layer_norm_forward", x) is None      # the plain reference
-    with pytest.raises(UserError, match="cublas"):
-        backend.set_batched_matmul("einsum")
-    backend.set_batched_matmul("cublas")
-    assert backend.batched_matmul_mode() == "cublas"
-    backend.set_batched_matmul("matmul")
-    assert backend.memory_stats() == {"used_bytes": 0, "pool_bytes": 0} or backend.gpu_available()
-
-
-def emulate_strided_batched_gemm(transa, transb, m, n, k, A, lda, stride_a, B, ldb, stride_b, batch):
-    """What cublasGemmStridedBatchedEx computes, read from memory the way cuBLAS reads it."""
-    def matrices(X, op, rows, cols, ld, stride):           # op(X) is rows x cols, column-major
-        shape = (rows, cols) if op == 0 else (cols, rows)
-        it = X.itemsize
-        stored = np.lib.stride_tricks.as_strided(X, (batch,) + shape, (stride * it, it, ld * it))
-        return stored if op == 0 else stored.transpose(0, 2, 1)
-    return matrices(A, transa, m, k, lda, stride_a) @ matrices(B, transb, k, n, ldb, stride_b)
-
-
-def check_cublas_arguments(a, b):
-    """blas_operand's (op, ld, stride) fed to the GEMM as cublas_bmm feeds them give a @ b."""
-    *batch, M, K = a.shape
-    P = b.shape[-1]
-    A, op_a, ld_a, s_a = attention_kernels.blas_operand(np, a)
-    B, op_b, ld_b, s_b = attention_kernels.blas_operand(np, b)
-    n_batch = int(np.prod(batch))
-    ct = emulate_strided_batched_gemm(op_b, op_a, P, M, K, B, ld_b, s_b, A, ld_a, s_a, n_batch)
-    out = ct.transpose(0, 2, 1).reshape(*batch, M, P)      # C^T column-major = C row-major
-    np.testing.assert_allclose(out, a @ b, rtol=1e-12)
-
-
-def test_cublas_operand_layouts_compute_the_right_product(rng):
-    B, H, T, D = 2, 3, 5, 4
-    qkv = rng.standard_normal((B, T, 3, H, D)).transpose(2, 0, 3, 1, 4)   # fused projection views
-    q, k, v = qkv[0], qkv[1], qkv[2]
-    kc = np.ascontiguousarray(k)
-    att = rng.standard_normal((B, H, T, T))
-    check_cublas_arguments(q, k.swapaxes(-1, -2))           # strided views: copied
-    check_cublas_arguments(np.ascontiguousarray(q), kc.swapaxes(-1, -2))   # k^T passed as op T
-    check_cublas_arguments(att, v)
-    check_cublas_arguments(att.swapaxes(-1, -2), np.ascontiguousarray(v))
-    check_cublas_arguments(rng.standard_normal((1, 1, 1, 3)), rng.standard_normal((1, 1, 3, 1)))
-    check_cublas_arguments(rng.standard_normal((4, 6, 2))[:, ::2], rng.standard_normal((4, 2, 7)))
-    _, op, ld, stride = attention_kernels.blas_operand(np, kc.swapaxes(-1, -2))
-    assert (op, ld, stride) == (1, D, T * D)                # no copy for a transposed contiguous array
-
-
-def test_mask_rows_index_the_broadcast_mask(rng):
-    shape = (2, 3, 4, 5)                                     # (B, H, T, S)
-    for allowed in [rng.random((2, 1, 1, 5)) > 0.3, rng.random((1, 1, 4, 5)) > 0.3,
-                    rng.random((4, 5)) > 0.5]:
-        mask, rows, has = attention_kernels.mask_rows(np, allowed, shape)
-        assert has == 1 and mask.flags.c_contiguous
-        got = mask.reshape(-1, 5)[rows].reshape(shape)
-        assert np.array_equal(got, np.broadcast_to(allowed, shape))
-    assert attention_kernels.mask_rows(np, None, shape)[2] == 0
-
-
-def test_row_kernel_sources_and_block_sizes():
-    assert set(common.ROW_KERNELS) == {"softmax_forward", "softmax_backward", "layer_norm_forward",
-                                       "layer_norm_backward", "cross_entropy_forward"}
-    for name in common.ROW_KERNELS:
-        for char, storage in [("e", "unsigned short"), ("f", "float"), ("d", "double")]:
-            src = common.row_source(name, char)
-            assert f"typedef {storage} S_t;" in src and f'extern "C" __global__ void {name}(' in src
-    assert [common.row_threads(n) for n in (1, 128, 256, 1024, 50257)] == [32, 32, 64, 256, 1024]
+# ---- the scaled loss, the policies, the tied head under fp16 ------------------------------------
 
 
 def test_scaled_loss_multiplies_only_the_gradient_by_the_scale(rng):

@@ -38,3 +38,14 @@ def test_dropout_rejects_bad_p(rng):
         Dropout(1.0, rng)
     with pytest.raises(ValueError):
         Dropout(-0.1, rng)
+
+
+# ---- on NumPy: the draws of rng.random ------------------------------------------------------
+
+
+def test_dropout_on_numpy_draws_exactly_rng_random():
+    layer = Dropout(0.5, np.random.default_rng(3))
+    x = np.ones((4, 6), np.float32)
+    y = layer.forward(x)
+    keep = np.random.default_rng(3).random((4, 6)) >= 0.5
+    assert np.array_equal(y, keep * 2.0)
