@@ -16,15 +16,19 @@ import pytest
 
 from glassformer import evaluate
 from glassformer.checkpoint import load_checkpoint, read_meta
-from glassformer.cli import common, config, lm, train
+from glassformer.cli import common, config, handlers, lm, repl, train
 from glassformer.runner import epochs as run_epochs
+from glassformer.runner import qa
 from glassformer.runner.epochs import EpochBatches
 from glassformer.data import count_words, open_source, split_files
 from glassformer.layers.loss import CrossEntropyLoss
 from glassformer.models import build_model, lm_config
 from glassformer.tasks import digits
+from glassformer.tasks.qa import CHAT_TEMPLATE
+from glassformer.tokenizers import tokenizer_from_dict
 from glassformer.train import Trainer
 from datapaths import DATA
+from unit.tasks.test_qa import facts, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "train_step_by_step.py"
@@ -737,3 +741,58 @@ def test_bad_argument_count_or_digit_range_exits_2(tiny_digits, flags, capsys):
     assert train.main(["--no-interactive", *flags]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+# ---- --task qa ------------------------------------------------------------------------------------------------
+
+QA_TINY = ["--context", "48", "--batch-size", "2", "--eval-interval", "2", "--eval-batches", "2",
+           "--no-interactive"]
+
+
+def test_the_cli_turns_a_bad_file_into_exit_2_and_one_line_before_any_run_folder(tmp_path, capsys,
+                                                                                 monkeypatch):
+    bad = tmp_path / "qa.jsonl"
+    bad.write_text('{"question": "q", "answer": "a"}\n{"answer": "a"}\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for argv, says in (([], f"{bad}:2: no 'question' field"),
+                       (["--mix-ratio", "0.5"], "--mix-ratio needs --mix-data"),
+                       (["--mix-ratio", "1"], "--mix-ratio")):
+        code = train.main(["--task", "qa", "--data", str(bad), *QA_TINY, *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1 and says in err, err
+    code = train.main(["--task", "lm", "--data", str(bad), "--mix-data", str(bad), *QA_TINY])
+    assert code == 2 and "--mix-data is for qa, not lm" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_step_by_step_task_qa_reports_exact_match(tmp_path, monkeypatch):
+    data = write_jsonl(tmp_path / "facts.jsonl", facts(20))
+    mix = tmp_path / "mix.txt"
+    mix.write_text("the colour of the sky is blue and grass is green.\n" * 20, encoding="utf-8")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", COLUMNS="80")
+    done = subprocess.run([sys.executable, str(ROOT / "train_step_by_step.py"), "--task", "qa", "--data",
+                           str(data), "--mix-data", str(mix), "--mix-ratio", "0.5", *QA_TINY, "--steps", "4",
+                           "--eval-pairs", "2", "--out", "run"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["task"] == "qa" and s["config"]["settings"]["mix_ratio"] == 0.5
+    assert 0 <= s["val_exact_match"] <= 1 and 0 <= s["train_exact_match"] <= 1
+    assert len(s["answers"]) == 2 and {"question", "answer", "given", "exact"} <= set(s["answers"][0])
+    assert "step 2: exact match" in done.stdout and "on 2 held-out pairs" in done.stdout
+    assert "exact match (best.npz, greedy): held out" in done.stdout and "--chat" in done.stdout
+    task = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert task["task"] == "qa" and task["mix_data"] == str(mix)
+    resumed = subprocess.run([sys.executable, str(ROOT / "train_step_by_step.py"), "--resume", "run",
+                              "--steps", "6"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["step"] == 6
+    best = str(tmp_path / "run" / "best.npz")                # the REPL asks it as it was taught
+    sent, stream = [], qa.stream_tokens
+    monkeypatch.setattr(handlers, "stream_tokens", lambda model, ids, *a, **k: sent.append(list(ids))
+                        or stream(model, ids, *a, **k))
+    assert repl.main(["--checkpoint", best, "--chat", "--prompt", "colour of item a?", "--temperature", "0",
+                      "--max-new-tokens", "3"]) == 0
+    tok = load_checkpoint(best).tokenizer
+    assert tokenizer_from_dict(tok).decode(sent[0]) == CHAT_TEMPLATE.format(input="colour of item a?")
