@@ -73,7 +73,7 @@ def parse_args(argv=None):
     return args
 
 
-# ---- the arithmetic (pure Python; tests/test_gpu_bench.py) -----------------------------------------
+# ---- the arithmetic (pure Python; tests/bench/test_gpu_check.py) -------------------------------------
 
 def flops_per_token(n_params, n_layers, d_model, context):
     """6 N (forward + backward of every weight) + 12 L d T (attention scores and weighted sums)."""

@@ -42,10 +42,10 @@ def parse_args(argv=None):
     return args
 
 
-# ---- judgement (pure Python; tests/test_gpu_bench.py) ----------------------------------------------
+# ---- judgement (pure Python; tests/bench/test_gpu_check.py) ------------------------------------------
 
 def rel_error(got, want):
-    """max |got - want| / max |want| (as tests/test_gpu.py's rel)."""
+    """max |got - want| / max |want| (as tests/gpu/test_gpu.py's rel)."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     return float(np.abs(got - want).max(initial=0.0) / max(np.abs(want).max(initial=0.0), 1e-30))
 

@@ -1,4 +1,13 @@
-"""Shared fixtures: a seeded `rng`, an `xp` fixture over the array backends, and the gpu-marker skip."""
+"""Shared fixtures: a seeded `rng`, an `xp` fixture over the array backends, and the gpu-marker skip.
+
+Where a test goes: src/glassformer/<package>/<module>.py is tested in tests/unit/<package>/test_<module>.py,
+a top-level module in tests/unit/test_<module>.py, a package's __init__ in tests/unit/<package>/test_<package>.py.
+The commands end to end (src/glassformer/cli/ and the two scripts) are in tests/cli/, fuzzing and faults in
+tests/robustness/, the GPU and its kernels in tests/gpu/, the lessons and exercises in tests/course/, the
+explain page in a browser in tests/browser/, the bench/ scripts in tests/bench/; tests/test_layout.py checks
+the whole source tree. The shared helpers (datapaths, tools, fakecupy, fake_device) stay at the top: this
+file puts tests/ on sys.path. tests/unit/ is a package, so one file name in two of its folders never clashes.
+"""
 import os
 
 # The tests' matrices are small: one BLAS thread is as fast, and spinning BLAS threads on a busy

@@ -1,5 +1,5 @@
 """Run pytest with `import cupy` answered by a NumPy-backed fake GPU, to exercise the GPU code paths on a
-machine without one: python tests/fake_device.py tests/test_gpu.py -k "not training" -W ignore
+machine without one: python tests/fake_device.py tests/gpu/test_gpu.py -k "not training" -W ignore
 
 "Device" arrays are a DevArray subclass of ndarray that backend.array_module maps to the fake module;
 kernels run through tests/fakecupy.py (g++). It checks the Python paths (dispatch, dtypes, shapes,

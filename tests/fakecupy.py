@@ -4,7 +4,7 @@ NumPy arrays play device arrays. RawKernel sources compile with g++ and run one 
 thread (std::barrier for __syncthreads, a per-warp exchange for __shfl_xor_sync, _Float16 for the
 PTX float16 conversions). ElementwiseKernel operations compile as C++ loops over the broadcast
 elements. The two ReductionKernels are evaluated with NumPy. This checks the kernels' logic and the
-Python around them; cuBLAS and real GPU timing are left to tests/test_gpu.py.
+Python around them; cuBLAS and real GPU timing are left to tests/gpu/test_gpu.py.
 
 recording_module() is the same stand-in with every compilation skipped: it collects the CUDA each
 kernel family asks CuPy for (and the argument types CuPy specialises it on), which

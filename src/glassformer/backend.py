@@ -217,8 +217,8 @@ def accelerated(reference):
     the CUDA one for CuPy data while fusion is on, the CPU one for NumPy data while the CPU overlay
     is on; otherwise the reference itself runs.
 
-    The reference stays the definition; its kernels are tested against it (tests/test_gpu.py and,
-    on the CPU, tests/test_backend_kernels.py). The wrapper's .reference is the plain function.
+    The reference stays the definition; its kernels are tested against it (tests/gpu/test_gpu.py and,
+    on the CPU, tests/gpu/test_kernels.py). The wrapper's .reference is the plain function.
     """
     name = reference.__name__
     known = _references.get(name)

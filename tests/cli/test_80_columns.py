@@ -106,6 +106,16 @@ def test_interp_maps_fit_80_columns(tmp_path, monkeypatch):
     assert "blocks.1.attn (average over heads)" in out and "induction" in out
 
 
+COMMANDS = [["train_step_by_step.py"], ["test_model_manually.py"]] + [
+    ["-m", f"glassformer.{m}"] for m in ("evaluate", "export", "gradcheck", "experiments", "interp",
+                                          "lessons")]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[-1] for c in COMMANDS])
+def test_help_fits_80_columns(command):
+    assert fits([*command, "--help"]).startswith("usage:")
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("*.py")))
 def test_bench_help_fits_80_columns(script):
     assert fits([ROOT / "bench" / script, "--help"]).startswith("usage:")

@@ -1,7 +1,7 @@
 """The course states its facts right (issue 28, section 2): each fixed sentence is checked here, old
 wording absent and new wording present, so that an edit cannot quietly bring the error back.
 
-The facts that code can check are checked by the lessons' own blocks (tests/test_lessons.py runs them):
+The facts that code can check are checked by the lessons' own blocks (tests/course/test_lessons.py runs them):
 lesson 2's O(T^2) table, lesson 15's scaled residual init, lesson 17's summed dmemory."""
 import re
 from pathlib import Path

@@ -1,6 +1,6 @@
 """The course as Jupyter notebooks: `python -m glassformer.lessons notebook` writes every lesson as
 lessons/notebooks/NN-*.ipynb; here each generated notebook runs under nbclient, in a fresh kernel, and
-every code cell must print what the lesson's ```output block after it shows, by tests/test_lessons.py's
+every code cell must print what the lesson's ```output block after it shows, by tests/course/test_lessons.py's
 comparison (its tolerances, its `...` gaps). GPU (no-run) cells are tagged skip-execution and not run;
 a cell that needs data which is absent is tagged so too, as test_lessons leaves that block out.
 

@@ -28,7 +28,7 @@ from glassformer.train.records import read_metrics, write_json, write_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from test_lm import make_trainer  # noqa: E402
+from unit.train.test_trainer import make_trainer  # noqa: E402
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 60
 LM = ["--task", "lm", "--tokenizer", "char", "--preset", "tiny", "--context", "8", "--batch-size", "2",

@@ -1,7 +1,7 @@
-"""The lessons' fenced blocks: the one parser of lessons/NN-*.md, read by tests/test_lessons.py
+"""The lessons' fenced blocks: the one parser of lessons/NN-*.md, read by tests/course/test_lessons.py
 (which runs and checks the blocks) and by notebooks.py (which turns them into notebook cells).
 
-Kinds, by the fence's info string (tests/test_lessons.py's docstring says what each means):
+Kinds, by the fence's info string (tests/course/test_lessons.py's docstring says what each means):
 run (```python), no-run (```python no-run, or a `<!-- no-run -->` line just before the fence),
 quote (```python quote), output (```output ...), other (any other language).
 """

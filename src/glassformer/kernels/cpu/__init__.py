@@ -7,7 +7,7 @@ pieces, statistics, softmax and the loss in float32 for float16 data, Linear's g
 output's dtype. Each module registers its kernels with @backend.accelerates("<name>", device="cpu");
 backend loads this package by name on the first NumPy array that reaches an @accelerated function
 while the overlay is on (the default; GLASSFORMER_REFERENCE=1 or backend.use_overlay(False) turn it
-off). tests/test_backend_kernels.py compares every kernel with its reference.
+off). tests/gpu/test_kernels.py compares every kernel with its reference.
 """
 from . import activations, attention, linear, loss, norm, optim  # noqa: F401  each registers its kernels
 

@@ -3,7 +3,7 @@
 NumPy releases the GIL inside its ufunc loops, so the parts of one chain of passes (the
 cross-entropy's log-softmax and its gradient) can run at once on several threads. Each part is a run of whole rows (or of a flat
 array's elements) done exactly as one thread would do it: no reduction is ever split, so the numbers
-are the same bit for bit at any thread count (tests/test_backend_kernels.py checks 1, 2 and 3). The
+are the same bit for bit at any thread count (tests/gpu/test_kernels.py checks 1, 2 and 3). The
 count is backend.cpu_threads() (--threads, GLASSFORMER_THREADS, else every core), the BLAS's too.
 Measured on a 2-core machine shared with other work (bench/threads.py): two threads were slower
 than one for parts of 0.4M numbers (GELU, 256 x 3072) and 2M (AdamW's pieces, the clip norm), and
