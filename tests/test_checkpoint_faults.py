@@ -53,7 +53,11 @@ def test_a_diverging_lm_run_stops_and_keeps_its_last_finite_best(tmp_path):
 
 
 def test_lr_1e20_from_the_start_saves_nothing(tmp_path):
-    summary = make_trainer(lr=1e20, grad_clip=0.0, steps=10, eval_interval=2, out_dir=str(tmp_path)).fit()
+    with pytest.raises(UserError, match=r"lr=1e\+20 must be a number in \[1e-12, 10\]"):
+        make_trainer(lr=1e20)                               # past --lr's domain: TrainConfig refuses it
+    tr = make_trainer(grad_clip=0.0, steps=10, eval_interval=2, out_dir=str(tmp_path))
+    blow_up_at(tr, 0)                                       # so the schedule is forced to 1e20 here
+    summary = tr.fit()
     assert summary["diverged"]["step"] <= 3 and summary["best_val_loss"] is None
     assert not (tmp_path / "best.npz").exists() and not (tmp_path / "last.npz").exists()
 

@@ -41,7 +41,7 @@ def make_trainer(model=None, seed=0, log=None, **kw):
     tok = CharTokenizer.from_text(TEXT)
     ids = np.array(tok.encode(TEXT), dtype=np.uint16)
     model = model or small_model(tok.vocab_size, seed)
-    settings = dict(steps=6, lr=3e-3, warmup=2, eval_interval=0, eval_batches=3, log_interval=2)
+    settings = dict(steps=6, lr=3e-3, min_lr=1e-4, warmup=2, eval_interval=0, eval_batches=3, log_interval=2)
     settings.update(kw)
     return Trainer(model, CrossEntropyLoss(), lm_batches(ids[:900], 4, 8), TrainConfig(**settings),
                    val_batches=lm_batches(ids[900:], 4, 8), tokenizer=tok,
