@@ -1,11 +1,12 @@
-"""Are two source trees' training runs bit-identical? Runs the same flows in each and compares.
+"""Are two trees' training runs bit-identical? The same flows in each, compared.
 
-The redesign (issue 25) reshapes the code, not the numbers. This script runs, in each tree
-(PYTHONPATH=TREE/src, cwd TREE): digits for 20 epochs, nanoGPT's shakespeare_char recipe for
-200 steps, an `mpiexec -n 2` LM run with and without `--zero-stage 1`, an fp16 LM run on the
-CPU, and a `--resume` of each. Then it compares every array of every saved checkpoint (bytes
-and dtype) and the loss columns of metrics.csv, and prints one JSON line:
-{"flows": {name: "identical" | what differs}, "identical": bool}.
+The redesign (issue 25) reshapes the code, not the numbers. This script
+runs, in each tree (PYTHONPATH=TREE/src, cwd TREE): digits for 20 epochs,
+nanoGPT's shakespeare_char recipe for 200 steps, an `mpiexec -n 2` LM run
+with and without `--zero-stage 1`, an fp16 LM run on the CPU, and a
+`--resume` of each. Then it compares every array of every saved checkpoint
+(bytes and dtype) and the loss columns of metrics.csv, and prints one JSON
+line: {"flows": {name: "identical" | what differs}, "identical": bool}.
 
   python bench/tree_identity.py run --tree OLD --out /tmp/old
   python bench/tree_identity.py run --tree NEW --out /tmp/new

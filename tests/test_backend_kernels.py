@@ -273,3 +273,83 @@ def test_every_registered_kernel_matches_its_reference(device, scenario, dtype):
     for key in want:
         assert np.shape(got[key]) == np.shape(want[key]), key
         assert rel(got[key], want[key]) <= REFERENCE_TOL[dtype], (key, rel(got[key], want[key]))
+
+
+# ---- the CPU overlay's thread pool: the same numbers at any thread count -------------------------
+
+@pytest.fixture
+def threads(monkeypatch):
+    """backend.set_threads for one test, restored (to the environment's default) afterwards; parts of
+    4K numbers, so that small arrays are split as big ones are."""
+    from glassformer.kernels.cpu import pool
+    monkeypatch.setattr(pool, "MIN_PART", 1 << 12)
+    yield backend.set_threads
+    backend.set_threads(None)
+
+
+def test_the_pool_splits_whole_rows_one_part_a_thread(threads):
+    from glassformer.kernels.cpu.pool import MIN_PART, parts
+    threads(3)
+    spans = parts(1001, 3 * MIN_PART // 1000 + 1)          # 3 parts of >= MIN_PART elements each
+    assert len(spans) == 3 and spans[0][0] == 0 and spans[-1][1] == 1001
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert parts(1001, 8) == [(0, 1001)]                    # too small to be worth a thread
+    threads(1)
+    assert parts(10 ** 6, 512) == [(0, 10 ** 6)]
+
+
+def threaded_runs(threads, fn):
+    """fn()'s arrays (fresh inputs each call) on 1, 2 and 3 threads: they must be equal bit for bit."""
+    runs = []
+    for n in (1, 2, 3):
+        threads(n)
+        runs.append([np.asarray(a) for a in fn()])
+    for other in runs[1:]:
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(runs[0], other))
+    return runs[0]
+
+
+def test_cross_entropy_is_bit_identical_on_1_2_and_3_threads(threads, rng):
+    from glassformer.kernels.cpu import loss as L
+    from glassformer.layers.loss import cross_entropy_forward
+    logits = (3 * rng.standard_normal((391, 67))).astype(np.float32)     # 3 parts of >= 64 rows
+    targets = rng.integers(0, 67, 391)
+    targets[::7] = -100
+
+    def run():
+        loss, cache = L.cross_entropy_forward_cpu(logits, targets, ignore_index=-100)
+        return loss, cache[0], L.cross_entropy_backward_cpu(np.float32(1.0), cache)
+    loss = threaded_runs(threads, run)[0]
+    with backend.use_overlay(False):
+        np.testing.assert_allclose(loss, cross_entropy_forward(logits, targets, ignore_index=-100)[0],
+                                   rtol=1e-6)
+
+
+def test_the_pool_s_workers_keep_the_caller_s_errstate(threads):
+    from glassformer.kernels.cpu.pool import over_rows
+    threads(2)
+    seen = []
+    with np.errstate(over="raise"):
+        over_rows(lambda a, b: seen.append(np.geterr()["over"]), 10 ** 6, 1 << 12)
+    assert seen == ["raise", "raise"]
+
+
+def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_clear_error(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert backend.cpu_threads() == 5                       # the BLAS's own setting is kept
+    monkeypatch.setenv(backend.THREADS_ENV, "3")
+    try:
+        assert backend.cpu_threads() == 3
+        backend.set_threads(2)
+        assert backend.cpu_threads() == 2
+        for bad in ("0", "-1", "two", "1.5"):
+            with pytest.raises(backend.UserError, match="whole number of threads"):
+                backend.set_threads(bad)
+        backend.set_threads(None)
+        monkeypatch.setenv(backend.THREADS_ENV, "zero")
+        with pytest.raises(backend.UserError, match="GLASSFORMER_THREADS"):
+            backend.cpu_threads()
+    finally:
+        monkeypatch.delenv(backend.THREADS_ENV)
+        backend.set_threads(None)

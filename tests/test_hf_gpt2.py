@@ -2,6 +2,7 @@
 the REPL, by --init-from and by python -m glassformer.export. The folders are made here, with HF's
 tensor names and config keys, and a GPT-2 forward written out in NumPy checks what we compute."""
 import json
+import mmap
 import shutil
 import warnings
 from pathlib import Path
@@ -129,6 +130,21 @@ def test_a_gpt2_folder_loads_and_computes_gpt2_s_logits(tmp_path, rng, prefix, m
     np.testing.assert_allclose(logits, reference_logits(arrays, IDS), atol=1e-4, rtol=1e-4)
 
 
+def test_the_weights_are_views_of_the_mapped_file_and_training_never_writes_it(tmp_path, rng):
+    folder = write_folder(tmp_path / "gpt2", gpt2_arrays(rng))
+    before = (folder / "model.safetensors").read_bytes()
+    model = load_checkpoint(folder).model
+    for name, (p, g) in model.named_parameters():            # no copy before first use
+        root = p
+        while isinstance(root, np.ndarray) and root.base is not None:
+            root = root.base
+        assert isinstance(getattr(root, "obj", root), mmap.mmap), name   # frombuffer: a memoryview
+        assert p.flags.writeable and not np.shares_memory(p, g)
+    model.tok_emb.W[...] = 0.0                                  # an update copies the page it touches
+    model.blocks[0].ffn.fc1.W += 1.0
+    assert (folder / "model.safetensors").read_bytes() == before
+
+
 def test_the_logits_equal_our_own_model_built_from_the_same_arrays(tmp_path, rng):
     arrays = gpt2_arrays(rng, tied=False)
     ckpt = load_checkpoint(write_folder(tmp_path / "gpt2", arrays))
@@ -160,7 +176,7 @@ def test_f16_and_bf16_weights_load_as_their_float32_values(tmp_path, rng):
 
 
 def test_layer_norm_epsilon_and_n_inner_are_read_and_written(tmp_path, rng):
-    from glassformer import export
+    from glassformer.cli import export
     arrays = gpt2_arrays(rng, F=24)
     ckpt = load_checkpoint(write_folder(tmp_path / "gpt2", arrays, layer_norm_epsilon=0.05, n_inner=24))
     assert ckpt.config.norm_eps == 0.05 and ckpt.config.d_ff == 24
@@ -298,7 +314,7 @@ def test_gpt2_s_own_tokenizer_reads_from_hf_names_and_is_written_back_unchanged(
 # ---- out and back ---------------------------------------------------------------------------------
 
 def test_load_export_load_is_bit_exact(tmp_path, rng, capsys):
-    from glassformer import export
+    from glassformer.cli import export
     for tied in (True, False):
         arrays = gpt2_arrays(rng, tied=tied)
         src = write_folder(tmp_path / f"src{tied}", arrays, prefix="", masks=True)
@@ -325,7 +341,7 @@ def test_load_export_load_is_bit_exact(tmp_path, rng, capsys):
 
 
 def test_export_of_our_char_lm_writes_our_tokenizer_beside_the_weights(tmp_path, rng, capsys):
-    from glassformer import export
+    from glassformer.cli import export
     tok = CharTokenizer(sorted(set(TEXT)))
     model = build_model(lm_config("tiny", tok.vocab_size, n_layers=1, max_len=T, d_model=C, n_heads=H,
                                   tie_weights=False), rng)
@@ -344,7 +360,7 @@ def test_export_of_our_char_lm_writes_our_tokenizer_beside_the_weights(tmp_path,
     (dict(kind="encoder_classifier"), "not a decoder LM"), (dict(norm_first=False), "norm_first=False"),
     (dict(positional="sinusoidal"), "positional='sinusoidal'"), (dict(activation="relu"), "activation='relu'")])
 def test_export_refuses_what_gpt2_cannot_compute(tmp_path, rng, capsys, overrides, message):
-    from glassformer import export
+    from glassformer.cli import export
     settings = dict(vocab_size=40, kind="decoder_lm", d_model=C, n_heads=H, n_layers=1, d_ff=32, max_len=T,
                     norm_first=True, activation="gelu", positional="learned")
     path = save_checkpoint(tmp_path / "m.npz", build_model(ModelConfig(**dict(settings, **overrides)), rng))
@@ -356,7 +372,7 @@ def test_export_refuses_what_gpt2_cannot_compute(tmp_path, rng, capsys, override
 
 
 def test_export_never_writes_over_a_run_folder(tmp_path, rng, capsys):
-    from glassformer import export
+    from glassformer.cli import export
     model = build_model(lm_config("tiny", 40, n_layers=1, max_len=T, d_model=C, n_heads=H), rng)
     run = tmp_path / "run"
     path = save_checkpoint(run / "best.npz", model, task={"name": "lm"})
@@ -436,7 +452,7 @@ def test_init_from_a_gpt2_folder_fine_tunes_it_into_our_checkpoint(tmp_path, rng
 
 def test_a_bias_free_model_exports_as_gpt2_with_zero_biases_and_the_same_logits(tmp_path, rng, capsys):
     """nanoGPT's bias=False: GPT-2 has biases, so the export writes zeros; the loaded model agrees."""
-    from glassformer import export
+    from glassformer.cli import export
     tok = CharTokenizer(sorted(set(TEXT)))
     model = build_model(lm_config("tiny", tok.vocab_size, n_layers=2, max_len=T, d_model=C, n_heads=H,
                                   bias=False), rng)

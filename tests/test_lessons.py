@@ -40,62 +40,19 @@ import numpy as np
 import pytest
 from datapaths import DATA
 
+from glassformer.lessons.blocks import parse_blocks                  # the one parser of the lessons
+
 REPO = Path(__file__).resolve().parents[1]
 LESSONS = REPO / "lessons"
 LESSON_FILES = sorted(LESSONS.glob("[0-9][0-9]-*.md"))
 MAX_NO_RUN = 5                      # GPU-only blocks in the whole course
-NO_RUN_COMMENT = "<!-- no-run -->"
 QUOTE_HEADER = re.compile(r"#\s*(src/\S+\.py):\s*(.+?)\s*$")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FIGURE_LINK = re.compile(r"\]\(figures/([\w.-]+\.png)\)")
 NEEDS_DATA = re.compile(r"^<!-- needs-data: (\S+) -->$", re.M)
-BLOCK_NEEDS_DATA = re.compile(r"^<!-- block needs-data: (\S+) -->$")
 SHARED_DATA = DATA                                    # $GLASSFORMER_DATA, or ../shared/data
 LEFT_OUT = object()                                   # what a block left out "printed"
 PRINT_DEFAULTS = np.get_printoptions()                # NumPy's own, before any lesson runs
-
-
-def parse_blocks(path):
-    """[{"kind", "code", "line", "info"}] for every fenced block of a markdown file, in order."""
-    return parse_text(path.read_text(encoding="utf-8"), path.name)
-
-
-def parse_text(text, name):
-    """parse_blocks on markdown text; `name` only labels the error for an unclosed block."""
-    out, block, previous = [], None, ""
-    for n, line in enumerate(text.splitlines(), start=1):
-        if block is None:
-            if line.startswith("```"):
-                lang, _, info = line[3:].strip().partition(" ")
-                needs = BLOCK_NEEDS_DATA.match(previous.strip())
-                block = {"lang": lang, "info": info.strip(), "line": n, "lines": [],
-                         "marked": previous.strip() == NO_RUN_COMMENT,
-                         "needs": needs.group(1) if needs else None}
-            elif line.strip():
-                previous = line
-        elif line.rstrip() == "```":
-            out.append(finish(block))
-            block, previous = None, ""
-        else:
-            block["lines"].append(line)
-    assert block is None, f"{name}: the block opened on line {block['line']} is never closed"
-    return out
-
-
-def finish(block):
-    """Classify a parsed block as run / no-run / quote / output / other."""
-    kind = "other"
-    if block["lang"] == "python":
-        if block["info"].startswith("quote"):
-            kind = "quote"
-        elif block["info"].startswith("no-run") or block["marked"]:
-            kind = "no-run"
-        else:
-            kind = "run"
-    elif block["lang"] == "output":
-        kind = "output"
-    return {"kind": kind, "code": "\n".join(block["lines"]) + "\n", "line": block["line"],
-            "info": block["info"], "lang": block["lang"], "needs": block["needs"]}
 
 
 def lesson_id(path):
@@ -171,7 +128,8 @@ def run_lesson(path, left_out=None):
     """Run every block of a lesson in order; return [(where, error)] for blocks that failed.
 
     A block that needs data which is not here is not run (nor its output compared): its
-    "line N needs FILE" is appended to `left_out`.
+    "line N needs FILE" is appended to `left_out`. A block that prints with no ```output block
+    right after it fails: every printed result is shown, and so checked.
 
     NumPy's print options start at their defaults, as in a fresh Python: a lesson's output must
     not depend on another lesson's np.set_printoptions.
@@ -183,7 +141,7 @@ def run_lesson(path, left_out=None):
 def _run_blocks(path, left_out):
     namespace = {"__name__": f"lesson_{path.stem.replace('-', '_')}"}
     blocks, failures, printed, n_run = parse_blocks(path), [], None, 0
-    for block in blocks:
+    for i, block in enumerate(blocks):
         if block["kind"] == "run" and block["needs"] and not (SHARED_DATA / block["needs"]).is_file():
             left_out.append(f"line {block['line']} needs {block['needs']}")
             printed = LEFT_OUT                              # its output block is not compared
@@ -198,6 +156,9 @@ def _run_blocks(path, left_out):
             except Exception as e:                          # report which block, then the cause
                 return failures + [(where, f"{type(e).__name__}: {e}")]
             printed = buffer.getvalue()
+            if printed.strip() and not shown_below(blocks, i):
+                failures.append((where, f"it prints, but no ```output block follows it to show what "
+                                        f"(add one, or ```output shape for timings)\n--- printed ---\n{printed}"))
         elif block["kind"] == "output":
             where = f"{path.name}, output block at line {block['line']}"
             if printed is LEFT_OUT:
@@ -213,6 +174,11 @@ def _run_blocks(path, left_out):
         else:
             printed = None
     return failures
+
+
+def shown_below(blocks, i):
+    """Whether the block after blocks[i] is the ```output block that shows what blocks[i] prints."""
+    return i + 1 < len(blocks) and blocks[i + 1]["kind"] == "output"
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lesson_id)
@@ -257,6 +223,18 @@ def test_a_block_that_needs_absent_data_is_left_out_with_its_output(tmp_path):
     assert left_out == ["line 11 needs no-such-folder/file.txt"]
     assert [where for where, _ in failures] == ["99-x.md, output block at line 23"]   # 2 is not 3
     assert lesson_needs(lesson) == []
+
+
+def test_a_block_that_prints_without_an_output_block_fails(tmp_path):
+    """Issue 28: a printed result is shown below its block. A silent block needs no output block; a
+    printing one followed by prose, another block or nothing fails, naming the block and what it printed."""
+    lesson = tmp_path / "99-x.md"
+    lesson.write_text("```python\nx = 1\n```\n\n```python\nprint(x)\n```\n\n```output\n1\n```\n\n"
+                      "```python\nprint(x + 1)\n```\n\nIt prints 2.\n\n```python\nprint(x + 2)\n```\n")
+    failures = run_lesson(lesson)
+    assert [where for where, _ in failures] == ["99-x.md, python block 3 (line 13)",
+                                                "99-x.md, python block 4 (line 19)"]
+    assert "no ```output block follows it" in failures[0][1] and failures[0][1].endswith("2\n")
 
 
 def test_the_course_has_lessons():

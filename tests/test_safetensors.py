@@ -180,6 +180,22 @@ def test_a_huge_claim_is_refused_before_anything_is_allocated(tmp_path):
     assert peak < 1 << 20
 
 
+def test_a_tensor_is_mapped_from_the_file_copy_on_write(tmp_path, rng):
+    x = rng.standard_normal((256, 256)).astype(np.float32)             # 256 KiB
+    path = save_safetensors(tmp_path / "a.safetensors", {"x": x})
+    before = path.read_bytes()
+    st = SafeTensors(path)
+    tracemalloc.start()
+    try:
+        y = st.read("x")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(y, x) and peak < x.nbytes // 8     # a view of the mapped file, no read copy
+    y[0, 0] += 1.0                                           # writable, but private:
+    assert path.read_bytes() == before and np.array_equal(SafeTensors(path).read("x"), x)
+
+
 def test_each_tensor_is_read_alone_from_its_offset(tmp_path, rng):
     x = rng.standard_normal((64, 64)).astype(np.float32)
     path = save_safetensors(tmp_path / "a.safetensors", {"a": np.ones(8), "x": x, "z": np.zeros(1 << 16)})

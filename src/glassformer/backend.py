@@ -318,6 +318,61 @@ def use_overlay(enabled):
         set_overlay(saved)
 
 
+# ---- CPU threads: the BLAS's and the CPU overlay's thread pool, one number ----------------------
+
+THREADS_ENV = "GLASSFORMER_THREADS"                     # a whole number >= 1; default: every core
+BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # what the BLAS itself read at start-up
+_threads = None                                         # set_threads' number, once called
+
+
+def cpu_threads():
+    """The CPU threads to use: set_threads' number, else GLASSFORMER_THREADS, else the BLAS's own
+    setting (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS: kept, never overridden), else every core."""
+    if _threads is not None:
+        return _threads
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if raw:
+        return parse_threads(raw, THREADS_ENV)
+    for name in BLAS_ENVS:
+        raw = os.environ.get(name, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            return int(raw)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parse_threads(raw, where):
+    """A thread count from text, or one UserError naming where it came from."""
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"{where}={raw!r}: give a whole number of threads >= 1 (e.g. 1, or 8 for eight "
+                        "cores)")
+    return int(raw)
+
+
+def set_threads(n):
+    """Use n CPU threads (None: GLASSFORMER_THREADS or every core) for the CPU overlay's tiles and the
+    BLAS (OpenBLAS as NumPy bundles it; another BLAS keeps its own setting, OMP_NUM_THREADS)."""
+    global _threads
+    _threads = None if n is None else parse_threads(str(n), "--threads")
+    set_blas_threads(cpu_threads())
+
+
+def set_blas_threads(n):
+    """Tell NumPy's bundled OpenBLAS to use n threads; True when it could be told."""
+    import ctypes
+    try:
+        maps = open("/proc/self/maps").read()           # the loaded BLAS: numpy.libs' OpenBLAS
+    except OSError:
+        return False
+    for path in sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower()}):
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(lib, name):
+                getattr(lib, name)(ctypes.c_int(n))
+                return True
+    return False
+
+
 # ---- random numbers and memory on the device ----------------------------------------------------
 
 _device_rngs = {}                                           # id(host Generator) -> (it, cupy RandomState)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import UserError
 from ..files import write_text
 from ..inputs import read_json
-from ..models import ModelConfig, build_model
+from ..models import DecoderLM, ModelConfig
 from ..tokenizers import ByteLevelBPE, load_tokenizer
 from ..tokenizers.bpe import bytes_to_unicode
 from .archive import MAX_MODEL_BYTES
@@ -31,15 +31,17 @@ FIXED = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
 MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")  # causal-mask buffers some files carry
 PREFIX = "transformer."                                     # what GPT2LMHeadModel.save_pretrained writes
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+FINITE_TILE = 1 << 20                                 # numbers checked at a time
 PER_LAYER = 12                                              # tensors of one block: 2 LayerNorms, 4 Conv1Ds
 
 
 class Undrawn:
-    """A stand-in Generator that draws zeros: every weight is overwritten from the file at once, so the
-    build skips drawing them (GPT-2 small: 124M normals, most of the load time). Dropout is 0 here."""
+    """A stand-in Generator that draws float32 zeros: every weight is replaced by the file's at once,
+    so the build skips drawing them (GPT-2 small: 124M normals) and, np.zeros being zeroed by the OS on
+    first use, never touches their pages. Dropout is 0 here."""
 
     def normal(self, loc=0.0, scale=1.0, size=None):
-        return np.zeros(size)
+        return np.zeros(size, np.float32)
 
     uniform = normal
 
@@ -193,12 +195,26 @@ def check_tensors(folder, st, found, config):
 
 
 def read_weight(folder, st, key):
-    """One tensor as float32, refusing NaN, inf or F64 values beyond float32's range (inf once cast)."""
+    """One tensor as float32 (an F32 one: a view of the mapped file), refusing NaN, inf or F64 values
+    beyond float32's range (inf once cast)."""
     with np.errstate(over="ignore"):                        # no RuntimeWarning: refused just below
         a = st.read(key).astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise hf_error(folder, f"tensor {key!r} holds NaN or inf values (or values beyond float32's range)")
+    flat = a.reshape(-1)
+    for i in range(0, flat.size, FINITE_TILE):              # tiles: no 124 MB boolean temporary
+        if not np.isfinite(flat[i:i + FINITE_TILE]).all():
+            raise hf_error(folder, f"tensor {key!r} holds NaN or inf values (or values beyond "
+                           "float32's range)")
     return a
+
+
+def owners(model):
+    """{dotted parameter name: (layer, attribute)}: where set_weights puts each parameter."""
+    out = {}
+    for layer in model.sublayers():
+        for name, (p, _) in layer.own_parameters().items():
+            if getattr(layer, name, None) is p:
+                out[id(p)] = (layer, name)
+    return {dotted: out[id(p)] for dotted, (p, _) in model.named_parameters()}
 
 
 def load_hf_gpt2(folder):
@@ -222,14 +238,14 @@ def load_hf_gpt2(folder):
                        f"{config.vocab_size:,} embedding rows")
     if tokenizer is not None:
         note_padding(folder, tokenizer.vocab_size, config.vocab_size)
-    model = build_model(config, Undrawn())
-    params = dict(model.named_parameters())
+    model = DecoderLM(config, Undrawn())                   # not laid flat: that would copy 500 MB
+    where = owners(model)
     for name, (ours, transposed) in hf_names(config).items():
-        a = read_weight(folder, st, found[name])          # one tensor at a time: bounded memory
-        p = params[ours][0]
-        p[...] = a.T if transposed else a
+        a = read_weight(folder, st, found[name])          # F32: a view of the file, read on first use
+        layer, attr = where[ours]
+        setattr(layer, attr, np.ascontiguousarray(a.T) if transposed else a)
     if config.tie_weights and "lm_head.weight" in found:
-        if not np.array_equal(read_weight(folder, st, found["lm_head.weight"]), params["tok_emb.W"][0]):
+        if not np.array_equal(read_weight(folder, st, found["lm_head.weight"]), model.tok_emb.W):
             raise hf_error(folder, "tie_word_embeddings is true but lm_head.weight differs from wte: "
                            "set tie_word_embeddings false in config.json to load the separate head")
     meta = {"format": "huggingface-gpt2", "version": 1, "config": config.to_dict(),

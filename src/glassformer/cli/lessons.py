@@ -1,4 +1,5 @@
-"""python -m glassformer.lessons check NN | --all [--solutions | --dir DIR] [--timeout S]: grade.
+"""python -m glassformer.lessons check NN | --all [--solutions | --dir DIR] [--timeout S]: grade;
+`notebook [NN|all] [--out DIR]`: write the lessons as Jupyter notebooks (lessons/notebooks.py).
 
 Exit status 0 when every check passes, 1 when one fails, 2 on bad usage (unknown lesson, missing
 file, bad flag). The student's code runs in child processes (runner, sandbox): whatever it does,
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from ..domains import Domain
 from ..errors import Parser, run_main
+from ..lessons import notebooks
 from ..lessons.checks.lesson20 import TRAIN_SECONDS
 from ..lessons.grading import CHECKS
 from ..lessons.runner import CHECK_SECONDS, LESSONS, exercise_file, exercise_folder, grade_file, lesson_number
@@ -37,6 +39,10 @@ def parse_args(argv):
                        help=f"stop a check (or the file's loading) after S seconds (default {CHECK_SECONDS:g}; "
                             f"lesson 20's two training checks: {TRAIN_SECONDS:g})")
     sub.add_parser("list", help="list every lesson's exercises")
+    book = sub.add_parser("notebook", help="write lessons as Jupyter notebooks (the course extra)",
+                          description="Write lessons/notebooks/NN-*.ipynb from the lessons' markdown.")
+    book.add_argument("lesson", nargs="?", default="all", help="lesson number, e.g. 07, or all (the default)")
+    book.add_argument("--out", metavar="DIR", help="folder for the notebooks (default lessons/notebooks)")
     args = parser.parse_args(argv)
     if args.command == "check" and bool(args.lesson) == bool(args.all):
         parser.error("give one lesson number or --all")
@@ -66,6 +72,8 @@ def command(argv=None, out=None):
         for lesson, stem in LESSONS.items():
             print(f"{stem}.py: {', '.join(CHECKS[lesson])}", file=out)
         return 0
+    if args.command == "notebook":
+        return notebooks.write_lessons(args.lesson, args.out, out)
     folder = exercise_folder(args.dir, args.solutions)
     lessons = list(LESSONS) if args.all else [lesson_number(args.lesson)]
     paths = {lesson: exercise_file(folder, lesson) for lesson in lessons}   # all found, or exit 2

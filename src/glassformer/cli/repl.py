@@ -12,7 +12,7 @@ from ..errors import Terminated, UserError, run_main
 from ..inputs import read_text
 from ..tasks.qa import CHAT_TEMPLATE
 from ..visualization import ascii_heatmap, attention_scale, shade_chars
-from ..domains import SEED
+from ..domains import SEED, THREADS
 from ..generate import MAX_NEW_TOKENS as MAX_NEW
 from ..generate import NUM_SAMPLES, TEMPERATURE, TOP_K, TOP_P
 from .common import EXIT_INTERRUPTED, Parser
@@ -72,6 +72,8 @@ def parse_args(argv):
     p.add_argument("--reference", action="store_true",
                    help="run the plain reference layers, no CPU overlay "
                    "(as GLASSFORMER_REFERENCE=1; to compare)")
+    p.add_argument("--threads", type=THREADS, metavar="N", help="CPU threads for the BLAS and the CPU "
+                   "overlay's thread pool (default $GLASSFORMER_THREADS, else every core)")
     args = p.parse_args(argv)
     check_args(args)
     return args
@@ -306,6 +308,7 @@ def command(argv, stdin, stdout, stderr):
     args = parse_args(argv)
     backend.use(args.device)                                # UserError when CuPy or a GPU is missing
     backend.set_overlay(backend.overlay_enabled() and not args.reference)
+    backend.set_threads(args.threads)                       # None: $GLASSFORMER_THREADS or every core
     path = args.checkpoint or DEFAULT_CHECKPOINT
     ckpt, handler = load(path, args)
     session = Session(ckpt, handler, args, stdout, stderr)

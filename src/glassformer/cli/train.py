@@ -34,6 +34,7 @@ from ..tasks import digits
 from ..train import agree, parallel
 from ..train.progress import shell_wrap, wrap
 from ..train.records import with_run_id, write_json
+from ..domains import THREADS
 from ..train.config import flag_options
 from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, make_run_dir,
                      resume_path, run_dir)
@@ -83,6 +84,8 @@ def build_parser():
     p.add_argument("--reference", action="store_true",
                    help="run the plain reference layers, no CPU overlay "
                    "(as GLASSFORMER_REFERENCE=1; to compare)")
+    p.add_argument("--threads", type=THREADS, metavar="N", help="CPU threads for the BLAS and the CPU "
+                   "overlay's thread pool (default $GLASSFORMER_THREADS, else every core)")
     add_walk_arguments(p)                                  # --walk, --no-pause, --no-walk
     p.add_argument("--html", type=Path, metavar="FILE", help="write the walk's example as one browser page "
                    "first (one training step: forward, backward and update, as python -m "
@@ -147,6 +150,7 @@ def choose(args, only, agreed):
     before any collective (agree.agreement): the task first, then --task lm's settings."""
     backend.use(args.device or "cpu")
     backend.set_overlay(backend.overlay_enabled() and not args.reference)
+    backend.set_threads(args.threads)                       # None: $GLASSFORMER_THREADS or every core
     agreed.add("--reference", bool(args.reference))         # the overlay's numbers differ in the last bits
     args.resume = resume_path(args.resume)
     check_resume_task(args.resume, args.task)

@@ -1,6 +1,6 @@
 """Token embeddings: one learned row per token id."""
-from .base import Layer, new_param
-from ..backend import array_module, scatter_add
+from .base import Layer, new_grad, new_param
+from ..backend import scatter_add
 
 
 class Embedding(Layer):
@@ -9,7 +9,7 @@ class Embedding(Layer):
     def __init__(self, vocab_size, d_model, rng, std=None, dtype="float32"):
         std = d_model ** -0.5 if std is None else std
         self.W = new_param(rng.normal(0.0, std, (vocab_size, d_model)), dtype)
-        self.dW = array_module(self.W).zeros_like(self.W)
+        self.dW = new_grad(self.W)
 
     def forward(self, ids):                                 # ids: (B, T) integers
         self.ids = ids

@@ -1,8 +1,8 @@
 """Linear: y = x @ W + b over the last axis."""
 import numpy as np
 
-from .base import Layer, new_param
-from ..backend import accelerated, array_module, matmul
+from .base import Layer, new_grad, new_param
+from ..backend import accelerated, matmul
 
 
 @accelerated
@@ -29,11 +29,11 @@ class Linear(Layer):
         else:
             raise ValueError(f"unknown init {init!r}")
         self.W = new_param(W, dtype)
-        self.dW = array_module(self.W).zeros_like(self.W)
+        self.dW = new_grad(self.W)
         self.bias = bias
         if bias:
             self.b = new_param(np.zeros(d_out), dtype)
-            self.db = array_module(self.b).zeros_like(self.b)
+            self.db = new_grad(self.b)
 
     def forward(self, x):                                   # x: (..., d_in)
         self.x = x

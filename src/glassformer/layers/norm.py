@@ -1,7 +1,7 @@
 """Normalisation layers: LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019)."""
 import numpy as np
 
-from .base import Layer, new_param
+from .base import Layer, new_grad, new_param
 from ..backend import accelerated, array_module
 
 
@@ -40,11 +40,11 @@ class LayerNorm(Layer):
     def __init__(self, d_model, eps=1e-5, dtype="float32", bias=True):
         self.eps = eps
         self.gamma = new_param(np.ones(d_model), dtype)
-        self.dgamma = array_module(self.gamma).zeros_like(self.gamma)
+        self.dgamma = new_grad(self.gamma)
         self.beta = self.dbeta = None
         if bias:
             self.beta = new_param(np.zeros(d_model), dtype)
-            self.dbeta = array_module(self.beta).zeros_like(self.beta)
+            self.dbeta = new_grad(self.beta)
 
     def forward(self, x):                                   # x: (..., C)
         y, self.cache = layer_norm_forward(x, self.gamma, self.beta, self.eps)
@@ -77,7 +77,7 @@ class RMSNorm(Layer):
     def __init__(self, d_model, eps=1e-6, dtype="float32"):
         self.eps = eps
         self.g = new_param(np.ones(d_model), dtype)
-        self.dg = array_module(self.g).zeros_like(self.g)
+        self.dg = new_grad(self.g)
 
     def forward(self, x):                                   # x: (..., C)
         xp = array_module(x)

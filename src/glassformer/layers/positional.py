@@ -1,7 +1,7 @@
 """Positional information added to the token embeddings: sinusoidal (fixed) or learned."""
 import numpy as np
 
-from .base import Layer, new_param
+from .base import Layer, new_grad, new_param
 from ..backend import array_module
 
 
@@ -46,7 +46,7 @@ class LearnedPositionalEmbedding(Layer):
     def __init__(self, max_len, d_model, rng, std=0.02, dtype="float32"):
         self.max_len = max_len
         self.P = new_param(rng.normal(0.0, std, (max_len, d_model)), dtype)
-        self.dP = array_module(self.P).zeros_like(self.P)
+        self.dP = new_grad(self.P)
 
     def forward(self, x, start=0):                          # x: (B, T, C)
         T = x.shape[1]
