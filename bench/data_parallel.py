@@ -61,7 +61,7 @@ def worker(preset, steps, zero_stage=0):
     tokens = np.random.default_rng(0).integers(0, 256, 200_000).astype(np.uint16)
     model = build_model(lm_config(preset, 256, max_len=T), np.random.default_rng(0))
     trainer = Trainer(model, CrossEntropyLoss(), lm_batches(tokens, B, T),
-                      TrainConfig(steps=steps + WARMUP, warmup_steps=0, eval_interval=0,
+                      TrainConfig(steps=steps + WARMUP, warmup=0, eval_interval=0,
                                   zero_stage=zero_stage),
                       log=open(os.devnull, "w"))
     for _ in range(WARMUP):

@@ -64,7 +64,7 @@ def main(argv=None):
     config = lm_config("tiny", tok.vocab_size, max_len=T, dropout=0.0,    # 128 / 4 heads / 4 layers
                        bias=args.bias)
     model = build_model(config, np.random.default_rng(args.seed))
-    tcfg = TrainConfig(steps=args.iters, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
+    tcfg = TrainConfig(steps=args.iters, lr=1e-3, min_lr=1e-4, warmup=100, weight_decay=0.1,
                        beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=0,
                        eval_batches=args.eval_batches, log_interval=100, seed=args.seed)
     task = {"name": "lm", "context": T, "data": "tinyshakespeare", "split": "90/10"}

@@ -117,6 +117,7 @@ class Domain:
 
 SEED = Domain(int, 0, 2**32 - 1)                            # every seed: NumPy takes any, a run records 32 bits
 LEARNING_RATE = Domain(float, 1e-12, 10.0)                   # every learning rate
+FRACTION = Domain(float, 0.0, 1.0, high_open=True)          # dropout, Adam's betas, a share: [0, 1)
 THREADS = Domain(int, 1, 4096)                              # --threads: CPU threads, BLAS and the pool
 
 

@@ -100,7 +100,7 @@ def test_extending_is_said_only_when_the_run_extends(steps, says):
     from glassformer.train.resume import keep_schedule
     from glassformer.train.trainer import TrainConfig
     saved = {"steps": 100, "warmup_steps": 10, "lr": 1e-3, "min_lr": 1e-4}
-    config, note = keep_schedule(TrainConfig(steps=steps, warmup_steps=10, lr=1e-3, min_lr=1e-4), saved,
+    config, note = keep_schedule(TrainConfig(steps=steps, warmup=10, lr=1e-3, min_lr=1e-4), saved,
                                  extend=True)
     assert config.steps == steps and (note is None if says is None else note.startswith(says)), note
     assert steps >= 100 or "extending" not in note

@@ -171,8 +171,8 @@ def test_every_knob_reaches_the_trainer(tmp_path, text, capsys, monkeypatch):
     assert train.main(argv) == 0
     c = load_checkpoint(out / "last.npz")
     t = c.meta["extra"]["train_config"]
-    assert (t["weight_decay"], t["beta1"], t["beta2"], t["grad_clip"], t["min_lr"], t["accum_steps"],
-            t["eval_batches"], t["log_interval"], t["warmup_steps"]) == (0.02, 0.8, 0.95, 0.5, 1e-5, 2, 2, 1, 1)
+    assert (t["weight_decay"], t["beta1"], t["beta2"], t["grad_clip"], t["min_lr"], t["grad_accum"],
+            t["eval_batches"], t["log_interval"], t["warmup"]) == (0.02, 0.8, 0.95, 0.5, 1e-5, 2, 2, 1, 1)
     assert summary(out)["tokens"] == 3 * 2 * 2 * 8          # steps x accumulation x batch x context
 
 

@@ -176,7 +176,7 @@ def tiny_lm_trainer(steps, seed=0):
                 np.stack([pattern[s + 1:s + 17] for s in start]))
     model = build_model(lm_config("tiny", V, d_model=32, n_heads=4, n_layers=2, max_len=16),
                         np.random.default_rng(seed))
-    cfg = TrainConfig(steps=steps, lr=3e-3, warmup_steps=5, eval_interval=0, log_interval=10 ** 6)
+    cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=1e-4, warmup=5, eval_interval=0, log_interval=10 ** 6)
     return Trainer(model, CrossEntropyLoss(), batches, cfg, log=io.StringIO())
 
 

@@ -53,7 +53,11 @@ def test_a_diverging_lm_run_stops_and_keeps_its_last_finite_best(tmp_path):
 
 
 def test_lr_1e20_from_the_start_saves_nothing(tmp_path):
-    summary = make_trainer(lr=1e20, grad_clip=0.0, steps=10, eval_interval=2, out_dir=str(tmp_path)).fit()
+    with pytest.raises(UserError, match=r"lr=1e\+20 must be a number in \[1e-12, 10\]"):
+        make_trainer(lr=1e20)                               # past --lr's domain: TrainConfig refuses it
+    tr = make_trainer(grad_clip=0.0, steps=10, eval_interval=2, out_dir=str(tmp_path))
+    blow_up_at(tr, 0)                                       # so the schedule is forced to 1e20 here
+    summary = tr.fit()
     assert summary["diverged"]["step"] <= 3 and summary["best_val_loss"] is None
     assert not (tmp_path / "best.npz").exists() and not (tmp_path / "last.npz").exists()
 
@@ -90,17 +94,17 @@ def test_under_fp16_overflowing_steps_are_skipped_and_counted_not_divergence(tmp
 # ---- the schedule belongs to the run ------------------------------------------------------------------
 
 def test_resume_keeps_the_schedule_unless_extended(tmp_path):
-    first = make_trainer(steps=10, warmup_steps=4)
+    first = make_trainer(steps=10, warmup=4)
     for _ in range(3):
         first.update()
     first.save(tmp_path / "mid.npz")
     with pytest.raises(UserError, match="steps=10, not steps=20.*extend=True"):
-        make_trainer(steps=20, warmup_steps=4).resume(tmp_path / "mid.npz")
-    longer = make_trainer(steps=20, warmup_steps=10)       # (the CLI derives warm-up from --steps)
+        make_trainer(steps=20, warmup=4).resume(tmp_path / "mid.npz")
+    longer = make_trainer(steps=20, warmup=10)       # (the CLI derives warm-up from --steps)
     longer.resume(tmp_path / "mid.npz", extend=True)
-    assert longer.config.steps == 20 and longer.config.warmup_steps == 4 and longer.step == 3
+    assert longer.config.steps == 20 and longer.config.warmup == 4 and longer.step == 3
     assert "cosine now ends at step 20 instead of 10" in longer.log.getvalue()
-    same = make_trainer(steps=10, warmup_steps=4)
+    same = make_trainer(steps=10, warmup=4)
     same.resume(tmp_path / "mid.npz")                       # the same plan: no note, no error
     assert same.lr_at(5) == first.lr_at(5) and same.log.getvalue() == ""
 

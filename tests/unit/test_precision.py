@@ -313,7 +313,7 @@ def fp16_trainer(seed=0, **kw):
         start = r.integers(0, len(data) - 9, 4)
         x = np.stack([data[s:s + 8] for s in start])
         return x, np.stack([data[s + 1:s + 9] for s in start])
-    settings = dict(steps=4, lr=3e-3, warmup_steps=1, eval_interval=0, log_interval=2)
+    settings = dict(steps=4, lr=3e-3, min_lr=1e-4, warmup=1, eval_interval=0, log_interval=2)
     settings.update(kw)
     return Trainer(tiny_lm(seed, V), CrossEntropyLoss(), batches, TrainConfig(**settings),
                    log=io.StringIO())

@@ -78,7 +78,7 @@ def small_trainer(log):
     from glassformer.train import TrainConfig, Trainer
     model = build_model(lm_config("tiny", 11, d_model=8, n_heads=2, n_layers=1, max_len=8),
                         np.random.default_rng(0))
-    config = TrainConfig(steps=3, warmup_steps=1, log_interval=1, eval_interval=0)
+    config = TrainConfig(steps=3, warmup=1, log_interval=1, eval_interval=0)
     return Trainer(model, CrossEntropyLoss(), lm_batches(np.arange(200) % 11, 2, 8), config, log=log)
 
 

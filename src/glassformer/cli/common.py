@@ -24,7 +24,7 @@ SEED = domains.SEED                                         # 0 .. 2**32 - 1
 BATCH_SIZE = Domain(int, 1, 2**20)                          # rows per batch; memory is checked too
 CONTEXT = Domain(int, 1, 2**20)                             # tokens per window; and the model's positions
 LEARNING_RATE = domains.LEARNING_RATE
-FRACTION = Domain(float, 0.0, 1.0, high_open=True)          # dropout, Adam's betas, a share: [0, 1)
+FRACTION = domains.FRACTION                                 # dropout, Adam's betas, a share: [0, 1)
 
 
 def add_device_arguments(p, device_help, default=None):

@@ -22,17 +22,22 @@ from ..train import agree, parallel, zero
 from ..train.records import with_run_id, write_json
 from ..train.step import Diverged
 from ..train.progress import fold, shell_wrap, si, wrap
+from ..train.config import flag_options
 from ..train.trainer import perplexity
-from .common import (CONTEXT, EXIT_INTERRUPTED, EXIT_USER_ERROR, FRACTION, LEARNING_RATE, Domain,
+from .common import (CONTEXT, EXIT_INTERRUPTED, EXIT_USER_ERROR, FRACTION, Domain,
                      TokenNames, make_run_dir, matmul_rate, run_dir, unicode_ok)
 from .config import run_config
 from .walkthrough import walk
 
-STEPS = Domain(int, 1, 10**9)                               # updates; warm-up and intervals as far
-SECONDS = Domain(float, 1e-3, 1e7)                          # --max-time: a millisecond to 115 days
-ZERO = Domain(int, 0, 1)                                    # --zero-stage
-EVERY = Domain(int, 0, STEPS.high)                          # steps between two things; 0: never (or at the end)
-# (flag, type, metavar, help) of the flags only --task lm reads; a number's type is its domain
+
+def training_flags(*names):
+    """(flag, type, metavar, help) of TrainConfig's settings `names`, made from their fields."""
+    return tuple(("--" + n.replace("_", "-"), *map(flag_options(n).get, ("type", "metavar", "help")))
+                 for n in names)
+
+
+# (flag, type, metavar, help) of the flags only --task lm reads; a number's type is its domain; the
+# training settings' flags are made from TrainConfig's fields
 LM_FLAGS = (
     ("--data", Path, "PATH", "text to train on: a .txt file or folder, WikiText, a Wikipedia .xml(.bz2) "
      "dump, .jsonl, TinyStories; the last 10%% is validation unless --val-data is given. A folder holding "
@@ -54,30 +59,12 @@ LM_FLAGS = (
      "faster; default: biases, as GPT-2)"),
     ("--context", CONTEXT, "T", "tokens per training window (default: the preset's)"),
     ("--dropout", FRACTION, "P", "dropout probability (default 0)"),
-    ("--steps", STEPS, "N", "optimizer updates (default 1000; with --resume, the total to reach)"),
-    ("--grad-accum", Domain(int, 1, 2**16), "N", "micro-batches of --batch-size per update, their gradients summed "
-     "(default 1)"),
-    ("--min-lr", Domain(float, 0.0, LEARNING_RATE.high), "LR", "where the cosine ends (default --lr / 10)"),
-    ("--warmup", EVERY, "N", "linear warm-up steps before the cosine (default 100)"),
-    ("--weight-decay", Domain(float, 0.0, 10.0), "WD", "AdamW's decoupled decay, matrices only (default 0.1)"),
-    ("--beta1", FRACTION, "B1", "AdamW's first-moment decay (default 0.9)"),
-    ("--beta2", FRACTION, "B2", "AdamW's second-moment decay (default 0.99)"),
-    ("--grad-clip", Domain(float, 0.0, 1e6), "NORM", "bound on the global gradient L2 norm; 0: off (default "
-     "1.0)"),
-    ("--eval-interval", EVERY, "N", "steps between validation passes (and last.npz saves); 0: only "
-     "at the end (default 100)"),
-    ("--eval-batches", Domain(int, 1, 10**6), "N", "random validation batches per pass (default 20)"),
-    ("--log-interval", Domain(int, 1, STEPS.high), "N", "steps between progress lines (default steps/20, at most "
-     "50)"),
-    ("--sample-every", EVERY, "N", "print a 64-token sample every N steps, as llm.c does; 0: never "
-     "(default)"),
+    *training_flags("steps", "grad_accum", "min_lr", "warmup", "weight_decay", "beta1", "beta2",
+                    "grad_clip", "eval_interval", "eval_batches", "log_interval", "sample_every"),
     ("--precision", None, None, "fp32 (default), tf32 (cuBLAS may round float32 matmul inputs to TF32 on a "
      "GPU) or fp16 (float16 matmuls, float32 master weights, dynamic loss scaling; on the CPU through "
      "NumPy float16, slow: for checking, not speed)"),
-    ("--max-time", SECONDS, "SECONDS", "stop cleanly after this much training time in this session: "
-     "checkpoints saved, the summary says so; --resume goes on"),
-    ("--zero-stage", ZERO, "Z", "1: under mpiexec, ZeRO-1: each process keeps AdamW's moments for its 1/N "
-     "of the parameters only, and the same numbers come out; 0: every process keeps all (default 0)"),
+    *training_flags("max_time", "zero_stage"),
 )
 WALK_TOKENS = 12                                            # tokens of the first batch walked through
 # ---- flags --------------------------------------------------------------------------------------

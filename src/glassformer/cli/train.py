@@ -34,8 +34,9 @@ from ..tasks import digits
 from ..train import agree, parallel
 from ..train.progress import shell_wrap, wrap
 from ..train.records import with_run_id, write_json
-from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, LEARNING_RATE, SEED, Parser,
-                     Progress, add_device_arguments, make_run_dir, resume_path, run_dir)
+from ..train.config import flag_options
+from .common import (BATCH_SIZE, EXIT_INTERRUPTED, EXIT_USER_ERROR, Parser, Progress, add_device_arguments,
+                     make_run_dir, resume_path, run_dir)
 from .config import check_task_flags, given_flags, parse_with_config, run_config
 from .lm import add_lm_arguments, is_lm_checkpoint, prepare_lm, presets_table, run_lm
 from .qa import add_qa_arguments, run_qa
@@ -70,9 +71,8 @@ def build_parser():
     g.add_argument("--epochs", type=EPOCHS, help="total epochs (default: 20 for digits, 300 "
                    "for sentences; with --resume, the total to reach counting those already done)")
     p.add_argument("--batch-size", type=BATCH_SIZE, help="examples per update (default 32)")
-    p.add_argument("--lr", type=LEARNING_RATE, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--seed", type=SEED, help="seed of the data and of the run's one random "
-                   "generator (model init, dropout, shuffling) (default 0)")
+    p.add_argument("--lr", **flag_options("lr"))          # every task's: TrainConfig's fields
+    p.add_argument("--seed", **flag_options("seed"))
     p.add_argument("--out", type=Path, help="run directory (default runs/<YYYYmmdd-HHMMSS>-<task>; "
                    "with --resume, the checkpoint's directory)")
     p.add_argument("--resume", type=Path, metavar="CHECKPOINT",

@@ -28,13 +28,15 @@ from ..optim.optimizers import Adam
 from ..tasks import digits
 from ..train.records import write_json, write_metrics
 from ..train.step import Diverged, all_finite
-from ..train.trainer import TrainConfig, Trainer
+from ..train.config import TrainConfig, default_of
+from ..train.trainer import Trainer
 from .tasks import TASK_CLASSES
 
 DEFAULT_EPOCHS = {"digits": 20, "sentences": 300}
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
-DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": 1e-3, "seed": 0,
-            "n_args": 3, "digits": "0-9"}
+# a digits/sentences flag left out takes this value; --lr and --seed are TrainConfig's (train/config.py)
+DEFAULTS = {"task": "digits", "size": "medium", "batch_size": 32, "lr": default_of("lr"),
+            "seed": default_of("seed"), "n_args": 3, "digits": "0-9"}
 N_ARGS = Domain(int, 2, 13)                                 # Second needs 2; 13 + 3 tokens fill max_len 16
 EPOCHS = Domain(int, 1, 10**6)
 
@@ -178,7 +180,7 @@ class Run:
         """A constant learning rate (no warm-up, the cosine from lr to lr), no clipping, no decay."""
         s = self.settings
         return TrainConfig(steps=s["epochs"] * self.batches.n_batches, lr=s["lr"], min_lr=s["lr"],
-                           warmup_steps=0, weight_decay=0.0, grad_clip=0.0, eval_interval=0,
+                           warmup=0, weight_decay=0.0, grad_clip=0.0, eval_interval=0,
                            log_interval=log_interval, seed=s["seed"])
 
     def _resume(self, ckpt, path):

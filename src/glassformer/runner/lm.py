@@ -27,26 +27,27 @@ from ..tokenizers.bpe_train import text_stream
 from ..train import agree, parallel
 from ..train.progress import wrap
 from ..train.records import write_json
-from ..train.trainer import TrainConfig, Trainer
+from ..train.config import (TrainConfig, default_log_interval, default_min_lr, flag_defaults,
+                            may_change, settings_info)
+from ..train.trainer import Trainer
 from .init_from import init_settings, load_init
 from .lm_data import DATA_KEYS, check_text, evaluate_test, load_text, require_splits, resolve_data
 
 GPT2_FILES = ("encoder.json", "vocab.bpe")
 TOKENIZERS = ("char", "bpe", "gpt2")
-# a --task lm flag left out takes this value (None: derived, see complete_settings)
+# a --task lm flag left out takes this value (None: derived, see complete_settings); the training
+# settings' defaults are TrainConfig's own (train/config.py), so the flag and the Trainer cannot disagree
 FLAG_DEFAULTS = {"data": None, "val_data": None, "test_data": None, "tokenizer": "char", "bpe_vocab": 1024,
                  "preset": "tiny", "no_bias": False, "context": None, "dropout": 0.0, "batch_size": 16,
-                 "grad_accum": 1, "steps": 1000, "lr": 1e-3, "min_lr": None, "warmup": 100,
-                 "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "eval_interval": 100,
-                 "eval_batches": 20, "log_interval": None, "sample_every": 0, "max_time": None, "seed": 0,
-                 "precision": "fp32", "init_from": None, "zero_stage": 0}
+                 **flag_defaults(), "precision": "fp32", "init_from": None}
 # settings only rank 0 reads (its progress lines, samples and validation): ranks need not agree on them
 RANK_LOCAL = ("log_interval", "sample_every", "eval_batches")
 # what a rank says when the ranks' files differ (agree.agreement in build_trainer)
 SAME_FILES = ("give every rank the same files (--data, --resume, --init-from, the tokenizer's): the same "
               "path may hold other bytes on another machine")
-# what --resume may change: the length and the bookkeeping (paths: the same files, moved); not the run
-MAY_CHANGE = ("steps", "eval_interval", "log_interval", "sample_every", "max_time", "zero_stage") + DATA_KEYS
+# what --resume may change: the length and the bookkeeping (each TrainConfig field's resume rule), and
+# the data paths (the same files, moved); not the run
+MAY_CHANGE = may_change() + DATA_KEYS
 
 
 # ---- tokenizers ----------------------------------------------------------------------------
@@ -100,8 +101,8 @@ def complete_settings(s):
     """The derived defaults filled in (context, min_lr, log_interval), data paths resolved, and checked."""
     s = resolve_data(s)
     s["context"] = s["context"] or PRESETS[s["preset"]]["max_len"]
-    s["min_lr"] = s["lr"] / 10 if s["min_lr"] is None else s["min_lr"]
-    s["log_interval"] = s["log_interval"] or max(1, min(50, s["steps"] // 20))
+    s["min_lr"] = default_min_lr(s["lr"]) if s["min_lr"] is None else s["min_lr"]
+    s["log_interval"] = s["log_interval"] or default_log_interval(s["steps"])
     if s["min_lr"] > s["lr"]:
         raise UserError(f"--min-lr {s['min_lr']:g} is above --lr {s['lr']:g}: the cosine goes down to it")
     return s
@@ -122,7 +123,7 @@ def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS, example="tinysh
         raise UserError(f"{args.resume}: not a resumable --task {name} checkpoint (no run settings or "
                         "optimizer state); start a new run instead")
     saved = dict(defaults, **task["settings"])              # older runs lack the newer keys
-    saved["min_lr"] = saved["lr"] / 10 if saved["min_lr"] is None else saved["min_lr"]
+    saved["min_lr"] = default_min_lr(saved["lr"]) if saved["min_lr"] is None else saved["min_lr"]
     for key, value in given.items():
         if key not in MAY_CHANGE and value != saved[key]:
             flag = "--" + key.replace("_", "-")
@@ -141,15 +142,11 @@ def resolve_lm_settings(args, name="lm", defaults=FLAG_DEFAULTS, example="tinysh
 # ---- the run ----------------------------------------------------------------------------------
 
 def train_config(s, out):
-    """The Trainer's settings from the run's."""
-    return TrainConfig(steps=s["steps"], lr=s["lr"], min_lr=s["min_lr"],
-                       warmup_steps=min(s["warmup"], s["steps"] // 2), weight_decay=s["weight_decay"],
-                       beta1=s["beta1"], beta2=s["beta2"], grad_clip=s["grad_clip"],
-                       accum_steps=s["grad_accum"], eval_interval=s["eval_interval"],
-                       eval_batches=s["eval_batches"], log_interval=s["log_interval"],
-                       checkpoint_interval=s["eval_interval"], max_time=s["max_time"] or 0.0,
-                       sample_every=s["sample_every"], out_dir=out and str(out), seed=s["seed"],
-                       zero_stage=s["zero_stage"])
+    """The Trainer's settings: the run's of the same names, the warm-up at most half the steps, last.npz
+    saved at each validation, the files in `out`."""
+    named = {k: s[k] for k in settings_info() if k in s}
+    return TrainConfig(**dict(named, warmup=min(s["warmup"], s["steps"] // 2),
+                              checkpoint_interval=s["eval_interval"], out_dir=out and str(out)))
 
 
 def model_config_of(s, vocab_size):

@@ -9,8 +9,9 @@ from dataclasses import replace
 from ..checkpoint import FLOAT, NAT, check_schema
 from ..errors import UserError
 from ..layers.dropout import Dropout
+from .config import current_names, schedule_names
 
-SCHEDULE = ("steps", "warmup_steps", "lr", "min_lr")
+SCHEDULE = schedule_names()                                 # steps, warmup, lr, min_lr
 TRAINER_STATE = {"best_val?": (FLOAT, None), "tokens_seen?": NAT, "elapsed?": FLOAT, "train_s?": FLOAT,
                  "loss_scaler?": ({"scale": FLOAT, "good_steps?": NAT, "skipped_steps?": NAT}, None)}
 
@@ -23,7 +24,9 @@ def saved_state(where, ckpt):
 
 def keep_schedule(config, saved, extend=False):
     """(config with the saved run's schedule, a note or None); a different schedule is a UserError
-    unless extend, which keeps the warm-up and rates and moves only the end of the cosine."""
+    unless extend, which keeps the warm-up and rates and moves only the end of the cosine. `saved` is
+    a checkpoint's train_config, old names (warmup_steps) read as the current ones."""
+    saved = current_names(saved)
     plan = {k: saved[k] for k in SCHEDULE if k in saved}
     changed = {k: v for k, v in plan.items() if getattr(config, k) != v}
     if not changed:

@@ -10,30 +10,30 @@ from ..optim.optimizers import clip_grad_norm
 MIN_LOSS_SCALE = 2.0 ** -24             # fp16: a scale below this means every step overflows
 
 
-def train_step(model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.0):
+def train_step(model, loss_fn, optimizer, micro_batches, grad_accum=1, grad_clip=0.0):
     """Zero the grads, run forward + loss + backward on each micro-batch, clip, step the optimizer.
 
     micro_batches yields (inputs tuple, targets) and is read lazily, so a batch may be drawn from
-    the same generator as the dropout masks of the one before; n_micro is how many it yields
-    (backward is scaled by 1/n_micro: the summed grads are the mean). grad_clip bounds the global
+    the same generator as the dropout masks of the one before; grad_accum is how many it yields
+    (backward is scaled by 1/grad_accum: the summed grads are the mean). grad_clip bounds the global
     norm (0: off). Returns (mean loss as a device scalar, logits of the last micro-batch, pre-clip
     norm or None).
     """
     optimizer.zero_grad()
     with quiet():                                           # overflow is the guard's to report
-        loss_sum, logits = forward_backward(model, loss_fn, micro_batches, n_micro)
+        loss_sum, logits = forward_backward(model, loss_fn, micro_batches, grad_accum)
         norm = clip_grad_norm(optimizer.pairs, grad_clip) if grad_clip > 0 else None
         optimizer.step()
-    return loss_sum / n_micro, logits, norm
+    return loss_sum / grad_accum, logits, norm
 
 
-def forward_backward(model, loss_fn, micro_batches, n_micro):
+def forward_backward(model, loss_fn, micro_batches, grad_accum):
     """Forward, loss and backward of each micro-batch; (the summed loss, the last logits)."""
     loss_sum, logits = 0.0, None
     for inputs, y in micro_batches:
         logits = model.forward(*inputs)                     # (B, n_classes) or (B, T, V)
         loss_sum = loss_sum + loss_fn.forward(logits, y)    # mean over the counted targets
-        model.backward(loss_fn.backward(1.0 / n_micro))     # grads add up across micro-batches
+        model.backward(loss_fn.backward(1.0 / grad_accum))  # grads add up across micro-batches
     return loss_sum, logits
 
 
@@ -46,14 +46,14 @@ class WrappedStep:
     def __init__(self, reduce=None, update=None):
         self.reduce, self.update = reduce, update or clip_and_step
 
-    def __call__(self, model, loss_fn, optimizer, micro_batches, n_micro=1, grad_clip=0.0):
+    def __call__(self, model, loss_fn, optimizer, micro_batches, grad_accum=1, grad_clip=0.0):
         optimizer.zero_grad()
         with quiet():
-            loss_sum, logits = forward_backward(model, loss_fn, micro_batches, n_micro)
+            loss_sum, logits = forward_backward(model, loss_fn, micro_batches, grad_accum)
             if self.reduce is not None:
                 loss_sum = self.reduce(optimizer.pairs, loss_sum)
             norm = self.update(optimizer, grad_clip)
-        return loss_sum / n_micro, logits, norm
+        return loss_sum / grad_accum, logits, norm
 
 
 def clip_and_step(optimizer, grad_clip):

@@ -7,7 +7,7 @@ saved state, the parameters and AdamW's moments make a resumed run repeat the st
 import contextlib
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..optim.optimizers import decay_mask, warmup_cosine
 from ..optim.loss_scaler import LossScaler
 from ..tokenizers import tokenizer_from_dict
 from ..visualization import Panel, plot_curves
+from .config import TrainConfig
 from .epochs import estimate_loss, perplexity
 from .parallel import DataParallel, world
 from .progress import Meter, fold, step_line, terminal_width
@@ -36,48 +37,6 @@ LOSS_PANELS = (Panel("loss", "cross-entropy (nats/token)",
                      (("train_loss", "train (mean since last log)"), ("val_loss", "validation"))),)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and bookkeeping settings (the batch shape is the batches function's business)."""
-    steps: int = 2000                 # optimizer updates
-    lr: float = 1e-3                  # peak learning rate, reached after warm-up
-    min_lr: float = 1e-4              # where the cosine ends
-    warmup_steps: int = 100           # linear warm-up from 0
-    weight_decay: float = 0.1         # decoupled (AdamW), matrices only
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0            # global L2 norm bound; 0 turns clipping off
-    accum_steps: int = 1              # micro-batches per update (gradients add up)
-    eval_interval: int = 250          # steps between validation passes; 0: only at the end
-    eval_batches: int = 20            # validation batches per pass
-    eval_seed: int = 1234             # the same validation batches at every pass
-    log_interval: int = 10            # steps between progress lines
-    checkpoint_interval: int = 0      # steps between last.npz saves; 0: at the end only
-    max_time: float = 0.0             # seconds of training per fit() call, then a clean stop; 0: no limit
-    sample_every: int = 0             # steps between short samples printed to the log; 0: never
-    out_dir: str = None               # best.npz, last.npz, metrics.csv, loss.png; None: write nothing
-    seed: int = 0                     # the batches and dropout generator
-    zero_stage: int = 0               # 1: under mpiexec each rank keeps the moments of 1/N (train/zero.py)
-
-    def __post_init__(self):
-        for name in ("steps", "accum_steps", "eval_batches", "log_interval"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}={getattr(self, name)} must be a positive integer")
-        for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "grad_clip",
-                     "weight_decay", "min_lr", "max_time", "sample_every"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name}={getattr(self, name)} must be >= 0")
-        if self.zero_stage not in (0, 1):
-            raise UserError(f"zero_stage={self.zero_stage} must be 0 (off) or 1 (sharded AdamW moments)")
-        if not self.lr > 0:
-            raise UserError(f"lr={self.lr} must be positive")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise UserError(f"betas ({self.beta1}, {self.beta2}) must be in [0, 1)")
-
-    @classmethod
-    def from_dict(cls, d):
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class Trainer:
@@ -140,16 +99,16 @@ class Trainer:
 
     def lr_at(self, step):
         c = self.config
-        return warmup_cosine(step, c.lr, c.warmup_steps, c.steps, c.min_lr)
+        return warmup_cosine(step, c.lr, c.warmup, c.steps, c.min_lr)
 
     def update(self):
-        """One update over accum_steps micro-batches; returns their mean loss as a device scalar."""
+        """One update over grad_accum micro-batches; returns their mean loss as a device scalar."""
         c = self.config
         self.model.train()
         self.optimizer.lr = self.lr_at(self.step)
         self._each("begin_step", self)
         loss, _, norm = self.step_fn(self.model, self.loss_fn, self.optimizer, self._micro_batches(),
-                                     c.accum_steps, c.grad_clip)
+                                     c.grad_accum, c.grad_clip)
         self.guard.update(self.step + 1, loss, norm)       # NaN/inf: Diverged at the next check
         if norm is not None:                                # device scalar, before clipping
             self.grad_norm = norm
@@ -157,9 +116,9 @@ class Trainer:
         return loss
 
     def _micro_batches(self):
-        """accum_steps (inputs, targets) batches on the model's device, drawn one at a time."""
+        """grad_accum (inputs, targets) batches on the model's device, drawn one at a time."""
         xp = array_module(self.params[0][0])
-        for _ in range(self.config.accum_steps):
+        for _ in range(self.config.grad_accum):
             x, y = self.batches(self.rng)                   # the global batch, drawn alike on every rank
             self.tokens_seen += int(y.size)
             for wrapper in self.wrappers:                   # several ranks: this rank's rows

@@ -47,7 +47,7 @@ def test_a_tiny_model_learns_the_facts_exactly():
     tok = char_tokenizer(pairs)
     model = tiny_lm(tok.vocab_size, max_len=48)
     assert qa.exact_match(model, tok, pairs) < 0.5           # it does not know them before
-    config = TrainConfig(steps=600, lr=5e-3, min_lr=5e-4, warmup_steps=60, weight_decay=0.0,
+    config = TrainConfig(steps=600, lr=5e-3, min_lr=5e-4, warmup=60, weight_decay=0.0,
                          log_interval=600, eval_interval=0)
     Trainer(model, CrossEntropyLoss(ignore_index=-1), qa.qa_batches(qa.encode_pairs(pairs, tok, 48), 16, 48),
             config, log=io.StringIO()).fit()

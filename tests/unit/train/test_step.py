@@ -33,7 +33,7 @@ def test_train_step_is_zero_grad_forward_loss_backward_clip_step_and_nothing_els
     monkeypatch.setattr(parallel.Communicator, "allreduce_mean",
                         lambda *a: pytest.fail("train_step all-reduced"))
     r = Recorder()
-    loss, _, norm = step.train_step(r, r, r, [((1,), 2), ((3,), 4)], n_micro=2)
+    loss, _, norm = step.train_step(r, r, r, [((1,), 2), ((3,), 4)], grad_accum=2)
     assert r.calls == ["zero_grad"] + ["forward", "forward", "backward", "backward"] * 2 + ["step"]
     assert loss == 1.0 and norm is None
 

@@ -33,7 +33,7 @@ def make_trainer(model=None, seed=0, log=None, **kw):
     tok = CharTokenizer.from_text(TEXT)
     ids = np.array(tok.encode(TEXT), dtype=np.uint16)
     model = model or small_model(tok.vocab_size, seed)
-    settings = dict(steps=6, lr=3e-3, warmup_steps=2, eval_interval=0, eval_batches=3, log_interval=2)
+    settings = dict(steps=6, lr=3e-3, min_lr=1e-4, warmup=2, eval_interval=0, eval_batches=3, log_interval=2)
     settings.update(kw)
     return Trainer(model, CrossEntropyLoss(), lm_batches(ids[:900], 4, 8), TrainConfig(**settings),
                    val_batches=lm_batches(ids[900:], 4, 8), tokenizer=tok,
@@ -45,7 +45,7 @@ def params_of(model):
 
 
 def test_optimizer_sees_warmup_then_cosine():
-    tr = make_trainer(steps=10, warmup_steps=3, lr=1e-2, min_lr=1e-3)
+    tr = make_trainer(steps=10, warmup=3, lr=1e-2, min_lr=1e-3)
     seen = []
     for _ in range(10):
         tr.update()
@@ -78,11 +78,11 @@ def test_two_micro_batches_equal_one_double_batch():
     x = rng.integers(0, V, (4, 6))
     y = rng.integers(0, V, (4, 6))
     halves = iter([(x[:2], y[:2]), (x[2:], y[2:])])
-    cfg = dict(steps=1, warmup_steps=0, grad_clip=0.0, weight_decay=0.0)
+    cfg = dict(steps=1, warmup=0, grad_clip=0.0, weight_decay=0.0)
     a = Trainer(small_model(V, 5, dtype="float64"), CrossEntropyLoss(), lambda r: next(halves),
-                TrainConfig(accum_steps=2, **cfg), log=io.StringIO())
+                TrainConfig(grad_accum=2, **cfg), log=io.StringIO())
     b = Trainer(small_model(V, 5, dtype="float64"), CrossEntropyLoss(), lambda r: (x, y),
-                TrainConfig(accum_steps=1, **cfg), log=io.StringIO())
+                TrainConfig(grad_accum=1, **cfg), log=io.StringIO())
     loss_a, loss_b = a.update(), b.update()
     assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-12)
     for (name, (_, ga)), (_, (_, gb)) in zip(a.model.named_parameters(), b.model.named_parameters()):
@@ -171,7 +171,7 @@ def test_tiny_lm_learns_repeated_text():
     ids = np.array(tok.encode(text), dtype=np.uint16)
     model = build_model(lm_config("tiny", tok.vocab_size, d_model=32, n_heads=2, n_layers=2,
                                   max_len=16), np.random.default_rng(0))
-    cfg = TrainConfig(steps=60, lr=1e-2, min_lr=1e-3, warmup_steps=10, eval_interval=0,
+    cfg = TrainConfig(steps=60, lr=1e-2, min_lr=1e-3, warmup=10, eval_interval=0,
                       eval_batches=2, log_interval=1000)
     tr = Trainer(model, CrossEntropyLoss(), lm_batches(ids, 8, 16), cfg,
                  val_batches=lm_batches(ids, 8, 16), log=io.StringIO())

@@ -59,7 +59,7 @@ def tiny_trainer():
     tokens = np.arange(300, dtype=np.int64) % 17
     model = build_model(lm_config("tiny", 17, d_model=16, n_heads=2, n_layers=1, max_len=8),
                         np.random.default_rng(0))
-    config = TrainConfig(steps=4, warmup_steps=2, accum_steps=2, grad_clip=1.0)
+    config = TrainConfig(steps=4, warmup=2, grad_accum=2, grad_clip=1.0)
     return Trainer(model, CrossEntropyLoss(), lm_batches(tokens, 2, 8), config, log=io.StringIO())
 
 

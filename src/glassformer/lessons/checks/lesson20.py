@@ -32,7 +32,7 @@ def settings(steps, lr=3e-3, warmup_steps=10, min_lr=3e-4, beta2=0.99):
     """The optimisation settings a student's train_step gets, and TrainConfig's of the same run."""
     mine = dict(n_heads=SHAKESPEARE["n_heads"], lr=lr, min_lr=min_lr, warmup_steps=warmup_steps,
                 steps=steps, betas=(0.9, beta2), eps=1e-8, weight_decay=0.1, grad_clip=1.0)
-    theirs = TrainConfig(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=0.1,
+    theirs = TrainConfig(steps=steps, lr=lr, min_lr=min_lr, warmup=warmup_steps, weight_decay=0.1,
                          beta1=0.9, beta2=beta2, grad_clip=1.0, log_interval=1, eval_interval=0, seed=0)
     return mine, theirs
 
