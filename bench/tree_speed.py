@@ -1,4 +1,4 @@
-"""One bench script from two source trees, run at once on one thread each: the ratio.
+"""One bench script from two trees, run at once on one thread each: the ratio.
 
 A reshaping of the code (issue 25) must not cost time. Each of --runs rounds
 starts TREE_OLD/bench/SCRIPT and TREE_NEW/bench/SCRIPT at once
