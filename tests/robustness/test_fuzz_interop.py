@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from glassformer import evaluate, export
+from glassformer.cli import evaluate, export
 from glassformer.checkpoint import load_checkpoint
 from glassformer.checkpoint.safetensors import DTYPES, load_safetensors, save_safetensors
 from glassformer.cli import qa, repl, train

@@ -274,8 +274,12 @@ def strip_run_id(path):
 
 @pytest.mark.parametrize("lr", [1e2, 1e3, 1e4, 1e6, 1e10, 1e20, 1e30])
 def test_whatever_the_learning_rate_every_file_written_loads(lr, tmp_path):
-    tr = make_trainer(lr=lr, grad_clip=0.0, weight_decay=0.0, steps=12, eval_interval=4,
+    with pytest.raises(UserError, match="lr="):             # above its domain: refused where it enters
+        make_trainer(lr=lr)
+    tr = make_trainer(lr=1.0, grad_clip=0.0, weight_decay=0.0, steps=12, eval_interval=4,
                       checkpoint_interval=4, out_dir=str(tmp_path))
+    schedule = tr.lr_at
+    tr.lr_at = lambda step: schedule(step) * lr             # the same schedule, lr times higher
     summary = tr.fit()
     for f in tmp_path.glob("*.npz"):
         load_checkpoint(f)                                  # a UserError here: a file that cannot resume

@@ -65,12 +65,33 @@ def timed_clean(text, seconds):
     return time.thread_time() - t
 
 
+# A small launcher forks the command and writes its peak RSS (KiB) to a file. The peak is measured
+# there, not by our own os.wait4, because Linux carries the parent's high-water RSS into a child
+# spawned from it through exec: from this test process (hundreds of MB after a long session of
+# tests) every child would look as big as pytest itself.
+LAUNCHER = """import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_process(args, feed=None, env=None, timeout=30):
     """(rc, stderr, hung, peak RSS in MB, seconds) of `python args` (stdin fed by the shell command `feed`),
     under RLIMIT_AS (bash's ulimit: no preexec_fn, so the pool's threads may start it); the peak is this
-    command's own (os.wait4's rusage of the child and what it waited for), never another child's."""
+    command's own, measured by LAUNCHER (0 when it was killed at the deadline before saying)."""
     env = dict(os.environ, PYTHONPATH=str(SRC), **(env or {}))
-    cmd = " ".join([f"exec {sys.executable}", *map(_quote, args)])
+    fd, peak_file = tempfile.mkstemp(prefix="glassformer-peak-")
+    os.close(fd)
+    cmd = " ".join([f"exec {sys.executable} -c {_quote(LAUNCHER)} {_quote(peak_file)} {sys.executable}",
+                    *map(_quote, args)])
     if feed:
         cmd = f"{feed} | {cmd}"
     start = time.monotonic()
@@ -79,13 +100,15 @@ def run_process(args, feed=None, env=None, timeout=30):
     err = []
     reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
     reader.start()
-    status, usage, hung = wait_for(proc.pid, start + timeout)
+    status, _, hung = wait_for(proc.pid, start + timeout)
     seconds = time.monotonic() - start
     reader.join(10)
     proc.stderr.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     stderr = (err[0] if err else b"").decode("utf-8", "replace")
-    return proc.returncode, stderr, hung, usage.ru_maxrss / 1024, seconds
+    peak = Path(peak_file).read_text()
+    os.unlink(peak_file)
+    return proc.returncode, stderr, hung, int(peak or 0) / 1024, seconds
 
 
 def wait_for(pid, deadline):

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from glassformer.errors import UserError
 from glassformer.tokenizers import (ByteLevelBPE, CharTokenizer, Tokenizer, WordTokenizer,
                                     load_tokenizer, tokenizer_from_dict)
-from glassformer.tokenizers.bpe import count_pretokens, gpt2_pattern
+from glassformer.tokenizers.bpe import count_pretokens, gpt2_pattern, safe_text
 from datapaths import DATA
 
 GPT2 = DATA / "gpt2-tokenizer"
@@ -87,10 +87,11 @@ def ranks_and_bytes(tok):
 
 
 def reference_encode(tok, text):
-    """The textbook encoder: rescan a pre-token for its lowest-rank pair after every merge (quadratic)."""
+    """The textbook encoder: rescan a pre-token for its lowest-rank pair after every merge (quadratic),
+    on the text encode() defines (lone surrogates, which UTF-8 cannot hold, as U+FFFD)."""
     ranks, byte_ids = ranks_and_bytes(tok)
     ids = []
-    for piece in gpt2_pattern().findall(text):
+    for piece in gpt2_pattern().findall(safe_text(text)):
         word = [byte_ids[b] for b in piece.encode("utf-8")]
         while len(word) > 1:
             rank = min(ranks.get(pair, float("inf")) for pair in zip(word, word[1:]))
