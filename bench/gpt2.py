@@ -150,7 +150,8 @@ def child_argv(args, python, role, folder, prompt):
     """The command line of one child process measuring `role` on `folder`."""
     return [python, str(Path(__file__).resolve()), "--role", role, "--folder", folder,
             "--prompt", ",".join(map(str, prompt)), "--threads", str(args.threads),
-            "--new-tokens", str(args.new_tokens), "--batch", str(args.batch), "--context", str(args.context)]
+            "--new-tokens", str(args.new_tokens), "--batch", str(args.batch),
+            "--context", str(args.context)]
 
 
 def start(argv, env, out):
@@ -190,7 +191,8 @@ def run_round(args, folder, prompt):
 def ratios(mine, peer):
     """ours over theirs: times (wall and CPU; lower is ours faster), and tokens/s for decoding (higher)."""
     a, b = flat(mine), flat(peer)
-    return {"load": round(a["load_s"] / b["load_s"], 3), "load_cpu": round(a["load_cpu_s"] / b["load_cpu_s"], 3),
+    return {"load": round(a["load_s"] / b["load_s"], 3),
+            "load_cpu": round(a["load_cpu_s"] / b["load_cpu_s"], 3),
             "decode_tokens_per_s": round(a["decode_tokens_per_s"] / b["decode_tokens_per_s"], 3),
             "decode_cpu": round(a["decode_cpu_s"] / b["decode_cpu_s"], 3),
             "forward_backward": round(a["forward_backward_s"] / b["forward_backward_s"], 3),
