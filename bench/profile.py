@@ -77,7 +77,7 @@ def main():
     start = time.perf_counter()
     steps(args.steps)
     plain = time.perf_counter() - start
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)
     profiler.runcall(steps, args.steps)
     stats = pstats.Stats(profiler).sort_stats("tottime")
     stats.print_stats(args.top)

@@ -20,7 +20,8 @@ with torch and numpy (never a glassformer dependency), e.g.
   python -m venv /tmp/tv
   /tmp/tv/bin/pip install numpy torch --index-url \\
       https://download.pytorch.org/whl/cpu
-given by --torch-python or $TORCH_PYTHON (default /tmp/tv/bin/python).
+given by --peer-python (or --torch-python), $PEER_PYTHON or $TORCH_PYTHON
+(default /tmp/tv/bin/python); bench/gpt2.py reads the same $PEER_PYTHON.
   python bench/side_by_side.py shakespeare [--runs 3] [--iters 200]
   python bench/side_by_side.py digits [--runs 3] [--epochs 20]
 """
@@ -58,9 +59,10 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="digits: epochs (default 20)")
     parser.add_argument("--no-bias", action="store_true",
                         help="shakespeare: ours without biases too, as nanoGPT's model (bias=False)")
-    parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", "/tmp/tv/bin/python"),
+    parser.add_argument("--peer-python", "--torch-python", dest="torch_python",
+                        default=os.environ.get("PEER_PYTHON") or os.environ.get("TORCH_PYTHON", "/tmp/tv/bin/python"),
                         help="a Python with torch + numpy for the peer "
-                             "($TORCH_PYTHON, else /tmp/tv/bin/python)")
+                             "($PEER_PYTHON or $TORCH_PYTHON, else /tmp/tv/bin/python)")
     parser.add_argument("--nanogpt", default=str(NANOGPT), help="nanoGPT's folder (with run_cpu.sh)")
     args = parser.parse_args(argv)
     for name in ("runs", "iters", "eval_iters", "epochs"):
@@ -73,7 +75,7 @@ def check_torch_python(python):
     """Raise PeerMissing (with what to do) unless `python` runs and imports torch and numpy."""
     fix = ("the peer needs a side Python with torch and numpy: make one with `python -m venv /tmp/tv && "
            "/tmp/tv/bin/pip install numpy torch --index-url https://download.pytorch.org/whl/cpu`, then "
-           "pass --torch-python /tmp/tv/bin/python (or set TORCH_PYTHON)")
+           "pass --peer-python /tmp/tv/bin/python (or --torch-python, or set PEER_PYTHON)")
     if not (shutil.which(python) or Path(python).is_file()):
         raise PeerMissing(f"no Python at {python}; {fix}")
     try:

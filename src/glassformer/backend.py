@@ -25,6 +25,8 @@ except Exception:  # ImportError, or a CuPy that cannot find its CUDA libraries
     cupyx = None
 
 _device = "numpy"  # where new parameters are created: "numpy" or "cupy"
+_cupy = cp         # the CuPy imported here (tests may swap cp for a stand-in)
+_cuda_devices = [None]  # whether _cupy sees a CUDA device: asked once, by _cupy_arrays_can_exist
 
 
 def gpu_available():
@@ -249,7 +251,7 @@ def kernel_for(name, *args):
     (param, grad) pairs) decides: a floating one picks the CUDA kernel while fusion is on, any other
     the reference. No CuPy array: the CPU kernel while the CPU overlay is on, else the reference.
     """
-    x = None if cp is None else _first_cupy_array(args)
+    x = None if cp is None or not _cupy_arrays_can_exist() else _first_cupy_array(args)
     if x is not None:
         if not _fusion or x.dtype.char not in "efd":
             return None
@@ -267,9 +269,23 @@ def _load(device):
     return _kernels[device]
 
 
+def _cupy_arrays_can_exist():
+    """False when the CuPy imported at start-up sees no CUDA device: then no CuPy array can be made,
+    and kernel_for skips looking for one (20 us for AdamW's list of (param, grad) pairs, every step,
+    on a laptop with the gpu extra). The device count is asked once; a stand-in cp (tests) is looked
+    into always."""
+    if cp is not _cupy:
+        return True
+    if _cuda_devices[0] is None:
+        _cuda_devices[0] = gpu_available()
+    return _cuda_devices[0]
+
+
 def _first_cupy_array(values, depth=2):
     """The first CuPy array among values, looking into tuples and lists depth levels deep."""
     for v in values:
+        if type(v) is np.ndarray:                           # NumPy data: one check, the common case
+            continue
         if isinstance(v, cp.ndarray):
             return v
         if depth and isinstance(v, (tuple, list)):

@@ -143,3 +143,10 @@ def test_a_side_that_fails_is_named_with_its_last_lines(sbs, monkeypatch):
     fake_pair(monkeypatch, sbs, 'import sys; sys.exit("ours broke: no data")', 'print("{}")')
     with pytest.raises(RuntimeError, match="ours exited with status 1:\nours broke: no data"):
         sbs.run_pair(sbs.parse_args(["digits", "--torch-python", sys.executable]), 1)
+
+
+def test_the_peer_python_comes_from_the_flag_or_peer_python_as_in_bench_gpt2(sbs, monkeypatch):
+    assert sbs.parse_args(["digits", "--peer-python", "pp"]).torch_python == "pp"
+    monkeypatch.setenv("PEER_PYTHON", "/venv/bin/python")
+    monkeypatch.setenv("TORCH_PYTHON", "/tmp/tv/bin/python")
+    assert sbs.parse_args(["digits"]).torch_python == "/venv/bin/python"

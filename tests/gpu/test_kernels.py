@@ -353,3 +353,35 @@ def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_cl
     finally:
         monkeypatch.delenv(backend.THREADS_ENV)
         backend.set_threads(None)
+
+
+# ---- the cross-entropy's log-softmax, a few rows at a time ----------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_cross_entropy_by_blocks_of_rows_is_bit_identical_to_one_block(monkeypatch, rng, dtype):
+    from glassformer.kernels.cpu import loss as L
+    logits = (4 * rng.standard_normal((7, 11, 67))).astype(dtype)
+    targets = rng.integers(0, 67, (7, 11))
+    runs = []
+    for block in (1 << 40, 67, 3 * 67 + 5, 10 * 67):          # all rows at once; 1, 3 and 10 rows
+        monkeypatch.setattr(L, "ROW_BLOCK", block)
+        loss, cache = L.cross_entropy_forward_cpu(logits, targets, ignore_index=5)
+        runs.append((loss, cache[0]))
+    for loss, log_probs in runs[1:]:
+        assert np.array_equal(loss, runs[0][0]) and np.array_equal(log_probs, runs[0][1])
+
+
+def test_cross_entropy_forward_holds_no_second_copy_of_the_logits(rng):
+    """Its peak memory: the log-probabilities and one block of rows, never an exp temporary as big
+    as the logits (GPT-2's 51 MB: its fresh pages cost more than the exp)."""
+    import tracemalloc
+    from glassformer.kernels.cpu import loss as L
+    logits = rng.standard_normal((64, 20000)).astype(np.float32)        # 5 MB, 40 blocks
+    targets = rng.integers(0, 20000, 64)
+    tracemalloc.start()
+    try:
+        L.cross_entropy_forward_cpu(logits, targets)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.3 * logits.nbytes, peak / logits.nbytes

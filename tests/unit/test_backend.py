@@ -161,6 +161,28 @@ def test_the_cpu_overlay_runs_on_numpy_data_until_switched_off(monkeypatch):
         backend.accelerates("probe_cpu", device="tpu")
 
 
+def test_with_no_cuda_device_kernel_for_asks_once_and_looks_for_no_device_array(monkeypatch):
+    class DevArray(np.ndarray):
+        """A stand-in for cupy.ndarray."""
+    fake = types.SimpleNamespace(ndarray=DevArray)
+    monkeypatch.setattr(backend, "cp", fake)
+    monkeypatch.setattr(backend, "_cupy", fake)             # as if this CuPy were the one imported
+    monkeypatch.setattr(backend, "_cuda_devices", [None])
+    asked = []
+    monkeypatch.setattr(backend, "gpu_available", lambda: asked.append(1) or False)
+    monkeypatch.setattr(backend, "_loaded", {"cuda", "cpu"})
+    monkeypatch.setitem(backend._kernels["cpu"], "layer_norm_forward", "cpu kernel")
+    monkeypatch.setitem(backend._kernels["cuda"], "layer_norm_forward", "cuda kernel")
+    monkeypatch.setattr(backend, "_overlay", True)
+    dev = np.ones(3).view(DevArray)
+    for _ in range(3):                                      # no device: no scan, whatever the data
+        assert backend.kernel_for("layer_norm_forward", np.ones(3), [(dev, dev)]) == "cpu kernel"
+    assert asked == [1]                                     # the device count asked once
+    monkeypatch.setattr(backend, "_cuda_devices", [True])   # a device: the first device array decides
+    assert backend.kernel_for("layer_norm_forward", np.ones(3), [(dev, dev)]) == "cuda kernel"
+    assert backend.kernel_for("layer_norm_forward", np.ones(3), [(np.ones(3), 1.0)]) == "cpu kernel"
+
+
 @pytest.mark.parametrize("value,on", [("1", False), ("0", True), ("", True)])
 def test_the_reference_environment_variable_switches_the_cpu_overlay_off(value, on):
     import subprocess

@@ -196,14 +196,19 @@ def check_tensors(folder, st, found, config):
 
 def read_weight(folder, st, key):
     """One tensor as float32 (an F32 one: a view of the mapped file), refusing NaN, inf or F64 values
-    beyond float32's range (inf once cast)."""
-    with np.errstate(over="ignore"):                        # no RuntimeWarning: refused just below
+    beyond float32's range (inf once cast).
+
+    The check sums each tile: a NaN or inf makes the sum NaN or inf, so a finite sum clears the tile
+    in one SIMD pass that writes nothing (GPT-2: 0.10 -> 0.075 s of CPU, of which 0.046 s is the
+    first reading of the file's pages); a sum that overflowed is checked number by number."""
+    with np.errstate(over="ignore", invalid="ignore"):      # no RuntimeWarning: refused just below
         a = st.read(key).astype(np.float32, copy=False)
-    flat = a.reshape(-1)
-    for i in range(0, flat.size, FINITE_TILE):              # tiles: no 124 MB boolean temporary
-        if not np.isfinite(flat[i:i + FINITE_TILE]).all():
-            raise hf_error(folder, f"tensor {key!r} holds NaN or inf values (or values beyond "
-                           "float32's range)")
+        flat = a.reshape(-1)
+        for i in range(0, flat.size, FINITE_TILE):          # tiles: no 124 MB boolean temporary
+            tile = flat[i:i + FINITE_TILE]
+            if not np.isfinite(np.add.reduce(tile)) and not np.isfinite(tile).all():
+                raise hf_error(folder, f"tensor {key!r} holds NaN or inf values (or values beyond "
+                               "float32's range)")
     return a
 
 

@@ -236,7 +236,11 @@ def test_missing_extra_misshapen_or_bad_tensors_are_refused(tmp_path, rng):
              (dict(arrays, **{"wpe.weight": np.ones((T, C + 1), np.float32)}), {}, "has shape"),
              (dict(arrays, **{"ln_f.bias": np.arange(C)}), {}, "is I64"),
              (dict(arrays, **{"ln_f.bias": np.full(C, np.nan, np.float32)}), {}, "NaN or inf"),
+             (dict(arrays, **{"ln_f.bias": np.r_[np.inf, -np.inf, np.zeros(C - 2)].astype(np.float32)}),
+              {}, "NaN or inf"),                            # their sum is NaN: refused all the same
+             (dict(arrays, **{"ln_f.bias": np.full(C, 3e38, np.float32)}), {}, None),   # finite, though
              (dict(arrays, **{"lm_head.weight": arrays["wte.weight"]}), dict(tie_word_embeddings=False), None)]
+    # (3e38 x C: their sum overflows to inf, so each number is checked, and each is finite: it loads)
     for k, (bad, config, message) in enumerate(cases):
         folder = write_folder(tmp_path / str(k), bad, **config)
         if message is None:
