@@ -56,6 +56,38 @@ def summary():
             + ", ".join(f"{b} {n}" for b, n in bad.items()))
 
 
+_EARLY = {}                                        # a module's builder -> {key: Future} of its jobs
+_POOL = []                                         # the session's one pool, made on first use
+
+
+def early(build, tmp_path_factory):
+    """{key: Future} of build(tmp_path_factory)'s jobs {key: job}, submitted once to the session's pool of
+    WORKERS threads: conftest starts the collected modules' builders at the session's start, so their
+    subprocesses (each with its own timeout) run on the other core while in-process tests run here; a
+    test's future.result() waits for its job and re-raises what it raised, in that test only."""
+    if build not in _EARLY:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(WORKERS, thread_name_prefix="hostile"))
+        _EARLY[build] = {key: _POOL[0].submit(job) for key, job in build(tmp_path_factory).items()}
+    return _EARLY[build]
+
+
+def start_early(modules, tmp_path_factory):
+    """Submit the EARLY builders of the collected modules (a module lists them in EARLY), the module with the
+    most EARLY_SECONDS (its jobs' worker-seconds, about) first: the longest chain starts first."""
+    for module in sorted(modules, key=lambda m: -getattr(m, "EARLY_SECONDS", 0)):
+        for build in getattr(module, "EARLY", ()):
+            early(build, tmp_path_factory)
+
+
+def stop_early():
+    """At the session's end: wait for every started job (each bounded by its own timeout), drop the pool."""
+    for pool in _POOL:
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOL.clear()
+    _EARLY.clear()
+
+
 def pooled(jobs, workers=WORKERS):
     """{key: a done Future of job()} of independent subprocess cases, `workers` at a time: each keeps its own
     timeout, and a test's future.result() re-raises what its job raised, in that test only."""
