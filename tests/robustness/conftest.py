@@ -4,8 +4,8 @@ A case that calls hostile.judge() records its own outcome. Every other test in a
 (test_hostile_*.py, test_signals.py) counts as one input of its file's cause: a pass as a good
 outcome, a failure as "failed", so the tally covers the suites that assert in their own words.
 
-The subprocess cases of the collected modules (their EARLY builders) start when the session starts, in a
-pool of threads: see hostile.early.
+The subprocess cases of the collected tests (their modules' EARLY builders) start when the session starts,
+in a pool of threads: see hostile.early.
 """
 import pytest
 
@@ -23,14 +23,14 @@ def cause_of(item):
 
 
 def pytest_collection_finish(session):
-    """Remember the modules whose tests will run (after -k and deselection): only their jobs start early."""
-    session.hostile_modules = list(dict.fromkeys(item.module for item in session.items if cause_of(item)))
+    """Remember the hostile tests that will run (after -k and deselection): only their jobs start early."""
+    session.hostile_items = [item for item in session.items if cause_of(item)]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def early_jobs(request, tmp_path_factory):
     """Start the collected hostile modules' subprocess cases now, so they overlap the in-process ones."""
-    start_early(getattr(request.session, "hostile_modules", ()), tmp_path_factory)
+    start_early(getattr(request.session, "hostile_items", ()), tmp_path_factory)
     yield
     stop_early()
 

@@ -72,12 +72,16 @@ def early(build, tmp_path_factory):
     return _EARLY[build]
 
 
-def start_early(modules, tmp_path_factory):
-    """Submit the EARLY builders of the collected modules (a module lists them in EARLY), the module with the
-    most EARLY_SECONDS (its jobs' worker-seconds, about) first: the longest chain starts first."""
+def start_early(items, tmp_path_factory):
+    """Submit the EARLY builders ({fixture name: builder} of a module) whose fixture a collected test uses,
+    the module with the most EARLY_SECONDS (its jobs' worker-seconds, about) first: the longest chain first."""
+    modules = {}
+    for item in items:
+        modules.setdefault(item.module, set()).update(getattr(item, "fixturenames", ()))
     for module in sorted(modules, key=lambda m: -getattr(m, "EARLY_SECONDS", 0)):
-        for build in getattr(module, "EARLY", ()):
-            early(build, tmp_path_factory)
+        for name, build in getattr(module, "EARLY", {}).items():
+            if name in modules[module]:
+                early(build, tmp_path_factory)
 
 
 def stop_early():

@@ -402,7 +402,7 @@ def mpi_jobs(tmp_path_factory):
     return jobs
 
 
-EARLY, EARLY_SECONDS = [mpi_jobs], 40          # started with the session (conftest): the longest chain
+EARLY, EARLY_SECONDS = {"mpi_runs": mpi_jobs}, 40     # started with the session (conftest): the longest chain
 
 
 @pytest.fixture(scope="module")

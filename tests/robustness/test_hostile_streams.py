@@ -474,7 +474,8 @@ def huge_runs(tmp_path_factory):
     return early(huge_jobs, tmp_path_factory)
 
 
-EARLY, EARLY_SECONDS = [pipe_jobs, huge_jobs, bomb_jobs], 30       # started with the session (conftest)
+EARLY = {"pipes": pipe_jobs, "huge_runs": huge_jobs, "bombs": bomb_jobs}   # started with the session (conftest)
+EARLY_SECONDS = 30
 
 
 @pytest.mark.parametrize("name", HUGE)
