@@ -85,15 +85,9 @@ def start_early(items, tmp_path_factory):
 
 
 def stop_early():
-    """At the session's end: wait for every started job (each bounded by its own timeout), drop the pool."""
+    """At the session's end: drop the jobs not started (a run stopped early by -x or Ctrl-C), wait for the running ones
+    (each bounded by its own timeout), drop the pool."""
     for pool in _POOL:
         pool.shutdown(wait=True, cancel_futures=True)
     _POOL.clear()
     _EARLY.clear()
-
-
-def pooled(jobs, workers=WORKERS):
-    """{key: a done Future of job()} of independent subprocess cases, `workers` at a time: each keeps its own
-    timeout, and a test's future.result() re-raises what its job raised, in that test only."""
-    with ThreadPoolExecutor(workers) as pool:
-        return {key: pool.submit(job) for key, job in jobs.items()}
