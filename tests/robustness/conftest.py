@@ -3,10 +3,13 @@
 A case that calls hostile.judge() records its own outcome. Every other test in a hostile file
 (test_hostile_*.py, test_signals.py) counts as one input of its file's cause: a pass as a good
 outcome, a failure as "failed", so the tally covers the suites that assert in their own words.
+
+The subprocess cases of the collected tests (their modules' EARLY builders) start when the session starts,
+in a pool of threads: see hostile.early.
 """
 import pytest
 
-from hostile import TALLY, summary
+from hostile import TALLY, start_early, stop_early, summary
 
 SELF_TESTS = {"test_hostile_judge"}
 
@@ -17,6 +20,19 @@ def cause_of(item):
     if stem in SELF_TESTS or not stem.startswith(("test_hostile_", "test_signals")):
         return None
     return stem.removeprefix("test_hostile_").removeprefix("test_")
+
+
+def pytest_collection_finish(session):
+    """Remember the hostile tests that will run (after -k and deselection): only their jobs start early."""
+    session.hostile_items = [item for item in session.items if cause_of(item)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def early_jobs(request, tmp_path_factory):
+    """Start the collected hostile modules' subprocess cases now, so they overlap the in-process ones."""
+    start_early(getattr(request.session, "hostile_items", ()), tmp_path_factory)
+    yield
+    stop_early()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -56,8 +56,38 @@ def summary():
             + ", ".join(f"{b} {n}" for b, n in bad.items()))
 
 
-def pooled(jobs, workers=WORKERS):
-    """{key: a done Future of job()} of independent subprocess cases, `workers` at a time: each keeps its own
-    timeout, and a test's future.result() re-raises what its job raised, in that test only."""
-    with ThreadPoolExecutor(workers) as pool:
-        return {key: pool.submit(job) for key, job in jobs.items()}
+_EARLY = {}                                        # a module's builder -> {key: Future} of its jobs
+_POOL = []                                         # the session's one pool, made on first use
+
+
+def early(build, tmp_path_factory):
+    """{key: Future} of build(tmp_path_factory)'s jobs {key: job}, submitted once to the session's pool of
+    WORKERS threads: conftest starts the collected modules' builders at the session's start, so their
+    subprocesses (each with its own timeout) run on the other core while in-process tests run here; a
+    test's future.result() waits for its job and re-raises what it raised, in that test only."""
+    if build not in _EARLY:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(WORKERS, thread_name_prefix="hostile"))
+        _EARLY[build] = {key: _POOL[0].submit(job) for key, job in build(tmp_path_factory).items()}
+    return _EARLY[build]
+
+
+def start_early(items, tmp_path_factory):
+    """Submit the EARLY builders ({fixture name: builder} of a module) whose fixture a collected test uses,
+    the module with the most EARLY_SECONDS (its jobs' worker-seconds, about) first: the longest chain first."""
+    modules = {}
+    for item in items:
+        modules.setdefault(item.module, set()).update(getattr(item, "fixturenames", ()))
+    for module in sorted(modules, key=lambda m: -getattr(m, "EARLY_SECONDS", 0)):
+        for name, build in getattr(module, "EARLY", {}).items():
+            if name in modules[module]:
+                early(build, tmp_path_factory)
+
+
+def stop_early():
+    """At the session's end: drop the jobs not started (a run stopped early by -x or Ctrl-C), wait for the running ones
+    (each bounded by its own timeout), drop the pool."""
+    for pool in _POOL:
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOL.clear()
+    _EARLY.clear()

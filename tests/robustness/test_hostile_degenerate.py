@@ -99,6 +99,7 @@ def env(tmp_path_factory):
     from glassformer.runner import lm as runner_lm
     from glassformer.models.config import lm_config
     from glassformer.tokenizers import ByteLevelBPE, CharTokenizer, WordTokenizer
+    from glassformer.train import trainer
     base = tmp_path_factory.mktemp("degenerate")
     toks = {"char": CharTokenizer(sorted(set(exact("char", 40) + " \n")), unk="<unk>"),
             "word": WordTokenizer(WORDS, unk="<unk>"),
@@ -117,6 +118,7 @@ def env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(base)
         mp.setattr(lm, "matmul_rate", lambda: 1e9)          # the GEMM roof: 0.2 s a run, not under test
+        mp.setattr(trainer, "plot_curves", lambda rows, path, **k: path)   # the loss plot: not under test
         if HAS_GPT2:
             mp.setattr(runner_lm, "gpt2_tokenizer", lambda: toks["gpt2"])   # read once, not per case
         yield {"dir": base, "toks": toks, "files": files, "ckpts": ckpts}

@@ -25,8 +25,10 @@ CKPT = ROOT / "checkpoints"
 # an accepted value's run takes at most this (a tiny run is 1-2 s; a loaded machine needs margin)
 BOUND_S = float(os.environ.get("GLASSFORMER_HOSTILE_BOUND_S") or 20)
 # the issue's values, and more of the same kinds: huge, negative, subnormal, not finite, not decimal
+# (" 2": padded digits are accepted; every numeric flag takes " 2" exactly when it takes " 7", and its run
+#  is the smaller one: fewer epochs, arguments, threads)
 HOSTILE = [str(2**62), str(2**63), str(10**30), str(10**400), "-1", "-5", "0", "1e-320", "5e-324",
-           "1e-310", "nan", "inf", "-inf", "1e999", "0x10", "1_000", "", " 7", "\u0663", "3.5"]
+           "1e-310", "nan", "inf", "-inf", "1e999", "0x10", "1_000", "", " 2", "\u0663", "3.5"]
 PROBES = ("1", "7", "0.5", "0", "300", "2")                 # a numeric type takes one of these
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 40
 QA_PAIRS = [{"question": f"what is {i}?", "answer": f"{i}"} for i in range(12)]
@@ -75,7 +77,7 @@ def numeric_flags(parser):
 
 def must_refuse(text):
     """Values no numeric flag here may take: outside every domain, or not a decimal number."""
-    return text.strip() not in ("0", "7", "3.5")
+    return text.strip() not in ("0", "2", "3.5")
 
 
 

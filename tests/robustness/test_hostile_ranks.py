@@ -21,14 +21,13 @@ import pytest
 from glassformer.cli import train
 from glassformer.errors import UserError
 from glassformer.train import agree
-from hostile import judge, pooled
+from hostile import early, judge
 from tools import tool
 
 REPO = Path(__file__).resolve().parents[2]
 CAUSE = "ranks"
 FIX = "start every rank with the same flags"
 TIMEOUT_S = int(os.environ.get("GLASSFORMER_HOSTILE_RANKS_TIMEOUT", "60"))   # per mpiexec run
-MPI_WORKERS = 2                                            # mpiexec runs at once: two ranks each, 2 cores
 TEXT = "".join(f"the {w} fox jumps over the lazy dog number {i}. "
                for i, w in enumerate(["quick", "slow", "red", "brown"] * 60))
 # a short --task lm run every rank starts from; each case changes one flag on rank 1
@@ -389,10 +388,9 @@ PATCHES = {"tokens": (OTHER_TOKENS, "the training tokens"), "chars": (OTHER_CHAR
 LOCAL_FLAGS = {"log": [("--log-interval", "1")], "out": [("--out", "elsewhere")]}
 
 
-@pytest.fixture(scope="module")
-def mpi_runs(tmp_path_factory):
-    """{case: (its folder, run_ranks' result)} of every mpiexec case that starts from the one run (RUN on
-    t.txt, rank 1 changed), MPI_WORKERS runs at once, each in its own folder."""
+def mpi_jobs(tmp_path_factory):
+    """{case: job giving (its folder, run_ranks' result)} of every mpiexec case that starts from the one run
+    (RUN on t.txt, rank 1 changed), each in its own folder."""
     jobs = {}
     for key, flags, patch in [*[(("flag", f, v), [(f, v)], "") for f, v, _ in MPI_CASES],
                               *[(("patch", name), (), code) for name, (code, _) in PATCHES.items()],
@@ -401,7 +399,16 @@ def mpi_runs(tmp_path_factory):
         jobs[key] = (lambda folder=folder, flags=flags, patch=patch:
                      (folder, run_ranks(folder, RUN + ["--data", "t.txt", "--out", str(folder / "r")], flags,
                                         patch=patch)))
-    return pooled(jobs, MPI_WORKERS)
+    return jobs
+
+
+EARLY, EARLY_SECONDS = {"mpi_runs": mpi_jobs}, 40     # started with the session (conftest): the longest chain
+
+
+@pytest.fixture(scope="module")
+def mpi_runs(tmp_path_factory):
+    """{case: Future of (its folder, run_ranks' result)}, started with the session (hostile.early)."""
+    return early(mpi_jobs, tmp_path_factory)
 
 
 def judged_mpi(rc, err, hung, must_refuse=True):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hostile import judge, pooled
+from hostile import early, judge
 from test_fuzz import Hang, deadline          # one deadline for every fuzz suite
 
 from glassformer import evaluate
@@ -145,9 +145,8 @@ OTHER_COMMANDS = {"train": ["train_step_by_step.py", "--task", "lm", "--data", "
 NO_WRITER = ["named fifo", "/dev/zero", "/dev/urandom"]
 
 
-@pytest.fixture(scope="module")
-def pipes(tmp_path_factory):
-    """Every endless-pipe and no-writer case below, each a process with its own timeout, run by the pool."""
+def pipe_jobs(tmp_path_factory):
+    """Every endless-pipe and no-writer case below, each a process with its own timeout."""
     fifo = tmp_path_factory.mktemp("fifo") / "fifo"
     os.mkfifo(fifo)
     jobs = {("max tokens", p, n): (evaluate_args("/dev/stdin", "--max-tokens", n), ENDLESS[p], None, 15)
@@ -158,7 +157,13 @@ def pipes(tmp_path_factory):
                  for name, c in OTHER_COMMANDS.items()})
     jobs.update({("no writer", w): (evaluate_args(fifo if w == "named fifo" else w, "--max-tokens", "5"), None,
                                     None, 15) for w in NO_WRITER})
-    return pooled({key: (lambda job=job: run_process(*job)) for key, job in jobs.items()})
+    return {key: (lambda job=job: run_process(*job)) for key, job in jobs.items()}
+
+
+@pytest.fixture(scope="module")
+def pipes(tmp_path_factory):
+    """{case: Future of run_process's result}, started with the session (hostile.early)."""
+    return early(pipe_jobs, tmp_path_factory)
 
 
 @pytest.mark.parametrize("producer", ENDLESS)
@@ -276,9 +281,8 @@ def write_bomb(path, megabytes=BOMB_MB):
     return path
 
 
-@pytest.fixture(scope="module")
-def bombs(tmp_path_factory):
-    """A BOMB_MB bomb of each suffix, and what the process cases made of them say (run by the pool)."""
+def bomb_jobs(tmp_path_factory):
+    """A BOMB_MB bomb of each suffix ("paths": a job that returns them), and the process cases on them."""
     d = tmp_path_factory.mktemp("bombs")
     paths = {suffix: write_bomb(d / ("bomb" + suffix)) for suffix in BOMB_SUFFIXES}
     jobs = {("evaluate", s): (evaluate_args(p, "--split", "val", "--stride", "64"), None,
@@ -288,7 +292,14 @@ def bombs(tmp_path_factory):
                                "--batch-size", "2", "--eval-batches", "1", "--no-interactive", "--out",
                                d / f"run{s}"], None, {"GLASSFORMER_READ_LIMIT": "300k"}, 60)
                  for s, p in paths.items()})
-    return {"paths": paths, **pooled({key: (lambda job=job: run_process(*job)) for key, job in jobs.items()})}
+    return {"paths": lambda: paths, **{key: (lambda job=job: run_process(*job)) for key, job in jobs.items()}}
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory):
+    """{"paths": {suffix: bomb}, case: Future of run_process's result}, started with the session."""
+    jobs = early(bomb_jobs, tmp_path_factory)
+    return {**jobs, "paths": jobs["paths"].result()}
 
 
 BOMB_SUFFIXES = [".txt.bz2", ".txt.gz"]
@@ -413,39 +424,58 @@ def write_big(path, head, fill, size, tail=b""):
     return path
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory):
-    """The huge inputs, made once: 200 MB single-line WikiText/JSONL/txt/stories, a 200 MB page, a 300 MB
-    prompt file (on disk only: never in this process's memory)."""
-    d = tmp_path_factory.mktemp("big")
-    files = {"wikitext line": write_big(d / "a.tokens", b" = T = \n\n", b"word ", 200 << 20, b"\n"),
-             "wikitext lines": write_big(d / "b.tokens", b"", b"a line of an article\n", 200 << 20),
-             "jsonl line": write_big(d / "c.jsonl", b'{"text": "', b"word ", 200 << 20, b'"}\n'),
-             "txt line": write_big(d / "d.txt", b"", b"word ", 200 << 20),
-             "stories": write_big(d / "e.txt", b"<|endoftext|>", b"word ", 200 << 20),
-             "xml page": write_big(d / "f.xml", b"<mediawiki><page><title>T</title><ns>0</ns><revision><text>",
-                                   b"word ", 200 << 20, b"</text></revision></page></mediawiki>"),
-             "jsonl 15 MB": write_big(d / "g.jsonl", b'{"text": "', b"word ", 15 << 20, b'"}\n'),
-             "xml 15 MB": write_big(d / "h.xml", b"<mediawiki><page><title>T</title><ns>0</ns><revision><text>",
-                                    b"word ", 15 << 20, b"</text></revision></page></mediawiki>"),
-             "prompt": write_big(d / "p.txt", b"", b"word ", 300 << 20)}
-    yield files
-    for path in files.values():
-        path.unlink()
+PAGE = b"<mediawiki><page><title>T</title><ns>0</ns><revision><text>", b"</text></revision></page></mediawiki>"
+BIG = {"wikitext line": ("a.tokens", b" = T = \n\n", b"word ", 200 << 20, b"\n"),      # name: write_big's args
+       "wikitext lines": ("b.tokens", b"", b"a line of an article\n", 200 << 20),
+       "jsonl line": ("c.jsonl", b'{"text": "', b"word ", 200 << 20, b'"}\n'),
+       "txt line": ("d.txt", b"", b"word ", 200 << 20),
+       "stories": ("e.txt", b"<|endoftext|>", b"word ", 200 << 20),
+       "xml page": ("f.xml", PAGE[0], b"word ", 200 << 20, PAGE[1]),
+       "jsonl 15 MB": ("g.jsonl", b'{"text": "', b"word ", 15 << 20, b'"}\n'),
+       "xml 15 MB": ("h.xml", PAGE[0], b"word ", 15 << 20, PAGE[1]),
+       "prompt": ("p.txt", b"", b"word ", 300 << 20)}
 
 
 HUGE = {"wikitext line": True, "wikitext lines": False, "jsonl line": True, "txt line": False, "stories": True,
         "xml page": True, "jsonl 15 MB": False, "xml 15 MB": False}          # name: refused
 
 
-@pytest.fixture(scope="module")
-def huge_runs(big):
-    """What each command said of each huge input, with its peak RSS (run by the pool, each under its cap)."""
-    jobs = {name: (evaluate_args(big[name], "--max-tokens", "100"), None, None, 60) for name in HUGE}
+def huge_jobs(tmp_path_factory):
+    """What each command says of each huge input, with its peak RSS, each under its cap: the input is made
+    in the job (on disk only, never in this process's memory: the writing overlaps the other jobs) and
+    removed after it; the two prompt cases share one file, made once, removed by the second to end."""
+    d = tmp_path_factory.mktemp("big")
+    lock, users = threading.Lock(), {"prompt": 2}
+
+    def made(name):
+        with lock:
+            path = d / BIG[name][0]
+            return path if path.exists() else write_big(path, *BIG[name][1:])
+
+    def job(name, argv, feed=None):
+        path = made(name)
+        try:
+            return run_process(argv(path), feed and feed(path), None, 60)
+        finally:
+            with lock:
+                users[name] = users.get(name, 1) - 1
+                if not users[name]:
+                    path.unlink()
     args = [str(ROOT / "test_model_manually.py"), "--checkpoint", str(CKPT), "--prompt-file"]
-    jobs["prompt file"] = ([*args, big["prompt"]], None, None, 60)
-    jobs["prompt stdin"] = ([*args, "-"], f"cat {_quote(big['prompt'])}", None, 60)
-    return pooled({key: (lambda job=job: run_process(*job)) for key, job in jobs.items()})
+    jobs = {name: (lambda name=name: job(name, lambda p: evaluate_args(p, "--max-tokens", "100"))) for name in HUGE}
+    jobs["prompt file"] = lambda: job("prompt", lambda p: [*args, p])
+    jobs["prompt stdin"] = lambda: job("prompt", lambda p: [*args, "-"], lambda p: f"cat {_quote(p)}")
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def huge_runs(tmp_path_factory):
+    """{case: Future of run_process's result}, started with the session (hostile.early)."""
+    return early(huge_jobs, tmp_path_factory)
+
+
+EARLY = {"pipes": pipe_jobs, "huge_runs": huge_jobs, "bombs": bomb_jobs}   # started with the session (conftest)
+EARLY_SECONDS = 30
 
 
 @pytest.mark.parametrize("name", HUGE)
