@@ -138,6 +138,9 @@ class EpochTally:
 class Silent(io.TextIOBase):
     """A stream that keeps nothing: the Trainer's step lines, which an epoch run prints per epoch."""
 
+    def writable(self):
+        return True
+
     def write(self, text):
         return len(text)
 
