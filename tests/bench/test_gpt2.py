@@ -1,22 +1,17 @@
 """bench/gpt2.py without torch: ours and the peer each in a process of its own, started together with
 the same threads; the ratios and medians; a peer Python that cannot run is named, never a traceback."""
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
+from tools import bench_module
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """bench/gpt2.py as a module (loaded by path: bench/ on sys.path would shadow `profile`)."""
-    spec = importlib.util.spec_from_file_location("bench_gpt2", ROOT / "bench" / "gpt2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """bench/gpt2.py as a module."""
+    return bench_module("gpt2")
 
 
 def side(load, load_cpu, tps, decode_cpu, fb, fb_cpu):

@@ -1,12 +1,12 @@
 """bench/side_by_side.py without torch: nanoGPT's log parsed from a real run, the median and ratio
 arithmetic, the target verdict, the commands it starts, the message when the peer's Python is missing,
 and a round run with two stand-in Pythons (a chatty peer is not stalled; a failing side is named)."""
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import pytest
+from tools import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,11 +37,8 @@ iter 6: loss 3.9089, time 418.27ms, mfu 0.01%
 
 @pytest.fixture(scope="module")
 def sbs():
-    """bench/side_by_side.py as a module (loaded by path: bench/ on sys.path would shadow `profile`)."""
-    spec = importlib.util.spec_from_file_location("side_by_side", ROOT / "bench" / "side_by_side.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """bench/side_by_side.py as a module."""
+    return bench_module("side_by_side")
 
 
 def test_nanogpt_ms_per_iter_leaves_out_iter_0_and_the_iterations_that_evaluated(sbs):

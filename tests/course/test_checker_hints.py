@@ -9,6 +9,7 @@ import pytest
 
 from glassformer.lessons.grading import Fail, close
 from glassformer.lessons.runner import LESSONS, load_file, run_check
+from test_exercises import adam_with_l2, adamw_without_bias_correction   # the planted slips, once
 
 SOLUTIONS = Path(__file__).resolve().parents[2] / "lessons" / "solutions"
 
@@ -69,20 +70,6 @@ def attend_backward_without_scale(dy, q, k, v, att):
     datt = dy @ v.swapaxes(-1, -2)
     dscores = att * (datt - (datt * att).sum(-1, keepdims=True))     # forgets / sqrt(D)
     return dscores @ k, dscores.swapaxes(-1, -2) @ q, att.swapaxes(-1, -2) @ dy
-
-
-def adamw_without_bias_correction(p, g, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-    b1, b2 = betas
-    p = p * (1 - lr * weight_decay)
-    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
-    return p - lr * m / (np.sqrt(v) + eps), m, v
-
-
-def adam_with_l2(p, g, m, v, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-    g = g + weight_decay * p
-    b1, b2 = betas
-    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
-    return p - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps), m, v
 
 
 def ce_grad(logits, targets, ignore_index, divide_by):
