@@ -7,7 +7,6 @@ import pytest
 from tools import bench_module
 
 
-
 @pytest.fixture(scope="module")
 def bench():
     """bench/gpt2.py as a module."""
