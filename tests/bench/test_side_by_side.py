@@ -97,6 +97,21 @@ def test_both_sides_get_one_thread_and_the_peer_logs_every_iteration(sbs, tmp_pa
     assert str(ROOT / "src") in peer_env["PYTHONPATH"].split(os.pathsep)   # glassformer for the init
 
 
+def test_all_cores_gives_each_side_every_core_and_runs_them_one_after_the_other(sbs, tmp_path, monkeypatch):
+    n = str(len(os.sched_getaffinity(0)))
+    args = sbs.parse_args(["shakespeare", "--all-cores", "--iters", "20", "--torch-python", "tp"])
+    (ours, ours_env, _), (_, peer_env, _) = sbs.commands(args, str(tmp_path))
+    assert ours[ours.index("--threads") + 1] == n
+    for env in (ours_env, peer_env):                        # run_cpu.sh reads THREADS (default 1)
+        assert env["THREADS"] == env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == n
+    code = 'import json, time; time.sleep(1.0); print(json.dumps({"ms_per_iter": 80.0, "val_loss": 1.88}))'
+    peer = 'print("step 0: train loss 4.1, val loss 4.2")\nprint("iter 1: loss 2.0, time 90.00ms, mfu 1%")'
+    monkeypatch.setattr(sbs, "commands", lambda a, work: (([sys.executable, "-c", code], ours_env, work),
+                                                          ([sys.executable, "-c", peer], peer_env, work)))
+    run = sbs.run_pair(args, 1)
+    assert run["wall_s"]["peer"] >= run["wall_s"]["ours"] >= 1.0   # the peer started when ours ended
+
+
 def test_a_missing_peer_python_is_one_message_and_exit_2(sbs, tmp_path, capsys):
     assert sbs.main(["digits", "--torch-python", str(tmp_path / "no-such-python")]) == 2
     err = capsys.readouterr().err

@@ -7,8 +7,11 @@ pieces, statistics, softmax and the loss in float32 for float16 data, Linear's g
 output's dtype. Each module registers its kernels with @backend.accelerates("<name>", device="cpu");
 backend loads this package by name on the first NumPy array that reaches an @accelerated function
 while the overlay is on (the default; GLASSFORMER_REFERENCE=1 or backend.use_overlay(False) turn it
-off). tests/gpu/test_kernels.py compares every kernel with its reference.
+off). tests/gpu/test_kernels.py compares every kernel with its reference. compiled.py lays numba's
+loops (jit.py, the `fast` extra) over LayerNorm, GELU, the softmax, attention and AdamW for big float32
+and float64 arrays; tests/unit/kernels/cpu/test_compiled.py compares them with the references.
 """
 from . import activations, attention, linear, loss, norm, optim  # noqa: F401  each registers its kernels
+from . import compiled  # noqa: F401,E402  last: numba's loops over some of the above, where installed
 
-__all__ = ["activations", "attention", "linear", "loss", "norm", "optim"]
+__all__ = ["activations", "attention", "compiled", "linear", "loss", "norm", "optim"]

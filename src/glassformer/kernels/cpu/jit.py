@@ -1,0 +1,164 @@
+"""The compiled loops of the CPU overlay (numba): one pass over memory where NumPy makes several.
+
+Each loop fuses a chain of element-wise passes (LayerNorm's statistics and normalisation, GELU's
+polynomial, the softmax's scale, mask and max, Adam's update) into one loop that reads its inputs
+once. Only exp stays NumPy's: numba calls the scalar libm exp (20x slower than NumPy's SIMD loop),
+so a chain around an exp runs as loop, np.exp in place, loop. The rows (or elements) are split over
+numba's threads with prange; no sum ever spans two threads' rows in a way that depends on how
+many there are (LayerNorm's column sums go by fixed blocks of ROWS rows), so every thread count gives
+the same numbers, bit for bit. Arithmetic stays in the arrays' dtype: constants come in typed
+(x.dtype.type(c)), as a Python float would make float32 loops compute in float64.
+
+Imported only by compiled.py, and only when numba is installed (the `fast` extra).
+"""
+import os
+
+# numba's OpenMP threads spin between loops by default and fought OpenBLAS's threads for the cores (2
+# threads each on 2 cores: 300-430 ms a shakespeare_char step, not 44); passive, they sleep. Read by
+# libgomp when numba loads it, on the first parallel loop. (The workqueue layer sleeps too, but its
+# start per loop cost 0.15 ms: 80 ms a step at 1 thread, against 55.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
+
+FAST = {"reassoc", "contract", "nsz"}   # lets sums vectorise; keeps inf and NaN (the divergence guard)
+ROWS = 32                               # rows per block of LayerNorm's column sums (a fixed order)
+JIT = dict(fastmath=FAST, parallel=True, cache=True, nogil=True)
+
+
+@njit(**JIT)
+def layer_norm_forward(x, gamma, beta, eps, out, x_hat, rstd):
+    """Per row of x (R, C): mean, variance, rstd; x_hat = (x - mean) rstd; out = x_hat gamma + beta."""
+    R, C = x.shape
+    one = x.dtype.type(1)
+    inv_c = one / x.dtype.type(C)
+    for r in prange(R):
+        total = x.dtype.type(0)
+        for c in range(C):
+            total += x[r, c]
+        mu = total * inv_c
+        squares = x.dtype.type(0)
+        for c in range(C):
+            d = x[r, c] - mu
+            squares += d * d
+        rs = one / np.sqrt(squares * inv_c + eps)
+        rstd[r] = rs
+        for c in range(C):
+            h = (x[r, c] - mu) * rs
+            x_hat[r, c] = h
+            out[r, c] = h * gamma[c] + beta[c]
+
+
+@njit(**JIT)
+def layer_norm_backward(dout, x_hat, rstd, gamma, dx, dgamma_parts, dbeta_parts):
+    """dx per row (R, C): (dout gamma - mean(dout gamma) - x_hat mean(dout gamma x_hat)) rstd; the
+    column sums of dout x_hat and dout, block by block of ROWS rows, into the parts (R / ROWS, C)."""
+    R, C = dout.shape
+    inv_c = dout.dtype.type(1) / dout.dtype.type(C)
+    for block in prange(dgamma_parts.shape[0]):
+        for c in range(C):
+            dgamma_parts[block, c] = 0
+            dbeta_parts[block, c] = 0
+        for r in range(block * ROWS, min(R, (block + 1) * ROWS)):
+            mean_dh = dout.dtype.type(0)
+            mean_dh_xh = dout.dtype.type(0)
+            for c in range(C):
+                dh = dout[r, c] * gamma[c]                  # dx_hat
+                mean_dh += dh
+                mean_dh_xh += dh * x_hat[r, c]
+                dgamma_parts[block, c] += dout[r, c] * x_hat[r, c]
+                dbeta_parts[block, c] += dout[r, c]
+            mean_dh *= inv_c
+            mean_dh_xh *= inv_c
+            for c in range(C):
+                dx[r, c] = (dout[r, c] * gamma[c] - mean_dh - x_hat[r, c] * mean_dh_xh) * rstd[r]
+
+
+@njit(**JIT)
+def gelu_exponent(x, s, a, b):
+    """s = x (a + b x^2) = -2u for GELU's u = c (x + 0.044715 x^3), with a = -2c, b = -2c 0.044715."""
+    for i in prange(x.size):
+        xi = x[i]
+        s[i] = xi * (a + b * xi * xi)
+
+
+@njit(**JIT)
+def gelu_output(x, s, out):
+    """From s = exp(-2u): s = sigmoid(2u) = 1 / (1 + s) in place, out = x s."""
+    one = x.dtype.type(1)
+    for i in prange(x.size):
+        si = one / (one + s[i])
+        s[i] = si
+        out[i] = x[i] * si
+
+
+@njit(**JIT)
+def gelu_backward(dout, x, s, dx, c, c3):
+    """dx = dout (s + x s (1 - s) 2 du/dx), s = sigmoid(2u), 2 du/dx = c + c3 x^2 (c = 2 sqrt(2/pi))."""
+    one = x.dtype.type(1)
+    for i in prange(x.size):
+        xi = x[i]
+        si = s[i]
+        dx[i] = dout[i] * (si + xi * si * (one - si) * (c + c3 * xi * xi))
+
+
+@njit(**JIT)
+def softmax_shift(z, scale, bias):
+    """Rows of z (N, S) in place: z scale + bias (row n takes bias row n % len(bias): 0 or the lowest
+    finite number), minus the row's max, so that exp stays <= 1."""
+    N, S = z.shape
+    for n in prange(N):
+        m = bias[n % bias.shape[0]]
+        top = -np.inf
+        for j in range(S):
+            zj = z[n, j] * scale + m[j]
+            z[n, j] = zj
+            top = max(top, zj)
+        for j in range(S):
+            z[n, j] -= top
+
+
+@njit(**JIT)
+def softmax_normalise(e, out):
+    """Rows of e (N, S) = exp(z - max): out = e / (the row's sum)."""
+    N, S = e.shape
+    one = e.dtype.type(1)
+    for n in prange(N):
+        total = e.dtype.type(0)
+        for j in range(S):
+            total += e[n, j]
+        inv = one / total
+        for j in range(S):
+            out[n, j] = e[n, j] * inv
+
+
+@njit(**JIT)
+def softmax_backward(dprobs, probs, scale, dz):
+    """Rows (N, S): dz = probs (dprobs - <dprobs, probs>) scale, the softmax's Jacobian product."""
+    N, S = probs.shape
+    for n in prange(N):
+        dot = dprobs.dtype.type(0)
+        for j in range(S):
+            dot += dprobs[n, j] * probs[n, j]
+        for j in range(S):
+            dz[n, j] = probs[n, j] * (dprobs[n, j] - dot) * scale
+
+
+@njit(**JIT)
+def adam(p, g, m, v, b1, b2, step_size, eps_hat, shrink, l2):
+    """One Adam/AdamW update in place: g + l2 p (Adam's L2), m, v, p shrink - step m / (sqrt v + eps)."""
+    one = p.dtype.type(1)
+    for i in prange(p.size):
+        gi = g[i] + l2 * p[i]
+        mi = b1 * m[i] + (one - b1) * gi
+        vi = b2 * v[i] + (one - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] * shrink - step_size * mi / (np.sqrt(vi) + eps_hat)
+
+
+def set_threads(n):
+    """Run the prange loops on n threads (at most numba's pool size, NUMBA_NUM_THREADS)."""
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))

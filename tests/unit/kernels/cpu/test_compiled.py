@@ -1,0 +1,165 @@
+"""The compiled overlay (kernels/cpu/compiled.py, numba): each kernel against its reference at sizes
+where it runs compiled, the same numbers bit for bit on 1 and 2 threads, NaN kept, and NumPy's kernel
+for what it does not take. Skipped without numba (the `fast` extra)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from glassformer import backend
+from glassformer.gradcheck import rel_error
+from glassformer.layers.attention import attention_mask
+from glassformer.kernels.cpu import compiled
+
+pytest.importorskip("numba", reason="the compiled overlay needs numba: pip install -e .[fast]")
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def layer_norm(impl, rng, dtype):
+    C = 128
+    x, dout = ((rng.standard_normal((12, 64, C)) * 3 + 1).astype(dtype) for _ in range(2))
+    gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    dgamma, dbeta = np.ones(C, dtype), np.ones(C, dtype)
+    y, cache = impl("layer_norm_forward")(x, gamma, beta, 1e-5)
+    dx = impl("layer_norm_backward")(dout, cache, gamma, dgamma, dbeta)
+    return {"y": y, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def gelu(impl, rng, dtype):
+    x, dout = ((rng.standard_normal((12, 64, 100)) * 3).astype(dtype) for _ in range(2))   # 2.3 tiles
+    y, cache = impl("gelu_forward")(x)
+    return {"y": y, "dx": impl("gelu_backward")(dout, cache)}
+
+
+def softmax(impl, rng, dtype):
+    z, dp = ((rng.standard_normal((8, 4, 40, 33)) * 3).astype(dtype) for _ in range(2))
+    probs = impl("softmax")(z)
+    return {"probs": probs, "dz": impl("softmax_backward")(dp, probs)}
+
+
+def attention(impl, rng, dtype, padding=True):
+    B, H, T, D = 6, 4, 48, 16
+    q, k, v, dy = (rng.standard_normal((B, H, T, D)).astype(dtype) for _ in range(4))
+    keep = np.ones((B, T), bool)
+    keep[0, -5:] = keep[3, 10:] = False                     # padded keys in two sequences
+    allowed = attention_mask(np, T, T, True, keep if padding else None)
+    y, att = impl("attend")(q, k, v, allowed)
+    dq, dk, dv = impl("attend_backward")(dy, q, k, v, att)
+    return {"y": y, "att": att, "dq": dq, "dk": dk, "dv": dv}
+
+
+def causal_attention(impl, rng, dtype):
+    return attention(impl, rng, dtype, padding=False)
+
+
+def adam(impl, rng, dtype):
+    params = [(rng.standard_normal(n).astype(dtype), np.zeros(n, dtype)) for n in (40_000, 3 * 7)]
+    ms, vs = [np.zeros_like(p) for p, _ in params], [np.zeros_like(p) for p, _ in params]
+    t = 0
+    for decoupled in (True, False, True):                   # AdamW, Adam with L2, AdamW
+        for _, g in params:
+            g[...] = rng.standard_normal(g.shape)
+        t = impl("adam_step")(params, ms, vs, t, (1e-2, 0.9, 0.99, 1e-8, decoupled, [0.1, 0.05]))
+    return {"p0": params[0][0], "p1": params[1][0], "m0": ms[0], "v0": vs[0], "t": np.asarray(t)}
+
+
+SCENARIOS = [layer_norm, gelu, softmax, attention, causal_attention, adam]
+
+
+def run(scenario, dtype, kernel=True, seed=1):
+    table = backend.overlays("cpu")
+    pick = (lambda name: table[name][1] or table[name][0]) if kernel else (lambda name: table[name][0])
+    return scenario(pick, np.random.default_rng(seed), dtype)
+
+
+@pytest.fixture
+def threads():
+    """backend.set_threads for the test, restored after."""
+    saved = backend._threads
+    yield backend.set_threads
+    backend.set_threads(saved)
+
+
+def test_the_kernels_registered_for_the_cpu_are_the_compiled_ones():
+    table = backend.overlays("cpu")
+    for name in ("layer_norm_forward", "layer_norm_backward", "gelu_forward", "gelu_backward", "softmax",
+                 "softmax_backward", "attend", "attend_backward", "adam_step"):
+        assert table[name][1].__module__ == compiled.__name__, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_each_compiled_kernel_matches_its_reference(scenario, dtype):
+    """float64 to 1e-12, float32 to 1e-5, outputs and in-place updates alike, at sizes that run compiled."""
+    got, want = run(scenario, dtype), run(scenario, dtype, kernel=False)
+    for key in want:
+        assert got[key].shape == want[key].shape, key
+        assert rel_error(got[key], want[key]) <= TOL[dtype], (key, rel_error(got[key], want[key]))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_the_scenarios_run_compiled_not_numpy_s_kernel(monkeypatch, scenario):
+    """Every scenario calls a numba loop (so the test above tests the loops, not NumPy's fallback)."""
+    from glassformer.kernels.cpu import jit
+    calls = []
+    for name in ("layer_norm_forward", "gelu_output", "softmax_normalise", "softmax_backward", "adam"):
+        loop = getattr(jit, name)
+        monkeypatch.setattr(jit, name, lambda *a, _loop=loop, _name=name: calls.append(_name) or _loop(*a))
+    run(scenario, np.float32)
+    assert calls, f"{scenario.__name__} ran no compiled loop"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_one_and_two_threads_give_the_same_numbers_bit_for_bit(threads, scenario):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: no second thread to compare with")
+    threads(1)
+    one = run(scenario, np.float32)
+    threads(2)
+    two = run(scenario, np.float32)
+    for key in one:
+        assert np.array_equal(one[key], two[key]), key
+
+
+def test_a_nan_stays_a_nan_for_the_divergence_guard():
+    x = np.random.default_rng(0).standard_normal((768, 128)).astype(np.float32)
+    x[5, 7] = np.nan
+    gamma, beta = np.ones(128, np.float32), np.zeros(128, np.float32)
+    y, _ = compiled.layer_norm_forward_compiled(x, gamma, beta, 1e-5)
+    assert np.isnan(y[5]).all() and np.isfinite(np.delete(y, 5, axis=0)).all()
+    h = np.random.default_rng(1).standard_normal(1 << 16).astype(np.float32)
+    h[3] = np.nan
+    out, _ = compiled.gelu_forward_compiled(h)
+    assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
+
+
+def test_what_the_loops_do_not_take_goes_to_numpy_s_kernel():
+    big = np.random.default_rng(0).standard_normal((512, 128))
+    assert compiled.loops(big.astype(np.float32)) is not None
+    assert compiled.loops(big.astype(np.float16)) is None                   # 16-bit: NumPy's kernel
+    assert compiled.loops(big[:8].astype(np.float32)) is None               # small: NumPy's kernel
+    assert compiled.loops(big.astype(np.float32), big) is None              # mixed dtypes
+    old = compiled.set_enabled(False)
+    try:
+        assert compiled.loops(big.astype(np.float32)) is None
+    finally:
+        compiled.set_enabled(old)
+
+
+@pytest.mark.parametrize("env,imported", [("", False), ("0", False)])
+def test_small_work_and_glassformer_numba_0_never_import_numba(env, imported):
+    """numba's import (0.3 s) is paid only for work big enough: a small model's step, or any step with
+    GLASSFORMER_NUMBA=0, leaves it unimported."""
+    size = 1024 if env == "0" else 8
+    code = ("import sys, numpy as np\n"
+            "from glassformer.layers.norm import layer_norm_forward\n"
+            f"x = np.ones(({size}, 128), np.float32)\n"
+            "layer_norm_forward(x, np.ones(128, np.float32), np.zeros(128, np.float32), 1e-5)\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, compiled.ENV: env})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(imported)
