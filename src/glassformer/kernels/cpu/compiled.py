@@ -1,4 +1,5 @@
-"""The compiled overlay: numba loops (jit.py) laid over the NumPy overlay where they measure faster.
+"""The compiled overlay: numba loops (jit.py) laid over the NumPy overlay where they measure faster:
+LayerNorm, GELU, the softmax, attention's row work, AdamW and the clip's gradient norm.
 
 On a shakespeare_char step (bench/profile.py's recipe, 1 thread, cProfile) they take LayerNorm from
 4.8 to 2.1 ms, GELU from 9.3 to 5.7, AdamW from 2.6 to 1.0 and the softmax from 4.1 to 2.6: the step
@@ -18,7 +19,7 @@ from ... import backend
 from .activations import gelu_backward_cpu, gelu_forward_cpu, softmax_backward_cpu, softmax_cpu
 from .attention import attend_backward_cpu, attend_cpu
 from .norm import layer_norm_backward_cpu, layer_norm_forward_cpu
-from .optim import adam_step_cpu
+from .optim import adam_step_cpu, grad_norm_cpu
 
 ENV = "GLASSFORMER_NUMBA"               # 0: never use the compiled loops
 MIN_SIZE = 1 << 15                      # numbers: a smaller array stays with NumPy
@@ -215,3 +216,19 @@ def adam_step_compiled(params, ms, vs, t, settings):
         jit.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(b1), f(b2), f(step_size),
                  f(eps_hat), shrink, l2)
     return t
+
+
+@backend.accelerates("grad_norm", device="cpu")
+def grad_norm_compiled(params):
+    """grad_norm(), the clip's norm: each gradient's squares summed by fixed blocks in float64 on
+    numba's threads; the 0-d result in the gradients' dtype, as the reference's."""
+    grads = [g for _, g in params]
+    jit = loops(*grads, size=sum(g.size for g in grads)) if grads else None
+    if jit is None or not all(g.flags.c_contiguous for g in grads):
+        return grad_norm_cpu(params)
+    total = 0.0
+    for g in grads:
+        parts = np.empty(-(-g.size // jit.BLOCK), np.float64)
+        jit.block_sum_squares(g.reshape(-1), parts)
+        total += parts.sum()
+    return np.sqrt(grads[0].dtype.type(total))

@@ -1,7 +1,7 @@
 """The compiled loops of the CPU overlay (numba): one pass over memory where NumPy makes several.
 
 Each loop fuses a chain of element-wise passes (LayerNorm's statistics and normalisation, GELU's
-polynomial, the softmax's scale, mask and max, Adam's update) into one loop that reads its inputs
+polynomial, the softmax's scale, mask and max, Adam's update, the gradient's sum of squares) into one loop that reads its inputs
 once. Only exp stays NumPy's: numba calls the scalar libm exp (20x slower than NumPy's SIMD loop),
 so a chain around an exp runs as loop, np.exp in place, loop. The rows (or elements) are split over
 numba's threads with prange; no sum ever spans two threads' rows in a way that depends on how
@@ -25,6 +25,7 @@ from numba import njit, prange  # noqa: E402
 
 FAST = {"reassoc", "contract", "nsz"}   # lets sums vectorise; keeps inf and NaN (the divergence guard)
 ROWS = 32                               # rows per block of LayerNorm's column sums (a fixed order)
+BLOCK = 1 << 14                         # numbers per block of the gradient's sum of squares
 JIT = dict(fastmath=FAST, parallel=True, cache=True, nogil=True)
 
 
@@ -157,6 +158,19 @@ def adam(p, g, m, v, b1, b2, step_size, eps_hat, shrink, l2):
         m[i] = mi
         v[i] = vi
         p[i] = p[i] * shrink - step_size * mi / (np.sqrt(vi) + eps_hat)
+
+
+@njit(**JIT)
+def block_sum_squares(g, parts):
+    """parts[b] = the sum of g^2 over block b of BLOCK numbers, in float64: the blocks are fixed, so
+    any thread count adds the same numbers in the same order."""
+    n = g.size
+    for b in prange(parts.size):
+        total = 0.0
+        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            gi = np.float64(g[i])
+            total += gi * gi
+        parts[b] = total
 
 
 def set_threads(n):

@@ -66,7 +66,12 @@ def adam(impl, rng, dtype):
     return {"p0": params[0][0], "p1": params[1][0], "m0": ms[0], "v0": vs[0], "t": np.asarray(t)}
 
 
-SCENARIOS = [layer_norm, gelu, softmax, attention, causal_attention, adam]
+def clip_norm(impl, rng, dtype):
+    grads = [(None, (rng.standard_normal(n) * 3).astype(dtype)) for n in (70_000, 5, 3 * 16384)]
+    return {"norm": np.asarray(impl("grad_norm")(grads))}
+
+
+SCENARIOS = [layer_norm, gelu, softmax, attention, causal_attention, adam, clip_norm]
 
 
 def run(scenario, dtype, kernel=True, seed=1):
@@ -86,7 +91,7 @@ def threads():
 def test_the_kernels_registered_for_the_cpu_are_the_compiled_ones():
     table = backend.overlays("cpu")
     for name in ("layer_norm_forward", "layer_norm_backward", "gelu_forward", "gelu_backward", "softmax",
-                 "softmax_backward", "attend", "attend_backward", "adam_step"):
+                 "softmax_backward", "attend", "attend_backward", "adam_step", "grad_norm"):
         assert table[name][1].__module__ == compiled.__name__, name
 
 
@@ -105,7 +110,8 @@ def test_the_scenarios_run_compiled_not_numpy_s_kernel(monkeypatch, scenario):
     """Every scenario calls a numba loop (so the test above tests the loops, not NumPy's fallback)."""
     from glassformer.kernels.cpu import jit
     calls = []
-    for name in ("layer_norm_forward", "gelu_output", "softmax_normalise", "softmax_backward", "adam"):
+    for name in ("layer_norm_forward", "gelu_output", "softmax_normalise", "softmax_backward", "adam",
+                 "block_sum_squares"):
         loop = getattr(jit, name)
         monkeypatch.setattr(jit, name, lambda *a, _loop=loop, _name=name: calls.append(_name) or _loop(*a))
     run(scenario, np.float32)
