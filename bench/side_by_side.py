@@ -15,8 +15,9 @@ Pairs:
                ours/peer <= 0.6, test accuracy 1.000.
 Each of --runs rounds starts both at once (OPENBLAS/OMP/MKL threads 1 each)
 and waits for both (--all-cores: one after the other, ours with --threads
-set to every core, the peer at its default threads, which is every core); the JSON holds per-run figures, medians, the median of
-per-run ratios and the ratio of the medians. The peer needs a side environment
+set to every core, the peer at its default threads, which is every core);
+the JSON holds per-run figures, medians, the median of per-run ratios and
+the ratio of the medians. The peer needs a side environment
 with torch and numpy (never a glassformer dependency), e.g.
   python -m venv /tmp/tv
   /tmp/tv/bin/pip install numpy torch --index-url \\

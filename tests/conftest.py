@@ -13,6 +13,11 @@ import os
 # The tests' matrices are small: one BLAS thread is as fast, and spinning BLAS threads on a busy
 # 2-core machine made some tests 20x slower. Set before NumPy loads its BLAS; a user's value wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# numba's start (its import, LLVM, the cached loops: ~1.3 s a process) in each of the suite's command
+# runs took CI from 385 to 711 s. The compiled loops are tested where they are the subject:
+# tests/unit/kernels/cpu/test_compiled.py turns them on in-process and runs one real training
+# command with them; elsewhere the NumPy overlay runs. A user's GLASSFORMER_NUMBA wins.
+os.environ.setdefault("GLASSFORMER_NUMBA", "0")
 
 import numpy as np  # noqa: E402
 import pytest

@@ -4,6 +4,7 @@ for what it does not take. Skipped without numba (the `fast` extra)."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,15 @@ from glassformer.layers.attention import attention_mask
 from glassformer.kernels.cpu import compiled
 
 pytest.importorskip("numba", reason="the compiled overlay needs numba: pip install -e .[fast]")
+ROOT = Path(__file__).resolve().parents[4]
+
+
+@pytest.fixture(autouse=True)
+def compiled_on():
+    """The loops on for these tests (tests/conftest.py turns them off for the rest of the suite)."""
+    old = compiled.set_enabled(True)
+    yield
+    compiled.set_enabled(old)
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -148,11 +158,8 @@ def test_what_the_loops_do_not_take_goes_to_numpy_s_kernel():
     assert compiled.loops(big.astype(np.float16)) is None                   # 16-bit: NumPy's kernel
     assert compiled.loops(big[:8].astype(np.float32)) is None               # small: NumPy's kernel
     assert compiled.loops(big.astype(np.float32), big) is None              # mixed dtypes
-    old = compiled.set_enabled(False)
-    try:
-        assert compiled.loops(big.astype(np.float32)) is None
-    finally:
-        compiled.set_enabled(old)
+    compiled.set_enabled(False)
+    assert compiled.loops(big.astype(np.float32)) is None
 
 
 @pytest.mark.parametrize("env,imported", [("", False), ("0", False)])
@@ -169,3 +176,24 @@ def test_small_work_and_glassformer_numba_0_never_import_numba(env, imported):
                          env={**os.environ, compiled.ENV: env})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(imported)
+
+
+def test_a_real_training_command_runs_the_compiled_loops(tmp_path):
+    """train_step_by_step.py on a text at the tiny preset's real size (hidden 12 x 64 x 512 numbers),
+    GLASSFORMER_NUMBA=1: it trains, and numba was imported, which happens only when a loop runs."""
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400)))
+    argv = ["train_step_by_step.py", "--task", "lm", "--data", str(text), "--tokenizer", "char",
+            "--preset", "tiny", "--steps", "3", "--eval-batches", "1", "--no-interactive",
+            "--out", str(tmp_path / "run")]
+    code = ("import runpy, sys\n"
+            f"sys.argv = {argv!r}\n"
+            "try:\n"
+            f"    runpy.run_path({str(ROOT / 'train_step_by_step.py')!r}, run_name='__main__')\n"
+            "finally:\n"
+            "    print('numba imported:', 'numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, compiled.ENV: "1"}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "numba imported: True" in out.stdout
+    assert (tmp_path / "run").is_dir()
