@@ -17,9 +17,9 @@ import numpy as np
 
 from ... import backend
 from .activations import gelu_backward_cpu, gelu_forward_cpu, softmax_backward_cpu, softmax_cpu
-from .attention import attend_backward_cpu, attend_cpu
+from .attention import attend_backward_cpu, attend_cpu, mask_bias
 from .norm import layer_norm_backward_cpu, layer_norm_forward_cpu
-from .optim import adam_step_cpu, grad_norm_cpu
+from .optim import adam_step_cpu, bias_corrected, grad_norm_cpu
 
 ENV = "GLASSFORMER_NUMBA"               # 0: never use the compiled loops
 MIN_SIZE = 1 << 15                      # numbers: a smaller array stays with NumPy
@@ -161,8 +161,7 @@ def mask_rows(allowed, shape, dtype):
     B, H, T, S = shape
     if allowed is None:
         return np.zeros((1, S), dtype)
-    bias = np.where(allowed, 0.0, float(np.finfo(dtype).min)).astype(dtype)
-    bias = np.broadcast_to(bias, (bias.shape[0], 1, T, S))               # (B or 1, 1, T, S)
+    bias = np.broadcast_to(mask_bias(np, allowed, dtype), (allowed.shape[0], 1, T, S))   # (B or 1, 1, T, S)
     if bias.shape[0] == 1:
         return np.ascontiguousarray(bias[0, 0])                         # (T, S): every (b, h) alike
     return np.repeat(bias, H, axis=1).reshape(-1, S)                    # (B H T, S)
@@ -207,8 +206,7 @@ def adam_step_compiled(params, ms, vs, t, settings):
         return adam_step_cpu(params, ms, vs, t, settings)
     t += 1
     lr, b1, b2, eps, decoupled, weight_decays = settings
-    step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)             # bias corrections
-    eps_hat = eps * math.sqrt(1 - b2 ** t)
+    step_size, eps_hat = bias_corrected(lr, b1, b2, eps, t)
     for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
         f = p.dtype.type
         shrink = f(1.0 - lr * wd) if wd and decoupled else f(1)          # AdamW: shrink the weight

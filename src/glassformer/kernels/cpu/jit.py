@@ -1,8 +1,8 @@
 """The compiled loops of the CPU overlay (numba): one pass over memory where NumPy makes several.
 
 Each loop fuses a chain of element-wise passes (LayerNorm's statistics and normalisation, GELU's
-polynomial, the softmax's scale, mask and max, Adam's update, the gradient's sum of squares) into one loop that reads its inputs
-once. Only exp stays NumPy's: numba calls the scalar libm exp (20x slower than NumPy's SIMD loop),
+polynomial, the softmax's scale, mask and max, Adam's update, the gradient's sum of squares) into
+one loop that reads its inputs once. Only exp stays NumPy's: numba calls the scalar libm exp (20x slower than NumPy's SIMD loop),
 so a chain around an exp runs as loop, np.exp in place, loop. The rows (or elements) are split over
 numba's threads with prange; no sum ever spans two threads' rows in a way that depends on how
 many there are (LayerNorm's column sums go by fixed blocks of ROWS rows), so every thread count gives

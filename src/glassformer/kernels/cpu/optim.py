@@ -27,12 +27,17 @@ def adam_step_cpu(params, ms, vs, t, settings):
     """adam_step(): each (p, g, m, v) in cache-sized pieces, the update as in-place passes."""
     t += 1
     lr, b1, b2, eps, decoupled, weight_decays = settings
-    step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)     # bias corrections
-    eps_hat = eps * math.sqrt(1 - b2 ** t)
+    step_size, eps_hat = bias_corrected(lr, b1, b2, eps, t)
     for (p, g), m, v, wd in zip(params, ms, vs, weight_decays):
         for pieces in zip(*map(cache_sized, (p, g, m, v))):
             adam_piece(*pieces, wd, lr, b1, b2, decoupled, step_size, eps_hat)
     return t
+
+
+def bias_corrected(lr, b1, b2, eps, t):
+    """(step size, eps): Adam's two bias corrections at step t folded into lr and eps, so that
+    p -= step m / (sqrt v + eps) on the raw moments is p -= lr m_hat / (sqrt v_hat + eps)."""
+    return lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t), eps * math.sqrt(1 - b2 ** t)
 
 
 def adam_piece(p, g, m, v, wd, lr, b1, b2, decoupled, step_size, eps_hat):
