@@ -2,12 +2,13 @@
 
 Each loop fuses a chain of element-wise passes (LayerNorm's statistics and normalisation, GELU's
 polynomial, the softmax's scale, mask and max, Adam's update, the gradient's sum of squares) into
-one loop that reads its inputs once. Only exp stays NumPy's: numba calls the scalar libm exp (20x slower than NumPy's SIMD loop),
-so a chain around an exp runs as loop, np.exp in place, loop. The rows (or elements) are split over
-numba's threads with prange; no sum ever spans two threads' rows in a way that depends on how
-many there are (LayerNorm's column sums go by fixed blocks of ROWS rows), so every thread count gives
-the same numbers, bit for bit. Arithmetic stays in the arrays' dtype: constants come in typed
-(x.dtype.type(c)), as a Python float would make float32 loops compute in float64.
+one loop that reads its inputs once. Only exp stays NumPy's: numba calls the scalar libm exp (20x
+slower than NumPy's SIMD loop), so a chain around an exp runs as loop, np.exp in place, loop. The
+rows (or elements) are split over numba's threads with prange; no sum ever spans two threads' rows
+in a way that depends on how many there are (LayerNorm's column sums go by fixed blocks of ROWS
+rows), so every thread count gives the same numbers, bit for bit. Arithmetic stays in the arrays'
+dtype: constants come in typed (x.dtype.type(c)), as a Python float would make float32 loops
+compute in float64.
 
 Imported only by compiled.py, and only when numba is installed (the `fast` extra).
 """
