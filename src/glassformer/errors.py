@@ -140,7 +140,7 @@ def run_main(main, *args, stderr=None, interrupted="", says_mistakes=True, help_
 
     UserError, OSError (disk full, permissions, a missing file), MemoryError: `error: ...`, exit 2;
     Ctrl-C or SIGTERM: exit 130 quietly, after the line `interrupted` (temp files removed on the way
-    out); a closed pipe (`... | head`): exit 0 quietly; anything else: the traceback and one line
+    out), also when a clean-up on the way out raised an error of its own; a closed pipe (`... | head`): exit 0 quietly; anything else: the traceback and one line
     asking to report it, exit 1. SystemExit (--help) passes through, or with help_returns is returned
     as its exit status. says_mistakes=False prints no `error:` line for a UserError (mpiexec: every
     rank raised it, and rank 0 alone says it).
@@ -173,10 +173,26 @@ def run_main(main, *args, stderr=None, interrupted="", says_mistakes=True, help_
         print("error: out of memory: try a smaller model, batch or context (or close other "
               "programs) and run again", file=err)
         return EXIT_USER_ERROR
-    except Exception:                                       # noqa: BLE001  the boundary: a bug
+    except Exception as e:                                  # noqa: BLE001  the boundary: a bug
+        if raised_while_interrupted(e):                     # a clean-up's error on the way out
+            print(interrupted, file=err)
+            return EXIT_INTERRUPTED
         traceback.print_exc(file=err)
         print(REPORT, file=err)
         return EXIT_BUG
+
+
+def raised_while_interrupted(error, depth=8):
+    """True when error was raised while a Ctrl-C or SIGTERM unwound the program: one may land inside a
+    library's clean-up (numpy.savez's zip file closing with a member still open raises ValueError
+    over it), which is the interrupt's doing, not a bug."""
+    for _ in range(depth):
+        error = error.__context__
+        if error is None:
+            return False
+        if isinstance(error, KeyboardInterrupt):
+            return True
+    return False
 
 
 class Terminated(KeyboardInterrupt):
