@@ -79,7 +79,7 @@ def _decode(model, context, max_new_tokens, sampling, eos_id, use_cache, rng, ba
     """The one decoding loop behind stream_tokens and generate_tokens; ids >= vocab_size masked."""
     xp = array_module(model.tok_emb.W)
     was_training = model.training
-    model.eval()
+    model.in_memory().eval()                                # a mapped GPT-2 folder: copied once, here
     max_len = model.config.max_len
     caches, start = None, 0
     try:

@@ -130,7 +130,8 @@ class MultiHeadAttention(Layer):
         offset = cache["k"].shape[2] if cache is not None and "k" in cache else 0
         if cache is not None:                               # incremental decoding, inference only
             k, v = cache_append(cache, k, v)                # (B, H, S, D): cached + new
-        allowed = attention_mask(xp, q.shape[2], k.shape[2], self.causal, key_padding_mask, offset)
+        causal = self.causal and offset < k.shape[2] - 1      # else every query sees every key
+        allowed = attention_mask(xp, q.shape[2], k.shape[2], causal, key_padding_mask, offset)
         y, att = attend(q, k, v, allowed)
         self.q, self.k, self.v, self.att = q, k, v, att
         self.last_attention_weights = att

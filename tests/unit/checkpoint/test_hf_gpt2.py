@@ -145,6 +145,24 @@ def test_the_weights_are_views_of_the_mapped_file_and_training_never_writes_it(t
     assert (folder / "model.safetensors").read_bytes() == before
 
 
+def test_decoding_copies_the_mapped_weights_into_memory_once_and_computes_the_same(tmp_path, rng):
+    from glassformer.generate import generate_tokens
+    from glassformer.layers.base import mapped
+    folder = write_folder(tmp_path / "gpt2", gpt2_arrays(rng))
+    model = load_checkpoint(folder).model
+    logits = model.eval().forward(IDS)
+    state = {name: p.copy() for name, p in model.state_dict().items()}
+    assert all(mapped(p) for p, _ in model.get_parameters())
+    greedy = generate_tokens(model, [1, 2, 3], 5, temperature=0)          # its first use: the copy
+    assert not any(mapped(p) for p, _ in model.get_parameters())
+    assert all(np.array_equal(p, state[name]) for name, p in model.state_dict().items())
+    assert model.head.embedding is model.tok_emb                          # still tied
+    before = model.tok_emb.W
+    assert model.in_memory().tok_emb.W is before                          # once: nothing left to copy
+    assert np.array_equal(model.forward(IDS), logits)
+    assert generate_tokens(model, [1, 2, 3], 5, temperature=0) == greedy
+
+
 def test_the_logits_equal_our_own_model_built_from_the_same_arrays(tmp_path, rng):
     arrays = gpt2_arrays(rng, tied=False)
     ckpt = load_checkpoint(write_folder(tmp_path / "gpt2", arrays))
