@@ -79,19 +79,19 @@ def layer_norm_backward(dout, x_hat, rstd, gamma, dx, dgamma_parts, dbeta_parts)
 
 
 @njit(**JIT)
-def gelu_exponent(x, s, a, b):
-    """s = x (a + b x^2) = -2u for GELU's u = c (x + 0.044715 x^3), with a = -2c, b = -2c 0.044715."""
+def gelu_inner(x, u, c, c3):
+    """u = x (c + c3 x^2) = c (x + 0.044715 x^3), GELU's tanh argument, with c3 = 0.044715 c."""
     for i in prange(x.size):
         xi = x[i]
-        s[i] = xi * (a + b * xi * xi)
+        u[i] = xi * (c + c3 * xi * xi)
 
 
 @njit(**JIT)
 def gelu_output(x, s, out):
-    """From s = exp(-2u): s = sigmoid(2u) = 1 / (1 + s) in place, out = x s."""
-    one = x.dtype.type(1)
+    """From s = tanh(u): s = (1 + tanh u) / 2 = sigmoid(2u) in place, out = x s."""
+    half = x.dtype.type(0.5)
     for i in prange(x.size):
-        si = one / (one + s[i])
+        si = half + half * s[i]
         s[i] = si
         out[i] = x[i] * si
 

@@ -129,15 +129,27 @@ def test_the_scenarios_run_compiled_not_numpy_s_kernel(monkeypatch, scenario):
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-def test_one_and_two_threads_give_the_same_numbers_bit_for_bit(threads, scenario):
+def test_one_and_two_threads_give_the_same_numbers_bit_for_bit(threads, scenario, monkeypatch):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one core: no second thread to compare with")
+    monkeypatch.setattr(compiled, "PARALLEL_SIZE", 0)       # the scenarios' sizes: parallel too
     threads(1)
     one = run(scenario, np.float32)
     threads(2)
     two = run(scenario, np.float32)
     for key in one:
         assert np.array_equal(one[key], two[key]), key
+
+
+def test_a_loop_runs_on_every_thread_only_for_work_worth_waking_them_for(threads):
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here: nothing to choose")
+    threads(2)
+    small, large = np.zeros(compiled.MIN_SIZE, np.float32), np.zeros(compiled.PARALLEL_SIZE, np.float32)
+    assert compiled.loops(large) is not None and numba.get_num_threads() == 2
+    assert compiled.loops(small) is not None and numba.get_num_threads() == 1
+    assert compiled.loops(small, size=compiled.PARALLEL_SIZE) is not None and numba.get_num_threads() == 2
 
 
 def test_a_nan_stays_a_nan_for_the_divergence_guard():
