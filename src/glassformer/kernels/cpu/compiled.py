@@ -197,10 +197,9 @@ def attend_backward_compiled(dy, q, k, v, att):
     if jit is None:
         return attend_backward_cpu(dy, q, k, v, att)
     S = att.shape[-1]
-    datt = dy @ v.transpose(0, 1, 3, 2)                                 # (B, H, T, S)
-    dscores = np.empty(att.shape, att.dtype)
-    jit.softmax_backward(rows(datt), rows(att), att.dtype.type(q.shape[-1] ** -0.5),
-                         dscores.reshape(-1, S))
+    dscores = dy @ v.transpose(0, 1, 3, 2)                              # datt (B, H, T, S), then
+    jit.softmax_backward(rows(dscores), rows(att), att.dtype.type(q.shape[-1] ** -0.5),
+                         dscores.reshape(-1, S))                       # in place: each row's dot first
     dv = att.transpose(0, 1, 3, 2) @ dy                                 # y = att @ v
     dq = dscores @ k                                                    # scores = q k^T / sqrt(D)
     dk = dscores.transpose(0, 1, 3, 2) @ q

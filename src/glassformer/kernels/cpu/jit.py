@@ -152,7 +152,8 @@ def softmax_normalise(e, out):
 
 @njit(**JIT)
 def softmax_backward(dprobs, probs, scale, dz):
-    """Rows (N, S): dz = probs (dprobs - <dprobs, probs>) scale, the softmax's Jacobian product."""
+    """Rows (N, S): dz = probs (dprobs - <dprobs, probs>) scale, the softmax's Jacobian product; dz may
+    be dprobs (each row's dot is summed before the row is written)."""
     N, S = probs.shape
     for n in prange(N):
         dot = dprobs.dtype.type(0)
