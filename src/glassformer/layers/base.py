@@ -128,8 +128,9 @@ class Layer:
 
         Decoding reads every weight once per token. NumPy's own large buffers get the kernel's huge
         pages and a mapped file's pages do not, so the same reads miss the TLB far more (GPT-2 124M,
-        one thread: 42.7 -> 39.5 ms a token, measured). Loading stays a mapping: the copy is made
-        here, when a decoding loop first needs the weights, and only once.
+        one thread: 43 -> 38.4 ms a token, measured). Loading stays a mapping: the copy is made
+        here, when a decoding loop first needs the weights, and only once (GPT-2: 0.13 s, or up to
+        1.3 s when the kernel must first compact memory into huge pages).
         """
         if any(mapped(p) for p, _ in self.get_parameters()):
             self.flatten()
