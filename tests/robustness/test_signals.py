@@ -90,7 +90,7 @@ def hammer(name, tmp_path, lane, longest):
     lanes = {folder: lane(folder) for folder in folders}
     running = {}                                            # folder -> (try, pid, signal at, signalled)
     while tries or running:
-        for folder in [f for f in folders if f not in running and tries]:
+        for folder in [f for f in folders if f not in running][:len(tries)]:   # two free lanes, one try
             (i, signum, delay), action = tries.pop(0), lanes[folder][0]
             pid = start(lambda i=i, action=action: action(i), folder / f"stderr.{i}.txt")
             running[folder] = ((i, signum, delay), pid, time.monotonic() + delay, False)
