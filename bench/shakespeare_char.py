@@ -10,9 +10,12 @@ steps, cosine to 1e-4 over 2,000 iterations. Validation loss is the mean over
 this recipe: about 1.88). Model FLOPs per iteration: (6 N + 12 L d T) per
 token (glassformer.cli.lm.flops_per_token, N from lm_parameters) times the 12
 x 64 tokens; read against an sgemm on the same BLAS threads, timed in this
-process before training (glassformer.cli.common.matmul_rate).
+process before training (glassformer.cli.common.matmul_rate). Under
+mpiexec -n R the ranks train one model data parallel, each on R-th of the
+batch; rank 0 prints, and model_to_sgemm reads against R times the sgemm.
   python bench/shakespeare_char.py [--threads 1] \\
       [--save checkpoints/shakespeare_char.npz]
+  mpiexec -n 2 python bench/shakespeare_char.py --threads 1
 """
 import argparse
 import json
@@ -77,6 +80,9 @@ def main(argv=None):
     summary = trainer.fit()                                 # evaluates once, after the last step
     wall = time.perf_counter() - start
     train_seconds = summary["elapsed_s"]
+    ranks = trainer.comm.size                               # mpiexec's processes (1 without it)
+    if not trainer.comm.is_root:
+        return
     if args.save:
         metrics = {"val_loss": summary["val_loss"], "val_ppl": summary["val_ppl"]}
         save_checkpoint(args.save, model, tokenizer=tok.to_dict(), task=task, step=trainer.step,
@@ -90,7 +96,8 @@ def main(argv=None):
         "flops_per_iter": flops_per_iter,
         "model_flops_per_s": round(flops_per_iter * trainer.step / train_seconds),
         "sgemm_flops_per_s": round(sgemm),
-        "model_to_sgemm": round(flops_per_iter * trainer.step / train_seconds / sgemm, 4),
+        "model_to_sgemm": round(flops_per_iter * trainer.step / train_seconds / (ranks * sgemm), 4),
+        "ranks": ranks,
         "params": model.n_parameters(), "vocab_size": tok.vocab_size, "eval_batches": args.eval_batches,
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto")}))

@@ -26,7 +26,9 @@ given by --peer-python (or --torch-python), $PEER_PYTHON or $TORCH_PYTHON
 (default /tmp/tv/bin/python); bench/gpt2.py reads the same $PEER_PYTHON.
   python bench/side_by_side.py shakespeare [--runs 3] [--iters 200]
   python bench/side_by_side.py digits [--runs 3] [--epochs 20]
-  python bench/side_by_side.py shakespeare --all-cores
+  python bench/side_by_side.py shakespeare --all-cores [--mpi]
+--mpi (with --all-cores): ours as data-parallel ranks under mpiexec, one per
+core with 1 thread each (the .[mpi] extra), the peer as before.
 """
 import argparse
 import json
@@ -69,7 +71,11 @@ def parse_args(argv=None):
     parser.add_argument("--nanogpt", default=str(NANOGPT), help="nanoGPT's folder (with run_cpu.sh)")
     parser.add_argument("--all-cores", action="store_true",
                         help="every core each, one after the other (default: 1 thread each, together)")
+    parser.add_argument("--mpi", action="store_true",
+                        help="with --all-cores: ours under mpiexec, a 1-thread rank per core")
     args = parser.parse_args(argv)
+    if args.mpi and not (args.all_cores and args.pair == "shakespeare"):
+        parser.error("--mpi goes with shakespeare --all-cores")
     for name in ("runs", "iters", "eval_iters", "epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -168,15 +174,28 @@ def commands(args, work):
                 "--epochs", str(args.epochs)]
         return (ours, thread_env(args), ROOT), (peer, thread_env(args, {"PYTHONPATH": peer_path}), ROOT)
     n = args.iters
-    ours = [sys.executable, str(ROOT / "bench" / "shakespeare_char.py"), "--threads", str(threads_each(args)),
+    threads = 1 if args.mpi else threads_each(args)
+    ours = [sys.executable, str(ROOT / "bench" / "shakespeare_char.py"), "--threads", str(threads),
             "--quiet",
             "--iters", str(n), "--eval-batches", str(args.eval_iters)]
     if args.no_bias:
         ours.append("--no-bias")
-    peer = ["bash", str(Path(args.nanogpt) / "run_cpu.sh"), "--log_interval=1", f"--max_iters={n}",
+    if args.mpi:                                            # a rank per core, one thread each
+        return (["mpiexec", "-n", str(threads_each(args))] + ours, thread_env(), ROOT), \
+            (peer_command(args), thread_env(args, peer_env(args, work)), work)
+    return (ours, thread_env(args), ROOT), (peer_command(args), thread_env(args, peer_env(args, work)), work)
+
+
+def peer_command(args):
+    """nanoGPT's run_cpu.sh for args.iters iterations, logging each."""
+    n = args.iters
+    return ["bash", str(Path(args.nanogpt) / "run_cpu.sh"), "--log_interval=1", f"--max_iters={n}",
             f"--lr_decay_iters={n}", f"--eval_interval={n}", f"--eval_iters={args.eval_iters}"]
-    peer_env = thread_env(args, {"PY": args.torch_python, "NANOGPT_WORK": str(Path(work) / "nanogpt")})
-    return (ours, thread_env(args), ROOT), (peer, peer_env, work)
+
+
+def peer_env(args, work):
+    """What run_cpu.sh reads besides the threads: the side Python and a scratch folder."""
+    return {"PY": args.torch_python, "NANOGPT_WORK": str(Path(work) / "nanogpt")}
 
 
 def run_pair(args, index):
@@ -191,12 +210,12 @@ def run_pair(args, index):
         logs = [(open(Path(work) / f"{who}.out", "w+"), open(Path(work) / f"{who}.err", "w+"))
                 for who in ("ours", "peer")]
         start = time.perf_counter()
-        procs = []
-        for (cmd, env, cwd), (out, err) in zip(specs, logs):
+        procs, ended = [], [None, None]
+        for i, ((cmd, env, cwd), (out, err)) in enumerate(zip(specs, logs)):
             procs.append(subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True))
             if args.all_cores:                              # one after the other: each has every core
                 procs[-1].wait()
-        ended = [None, None]
+                ended[i] = round(time.perf_counter() - start, 1)
         while None in ended:                                # note when each one ends
             for i, proc in enumerate(procs):
                 if ended[i] is None and proc.poll() is not None:
@@ -220,7 +239,7 @@ def run_pair(args, index):
 def pick(pair, ours_json, peer_out):
     """The figures compared, from ours' JSON and the peer's stdout."""
     if pair == "shakespeare":
-        ours = {k: ours_json.get(k) for k in ("ms_per_iter", "val_loss", "model_flops_per_s",
+        ours = {k: ours_json.get(k) for k in ("ms_per_iter", "val_loss", "ranks", "model_flops_per_s",
                                               "sgemm_flops_per_s", "model_to_sgemm", "flops_per_iter")}
         return ours, parse_nanogpt_log(peer_out)
     peer_json = last_json(peer_out, "peer")
@@ -249,6 +268,9 @@ def main(argv=None):
     except PeerMissing as e:
         print(f"side_by_side.py: {e}", file=sys.stderr)
         return 2
+    if args.mpi and not shutil.which("mpiexec"):
+        print("side_by_side.py: --mpi needs mpiexec on PATH: pip install -e \".[mpi]\"", file=sys.stderr)
+        return 2
     if args.pair == "shakespeare" and not (Path(args.nanogpt) / "run_cpu.sh").is_file():
         print(f"side_by_side.py: no run_cpu.sh in {args.nanogpt}; pass nanoGPT's folder with --nanogpt",
               file=sys.stderr)
@@ -257,6 +279,7 @@ def main(argv=None):
     runs = []
     for i in range(1, args.runs + 1):
         how = "one after the other, every core each" if args.all_cores else "side by side"
+        how += " (ours: a rank per core under mpiexec)" if args.mpi else ""
         print(f"run {i}/{args.runs}: {args.pair}, ours and peer {how} ...", file=sys.stderr,
               flush=True)
         try:
@@ -275,7 +298,8 @@ def main(argv=None):
                       "targets": TARGETS[args.pair], "meets_targets": verdict(args.pair, summary, full),
                       "settings": {"runs": args.runs, name: getattr(args, name),
                                    "no_bias": args.no_bias, "torch_python": args.torch_python,
-                                   "threads_each": threads_each(args),
+                                   "threads_each": threads_each(args), "ours_mpi_ranks":
+                                   threads_each(args) if args.mpi else None,
                                    "one_after_the_other": args.all_cores}}))
     return 0
 

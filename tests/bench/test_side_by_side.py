@@ -112,6 +112,17 @@ def test_all_cores_gives_each_side_every_core_and_runs_them_one_after_the_other(
     assert run["wall_s"]["peer"] >= run["wall_s"]["ours"] >= 1.0   # the peer started when ours ended
 
 
+def test_mpi_runs_ours_as_a_one_thread_rank_per_core_and_the_peer_on_every_core(sbs, tmp_path):
+    n = str(len(os.sched_getaffinity(0)))
+    args = sbs.parse_args(["shakespeare", "--all-cores", "--mpi", "--iters", "20", "--torch-python", "tp"])
+    (ours, ours_env, _), (_, peer_env, _) = sbs.commands(args, str(tmp_path))
+    assert ours[:3] == ["mpiexec", "-n", n] and ours[ours.index("--threads") + 1] == "1"
+    assert ours_env["OPENBLAS_NUM_THREADS"] == "1" and peer_env["THREADS"] == n
+    for argv in (["shakespeare", "--mpi"], ["digits", "--all-cores", "--mpi"]):
+        with pytest.raises(SystemExit):                     # --mpi is for shakespeare --all-cores only
+            sbs.parse_args(argv)
+
+
 def test_a_missing_peer_python_is_one_message_and_exit_2(sbs, tmp_path, capsys):
     assert sbs.main(["digits", "--torch-python", str(tmp_path / "no-such-python")]) == 2
     err = capsys.readouterr().err

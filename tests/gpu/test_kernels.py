@@ -355,6 +355,22 @@ def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_cl
         backend.set_threads(None)
 
 
+def test_under_mpiexec_the_default_threads_share_out_the_cores_between_the_processes(monkeypatch):
+    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + backend.LOCAL_RANKS_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(backend.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    backend.set_threads(None)
+    assert backend.cpu_threads() == 8                       # one process: every core
+    monkeypatch.setenv("PMI_SIZE", "2")                     # MPICH's ranks in all, no local count
+    assert backend.cpu_threads() == 4
+    monkeypatch.setenv("MPI_LOCALNRANKS", "4")              # Hydra's ranks on this machine win
+    assert backend.cpu_threads() == 2
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "16")  # more ranks than cores: one thread each
+    assert backend.cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")              # a setting of the user's is kept
+    assert backend.cpu_threads() == 3
+
+
 # ---- the cross-entropy's log-softmax, a few rows at a time ----------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

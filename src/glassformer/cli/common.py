@@ -34,7 +34,8 @@ def add_device_arguments(p, device_help, default=None):
                    help="run the plain reference layers, no CPU overlay "
                    "(as GLASSFORMER_REFERENCE=1; to compare)")
     p.add_argument("--threads", type=domains.THREADS, metavar="N", help="CPU threads for the BLAS and "
-                   "the CPU overlay's thread pool (default $GLASSFORMER_THREADS, else every core)")
+                   "the CPU overlay's thread pool (default $GLASSFORMER_THREADS, else every core; under "
+                   "mpiexec, the cores shared out between the processes)")
 
 
 def run_dir(args, task):
