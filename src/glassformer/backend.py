@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from . import precision
+from . import cores, precision
 from .errors import UserError
 from .precision import matmul, to_compute, upcast  # noqa: F401  re-exported: layers import them here
 
@@ -338,18 +338,13 @@ def use_overlay(enabled):
 
 THREADS_ENV = "GLASSFORMER_THREADS"                     # a whole number >= 1; default: every core
 BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # what the BLAS itself read at start-up
-# how many processes a launcher (mpiexec) started on this machine: Open MPI, MPICH (Hydra), MVAPICH;
-# else the processes it started in all (PMI_SIZE ...), which share this machine's cores at most
-LOCAL_RANKS_ENVS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE",
-                    "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 _threads = None                                         # set_threads' number, once called
 
 
 def cpu_threads():
     """The CPU threads to use: set_threads' number, else GLASSFORMER_THREADS, else the BLAS's own
     setting (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS: kept, never overridden), else every core, shared
-    out between the processes mpiexec started on this machine (2 ranks on 8 cores: 4 threads each;
-    each rank on every core would run 4 threads a core, and measured 6x slower)."""
+    out between the processes mpiexec started on this machine (cores.share)."""
     if _threads is not None:
         return _threads
     raw = os.environ.get(THREADS_ENV, "").strip()
@@ -359,17 +354,7 @@ def cpu_threads():
         raw = os.environ.get(name, "").strip()
         if raw.isdigit() and int(raw) >= 1:
             return int(raw)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // ranks_on_this_machine())
-
-
-def ranks_on_this_machine():
-    """The processes a launcher (mpiexec) started on this machine, read from its environment; 1 alone."""
-    for name in LOCAL_RANKS_ENVS:
-        raw = os.environ.get(name, "").strip()
-        if raw.isdigit() and int(raw) >= 1:
-            return int(raw)
-    return 1
+    return cores.share()
 
 
 def parse_threads(raw, where):

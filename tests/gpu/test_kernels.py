@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from glassformer import backend, gradcheck
+from glassformer import backend, cores, gradcheck
 from glassformer.kernels import activations, attention, common, loss, norm, optim
 from glassformer.layers.attention import attend, attend_backward, attention_mask
 from glassformer.layers import GELU, LayerNorm
@@ -356,9 +356,9 @@ def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_cl
 
 
 def test_under_mpiexec_the_default_threads_share_out_the_cores_between_the_processes(monkeypatch):
-    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + backend.LOCAL_RANKS_ENVS:
+    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + cores.LOCAL_RANKS_ENVS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(backend.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     backend.set_threads(None)
     assert backend.cpu_threads() == 8                       # one process: every core
     monkeypatch.setenv("PMI_SIZE", "2")                     # MPICH's ranks in all, no local count

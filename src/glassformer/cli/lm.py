@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .. import precision
+from .. import backend, precision
 from ..explain.page import write_step_page
 from ..models.config import PRESETS
 from ..runner.lm import build_trainer, first_window, lm_report, prepare_lm, write_summary
@@ -131,6 +131,8 @@ def run_lm(args, argv, stream, interactive, ask=input, prepared=None):
     print_header(trainer, tok, s, out, ckpt is not None, stream)
     if comm.size > 1:
         print(wrap(parallel.describe(comm, s["batch_size"], trainer.params)), file=stream)
+        if backend.current() != "cupy":
+            print(wrap(parallel.describe_threads()), file=stream)
         if s["zero_stage"]:
             print(wrap(zero.describe(trainer.optimizer)), file=stream)
     elif s["zero_stage"]:

@@ -22,6 +22,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import backend
+from ..cores import machine_cores, ranks_on_this_machine
 from ..backend import array_module
 from ..errors import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, REPORT, UserError,
                       os_error_message)
@@ -249,6 +250,17 @@ def describe(comm, batch_size, params):
     n = sum(int(p.size) for p, _ in params) + 1
     return (f"data parallel: {comm.size} processes (mpiexec), each global batch of {batch_size} rows split "
             f"{rows}; per step one all-reduce of {n:,} numbers averages gradients and loss")
+
+
+def describe_threads():
+    """One line for a CPU run's header under mpiexec: each process's threads, and a warning when the
+    processes on this machine have more threads than it has cores."""
+    threads, ranks, cores = backend.cpu_threads(), ranks_on_this_machine(), machine_cores()
+    line = f"each process runs {threads} CPU thread{'s' * (threads > 1)}"
+    if threads * ranks > cores:
+        line += (f", but {ranks} processes x {threads} threads on {cores} cores wait for cores, which "
+                 f"slowed a step 6x: use --threads {max(1, cores // ranks)}, or leave it out")
+    return line
 
 
 class DataParallel:

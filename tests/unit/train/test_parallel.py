@@ -283,6 +283,8 @@ def test_two_processes_train_like_one_and_resume_in_one(tmp_path, monkeypatch):
     assert code == 0, err[-3000:]
     assert out.count("files in ") == 1 and "step 20: val loss" in out   # rank 0 alone prints
     assert "data parallel: 2 processes" in out and "split 2 + 3" in out
+    words = " ".join(out.split())                           # the header line is wrapped
+    assert "each process runs 1 CPU thread" in words and "wait for cores" not in words   # OPENBLAS_...=1
     one, two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
     assert (one["world_size"], two["world_size"]) == (1, 2) and one["tokens"] == two["tokens"]
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=LOSS_RTOL)
@@ -370,3 +372,19 @@ def test_zero1_keeps_half_the_moments_per_rank_and_trains_bit_for_bit_alike(tmp_
     assert train.main(["--resume", str(tmp_path / "again" / "last.npz"), "--steps", "20",
                        "--zero-stage", "0", "--no-interactive"]) == 0     # one process, plain AdamW
     assert max_weight_diff(tmp_path / "again" / "last.npz", tmp_path / "plain" / "last.npz") < WEIGHT_ATOL
+
+
+def test_the_header_names_each_process_s_threads_and_warns_when_they_outnumber_the_cores(monkeypatch):
+    from glassformer import backend, cores
+    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + cores.LOCAL_RANKS_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+    backend.set_threads(None)
+    try:
+        assert parallel.describe_threads() == "each process runs 1 CPU thread"   # 2 cores, 2 ranks
+        backend.set_threads(2)                              # --threads 2 in each of 2 ranks on 2 cores
+        line = parallel.describe_threads()
+        assert "2 CPU threads, but 2 processes x 2 threads on 2 cores wait" in line and "--threads 1" in line
+    finally:
+        backend.set_threads(None)

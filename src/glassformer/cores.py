@@ -1,0 +1,28 @@
+"""The CPU cores this process may use: the machine's, shared out between the processes a launcher
+(mpiexec) started on it, so that N ranks of data-parallel training never run N threads a core."""
+import os
+
+# how many processes a launcher started on this machine: Open MPI, MPICH (Hydra), MVAPICH; else the
+# processes it started in all (Open MPI, PMI, MVAPICH), which share this machine's cores at most
+LOCAL_RANKS_ENVS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE",
+                    "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def machine_cores():
+    """The cores this process may run on (its CPU affinity), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def ranks_on_this_machine():
+    """The processes a launcher (mpiexec) started on this machine, read from its environment; 1 alone."""
+    for name in LOCAL_RANKS_ENVS:
+        raw = os.environ.get(name, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            return int(raw)
+    return 1
+
+
+def share():
+    """This process's share of the cores, at least 1: 2 ranks on 8 cores get 4 each. Each rank on every
+    core would run 2 threads a core; on 2 cores that made a shakespeare_char step 6x slower."""
+    return max(1, machine_cores() // ranks_on_this_machine())
