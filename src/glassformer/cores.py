@@ -2,10 +2,11 @@
 (mpiexec) started on it, so that N ranks of data-parallel training never run N threads a core."""
 import os
 
-# how many processes a launcher started on this machine: Open MPI, MPICH (Hydra), MVAPICH; else the
-# processes it started in all (Open MPI, PMI, MVAPICH), which share this machine's cores at most
-LOCAL_RANKS_ENVS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE",
-                    "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+# what launchers put in each process's environment: the processes started in all (Open MPI, MPICH /
+# Intel MPI (PMI), MVAPICH), and those on this machine (Open MPI, MPICH's Hydra, MVAPICH)
+SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
+LOCAL_RANKS_ENVS = LOCAL_SIZE_VARS + SIZE_VARS      # in all: they share this machine's cores at most
 
 
 def machine_cores():

@@ -22,13 +22,12 @@ from dataclasses import replace
 import numpy as np
 
 from .. import backend
-from ..cores import machine_cores, ranks_on_this_machine
+from ..cores import SIZE_VARS, machine_cores, ranks_on_this_machine, share
 from ..backend import array_module
 from ..errors import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, REPORT, UserError,
                       os_error_message)
 
-# what launchers put in each process's environment: Open MPI, MPICH / Intel MPI (PMI), MVAPICH
-SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+# each process's rank, as launchers put it in its environment (their sizes: cores.SIZE_VARS)
 RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
 ROOT_FIRST_S = 2.0                      # how long a rank waits to learn whether all met its error
 DRAIN_S = 0.5                           # how long a rank lets mpiexec forward its last words before Abort
@@ -259,7 +258,7 @@ def describe_threads():
     line = f"each process runs {threads} CPU thread{'s' * (threads > 1)}"
     if threads * ranks > cores:
         line += (f", but {ranks} processes x {threads} threads on {cores} cores wait for cores, which "
-                 f"slowed a step 6x: use --threads {max(1, cores // ranks)}, or leave it out")
+                 f"slowed a step 6x: use --threads {share()}, or leave it out")
     return line
 
 
