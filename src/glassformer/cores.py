@@ -6,7 +6,13 @@ import os
 # Intel MPI (PMI), MVAPICH), and those on this machine (Open MPI, MPICH's Hydra, MVAPICH)
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
-LOCAL_RANKS_ENVS = LOCAL_SIZE_VARS + SIZE_VARS      # in all: they share this machine's cores at most
+
+
+def env_count(names, default, environ=None):
+    """The first of these environment variables that holds a whole number, else default."""
+    environ = os.environ if environ is None else environ
+    values = (environ.get(k, "").strip() for k in names)
+    return next((int(v) for v in values if v.isdecimal()), default)    # isdigit lets "²" through
 
 
 def machine_cores():
@@ -15,12 +21,9 @@ def machine_cores():
 
 
 def ranks_on_this_machine():
-    """The processes a launcher (mpiexec) started on this machine, read from its environment; 1 alone."""
-    for name in LOCAL_RANKS_ENVS:
-        raw = os.environ.get(name, "").strip()
-        if raw.isdigit() and int(raw) >= 1:
-            return int(raw)
-    return 1
+    """The processes a launcher (mpiexec) started on this machine, read from its environment (else
+    those it started in all, which share this machine's cores at most); 1 alone."""
+    return max(1, env_count(LOCAL_SIZE_VARS + SIZE_VARS, 1))
 
 
 def share():

@@ -356,7 +356,7 @@ def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_cl
 
 
 def test_under_mpiexec_the_default_threads_share_out_the_cores_between_the_processes(monkeypatch):
-    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + cores.LOCAL_RANKS_ENVS:
+    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + cores.LOCAL_SIZE_VARS + cores.SIZE_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     backend.set_threads(None)

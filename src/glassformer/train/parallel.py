@@ -22,7 +22,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import backend
-from ..cores import SIZE_VARS, machine_cores, ranks_on_this_machine, share
+from ..cores import SIZE_VARS, env_count, machine_cores, ranks_on_this_machine, share
 from ..backend import array_module
 from ..errors import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, REPORT, UserError,
                       os_error_message)
@@ -37,14 +37,12 @@ INSTALL = 'pip install -e ".[mpi]" (mpi4py and an MPICH from the package index)'
 def launched_size(environ=None):
     """The number of processes mpiexec started, read from the environment (1 when not under mpiexec);
     no MPI library is loaded for it."""
-    environ = os.environ if environ is None else environ
-    return next((int(environ[k]) for k in SIZE_VARS if environ.get(k, "").isdigit()), 1)
+    return env_count(SIZE_VARS, 1, environ)
 
 
 def launched_rank(environ=None):
     """This process's rank as the launcher's environment says (0 when not under mpiexec)."""
-    environ = os.environ if environ is None else environ
-    return next((int(environ[k]) for k in RANK_VARS if environ.get(k, "").isdigit()), 0)
+    return env_count(RANK_VARS, 0, environ)
 
 
 def refuse_parallel(what):

@@ -376,7 +376,7 @@ def test_zero1_keeps_half_the_moments_per_rank_and_trains_bit_for_bit_alike(tmp_
 
 def test_the_header_names_each_process_s_threads_and_warns_when_they_outnumber_the_cores(monkeypatch):
     from glassformer import backend, cores
-    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + cores.LOCAL_RANKS_ENVS:
+    for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + cores.LOCAL_SIZE_VARS + cores.SIZE_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setenv("MPI_LOCALNRANKS", "2")
