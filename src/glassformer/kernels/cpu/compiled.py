@@ -109,14 +109,19 @@ def layer_norm_backward_compiled(dout, cache, gamma, dgamma, dbeta):
 
 @backend.accelerates("gelu_forward", device="cpu")
 def gelu_forward_compiled(x):
-    """gelu_forward(): loop, np.tanh, loop over each L2-sized tile; cache (x, s = sigmoid(2u)) as the
-    NumPy overlay's, so either backward reads it. (NumPy's SIMD tanh is faster than its exp here.)"""
-    jit = loops(x, size=min(x.size, GELU_TILE))            # each launch is one tile
+    """gelu_forward(): float32 in one loop (tanh as jit.tanh_rational), float64 as loop, np.tanh, loop
+    over each L2-sized tile; cache (x, s = sigmoid(2u)) as the NumPy overlay's, so either backward
+    reads it. (NumPy's SIMD tanh is faster than its exp here.)"""
+    float32 = x.dtype == np.float32
+    jit = loops(x, size=x.size if float32 else min(x.size, GELU_TILE))   # a launch: all, or a tile
     if jit is None:
         return gelu_forward_cpu(x)
     x1 = np.ascontiguousarray(x).reshape(-1)
     out, s = np.empty_like(x1), np.empty_like(x1)
     c, c3 = x.dtype.type(GELU_C2 / 2), x.dtype.type(GELU_C2 / 2 * 0.044715)
+    if float32:                                            # read x once, write out and s once
+        jit.gelu_forward32(x1, out, s, c, c3)
+        return out.reshape(x.shape), (x, s.reshape(x.shape))
     for i in range(0, x1.size, GELU_TILE):
         tile = slice(i, i + GELU_TILE)
         jit.gelu_inner(x1[tile], s[tile], c, c3)           # s = u

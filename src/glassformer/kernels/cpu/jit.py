@@ -2,8 +2,9 @@
 
 Each loop fuses a chain of element-wise passes (LayerNorm's statistics and normalisation, GELU's
 polynomial, the softmax's scale, mask and max, Adam's update, the gradient's sum of squares) into
-one loop that reads its inputs once. Only exp stays NumPy's: numba calls the scalar libm exp (20x
-slower than NumPy's SIMD loop), so a chain around an exp runs as loop, np.exp in place, loop. The
+one loop that reads its inputs once. numba calls the scalar libm exp and tanh (20x slower than
+NumPy's SIMD loops), so a chain around an exp runs as loop, np.exp in place, loop; float32 GELU
+takes its tanh as a rational function instead (tanh_rational), in one loop. The
 rows (or elements) are split over numba's threads with prange; no sum ever spans two threads' rows
 in a way that depends on how many there are (LayerNorm's column sums go by fixed blocks of ROWS
 rows), so every thread count gives the same numbers, bit for bit. Arithmetic stays in the arrays'
@@ -76,6 +77,40 @@ def layer_norm_backward(dout, x_hat, rstd, gamma, dx, dgamma_parts, dbeta_parts)
             mean_dh_xh *= inv_c
             for c in range(C):
                 dx[r, c] = (dout[r, c] * gamma[c] - mean_dh - x_hat[r, c] * mean_dh_xh) * rstd[r]
+
+
+# tanh u = u P(t) / Q(t) with t = (u / 9)^2 for |u| < 9, and +-1 beyond (1 - tanh 9 = 3e-8, an ulp of
+# float32 below 1). P (degree 5) and Q (degree 4) were fitted to tanh u / u by least squares on the
+# relative error, reweighted by 1 / Q until it settled (Loeb's method), in float64: within 5e-9 of
+# tanh there. tests/unit/kernels/cpu/test_compiled.py checks that and holds the fit (loeb_fit). Only
+# + * / and compares: unlike math.tanh, LLVM vectorises it.
+TANH_P = (0.9999999995282094, 11.089177933879693, 25.465709410281363, 15.023576409938865,
+          1.3434754897392536, -0.04414704622422285)
+TANH_Q = (1.0, 38.089177328030246, 179.07358651362173, 210.53537421742237, 56.20200853075478)
+TANH_EDGE = 9.0
+
+
+@njit(fastmath=FAST, cache=True, nogil=True, inline="always")
+def tanh_rational(u):
+    """tanh u of a float32 u as TANH_P / TANH_Q above; NaN stays NaN."""
+    f, p, q = np.float32, TANH_P, TANH_Q
+    uc = min(max(u, f(-TANH_EDGE)), f(TANH_EDGE))           # no branch: LLVM vectorises selects
+    t = uc * uc * f(1 / TANH_EDGE ** 2)
+    num = f(p[0]) + t * (f(p[1]) + t * (f(p[2]) + t * (f(p[3]) + t * (f(p[4]) + t * f(p[5])))))
+    den = f(q[0]) + t * (f(q[1]) + t * (f(q[2]) + t * (f(q[3]) + t * f(q[4]))))
+    edge = f(1) if u > 0 else (f(-1) if u < 0 else u)      # +-1; NaN stays NaN
+    return uc * num / den if abs(u) < f(TANH_EDGE) else edge
+
+
+@njit(**JIT)
+def gelu_forward32(x, out, s, c, c3):
+    """float32 GELU in one pass: u = x (c + c3 x^2), s = (1 + tanh u) / 2 = sigmoid(2u), out = x s."""
+    half = np.float32(0.5)
+    for i in prange(x.size):
+        xi = x[i]
+        si = half + half * tanh_rational(xi * (c + c3 * xi * xi))
+        s[i] = si
+        out[i] = xi * si
 
 
 @njit(**JIT)

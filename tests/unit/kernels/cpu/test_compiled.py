@@ -15,6 +15,7 @@ from glassformer.layers.attention import attention_mask
 from glassformer.kernels.cpu import compiled
 
 pytest.importorskip("numba", reason="the compiled overlay needs numba: pip install -e .[fast]")
+from glassformer.kernels.cpu import jit  # noqa: E402  (numba's loops: only once numba is known here)
 ROOT = Path(__file__).resolve().parents[4]
 
 
@@ -124,9 +125,8 @@ def test_each_compiled_kernel_matches_its_reference(scenario, dtype):
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
 def test_the_scenarios_run_compiled_not_numpy_s_kernel(monkeypatch, scenario):
     """Every scenario calls a numba loop (so the test above tests the loops, not NumPy's fallback)."""
-    from glassformer.kernels.cpu import jit
     calls = []
-    for name in ("layer_norm_forward", "gelu_output", "softmax_normalise", "softmax_backward", "adam",
+    for name in ("layer_norm_forward", "gelu_forward32", "softmax_normalise", "softmax_backward", "adam",
                  "block_sum_squares"):
         loop = getattr(jit, name)
         monkeypatch.setattr(jit, name, lambda *a, _loop=loop, _name=name: calls.append(_name) or _loop(*a))
@@ -168,6 +168,51 @@ def test_a_nan_stays_a_nan_for_the_divergence_guard():
     h[3] = np.nan
     out, _ = compiled.gelu_forward_compiled(h)
     assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
+
+
+def rational_tanh64(u, p, q):
+    """jit.tanh_rational's function, u P(t) / Q(t) with t = (u / 9)^2, evaluated in float64."""
+    t = (u / jit.TANH_EDGE) ** 2
+    return u * np.polyval(np.asarray(p)[::-1], t) / np.polyval(np.asarray(q)[::-1], t)
+
+
+def loeb_fit(n_p=5, n_q=4, edge=9.0, points=20_000, rounds=40):
+    """Coefficients of P (degree n_p) and Q (n_q, Q(0) = 1) with u P(t) / Q(t) ~ tanh u, t = (u / edge)^2:
+    least squares on P - (tanh u / u) Q relative to tanh u / u, each round weighted by 1 / Q of the
+    last (Loeb's method: the linear problem's weights make it the relative error of P / Q)."""
+    u = edge * (1 - np.cos(np.linspace(0, np.pi / 2, points + 1)[1:]))   # dense near 0 and the edge
+    t, f = (u / edge) ** 2, np.tanh(u) / u
+    w = np.ones_like(u)
+    for _ in range(rounds):
+        A = np.hstack([t[:, None] ** np.arange(n_p + 1), -f[:, None] * t[:, None] ** np.arange(1, n_q + 1)])
+        c, *_ = np.linalg.lstsq(A * (w / f)[:, None], w, rcond=None)
+        p, q = c[:n_p + 1], np.concatenate([[1.0], c[n_p + 1:]])
+        w = 1 / np.abs(np.polyval(q[::-1], t))
+    return p, q
+
+
+def test_the_rational_tanh_is_within_5e_9_of_tanh_up_to_its_edge_and_an_ulp_beyond():
+    u = np.linspace(1e-6, jit.TANH_EDGE, 1 << 20)
+    rel = lambda p: np.abs(rational_tanh64(u, p, jit.TANH_Q) / np.tanh(u) - 1).max()
+    assert rel(jit.TANH_P) <= 5e-9
+    assert rel(np.multiply(jit.TANH_P, 1 + 1e-7)) > 5e-9     # a coefficient a little off: caught
+    p, q = loeb_fit()                                       # the method reproduced: as close
+    assert np.abs(rational_tanh64(u, p, q) / np.tanh(u) - 1).max() <= 5e-9
+    assert 1 - np.tanh(jit.TANH_EDGE) < np.spacing(np.float32(1))   # beyond the edge, +-1 is an ulp off
+
+
+def test_float32_gelu_s_is_within_3_ulp_of_one_and_nan_inf_keep_their_meaning():
+    """s = (1 + tanh u) / 2 of the one-pass float32 GELU against float64 NumPy, absolute (s is in [0, 1])."""
+    x = np.linspace(-12, 12, 1 << 20).astype(np.float32)
+    out, s = np.empty_like(x), np.empty_like(x)
+    c, c3 = np.float32(compiled.GELU_C2 / 2), np.float32(compiled.GELU_C2 / 2 * 0.044715)
+    jit.gelu_forward32(x, out, s, c, c3)
+    x64 = x.astype(np.float64)
+    s_true = 0.5 * (1 + np.tanh(x64 * (float(c) + float(c3) * x64 * x64)))
+    assert np.abs(s - s_true).max() <= 3 * 2.0 ** -24
+    assert np.array_equal(out, x * s)
+    edge = [jit.tanh_rational(np.float32(v)) for v in (np.inf, -np.inf, 0.0, 100.0, -100.0)]
+    assert edge == [1, -1, 0, 1, -1] and np.isnan(jit.tanh_rational(np.float32(np.nan)))
 
 
 def test_what_the_loops_do_not_take_goes_to_numpy_s_kernel():
