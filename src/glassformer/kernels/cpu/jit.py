@@ -79,8 +79,8 @@ def layer_norm_backward(dout, x_hat, rstd, gamma, dx, dgamma_parts, dbeta_parts)
                 dx[r, c] = (dout[r, c] * gamma[c] - mean_dh - x_hat[r, c] * mean_dh_xh) * rstd[r]
 
 
-# tanh u = u P(t) / Q(t) with t = (u / 9)^2 for |u| < 9, and +-1 beyond (1 - tanh 9 = 3e-8, an ulp of
-# float32 below 1). P (degree 5) and Q (degree 4) were fitted to tanh u / u by least squares on the
+# tanh u = u P(t) / Q(t) with t = (u / 9)^2 for |u| < 9, and +-1 beyond (1 - tanh 9 = 3e-8, half an
+# ulp of float32 below 1). P (degree 5) and Q (degree 4) were fitted to tanh u / u by least squares on the
 # relative error, reweighted by 1 / Q until it settled (Loeb's method), in float64: within 5e-9 of
 # tanh there. tests/unit/kernels/cpu/test_compiled.py checks that and holds the fit (loeb_fit). Only
 # + * / and compares: unlike math.tanh, LLVM vectorises it.
