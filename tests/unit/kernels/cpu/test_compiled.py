@@ -260,3 +260,31 @@ def test_a_real_training_command_runs_the_compiled_loops(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "numba imported: True" in out.stdout
     assert (tmp_path / "run").is_dir()
+
+
+class PoisonedRng:
+    """A generator whose standard_normal arrays hold a NaN, a +inf and a -inf at fixed places."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def standard_normal(self, shape):
+        x = self.rng.standard_normal(shape)
+        flat = x.reshape(-1)
+        flat[[1, flat.size // 2, flat.size - 2]] = [np.nan, np.inf, -np.inf]     # sizes >= 5 here
+        return x
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_a_non_finite_input_is_never_made_finite_where_the_reference_keeps_it(scenario):
+    """NaN and +-inf in: wherever the reference's output is not finite, the loops' is not either, so
+    the divergence guard (which looks for a non-finite loss, gradient or state) never misses one.
+    (They may give more: attention's mask is added as a bias, so a NaN key the reference masks out
+    with -inf still reaches its row.)"""
+    table = backend.overlays("cpu")
+    with np.errstate(all="ignore"):
+        got = scenario(lambda name: table[name][1], PoisonedRng(3), np.float32)
+        want = scenario(lambda name: table[name][0], PoisonedRng(3), np.float32)
+    assert not all(np.isfinite(out).all() for out in want.values())    # the poison got through
+    for key in want:
+        assert not np.isfinite(got[key])[~np.isfinite(want[key])].any(), key
