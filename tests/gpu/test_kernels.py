@@ -334,7 +334,17 @@ def test_the_pool_s_workers_keep_the_caller_s_errstate(threads):
     assert seen == ["raise", "raise"]
 
 
-def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_clear_error(monkeypatch):
+@pytest.fixture
+def threads_reset():
+    """backend.set_threads(None) once the test's monkeypatch is undone (ask for it before monkeypatch):
+    else OpenBLAS keeps a faked count (5 or 8 spinning threads on 2 cores), and a later test that forks,
+    such as lesson 20's training checks, crawls past its time limit."""
+    yield
+    backend.set_threads(None)
+
+
+def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_clear_error(threads_reset,
+                                                                                          monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     assert backend.cpu_threads() == 5                       # the BLAS's own setting is kept
@@ -355,7 +365,8 @@ def test_threads_come_from_the_flag_or_the_environment_and_bad_counts_are_one_cl
         backend.set_threads(None)
 
 
-def test_under_mpiexec_the_default_threads_share_out_the_cores_between_the_processes(monkeypatch):
+def test_under_mpiexec_the_default_threads_share_out_the_cores_between_the_processes(threads_reset,
+                                                                                     monkeypatch):
     for name in (backend.THREADS_ENV,) + backend.BLAS_ENVS + cores.LOCAL_SIZE_VARS + cores.SIZE_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
