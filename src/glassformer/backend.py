@@ -238,6 +238,12 @@ def accelerated(reference):
     return dispatch
 
 
+def reference(name):
+    """The plain reference function of the @accelerated `name`: for a kernel that hands back work
+    it does not cover."""
+    return _references[name]
+
+
 def overlays(device="cuda"):
     """{name: (reference, the device's kernel or None)} of every @accelerated function."""
     _load(device)

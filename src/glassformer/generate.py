@@ -6,6 +6,7 @@ import numpy as np
 from .backend import array_module, to_numpy
 from .domains import SEED, Domain
 from .errors import UserError
+from .models.decoder import decode_step
 
 # The sampling contract: test_model_manually.py's flags, its REPL's `set` and this module's functions
 # all check these (top_k and top_p: None is off). A temperature below 1e-4 divides logits into
@@ -90,8 +91,7 @@ def _decode(model, context, max_new_tokens, sampling, eos_id, use_cache, rng, ba
                 window = context[-max_len:]
                 step_ids, start = window, 0
                 caches = model.new_caches() if use_cache else None
-            h = model.features(xp.asarray([step_ids]), caches, start)      # (1, t, C)
-            logits = model.logits(h[:, -1:])                              # (1, 1, V): last only
+            logits = decode_step(model, xp.asarray([step_ids]), caches, start)   # (1, 1, V): last only
             nxt = sample_next(logits[0, -1, :vocab_size], rng, *sampling, banned=banned)   # (V',)
             context.append(nxt)
             yield nxt

@@ -18,6 +18,8 @@ from glassformer.kernels import activations, attention, common, loss, norm, opti
 from glassformer.layers.attention import attend, attend_backward, attention_mask
 from glassformer.layers import GELU, LayerNorm
 from glassformer.layers.loss import CrossEntropyLoss
+from glassformer.models import ModelConfig
+from glassformer.models.decoder import DecoderLM
 from glassformer.optim.optimizers import sum_squares
 from glassformer.optim.optimizers import Adam, AdamW
 
@@ -234,6 +236,18 @@ def _norms(impl, rng, dtype):
     return {"sum_squares": impl("sum_squares")(pairs[1][1]), "grad_norm": impl("grad_norm")(pairs)}
 
 
+def _decoding(impl, rng, dtype):
+    """A GPT-2-shaped model: a 4-token prompt, then 3 cached steps (the compiled ones, with numba)."""
+    config = ModelConfig(vocab_size=50, kind="decoder_lm", d_model=16, n_heads=2, n_layers=2, d_ff=32,
+                         max_len=12, norm_first=True, activation="gelu", positional="learned",
+                         init="normal", dtype=np.dtype(dtype).name)
+    model, caches = DecoderLM(config, rng).eval(), [{"max_len": 12}, {"max_len": 12}]
+    out = {"prompt": impl("decode_step")(model, rng.integers(0, 50, (1, 4)), caches, 0)}
+    for i, token in enumerate(rng.integers(0, 50, 3)):
+        out[f"step{i}"] = impl("decode_step")(model, np.array([[token]]), caches, 4 + i)
+    return {**out, "keys": caches[1]["k"], "values": caches[1]["v"]}
+
+
 SCENARIOS = {"softmax": (_softmax, {"softmax", "softmax_backward"}),
              "gelu": (_gelu, {"gelu_forward", "gelu_backward"}),
              "layer_norm": (_layer_norm, {"layer_norm_forward", "layer_norm_backward"}),
@@ -241,7 +255,8 @@ SCENARIOS = {"softmax": (_softmax, {"softmax", "softmax_backward"}),
              "cross_entropy": (_cross_entropy, {"cross_entropy_forward", "cross_entropy_backward"}),
              "linear": (_linear, {"linear_backward"}),
              "adam": (_adam, {"adam_step"}),
-             "norms": (_norms, {"sum_squares", "grad_norm"})}
+             "norms": (_norms, {"sum_squares", "grad_norm"}),
+             "decoding": (_decoding, {"decode_step"})}
 
 
 @pytest.fixture(params=["cpu", "cuda"])

@@ -1,4 +1,5 @@
 """DecoderLM: causal transformer blocks and an LM head (optionally tied to the token embedding)."""
+from ..backend import accelerated
 from ..layers.base import Layer
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
@@ -60,3 +61,11 @@ class DecoderLM(Layer):
             kids["ln_f"] = self.ln_f
         kids["head"] = self.head                            # tied: no parameters, no names
         return kids
+
+
+@accelerated
+def decode_step(model, ids, caches, start):
+    """The logits (B, 1, V) of the token after ids (B, T) fed at position `start`, the caches holding
+    the positions before: one step of cached decoding (the CPU overlay runs a GPT-2-shaped step in
+    one compiled call: kernels/cpu/decode.py)."""
+    return model.logits(model.features(ids, caches, start)[:, -1:])

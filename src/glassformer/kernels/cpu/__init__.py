@@ -10,8 +10,10 @@ while the overlay is on (the default; GLASSFORMER_REFERENCE=1 or backend.use_ove
 off). tests/gpu/test_kernels.py compares every kernel with its reference. compiled.py lays numba's
 loops (jit.py, the `fast` extra) over LayerNorm, GELU, the softmax, attention and AdamW for big float32
 and float64 arrays; tests/unit/kernels/cpu/test_compiled.py compares them with the references.
+decode.py runs a GPT-2-shaped model's one-token decoding step in compiled calls (test_decode.py).
 """
 from . import activations, attention, linear, loss, norm, optim  # noqa: F401  each registers its kernels
-from . import compiled  # noqa: F401,E402  last: numba's loops over some of the above, where installed
+from . import compiled  # noqa: F401,E402  numba's loops over some of the above, where installed
+from . import decode  # noqa: F401,E402  last: one compiled decoding step (uses compiled)
 
-__all__ = ["activations", "attention", "compiled", "linear", "loss", "norm", "optim"]
+__all__ = ["activations", "attention", "compiled", "decode", "linear", "loss", "norm", "optim"]

@@ -31,22 +31,27 @@ BLOCK = 1 << 14                         # numbers per block of the gradient's su
 JIT = dict(fastmath=FAST, parallel=True, cache=True, nogil=True)
 
 
+@njit(fastmath=FAST, cache=True, nogil=True, inline="always")
+def row_statistics(row, inv_c, eps):
+    """LayerNorm's statistics of one row (C,): its mean and rstd = 1 / sqrt(variance + eps)."""
+    total = row.dtype.type(0)
+    for c in range(row.size):
+        total += row[c]
+    mu = total * inv_c
+    squares = row.dtype.type(0)
+    for c in range(row.size):
+        d = row[c] - mu
+        squares += d * d
+    return mu, row.dtype.type(1) / np.sqrt(squares * inv_c + eps)
+
+
 @njit(**JIT)
 def layer_norm_forward(x, gamma, beta, eps, out, x_hat, rstd):
     """Per row of x (R, C): mean, variance, rstd; x_hat = (x - mean) rstd; out = x_hat gamma + beta."""
     R, C = x.shape
-    one = x.dtype.type(1)
-    inv_c = one / x.dtype.type(C)
+    inv_c = x.dtype.type(1) / x.dtype.type(C)
     for r in prange(R):
-        total = x.dtype.type(0)
-        for c in range(C):
-            total += x[r, c]
-        mu = total * inv_c
-        squares = x.dtype.type(0)
-        for c in range(C):
-            d = x[r, c] - mu
-            squares += d * d
-        rs = one / np.sqrt(squares * inv_c + eps)
+        mu, rs = row_statistics(x[r], inv_c, eps)
         rstd[r] = rs
         for c in range(C):
             h = (x[r, c] - mu) * rs
@@ -102,13 +107,19 @@ def tanh_rational(u):
     return uc * num / den if abs(u) < f(TANH_EDGE) else edge
 
 
+@njit(fastmath=FAST, cache=True, nogil=True, inline="always")
+def gelu_s32(x, c, c3):
+    """s = (1 + tanh u) / 2 = sigmoid(2u), u = x (c + c3 x^2), of a float32 x: GELU(x) = x s."""
+    half = np.float32(0.5)
+    return half + half * tanh_rational(x * (c + c3 * x * x))
+
+
 @njit(**JIT)
 def gelu_forward32(x, out, s, c, c3):
     """float32 GELU in one pass: u = x (c + c3 x^2), s = (1 + tanh u) / 2 = sigmoid(2u), out = x s."""
-    half = np.float32(0.5)
     for i in prange(x.size):
         xi = x[i]
-        si = half + half * tanh_rational(xi * (c + c3 * xi * xi))
+        si = gelu_s32(xi, c, c3)
         s[i] = si
         out[i] = xi * si
 
@@ -222,6 +233,102 @@ def block_sum_squares(g, parts):
             gi = np.float64(block[i])
             total += gi * gi
         parts[b] = total
+
+
+# ---- one step of cached decoding of a GPT-2-shaped model, on one thread (decode.py) --------------
+
+ONE_THREAD = dict(fastmath=FAST, cache=True, nogil=True)
+
+
+@njit(**ONE_THREAD)
+def layer_norm_row(x, gamma, beta, eps, out):
+    """out = (x - mean) rstd gamma + beta for one row x (C,), as layer_norm_forward computes it."""
+    mu, rs = row_statistics(x, x.dtype.type(1) / x.dtype.type(x.size), eps)
+    for c in range(x.size):
+        out[c] = (x[c] - mu) * rs * gamma[c] + beta[c]
+
+
+@njit(**ONE_THREAD)
+def linear_row(x, W, b, y):
+    """y = x @ W + b for one row x (n,) and W (n, m), four rows of W at a time: W streams from memory
+    once while y (m,) stays in L1."""
+    n, m = W.shape
+    n4 = n - n % 4
+    for j in range(m):
+        y[j] = 0
+    for i in range(0, n4, 4):
+        a0, a1, a2, a3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        for j in range(m):
+            y[j] += (a0 * W[i, j] + a1 * W[i + 1, j]) + (a2 * W[i + 2, j] + a3 * W[i + 3, j])
+    for i in range(n4, n):
+        for j in range(m):
+            y[j] += x[i] * W[i, j]
+    for j in range(m):
+        y[j] += b[j]
+
+
+@njit(**ONE_THREAD)
+def attend_cached(qkv, keys, values, L, scores, y):
+    """Each head: this position's k, v written at L of keys, values (H, capacity, D); its q against
+    the L + 1 keys so far, softmax(q k^T / sqrt(D)), y (C,) = att v. qkv (3C,) = [q | k | v]."""
+    H, D, C = keys.shape[0], keys.shape[2], y.size
+    scale = y.dtype.type(D ** -0.5)
+    s = scores[:L + 1]                                      # (S,)
+    for h in range(H):
+        head = h * D
+        for d in range(D):
+            keys[h, L, d] = qkv[C + head + d]
+            values[h, L, d] = qkv[2 * C + head + d]
+        for t in range(L + 1):
+            dot = y.dtype.type(0)
+            for d in range(D):
+                dot += qkv[head + d] * keys[h, t, d]
+            s[t] = dot * scale
+        top = row_max(s)
+        total = y.dtype.type(0)
+        for t in range(L + 1):
+            s[t] = np.exp(s[t] - top)
+            total += s[t]
+        inv = y.dtype.type(1) / total
+        for d in range(D):
+            y[head + d] = 0
+        for t in range(L + 1):
+            w = s[t] * inv
+            for d in range(D):
+                y[head + d] += w * values[h, t, d]
+
+
+@njit(**ONE_THREAD)
+def decode_block(x, L, eps, c, c3, ln1_g, ln1_b, qkv_W, qkv_b, proj_W, proj_b, ln2_g, ln2_b,
+                 fc1_W, fc1_b, fc2_W, fc2_b, keys, values):
+    """One pre-LN block on one position, x (C,) in place: x += attn(LN1 x), x += W2 GELU(W1 LN2 x)
+    (c, c3 as gelu_s32's). keys, values (H, capacity, D) hold positions 0..L-1 and get L."""
+    C = x.size
+    h, y, a = np.empty(C, x.dtype), np.empty(C, x.dtype), np.empty(C, x.dtype)
+    qkv, scores, f = np.empty(3 * C, x.dtype), np.empty(L + 1, x.dtype), np.empty(fc1_W.shape[1], x.dtype)
+    layer_norm_row(x, ln1_g, ln1_b, eps, h)
+    linear_row(h, qkv_W, qkv_b, qkv)
+    attend_cached(qkv, keys, values, L, scores, y)
+    linear_row(y, proj_W, proj_b, a)
+    x += a
+    layer_norm_row(x, ln2_g, ln2_b, eps, h)
+    linear_row(h, fc1_W, fc1_b, f)                           # (d_ff,)
+    for j in range(f.size):
+        f[j] *= gelu_s32(f[j], c, c3)
+    linear_row(f, fc2_W, fc2_b, a)
+    x += a
+
+
+@njit(**ONE_THREAD)
+def tied_head(x, gamma, beta, eps, E, logits):
+    """logits (V,) = E LN_f(x): the final LayerNorm and the head tied to the embedding E (V, C)."""
+    h = np.empty(x.size, x.dtype)
+    layer_norm_row(x, gamma, beta, eps, h)
+    for r in range(E.shape[0]):
+        dot = x.dtype.type(0)
+        for j in range(x.size):
+            dot += E[r, j] * h[j]
+        logits[r] = dot
 
 
 def set_threads(n):

@@ -17,14 +17,7 @@ from glassformer.kernels.cpu import compiled
 pytest.importorskip("numba", reason="the compiled overlay needs numba: pip install -e .[fast]")
 from glassformer.kernels.cpu import jit  # noqa: E402  (numba's loops: only once numba is known here)
 ROOT = Path(__file__).resolve().parents[4]
-
-
-@pytest.fixture(autouse=True)
-def compiled_on():
-    """The loops on for these tests (tests/conftest.py turns them off for the rest of the suite)."""
-    old = compiled.set_enabled(True)
-    yield
-    compiled.set_enabled(old)
+pytestmark = pytest.mark.usefixtures("compiled_on")
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
