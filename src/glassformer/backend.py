@@ -239,8 +239,7 @@ def accelerated(reference):
 
 
 def reference(name):
-    """The plain reference function of the @accelerated `name`: for a kernel that hands back work
-    it does not cover."""
+    """The plain reference function of the @accelerated `name` (for a kernel handing work back)."""
     return _references[name]
 
 
@@ -403,8 +402,7 @@ _device_rngs = {}                                           # id(host Generator)
 
 def random_uniform(rng, shape, like):
     """Uniform [0, 1) draws of `shape` where `like` lives: rng.random on NumPy (bit-reproducible); on
-    CuPy a cupy RandomState seeded once from rng, so masks are drawn on the GPU (reproducible on NumPy
-    only)."""
+    CuPy a cupy RandomState seeded once from rng, so masks are drawn on the GPU (not reproducible)."""
     if cp is None or not isinstance(like, cp.ndarray):
         return rng.random(shape)
     entry = _device_rngs.get(id(rng))
@@ -414,8 +412,7 @@ def random_uniform(rng, shape, like):
 
 
 def memory_stats():
-    """{"used_bytes", "pool_bytes"} of CuPy's default memory pool (pool_bytes never shrinks unless freed,
-    so after a run it is the peak reserved); zeros without a GPU."""
+    """{"used_bytes", "pool_bytes"} of CuPy's memory pool (pool_bytes: the peak reserved); 0s without a GPU."""
     if not gpu_available():
         return {"used_bytes": 0, "pool_bytes": 0}
     pool = cp.get_default_memory_pool()
