@@ -66,6 +66,6 @@ class DecoderLM(Layer):
 @accelerated
 def decode_step(model, ids, caches, start):
     """The logits (B, 1, V) of the token after ids (B, T) fed at position `start`, the caches holding
-    the positions before: one step of cached decoding (the CPU overlay runs a GPT-2-shaped step in
-    one compiled call: kernels/cpu/decode.py)."""
+    the positions before: one step of cached decoding (the CPU overlay runs a GPT-2-shaped step as
+    one compiled call per block: kernels/cpu/decode.py)."""
     return model.logits(model.features(ids, caches, start)[:, -1:])

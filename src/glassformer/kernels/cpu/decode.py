@@ -29,11 +29,10 @@ def decode_step_compiled(model, ids, caches, start):
     """decode_step(): jit.decode_block per block and jit.tied_head where it applies (see above), else
     the reference."""
     jit = gpt2_step(model, ids, caches, start)
-    if jit is not None:
-        blocks = [[attribute(block, name) for name in BLOCK_ARRAYS] for block in model.blocks]
-        E, P, ln_f = model.tok_emb.W, model.pos.P, model.ln_f      # (V, C), (max_len, C)
-    if jit is None or not all(contiguous32(a) for a in (E, P, ln_f.gamma, ln_f.beta, *sum(blocks, []))):
+    blocks = None if jit is None else block_arrays(model)
+    if blocks is None:
         return backend.reference("decode_step")(model, ids, caches, start)
+    E, P, ln_f = model.tok_emb.W, model.pos.P, model.ln_f  # (V, C), (max_len, C)
     eps, c, c3 = np.float32(ln_f.eps), np.float32(GELU_C2 / 2), np.float32(GELU_C2 / 2 * 0.044715)
     x = E[int(ids[0, 0])] + P[start]                       # (C,)
     for arrays, cache in zip(blocks, caches):
@@ -45,7 +44,8 @@ def decode_step_compiled(model, ids, caches, start):
 
 
 def gpt2_step(model, ids, caches, start):
-    """jit.py's module when this step is one jit.decode_block covers (the docstring above), else None."""
+    """jit.py's module when this step is one jit.decode_block covers (the docstring above), else None.
+    The model is told by its class's name (kernels import no models), so a subclass never runs here."""
     config = getattr(model, "config", None)
     if (type(model).__name__ != "DecoderLM" or model.training or caches is None
             or backend.cpu_threads() != 1 or getattr(ids, "shape", None) != (1, 1)):
@@ -72,6 +72,14 @@ def started(cache, start):
             and buf.shape[2] > start and buf.dtype == np.float32)
 
 
+def block_arrays(model):
+    """Each block's BLOCK_ARRAYS, or None when one of those or the embeddings' and ln_f's is not what
+    the jit.py step is compiled for (C-contiguous float32 NumPy)."""
+    blocks = [[attribute(block, name) for name in BLOCK_ARRAYS] for block in model.blocks]
+    shared = (model.tok_emb.W, model.pos.P, model.ln_f.gamma, model.ln_f.beta)
+    return blocks if all(contiguous32(a) for a in (*shared, *sum(blocks, []))) else None
+
+
 def attribute(obj, dotted):
     """obj.a.b.c for "a.b.c"."""
     for name in dotted.split("."):
@@ -80,5 +88,5 @@ def attribute(obj, dotted):
 
 
 def contiguous32(a):
-    """True for a C-contiguous float32 NumPy array (what the jit.py step is compiled for)."""
+    """True for a C-contiguous float32 NumPy array."""
     return type(a) is np.ndarray and a.dtype == np.float32 and a.flags.c_contiguous
