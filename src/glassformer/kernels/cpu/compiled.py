@@ -107,6 +107,12 @@ def layer_norm_backward_compiled(dout, cache, gamma, dgamma, dbeta):
     return dx.reshape(dout.shape)
 
 
+def gelu_constants(dtype):
+    """(c, c3) of GELU's tanh argument u = x (c + c3 x^2), in dtype: c = sqrt(2/pi), c3 = 0.044715 c."""
+    t = np.dtype(dtype).type
+    return t(GELU_C2 / 2), t(GELU_C2 / 2 * 0.044715)
+
+
 @backend.accelerates("gelu_forward", device="cpu")
 def gelu_forward_compiled(x):
     """gelu_forward(): float32 in one loop (tanh as jit.tanh_rational), float64 as loop, np.tanh, loop
@@ -118,7 +124,7 @@ def gelu_forward_compiled(x):
         return gelu_forward_cpu(x)
     x1 = np.ascontiguousarray(x).reshape(-1)
     out, s = np.empty_like(x1), np.empty_like(x1)
-    c, c3 = x.dtype.type(GELU_C2 / 2), x.dtype.type(GELU_C2 / 2 * 0.044715)
+    c, c3 = gelu_constants(x.dtype)
     if float32:                                            # read x once, write out and s once
         jit.gelu_forward32(x1, out, s, c, c3)
         return out.reshape(x.shape), (x, s.reshape(x.shape))

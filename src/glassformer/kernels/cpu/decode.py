@@ -18,7 +18,7 @@ them, so the two can take turns.
 import numpy as np
 
 from ... import backend, precision
-from .compiled import GELU_C2, MIN_SIZE, loops
+from .compiled import MIN_SIZE, gelu_constants, loops
 
 BLOCK_ARRAYS = ("ln1.gamma", "ln1.beta", "attn.qkv.W", "attn.qkv.b", "attn.proj.W", "attn.proj.b",
                 "ln2.gamma", "ln2.beta", "ffn.fc1.W", "ffn.fc1.b", "ffn.fc2.W", "ffn.fc2.b")
@@ -33,7 +33,7 @@ def decode_step_compiled(model, ids, caches, start):
     if blocks is None:
         return backend.reference("decode_step")(model, ids, caches, start)
     E, P, ln_f = model.tok_emb.W, model.pos.P, model.ln_f  # (V, C), (max_len, C)
-    eps, c, c3 = np.float32(ln_f.eps), np.float32(GELU_C2 / 2), np.float32(GELU_C2 / 2 * 0.044715)
+    eps, (c, c3) = np.float32(ln_f.eps), gelu_constants(np.float32)
     x = E[int(ids[0, 0])] + P[start]                       # (C,)
     for arrays, cache in zip(blocks, caches):
         jit.decode_block(x, start, eps, c, c3, *arrays, cache["k_buf"][0], cache["v_buf"][0])
