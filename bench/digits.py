@@ -35,7 +35,7 @@ def main():
     args = parser.parse_args()
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)  # before NumPy loads its BLAS
     import numpy as np
-    from glassformer import Adam, CrossEntropyLoss, ModelConfig, build_model
+    from glassformer import Adam, CrossEntropyLoss, ModelConfig, build_model, cores
     from glassformer.cli.common import matmul_rate
     from glassformer.tasks import digits
     from glassformer.train.epochs import accuracy_by_group, evaluate, train_epoch
@@ -65,7 +65,8 @@ def main():
                       "flops_per_iter": encoder_flops_per_example(config, train_ids.shape[1]) * 32,
                       "model_flops_per_s": round(flops / seconds), "sgemm_flops_per_s": round(sgemm),
                       "model_to_sgemm": round(flops / seconds / sgemm, 4),
-                      "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto")}))
+                      "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
+                      "blas_kernel": cores.blas_kernel()}))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def main(argv=None):
     if args.threads:                                        # must happen before NumPy is imported
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import numpy as np
+    from glassformer import cores
     from glassformer.models import lm_config
     from glassformer.models import build_model
     from glassformer.generate import generate_tokens
@@ -60,6 +61,7 @@ def main(argv=None):
                           "speedup": round(full_s / cached_s, 2), "same_ids": a == b}
     result["blas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     result["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "auto")
+    result["blas_kernel"] = cores.blas_kernel()
     print(json.dumps(result))
 
 

@@ -15,6 +15,9 @@ first use (model.in_memory(), "of_which_in_memory_s").
 "median" the medians of the runs' figures and of the per-run ratios; on a busy
 machine the CPU times are the fairer figure. The load average is printed
 before and after.
+An OPENBLAS_CORETYPE in the environment pins OpenBLAS's kernels (README);
+`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/...` runs the ones
+it picks for this CPU, and the JSON's blas_kernel names the ones that ran.
 The peer needs a Python with torch and transformers (never a glassformer
 dependency), e.g.
   python -m venv /work/peer-venv
@@ -83,7 +86,7 @@ def timed(fn):
 def ours(args, prompt):
     """Load, greedy decode, forward+backward and a fine-tuning step with glassformer."""
     import numpy as np
-    from glassformer import backend
+    from glassformer import backend, cores
     from glassformer.checkpoint import load_checkpoint
     from glassformer.generate import generate_tokens
     from glassformer.layers.loss import CrossEntropyLoss
@@ -118,6 +121,7 @@ def ours(args, prompt):
                                "tokens_per_s": round(args.batch * args.context / steps[1], 1)}
     result["greedy_ids"] = new
     result["peak_rss_mib"] = peak_rss_mib()
+    result["blas_kernel"] = cores.blas_kernel()             # the kernels OpenBLAS ran (README: OPENBLAS_CORETYPE)
     return result
 
 

@@ -48,6 +48,7 @@ def main(argv=None):
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import io
     import numpy as np
+    from glassformer import cores
     from glassformer.checkpoint import save_checkpoint
     from glassformer.cli.common import matmul_rate
     from glassformer.cli.lm import flops_per_token, lm_parameters
@@ -100,7 +101,7 @@ def main(argv=None):
         "ranks": ranks,
         "params": model.n_parameters(), "vocab_size": tok.vocab_size, "eval_batches": args.eval_batches,
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto")}))
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"), "blas_kernel": cores.blas_kernel()}))
 
 
 if __name__ == "__main__":

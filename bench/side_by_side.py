@@ -27,6 +27,9 @@ given by --peer-python (or --torch-python), $PEER_PYTHON or $TORCH_PYTHON
   python bench/side_by_side.py shakespeare [--runs 3] [--iters 200]
   python bench/side_by_side.py digits [--runs 3] [--epochs 20]
   python bench/side_by_side.py shakespeare --all-cores [--mpi]
+An OPENBLAS_CORETYPE in the environment pins OpenBLAS's kernels (README);
+`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/...` runs the ones
+it picks for this CPU, and the JSON's blas_kernel names the ones that ran.
 --mpi (with --all-cores): ours as data-parallel ranks under mpiexec, one per
 core with 1 thread each (the .[mpi] extra), the peer as before.
 """
@@ -240,11 +243,13 @@ def pick(pair, ours_json, peer_out):
     """The figures compared, from ours' JSON and the peer's stdout."""
     if pair == "shakespeare":
         ours = {k: ours_json.get(k) for k in ("ms_per_iter", "val_loss", "ranks", "model_flops_per_s",
-                                              "sgemm_flops_per_s", "model_to_sgemm", "flops_per_iter")}
+                                              "sgemm_flops_per_s", "model_to_sgemm", "flops_per_iter",
+                                              "blas_kernel")}
         return ours, parse_nanogpt_log(peer_out)
     peer_json = last_json(peer_out, "peer")
     ours = {k: ours_json.get(k) for k in ("train_seconds", "test_accuracy", "train_loss_last",
-                                          "model_flops_per_s", "sgemm_flops_per_s", "model_to_sgemm")}
+                                          "model_flops_per_s", "sgemm_flops_per_s", "model_to_sgemm",
+                                          "blas_kernel")}
     peer = {k: peer_json.get(k) for k in ("train_seconds", "test_accuracy", "train_loss_last")}
     return ours, peer
 

@@ -8,6 +8,9 @@ shared with other work slows each alike; the median and the best of the
 repeats are printed. "N threads" is backend.set_threads(N): the BLAS and the
 pool. Model FLOP/s per step: (6 P + 12 L d T) per token times the tokens,
 read against an sgemm on the same threads (glassformer.cli.common.matmul_rate).
+An OPENBLAS_CORETYPE in the environment pins OpenBLAS's kernels (README);
+`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/...` runs the ones
+it picks for this CPU, and the JSON's blas_kernel names the ones that ran.
   python bench/threads.py [--threads 2] [--repeats 5] [--sizes tiny,small,gpt2]
 """
 import argparse
@@ -128,9 +131,12 @@ def kernel_table(n, repeats):
 def main(argv=None):
     global POOL_MIN
     args = parse_args(argv)
+    from glassformer import cores
     from glassformer.kernels.cpu import pool
     POOL_MIN = pool.MIN_PART
     result = {"benchmark": "threads", "threads": args.threads, "cores": os.cpu_count(),
+              "blas_kernel": cores.blas_kernel(),
+              "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"),
               "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     if args.kernel_repeats:
         result["kernels"] = kernel_table(args.threads, args.kernel_repeats)

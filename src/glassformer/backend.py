@@ -381,18 +381,10 @@ def set_threads(n):
 def set_blas_threads(n):
     """Tell NumPy's bundled OpenBLAS to use n threads; True when it could be told."""
     import ctypes
-    try:
-        maps = open("/proc/self/maps").read()           # the loaded BLAS: numpy.libs' OpenBLAS
-    except OSError:
-        return False
-    for path in sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower()}):
-        lib = ctypes.CDLL(path)
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            if hasattr(lib, name):
-                getattr(lib, name)(ctypes.c_int(n))
-                return True
-    return False
+    set_num_threads = cores.openblas_function("set_num_threads")
+    if set_num_threads is not None:
+        set_num_threads(ctypes.c_int(n))
+    return set_num_threads is not None
 
 
 # ---- random numbers and memory on the device ----------------------------------------------------

@@ -30,3 +30,31 @@ def share():
     """This process's share of the cores, at least 1: 2 ranks on 8 cores get 4 each. Each rank on every
     core would run 2 threads a core; on 2 cores that made a shakespeare_char step 6x slower."""
     return max(1, machine_cores() // ranks_on_this_machine())
+
+
+def openblas_function(name):
+    """OpenBLAS's openblas_<name> from the copy NumPy loaded (scipy-openblas's 64-bit names first), or
+    None where NumPy runs another BLAS or this system has no /proc/self/maps."""
+    import ctypes
+    try:
+        maps = open("/proc/self/maps").read()
+    except OSError:
+        return None
+    for path in sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower()}):
+        lib = ctypes.CDLL(path)
+        for symbol in (f"scipy_openblas_{name}64_", f"scipy_openblas_{name}", f"openblas_{name}64_",
+                       f"openblas_{name}"):
+            if hasattr(lib, symbol):
+                return getattr(lib, symbol)
+    return None
+
+
+def blas_kernel():
+    """The kernels OpenBLAS chose for this CPU ("SkylakeX", "Haswell", ...), or "unknown". Setting
+    OPENBLAS_CORETYPE pins them: Haswell's AVX2 kernels halve sgemm's rate on an AVX-512 core."""
+    import ctypes
+    get_corename = openblas_function("get_corename")
+    if get_corename is None:
+        return "unknown"
+    get_corename.restype = ctypes.c_char_p
+    return get_corename().decode(errors="replace").strip() or "unknown"

@@ -1,19 +1,21 @@
 """One step of cached decoding of a GPT-2-shaped model in compiled calls (the `fast` extra).
 
 Laid over models.decoder.decode_step. A token of GPT-2 124M streams its 494 MB of weights through the
-caches: 48 matrix-vector products and the tied head. Each NumPy call between two products then
-starts with its code and data evicted: after a 9 MB product, `a * 2` on 3,072 numbers took 14-17 us
-against 0.9 hot, and a token took 38 ms through the layers, of which 33.4 are the products alone.
-Here each block is one numba call (jit.decode_block: LayerNorm, q k v, the cached attention, GELU and
-the products) and the head another (jit.tied_head), on one thread. bench/gpt2.py, 1 thread, 3 runs:
-27.4 tokens/s against transformers' 21.7 (1.26x; 1.30x started together), the same greedy ids.
+caches: 48 matrix-vector products and the tied head. On the 2-core VM where this was first
+measured, each NumPy call between two products started with its code and data evicted: after a 9 MB
+product, `a * 2` on 3,072 numbers took 14-17 us against 0.9 hot, and a token took 38 ms through the
+layers, of which 33.4 were the products alone. Here each block is one numba call (jit.decode_block:
+LayerNorm, q k v, the cached attention, GELU and the products) and the head another
+(jit.tied_head), on one thread. There: 27.4 tokens/s against transformers' 21.7 (bench/gpt2.py).
+On a newer 2-core AMD EPYC, where that cold start is 1.7 us against 0.8: 68 tokens/s against the
+reference's 62, the same greedy ids, and 1.72-1.84x transformers' tokens/s (bench/gpt2.py, 3 runs).
 
 It runs for one new token of one sequence in eval mode on one CPU thread (at two, OpenBLAS's
-threads stream the weights faster: 25 ms a token), with numba on (compiled.loops), float32 weights
-without the fp16 policy, a pre-LN DecoderLM with fused q k v, biases, GELU, learned positions and a
-tied head, and caches the reference has started (their buffers preallocated). Anything else, such
-as the prompt's first step, goes to the reference. The caches are written as cache_append writes
-them, so the two can take turns.
+threads stream the weights faster: 25 ms a token on that VM, 13 on the EPYC), with numba on
+(compiled.loops), float32 weights without the fp16 policy, a pre-LN DecoderLM with fused q k v,
+biases, GELU, learned positions and a tied head, and caches the reference has started (their
+buffers preallocated). Anything else, such as the prompt's first step, goes to the reference. The
+caches are written as cache_append writes them, so the two can take turns.
 """
 import numpy as np
 
